@@ -1,0 +1,378 @@
+//! The routelb API: custom resources in `routelb.io/v1alpha1` and the Service annotations we
+//! read and write. Types only; validation of values lives in [`values`].
+
+pub mod values;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "routelb.io";
+/// The `loadBalancerClass` routelb serves by default.
+pub const DEFAULT_LB_CLASS: &str = "routelb.io/lb";
+
+/// Service annotations, input.
+pub mod annotations {
+    /// Name of the pool to allocate from.
+    pub const POOL: &str = "routelb.io/pool";
+    /// Requested addresses, comma separated, at most one per family.
+    pub const ADDRESSES: &str = "routelb.io/addresses";
+    /// Services in one namespace with the same key may share an address.
+    pub const SHARING_KEY: &str = "routelb.io/sharing-key";
+    /// Per-service BGP communities; honoured only where a RoutingPolicy allows them.
+    pub const BGP_COMMUNITIES: &str = "routelb.io/bgp-communities";
+    /// Output: the pool the addresses came from.
+    pub const POOL_USED: &str = "routelb.io/pool-used";
+    /// Output: why the service has no address (absent when it has one).
+    pub const ALLOCATION_ERROR: &str = "routelb.io/allocation-error";
+    /// Output: which nodes announce the service, and on which interface.
+    pub const ANNOUNCING: &str = "routelb.io/announcing";
+}
+
+/// Whether a pool's addresses live in a node subnet (one elected node answers ARP/NDP) or are
+/// routed to every eligible node through the routing daemon.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    #[default]
+    Routed,
+    Local,
+}
+
+/// An AddressPool: where Service addresses come from.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "routelb.io",
+    version = "v1alpha1",
+    kind = "AddressPool",
+    plural = "addresspools",
+    shortname = "lbpool",
+    category = "routelb",
+    status = "AddressPoolStatus",
+    derive = "PartialEq",
+    doc = "A pool of addresses for Services of type LoadBalancer.",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Allocated",
+        type_ = "string",
+        json_path = ".status.allocatedSummary"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.availableSummary"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressPoolSpec {
+    /// CIDRs (`192.0.2.0/24`, `2001:db8::/120`) and inclusive ranges (`192.0.2.10-192.0.2.20`);
+    /// IPv4 and IPv6 may be mixed in one pool.
+    pub addresses: Vec<String>,
+    /// `routed` (default): announced by the routing daemon from `kube-lb0` on every eligible
+    /// node. `local`: in a node subnet, held by one elected node.
+    #[serde(default)]
+    pub mode: PoolMode,
+    /// Prefix length to announce per family, for aggregating routes (default: host routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
+    /// Whether services without `routelb.io/pool` may get addresses from this pool.
+    #[serde(default = "default_true")]
+    pub auto_assign: bool,
+    /// Never hand out IPv4 addresses ending in `.0` or `.255`.
+    #[serde(default, rename = "avoidBuggyIPs")]
+    pub avoid_buggy_ips: bool,
+    /// Which services this pool serves, and how it ranks against other pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<AllocationPolicy>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Aggregation {
+    /// Prefix length announced for IPv4 addresses (0-32, default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<u8>,
+    /// Prefix length announced for IPv6 addresses (0-128, default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<u8>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationPolicy {
+    /// Among pools that match a service, the one with the highest priority is tried first
+    /// (default 0; ties are broken by pool name).
+    #[serde(default)]
+    pub priority: i32,
+    /// Only services in these namespaces (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Only services in namespaces whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only services whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<LabelSelector>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyCounts {
+    /// Addresses given to services.
+    pub allocated: u64,
+    /// Addresses still free (saturates at 2^63-1 for large IPv6 ranges).
+    pub available: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressPoolStatus {
+    #[serde(default)]
+    pub ipv4: FamilyCounts,
+    #[serde(default)]
+    pub ipv6: FamilyCounts,
+    /// `v4/v6` allocated, for `kubectl get`.
+    #[serde(default)]
+    pub allocated_summary: String,
+    /// `v4/v6` available, for `kubectl get`.
+    #[serde(default)]
+    pub available_summary: String,
+    /// `Ready`, `Invalid` and `Overlapping`, each with a reason.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Routing protocols a policy can export pools through. Each covers both families where the
+/// daemon can: `ospf` is OSPFv2 and OSPFv3, `rip` is RIP and RIPng.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Bgp,
+    Ospf,
+    Isis,
+    Rip,
+}
+
+/// A RoutingPolicy: which pools are exported through which protocols, with which attributes.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "routelb.io",
+    version = "v1alpha1",
+    kind = "RoutingPolicy",
+    plural = "routingpolicies",
+    shortname = "lbpolicy",
+    category = "routelb",
+    status = "RoutingPolicyStatus",
+    derive = "PartialEq",
+    doc = "Which address pools are announced through which routing protocols, with which attributes.",
+    printcolumn(name = "Protocols", type_ = "string", json_path = ".spec.protocols"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingPolicySpec {
+    /// Pools this policy exports, by label (empty: all pools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_selector: Option<LabelSelector>,
+    /// Nodes this policy applies to, by label (empty: all nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+    /// Protocols the selected pools are exported through.
+    pub protocols: Vec<Protocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ospf: Option<OspfAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isis: Option<IsisAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rip: Option<RipAttributes>,
+    /// Which per-service annotations are honoured, within which bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_overrides: Option<ServiceOverrides>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpAttributes {
+    /// Standard communities, `ASN:value` (each 0-65535).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    /// Large communities, `global:local1:local2` (each 0-4294967295).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_preference: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+    /// How many times to prepend the local AS (1-10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_path_prepend: Option<u8>,
+    /// Name of a VRF whose BGP instance exports the pools (it must exist in the base config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OspfAttributes {
+    /// External metric (0-16777214).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
+    /// External metric type, 1 or 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_type: Option<u8>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IsisLevel {
+    #[serde(rename = "level-1")]
+    Level1,
+    #[serde(rename = "level-2")]
+    Level2,
+    #[serde(rename = "level-1-2")]
+    Level12,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IsisAttributes {
+    /// Level the routes are redistributed into (default `level-2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<IsisLevel>,
+    /// Wide metric (0-16777215).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RipAttributes {
+    /// Metric (1-16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u8>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOverrides {
+    /// Ranges of standard communities a Service may add with `routelb.io/bgp-communities`,
+    /// e.g. `65000:100-65000:199` or a single `65000:100`. Empty: the annotation is ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_communities: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingPolicyStatus {
+    /// `Ready`, `Invalid`, and `InstanceMissing` (a protocol has no instance in the daemon).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Per-node state written by that node's agent. The spec is empty; everything is status.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "routelb.io",
+    version = "v1alpha1",
+    kind = "NodeState",
+    plural = "nodestates",
+    shortname = "lbnode",
+    category = "routelb",
+    status = "NodeStateStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "What the routelb agent on one node holds and announces. Named after the node.",
+    printcolumn(name = "Daemon", type_ = "string", json_path = ".status.daemon"),
+    printcolumn(
+        name = "Addresses",
+        type_ = "integer",
+        json_path = ".status.addressCount"
+    ),
+    printcolumn(
+        name = "Applied",
+        type_ = "string",
+        json_path = ".status.lastApply.result"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct NodeStateSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStateStatus {
+    /// `frr` or `bird`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
+    /// Addresses this node holds, per interface.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceAddresses>,
+    #[serde(default)]
+    pub address_count: u32,
+    /// Prefixes exported through the routing daemon.
+    #[serde(default)]
+    pub announced_prefixes: Vec<String>,
+    /// SHA-256 of the fragment last applied to the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_apply: Option<ApplyResult>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceAddresses {
+    pub interface: String,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyResult {
+    /// `Applied`, `Unchanged`, `Rejected` or `Failed`.
+    pub result: String,
+    /// RFC 3339 time of the attempt.
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

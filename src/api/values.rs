@@ -1,0 +1,304 @@
+//! Typed, validated values. Everything a user writes in a CRD field or an annotation is parsed
+//! into one of these before it is used, so no string from the API ever reaches a daemon as is.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{IsisAttributes, OspfAttributes, RipAttributes, RoutingPolicySpec};
+
+/// A BGP standard community, `asn:value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Community(pub u16, pub u16);
+
+/// A BGP large community, `global:local1:local2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LargeCommunity(pub u32, pub u32, pub u32);
+
+/// An inclusive range of standard communities, compared as 32-bit numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommunityRange {
+    pub first: Community,
+    pub last: Community,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+fn bounded(s: &str) -> Result<&str, ValueError> {
+    // Long enough for any legal value; anything longer is refused before it is echoed back.
+    if s.len() > 64 {
+        return Err(ValueError(format!(
+            "value of {} characters is too long",
+            s.len()
+        )));
+    }
+    Ok(s.trim())
+}
+
+fn parse_part<T: FromStr>(part: &str, what: &str, whole: &str) -> Result<T, ValueError> {
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValueError(format!("{what} in {whole:?} is not a number")));
+    }
+    part.parse()
+        .map_err(|_| ValueError(format!("{what} in {whole:?} is out of range")))
+}
+
+impl FromStr for Community {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let s = bounded(s)?;
+        let (a, b) = s
+            .split_once(':')
+            .ok_or_else(|| ValueError(format!("community {s:?} is not of the form ASN:VALUE")))?;
+        Ok(Community(
+            parse_part(a, "ASN", s)?,
+            parse_part(b, "value", s)?,
+        ))
+    }
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+impl Community {
+    pub fn as_u32(self) -> u32 {
+        (u32::from(self.0) << 16) | u32::from(self.1)
+    }
+}
+
+impl FromStr for LargeCommunity {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let s = bounded(s)?;
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 3 {
+            return Err(ValueError(format!(
+                "large community {s:?} is not of the form GLOBAL:LOCAL1:LOCAL2"
+            )));
+        }
+        Ok(LargeCommunity(
+            parse_part(parts[0], "global admin", s)?,
+            parse_part(parts[1], "local data 1", s)?,
+            parse_part(parts[2], "local data 2", s)?,
+        ))
+    }
+}
+
+impl fmt::Display for LargeCommunity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.0, self.1, self.2)
+    }
+}
+
+impl FromStr for CommunityRange {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let s = bounded(s)?;
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (a.parse::<Community>()?, b.parse::<Community>()?),
+            None => {
+                let c = s.parse::<Community>()?;
+                (c, c)
+            }
+        };
+        if first.as_u32() > last.as_u32() {
+            return Err(ValueError(format!("community range {s:?} is empty")));
+        }
+        Ok(CommunityRange { first, last })
+    }
+}
+
+impl CommunityRange {
+    pub fn contains(&self, c: Community) -> bool {
+        (self.first.as_u32()..=self.last.as_u32()).contains(&c.as_u32())
+    }
+}
+
+/// A name the daemons accept for a VRF: letters, digits, `-`, `_`, `.`, at most 15 bytes (IFNAMSIZ).
+pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValueError(format!(
+            "VRF name {:?} must be 1-15 characters of letters, digits, '-', '_' or '.'",
+            name.chars().take(32).collect::<String>()
+        )))
+    }
+}
+
+/// Parses the `routelb.io/bgp-communities` annotation (comma separated) and keeps only what
+/// the policy's ranges allow. Returns the accepted communities and a message per refused one.
+pub fn service_communities(
+    annotation: &str,
+    allowed: &[CommunityRange],
+) -> (Vec<Community>, Vec<String>) {
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for item in annotation
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match item.parse::<Community>() {
+            Ok(c) if allowed.iter().any(|r| r.contains(c)) => accepted.push(c),
+            Ok(c) => refused.push(format!(
+                "community {c} is not allowed by the routing policy"
+            )),
+            Err(e) => refused.push(e.0),
+        }
+    }
+    accepted.sort();
+    accepted.dedup();
+    (accepted, refused)
+}
+
+/// Checks every field of a RoutingPolicy; returns all problems found, not just the first.
+pub fn validate_policy(spec: &RoutingPolicySpec) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    if spec.protocols.is_empty() {
+        problems.push("spec.protocols is empty: name at least one of bgp, ospf, isis, rip".into());
+    }
+    if let Some(bgp) = &spec.bgp {
+        for c in &bgp.communities {
+            if let Err(e) = c.parse::<Community>() {
+                problems.push(format!("spec.bgp.communities: {e}"));
+            }
+        }
+        for c in &bgp.large_communities {
+            if let Err(e) = c.parse::<LargeCommunity>() {
+                problems.push(format!("spec.bgp.largeCommunities: {e}"));
+            }
+        }
+        if let Some(n) = bgp.as_path_prepend
+            && !(1..=10).contains(&n)
+        {
+            problems.push(format!("spec.bgp.asPathPrepend {n} must be 1-10"));
+        }
+        if let Some(vrf) = &bgp.vrf
+            && let Err(e) = validate_vrf_name(vrf)
+        {
+            problems.push(format!("spec.bgp.vrf: {e}"));
+        }
+    }
+    if let Some(OspfAttributes {
+        metric,
+        metric_type,
+    }) = &spec.ospf
+    {
+        if let Some(m) = metric
+            && *m > 16_777_214
+        {
+            problems.push(format!("spec.ospf.metric {m} must be 0-16777214"));
+        }
+        if let Some(t) = metric_type
+            && !matches!(t, 1 | 2)
+        {
+            problems.push(format!("spec.ospf.metricType {t} must be 1 or 2"));
+        }
+    }
+    if let Some(IsisAttributes {
+        metric: Some(m), ..
+    }) = &spec.isis
+        && *m > 16_777_215
+    {
+        problems.push(format!("spec.isis.metric {m} must be 0-16777215"));
+    }
+    if let Some(RipAttributes { metric: Some(m) }) = &spec.rip
+        && !(1..=16).contains(m)
+    {
+        problems.push(format!("spec.rip.metric {m} must be 1-16"));
+    }
+    if let Some(o) = &spec.service_overrides {
+        for r in &o.bgp_communities {
+            if let Err(e) = r.parse::<CommunityRange>() {
+                problems.push(format!("spec.serviceOverrides.bgpCommunities: {e}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BgpAttributes, Protocol, ServiceOverrides};
+
+    #[test]
+    fn communities_parse_and_refuse_injection() {
+        assert_eq!(
+            "65000:100".parse::<Community>().unwrap(),
+            Community(65000, 100)
+        );
+        for hostile in [
+            "65000:100\nrouter bgp 1",
+            "65000:100!",
+            "65000:}",
+            "\"65000:1\"",
+            "65536:1",
+            "1:2:3",
+            &"9".repeat(200),
+            "",
+        ] {
+            assert!(
+                hostile.parse::<Community>().is_err(),
+                "{hostile:?} accepted"
+            );
+        }
+        assert_eq!(
+            "4200000000:1:2".parse::<LargeCommunity>().unwrap(),
+            LargeCommunity(4_200_000_000, 1, 2)
+        );
+        assert!("1:2".parse::<LargeCommunity>().is_err());
+    }
+
+    #[test]
+    fn service_communities_are_bounded_by_policy() {
+        let allowed = vec!["65000:100-65000:199".parse().unwrap()];
+        let (ok, refused) = service_communities("65000:150, 65000:200,bad\n,65000:100", &allowed);
+        assert_eq!(ok, vec![Community(65000, 100), Community(65000, 150)]);
+        assert_eq!(refused.len(), 2);
+        let (ok, _) = service_communities("65000:150", &[]);
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn policy_validation_lists_every_problem() {
+        let spec = RoutingPolicySpec {
+            pool_selector: None,
+            node_selector: None,
+            protocols: vec![Protocol::Bgp],
+            bgp: Some(BgpAttributes {
+                communities: vec!["65000:1".into(), "x:1".into()],
+                large_communities: vec!["1:2:3".into()],
+                local_preference: Some(200),
+                med: None,
+                as_path_prepend: Some(11),
+                vrf: Some("red\n}".into()),
+            }),
+            ospf: Some(OspfAttributes {
+                metric: Some(10),
+                metric_type: Some(3),
+            }),
+            isis: None,
+            rip: Some(RipAttributes { metric: Some(17) }),
+            service_overrides: Some(ServiceOverrides {
+                bgp_communities: vec!["65000:9-65000:1".into()],
+            }),
+        };
+        let problems = validate_policy(&spec).unwrap_err();
+        assert_eq!(problems.len(), 6, "{problems:#?}");
+    }
+}

@@ -1,0 +1,851 @@
+//! IPAM: which Service gets which address. Pure: plain data in, decisions out; no I/O, no
+//! clock, no randomness. The same pools and services, in any order, give the same result.
+//!
+//! One run works in two passes over services ordered by (creation time, namespace, name):
+//! 1. keep what services already hold (their `status.loadBalancer.ingress`), so a live service
+//!    is never renumbered; where two claim one address the older keeps it;
+//! 2. give addresses to services that have none (or lack a family they now want).
+
+mod range;
+mod service;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::{AddressPoolSpec, PoolMode};
+pub use range::{Addr, Family, IpRange, normalize, parse_range};
+pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, serves};
+
+/// A pool, parsed and validated.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub name: String,
+    pub ranges: Vec<IpRange>,
+    pub mode: PoolMode,
+    pub auto_assign: bool,
+    pub avoid_buggy_ips: bool,
+    pub priority: i32,
+    pub namespaces: Vec<String>,
+    pub namespace_selector: Option<Selector>,
+    pub service_selector: Option<Selector>,
+}
+
+impl Pool {
+    /// Parses an AddressPool spec; the error lists every problem found.
+    pub fn from_spec(name: &str, spec: &AddressPoolSpec) -> Result<Pool, String> {
+        let mut problems = Vec::new();
+        let mut ranges = Vec::new();
+        if spec.addresses.is_empty() {
+            problems.push("spec.addresses is empty".to_string());
+        }
+        for entry in &spec.addresses {
+            match parse_range(entry) {
+                Ok(r) => ranges.push(r),
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(agg) = &spec.aggregation {
+            if agg.ipv4.is_some_and(|l| l > 32) {
+                problems.push("spec.aggregation.ipv4 must be 0-32".into());
+            }
+            if agg.ipv6.is_some_and(|l| l > 128) {
+                problems.push("spec.aggregation.ipv6 must be 0-128".into());
+            }
+        }
+        let alloc = spec.allocation.clone().unwrap_or_default();
+        let mut selector = |what: &str,
+                            sel: Option<
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        >| {
+            sel.map(|s| {
+                Selector::try_from(s)
+                    .map_err(|e| problems.push(format!("{what}: {e}")))
+                    .ok()
+            })
+            .flatten()
+        };
+        let namespace_selector = selector(
+            "spec.allocation.namespaceSelector",
+            alloc.namespace_selector,
+        );
+        let service_selector = selector("spec.allocation.serviceSelector", alloc.service_selector);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(Pool {
+            name: name.to_string(),
+            ranges: normalize(ranges),
+            mode: spec.mode,
+            auto_assign: spec.auto_assign,
+            avoid_buggy_ips: spec.avoid_buggy_ips,
+            priority: alloc.priority,
+            namespaces: alloc.namespaces,
+            namespace_selector,
+            service_selector,
+        })
+    }
+
+    pub fn contains(&self, a: Addr) -> bool {
+        self.ranges.iter().any(|r| r.contains(a))
+    }
+
+    pub fn has_family(&self, f: Family) -> bool {
+        self.ranges.iter().any(|r| r.family == f)
+    }
+
+    fn usable(&self, a: Addr) -> bool {
+        self.contains(a) && !(self.avoid_buggy_ips && a.is_buggy())
+    }
+
+    /// Whether the pool's namespace and service selectors admit the service.
+    pub fn admits(&self, svc: &ServiceRequest) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.contains(&svc.key.namespace))
+            && self
+                .namespace_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&svc.namespace_labels))
+            && self
+                .service_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&svc.labels))
+    }
+}
+
+/// Why a service has no address. The text is shown to users as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocationError {
+    InvalidRequest(String),
+    PoolNotFound(String),
+    PoolInvalid {
+        pool: String,
+        reason: String,
+    },
+    PoolNotAdmitted(String),
+    NoMatchingPool,
+    PoolsExhausted {
+        pools: Vec<String>,
+        families: String,
+    },
+    RequestedOutsidePools(IpAddr),
+    RequestedInUse {
+        address: IpAddr,
+        holder: String,
+    },
+    FamilyUnavailable {
+        pool: String,
+        family: Family,
+    },
+    Sharing(String),
+}
+
+impl fmt::Display for AllocationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use AllocationError::*;
+        match self {
+            InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            PoolNotFound(p) => write!(f, "pool {p:?} does not exist"),
+            PoolInvalid { pool, reason } => write!(f, "pool {pool:?} is invalid: {reason}"),
+            PoolNotAdmitted(p) => write!(
+                f,
+                "pool {p:?} does not serve this service (its namespace or service selector does not match)"
+            ),
+            NoMatchingPool => write!(f, "no pool with autoAssign serves this service"),
+            PoolsExhausted { pools, families } => {
+                write!(
+                    f,
+                    "no free {families} address in pool(s) {}",
+                    pools.join(", ")
+                )
+            }
+            RequestedOutsidePools(a) => {
+                write!(
+                    f,
+                    "requested address {a} is not in any pool this service may use"
+                )
+            }
+            RequestedInUse { address, holder } => {
+                write!(f, "requested address {address} is already used by {holder}")
+            }
+            FamilyUnavailable { pool, family } => {
+                write!(f, "pool {pool:?} has no {family} addresses")
+            }
+            Sharing(m) => write!(f, "cannot share: {m}"),
+        }
+    }
+}
+
+/// The addresses a service holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The pool the addresses come from; for an address that left every pool, the pool it
+    /// was last known to come from.
+    pub pool: String,
+    /// In the service's family order.
+    pub addresses: Vec<IpAddr>,
+    /// Things worth telling the user although the service has its addresses.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Assigned(Assignment),
+    Failed(AllocationError),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub allocated: u128,
+    pub available: u128,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolReport {
+    /// Why the pool cannot be used, if it cannot.
+    pub invalid: Option<String>,
+    /// Other pools whose ranges overlap this one's.
+    pub overlaps: Vec<String>,
+    pub v4: Counts,
+    pub v6: Counts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub services: BTreeMap<ServiceKey, Decision>,
+    pub pools: BTreeMap<String, PoolReport>,
+}
+
+/// A pool as given to [`allocate`]: parsed, or the reason it could not be.
+pub type PoolInput = (String, Result<Pool, String>);
+
+/// Who holds an address: a service, or a sharing group (namespace, key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Holder {
+    Service(usize),
+    Group(String, String),
+}
+
+struct Group {
+    pool: String,
+    addresses: Vec<Addr>,
+    ports: HashSet<Port>,
+    members: Vec<usize>,
+}
+
+struct State<'a> {
+    pools: BTreeMap<&'a str, &'a Pool>,
+    invalid: BTreeMap<&'a str, &'a str>,
+    used: HashMap<Addr, Holder>,
+    groups: HashMap<(String, String), Group>,
+    /// Per (pool, family): index into that pool's ranges and the next value to try. Only grows
+    /// within a run, because addresses are only ever taken, never given back, during a run.
+    cursors: HashMap<(&'a str, Family), (usize, u128)>,
+    services: &'a [ServiceRequest],
+}
+
+/// Computes every service's addresses and every pool's report.
+pub fn allocate(pools: &[PoolInput], services: &[ServiceRequest]) -> Outcome {
+    let mut order: Vec<usize> = (0..services.len()).collect();
+    order.sort_by(|&a, &b| services[a].order_key().cmp(&services[b].order_key()));
+
+    let mut st = State {
+        pools: pools
+            .iter()
+            .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n.as_str(), p)))
+            .collect(),
+        invalid: pools
+            .iter()
+            .filter_map(|(n, p)| p.as_ref().err().map(|e| (n.as_str(), e.as_str())))
+            .collect(),
+        used: HashMap::with_capacity(services.len() * 2),
+        groups: HashMap::new(),
+        cursors: HashMap::new(),
+        services,
+    };
+    let mut decided: Vec<Option<Decision>> = vec![None; services.len()];
+    // Addresses a service keeps from pass 1 while pass 2 adds a family it lacks.
+    let mut partial: Vec<Option<Assignment>> = vec![None; services.len()];
+
+    for &i in &order {
+        match st.keep_existing(i) {
+            Keep::Complete(a) => decided[i] = Some(Decision::Assigned(a)),
+            Keep::Partial(a) => partial[i] = Some(a),
+            Keep::Nothing => {}
+            Keep::Lost(warning) => {
+                partial[i] = Some(Assignment {
+                    pool: String::new(),
+                    addresses: vec![],
+                    warnings: vec![warning],
+                })
+            }
+        }
+    }
+    for &i in &order {
+        if decided[i].is_none() {
+            let kept = partial[i].take();
+            decided[i] = Some(match (st.assign_new(i, kept.clone()), kept) {
+                // Could not add the family it now wants: keep what it has rather than drop it.
+                (Decision::Failed(e), Some(mut kept)) if !kept.addresses.is_empty() => {
+                    kept.warnings.push(format!(
+                        "kept {}: {e}",
+                        kept.addresses
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    Decision::Assigned(kept)
+                }
+                (d, _) => d,
+            });
+        }
+    }
+
+    let mut outcome = Outcome::default();
+    for (i, d) in decided.into_iter().enumerate() {
+        outcome
+            .services
+            .insert(services[i].key.clone(), d.expect("every service decided"));
+    }
+    outcome.pools = st.report(pools, &outcome.services);
+    outcome
+}
+
+enum Keep {
+    Complete(Assignment),
+    Partial(Assignment),
+    Nothing,
+    /// The service held an address an older service also claims.
+    Lost(String),
+}
+
+impl<'a> State<'a> {
+    fn holder_name(&self, h: &Holder) -> String {
+        match h {
+            Holder::Service(i) => format!("service {}", self.services[*i].key),
+            Holder::Group(ns, key) => format!("services in {ns} sharing key {key:?}"),
+        }
+    }
+
+    fn pool_of(&self, svc: &ServiceRequest, addrs: &[Addr]) -> Option<&'a str> {
+        let holds_all = |p: &Pool| addrs.iter().all(|a| p.contains(*a));
+        if let Some(name) = svc.current_pool.as_deref()
+            && let Some((n, p)) = self.pools.get_key_value(name)
+            && holds_all(p)
+        {
+            return Some(n);
+        }
+        let mut candidates: Vec<&&Pool> = self.pools.values().filter(|p| holds_all(p)).collect();
+        candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        candidates.first().map(|p| p.name.as_str())
+    }
+
+    /// Pass 1: what the service already holds and may keep.
+    fn keep_existing(&mut self, i: usize) -> Keep {
+        let svc = &self.services[i];
+        let wanted = svc.wanted_families();
+        let mut held: Vec<Addr> = svc
+            .current
+            .iter()
+            .map(|ip| Addr::from(*ip))
+            .filter(|a| wanted.contains(&a.family))
+            .collect();
+        held.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
+        held.dedup_by_key(|a| a.family);
+        if held.is_empty() {
+            return Keep::Nothing;
+        }
+        let mut warnings = Vec::new();
+        // A changed request (other addresses, other pool) is honoured by allocating anew; an
+        // unreadable one is reported but does not take a live service's address away.
+        match &svc.requested {
+            Ok(requested) if requested.iter().any(|r| !held.contains(&Addr::from(*r))) => {
+                return Keep::Nothing;
+            }
+            Ok(_) => {}
+            Err(e) => warnings.push(format!(
+                "ignoring {}: {e}",
+                crate::api::annotations::ADDRESSES
+            )),
+        }
+        let pool = self.pool_of(svc, &held);
+        if let Some(req) = &svc.requested_pool
+            && pool != Some(req.as_str())
+        {
+            return Keep::Nothing;
+        }
+        for a in &held {
+            if let Some(h) = self.used.get(a) {
+                let shareable = matches!(h, Holder::Group(ns, key)
+                    if svc.sharing_key.as_deref() == Some(key) && *ns == svc.key.namespace);
+                if !shareable {
+                    return Keep::Lost(format!(
+                        "address {} is also claimed by older {}; allocating another",
+                        IpAddr::from(*a),
+                        self.holder_name(h)
+                    ));
+                }
+            }
+        }
+        let pool_name = match pool {
+            Some(p) => p.to_string(),
+            None => {
+                let shown: Vec<String> =
+                    held.iter().map(|a| IpAddr::from(*a).to_string()).collect();
+                warnings.push(format!(
+                    "address {} is no longer in any pool; kept so traffic is not interrupted: \
+                     delete the service or set routelb.io/addresses to renumber it",
+                    shown.join(", ")
+                ));
+                svc.current_pool.clone().unwrap_or_default()
+            }
+        };
+        if let Some(key) = &svc.sharing_key {
+            if let Err(e) = self.join_group(i, key, &pool_name, &held) {
+                return Keep::Lost(format!("{e}; allocating another address"));
+            }
+        } else {
+            for a in &held {
+                self.used.insert(*a, Holder::Service(i));
+            }
+        }
+        let assignment = Assignment {
+            pool: pool_name,
+            addresses: held.iter().map(|a| IpAddr::from(*a)).collect(),
+            warnings,
+        };
+        let missing_required = svc
+            .required_families()
+            .iter()
+            .any(|f| !held.iter().any(|a| a.family == *f));
+        let missing_wanted = wanted.iter().any(|f| !held.iter().any(|a| a.family == *f));
+        let pool_offers_missing = pool.is_some_and(|p| {
+            wanted
+                .iter()
+                .any(|f| !held.iter().any(|a| a.family == *f) && self.pools[p].has_family(*f))
+        });
+        // A group's addresses are fixed by its first member; dual-stack additions are refused
+        // there rather than renumbering the others.
+        if svc.sharing_key.is_none()
+            && (missing_required || (missing_wanted && pool_offers_missing))
+        {
+            Keep::Partial(assignment)
+        } else {
+            Keep::Complete(assignment)
+        }
+    }
+
+    /// Adds service `i` to its sharing group, creating it with `addresses` if it is the first.
+    fn join_group(
+        &mut self,
+        i: usize,
+        key: &str,
+        pool: &str,
+        addresses: &[Addr],
+    ) -> Result<(), AllocationError> {
+        let svc = &self.services[i];
+        let gid = (svc.key.namespace.clone(), key.to_string());
+        match self.groups.get_mut(&gid) {
+            Some(g) => {
+                if g.pool != pool || !addresses.iter().all(|a| g.addresses.contains(a)) {
+                    let shown: Vec<String> = g
+                        .addresses
+                        .iter()
+                        .map(|a| IpAddr::from(*a).to_string())
+                        .collect();
+                    return Err(AllocationError::Sharing(format!(
+                        "sharing key {key:?} already uses {} from pool {:?}",
+                        shown.join(", "),
+                        g.pool
+                    )));
+                }
+                if let Some(p) = svc.ports.iter().find(|p| g.ports.contains(p)) {
+                    let other = g
+                        .members
+                        .iter()
+                        .find(|m| self.services[**m].ports.contains(p))
+                        .map(|m| self.services[*m].key.to_string())
+                        .unwrap_or_default();
+                    return Err(AllocationError::Sharing(format!(
+                        "port {p} is already used by {other}, which has sharing key {key:?}"
+                    )));
+                }
+                g.ports.extend(svc.ports.iter().cloned());
+                g.members.push(i);
+                Ok(())
+            }
+            None => {
+                for a in addresses {
+                    if let Some(h) = self.used.get(a) {
+                        return Err(AllocationError::RequestedInUse {
+                            address: IpAddr::from(*a),
+                            holder: self.holder_name(h),
+                        });
+                    }
+                }
+                for a in addresses {
+                    self.used
+                        .insert(*a, Holder::Group(gid.0.clone(), gid.1.clone()));
+                }
+                self.groups.insert(
+                    gid,
+                    Group {
+                        pool: pool.to_string(),
+                        addresses: addresses.to_vec(),
+                        ports: svc.ports.iter().cloned().collect(),
+                        members: vec![i],
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Pass 2: addresses for a service that has none, or lacks a family it wants.
+    fn assign_new(&mut self, i: usize, partial: Option<Assignment>) -> Decision {
+        let svc = &self.services[i];
+        let requested = match &svc.requested {
+            Ok(r) => r.clone(),
+            Err(e) => return Decision::Failed(AllocationError::InvalidRequest(e.clone())),
+        };
+        if let Err(e) = svc.check_families(&requested) {
+            return Decision::Failed(AllocationError::InvalidRequest(e));
+        }
+        let (warnings, held, held_pool) = match partial {
+            Some(p) => (
+                p.warnings,
+                p.addresses,
+                Some(p.pool).filter(|n| !n.is_empty()),
+            ),
+            None => (vec![], vec![], None),
+        };
+
+        // Join an existing sharing group rather than allocating.
+        if let Some(key) = &svc.sharing_key {
+            let gid = (svc.key.namespace.clone(), key.clone());
+            if let Some(g) = self.groups.get(&gid) {
+                let wanted = svc.wanted_families();
+                let mut addrs: Vec<Addr> = g
+                    .addresses
+                    .iter()
+                    .copied()
+                    .filter(|a| wanted.contains(&a.family))
+                    .collect();
+                addrs.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
+                let pool = g.pool.clone();
+                if let Some(f) = svc
+                    .required_families()
+                    .into_iter()
+                    .find(|f| !addrs.iter().any(|a| a.family == *f))
+                {
+                    return Decision::Failed(AllocationError::Sharing(format!(
+                        "sharing key {key:?} has no {f} address"
+                    )));
+                }
+                if addrs.is_empty() {
+                    return Decision::Failed(AllocationError::Sharing(format!(
+                        "sharing key {key:?} has no address of the families this service wants"
+                    )));
+                }
+                if requested.iter().any(|r| !addrs.contains(&Addr::from(*r))) {
+                    let shown: Vec<String> =
+                        addrs.iter().map(|a| IpAddr::from(*a).to_string()).collect();
+                    return Decision::Failed(AllocationError::Sharing(format!(
+                        "requested addresses differ from {} used by sharing key {key:?}",
+                        shown.join(", ")
+                    )));
+                }
+                if let Some(req) = &svc.requested_pool
+                    && *req != pool
+                {
+                    return Decision::Failed(AllocationError::Sharing(format!(
+                        "sharing key {key:?} uses pool {pool:?}, not {req:?}"
+                    )));
+                }
+                if let Err(e) = self.join_group(i, key, &pool, &addrs) {
+                    return Decision::Failed(e);
+                }
+                return Decision::Assigned(Assignment {
+                    pool,
+                    addresses: addrs.into_iter().map(IpAddr::from).collect(),
+                    warnings,
+                });
+            }
+        }
+
+        let candidates: Vec<&'a Pool> = match (held_pool.as_deref(), svc.requested_pool.as_deref())
+        {
+            (Some(p), _) => self.pools.get(p).into_iter().copied().collect(),
+            (None, Some(name)) => match self.pools.get(name) {
+                Some(p) if p.admits(svc) => vec![*p],
+                Some(_) => return Decision::Failed(AllocationError::PoolNotAdmitted(name.into())),
+                None => {
+                    return Decision::Failed(match self.invalid.get(name) {
+                        Some(reason) => AllocationError::PoolInvalid {
+                            pool: name.into(),
+                            reason: reason.to_string(),
+                        },
+                        None => AllocationError::PoolNotFound(name.into()),
+                    });
+                }
+            },
+            (None, None) => {
+                let mut ps: Vec<&'a Pool> = self
+                    .pools
+                    .values()
+                    .copied()
+                    .filter(|p| p.admits(svc) && (p.auto_assign || !requested.is_empty()))
+                    .collect();
+                ps.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+                ps
+            }
+        };
+        let requested_addrs: Vec<Addr> = requested.iter().map(|r| Addr::from(*r)).collect();
+        let candidates: Vec<&'a Pool> = if requested_addrs.is_empty() {
+            candidates
+        } else {
+            let holding: Vec<&'a Pool> = candidates
+                .into_iter()
+                .filter(|p| requested_addrs.iter().all(|a| p.usable(*a)))
+                .collect();
+            if holding.is_empty() {
+                let outside = requested_addrs
+                    .iter()
+                    .find(|a| !self.pools.values().any(|p| p.usable(**a) && p.admits(svc)))
+                    .unwrap_or(&requested_addrs[0]);
+                return Decision::Failed(AllocationError::RequestedOutsidePools(IpAddr::from(
+                    *outside,
+                )));
+            }
+            holding
+        };
+        if candidates.is_empty() {
+            return Decision::Failed(AllocationError::NoMatchingPool);
+        }
+        for a in &requested_addrs {
+            if let Some(h) = self.used.get(a) {
+                return Decision::Failed(AllocationError::RequestedInUse {
+                    address: IpAddr::from(*a),
+                    holder: self.holder_name(h),
+                });
+            }
+        }
+
+        let wanted = svc.wanted_families();
+        let required = svc.required_families();
+        let held_addrs: Vec<Addr> = held.iter().map(|ip| Addr::from(*ip)).collect();
+        let mut last_error = None;
+        let mut exhausted = Vec::new();
+        for pool in &candidates {
+            if let Some(f) = required.iter().find(|f| !pool.has_family(**f)) {
+                last_error = Some(AllocationError::FamilyUnavailable {
+                    pool: pool.name.clone(),
+                    family: *f,
+                });
+                continue;
+            }
+            // Plan per family without taking anything, so a failed dual-stack attempt leaks nothing.
+            let mut plan: Vec<Addr> = Vec::new();
+            let mut short = Vec::new();
+            for f in &wanted {
+                if let Some(a) = held_addrs
+                    .iter()
+                    .chain(&requested_addrs)
+                    .find(|a| a.family == *f)
+                {
+                    plan.push(*a);
+                } else if !pool.has_family(*f) {
+                    continue;
+                } else if let Some(a) = self.peek_free(pool, *f) {
+                    plan.push(a);
+                } else if required.contains(f) {
+                    short.push(*f);
+                }
+            }
+            if !short.is_empty() || plan.is_empty() {
+                let missing = if short.is_empty() { &wanted } else { &short };
+                let fams: Vec<&str> = missing.iter().map(|f| f.k8s_name()).collect();
+                exhausted.push((pool.name.clone(), fams.join("/")));
+                continue;
+            }
+            let new: Vec<Addr> = plan
+                .iter()
+                .copied()
+                .filter(|a| !held_addrs.contains(a))
+                .collect();
+            for a in &new {
+                self.take(pool, *a);
+            }
+            if let Some(key) = &svc.sharing_key {
+                // The first member of a sharing group: the group starts with these addresses.
+                if let Err(e) = self.join_group(i, key, &pool.name, &plan) {
+                    return Decision::Failed(e);
+                }
+            } else {
+                for a in &new {
+                    self.used.insert(*a, Holder::Service(i));
+                }
+            }
+            return Decision::Assigned(Assignment {
+                pool: pool.name.clone(),
+                addresses: plan.into_iter().map(IpAddr::from).collect(),
+                warnings,
+            });
+        }
+        if let Some((_, families)) = exhausted.first() {
+            let families = families.clone();
+            return Decision::Failed(AllocationError::PoolsExhausted {
+                pools: exhausted.into_iter().map(|(p, _)| p).collect(),
+                families,
+            });
+        }
+        Decision::Failed(last_error.unwrap_or(AllocationError::NoMatchingPool))
+    }
+
+    /// The lowest free usable address of family `f` in `pool`, at or after its cursor.
+    fn peek_free(&mut self, pool: &'a Pool, f: Family) -> Option<Addr> {
+        let (mut ri, mut next) = *self
+            .cursors
+            .get(&(pool.name.as_str(), f))
+            .unwrap_or(&(0, 0));
+        while ri < pool.ranges.len() {
+            let r = pool.ranges[ri];
+            if r.family != f {
+                ri += 1;
+                continue;
+            }
+            let mut v = next.max(r.first);
+            while v <= r.last {
+                let a = Addr {
+                    family: f,
+                    value: v,
+                };
+                if !(pool.avoid_buggy_ips && a.is_buggy()) && !self.used.contains_key(&a) {
+                    self.cursors.insert((pool.name.as_str(), f), (ri, v));
+                    return Some(a);
+                }
+                if v == u128::MAX {
+                    break;
+                }
+                v += 1;
+            }
+            ri += 1;
+            next = 0;
+        }
+        self.cursors.insert((pool.name.as_str(), f), (ri, 0));
+        None
+    }
+
+    fn take(&mut self, pool: &'a Pool, a: Addr) {
+        // Only advance the cursor when taking the address it points at; a requested address
+        // elsewhere in the pool is skipped later by the `used` check.
+        if let Some(c) = self.cursors.get_mut(&(pool.name.as_str(), a.family))
+            && c.1 == a.value
+        {
+            c.1 = a.value.saturating_add(1);
+        }
+    }
+
+    fn report(
+        &self,
+        pools: &[PoolInput],
+        decisions: &BTreeMap<ServiceKey, Decision>,
+    ) -> BTreeMap<String, PoolReport> {
+        let mut reports: BTreeMap<String, PoolReport> = BTreeMap::new();
+        for (name, p) in pools {
+            let entry = reports.entry(name.clone()).or_default();
+            if let Err(e) = p {
+                entry.invalid = Some(e.clone());
+            }
+        }
+        // Overlaps: sweep all ranges ordered by start.
+        let mut all: Vec<(IpRange, &str)> = self
+            .pools
+            .values()
+            .flat_map(|p| p.ranges.iter().map(move |r| (*r, p.name.as_str())))
+            .collect();
+        all.sort();
+        let mut open: Vec<(IpRange, &str)> = Vec::new();
+        for (r, name) in all {
+            open.retain(|(o, _)| o.family == r.family && o.last >= r.first);
+            for (_, other) in &open {
+                if *other != name {
+                    for (a, b) in [(name, *other), (*other, name)] {
+                        let o = &mut reports.get_mut(a).expect("pool has a report").overlaps;
+                        if !o.iter().any(|x| x == b) {
+                            o.push(b.to_string());
+                        }
+                    }
+                }
+            }
+            open.push((r, name));
+        }
+        // Allocated: distinct addresses per pool the services were given from it.
+        let mut allocated: HashMap<&str, HashSet<Addr>> = HashMap::new();
+        for d in decisions.values() {
+            if let Decision::Assigned(a) = d {
+                let set = allocated.entry(a.pool.as_str()).or_default();
+                set.extend(a.addresses.iter().map(|ip| Addr::from(*ip)));
+            }
+        }
+        for (name, pool) in &self.pools {
+            let report = reports.get_mut(*name).expect("pool has a report");
+            report.overlaps.sort();
+            for f in Family::BOTH {
+                let mut size: u128 = 0;
+                for r in pool.ranges.iter().filter(|r| r.family == f) {
+                    size = size.saturating_add(r.size());
+                    if pool.avoid_buggy_ips {
+                        size -= r.buggy_count();
+                    }
+                }
+                let in_use = self
+                    .used
+                    .keys()
+                    .filter(|a| a.family == f && pool.usable(**a))
+                    .count() as u128;
+                let mine = allocated
+                    .get(name)
+                    .map_or(0, |s| s.iter().filter(|a| a.family == f).count())
+                    as u128;
+                let counts = Counts {
+                    allocated: mine,
+                    available: size.saturating_sub(in_use),
+                };
+                match f {
+                    Family::V4 => report.v4 = counts,
+                    Family::V6 => report.v6 = counts,
+                }
+            }
+        }
+        reports
+    }
+}
+
+impl PoolReport {
+    pub fn ready(&self) -> bool {
+        self.invalid.is_none()
+    }
+}
+
+impl Decision {
+    pub fn assignment(&self) -> Option<&Assignment> {
+        match self {
+            Decision::Assigned(a) => Some(a),
+            Decision::Failed(_) => None,
+        }
+    }
+}
+
+/// Per-pool data other parts (the agent, the planner) need, keyed by name.
+pub fn pool_modes(pools: &[PoolInput]) -> BTreeMap<String, PoolMode> {
+    pools
+        .iter()
+        .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n.clone(), p.mode)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+//! What IPAM needs to know about a Service, and how to read it from a Kubernetes Service.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::range::Family;
+use crate::api::annotations;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FamilyPolicy {
+    #[default]
+    SingleStack,
+    PreferDualStack,
+    RequireDualStack,
+}
+
+/// A service port as far as sharing is concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Port {
+    pub protocol: String,
+    pub port: i32,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceRequest {
+    pub key: ServiceKey,
+    /// Creation time in seconds; older services win conflicts.
+    pub created: i64,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    /// `spec.ipFamilies`, in order.
+    pub families: Vec<Family>,
+    pub family_policy: FamilyPolicy,
+    pub requested_pool: Option<String>,
+    /// Addresses from `routelb.io/addresses` or `spec.loadBalancerIP`, or why they are unreadable.
+    pub requested: Result<Vec<IpAddr>, String>,
+    pub sharing_key: Option<String>,
+    pub ports: Vec<Port>,
+    /// What `status.loadBalancer.ingress` holds now.
+    pub current: Vec<IpAddr>,
+    /// What `routelb.io/pool-used` says now.
+    pub current_pool: Option<String>,
+}
+
+impl Default for ServiceRequest {
+    fn default() -> Self {
+        ServiceRequest {
+            key: ServiceKey::new("default", ""),
+            created: 0,
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
+            families: vec![],
+            family_policy: FamilyPolicy::SingleStack,
+            requested_pool: None,
+            requested: Ok(vec![]),
+            sharing_key: None,
+            ports: vec![],
+            current: vec![],
+            current_pool: None,
+        }
+    }
+}
+
+impl ServiceRequest {
+    pub(super) fn order_key(&self) -> (i64, &str, &str) {
+        (self.created, &self.key.namespace, &self.key.name)
+    }
+
+    fn primary_family(&self) -> Family {
+        self.families
+            .first()
+            .copied()
+            .or_else(|| {
+                self.requested
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.first())
+                    .map(Family::of)
+            })
+            .unwrap_or(Family::V4)
+    }
+
+    /// Families the service would like an address of, in its preferred order.
+    pub fn wanted_families(&self) -> Vec<Family> {
+        let primary = self.primary_family();
+        match self.family_policy {
+            FamilyPolicy::SingleStack => vec![primary],
+            FamilyPolicy::PreferDualStack | FamilyPolicy::RequireDualStack => {
+                vec![primary, primary.other()]
+            }
+        }
+    }
+
+    /// Families the service cannot do without.
+    pub fn required_families(&self) -> Vec<Family> {
+        match self.family_policy {
+            FamilyPolicy::SingleStack => vec![self.primary_family()],
+            FamilyPolicy::PreferDualStack => vec![],
+            FamilyPolicy::RequireDualStack => self.wanted_families(),
+        }
+    }
+
+    /// Requested addresses must be of wanted families, at most one per family.
+    pub(super) fn check_families(&self, requested: &[IpAddr]) -> Result<(), String> {
+        let wanted = self.wanted_families();
+        for (i, a) in requested.iter().enumerate() {
+            let f = Family::of(a);
+            if !wanted.contains(&f) {
+                return Err(format!(
+                    "requested address {a} is {f} but the service is {} only",
+                    wanted[0]
+                ));
+            }
+            if requested[..i].iter().any(|b| Family::of(b) == f) {
+                return Err(format!("more than one {f} address requested"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a Kubernetes Service. `namespace_labels` are the labels of its namespace.
+    pub fn from_service(
+        svc: &Service,
+        namespace_labels: &BTreeMap<String, String>,
+    ) -> ServiceRequest {
+        let meta = &svc.metadata;
+        let ann = meta.annotations.clone().unwrap_or_default();
+        let spec = svc.spec.clone().unwrap_or_default();
+        let families = spec
+            .ip_families
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| match f.as_str() {
+                "IPv4" => Some(Family::V4),
+                "IPv6" => Some(Family::V6),
+                _ => None,
+            })
+            .collect();
+        let family_policy = match spec.ip_family_policy.as_deref() {
+            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+            _ => FamilyPolicy::SingleStack,
+        };
+        let requested = match (
+            ann.get(annotations::ADDRESSES),
+            spec.load_balancer_ip.as_deref(),
+        ) {
+            (Some(list), _) => parse_address_list(list),
+            (None, Some(ip)) if !ip.is_empty() => parse_address_list(ip),
+            _ => Ok(vec![]),
+        };
+        let ports = spec
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .map(|p| Port {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port: p.port,
+            })
+            .collect();
+        let current = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|ing| {
+                ing.iter()
+                    .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let non_empty = |k: &str| {
+            ann.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        ServiceRequest {
+            key: ServiceKey::new(
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            ),
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map_or(i64::MAX, |t| t.0.as_second()),
+            labels: meta.labels.clone().unwrap_or_default(),
+            namespace_labels: namespace_labels.clone(),
+            families,
+            family_policy,
+            requested_pool: non_empty(annotations::POOL),
+            requested,
+            sharing_key: non_empty(annotations::SHARING_KEY),
+            ports,
+            current,
+            current_pool: non_empty(annotations::POOL_USED),
+        }
+    }
+}
+
+fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>().map_err(|_| {
+                format!(
+                    "{:?} is not an IP address",
+                    s.chars().take(64).collect::<String>()
+                )
+            })
+        })
+        .collect()
+}
+
+/// Whether routelb serves this Service: type LoadBalancer, and our class or (unless
+/// `require_class`) no class at all. Services of any other class are never touched.
+pub fn serves(svc: &Service, class: &str, require_class: bool) -> bool {
+    let Some(spec) = &svc.spec else { return false };
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return false;
+    }
+    match spec.load_balancer_class.as_deref() {
+        Some(c) => c == class,
+        None => !require_class,
+    }
+}

@@ -1,0 +1,591 @@
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::{AddressPoolSpec, AllocationPolicy};
+
+fn spec(addresses: &[&str]) -> AddressPoolSpec {
+    AddressPoolSpec {
+        addresses: addresses.iter().map(|s| s.to_string()).collect(),
+        mode: PoolMode::Routed,
+        aggregation: None,
+        auto_assign: true,
+        avoid_buggy_ips: false,
+        allocation: None,
+    }
+}
+
+fn pool(name: &str, addresses: &[&str]) -> PoolInput {
+    (name.to_string(), Pool::from_spec(name, &spec(addresses)))
+}
+
+fn pool_with(name: &str, addresses: &[&str], f: impl FnOnce(&mut AddressPoolSpec)) -> PoolInput {
+    let mut s = spec(addresses);
+    f(&mut s);
+    (name.to_string(), Pool::from_spec(name, &s))
+}
+
+fn svc(name: &str, created: i64) -> ServiceRequest {
+    ServiceRequest {
+        key: ServiceKey::new("default", name),
+        created,
+        requested: Ok(vec![]),
+        ports: vec![Port {
+            protocol: "TCP".into(),
+            port: 80,
+        }],
+        ..Default::default()
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn addrs(o: &Outcome, name: &str) -> Vec<String> {
+    match &o.services[&ServiceKey::new("default", name)] {
+        Decision::Assigned(a) => a.addresses.iter().map(|a| a.to_string()).collect(),
+        Decision::Failed(e) => panic!("{name} failed: {e}"),
+    }
+}
+
+fn failure(o: &Outcome, name: &str) -> AllocationError {
+    match &o.services[&ServiceKey::new("default", name)] {
+        Decision::Failed(e) => e.clone(),
+        Decision::Assigned(a) => panic!("{name} unexpectedly got {:?}", a.addresses),
+    }
+}
+
+#[test]
+fn allocates_lowest_free_in_creation_order() {
+    let pools = [pool("a", &["10.0.0.0/30"])];
+    let o = allocate(&pools, &[svc("late", 20), svc("early", 10)]);
+    assert_eq!(addrs(&o, "early"), ["10.0.0.0"]);
+    assert_eq!(addrs(&o, "late"), ["10.0.0.1"]);
+    assert_eq!(
+        o.pools["a"].v4,
+        Counts {
+            allocated: 2,
+            available: 2
+        }
+    );
+}
+
+#[test]
+fn avoid_buggy_ips_skips_dot_zero_and_255() {
+    let pools = [pool_with("a", &["10.0.0.255-10.0.1.1"], |s| {
+        s.avoid_buggy_ips = true
+    })];
+    let o = allocate(&pools, &[svc("x", 1), svc("y", 2)]);
+    assert_eq!(addrs(&o, "x"), ["10.0.1.1"]);
+    assert_eq!(
+        failure(&o, "y"),
+        AllocationError::PoolsExhausted {
+            pools: vec!["a".into()],
+            families: "IPv4".into()
+        }
+    );
+    assert_eq!(
+        o.pools["a"].v4,
+        Counts {
+            allocated: 1,
+            available: 0
+        }
+    );
+}
+
+#[test]
+fn dual_stack_policies() {
+    let pools = [
+        pool("v4", &["10.0.0.0/24"]),
+        pool("ds", &["10.1.0.0/24", "2001:db8::/120"]),
+    ];
+    let mut require = svc("require", 1);
+    require.family_policy = FamilyPolicy::RequireDualStack;
+    require.families = vec![Family::V6, Family::V4];
+    let mut prefer = svc("prefer", 2);
+    prefer.family_policy = FamilyPolicy::PreferDualStack;
+    let mut v6 = svc("v6", 3);
+    v6.families = vec![Family::V6];
+    let o = allocate(&pools, &[require, prefer, v6]);
+    // Required dual stack skips the IPv4-only pool ("ds" < "v4" by name anyway, so check order).
+    assert_eq!(addrs(&o, "require"), ["2001:db8::", "10.1.0.0"]);
+    // PreferDualStack takes the first pool by name that has room: "ds" gives both.
+    assert_eq!(addrs(&o, "prefer"), ["10.1.0.1", "2001:db8::1"]);
+    assert_eq!(addrs(&o, "v6"), ["2001:db8::2"]);
+
+    // Only an IPv4-only pool: Prefer gets IPv4, Require fails with a clear reason.
+    let pools = [pool("v4", &["10.0.0.0/24"])];
+    let mut prefer = svc("prefer", 1);
+    prefer.family_policy = FamilyPolicy::PreferDualStack;
+    let mut require = svc("require", 2);
+    require.family_policy = FamilyPolicy::RequireDualStack;
+    let o = allocate(&pools, &[prefer, require]);
+    assert_eq!(addrs(&o, "prefer"), ["10.0.0.0"]);
+    assert_eq!(
+        failure(&o, "require"),
+        AllocationError::FamilyUnavailable {
+            pool: "v4".into(),
+            family: Family::V6
+        }
+    );
+}
+
+#[test]
+fn requested_addresses() {
+    let pools = [
+        pool("a", &["10.0.0.0/24"]),
+        pool_with("manual", &["10.9.0.0/24"], |s| s.auto_assign = false),
+    ];
+    let mut want = svc("want", 5);
+    want.requested = Ok(vec![ip("10.0.0.7")]);
+    let mut manual = svc("manual", 6);
+    manual.requested = Ok(vec![ip("10.9.0.9")]);
+    let mut outside = svc("outside", 7);
+    outside.requested = Ok(vec![ip("192.0.2.1")]);
+    let mut taken = svc("taken", 8);
+    taken.requested = Ok(vec![ip("10.0.0.7")]);
+    let mut wrong_family = svc("wrongfam", 9);
+    wrong_family.families = vec![Family::V4];
+    wrong_family.requested = Ok(vec![ip("2001:db8::1")]);
+    let mut garbage = svc("garbage", 10);
+    garbage.requested = Err("\"x\" is not an IP address".into());
+    let o = allocate(
+        &pools,
+        &[
+            svc("auto", 1),
+            want,
+            manual,
+            outside,
+            taken,
+            wrong_family,
+            garbage,
+        ],
+    );
+    assert_eq!(addrs(&o, "auto"), ["10.0.0.0"]);
+    assert_eq!(addrs(&o, "want"), ["10.0.0.7"]);
+    assert_eq!(addrs(&o, "manual"), ["10.9.0.9"]);
+    assert_eq!(
+        failure(&o, "outside"),
+        AllocationError::RequestedOutsidePools(ip("192.0.2.1"))
+    );
+    assert!(matches!(
+        failure(&o, "taken"),
+        AllocationError::RequestedInUse { .. }
+    ));
+    assert!(failure(&o, "taken").to_string().contains("default/want"));
+    assert!(matches!(
+        failure(&o, "wrongfam"),
+        AllocationError::InvalidRequest(_)
+    ));
+    assert!(matches!(
+        failure(&o, "garbage"),
+        AllocationError::InvalidRequest(_)
+    ));
+}
+
+#[test]
+fn pool_choice_by_name_priority_and_selectors() {
+    let pools = [
+        pool("a-low", &["10.0.0.0/24"]),
+        pool_with("b-high", &["10.1.0.0/31"], |s| {
+            s.allocation = Some(AllocationPolicy {
+                priority: 10,
+                ..Default::default()
+            })
+        }),
+        pool_with("c-team", &["10.2.0.0/24"], |s| {
+            s.allocation = Some(AllocationPolicy {
+                priority: 100,
+                namespaces: vec!["team".into()],
+                ..Default::default()
+            })
+        }),
+        pool_with("d-manual", &["10.3.0.0/24"], |s| s.auto_assign = false),
+    ];
+    let mut named = svc("named", 1);
+    named.requested_pool = Some("d-manual".into());
+    let mut team = svc("t", 2);
+    team.key = ServiceKey::new("team", "t");
+    let mut not_team = svc("notteam", 3);
+    not_team.requested_pool = Some("c-team".into());
+    let mut missing = svc("missing", 4);
+    missing.requested_pool = Some("nope".into());
+    let o = allocate(
+        &pools,
+        &[
+            named,
+            team,
+            not_team,
+            missing,
+            svc("x", 5),
+            svc("y", 6),
+            svc("z", 7),
+        ],
+    );
+    assert_eq!(addrs(&o, "named"), ["10.3.0.0"]);
+    assert_eq!(
+        o.services[&ServiceKey::new("team", "t")]
+            .assignment()
+            .unwrap()
+            .pool,
+        "c-team"
+    );
+    assert_eq!(
+        failure(&o, "notteam"),
+        AllocationError::PoolNotAdmitted("c-team".into())
+    );
+    assert_eq!(
+        failure(&o, "missing"),
+        AllocationError::PoolNotFound("nope".into())
+    );
+    // b-high has two addresses, then allocation falls through to a-low.
+    assert_eq!(addrs(&o, "x"), ["10.1.0.0"]);
+    assert_eq!(addrs(&o, "y"), ["10.1.0.1"]);
+    assert_eq!(addrs(&o, "z"), ["10.0.0.0"]);
+}
+
+#[test]
+fn label_selectors() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let sel = |k: &str, v: &str| {
+        Some(LabelSelector {
+            match_labels: Some([(k.to_string(), v.to_string())].into()),
+            ..Default::default()
+        })
+    };
+    let pools = [pool_with("prod", &["10.0.0.0/24"], |s| {
+        s.allocation = Some(AllocationPolicy {
+            namespace_selector: sel("env", "prod"),
+            service_selector: sel("tier", "web"),
+            ..Default::default()
+        })
+    })];
+    let mut ok = svc("ok", 1);
+    ok.namespace_labels = BTreeMap::from([("env".into(), "prod".into())]);
+    ok.labels = BTreeMap::from([("tier".into(), "web".into())]);
+    let mut wrong_ns = ok.clone();
+    wrong_ns.key.name = "wrongns".into();
+    wrong_ns.namespace_labels.clear();
+    let o = allocate(&pools, &[ok, wrong_ns]);
+    assert_eq!(addrs(&o, "ok"), ["10.0.0.0"]);
+    assert_eq!(failure(&o, "wrongns"), AllocationError::NoMatchingPool);
+}
+
+#[test]
+fn sharing_key() {
+    let pools = [pool("a", &["10.0.0.0/24"])];
+    let shared = |name: &str, created, port| {
+        let mut s = svc(name, created);
+        s.sharing_key = Some("k".into());
+        s.ports = vec![Port {
+            protocol: "TCP".into(),
+            port,
+        }];
+        s
+    };
+    let mut udp = shared("udp", 4, 53);
+    udp.ports = vec![Port {
+        protocol: "UDP".into(),
+        port: 80,
+    }];
+    let mut other_ns = shared("otherns", 5, 80);
+    other_ns.key.namespace = "elsewhere".into();
+    let o = allocate(
+        &pools,
+        &[
+            shared("web", 1, 80),
+            shared("tls", 2, 443),
+            shared("clash", 3, 80),
+            udp,
+            other_ns,
+        ],
+    );
+    assert_eq!(addrs(&o, "web"), ["10.0.0.0"]);
+    assert_eq!(addrs(&o, "tls"), ["10.0.0.0"]);
+    assert_eq!(addrs(&o, "udp"), ["10.0.0.0"]);
+    let e = failure(&o, "clash").to_string();
+    assert!(e.contains("80/TCP") && e.contains("default/web"), "{e}");
+    // Same key in another namespace is another group.
+    assert_eq!(
+        o.services[&ServiceKey::new("elsewhere", "otherns")]
+            .assignment()
+            .unwrap()
+            .addresses,
+        [ip("10.0.0.1")]
+    );
+    assert_eq!(o.pools["a"].v4.allocated, 2);
+}
+
+#[test]
+fn keeps_existing_and_older_wins_conflicts() {
+    let pools = [pool("a", &["10.0.0.0/24"])];
+    let mut old = svc("old", 1);
+    old.current = vec![ip("10.0.0.50")];
+    let mut young = svc("young", 2);
+    young.current = vec![ip("10.0.0.50")];
+    let o = allocate(&pools, &[young, old, svc("new", 3)]);
+    assert_eq!(addrs(&o, "old"), ["10.0.0.50"]);
+    assert_eq!(addrs(&o, "young"), ["10.0.0.0"]);
+    assert!(
+        o.services[&ServiceKey::new("default", "young")]
+            .assignment()
+            .unwrap()
+            .warnings[0]
+            .contains("default/old")
+    );
+    assert_eq!(addrs(&o, "new"), ["10.0.0.1"]);
+}
+
+#[test]
+fn pool_edits_keep_live_services_and_report_orphans() {
+    let mut live = svc("live", 1);
+    live.current = vec![ip("10.0.0.9")];
+    live.current_pool = Some("a".into());
+    // The pool shrank so the address is outside it: the service keeps it, with a warning.
+    let o = allocate(&[pool("a", &["10.0.1.0/24"])], std::slice::from_ref(&live));
+    let a = o.services[&live.key].assignment().unwrap();
+    assert_eq!(a.addresses, [ip("10.0.0.9")]);
+    assert_eq!(a.pool, "a");
+    assert!(a.warnings[0].contains("no longer in any pool"));
+    // A pool deleted entirely: same.
+    let o = allocate(&[], std::slice::from_ref(&live));
+    assert_eq!(
+        o.services[&live.key].assignment().unwrap().addresses,
+        [ip("10.0.0.9")]
+    );
+    // A pool grew, or got a higher-priority neighbour: nothing moves.
+    let o = allocate(
+        &[
+            pool("a", &["10.0.0.0/16"]),
+            pool_with("z", &["10.5.0.0/24"], |s| {
+                s.allocation = Some(AllocationPolicy {
+                    priority: 9,
+                    ..Default::default()
+                })
+            }),
+        ],
+        std::slice::from_ref(&live),
+    );
+    assert_eq!(
+        o.services[&live.key].assignment().unwrap().addresses,
+        [ip("10.0.0.9")]
+    );
+    // A changed request moves it.
+    let mut moved = live.clone();
+    moved.requested_pool = Some("z".into());
+    let o = allocate(
+        &[pool("a", &["10.0.0.0/16"]), pool("z", &["10.5.0.0/24"])],
+        &[moved],
+    );
+    assert_eq!(
+        o.services[&live.key].assignment().unwrap().addresses,
+        [ip("10.5.0.0")]
+    );
+}
+
+#[test]
+fn single_to_dual_stack_keeps_the_ipv4_address() {
+    let pools = [pool("ds", &["10.0.0.0/24", "2001:db8::/120"])];
+    let mut s = svc("s", 1);
+    s.current = vec![ip("10.0.0.5")];
+    s.family_policy = FamilyPolicy::RequireDualStack;
+    let o = allocate(&pools, &[s]);
+    assert_eq!(addrs(&o, "s"), ["10.0.0.5", "2001:db8::"]);
+    // Back to single stack: the IPv6 address is dropped.
+    let mut s = svc("s", 1);
+    s.current = vec![ip("10.0.0.5"), ip("2001:db8::")];
+    let o = allocate(&pools, &[s]);
+    assert_eq!(addrs(&o, "s"), ["10.0.0.5"]);
+}
+
+#[test]
+fn invalid_and_overlapping_pools_are_reported() {
+    let pools = [
+        pool("bad", &["10.0.0.0/33", "nonsense"]),
+        pool("a", &["10.0.0.0/24"]),
+        pool("b", &["10.0.0.128-10.0.1.5"]),
+        pool("c", &["10.2.0.0/24"]),
+    ];
+    let mut on_bad = svc("onbad", 1);
+    on_bad.requested_pool = Some("bad".into());
+    let o = allocate(&pools, &[on_bad]);
+    let bad = &o.pools["bad"];
+    assert!(
+        bad.invalid.as_ref().unwrap().contains("nonsense"),
+        "{:?}",
+        bad.invalid
+    );
+    assert!(matches!(
+        failure(&o, "onbad"),
+        AllocationError::PoolInvalid { .. }
+    ));
+    assert_eq!(o.pools["a"].overlaps, ["b"]);
+    assert_eq!(o.pools["b"].overlaps, ["a"]);
+    assert!(o.pools["c"].overlaps.is_empty());
+}
+
+#[test]
+fn overlapping_pools_never_double_allocate() {
+    let pools = [pool("a", &["10.0.0.0/31"]), pool("b", &["10.0.0.0/30"])];
+    let o = allocate(
+        &pools,
+        &[
+            svc("1", 1),
+            svc("2", 2),
+            svc("3", 3),
+            svc("4", 4),
+            svc("5", 5),
+        ],
+    );
+    let all: Vec<String> = ["1", "2", "3", "4"]
+        .iter()
+        .flat_map(|n| addrs(&o, n))
+        .collect();
+    assert_eq!(all, ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert!(matches!(
+        failure(&o, "5"),
+        AllocationError::PoolsExhausted { .. }
+    ));
+    assert_eq!(
+        o.pools["b"].v4,
+        Counts {
+            allocated: 2,
+            available: 0
+        }
+    );
+}
+
+#[test]
+fn huge_ipv6_pool_counts_saturate_sensibly() {
+    let pools = [pool("v6", &["2001:db8::/32"])];
+    let mut s = svc("s", 1);
+    s.families = vec![Family::V6];
+    let o = allocate(&pools, &[s]);
+    assert_eq!(o.pools["v6"].v6.available, (1u128 << 96) - 1);
+}
+
+// ---- properties ----
+
+fn arb_services() -> impl Strategy<Value = Vec<ServiceRequest>> {
+    prop::collection::vec(
+        (
+            0i64..50,
+            0u8..4,
+            prop::option::of(0u8..3),
+            prop::option::of(0u8..40),
+            0u8..3,
+            prop::option::of(0u8..2),
+            0i32..4,
+        ),
+        0..60,
+    )
+    .prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (created, fam, pool, current, policy, share, port))| {
+                let mut s = svc(&format!("s{i}"), created);
+                s.key.namespace = format!("ns{}", i % 2);
+                s.families = match fam {
+                    0 => vec![],
+                    1 => vec![Family::V4],
+                    2 => vec![Family::V6],
+                    _ => vec![Family::V6, Family::V4],
+                };
+                s.family_policy = [
+                    FamilyPolicy::SingleStack,
+                    FamilyPolicy::PreferDualStack,
+                    FamilyPolicy::RequireDualStack,
+                ][policy as usize];
+                s.requested_pool = pool.map(|p| format!("p{p}"));
+                if let Some(c) = current {
+                    s.current = vec![ip(&format!("10.0.0.{c}"))];
+                }
+                s.sharing_key = share.map(|k| format!("k{k}"));
+                s.ports = vec![Port {
+                    protocol: "TCP".into(),
+                    port,
+                }];
+                s
+            })
+            .collect()
+    })
+}
+
+fn arb_pools() -> Vec<PoolInput> {
+    vec![
+        pool("p0", &["10.0.0.0-10.0.0.15", "2001:db8::/124"]),
+        pool("p1", &["10.0.0.8/29"]),
+        pool_with("p2", &["10.0.0.20-10.0.0.40", "2001:db8::10/126"], |s| {
+            s.avoid_buggy_ips = true
+        }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn no_address_is_held_by_two_unrelated_services(services in arb_services()) {
+        let o = allocate(&arb_pools(), &services);
+        let mut holders: HashMap<IpAddr, Vec<&ServiceRequest>> = HashMap::new();
+        for s in &services {
+            if let Decision::Assigned(a) = &o.services[&s.key] {
+                for ip in &a.addresses {
+                    holders.entry(*ip).or_default().push(s);
+                }
+            }
+        }
+        for (ip, hs) in holders {
+            if hs.len() > 1 {
+                let first = hs[0];
+                for h in &hs {
+                    prop_assert!(h.sharing_key.is_some() && h.sharing_key == first.sharing_key
+                        && h.key.namespace == first.key.namespace, "{ip} held by {:?}", hs.iter().map(|h| &h.key).collect::<Vec<_>>());
+                }
+                // Sharers never collide on ports.
+                let mut seen = std::collections::HashSet::new();
+                for h in &hs { for p in &h.ports { prop_assert!(seen.insert(p.clone()), "{ip}: port {p} twice"); } }
+            }
+        }
+    }
+
+    #[test]
+    fn stable_under_reordering(services in arb_services(), seed in any::<u64>()) {
+        let pools = arb_pools();
+        let a = allocate(&pools, &services);
+        let mut shuffled = services.clone();
+        // Deterministic shuffle from the seed.
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut reversed_pools = pools.clone();
+        reversed_pools.reverse();
+        let b = allocate(&reversed_pools, &shuffled);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_second_run_on_its_own_output_changes_nothing(services in arb_services()) {
+        let pools = arb_pools();
+        let first = allocate(&pools, &services);
+        let fed_back: Vec<ServiceRequest> = services.iter().map(|s| {
+            let mut s = s.clone();
+            if let Decision::Assigned(a) = &first.services[&s.key] {
+                s.current = a.addresses.clone();
+                s.current_pool = Some(a.pool.clone());
+            } else {
+                s.current.clear();
+            }
+            s
+        }).collect();
+        let second = allocate(&pools, &fed_back);
+        for s in &services {
+            let (a, b) = (&first.services[&s.key], &second.services[&s.key]);
+            prop_assert_eq!(a.assignment().map(|x| &x.addresses), b.assignment().map(|x| &x.addresses), "{}", s.key);
+        }
+    }
+}
