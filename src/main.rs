@@ -1,1 +1,142 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use routelb::allocator::{self, leader::LeaseConfig};
+use routelb::api::DEFAULT_LB_CLASS;
+use routelb::crdgen;
+use routelb::metrics::{Health, Metrics};
+use routelb::telemetry::{self, LogFormat};
+
+/// routelb: LoadBalancer addresses for bare-metal Kubernetes, announced through the routing
+/// daemon already on each node (FRR or BIRD).
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ROUTELB_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log filter (`info`, `routelb=debug,kube=warn`); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "ROUTELB_LOG_LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Give Services of type LoadBalancer their addresses from AddressPools (cluster role; run
+    /// two replicas, one leads through a Lease).
+    Allocator(AllocatorArgs),
+    /// Print every routelb CustomResourceDefinition as multi-document YAML (`routelb crds | kubectl apply -f -`).
+    Crds,
+}
+
+#[derive(Args)]
+struct AllocatorArgs {
+    /// The spec.loadBalancerClass served. Services of any other class are never touched.
+    #[arg(long, default_value = DEFAULT_LB_CLASS)]
+    lb_class: String,
+    /// Ignore Services that have no spec.loadBalancerClass (by default they are served too).
+    #[arg(long, default_value_t = false)]
+    require_class: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        default_value = "routelb-system",
+        env = "ROUTELB_LEADER_ELECTION_NAMESPACE"
+    )]
+    leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "routelb-allocator")]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease [default: $POD_NAME, else hostname-pid].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long the Lease is valid without renewal: a standby takes over after this.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// How often the leader renews the Lease (and a standby checks it).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    renew_period: Duration,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+    /// Writes to the API server in flight at once.
+    #[arg(long, default_value_t = 16)]
+    write_concurrency: usize,
+}
+
+fn default_identity() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "routelb".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+/// Cancels the token on SIGTERM or SIGINT, so roles can withdraw and release what they hold.
+fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Crds => {
+            print!("{}", crdgen::multi_document());
+            Ok(())
+        }
+        Command::Allocator(a) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let metrics = Arc::new(Metrics::new());
+            let health = Arc::new(Health::default());
+            let cancel = cancel_on_signal();
+            let server = tokio::spawn(routelb::metrics::serve(
+                a.metrics_addr,
+                metrics.clone(),
+                health.clone(),
+            ));
+            let cfg = allocator::Config {
+                class: a.lb_class,
+                require_class: a.require_class,
+                lease: LeaseConfig {
+                    namespace: a.leader_election_namespace,
+                    name: a.leader_election_lease,
+                    identity: a.identity.unwrap_or_else(default_identity),
+                    lease_duration: a.lease_duration,
+                    renew_period: a.renew_period,
+                },
+                write_concurrency: a.write_concurrency,
+            };
+            tokio::select! {
+                r = allocator::run(client, cfg, metrics, health, cancel) => r,
+                r = server => r.context("metrics server")?.context("metrics server"),
+            }
+        }
+    }
+}

@@ -26,6 +26,8 @@ pub mod annotations {
     pub const POOL_USED: &str = "routelb.io/pool-used";
     /// Output: why the service has no address (absent when it has one).
     pub const ALLOCATION_ERROR: &str = "routelb.io/allocation-error";
+    /// Output: something worth knowing although the service has its address (absent if none).
+    pub const ALLOCATION_WARNING: &str = "routelb.io/allocation-warning";
     /// Output: which nodes announce the service, and on which interface.
     pub const ANNOUNCING: &str = "routelb.io/announcing";
 }
@@ -106,9 +108,11 @@ fn default_true() -> bool {
 pub struct Aggregation {
     /// Prefix length announced for IPv4 addresses (0-32, default 32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 32))]
     pub ipv4: Option<u8>,
     /// Prefix length announced for IPv6 addresses (0-128, default 128).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128))]
     pub ipv6: Option<u8>,
 }
 
@@ -234,6 +238,7 @@ pub struct BgpAttributes {
     pub med: Option<u32>,
     /// How many times to prepend the local AS (1-10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
     pub as_path_prepend: Option<u8>,
     /// Name of a VRF whose BGP instance exports the pools (it must exist in the base config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,9 +250,11 @@ pub struct BgpAttributes {
 pub struct OspfAttributes {
     /// External metric (0-16777214).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 16777214))]
     pub metric: Option<u32>,
     /// External metric type, 1 or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2))]
     pub metric_type: Option<u8>,
 }
 
@@ -269,6 +276,7 @@ pub struct IsisAttributes {
     pub level: Option<IsisLevel>,
     /// Wide metric (0-16777215).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 16777215))]
     pub metric: Option<u32>,
 }
 
@@ -277,6 +285,7 @@ pub struct IsisAttributes {
 pub struct RipAttributes {
     /// Metric (1-16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
     pub metric: Option<u8>,
 }
 

@@ -141,6 +141,25 @@ pub enum AllocationError {
     Sharing(String),
 }
 
+impl AllocationError {
+    /// A stable name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        use AllocationError::*;
+        match self {
+            InvalidRequest(_) => "InvalidRequest",
+            PoolNotFound(_) => "PoolNotFound",
+            PoolInvalid { .. } => "PoolInvalid",
+            PoolNotAdmitted(_) => "PoolNotAdmitted",
+            NoMatchingPool => "NoMatchingPool",
+            PoolsExhausted { .. } => "PoolsExhausted",
+            RequestedOutsidePools(_) => "RequestedOutsidePools",
+            RequestedInUse { .. } => "RequestedInUse",
+            FamilyUnavailable { .. } => "FamilyUnavailable",
+            Sharing(_) => "Sharing",
+        }
+    }
+}
+
 impl fmt::Display for AllocationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use AllocationError::*;

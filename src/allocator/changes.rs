@@ -1,0 +1,420 @@
+//! What to write, worked out purely from what IPAM decided and what the API server shows.
+//! The shell in `mod.rs` only carries these changes out.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{AddressPoolStatus, FamilyCounts, annotations};
+use crate::ipam::{Decision, PoolReport};
+
+/// An Event to publish on the object being changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Changes to one Service. Empty means nothing to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceChange {
+    /// New `status.loadBalancer.ingress` IPs; `Some(vec![])` clears it.
+    pub ingress: Option<Vec<IpAddr>>,
+    /// Annotations to set (`Some`) or remove (`None`).
+    pub annotations: BTreeMap<&'static str, Option<String>>,
+    pub events: Vec<EventSpec>,
+    /// Newly allocated / released, for metrics.
+    pub allocated: bool,
+    pub released: bool,
+    pub failure_reason: Option<&'static str>,
+}
+
+impl ServiceChange {
+    pub fn is_empty(&self) -> bool {
+        self.ingress.is_none() && self.annotations.is_empty() && self.events.is_empty()
+    }
+}
+
+fn current_ingress(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `decision` is `None` for a service routelb no longer serves (its type changed): whatever
+/// routelb gave it is taken back.
+pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChange {
+    let ann = svc.metadata.annotations.clone().unwrap_or_default();
+    let current = current_ingress(svc);
+    let mut change = ServiceChange::default();
+    let set_ann = |change: &mut ServiceChange, key: &'static str, value: Option<String>| {
+        if ann.get(key) != value.as_ref() {
+            change.annotations.insert(key, value);
+        }
+    };
+    match decision {
+        Some(Decision::Assigned(a)) => {
+            if current != a.addresses {
+                change.ingress = Some(a.addresses.clone());
+                change.allocated = true;
+                let note = if current.is_empty() {
+                    format!("Assigned {} from pool {}", join(&a.addresses), a.pool)
+                } else {
+                    format!(
+                        "Changed from {} to {} (pool {})",
+                        join(&current),
+                        join(&a.addresses),
+                        a.pool
+                    )
+                };
+                change.events.push(EventSpec {
+                    warning: false,
+                    reason: "Allocated",
+                    note,
+                });
+            }
+            set_ann(&mut change, annotations::POOL_USED, Some(a.pool.clone()));
+            set_ann(&mut change, annotations::ALLOCATION_ERROR, None);
+            let warning = (!a.warnings.is_empty()).then(|| a.warnings.join("; "));
+            if warning.is_some() && ann.get(annotations::ALLOCATION_WARNING) != warning.as_ref() {
+                change.events.push(EventSpec {
+                    warning: true,
+                    reason: "AllocationWarning",
+                    note: warning.clone().unwrap_or_default(),
+                });
+            }
+            set_ann(&mut change, annotations::ALLOCATION_WARNING, warning);
+        }
+        Some(Decision::Failed(e)) => {
+            let reason = e.to_string();
+            if !current.is_empty() {
+                change.ingress = Some(vec![]);
+                change.released = true;
+                change.events.push(EventSpec {
+                    warning: false,
+                    reason: "AddressReleased",
+                    note: format!("Released {}", join(&current)),
+                });
+            }
+            if ann.get(annotations::ALLOCATION_ERROR) != Some(&reason) {
+                change.failure_reason = Some(e.kind());
+                change.events.push(EventSpec {
+                    warning: true,
+                    reason: "AllocationFailed",
+                    note: reason.clone(),
+                });
+            }
+            set_ann(&mut change, annotations::ALLOCATION_ERROR, Some(reason));
+            set_ann(&mut change, annotations::POOL_USED, None);
+            set_ann(&mut change, annotations::ALLOCATION_WARNING, None);
+        }
+        None => {
+            if !current.is_empty() {
+                change.ingress = Some(vec![]);
+                change.released = true;
+                change.events.push(EventSpec {
+                    warning: false,
+                    reason: "AddressReleased",
+                    note: format!(
+                        "Released {}: the service is no longer of type LoadBalancer",
+                        join(&current)
+                    ),
+                });
+            }
+            for key in [
+                annotations::POOL_USED,
+                annotations::ALLOCATION_ERROR,
+                annotations::ALLOCATION_WARNING,
+            ] {
+                set_ann(&mut change, key, None);
+            }
+        }
+    }
+    change
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    old: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    // Keep the transition time unless the status really changed.
+    let last_transition_time = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn saturate(n: u128) -> u64 {
+    n.min(i64::MAX as u128) as u64
+}
+
+fn short(n: u64) -> String {
+    if n >= 1 << 40 {
+        "2^40+".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+/// The status an AddressPool should have. Conditions keep their transition time when unchanged.
+pub fn pool_status(
+    report: &PoolReport,
+    generation: Option<i64>,
+    old: Option<&AddressPoolStatus>,
+) -> AddressPoolStatus {
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let ipv4 = FamilyCounts {
+        allocated: saturate(report.v4.allocated),
+        available: saturate(report.v4.available),
+    };
+    let ipv6 = FamilyCounts {
+        allocated: saturate(report.v6.allocated),
+        available: saturate(report.v6.available),
+    };
+    let conditions = vec![
+        match &report.invalid {
+            None => condition(
+                "Ready",
+                true,
+                "Valid",
+                "addresses can be allocated".into(),
+                generation,
+                old_conditions,
+            ),
+            Some(e) => condition(
+                "Ready",
+                false,
+                "Invalid",
+                e.clone(),
+                generation,
+                old_conditions,
+            ),
+        },
+        match &report.invalid {
+            None => condition(
+                "Invalid",
+                false,
+                "Valid",
+                String::new(),
+                generation,
+                old_conditions,
+            ),
+            Some(e) => condition(
+                "Invalid",
+                true,
+                "ParseError",
+                e.clone(),
+                generation,
+                old_conditions,
+            ),
+        },
+        if report.overlaps.is_empty() {
+            condition(
+                "Overlapping",
+                false,
+                "NoOverlap",
+                String::new(),
+                generation,
+                old_conditions,
+            )
+        } else {
+            condition(
+                "Overlapping",
+                true,
+                "RangesOverlap",
+                format!(
+                    "ranges overlap pool(s) {}; an address is still never given twice",
+                    report.overlaps.join(", ")
+                ),
+                generation,
+                old_conditions,
+            )
+        },
+    ];
+    AddressPoolStatus {
+        allocated_summary: format!("{}/{}", short(ipv4.allocated), short(ipv6.allocated)),
+        available_summary: format!("{}/{}", short(ipv4.available), short(ipv6.available)),
+        ipv4,
+        ipv6,
+        conditions,
+        observed_generation: generation,
+    }
+}
+
+/// Events for a pool whose conditions turned bad.
+pub fn pool_events(new: &AddressPoolStatus, old: Option<&AddressPoolStatus>) -> Vec<EventSpec> {
+    let was_true = |t: &str| {
+        old.is_some_and(|o| {
+            o.conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        })
+    };
+    let mut events = Vec::new();
+    for c in &new.conditions {
+        if c.status == "True" && !was_true(&c.type_) && c.type_ != "Ready" {
+            events.push(EventSpec {
+                warning: true,
+                reason: if c.type_ == "Invalid" {
+                    "InvalidPool"
+                } else {
+                    "OverlappingPool"
+                },
+                note: c.message.clone(),
+            });
+        }
+    }
+    events
+}
+
+/// Whether two statuses differ in anything but condition timestamps.
+pub fn pool_status_differs(a: &AddressPoolStatus, b: &AddressPoolStatus) -> bool {
+    let strip = |s: &AddressPoolStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(a) != strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::{AllocationError, Assignment, Counts};
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+
+    fn service(ingress: &[&str], ann: &[(&str, &str)]) -> Service {
+        let mut s = Service::default();
+        s.metadata.annotations = Some(
+            ann.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        if !ingress.is_empty() {
+            s.status = Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ingress
+                            .iter()
+                            .map(|ip| LoadBalancerIngress {
+                                ip: Some(ip.to_string()),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                ..Default::default()
+            });
+        }
+        s
+    }
+
+    fn assigned(ips: &[&str], pool: &str) -> Decision {
+        Decision::Assigned(Assignment {
+            pool: pool.into(),
+            addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            warnings: vec![],
+        })
+    }
+
+    #[test]
+    fn new_allocation_writes_status_annotation_and_event() {
+        let c = service_change(&service(&[], &[]), Some(&assigned(&["10.0.0.1"], "a")));
+        assert_eq!(c.ingress, Some(vec!["10.0.0.1".parse().unwrap()]));
+        assert_eq!(c.annotations[annotations::POOL_USED], Some("a".into()));
+        assert_eq!(c.events[0].reason, "Allocated");
+        assert!(c.allocated);
+    }
+
+    #[test]
+    fn converged_service_needs_nothing() {
+        let svc = service(&["10.0.0.1"], &[(annotations::POOL_USED, "a")]);
+        assert!(service_change(&svc, Some(&assigned(&["10.0.0.1"], "a"))).is_empty());
+    }
+
+    #[test]
+    fn failure_is_reported_once() {
+        let d = Decision::Failed(AllocationError::NoMatchingPool);
+        let c = service_change(&service(&[], &[]), Some(&d));
+        assert_eq!(c.events.len(), 1);
+        assert_eq!(c.failure_reason, Some("NoMatchingPool"));
+        let reason = d.clone();
+        let Decision::Failed(e) = reason else {
+            unreachable!()
+        };
+        let svc = service(&[], &[(annotations::ALLOCATION_ERROR, &e.to_string())]);
+        assert!(service_change(&svc, Some(&d)).is_empty());
+    }
+
+    #[test]
+    fn type_change_releases() {
+        let svc = service(&["10.0.0.1"], &[(annotations::POOL_USED, "a")]);
+        let c = service_change(&svc, None);
+        assert_eq!(c.ingress, Some(vec![]));
+        assert_eq!(c.annotations[annotations::POOL_USED], None);
+        assert_eq!(c.events[0].reason, "AddressReleased");
+        assert!(c.released);
+    }
+
+    #[test]
+    fn pool_status_conditions_and_events() {
+        let report = PoolReport {
+            invalid: None,
+            overlaps: vec!["b".into()],
+            v4: Counts {
+                allocated: 3,
+                available: 5,
+            },
+            v6: Counts {
+                allocated: 0,
+                available: u128::MAX,
+            },
+        };
+        let s = pool_status(&report, Some(2), None);
+        assert_eq!(s.allocated_summary, "3/0");
+        assert_eq!(s.available_summary, "5/2^40+");
+        assert_eq!(s.ipv6.available, i64::MAX as u64);
+        let events = pool_events(&s, None);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "OverlappingPool");
+        // Recomputing later keeps timestamps and raises no new event.
+        let again = pool_status(&report, Some(2), Some(&s));
+        assert!(!pool_status_differs(&s, &again));
+        assert_eq!(s.conditions, again.conditions);
+        assert!(pool_events(&again, Some(&s)).is_empty());
+    }
+}

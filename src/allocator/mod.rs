@@ -1,0 +1,457 @@
+//! The allocator role: watches Services, AddressPools and Namespaces, runs IPAM over the whole
+//! picture whenever something changes, and writes what differs. Only the lease holder writes;
+//! a standby keeps its caches warm so it can take over at once.
+//!
+//! Kubernetes is the only store: every pass starts from the Services' own status, so a restart
+//! or a new leader never renumbers a live service.
+
+pub mod changes;
+pub mod leader;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AddressPool, annotations};
+use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
+use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
+use changes::{EventSpec, ServiceChange};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `loadBalancerClass` served.
+    pub class: String,
+    /// Ignore services with no class.
+    pub require_class: bool,
+    pub lease: leader::LeaseConfig,
+    /// Writes in flight at once.
+    pub write_concurrency: usize,
+}
+
+/// Services routelb manages: those it serves, plus class-less ones it already gave an address
+/// to (so turning on `--require-class` never frees an address a live service still uses).
+fn managed(svc: &Service, cfg: &Config) -> bool {
+    ipam::serves(svc, &cfg.class, cfg.require_class)
+        || (ipam::serves(svc, &cfg.class, false)
+            && svc.annotations().contains_key(annotations::POOL_USED))
+}
+
+/// Whether routelb left its mark on a service that it no longer serves (its type changed).
+fn needs_release(svc: &Service, cfg: &Config) -> bool {
+    let spec = svc.spec.as_ref();
+    let class_ok = spec
+        .and_then(|s| s.load_balancer_class.as_deref())
+        .is_none_or(|c| c == cfg.class);
+    let is_lb = spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    class_ok
+        && !is_lb
+        && [
+            annotations::POOL_USED,
+            annotations::ALLOCATION_ERROR,
+            annotations::ALLOCATION_WARNING,
+        ]
+        .iter()
+        .any(|k| svc.annotations().contains_key(*k))
+}
+
+struct Ctx {
+    client: Client,
+    cfg: Config,
+    services: Store<Service>,
+    pools: Store<AddressPool>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    /// Services as we last wrote them, keyed by uid, with the resourceVersion the cache had
+    /// then: until the cache moves past that version, our write is newer than the cache.
+    written: HashMap<String, (String, Service)>,
+}
+
+fn spawn_reflector<K, S>(name: &'static str, stream: S, trigger: Arc<Notify>)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            match stream.try_next().await {
+                Ok(Some(_)) => trigger.notify_one(),
+                Ok(None) => break,
+                Err(e) => tracing::warn!(watch = name, error = %e, "watch error; retrying"),
+            }
+        }
+    });
+}
+
+pub async fn run(
+    client: Client,
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let trigger = Arc::new(Notify::new());
+
+    let (services, w) = reflector::store::<Service>();
+    let stream = reflector::reflector(
+        w,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    spawn_reflector("services", stream, trigger.clone());
+    let (pools, w) = reflector::store::<AddressPool>();
+    let stream = reflector::reflector(
+        w,
+        watcher(
+            Api::<AddressPool>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    spawn_reflector("addresspools", stream, trigger.clone());
+    let (namespaces, w) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let stream = reflector::reflector(
+        w,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    spawn_reflector("namespaces", stream, trigger.clone());
+
+    let (leading_tx, mut leading) = watch::channel(false);
+    let lease_task = tokio::spawn(leader::run(
+        client.clone(),
+        cfg.lease.clone(),
+        leading_tx,
+        cancel.clone(),
+    ));
+
+    tokio::select! {
+        _ = cancel.cancelled() => { lease_task.await.ok(); return Ok(()) }
+        r = async {
+            services.wait_until_ready().await?;
+            pools.wait_until_ready().await?;
+            namespaces.wait_until_ready().await
+        } => r?,
+    }
+    tracing::info!(
+        services = services.state().len(),
+        pools = pools.state().len(),
+        "caches synced"
+    );
+    health.set_ready(true);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "routelb-allocator".into(),
+            instance: Some(cfg.lease.identity.clone()),
+        },
+    );
+    let mut ctx = Ctx {
+        client,
+        cfg,
+        services,
+        pools,
+        namespaces,
+        metrics,
+        recorder,
+        written: HashMap::new(),
+    };
+    let mut retry: Option<Duration> = None;
+    loop {
+        let sleep = tokio::time::sleep(retry.unwrap_or(Duration::from_secs(300)));
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = trigger.notified() => {}
+            r = leading.changed() => if r.is_err() { break },
+            _ = sleep => {}
+        }
+        let is_leader = *leading.borrow_and_update();
+        ctx.metrics.is_leader.set(i64::from(is_leader));
+        if !is_leader {
+            continue;
+        }
+        let started = Instant::now();
+        let failed = ctx.pass().await;
+        ctx.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        retry = if failed == 0 {
+            None
+        } else {
+            let next = retry.map_or(Duration::from_millis(500), |d| {
+                (d * 2).min(Duration::from_secs(30))
+            });
+            tracing::warn!(failed, retry_in = ?next, "some writes failed; will retry");
+            Some(next)
+        };
+    }
+    lease_task.await.ok();
+    Ok(())
+}
+
+impl Ctx {
+    /// One allocation pass over everything. Returns the number of failed writes.
+    async fn pass(&mut self) -> usize {
+        // The cache, with our own newer writes laid over it.
+        let mut services: Vec<Service> = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        for s in self.services.state() {
+            let uid = s.uid().unwrap_or_default();
+            live.insert(uid.clone());
+            match self.written.get(&uid) {
+                Some((rv, ours)) if s.resource_version() == Some(rv.clone()) => {
+                    services.push(ours.clone())
+                }
+                _ => {
+                    self.written.remove(&uid);
+                    services.push((*s).clone());
+                }
+            }
+        }
+        self.written.retain(|uid, _| live.contains(uid));
+
+        let ns_labels: HashMap<String, BTreeMap<String, String>> = self
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        let mut pool_objs = self.pools.state();
+        pool_objs.sort_by_key(|p| p.name_any());
+        let pool_inputs: Vec<PoolInput> = pool_objs
+            .iter()
+            .map(|p| (p.name_any(), Pool::from_spec(&p.name_any(), &p.spec)))
+            .collect();
+        let empty = BTreeMap::new();
+        let requests: Vec<ServiceRequest> = services
+            .iter()
+            .filter(|s| managed(s, &self.cfg))
+            .map(|s| {
+                ServiceRequest::from_service(
+                    s,
+                    ns_labels
+                        .get(&s.namespace().unwrap_or_default())
+                        .unwrap_or(&empty),
+                )
+            })
+            .collect();
+
+        let t = Instant::now();
+        let outcome = ipam::allocate(&pool_inputs, &requests);
+        self.metrics
+            .ipam_duration
+            .observe(t.elapsed().as_secs_f64());
+
+        let mut work = Vec::new();
+        for svc in &services {
+            let decision = if managed(svc, &self.cfg) {
+                let key = ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
+                outcome.services.get(&key)
+            } else if needs_release(svc, &self.cfg) {
+                None
+            } else {
+                continue;
+            };
+            let change = changes::service_change(svc, decision);
+            if !change.is_empty() {
+                work.push((svc.clone(), change));
+            }
+        }
+        let results: Vec<Result<(String, String, Service), ()>> = futures::stream::iter(work)
+            .map(|(svc, change)| self.write_service(svc, change))
+            .buffer_unordered(self.cfg.write_concurrency.max(1))
+            .collect()
+            .await;
+        let mut failed = 0;
+        for r in results {
+            match r {
+                Ok((uid, rv, svc)) => {
+                    self.written.insert(uid, (rv, svc));
+                }
+                Err(()) => failed += 1,
+            }
+        }
+
+        for pool in &pool_objs {
+            let name = pool.name_any();
+            let Some(report) = outcome.pools.get(&name) else {
+                continue;
+            };
+            for (f, counts) in [(Family::V4, report.v4), (Family::V6, report.v6)] {
+                for (state, n) in [
+                    ("allocated", counts.allocated),
+                    ("available", counts.available),
+                ] {
+                    let labels = PoolLabels {
+                        pool: name.clone(),
+                        family: f.k8s_name().into(),
+                        state: state.into(),
+                    };
+                    self.metrics
+                        .pool_addresses
+                        .get_or_create(&labels)
+                        .set(n.min(i64::MAX as u128) as i64);
+                }
+            }
+            let old = pool.status.as_ref();
+            let desired = changes::pool_status(report, pool.metadata.generation, old);
+            if old.is_some_and(|o| !changes::pool_status_differs(o, &desired)) {
+                continue;
+            }
+            let api: Api<AddressPool> = Api::all(self.client.clone());
+            match api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": desired })),
+                )
+                .await
+            {
+                Ok(_) => {
+                    for ev in changes::pool_events(&desired, old) {
+                        self.publish(&pool.object_ref(&()), ev).await;
+                    }
+                    if let Some(e) = &report.invalid {
+                        tracing::warn!(pool = %name, reason = %e, "invalid address pool");
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.metrics
+                        .write_errors
+                        .get_or_create(&KindLabels {
+                            kind: "AddressPool".into(),
+                        })
+                        .inc();
+                    tracing::warn!(pool = %name, error = %e, "could not write pool status");
+                }
+            }
+        }
+        failed
+    }
+
+    /// Carries out one service's change. Returns (uid, cache resourceVersion, object as written).
+    async fn write_service(
+        &self,
+        svc: Service,
+        change: ServiceChange,
+    ) -> Result<(String, String, Service), ()> {
+        let ns = svc.namespace().unwrap_or_default();
+        let name = svc.name_any();
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+        let fail = |what: &str, e: kube::Error| {
+            self.metrics
+                .write_errors
+                .get_or_create(&KindLabels {
+                    kind: "Service".into(),
+                })
+                .inc();
+            tracing::warn!(service = %format!("{ns}/{name}"), error = %e, "could not write {what}");
+        };
+        let mut latest = svc.clone();
+        if let Some(ips) = &change.ingress {
+            let ingress: Vec<_> = ips
+                .iter()
+                .map(|ip| json!({ "ip": ip.to_string() }))
+                .collect();
+            let patch = if ingress.is_empty() {
+                json!({ "status": { "loadBalancer": { "ingress": null } } })
+            } else {
+                json!({ "status": { "loadBalancer": { "ingress": ingress } } })
+            };
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(s) => latest = s,
+                Err(e) => {
+                    fail("status", e);
+                    return Err(());
+                }
+            }
+        }
+        if !change.annotations.is_empty() {
+            let patch = json!({ "metadata": { "annotations": change.annotations } });
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(s) => latest = s,
+                Err(e) => {
+                    fail("annotations", e);
+                    return Err(());
+                }
+            }
+        }
+        if change.allocated {
+            self.metrics.allocations.inc();
+            tracing::info!(service = %format!("{ns}/{name}"), addresses = ?change.ingress, "allocated");
+        }
+        if change.released {
+            self.metrics.releases.inc();
+            tracing::info!(service = %format!("{ns}/{name}"), "released");
+        }
+        if let Some(reason) = change.failure_reason {
+            self.metrics
+                .allocation_failures
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+            tracing::warn!(
+                service = %format!("{ns}/{name}"),
+                reason = ?change.annotations.get(annotations::ALLOCATION_ERROR),
+                "allocation failed"
+            );
+        }
+        let reference = latest.object_ref(&());
+        for ev in change.events {
+            self.publish(&reference, ev).await;
+        }
+        Ok((
+            svc.uid().unwrap_or_default(),
+            svc.resource_version().unwrap_or_default(),
+            latest,
+        ))
+    }
+
+    async fn publish(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        ev: EventSpec,
+    ) {
+        let event = Event {
+            type_: if ev.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: ev.reason.into(),
+            note: Some(ev.note.chars().take(1000).collect()),
+            action: "Allocate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::debug!(error = %e, "could not publish event");
+        }
+    }
+}

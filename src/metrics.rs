@@ -1,0 +1,184 @@
+//! Prometheus metrics and the HTTP endpoints `/metrics`, `/healthz`, `/readyz`. Kept apart from
+//! the reconcilers: they record into [`Metrics`] and flip [`Health`], nothing more.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+    pub family: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+pub struct Metrics {
+    pub allocations: Counter,
+    pub allocation_failures: Family<ReasonLabels, Counter>,
+    pub releases: Counter,
+    pub pool_addresses: Family<PoolLabels, Gauge>,
+    pub reconcile_duration: Histogram,
+    pub ipam_duration: Histogram,
+    pub write_errors: Family<KindLabels, Counter>,
+    pub is_leader: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("routelb");
+        let allocations = Counter::default();
+        registry.register(
+            "allocations",
+            "Addresses given to services",
+            allocations.clone(),
+        );
+        let allocation_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "allocation_failures",
+            "Services newly failing to get an address, by reason",
+            allocation_failures.clone(),
+        );
+        let releases = Counter::default();
+        registry.register(
+            "releases",
+            "Addresses taken back from services",
+            releases.clone(),
+        );
+        let pool_addresses = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_addresses",
+            "Addresses per pool, family and state (allocated, available)",
+            pool_addresses.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "One allocation pass: compute and write every change",
+            reconcile_duration.clone(),
+        );
+        let ipam_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "ipam_duration_seconds",
+            "The pure IPAM computation alone",
+            ipam_duration.clone(),
+        );
+        let write_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "write_errors",
+            "Failed writes to the API server, by object kind",
+            write_errors.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register(
+            "is_leader",
+            "1 while this replica holds the leader lease",
+            is_leader.clone(),
+        );
+        Metrics {
+            allocations,
+            allocation_failures,
+            releases,
+            pool_addresses,
+            reconcile_duration,
+            ipam_duration,
+            write_errors,
+            is_leader,
+            registry,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Liveness and readiness, flipped by the roles.
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, health });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.health.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches not synced yet",
+        )
+    }
+}
