@@ -54,27 +54,11 @@ pub enum PoolMode {
     status = "AddressPoolStatus",
     derive = "PartialEq",
     doc = "A pool of addresses for Services of type LoadBalancer.",
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(
-        name = "Allocated",
-        type_ = "string",
-        json_path = ".status.allocatedSummary"
-    ),
-    printcolumn(
-        name = "Available",
-        type_ = "string",
-        json_path = ".status.availableSummary"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Allocated","type":"string","jsonPath":".status.allocatedSummary"}"#,
+    printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.availableSummary"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AddressPoolSpec {
@@ -188,17 +172,9 @@ pub enum Protocol {
     status = "RoutingPolicyStatus",
     derive = "PartialEq",
     doc = "Which address pools are announced through which routing protocols, with which attributes.",
-    printcolumn(name = "Protocols", type_ = "string", json_path = ".spec.protocols"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Protocols","type":"string","jsonPath":".spec.protocols"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingPolicySpec {
@@ -321,27 +297,11 @@ pub struct RoutingPolicyStatus {
     derive = "PartialEq",
     derive = "Default",
     doc = "What the routelb agent on one node holds and announces. Named after the node.",
-    printcolumn(name = "Daemon", type_ = "string", json_path = ".status.daemon"),
-    printcolumn(
-        name = "Addresses",
-        type_ = "integer",
-        json_path = ".status.addressCount"
-    ),
-    printcolumn(
-        name = "Applied",
-        type_ = "string",
-        json_path = ".status.lastApply.result"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Daemon","type":"string","jsonPath":".status.daemon"}"#,
+    printcolumn = r#"{"name":"Addresses","type":"integer","jsonPath":".status.addressCount"}"#,
+    printcolumn = r#"{"name":"Applied","type":"string","jsonPath":".status.lastApply.result"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 pub struct NodeStateSpec {}
 

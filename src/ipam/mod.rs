@@ -60,12 +60,11 @@ impl Pool {
                             sel: Option<
             k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
         >| {
-            sel.map(|s| {
+            sel.and_then(|s| {
                 Selector::try_from(s)
                     .map_err(|e| problems.push(format!("{what}: {e}")))
                     .ok()
             })
-            .flatten()
         };
         let namespace_selector = selector(
             "spec.allocation.namespaceSelector",
@@ -97,7 +96,12 @@ impl Pool {
     }
 
     fn usable(&self, a: Addr) -> bool {
-        self.contains(a) && !(self.avoid_buggy_ips && a.is_buggy())
+        self.contains(a) && self.usable_unchecked(a)
+    }
+
+    /// `usable` for an address already known to be in the pool's ranges.
+    fn usable_unchecked(&self, a: Addr) -> bool {
+        !(self.avoid_buggy_ips && a.is_buggy())
     }
 
     /// Whether the pool's namespace and service selectors admit the service.
@@ -741,7 +745,7 @@ impl<'a> State<'a> {
                     family: f,
                     value: v,
                 };
-                if !(pool.avoid_buggy_ips && a.is_buggy()) && !self.used.contains_key(&a) {
+                if pool.usable_unchecked(a) && !self.used.contains_key(&a) {
                     self.cursors.insert((pool.name.as_str(), f), (ri, v));
                     return Some(a);
                 }
