@@ -227,7 +227,7 @@ pub fn pool_status(
                 "Invalid",
                 false,
                 "Valid",
-                String::new(),
+                "every entry parses".into(),
                 generation,
                 old_conditions,
             ),
@@ -245,7 +245,7 @@ pub fn pool_status(
                 "Overlapping",
                 false,
                 "NoOverlap",
-                String::new(),
+                "no other pool shares these ranges".into(),
                 generation,
                 old_conditions,
             )
@@ -264,8 +264,16 @@ pub fn pool_status(
         },
     ];
     AddressPoolStatus {
-        allocated_summary: format!("{}/{}", short(ipv4.allocated), short(ipv6.allocated)),
-        available_summary: format!("{}/{}", short(ipv4.available), short(ipv6.available)),
+        allocated_summary: Some(format!(
+            "{}/{}",
+            short(ipv4.allocated),
+            short(ipv6.allocated)
+        )),
+        available_summary: Some(format!(
+            "{}/{}",
+            short(ipv4.available),
+            short(ipv6.available)
+        )),
         ipv4,
         ipv6,
         conditions,
@@ -405,8 +413,8 @@ mod tests {
             },
         };
         let s = pool_status(&report, Some(2), None);
-        assert_eq!(s.allocated_summary, "3/0");
-        assert_eq!(s.available_summary, "5/2^40+");
+        assert_eq!(s.allocated_summary.as_deref(), Some("3/0"));
+        assert_eq!(s.available_summary.as_deref(), Some("5/2^40+"));
         assert_eq!(s.ipv6.available, i64::MAX as u64);
         let events = pool_events(&s, None);
         assert_eq!(events.len(), 1);

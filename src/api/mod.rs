@@ -135,11 +135,11 @@ pub struct AddressPoolStatus {
     #[serde(default)]
     pub ipv6: FamilyCounts,
     /// `v4/v6` allocated, for `kubectl get`.
-    #[serde(default)]
-    pub allocated_summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_summary: Option<String>,
     /// `v4/v6` available, for `kubectl get`.
-    #[serde(default)]
-    pub available_summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_summary: Option<String>,
     /// `Ready`, `Invalid` and `Overlapping`, each with a reason.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -234,10 +234,11 @@ pub struct OspfAttributes {
     pub metric_type: Option<u8>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum IsisLevel {
     #[serde(rename = "level-1")]
     Level1,
+    #[default]
     #[serde(rename = "level-2")]
     Level2,
     #[serde(rename = "level-1-2")]
@@ -247,9 +248,9 @@ pub enum IsisLevel {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IsisAttributes {
-    /// Level the routes are redistributed into (default `level-2`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<IsisLevel>,
+    /// Level the routes are redistributed into.
+    #[serde(default)]
+    pub level: IsisLevel,
     /// Wide metric (0-16777215).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 16777215))]
