@@ -334,6 +334,8 @@ impl Ctx {
                         tracing::warn!(pool = %name, reason = %e, "invalid address pool");
                     }
                 }
+                // Deleted since the snapshot: nothing to report on.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
                     failed += 1;
                     self.metrics
@@ -439,19 +441,63 @@ impl Ctx {
         reference: &k8s_openapi::api::core::v1::ObjectReference,
         ev: EventSpec,
     ) {
-        let event = Event {
-            type_: if ev.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: ev.reason.into(),
-            note: Some(ev.note.chars().take(1000).collect()),
-            action: "Allocate".into(),
-            secondary: None,
+        let note: String = ev.note.chars().take(1000).collect();
+        let result = if reference.namespace.is_none() {
+            self.publish_cluster_scoped(reference, &ev, note).await
+        } else {
+            let event = Event {
+                type_: if ev.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: ev.reason.into(),
+                note: Some(note),
+                action: "Allocate".into(),
+                secondary: None,
+            };
+            self.recorder.publish(&event, reference).await
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
-            tracing::debug!(error = %e, "could not publish event");
+        if let Err(e) = result {
+            tracing::warn!(error = %e, object = ?reference.name, reason = ev.reason, "could not publish event");
         }
+    }
+
+    /// Events about cluster-scoped objects (pools) go to `default`, where kubectl looks for
+    /// them. kube's Recorder cannot write those, and older API servers refuse them through
+    /// events.k8s.io/v1, so they are written as core/v1 Events, which every version accepts.
+    async fn publish_cluster_scoped(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        ev: &EventSpec,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = reference.name.clone().unwrap_or_default();
+        let event = CoreEvent {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            involved_object: reference.clone(),
+            reason: Some(ev.reason.into()),
+            message: Some(note),
+            type_: Some(if ev.warning { "Warning" } else { "Normal" }.into()),
+            source: Some(EventSource {
+                component: Some("routelb-allocator".into()),
+                host: None,
+            }),
+            reporting_component: Some("routelb-allocator".into()),
+            reporting_instance: Some(self.cfg.lease.identity.clone()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), "default");
+        api.create(&Default::default(), &event).await.map(|_| ())
     }
 }

@@ -139,15 +139,14 @@ impl fmt::Display for IpRange {
 pub fn parse_range(entry: &str) -> Result<IpRange, String> {
     let s = entry.trim();
     let shown: String = s.chars().take(80).collect();
+    let not_an_entry = || format!("{shown:?} is neither a CIDR, an address nor a range a-b");
     if let Some((a, b)) = s.split_once('-') {
-        let a: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{shown:?}: {:?} is not an IP address", a.trim()))?;
-        let b: IpAddr = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("{shown:?}: {:?} is not an IP address", b.trim()))?;
+        let (a, b) = match (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(_), Err(_)) => return Err(not_an_entry()),
+            (Err(_), _) => return Err(format!("{shown:?}: {:?} is not an IP address", a.trim())),
+            (_, Err(_)) => return Err(format!("{shown:?}: {:?} is not an IP address", b.trim())),
+        };
         let (a, b) = (Addr::from(a), Addr::from(b));
         if a.family != b.family {
             return Err(format!("{shown:?}: a range cannot mix IPv4 and IPv6"));

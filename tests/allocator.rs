@@ -1,0 +1,450 @@
+#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
+//! The allocator against a real kube-apiserver (integration/k8s/control-plane.sh).
+//! Every test uses its own namespace and pools restricted to it, and runs alone.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use routelb::api::{AddressPool, annotations};
+use serde_json::json;
+
+fn only(ns: &str, addresses: &[&str]) -> serde_json::Value {
+    json!({ "addresses": addresses, "allocation": { "namespaces": [ns] } })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allocates_distinct_addresses_and_reports_pool_status() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("alloc");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.1.0/29"])).await;
+    let alloc = Allocator::start(&ns, "a", &[]);
+    for i in 0..5 {
+        create_service(&c, service(&ns, &format!("s{i}"), json!({}))).await;
+    }
+    let mut seen = HashSet::new();
+    for i in 0..5 {
+        let ips = wait_ips(&c, &ns, &format!("s{i}"), 1).await;
+        assert!(ips[0].starts_with("10.10.1."), "{ips:?}");
+        assert!(seen.insert(ips[0].clone()), "{} given twice", ips[0]);
+        let s = wait_annotation(&c, &ns, &format!("s{i}"), annotations::POOL_USED, |v| {
+            v.is_some()
+        })
+        .await;
+        assert_eq!(s.annotations()[annotations::POOL_USED], pool);
+    }
+    wait_event(&c, &ns, "s0", "Allocated").await;
+    let pools: Api<AddressPool> = Api::all(c.clone());
+    let status = wait_for(Duration::from_secs(10), || async {
+        let st = pools.get(&pool).await.ok()?.status?;
+        (st.ipv4.allocated == 5).then_some(st)
+    })
+    .await
+    .expect("pool status counts 5");
+    assert_eq!(status.ipv4.available, 3);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    let m = alloc.metrics().await;
+    assert!(m.contains("routelb_allocations_total"), "{m}");
+    assert!(http_get(alloc.metrics_port, "/readyz").await.is_some());
+    assert!(http_get(alloc.metrics_port, "/healthz").await.is_some());
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_families() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("dual");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.2.0/28", "fd00:10:2::/124"])).await;
+    let _a = Allocator::start(&ns, "a", &[]);
+    create_service(
+        &c,
+        service(
+            &ns,
+            "require",
+            json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}}),
+        ),
+    )
+    .await;
+    create_service(
+        &c,
+        service(
+            &ns,
+            "prefer",
+            json!({"spec": {"ipFamilyPolicy": "PreferDualStack"}}),
+        ),
+    )
+    .await;
+    create_service(
+        &c,
+        service(
+            &ns,
+            "v6",
+            json!({"spec": {"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"]}}),
+        ),
+    )
+    .await;
+    let require = wait_ips(&c, &ns, "require", 2).await;
+    assert!(
+        require[0].starts_with("fd00:10:2::") && require[1].starts_with("10.10.2."),
+        "{require:?}"
+    );
+    assert_eq!(wait_ips(&c, &ns, "prefer", 2).await.len(), 2);
+    let v6 = wait_ips(&c, &ns, "v6", 1).await;
+    assert!(v6[0].starts_with("fd00:10:2::"), "{v6:?}");
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sharing_key_shares_when_ports_do_not_collide() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("share");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.3.0/29"])).await;
+    let _a = Allocator::start(&ns, "a", &[]);
+    let shared = |name: &str, port: i32| {
+        service(
+            &ns,
+            name,
+            json!({
+                "metadata": { "annotations": { annotations::SHARING_KEY: "web" } },
+                "spec": { "ports": [{ "port": port, "protocol": "TCP" }] }
+            }),
+        )
+    };
+    create_service(&c, shared("http", 80)).await;
+    let http = wait_ips(&c, &ns, "http", 1).await;
+    create_service(&c, shared("https", 443)).await;
+    assert_eq!(wait_ips(&c, &ns, "https", 1).await, http);
+    create_service(&c, shared("clash", 80)).await;
+    let s = wait_annotation(&c, &ns, "clash", annotations::ALLOCATION_ERROR, |v| {
+        v.is_some()
+    })
+    .await;
+    let err = &s.annotations()[annotations::ALLOCATION_ERROR];
+    assert!(err.contains("80/TCP"), "{err}");
+    assert!(ingress_ips(&s).is_empty());
+    wait_event(&c, &ns, "clash", "AllocationFailed").await;
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requested_addresses_are_honoured_or_refused() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("req");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.4.0/28"])).await;
+    let _a = Allocator::start(&ns, "a", &[]);
+    create_service(
+        &c,
+        service(
+            &ns,
+            "ann",
+            json!({"metadata": {"annotations": {annotations::ADDRESSES: "10.10.4.9"}}}),
+        ),
+    )
+    .await;
+    create_service(
+        &c,
+        service(
+            &ns,
+            "legacy",
+            json!({"spec": {"loadBalancerIP": "10.10.4.7"}}),
+        ),
+    )
+    .await;
+    create_service(
+        &c,
+        service(
+            &ns,
+            "outside",
+            json!({"metadata": {"annotations": {annotations::ADDRESSES: "192.0.2.1"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(wait_ips(&c, &ns, "ann", 1).await, ["10.10.4.9"]);
+    assert_eq!(wait_ips(&c, &ns, "legacy", 1).await, ["10.10.4.7"]);
+    let s = wait_annotation(&c, &ns, "outside", annotations::ALLOCATION_ERROR, |v| {
+        v.is_some()
+    })
+    .await;
+    assert!(
+        s.annotations()[annotations::ALLOCATION_ERROR].contains("192.0.2.1 is not in any pool")
+    );
+    // Changing the request moves the service.
+    let api: Api<Service> = Api::namespaced(c.clone(), &ns);
+    api.patch(
+        "ann",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {annotations::ADDRESSES: "10.10.4.10"}}})),
+    )
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        (ingress_ips(&api.get("ann").await.ok()?) == ["10.10.4.10"]).then_some(())
+    })
+    .await
+    .expect("moved to the newly requested address");
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_selectors_and_priority() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("sel");
+    ensure_namespace(&c, &ns, &[("team", "blue")]).await;
+    let (general, blue, named) = (
+        format!("{ns}-general"),
+        format!("{ns}-blue"),
+        format!("{ns}-named"),
+    );
+    create_pool(&c, &general, only(&ns, &["10.10.5.0/28"])).await;
+    create_pool(
+        &c,
+        &blue,
+        json!({
+            "addresses": ["10.10.6.0/28"],
+            "allocation": {
+                "priority": 10,
+                "namespaceSelector": { "matchLabels": { "team": "blue" } },
+                "serviceSelector": { "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["web"] }] }
+            }
+        }),
+    )
+    .await;
+    create_pool(&c, &named, json!({ "addresses": ["10.10.7.0/28"], "autoAssign": false, "allocation": { "namespaces": [ns] } })).await;
+    let _a = Allocator::start(&ns, "a", &[]);
+    create_service(
+        &c,
+        service(&ns, "web", json!({"metadata": {"labels": {"tier": "web"}}})),
+    )
+    .await;
+    create_service(
+        &c,
+        service(&ns, "db", json!({"metadata": {"labels": {"tier": "db"}}})),
+    )
+    .await;
+    create_service(
+        &c,
+        service(
+            &ns,
+            "pinned",
+            json!({"metadata": {"annotations": {annotations::POOL: named}}}),
+        ),
+    )
+    .await;
+    assert!(wait_ips(&c, &ns, "web", 1).await[0].starts_with("10.10.6."));
+    assert!(wait_ips(&c, &ns, "db", 1).await[0].starts_with("10.10.5."));
+    assert!(wait_ips(&c, &ns, "pinned", 1).await[0].starts_with("10.10.7."));
+    for p in [general, blue, named] {
+        delete_pool(&c, &p).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_never_renumbers() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("restart");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.8.0/28"])).await;
+    let a = Allocator::start(&ns, "a", &[]);
+    for i in 0..4 {
+        create_service(&c, service(&ns, &format!("s{i}"), json!({}))).await;
+    }
+    let mut before = Vec::new();
+    for i in 0..4 {
+        before.push(wait_ips(&c, &ns, &format!("s{i}"), 1).await);
+    }
+    a.kill_hard();
+    // While it is down: a higher-priority pool appears and one service is deleted, so a
+    // naive allocator restarting from scratch would renumber everything.
+    let better = format!("{ns}-better");
+    create_pool(
+        &c,
+        &better,
+        json!({"addresses": ["10.10.9.0/28"], "allocation": {"priority": 100, "namespaces": [ns]}}),
+    )
+    .await;
+    let api: Api<Service> = Api::namespaced(c.clone(), &ns);
+    api.delete("s0", &DeleteParams::default()).await.unwrap();
+    let _b = Allocator::start(&format!("{ns}-2"), "b", &[]);
+    create_service(&c, service(&ns, "fresh", json!({}))).await;
+    assert!(wait_ips(&c, &ns, "fresh", 1).await[0].starts_with("10.10.9."));
+    for (i, ips) in before.iter().enumerate().skip(1) {
+        assert_eq!(
+            &ingress_ips(&api.get(&format!("s{i}")).await.unwrap()),
+            ips,
+            "s{i} renumbered"
+        );
+    }
+    delete_pool(&c, &pool).await;
+    delete_pool(&c, &better).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standby_takes_over_without_reassigning() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("ha");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.10.0/28"])).await;
+    let first = Allocator::start(&ns, "first", &[]);
+    wait_for(Duration::from_secs(10), || async {
+        first.is_leader().await.then_some(())
+    })
+    .await
+    .expect("first leads");
+    let second = Allocator::start(&ns, "second", &[]);
+    create_service(&c, service(&ns, "before", json!({}))).await;
+    let before = wait_ips(&c, &ns, "before", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!second.is_leader().await, "two leaders");
+
+    // Hard failure: the standby waits for the lease to expire (3 s here), then leads.
+    first.kill_hard();
+    create_service(&c, service(&ns, "during", json!({}))).await;
+    let started = std::time::Instant::now();
+    let during = wait_ips(&c, &ns, "during", 1).await;
+    let took = started.elapsed();
+    assert_ne!(during, before);
+    println!("hard failover: service allocated {took:?} after the leader was killed (lease 3 s)");
+    assert!(second.is_leader().await);
+
+    // Graceful: SIGTERM releases the lease, a third replica takes over within one renew period.
+    let third = Allocator::start(&ns, "third", &[]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    second.stop_gracefully();
+    wait_for(Duration::from_secs(5), || async {
+        third.is_leader().await.then_some(())
+    })
+    .await
+    .expect("third took over after a graceful stop");
+    create_service(&c, service(&ns, "after", json!({}))).await;
+    wait_ips(&c, &ns, "after", 1).await;
+    let api: Api<Service> = Api::namespaced(c.clone(), &ns);
+    assert_eq!(ingress_ips(&api.get("before").await.unwrap()), before);
+    assert_eq!(ingress_ips(&api.get("during").await.unwrap()), during);
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn releases_on_delete_and_type_change_and_ignores_other_classes() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("rel");
+    ensure_namespace(&c, &ns, &[]).await;
+    let pool = format!("{ns}-pool");
+    create_pool(&c, &pool, only(&ns, &["10.10.11.0/30"])).await;
+    let _a = Allocator::start(&ns, "a", &[]);
+    create_service(&c, service(&ns, "a", json!({}))).await;
+    assert_eq!(wait_ips(&c, &ns, "a", 1).await, ["10.10.11.0"]);
+    create_service(&c, service(&ns, "b", json!({}))).await;
+    assert_eq!(wait_ips(&c, &ns, "b", 1).await, ["10.10.11.1"]);
+    let api: Api<Service> = Api::namespaced(c.clone(), &ns);
+    // Type change: status cleared, annotations removed, Event.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": null, "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}})),
+    )
+    .await
+    .unwrap();
+    let s = wait_annotation(&c, &ns, "a", annotations::POOL_USED, |v| v.is_none()).await;
+    wait_for(Duration::from_secs(10), || async {
+        ingress_ips(&api.get("a").await.ok()?)
+            .is_empty()
+            .then_some(())
+    })
+    .await
+    .expect("ingress cleared");
+    assert!(s.annotations().get(annotations::ALLOCATION_ERROR).is_none());
+    wait_event(&c, &ns, "a", "AddressReleased").await;
+    // Delete: the address goes back to the pool and is reused.
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    create_service(&c, service(&ns, "c", json!({}))).await;
+    create_service(&c, service(&ns, "d", json!({}))).await;
+    let mut got = vec![
+        wait_ips(&c, &ns, "c", 1).await[0].clone(),
+        wait_ips(&c, &ns, "d", 1).await[0].clone(),
+    ];
+    got.sort();
+    assert_eq!(got, ["10.10.11.0", "10.10.11.1"]);
+    delete_pool(&c, &pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("bad");
+    ensure_namespace(&c, &ns, &[]).await;
+    let (bad, a, b) = (format!("{ns}-bad"), format!("{ns}-a"), format!("{ns}-b"));
+    create_pool(&c, &bad, only(&ns, &["10.10.12.1/24", "not-an-address"])).await;
+    create_pool(&c, &a, only(&ns, &["10.10.13.0/28"])).await;
+    create_pool(&c, &b, only(&ns, &["10.10.13.8-10.10.13.20"])).await;
+    let _al = Allocator::start(&ns, "a", &[]);
+    let pools: Api<AddressPool> = Api::all(c.clone());
+    let st = wait_for(Duration::from_secs(20), || async {
+        let st = pools.get(&bad).await.ok()?.status?;
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Invalid" && c.status == "True")
+            .then_some(st)
+    })
+    .await
+    .expect("Invalid condition");
+    let invalid = st.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
+    assert!(
+        invalid.message.contains("10.10.12.0/24") && invalid.message.contains("not-an-address"),
+        "{}",
+        invalid.message
+    );
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False")
+    );
+    let st = wait_for(Duration::from_secs(20), || async {
+        let st = pools.get(&a).await.ok()?.status?;
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Overlapping" && c.status == "True")
+            .then_some(st)
+    })
+    .await
+    .expect("Overlapping condition");
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    // Events for cluster-scoped objects land in "default".
+    wait_event(&c, "default", &bad, "InvalidPool").await;
+    wait_event(&c, "default", &a, "OverlappingPool").await;
+    for p in [bad, a, b] {
+        delete_pool(&c, &p).await;
+    }
+}
