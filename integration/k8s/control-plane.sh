@@ -1,0 +1,506 @@
+#!/usr/bin/env bash
+# integration/k8s/control-plane.sh — a real, throw-away Kubernetes control
+# plane (etcd + kube-apiserver, no controllers, no nodes) for routelb's
+# integration tests, built entirely from Debian packages.
+#
+# Usage:
+#   control-plane.sh up     start etcd + kube-apiserver (building the apiserver
+#                           once, cached); the LAST line on stdout is exactly
+#                           `export KUBECONFIG=<path>`, so
+#                             eval "$(integration/k8s/control-plane.sh up | tail -n1)"
+#                           works. Idempotent: if it is already up, it only
+#                           prints that line again.
+#   control-plane.sh down   stop the processes this script started (by its pid
+#                           files only) and delete the state directory. Safe
+#                           when nothing is running.
+#   control-plane.sh env    print `export KUBECONFIG=<path>` and nothing else.
+#
+# Why it looks like this:
+#   * The only way to get a kube-apiserver here (no internet besides the Debian
+#     mirrors and language registries) is Debian 12's `kubernetes` *source*
+#     package (upstream v1.20.2), built with Debian's golang-go.
+#   * That source vendors github.com/modern-go/reflect2 v1.0.1, which crashes
+#     under Go >= 1.18 on the first custom-resource write. We swap the vendored
+#     copy for Debian's golang-github-modern-go-reflect2-dev (v1.0.2) and
+#     update go.mod / vendor/modules.txt so `-mod=vendor` stays consistent.
+#   * The built binary is cached outside the repository
+#     (${ROUTELB_K8S_CACHE:-~/.cache/routelb}/kube-apiserver-v1.20.2). It is
+#     moved into place atomically only after a successful build, under a
+#     flock, so a half-finished build is never used and two concurrent `up`s
+#     never build twice.
+#   * Authentication is a static token file (admin in group system:masters);
+#     authorization is real RBAC. Services get a dual-stack range
+#     (IPv6DualStack feature gate, alpha in v1.20) so that
+#     `ipFamilyPolicy: RequireDualStack` Services can be created.
+#
+# All chatter goes to stderr or to log files; stdout carries only the final
+# `export KUBECONFIG=...` line.
+#
+# Environment overrides (all optional):
+#   ROUTELB_K8S_STATE      state dir (certs, etcd data, logs, pids, kubeconfig)
+#                          default /tmp/routelb-k8s
+#   ROUTELB_K8S_CACHE      build cache dir, default ${XDG_CACHE_HOME:-~/.cache}/routelb
+#   ROUTELB_K8S_PORT       apiserver secure port, default 6444
+#   ROUTELB_K8S_ETCD_PORT  etcd client port, default 23790 (peer port: +10)
+#   ROUTELB_K8S_TIMEOUT    seconds to wait for readiness, default 60
+
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings --
+K8S_VERSION=v1.20.2
+STATE_DIR=${ROUTELB_K8S_STATE:-/tmp/routelb-k8s}
+CACHE_DIR=${ROUTELB_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/routelb}
+APISERVER_PORT=${ROUTELB_K8S_PORT:-6444}
+ETCD_CLIENT_PORT=${ROUTELB_K8S_ETCD_PORT:-23790}
+ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 10))
+READY_TIMEOUT=${ROUTELB_K8S_TIMEOUT:-60}
+
+APISERVER_BIN="$CACHE_DIR/kube-apiserver-$K8S_VERSION"
+KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
+PKI_DIR="$STATE_DIR/pki"
+LOG_DIR="$STATE_DIR/logs"
+ETCD_DATA_DIR="$STATE_DIR/etcd"
+ETCD_URL="http://127.0.0.1:$ETCD_CLIENT_PORT"
+APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+
+# Service ClusterIP ranges: IPv4 primary, IPv6 secondary (v1.20 caps the IPv6
+# range at /108, i.e. 20 bits).
+SERVICE_CIDRS=10.96.0.0/16,fd00:10:96::/108
+SERVICE_ACCOUNT_ISSUER=https://kubernetes.default.svc.cluster.local
+
+# ------------------------------------------------------------------ helpers --
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+die() { printf '[control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as root (we are root on CI/dev machines; fall back to sudo).
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+print_env() { printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_PATH"; }
+
+# Is Debian package $1 installed?
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+APT_UPDATED=0
+apt_update_once() {
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    log "apt-get update"
+    as_root apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+}
+
+# Install whichever of the given Debian packages are missing.
+ensure_pkgs() {
+  local missing=() p
+  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  apt_update_once
+  log "apt-get install ${missing[*]}"
+  # etcd-server's maintainer script tries to start the system etcd service;
+  # under policy-rc.d / no systemd that is refused, which is what we want.
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# Print the pid stored in pid file $1 if that process is alive AND its command
+# line still mentions $2 (guards against pid reuse: we never signal a process
+# we did not start).
+live_pid() {
+  local file=$1 expect=$2 pid
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$expect" || return 1
+  echo "$pid"
+}
+
+# Readiness probe of the apiserver with the admin token.
+apiserver_ready() {
+  [[ -f $PKI_DIR/ca.crt && -f $STATE_DIR/admin.token ]] || return 1
+  curl -fsS --max-time 3 --cacert "$PKI_DIR/ca.crt" \
+    -H "Authorization: Bearer $(<"$STATE_DIR/admin.token")" \
+    "$APISERVER_URL/readyz" >/dev/null 2>&1
+}
+
+etcd_healthy() {
+  curl -fsS --max-time 3 "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+# Fail early (with a clear message) if someone else holds one of our ports.
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Start "$@" detached in its own session (survives this script and the
+# caller's process group), stdin from /dev/null, output to log file $2; the
+# real pid of the command is written to pid file $1.
+start_detached() {
+  local pidfile=$1 logfile=$2; shift 2
+  # fds 8/9 hold our flocks: close them so the daemons don't keep the locks.
+  # shellcheck disable=SC2016  # $$/$1/$@ are for the inner bash
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" \
+    </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+  # Wait (briefly) for the pid file to appear.
+  for _ in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
+  die "could not start $1"
+}
+
+# ------------------------------------------------------------------- build --
+# Build kube-apiserver v1.20.2 from Debian's source package (once, cached).
+build_apiserver() {
+  [[ -x $APISERVER_BIN ]] && return 0
+  mkdir -p "$CACHE_DIR"
+
+  # Serialise builds: a second `up` waits for the first one's build.
+  exec 9>"$CACHE_DIR/build.lock"
+  flock 9
+  if [[ -x $APISERVER_BIN ]]; then flock -u 9; return 0; fi
+
+  local build_log="$CACHE_DIR/build.log"
+  log "kube-apiserver $K8S_VERSION is not cached; building it from Debian's source package (4-6 min on 2 cores, log: $build_log)"
+  : >"$build_log"
+
+  ensure_pkgs golang-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync jq ca-certificates
+
+  # `apt-get source` needs deb-src entries; add them (in a separate file) for
+  # the Debian suites already configured, if none are present.
+  if ! apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Package: kubernetes'; then
+    enable_deb_src
+    APT_UPDATED=0
+    apt_update_once
+    apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Package: kubernetes' \
+      || die "no source package 'kubernetes' available even after enabling deb-src"
+  fi
+
+  # Fresh scratch dir (a previous interrupted build is simply discarded).
+  local work="$CACHE_DIR/build"
+  rm -rf "$work"
+  mkdir -p "$work"
+  local started=$SECONDS
+  (
+    cd "$work"
+    # apt-get source drops privileges to _apt when it can; a root-owned dir
+    # just yields a harmless warning.
+    apt-get source --only-source kubernetes
+  ) >>"$build_log" 2>&1 || { tail -n 30 "$build_log" >&2; die "apt-get source kubernetes failed"; }
+
+  local src
+  src=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n1)
+  [[ -n $src && -f $src/go.mod ]] || die "unpacked kubernetes source not found in $work"
+  # The release tarball embeds its tag in hack/lib/version.sh ('tag: v1.20.2').
+  grep -qF "tag: $K8S_VERSION" "$src/hack/lib/version.sh" \
+    || log "warning: source in $src does not look like $K8S_VERSION"
+
+  # --- reflect2 swap (see header) ---
+  local r2=/usr/share/gocode/src/github.com/modern-go/reflect2
+  [[ -f $r2/reflect2.go ]] || die "$r2 missing (package golang-github-modern-go-reflect2-dev)"
+  rm -rf "$src/vendor/github.com/modern-go/reflect2"
+  cp -a "$r2" "$src/vendor/github.com/modern-go/reflect2"
+  # vendored module dirs never carry their go.mod
+  rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod"
+  sed -i 's#github.com/modern-go/reflect2 v1\.0\.1#github.com/modern-go/reflect2 v1.0.2#g' \
+    "$src/go.mod" "$src/vendor/modules.txt"
+  grep -q 'modern-go/reflect2 v1.0.2' "$src/vendor/modules.txt" \
+    || die "could not patch vendor/modules.txt for reflect2 v1.0.2"
+
+  # --- build (same recipe as debian/rules, apiserver only) ---
+  log "compiling cmd/kube-apiserver (this is the slow part)"
+  (
+    cd "$src"
+    export GOPATH="$src/.go" GOCACHE="$work/gocache" HOME="$work/home"
+    export CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off GOTOOLCHAIN=local
+    export PATH="/usr/lib/go/bin:$PATH"
+    mkdir -p "$HOME" .go/src/k8s.io
+    ln -sfn ../../.. .go/src/k8s.io/kubernetes
+    make WHAT=cmd/kube-apiserver
+  ) >>"$build_log" 2>&1 || { tail -n 40 "$build_log" >&2; die "kube-apiserver build failed (full log: $build_log)"; }
+
+  local out="$src/_output/bin/kube-apiserver"
+  [[ -x $out ]] || out=$(find "$src/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
+  [[ -n $out && -x $out ]] || die "build finished but no kube-apiserver binary found"
+  "$out" --version >>"$build_log" 2>&1 || die "built kube-apiserver does not run"
+
+  # Atomic publish: the cache path exists only once the build is complete.
+  cp "$out" "$APISERVER_BIN.tmp.$$"
+  chmod 0755 "$APISERVER_BIN.tmp.$$"
+  mv -f "$APISERVER_BIN.tmp.$$" "$APISERVER_BIN"
+  rm -rf "$work"   # source + go build cache are ~2 GB; the binary is all we keep
+  log "built $("$APISERVER_BIN" --version) in $((SECONDS - started)) s -> $APISERVER_BIN"
+  flock -u 9
+}
+
+# Write /etc/apt/sources.list.d/routelb-deb-src.sources mirroring the
+# existing Debian `deb` entries as `deb-src` (existing files stay untouched).
+enable_deb_src() {
+  local out=/etc/apt/sources.list.d/routelb-deb-src.sources tmp
+  tmp=$(mktemp)
+  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    # deb822: same stanzas, Types rewritten to deb-src.
+    sed -E 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$tmp"
+    log "enabling deb-src entries in $out"
+    as_root install -m 0644 "$tmp" "$out"
+  elif [[ -f /etc/apt/sources.list ]] && grep -qE '^deb ' /etc/apt/sources.list; then
+    # legacy one-line format
+    out=/etc/apt/sources.list.d/routelb-deb-src.list
+    sed -nE 's/^deb (.*)/deb-src \1/p' /etc/apt/sources.list >"$tmp"
+    log "enabling deb-src entries in $out"
+    as_root install -m 0644 "$tmp" "$out"
+  else
+    rm -f "$tmp"
+    die "cannot find Debian apt sources to derive deb-src entries from"
+  fi
+  rm -f "$tmp"
+}
+
+# -------------------------------------------------------------------- pki --
+# CA, apiserver serving cert (127.0.0.1 / ::1 / localhost / the kubernetes
+# Service IPs), service-account signing key pair and a static admin token.
+generate_pki() {
+  mkdir -p "$PKI_DIR"
+  chmod 0700 "$PKI_DIR"
+  [[ -f $PKI_DIR/apiserver.crt && -f $STATE_DIR/tokens.csv ]] && return 0
+  (
+    cd "$PKI_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+      -keyout ca.key -out ca.crt -subj "/CN=routelb-test-ca"
+    openssl req -newkey rsa:2048 -nodes -sha256 \
+      -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+    cat >apiserver.ext <<'EOF'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, IP:::1, IP:10.96.0.1, IP:fd00:10:96::1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local
+EOF
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -sha256 -days 3650 -extfile apiserver.ext -out apiserver.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >>"$LOG_DIR/pki.log" 2>&1 || { tail -n 20 "$LOG_DIR/pki.log" >&2; die "certificate generation failed"; }
+
+  # Static token auth: token,user,uid,"group1,group2"
+  local token
+  token=$(openssl rand -hex 24)
+  umask 077
+  printf '%s\n' "$token" >"$STATE_DIR/admin.token"
+  printf '%s,routelb-admin,routelb-admin,"system:masters"\n' "$token" >"$STATE_DIR/tokens.csv"
+  umask 022
+}
+
+write_kubeconfig() {
+  local ca_data tmp
+  ca_data=$(base64 -w0 <"$PKI_DIR/ca.crt")
+  tmp="$KUBECONFIG_PATH.tmp"
+  umask 077
+  cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: routelb-test
+  cluster:
+    server: $APISERVER_URL
+    certificate-authority-data: $ca_data
+users:
+- name: routelb-admin
+  user:
+    token: $(<"$STATE_DIR/admin.token")
+contexts:
+- name: routelb-test
+  context:
+    cluster: routelb-test
+    user: routelb-admin
+    namespace: default
+current-context: routelb-test
+EOF
+  umask 022
+  mv -f "$tmp" "$KUBECONFIG_PATH"
+}
+
+# ---------------------------------------------------------------- processes --
+start_etcd() {
+  port_free "$ETCD_CLIENT_PORT" || die "port $ETCD_CLIENT_PORT is in use by another process (set ROUTELB_K8S_ETCD_PORT)"
+  port_free "$ETCD_PEER_PORT" || die "port $ETCD_PEER_PORT is in use by another process (set ROUTELB_K8S_ETCD_PORT)"
+  mkdir -p "$ETCD_DATA_DIR"
+  chmod 0700 "$ETCD_DATA_DIR"
+  log "starting etcd on $ETCD_URL"
+  start_detached "$STATE_DIR/etcd.pid" "$LOG_DIR/etcd.log" \
+    /usr/bin/etcd \
+    --name routelb-test \
+    --data-dir "$ETCD_DATA_DIR" \
+    --listen-client-urls "$ETCD_URL" \
+    --advertise-client-urls "$ETCD_URL" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "routelb-test=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster-state new \
+    --logger zap --log-outputs stderr
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until etcd_healthy; do
+    live_pid "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR" >/dev/null || {
+      tail -n 30 "$LOG_DIR/etcd.log" >&2; die "etcd exited during startup (log: $LOG_DIR/etcd.log)"; }
+    ((SECONDS < deadline)) || {
+      tail -n 30 "$LOG_DIR/etcd.log" >&2; die "etcd not healthy after ${READY_TIMEOUT}s (log: $LOG_DIR/etcd.log)"; }
+    sleep 0.2
+  done
+}
+
+start_apiserver() {
+  port_free "$APISERVER_PORT" || die "port $APISERVER_PORT is in use by another process (set ROUTELB_K8S_PORT)"
+  log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
+  # Notes on flags:
+  #  --insecure-port=0            v1.20 still opens an unauthenticated :8080 otherwise
+  #  --endpoint-reconciler-type=none
+  #                               the `kubernetes` Endpoints would carry 127.0.0.1,
+  #                               which Endpoints validation rejects (loopback)
+  #  --disable-admission-plugins=ServiceAccount
+  #                               no controller-manager creates the `default`
+  #                               ServiceAccount, so Pods would be rejected
+  #  --feature-gates=IPv6DualStack=true + two service CIDRs
+  #                               dual-stack Services (ipFamilyPolicy)
+  #  ServiceLBNodePortControl / MixedProtocolLBService (alpha in v1.20)
+  #                               make spec.allocateLoadBalancerNodePorts and
+  #                               TCP+UDP LoadBalancer Services accepted
+  #  NOT available in v1.20 at all: spec.loadBalancerClass (1.21; silently
+  #  dropped), status.loadBalancer.ingress[].ipMode (1.29; dropped by
+  #  merge patches, rejected by server-side apply), discovery.k8s.io/v1
+  #  (1.21; only v1beta1 EndpointSlices here).
+  start_detached "$STATE_DIR/apiserver.pid" "$LOG_DIR/apiserver.log" \
+    "$APISERVER_BIN" \
+    --etcd-servers="$ETCD_URL" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" \
+    --insecure-port=0 \
+    --tls-cert-file="$PKI_DIR/apiserver.crt" \
+    --tls-private-key-file="$PKI_DIR/apiserver.key" \
+    --client-ca-file="$PKI_DIR/ca.crt" \
+    --token-auth-file="$STATE_DIR/tokens.csv" \
+    --authorization-mode=RBAC \
+    --service-account-issuer="$SERVICE_ACCOUNT_ISSUER" \
+    --api-audiences="$SERVICE_ACCOUNT_ISSUER" \
+    --service-account-key-file="$PKI_DIR/sa.pub" \
+    --service-account-signing-key-file="$PKI_DIR/sa.key" \
+    --feature-gates=IPv6DualStack=true,ServiceLBNodePortControl=true,MixedProtocolLBService=true \
+    --service-cluster-ip-range="$SERVICE_CIDRS" \
+    --endpoint-reconciler-type=none \
+    --disable-admission-plugins=ServiceAccount \
+    --allow-privileged=true \
+    --profiling=false \
+    --v=1
+
+  # Wait for /readyz, then for the bootstrap controller's namespaces.
+  local deadline=$((SECONDS + READY_TIMEOUT)) ns
+  until apiserver_ready; do
+    live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null || {
+      tail -n 40 "$LOG_DIR/apiserver.log" >&2; die "kube-apiserver exited during startup (log: $LOG_DIR/apiserver.log)"; }
+    ((SECONDS < deadline)) || {
+      tail -n 40 "$LOG_DIR/apiserver.log" >&2; die "kube-apiserver not ready after ${READY_TIMEOUT}s (log: $LOG_DIR/apiserver.log)"; }
+    sleep 0.5
+  done
+  for ns in default kube-system; do
+    until curl -fsS --max-time 3 --cacert "$PKI_DIR/ca.crt" \
+        -H "Authorization: Bearer $(<"$STATE_DIR/admin.token")" \
+        "$APISERVER_URL/api/v1/namespaces/$ns" >/dev/null 2>&1; do
+      ((SECONDS < deadline)) || {
+        tail -n 40 "$LOG_DIR/apiserver.log" >&2; die "namespace $ns never appeared (bootstrap controller)"; }
+      sleep 0.5
+    done
+  done
+}
+
+# Stop one process (by pid file, with cmdline check), TERM then KILL.
+stop_one() {
+  local name=$1 pidfile=$2 expect=$3 pid
+  if pid=$(live_pid "$pidfile" "$expect"); then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do [[ -d /proc/$pid ]] || break; sleep 0.1; done
+    if [[ -d /proc/$pid ]]; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  fi
+  rm -f "$pidfile"
+}
+
+# EXIT trap of a failed `up`.
+stop_after_failure() {
+  local rc=$?
+  [[ $rc -eq 0 ]] && return 0
+  log "up failed; stopping what was started (logs kept in $LOG_DIR)"
+  stop_one kube-apiserver "$STATE_DIR/apiserver.pid" "$APISERVER_BIN"
+  stop_one etcd "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR"
+  exit "$rc"
+}
+
+# ------------------------------------------------------------ subcommands --
+is_up() {
+  live_pid "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR" >/dev/null &&
+    live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null &&
+    [[ -f $KUBECONFIG_PATH ]] && apiserver_ready
+}
+
+# Stop our processes and delete the state dir (caller holds the lock).
+teardown() {
+  if [[ -d $STATE_DIR ]]; then
+    stop_one kube-apiserver "$STATE_DIR/apiserver.pid" "$APISERVER_BIN"
+    stop_one etcd "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR"
+    rm -rf "$STATE_DIR"
+  fi
+}
+
+cmd_down() {
+  # Lock against a concurrent up/down on the same state dir.
+  exec 8>"$STATE_DIR.lock"
+  flock 8
+  teardown
+  log "down"
+}
+
+cmd_up() {
+  mkdir -p "$(dirname "$STATE_DIR")"
+  exec 8>"$STATE_DIR.lock"
+  flock 8
+
+  if is_up; then
+    log "already up at $APISERVER_URL"
+    print_env
+    return 0
+  fi
+  # Anything half-started (one process dead, not ready, stale files) is torn
+  # down and started afresh: these clusters hold only test data.
+  if [[ -n $(ls -A "$STATE_DIR" 2>/dev/null) ]]; then
+    log "found a partial/stale control plane in $STATE_DIR; restarting it from scratch"
+    teardown
+  fi
+
+  local t0=$SECONDS
+  ensure_pkgs etcd-server openssl curl ca-certificates util-linux
+  build_apiserver
+
+  # Check every port before starting anything.
+  local p
+  for p in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT"; do
+    port_free "$p" || die "127.0.0.1:$p is in use by another process (set ROUTELB_K8S_PORT / ROUTELB_K8S_ETCD_PORT)"
+  done
+  # If anything below fails, stop what we started but keep the state dir
+  # (logs!) for inspection; the next `up` or `down` cleans it.
+  trap 'stop_after_failure' EXIT
+
+  mkdir -p "$STATE_DIR" "$LOG_DIR"
+  generate_pki
+  write_kubeconfig
+  start_etcd
+  start_apiserver
+  trap - EXIT
+  log "up in $((SECONDS - t0)) s: $APISERVER_URL (logs: $LOG_DIR)"
+  print_env
+}
+
+case ${1:-} in
+  up)   cmd_up ;;
+  down) cmd_down ;;
+  env)  print_env ;;
+  *)    echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac
