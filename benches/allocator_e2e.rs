@@ -20,14 +20,28 @@ async fn main() -> anyhow::Result<()> {
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
     for (_, crd) in routelb::crdgen::all() {
-        crds.patch(&crd.name_any(), &PatchParams::apply("bench").force(), &Patch::Apply(&crd)).await?;
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
     }
     let _ = routelb::api::AddressPool::crd_name();
-    let ns = format!("bench-{}-{:x}", std::process::id(), Instant::now().elapsed().subsec_nanos() | 1);
+    let ns = format!(
+        "bench-{}-{:x}",
+        std::process::id(),
+        Instant::now().elapsed().subsec_nanos() | 1
+    );
     let nss: Api<Namespace> = Api::all(client.clone());
     for name in [ns.as_str(), "routelb-system"] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-        nss.patch(name, &PatchParams::apply("bench").force(), &Patch::Apply(&n)).await?;
+        nss.patch(
+            name,
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&n),
+        )
+        .await?;
     }
     let pools: Api<routelb::api::AddressPool> = Api::all(client.clone());
     let pool_name = format!("{ns}-pool");
@@ -38,9 +52,17 @@ async fn main() -> anyhow::Result<()> {
     }))?;
     pools.create(&PostParams::default(), &pool).await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut alloc = Command::new(env!("CARGO_BIN_EXE_routelb"))
-        .args(["allocator", "--leader-election-lease", &ns, "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "allocator",
+            "--leader-election-lease",
+            &ns,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("ROUTELB_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()?;
@@ -51,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch_api = api.clone();
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(watch_api, watcher::Config::default()).applied_objects());
+        let mut stream =
+            std::pin::pin!(watcher(watch_api, watcher::Config::default()).applied_objects());
         while let Some(Ok(svc)) = stream.next().await {
             let has_ip = svc
                 .status
@@ -79,7 +102,9 @@ async fn main() -> anyhow::Result<()> {
         created.insert(name.clone(), t);
         // One at a time, as users create them: latency, not queueing, is what is measured.
         loop {
-            let (n, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await?.expect("watch runs");
+            let (n, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await?
+                .expect("watch runs");
             if let Some(t0) = created.remove(&n) {
                 latencies.push(at - t0);
                 if n == name {
@@ -89,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64() * 1e3;
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64()
+            * 1e3
+    };
     println!(
         "Service created -> status.loadBalancer.ingress, {} services one at a time: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
@@ -113,7 +141,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let created_all = t.elapsed();
     while !pending.is_empty() {
-        let (n, _) = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await?.expect("watch runs");
+        let (n, _) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await?
+            .expect("watch runs");
         pending.remove(&n);
     }
     println!(

@@ -4,12 +4,14 @@
 use std::time::{Duration, Instant};
 
 use routelb::api::{AddressPoolSpec, AllocationPolicy, PoolMode};
-use routelb::ipam::{Decision, FamilyPolicy, Pool, PoolInput, Port, ServiceKey, ServiceRequest, allocate};
+use routelb::ipam::{
+    Decision, FamilyPolicy, Pool, PoolInput, Port, ServiceKey, ServiceRequest, allocate,
+};
 
 fn pools(dual: bool) -> Vec<PoolInput> {
     (0..10)
         .map(|i| {
-            let mut addresses = vec![format!("10.{i}.0.0/20")];
+            let mut addresses = vec![format!("10.{i}.0.0/18")];
             if dual {
                 addresses.push(format!("fd00:{i}::/116"));
             }
@@ -19,7 +21,10 @@ fn pools(dual: bool) -> Vec<PoolInput> {
                 aggregation: None,
                 auto_assign: true,
                 avoid_buggy_ips: i % 2 == 0,
-                allocation: Some(AllocationPolicy { priority: i, ..Default::default() }),
+                allocation: Some(AllocationPolicy {
+                    priority: i,
+                    ..Default::default()
+                }),
             };
             let name = format!("pool-{i}");
             (name.clone(), Pool::from_spec(&name, &spec))
@@ -34,8 +39,15 @@ fn services(n: usize, dual: bool) -> Vec<ServiceRequest> {
             created: i as i64,
             // Spread over pools by name so all ten are used, as with real per-team pools.
             requested_pool: Some(format!("pool-{}", i % 10)),
-            family_policy: if dual { FamilyPolicy::RequireDualStack } else { FamilyPolicy::SingleStack },
-            ports: vec![Port { protocol: "TCP".into(), port: 80 }],
+            family_policy: if dual {
+                FamilyPolicy::RequireDualStack
+            } else {
+                FamilyPolicy::SingleStack
+            },
+            ports: vec![Port {
+                protocol: "TCP".into(),
+                port: 80,
+            }],
             ..Default::default()
         })
         .collect()
@@ -58,15 +70,41 @@ fn measure(label: &str, runs: usize, mut f: impl FnMut() -> usize) {
 }
 
 fn count(o: &routelb::ipam::Outcome) -> usize {
-    o.services.values().filter(|d| matches!(d, Decision::Assigned(_))).count()
+    o.services
+        .values()
+        .filter(|d| matches!(d, Decision::Assigned(_)))
+        .count()
 }
 
 fn main() {
+    // The allocator's pass at the scale docs/scale.md plans for.
+    let pools50 = pools(false);
+    let fresh50 = services(50_000, false);
+    let first = allocate(&pools50, &fresh50);
+    let held50: Vec<ServiceRequest> = fresh50
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if let Some(a) = first.services[&s.key].assignment() {
+                s.current = a.addresses.clone();
+                s.current_pool = Some(a.pool.clone());
+            }
+            s
+        })
+        .collect();
+    measure("50,000 held + recompute (steady state), IPv4", 7, || {
+        count(&allocate(&pools50, &held50))
+    });
+
     for dual in [false, true] {
         let family = if dual { "dual stack" } else { "IPv4" };
         let pools = pools(dual);
         let fresh = services(10_000, dual);
-        measure(&format!("10,000 new services, 10 pools, {family}"), 15, || count(&allocate(&pools, &fresh)));
+        measure(
+            &format!("10,000 new services, 10 pools, {family}"),
+            15,
+            || count(&allocate(&pools, &fresh)),
+        );
 
         // Steady state: every service already holds its address (the allocator's usual pass).
         let first = allocate(&pools, &fresh);
@@ -81,14 +119,25 @@ fn main() {
                 s
             })
             .collect();
-        measure(&format!("10,000 held + recompute (steady state), {family}"), 15, || count(&allocate(&pools, &held)));
+        measure(
+            &format!("10,000 held + recompute (steady state), {family}"),
+            15,
+            || count(&allocate(&pools, &held)),
+        );
 
         // Automatic pool choice by priority instead of a named pool.
-        let auto: Vec<ServiceRequest> =
-            fresh.iter().cloned().map(|mut s| {
+        let auto: Vec<ServiceRequest> = fresh
+            .iter()
+            .cloned()
+            .map(|mut s| {
                 s.requested_pool = None;
                 s
-            }).collect();
-        measure(&format!("10,000 new services, pool chosen by priority, {family}"), 15, || count(&allocate(&pools, &auto)));
+            })
+            .collect();
+        measure(
+            &format!("10,000 new services, pool chosen by priority, {family}"),
+            15,
+            || count(&allocate(&pools, &auto)),
+        );
     }
 }

@@ -65,6 +65,14 @@ fn needs_release(svc: &Service, cfg: &Config) -> bool {
         .any(|k| svc.annotations().contains_key(*k))
 }
 
+/// What the cache keeps of a Service: managed fields and kubectl's last-applied copy are often
+/// most of an object's size and are never read here (we only merge-patch our own keys).
+fn slim_service(svc: &mut Service) {
+    svc.managed_fields_mut().clear();
+    svc.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 struct Ctx {
     client: Client,
     cfg: Config,
@@ -111,7 +119,8 @@ pub async fn run(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff(),
+        .default_backoff()
+        .modify(slim_service),
     );
     spawn_reflector("services", stream, trigger.clone());
     let (pools, w) = reflector::store::<AddressPool>();
@@ -421,7 +430,7 @@ impl Ctx {
                 .inc();
             tracing::warn!(
                 service = %format!("{ns}/{name}"),
-                reason = ?change.annotations.get(annotations::ALLOCATION_ERROR),
+                reason = change.annotations.get(annotations::ALLOCATION_ERROR).cloned().flatten().unwrap_or_default(),
                 "allocation failed"
             );
         }

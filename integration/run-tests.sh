@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's whole test suite, as CI runs it (.ci/run calls exactly this).
+# Run as root on Debian 12. Installs the system packages the tests need, starts the test
+# Kubernetes control plane (built once from Debian's source, cached in ~/.cache/routelb),
+# runs formatting and lint checks and every test, then stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "run as root: the tests create network namespaces and install packages" >&2
+  exit 1
+fi
+
+log "system packages"
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for p in etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+log "test control plane (kube-apiserver + etcd on loopback)"
+# Stop it afterwards only if this run started it.
+started_here=1
+if [ -s /tmp/routelb-k8s/apiserver.pid ] && kill -0 "$(cat /tmp/routelb-k8s/apiserver.pid)" 2>/dev/null; then
+  started_here=0
+fi
+eval "$(bash integration/k8s/control-plane.sh up | tail -n 1)"
+export KUBECONFIG
+cleanup() {
+  if [ "$started_here" = 1 ]; then
+    bash integration/k8s/control-plane.sh down >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+log "cargo fmt --check"
+cargo fmt --check
+
+log "cargo clippy -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "CRDs apply to the API server"
+if command -v kubectl >/dev/null; then
+  cargo run --quiet --locked -- crds | kubectl apply -f - >&2
+fi
+
+log "cargo test"
+cargo test --locked 2>&1
