@@ -16,7 +16,7 @@ fi
 log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2; do
+for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -51,4 +51,14 @@ if command -v kubectl >/dev/null; then
 fi
 
 log "cargo test"
-cargo test --locked 2>&1
+out=$(mktemp)
+set +e
+cargo test --locked 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ | bc)
+failed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ | bc)
+rm -f "$out"
+echo
+echo "summary: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
