@@ -7,6 +7,10 @@
 pub mod allocator;
 pub mod api;
 pub mod crdgen;
+pub mod daemon;
 pub mod ipam;
+pub mod manifests;
 pub mod metrics;
+pub mod offline;
+pub mod render;
 pub mod telemetry;

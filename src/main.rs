@@ -10,7 +10,9 @@ use routelb::allocator::{self, leader::LeaseConfig};
 use routelb::api::DEFAULT_LB_CLASS;
 use routelb::crdgen;
 use routelb::metrics::{Health, Metrics};
+use routelb::render::{DaemonKind, Templates};
 use routelb::telemetry::{self, LogFormat};
+use std::path::PathBuf;
 
 /// routelb: LoadBalancer addresses for bare-metal Kubernetes, announced through the routing
 /// daemon already on each node (FRR or BIRD).
@@ -40,6 +42,39 @@ enum Command {
     Allocator(AllocatorArgs),
     /// Print every routelb CustomResourceDefinition as multi-document YAML (`routelb crds | kubectl apply -f -`).
     Crds,
+    /// Print the FRR or BIRD fragment for the AddressPool, RoutingPolicy and Service manifests in
+    /// a directory. No cluster, no root, no daemon needed.
+    Render(RenderArgs),
+    /// Render the fragment and validate it with the daemon's own parser (vtysh --dryrun, bird -p);
+    /// exits non-zero with the daemon's message when it is refused.
+    Check(RenderArgs),
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Directory of manifests (YAML, multi-document files).
+    #[arg(long)]
+    config: PathBuf,
+    /// Which daemon's fragment.
+    #[arg(long, value_enum)]
+    daemon: DaemonKind,
+    /// Render for this node (its labels come from a Node manifest in the directory, if any);
+    /// without it, node selectors are ignored.
+    #[arg(long)]
+    node: Option<String>,
+    /// The network team's base configuration, to find routing instances in
+    /// [default: frr.conf or bird.conf in the directory; without one, every instance is assumed]
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// Directory of templates (<dir>/frr/*.conf.tera, <dir>/bird/*.conf.tera) [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Interface holding routed addresses.
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+    /// AS number assumed when there is no base configuration to read it from.
+    #[arg(long, default_value_t = 64512)]
+    assume_asn: u32,
 }
 
 #[derive(Args)]
@@ -109,6 +144,37 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crdgen::multi_document());
             Ok(())
         }
+        Command::Render(r) => {
+            let rendered = render_dir(&r)?;
+            print!("{}", rendered.1);
+            Ok(())
+        }
+        Command::Check(r) => {
+            let (base, fragment) = render_dir(&r)?;
+            let result = match r.daemon {
+                DaemonKind::Frr => {
+                    let full = format!("{}\n{fragment}", base.unwrap_or_default());
+                    routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
+                        .validate(&full)
+                        .await
+                }
+                DaemonKind::Bird => match base {
+                    Some(b) => {
+                        routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await
+                    }
+                    None => anyhow::bail!(
+                        "checking a BIRD fragment needs the base bird.conf that includes it (--base)"
+                    ),
+                },
+            };
+            result.context("check failed")?;
+            eprintln!(
+                "ok: the {} fragment for {} is valid",
+                r.daemon.name(),
+                r.config.display()
+            );
+            Ok(())
+        }
         Command::Allocator(a) => {
             let client = kube::Client::try_default()
                 .await
@@ -139,4 +205,50 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Renders the directory's manifests; returns the base configuration (if any) and the fragment.
+/// Problems (invalid policies, missing instances) go to stderr.
+fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
+    routelb::render::model::validate_interface_name(&r.lb_interface).map_err(anyhow::Error::msg)?;
+    let manifests = routelb::manifests::load_dir(&r.config)?;
+    let templates = match &r.templates {
+        Some(dir) => Templates::from_dir(r.daemon, dir)?,
+        None => Templates::embedded(r.daemon)?,
+    };
+    let base = match &r.base {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => routelb::offline::base_in_dir(&r.config, r.daemon).map(|(_, t)| t),
+    };
+    let instances = match &base {
+        Some(text) => routelb::offline::instances_from_base(r.daemon, text),
+        None => {
+            eprintln!(
+                "note: no base configuration; assuming every routing instance exists (BGP AS {})",
+                r.assume_asn
+            );
+            routelb::offline::assume_all_instances(r.assume_asn)
+        }
+    };
+    let out = routelb::offline::render(
+        &manifests,
+        &templates,
+        r.node.as_deref(),
+        &r.lb_interface,
+        &instances,
+    )?;
+    for p in &out.problems {
+        eprintln!(
+            "warning: {}{}: {}",
+            p.policy
+                .as_ref()
+                .map(|n| format!("RoutingPolicy {n}: "))
+                .unwrap_or_default(),
+            p.reason,
+            p.message
+        );
+    }
+    Ok((base, out.fragment))
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use kube::core::{Selector, SelectorExt};
 
 use crate::api::{AddressPoolSpec, PoolMode};
-pub use range::{Addr, Family, IpRange, normalize, parse_range};
+pub use range::{Addr, Family, IpRange, normalize, parse_range, to_cidrs};
 pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, serves};
 
 /// A pool, parsed and validated.

@@ -191,6 +191,42 @@ pub fn parse_range(entry: &str) -> Result<IpRange, String> {
     })
 }
 
+/// The smallest list of CIDR blocks (network value, prefix length) covering the range exactly.
+pub fn to_cidrs(r: &IpRange) -> Vec<(u128, u8)> {
+    let bits: u32 = if r.family == Family::V4 { 32 } else { 128 };
+    let mut out = Vec::new();
+    let mut start = r.first;
+    loop {
+        // Largest block aligned at `start` that stays within the range.
+        let mut size_log = if start == 0 {
+            bits
+        } else {
+            start.trailing_zeros().min(bits)
+        };
+        while size_log > 0 {
+            let last = if size_log >= 128 {
+                u128::MAX
+            } else {
+                start + ((1u128 << size_log) - 1)
+            };
+            if last <= r.last && last >= start {
+                break;
+            }
+            size_log -= 1;
+        }
+        out.push((start, (bits - size_log) as u8));
+        let block_last = if size_log >= 128 {
+            u128::MAX
+        } else {
+            start + ((1u128 << size_log) - 1)
+        };
+        if block_last >= r.last {
+            return out;
+        }
+        start = block_last + 1;
+    }
+}
+
 /// Sorts ranges and merges those that touch or overlap.
 pub fn normalize(mut ranges: Vec<IpRange>) -> Vec<IpRange> {
     ranges.sort();
@@ -248,6 +284,33 @@ mod tests {
             let r = parse_range(s).unwrap();
             assert_eq!(r.buggy_count(), brute(r), "{s}");
         }
+    }
+
+    #[test]
+    fn ranges_become_minimal_cidrs() {
+        let show = |s: &str| -> Vec<String> {
+            let r = parse_range(s).unwrap();
+            to_cidrs(&r)
+                .into_iter()
+                .map(|(v, l)| {
+                    format!(
+                        "{}/{l}",
+                        IpAddr::from(Addr {
+                            family: r.family,
+                            value: v
+                        })
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(show("10.0.0.0/24"), ["10.0.0.0/24"]);
+        assert_eq!(
+            show("10.0.0.1-10.0.0.6"),
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        assert_eq!(show("0.0.0.0/0"), ["0.0.0.0/0"]);
+        assert_eq!(show("::/0"), ["::/0"]);
+        assert_eq!(show("2001:db8::5"), ["2001:db8::5/128"]);
     }
 
     #[test]

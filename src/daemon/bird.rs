@@ -1,0 +1,188 @@
+//! The BIRD driver: routelb owns one file that the base bird.conf includes. A new fragment is
+//! written atomically, checked with `configure check`, then applied with `configure timeout`
+//! and confirmed, so an apply that breaks BIRD's control socket undoes itself.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+use super::{ApplyOutcome, DaemonError, bird_config};
+use crate::render::model::Instances;
+
+#[derive(Clone, Debug)]
+pub struct BirdDriver {
+    pub socket: PathBuf,
+    pub include: PathBuf,
+    pub birdc: PathBuf,
+    /// How long BIRD waits for `configure confirm` before undoing a reconfiguration.
+    pub confirm_timeout: Duration,
+}
+
+impl BirdDriver {
+    pub fn new(socket: PathBuf, include: PathBuf) -> Self {
+        BirdDriver {
+            socket,
+            include,
+            birdc: "birdc".into(),
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+
+    async fn birdc(&self, args: &[&str]) -> Result<String, DaemonError> {
+        let out = Command::new(&self.birdc)
+            .arg("-s")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| {
+                DaemonError::Unreachable(format!("cannot run {}: {e}", self.birdc.display()))
+            })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("Unable to connect") || text.contains("Unable to create socket") {
+            return Err(DaemonError::Unreachable(text.trim().to_string()));
+        }
+        if !out.status.success() {
+            return Err(DaemonError::Rejected(text.trim().to_string()));
+        }
+        Ok(text)
+    }
+
+    pub async fn instances(&self) -> Result<Instances, DaemonError> {
+        Ok(bird_config::instances_from_show(
+            &self.birdc(&["show", "protocols", "all"]).await?,
+        ))
+    }
+
+    /// Whether BIRD runs routelb's fragment: the include file holds it and `routelb_direct`
+    /// exists (it does not after BIRD started with a broken or missing file).
+    pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
+        let on_disk = std::fs::read_to_string(&self.include).unwrap_or_default();
+        if on_disk != fragment {
+            return Ok(false);
+        }
+        let protocols = self.birdc(&["show", "protocols"]).await?;
+        Ok(protocols.lines().any(|l| l.starts_with("routelb_direct")))
+    }
+
+    fn write_include(&self, text: &str) -> Result<(), DaemonError> {
+        write_atomically(&self.include, text).map_err(|e| {
+            DaemonError::Unreachable(format!("cannot write {}: {e}", self.include.display()))
+        })
+    }
+
+    /// Writes the fragment, checks, reconfigures with a timeout and confirms. On any failure the
+    /// previous file is restored (and BIRD reconfigured to it if it had been touched).
+    pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
+        let started = Instant::now();
+        if self.in_sync(fragment).await? {
+            return Ok(ApplyOutcome {
+                changed: false,
+                commands: 0,
+                elapsed: started.elapsed(),
+            });
+        }
+        let previous = std::fs::read_to_string(&self.include).ok();
+        let restore = |why: DaemonError| {
+            if let Some(p) = &previous {
+                let _ = write_atomically(&self.include, p);
+            }
+            why
+        };
+        self.write_include(fragment)?;
+        let check = self.birdc(&["configure", "check"]).await.map_err(restore)?;
+        if !check.contains("Configuration OK") {
+            return Err(restore(DaemonError::Invalid(bird_message(&check))));
+        }
+        let timeout = self.confirm_timeout.as_secs().max(1).to_string();
+        let reconf = self
+            .birdc(&["configure", "timeout", &timeout])
+            .await
+            .map_err(restore)?;
+        if !(reconf.contains("Reconfigured") || reconf.contains("Reconfiguration in progress")) {
+            let err = restore(DaemonError::Rejected(bird_message(&reconf)));
+            let _ = self.birdc(&["configure", "undo"]).await;
+            return Err(err);
+        }
+        // Still answering on its socket after the change: keep it.
+        self.birdc(&["show", "status"]).await?;
+        let confirm = self.birdc(&["configure", "confirm"]).await?;
+        if !confirm.contains("confirmed") && !confirm.contains("Reconfiguration confirmed") {
+            tracing::debug!(output = %confirm.trim(), "configure confirm");
+        }
+        Ok(ApplyOutcome {
+            changed: true,
+            commands: 1,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Validates a fragment with BIRD's parser (`bird -p`), against a copy of the base config
+    /// whose routelb include points at the fragment. Needs no running BIRD.
+    pub async fn validate_with_base(base: &str, fragment: &str) -> Result<(), DaemonError> {
+        let frag = super::temp_file("bird-fragment", fragment)?;
+        let mut replaced = false;
+        let conf: String = base
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                if t.starts_with("include") && t.contains("routelb") {
+                    replaced = true;
+                    format!("include \"{}\";", frag.path().display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !replaced {
+            return Err(DaemonError::Invalid(
+                "the base configuration has no `include \"…routelb….conf\";` line for routelb's fragment".into(),
+            ));
+        }
+        let main = super::temp_file("bird-main", &conf)?;
+        let out = Command::new("bird")
+            .arg("-p")
+            .arg("-c")
+            .arg(main.path())
+            .output()
+            .await
+            .map_err(|e| DaemonError::Unreachable(format!("cannot run bird: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(DaemonError::Invalid(bird_message(&format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))))
+        }
+    }
+}
+
+fn bird_message(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.starts_with("BIRD ") && !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Write to a temporary file beside `path`, then rename over it: readers see the old or the new
+/// file, never half of one.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("routelb"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

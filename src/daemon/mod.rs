@@ -1,0 +1,94 @@
+//! Daemon I/O: finding routing instances and applying fragments, for FRR and BIRD. The pure
+//! parts (parsing configurations, diffing) live in `frr_config` and `bird_config`.
+
+pub mod bird;
+pub mod bird_config;
+pub mod frr;
+pub mod frr_config;
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::render::model::Instances;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The daemon's parser refused the fragment; nothing was applied.
+    #[error("fragment refused by the daemon's parser: {0}")]
+    Invalid(String),
+    /// The daemon refused part of the change; the last good fragment stays.
+    #[error("daemon rejected the change: {0}")]
+    Rejected(String),
+    #[error("daemon unreachable: {0}")]
+    Unreachable(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub changed: bool,
+    /// Configuration lines sent (FRR) or reconfigurations (BIRD).
+    pub commands: usize,
+    pub elapsed: Duration,
+}
+
+/// One of the two drivers.
+#[derive(Clone, Debug)]
+pub enum Driver {
+    Frr(frr::FrrDriver),
+    Bird(bird::BirdDriver),
+}
+
+impl Driver {
+    pub async fn instances(&self) -> Result<Instances, DaemonError> {
+        match self {
+            Driver::Frr(d) => d.instances().await,
+            Driver::Bird(d) => d.instances().await,
+        }
+    }
+
+    pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
+        match self {
+            Driver::Frr(d) => d.apply(fragment).await,
+            Driver::Bird(d) => d.apply(fragment).await,
+        }
+    }
+
+    pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
+        match self {
+            Driver::Frr(d) => d.in_sync(fragment).await,
+            Driver::Bird(d) => d.in_sync(fragment).await,
+        }
+    }
+}
+
+/// A named temporary file removed when dropped.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub fn temp_file(prefix: &str, text: &str) -> Result<TempFile, DaemonError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "routelb-{prefix}-{}-{}.conf",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = std::fs::File::create(&path)
+        .map_err(|e| DaemonError::Unreachable(format!("temp file: {e}")))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| DaemonError::Unreachable(format!("temp file: {e}")))?;
+    // vtysh and bird run as root here but may drop privileges; let them read it.
+    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    Ok(TempFile(path))
+}

@@ -1,0 +1,123 @@
+//! The pipeline without a cluster: manifests from a directory → IPAM → data contract →
+//! fragment. Used by `routelb render`, `routelb check` and the golden-file tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kube::ResourceExt;
+
+use crate::api::{DEFAULT_LB_CLASS, annotations};
+use crate::daemon::{bird_config, frr_config};
+use crate::ipam::{self, Pool, PoolInput, ServiceRequest};
+use crate::manifests::Manifests;
+use crate::render::model::{BgpInstance, Instances, Problem, RenderInput, ServiceAddresses};
+use crate::render::{DaemonKind, FragmentData, Templates, build};
+
+/// Instances found in a base configuration file, for rendering without a running daemon.
+pub fn instances_from_base(daemon: DaemonKind, text: &str) -> Instances {
+    match daemon {
+        DaemonKind::Frr => frr_config::instances(&frr_config::parse(text)),
+        DaemonKind::Bird => bird_config::instances_from_config(text),
+    }
+}
+
+/// Every instance, for rendering with no base configuration at hand.
+pub fn assume_all_instances(asn: u32) -> Instances {
+    Instances {
+        bgp: vec![BgpInstance { asn, vrf: None }],
+        ospf: true,
+        ospf6: true,
+        isis: vec!["routelb".into()],
+        rip: true,
+        ripng: true,
+    }
+}
+
+/// Runs IPAM over the manifests' pools and services, as the allocator would.
+pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
+    let pools: Vec<PoolInput> = m
+        .pools
+        .iter()
+        .map(|p| (p.name_any(), Pool::from_spec(&p.name_any(), &p.spec)))
+        .collect();
+    let ns_labels: BTreeMap<String, BTreeMap<String, String>> = m
+        .namespaces
+        .iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    let empty = BTreeMap::new();
+    let served: Vec<_> = m
+        .services
+        .iter()
+        .filter(|s| ipam::serves(s, DEFAULT_LB_CLASS, false))
+        .collect();
+    let requests: Vec<ServiceRequest> = served
+        .iter()
+        .map(|s| {
+            ServiceRequest::from_service(
+                s,
+                ns_labels
+                    .get(&s.namespace().unwrap_or_default())
+                    .unwrap_or(&empty),
+            )
+        })
+        .collect();
+    let outcome = ipam::allocate(&pools, &requests);
+    served
+        .iter()
+        .zip(&requests)
+        .filter_map(|(svc, req)| {
+            let a = outcome.services.get(&req.key)?.assignment()?;
+            Some(ServiceAddresses {
+                key: req.key.clone(),
+                pool: a.pool.clone(),
+                addresses: a.addresses.clone(),
+                bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+            })
+        })
+        .collect()
+}
+
+pub struct Offline {
+    pub data: FragmentData,
+    pub fragment: String,
+    pub problems: Vec<Problem>,
+}
+
+pub fn render(
+    m: &Manifests,
+    templates: &Templates,
+    node: Option<&str>,
+    lb_interface: &str,
+    instances: &Instances,
+) -> Result<Offline, crate::render::TemplateError> {
+    let node_labels = node
+        .and_then(|n| m.nodes.iter().find(|x| x.name_any() == n))
+        .map(|x| x.labels().clone())
+        .unwrap_or_default();
+    let services = assignments(m);
+    let built = build(&RenderInput {
+        node,
+        node_labels: &node_labels,
+        lb_interface,
+        pools: &m.pools,
+        policies: &m.policies,
+        services: &services,
+        instances,
+    });
+    let fragment = templates.render(&built.data)?;
+    Ok(Offline {
+        data: built.data,
+        fragment,
+        problems: built.problems,
+    })
+}
+
+/// The base configuration shipped beside manifests: `frr.conf` or `bird.conf` in the directory.
+pub fn base_in_dir(dir: &Path, daemon: DaemonKind) -> Option<(std::path::PathBuf, String)> {
+    let path = dir.join(match daemon {
+        DaemonKind::Frr => "frr.conf",
+        DaemonKind::Bird => "bird.conf",
+    });
+    std::fs::read_to_string(&path).ok().map(|t| (path, t))
+}

@@ -1,0 +1,197 @@
+//! Rendering: the data contract ([`model`]) through Tera templates into a daemon fragment.
+//! Pure apart from reading a template directory when one is given.
+
+pub mod model;
+
+use std::path::Path;
+
+use tera::{Context, Tera};
+
+pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput, ServiceAddresses, build};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DaemonKind {
+    Frr,
+    Bird,
+}
+
+impl DaemonKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DaemonKind::Frr => "frr",
+            DaemonKind::Bird => "bird",
+        }
+    }
+
+    /// Template files, in the order their output is concatenated.
+    fn files(self) -> &'static [&'static str] {
+        match self {
+            DaemonKind::Frr => &["base", "bgp", "ospf", "ospf6", "isis", "rip", "ripng"],
+            DaemonKind::Bird => &["base", "bgp", "ospf", "rip"],
+        }
+    }
+}
+
+macro_rules! embedded {
+    ($($daemon:literal / $file:literal),* $(,)?) => {
+        &[$(($daemon, $file, include_str!(concat!("../../templates/", $daemon, "/", $file, ".conf.tera")))),*]
+    };
+}
+
+/// The templates shipped in the binary, used unless a template directory is given.
+const EMBEDDED: &[(&str, &str, &str)] = embedded![
+    "frr" / "base",
+    "frr" / "bgp",
+    "frr" / "ospf",
+    "frr" / "ospf6",
+    "frr" / "isis",
+    "frr" / "rip",
+    "frr" / "ripng",
+    "bird" / "base",
+    "bird" / "bgp",
+    "bird" / "ospf",
+    "bird" / "rip",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {file}: cannot read: {error}")]
+    Read { file: String, error: std::io::Error },
+    #[error(
+        "template {file} must start with `{{#- routelb-contract: N -#}}` naming the data contract it was written for"
+    )]
+    NoContract { file: String },
+    #[error(
+        "template {file} was written for contract {declared}, but this routelb provides contract {CONTRACT}; update the template (docs/templates.md lists the changes)"
+    )]
+    WrongContract { file: String, declared: u32 },
+    #[error("template {file}: {message}")]
+    Tera { file: String, message: String },
+}
+
+fn tera_message(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// A compiled set of templates for one daemon.
+pub struct Templates {
+    daemon: DaemonKind,
+    tera: Tera,
+}
+
+impl Templates {
+    /// The templates built into routelb.
+    pub fn embedded(daemon: DaemonKind) -> Result<Templates, TemplateError> {
+        let sources: Vec<(String, String)> = EMBEDDED
+            .iter()
+            .filter(|(d, _, _)| *d == daemon.name())
+            .map(|(_, f, text)| (f.to_string(), text.to_string()))
+            .collect();
+        Self::compile(daemon, sources)
+    }
+
+    /// Templates from `dir/<daemon>/<file>.conf.tera`; a file missing there falls back to the
+    /// built-in one, so a team can override only the templates it cares about.
+    pub fn from_dir(daemon: DaemonKind, dir: &Path) -> Result<Templates, TemplateError> {
+        let mut sources = Vec::new();
+        for (d, f, text) in EMBEDDED.iter().filter(|(d, _, _)| *d == daemon.name()) {
+            let path = dir.join(d).join(format!("{f}.conf.tera"));
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => text.to_string(),
+                Err(error) => {
+                    return Err(TemplateError::Read {
+                        file: path.display().to_string(),
+                        error,
+                    });
+                }
+            };
+            sources.push((f.to_string(), text));
+        }
+        Self::compile(daemon, sources)
+    }
+
+    fn compile(
+        daemon: DaemonKind,
+        sources: Vec<(String, String)>,
+    ) -> Result<Templates, TemplateError> {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![]);
+        for (file, text) in &sources {
+            let declared = text
+                .lines()
+                .next()
+                .and_then(|l| l.split("routelb-contract:").nth(1))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("-#}")
+                        .trim_end_matches("#}")
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                });
+            match declared {
+                None => {
+                    return Err(TemplateError::NoContract {
+                        file: format!("{}/{file}", daemon.name()),
+                    });
+                }
+                Some(v) if v != CONTRACT => {
+                    return Err(TemplateError::WrongContract {
+                        file: format!("{}/{file}", daemon.name()),
+                        declared: v,
+                    });
+                }
+                Some(_) => {}
+            }
+            tera.add_raw_template(file, text)
+                .map_err(|e| TemplateError::Tera {
+                    file: format!("{}/{file}", daemon.name()),
+                    message: tera_message(&e),
+                })?;
+        }
+        Ok(Templates { daemon, tera })
+    }
+
+    pub fn daemon(&self) -> DaemonKind {
+        self.daemon
+    }
+
+    /// Renders the whole fragment.
+    pub fn render(&self, data: &FragmentData) -> Result<String, TemplateError> {
+        let ctx = Context::from_serialize(data).expect("the contract always serializes");
+        let mut out = String::new();
+        for file in self.daemon.files() {
+            let part = self
+                .tera
+                .render(file, &ctx)
+                .map_err(|e| TemplateError::Tera {
+                    file: format!("{}/{file}", self.daemon.name()),
+                    message: tera_message(&e),
+                })?;
+            out.push_str(&part);
+        }
+        // Templates may leave blank lines where a block was skipped; keep the output tidy.
+        let mut tidy = String::with_capacity(out.len());
+        let mut blank = false;
+        for line in out.lines() {
+            let is_blank = line.trim().is_empty();
+            if !(is_blank && blank) {
+                tidy.push_str(line.trim_end());
+                tidy.push('\n');
+            }
+            blank = is_blank;
+        }
+        Ok(tidy)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+//! Rendering without a cluster: golden files pin every template's output for every example,
+//! the daemons' own parsers accept it, and hostile input never reaches the fragment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use routelb::manifests::{Manifests, load_dir, load_str};
+use routelb::offline;
+use routelb::render::{DaemonKind, Templates};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> Vec<(&'static str, DaemonKind)> {
+    vec![
+        ("bgp", DaemonKind::Frr),
+        ("bgp", DaemonKind::Bird),
+        ("ospf", DaemonKind::Frr),
+        ("ospf", DaemonKind::Bird),
+        ("isis", DaemonKind::Frr),
+        ("rip", DaemonKind::Frr),
+        ("rip", DaemonKind::Bird),
+    ]
+}
+
+fn render_example(name: &str, daemon: DaemonKind) -> String {
+    let dir = root().join("examples").join(name);
+    let m = load_dir(&dir).unwrap();
+    let (_, base) = offline::base_in_dir(&dir, daemon).expect("example has a base config");
+    let inst = offline::instances_from_base(daemon, &base);
+    let out = offline::render(
+        &m,
+        &Templates::embedded(daemon).unwrap(),
+        None,
+        "kube-lb0",
+        &inst,
+    )
+    .unwrap();
+    assert!(
+        out.problems.is_empty(),
+        "{name}/{daemon:?}: {:?}",
+        out.problems
+    );
+    out.fragment
+}
+
+#[test]
+fn golden_files_pin_every_template() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut drifted = Vec::new();
+    for (name, daemon) in examples() {
+        let got = render_example(name, daemon);
+        let path = root()
+            .join("tests/golden")
+            .join(format!("{name}.{}.conf", daemon.name()));
+        if update {
+            std::fs::write(&path, &got).unwrap();
+        } else if std::fs::read_to_string(&path).unwrap_or_default() != got {
+            drifted.push(path.display().to_string());
+        }
+    }
+    assert!(
+        drifted.is_empty(),
+        "rendered output differs from {drifted:?}; review and refresh with UPDATE_GOLDEN=1"
+    );
+}
+
+fn routelb(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_routelb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_accepts_every_example_with_the_daemons_own_parsers() {
+    for (name, daemon) in examples() {
+        let dir = root().join("examples").join(name);
+        let out = routelb(&[
+            "check",
+            "--config",
+            dir.to_str().unwrap(),
+            "--daemon",
+            daemon.name(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}/{daemon:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = routelb(&[
+            "render",
+            "--config",
+            dir.to_str().unwrap(),
+            "--daemon",
+            daemon.name(),
+        ]);
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            render_example(name, daemon)
+        );
+    }
+}
+
+#[test]
+fn check_fails_with_the_daemons_message() {
+    let dir = tempdir("badtemplate");
+    std::fs::create_dir_all(dir.join("frr")).unwrap();
+    // A template that renders a line FRR does not know.
+    std::fs::write(
+        dir.join("frr/base.conf.tera"),
+        "{#- routelb-contract: 1 -#}\nroute-map ROUTELB-X permit 10\n frobnicate\nexit\n",
+    )
+    .unwrap();
+    let out = routelb(&[
+        "check",
+        "--config",
+        root().join("examples/bgp").to_str().unwrap(),
+        "--daemon",
+        "frr",
+        "--templates",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("frobnicate") && err.contains("Unknown command"),
+        "{err}"
+    );
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("routelb-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn templates_declare_their_contract() {
+    let dir = tempdir("contract");
+    std::fs::create_dir_all(dir.join("bird")).unwrap();
+    std::fs::write(
+        dir.join("bird/bgp.conf.tera"),
+        "{#- routelb-contract: 0 -#}\n",
+    )
+    .unwrap();
+    let err = Templates::from_dir(DaemonKind::Bird, &dir)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("contract 0") && err.contains("contract 1"),
+        "{err}"
+    );
+    std::fs::write(dir.join("bird/bgp.conf.tera"), "function x() {}\n").unwrap();
+    let err = Templates::from_dir(DaemonKind::Bird, &dir)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("routelb-contract"), "{err}");
+    std::fs::write(
+        dir.join("bird/bgp.conf.tera"),
+        "{#- routelb-contract: 1 -#}\n{% for x in %}\n",
+    )
+    .unwrap();
+    let err = Templates::from_dir(DaemonKind::Bird, &dir)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("bird/bgp"), "{err}");
+}
+
+const HOSTILE: &str = r#"
+apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata: {name: web}
+spec: {addresses: ["203.0.113.0/28"]}
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: good}
+spec:
+  protocols: [bgp]
+  bgp: {communities: ["64512:1"]}
+  serviceOverrides: {bgpCommunities: ["64512:100-64512:199"]}
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: injected}
+spec:
+  protocols: [bgp, ospf]
+  bgp:
+    communities: ["64512:1\nrouter bgp 666\n neighbor 6.6.6.6 remote-as 666", "1:1!", "2:2}"]
+    largeCommunities: ["1:2:3\"; }"]
+    vrf: "red\n}"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: default
+  annotations:
+    routelb.io/bgp-communities: "64512:150,64512:151\nexit\nrouter bgp 666, 64512:9999, }, \"x\", 99999999999999999999999999:1"
+spec: {type: LoadBalancer, ports: [{port: 443, protocol: TCP}]}
+"#;
+
+#[test]
+fn names_that_kubernetes_would_refuse_are_refused_in_files_too() {
+    for doc in [
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: \"evil\\nrouter bgp 1\"}\nspec: {addresses: []}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: \"a b\"}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: \"x}\"}\n",
+    ] {
+        let mut m = Manifests::default();
+        let err = load_str(doc, Path::new("f.yaml"), &mut m)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid Kubernetes name"), "{err}");
+    }
+}
+
+#[test]
+fn hostile_input_never_reaches_the_fragment() {
+    let mut m = Manifests::default();
+    load_str(HOSTILE, Path::new("hostile.yaml"), &mut m).unwrap();
+    for daemon in [DaemonKind::Frr, DaemonKind::Bird] {
+        let inst = offline::assume_all_instances(64512);
+        let out = offline::render(
+            &m,
+            &Templates::embedded(daemon).unwrap(),
+            None,
+            "kube-lb0",
+            &inst,
+        )
+        .unwrap();
+        let f = &out.fragment;
+        for bad in ["666", "6.6.6.6", "evil", "9999", "\"x\"", "1:1!", "2:2}"] {
+            assert!(
+                !f.contains(bad),
+                "{daemon:?}: {bad:?} reached the fragment:\n{f}"
+            );
+        }
+        // The valid parts are there: the good policy, and the allowed service communities.
+        assert!(f.contains("64512:1") || f.contains("64512, 1"), "{f}");
+        assert!(f.contains("64512:150") || f.contains("64512, 150"), "{f}");
+        // The injected policy is refused as a whole and says why.
+        let invalid: Vec<_> = out
+            .problems
+            .iter()
+            .filter(|p| p.policy.as_deref() == Some("injected"))
+            .collect();
+        assert!(!invalid.is_empty(), "{:?}", out.problems);
+        assert!(
+            invalid[0].message.contains("communities"),
+            "{}",
+            invalid[0].message
+        );
+        // Refused service communities are reported, not silently dropped.
+        assert!(
+            out.problems
+                .iter()
+                .any(|p| p.reason == "ServiceAttributeRefused" && p.message.contains("9999"))
+        );
+        // Every line is one a template wrote: a fixed keyword first.
+        for line in f.lines() {
+            let t = line.trim_start();
+            let known = [
+                "!",
+                "#",
+                "ip prefix-list ROUTELB-",
+                "ipv6 prefix-list ROUTELB-",
+                "route-map ROUTELB-",
+                "description ",
+                "match ",
+                "set ",
+                "exit",
+                "router ",
+                "address-family",
+                "redistribute ",
+                "exit-address-family",
+                "protocol direct",
+                "ipv4;",
+                "ipv6;",
+                "interface \"kube-lb0\"",
+                "}",
+                "define ROUTELB_",
+                "function routelb_",
+                "{",
+                "if ",
+                "bgp_",
+                "ospf_",
+                "rip_",
+                "return ",
+            ];
+            assert!(
+                t.is_empty() || known.iter().any(|k| t.starts_with(k)),
+                "{daemon:?}: unexpected line {line:?}"
+            );
+        }
+    }
+    // And FRR's parser accepts what is left.
+    let mut frr = Manifests::default();
+    load_str(HOSTILE, Path::new("hostile.yaml"), &mut frr).unwrap();
+    let out = offline::render(
+        &frr,
+        &Templates::embedded(DaemonKind::Frr).unwrap(),
+        None,
+        "kube-lb0",
+        &offline::assume_all_instances(64512),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(
+        routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
+            .validate(&out.fragment),
+    )
+    .unwrap();
+}
+
+#[test]
+fn missing_instances_are_reported_not_invented() {
+    let dir = root().join("examples/bgp");
+    let m = load_dir(&dir).unwrap();
+    // A base config with OSPF only: the BGP policy has nowhere to go.
+    let inst = offline::instances_from_base(
+        DaemonKind::Frr,
+        "router ospf\n ospf router-id 1.1.1.1\nexit\n",
+    );
+    let out = offline::render(
+        &m,
+        &Templates::embedded(DaemonKind::Frr).unwrap(),
+        None,
+        "kube-lb0",
+        &inst,
+    )
+    .unwrap();
+    assert!(!out.fragment.contains("router bgp"), "{}", out.fragment);
+    let p = out
+        .problems
+        .iter()
+        .find(|p| p.reason == "InstanceMissing")
+        .expect("reported");
+    assert_eq!(p.policy.as_deref(), Some("upstream"));
+    assert!(p.message.contains("BGP"));
+}
