@@ -16,13 +16,16 @@ fi
 log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2; do
+for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2 frr frr-pythontools bird2; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Labs left over by an interrupted run would hold namespaces and daemons.
+bash integration/lab/lab.sh down-all >/dev/null 2>&1 || true
 
 log "test control plane (kube-apiserver + etcd on loopback)"
 # Stop it afterwards only if this run started it.

@@ -30,6 +30,16 @@ impl BirdDriver {
     }
 
     async fn birdc(&self, args: &[&str]) -> Result<String, DaemonError> {
+        let (ok, text) = self.birdc_raw(args).await?;
+        if ok {
+            Ok(text)
+        } else {
+            Err(DaemonError::Rejected(bird_message(&text)))
+        }
+    }
+
+    /// Runs birdc; returns whether it exited successfully and everything it printed.
+    async fn birdc_raw(&self, args: &[&str]) -> Result<(bool, String), DaemonError> {
         let out = Command::new(&self.birdc)
             .arg("-s")
             .arg(&self.socket)
@@ -47,10 +57,7 @@ impl BirdDriver {
         if text.contains("Unable to connect") || text.contains("Unable to create socket") {
             return Err(DaemonError::Unreachable(text.trim().to_string()));
         }
-        if !out.status.success() {
-            return Err(DaemonError::Rejected(text.trim().to_string()));
-        }
-        Ok(text)
+        Ok((out.status.success(), text))
     }
 
     pub async fn instances(&self) -> Result<Instances, DaemonError> {
@@ -95,7 +102,10 @@ impl BirdDriver {
             why
         };
         self.write_include(fragment)?;
-        let check = self.birdc(&["configure", "check"]).await.map_err(restore)?;
+        let (_, check) = self
+            .birdc_raw(&["configure", "check"])
+            .await
+            .map_err(restore)?;
         if !check.contains("Configuration OK") {
             return Err(restore(DaemonError::Invalid(bird_message(&check))));
         }

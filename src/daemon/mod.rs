@@ -1,6 +1,7 @@
 //! Daemon I/O: finding routing instances and applying fragments, for FRR and BIRD. The pure
 //! parts (parsing configurations, diffing) live in `frr_config` and `bird_config`.
 
+pub mod applier;
 pub mod bird;
 pub mod bird_config;
 pub mod frr;

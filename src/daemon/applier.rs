@@ -1,0 +1,103 @@
+//! Keeps a daemon on the desired fragment: applies changes, keeps the last good fragment when a
+//! new one is refused (rolling back a half-applied change), and notices a daemon that lost
+//! routelb's objects (a restart) so they are applied again.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{ApplyOutcome, DaemonError, Driver};
+
+/// The outcome of the last attempt, for status and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastApply {
+    Applied { hash: String },
+    Unchanged { hash: String },
+    Refused { hash: String, message: String },
+    Failed { message: String },
+}
+
+pub struct Applier {
+    driver: Driver,
+    last_good: Option<String>,
+    pub last: Option<LastApply>,
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+pub fn fragment_hash(fragment: &str) -> String {
+    let d = Sha256::digest(fragment.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Applier {
+    pub fn new(driver: Driver) -> Self {
+        Applier {
+            driver,
+            last_good: None,
+            last: None,
+            failures: 0,
+            next_attempt: None,
+        }
+    }
+
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
+    /// The fragment the daemon last accepted.
+    pub fn last_good(&self) -> Option<&str> {
+        self.last_good.as_deref()
+    }
+
+    /// How long to wait before retrying after failures: 1 s doubling to 60 s.
+    pub fn backoff(&self) -> Option<Duration> {
+        (self.failures > 0).then(|| {
+            Duration::from_secs(1u64 << self.failures.min(6).saturating_sub(1))
+                .min(Duration::from_secs(60))
+        })
+    }
+
+    /// Whether a retry is due (always true when nothing failed).
+    pub fn due(&self) -> bool {
+        self.next_attempt.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Brings the daemon to `fragment`. The driver compares with what the daemon runs, so this
+    /// also repairs a daemon that restarted or was edited by hand. On refusal the daemon is put
+    /// back on the last good fragment.
+    pub async fn converge(&mut self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
+        let hash = fragment_hash(fragment);
+        match self.driver.apply(fragment).await {
+            Ok(outcome) => {
+                self.last_good = Some(fragment.to_string());
+                self.failures = 0;
+                self.next_attempt = None;
+                self.last = Some(if outcome.changed {
+                    LastApply::Applied { hash }
+                } else {
+                    LastApply::Unchanged { hash }
+                });
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.next_attempt = self.backoff().map(|d| Instant::now() + d);
+                self.last = Some(match &e {
+                    DaemonError::Unreachable(m) => LastApply::Failed { message: m.clone() },
+                    DaemonError::Invalid(m) | DaemonError::Rejected(m) => LastApply::Refused {
+                        hash,
+                        message: m.clone(),
+                    },
+                });
+                if let (DaemonError::Rejected(_), Some(good)) = (&e, self.last_good.clone()) {
+                    // Part of the change may have gone in before the daemon refused a line.
+                    if let Err(rollback) = self.driver.apply(&good).await {
+                        tracing::warn!(error = %rollback, "could not restore the last good fragment");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
