@@ -48,6 +48,57 @@ enum Command {
     /// Render the fragment and validate it with the daemon's own parser (vtysh --dryrun, bird -p);
     /// exits non-zero with the daemon's message when it is refused.
     Check(RenderArgs),
+    /// Render the fragment for a directory of manifests against a running FRR or BIRD (its
+    /// routing instances are read from it) and apply it once: validate, then send only what
+    /// changed (FRR) or reconfigure with confirm (BIRD).
+    Apply(ApplyArgs),
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// FRR pathspace (vtysh -N NAME); default: the default FRR instance.
+    #[arg(long)]
+    frr_pathspace: Option<String>,
+    /// How FRR changes are applied.
+    #[arg(long, value_enum, default_value = "diff")]
+    frr_apply: routelb::daemon::frr::FrrApply,
+    /// BIRD control socket.
+    #[arg(long, default_value = "/run/bird/bird.ctl")]
+    bird_socket: PathBuf,
+    /// The file routelb owns, included by the base bird.conf.
+    #[arg(long, default_value = "/etc/bird/routelb.conf")]
+    bird_include: PathBuf,
+}
+
+impl DaemonArgs {
+    fn driver(&self, daemon: DaemonKind) -> routelb::daemon::Driver {
+        use routelb::daemon::{Driver, bird::BirdDriver, frr::FrrDriver};
+        match daemon {
+            DaemonKind::Frr => Driver::Frr(FrrDriver::new(self.frr_pathspace.clone(), self.frr_apply)),
+            DaemonKind::Bird => Driver::Bird(BirdDriver::new(self.bird_socket.clone(), self.bird_include.clone())),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    /// Directory of manifests (YAML, multi-document files).
+    #[arg(long)]
+    config: PathBuf,
+    /// Which daemon.
+    #[arg(long, value_enum)]
+    daemon: DaemonKind,
+    /// Render for this node (labels from a Node manifest in the directory).
+    #[arg(long)]
+    node: Option<String>,
+    /// Directory of templates [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Interface holding routed addresses.
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+    #[command(flatten)]
+    daemon_args: DaemonArgs,
 }
 
 #[derive(Args)]
@@ -172,6 +223,28 @@ async fn main() -> anyhow::Result<()> {
                 "ok: the {} fragment for {} is valid",
                 r.daemon.name(),
                 r.config.display()
+            );
+            Ok(())
+        }
+        Command::Apply(a) => {
+            routelb::render::model::validate_interface_name(&a.lb_interface).map_err(anyhow::Error::msg)?;
+            let manifests = routelb::manifests::load_dir(&a.config)?;
+            let templates = match &a.templates {
+                Some(dir) => Templates::from_dir(a.daemon, dir)?,
+                None => Templates::embedded(a.daemon)?,
+            };
+            let driver = a.daemon_args.driver(a.daemon);
+            let instances = driver.instances().await.context("reading the daemon's routing instances")?;
+            let out = routelb::offline::render(&manifests, &templates, a.node.as_deref(), &a.lb_interface, &instances)?;
+            for p in &out.problems {
+                tracing::warn!(policy = ?p.policy, reason = p.reason, "{}", p.message);
+            }
+            let outcome = driver.apply(&out.fragment).await.context("applying the fragment")?;
+            eprintln!(
+                "{}: {} line(s) in {:.1} ms",
+                if outcome.changed { "applied" } else { "unchanged" },
+                outcome.commands,
+                outcome.elapsed.as_secs_f64() * 1e3
             );
             Ok(())
         }

@@ -448,3 +448,42 @@ async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
         delete_pool(&c, &p).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_policies_report_their_validity() {
+    let _g = serial();
+    let c = client().await;
+    let ns = unique("pol");
+    let policies: Api<routelb::api::RoutingPolicy> = Api::all(c.clone());
+    let (good, bad) = (format!("{ns}-good"), format!("{ns}-bad"));
+    for (name, spec) in [
+        (&good, json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1"]}})),
+        (&bad, json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1\nrouter bgp 666"], "vrf": "red blue"}})),
+    ] {
+        let p: routelb::api::RoutingPolicy = serde_json::from_value(json!({
+            "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy", "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        policies.create(&Default::default(), &p).await.unwrap();
+    }
+    let _a = Allocator::start(&ns, "a", &[]);
+    let cond = |name: String, type_: &'static str| {
+        let policies = policies.clone();
+        async move {
+            wait_for(Duration::from_secs(20), || async {
+                let st = policies.get(&name).await.ok()?.status?;
+                st.conditions.into_iter().find(|c| c.type_ == type_)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{name}: no {type_} condition"))
+        }
+    };
+    assert_eq!(cond(good.clone(), "Ready").await.status, "True");
+    let invalid = cond(bad.clone(), "Invalid").await;
+    assert_eq!(invalid.status, "True");
+    assert!(invalid.message.contains("communities") && invalid.message.contains("VRF"), "{}", invalid.message);
+    wait_event(&c, "default", &bad, "InvalidPolicy").await;
+    for p in [good, bad] {
+        let _ = policies.delete(&p, &DeleteParams::default()).await;
+    }
+}

@@ -84,7 +84,7 @@ print_env() {
   for v in LAB_NAME LAB_INDEX LAB_DIR LAB_NODE_KIND LAB_ROUTER_KIND LAB_PROTO \
     LAB_NODE_NS LAB_RTR_NS LAB_NODE_IF LAB_RTR_IF LAB_LB_IF LAB_LB_IF_KIND \
     LAB_NODE_V4 LAB_RTR_V4 LAB_NODE_V6 LAB_RTR_V6 LAB_NODE_AS LAB_RTR_AS LAB_ISIS_TAG \
-    LAB_RTR_FRR LAB_RTR_FRR_CONFDIR LAB_RTR_FRR_CONF LAB_RTR_VTYSH \
+    LAB_FRR_BINDIR LAB_RTR_FRR LAB_RTR_FRR_CONFDIR LAB_RTR_FRR_CONF LAB_RTR_VTYSH \
     LAB_NODE_FRR LAB_NODE_FRR_CONFDIR LAB_NODE_FRR_CONF LAB_NODE_VTYSH \
     LAB_BIRD_SOCKET LAB_BIRD_CONF LAB_BIRD_INCLUDE LAB_BIRD_PID LAB_BIRDC; do
     if [ -n "${!v:-}" ]; then
@@ -174,9 +174,10 @@ make_net() {
   for ns in "$LAB_NODE_NS" "$LAB_RTR_NS"; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
-    # No IPv6 DAD in the lab: addresses (veth link-locals, routelb's /128s on kube-lb0)
-    # are usable at once instead of "tentative" for ~1-2 s; an ifb never finishes DAD
-    # reliably anyway. Set on "default" before any interface exists so all inherit it.
+    # No IPv6 DAD in the lab: the veth's link-local and global addresses are usable at
+    # once instead of "tentative" for ~1-2 s (OSPFv3, RIPng and the IPv6 BGP session need
+    # them). kube-lb0 (dummy/ifb) is NOARP, so the kernel skips DAD there anyway. Set on
+    # "default" before any interface exists so that all of them inherit it.
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
       net.ipv6.conf.all.dad_transmits=0 net.ipv6.conf.default.dad_transmits=0
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
@@ -530,11 +531,13 @@ proto_ready() {
     grep -q "Neighbor Router ID: $LAB_RTR_V4" <<<"$out"
     ;;
   isis)
-    # Adjacency up and the node's LSP (named after its hostname) lists the router.
+    # Adjacency up and the node's LSP lists the router. The LSP ID column truncates
+    # hostnames, so find the node's LSP by its "Hostname:" line.
     out=$(frr_vtysh "$LAB_RTR_FRR" -c "show isis neighbor" 2>/dev/null) || return 1
     grep -q " Up " <<<"$out" || return 1
     out=$(frr_vtysh "$LAB_RTR_FRR" -c "show isis database detail" 2>/dev/null) || return 1
-    grep -A15 "^$LAB_NODE_NS\.00-00" <<<"$out" | grep -q "Extended Reachability: 0000.0000.0001.00"
+    awk -v h="Hostname: $LAB_NODE_FRR" -v r="Extended Reachability: 0000.0000.0001.00" \
+      'BEGIN { RS = "" } index($0, h "\n") && index($0, r) { found = 1 } END { exit !found }' <<<"$out"
     ;;
   rip)
     # RIP has no adjacency: ready once both routers run RIP/RIPng on the link.
@@ -661,6 +664,7 @@ cmd_up() {
   LAB_NODE_AS=$NODE_AS LAB_RTR_AS=$RTR_AS
   LAB_ISIS_TAG=""
   [ "$proto" = isis ] && LAB_ISIS_TAG=$ISIS_TAG
+  LAB_FRR_BINDIR="$LAB_DIR/bin/frr"
   LAB_RTR_FRR="$name-rtr" LAB_RTR_FRR_CONFDIR="$LAB_DIR/frr"
   LAB_RTR_FRR_CONF="$LAB_DIR/frr/$name-rtr/frr.conf" LAB_RTR_VTYSH="$LAB_DIR/bin/vtysh-rtr"
   LAB_NODE_FRR="" LAB_NODE_FRR_CONFDIR="" LAB_NODE_FRR_CONF="" LAB_NODE_VTYSH=""
@@ -714,6 +718,24 @@ EOF
 exec unshare --uts sh -c 'hostname "\$0" && exec vtysh --config_dir "$LAB_DIR/frr" -N "\$0" "\$@"' "$LAB_NODE_FRR" "\$@"
 EOF
   fi
+  # A drop-in "vtysh" for tools that call vtysh themselves with -N/--pathspace, above all
+  # frr-reload.py (--bindir LAB_FRR_BINDIR): it runs the real vtysh with the hostname set
+  # to the pathspace, so `show running-config` matches the daemons' hostname.
+  mkdir -p "$LAB_DIR/bin/frr"
+  cat >"$LAB_DIR/bin/frr/vtysh" <<'EOF'
+#!/bin/sh
+# vtysh under a UTS namespace whose hostname is the -N/--pathspace argument (if any).
+ps=""
+prev=""
+for a in "$@"; do
+  case $prev in -N | --pathspace) ps=$a ;; esac
+  case $a in --pathspace=*) ps=${a#--pathspace=} ;; -N?*) ps=${a#-N} ;; esac
+  prev=$a
+done
+[ -n "$ps" ] || exec @VTYSH@ "$@"
+exec unshare --uts sh -c 'hostname "$0" && exec @VTYSH@ "$@"' "$ps" "$@"
+EOF
+  sed -i "s#@VTYSH@#$(command -v vtysh)#g" "$LAB_DIR/bin/frr/vtysh"
   if [ -n "$LAB_BIRDC" ]; then
     cat >"$LAB_DIR/bin/birdc" <<EOF
 #!/bin/sh
@@ -721,7 +743,7 @@ EOF
 exec birdc -s "$LAB_BIRD_SOCKET" "\$@"
 EOF
   fi
-  chmod 0755 "$LAB_DIR"/bin/*
+  chmod 0755 "$LAB_DIR"/bin/vtysh-* "$LAB_DIR/bin/frr/vtysh" ${LAB_BIRDC:+"$LAB_BIRDC"}
 }
 
 # Tear one lab down: daemons (by pid file, checked to live in the lab's namespace), any

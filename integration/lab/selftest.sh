@@ -113,8 +113,19 @@ bgp_sessions() {
   done
 }
 
-# BIRD's own view: "since" timestamps of its BGP protocols (change on a session reset).
-bird_bgp_since() { "$LAB_BIRDC" show protocols | awk '/^rtr[46] /{print $1 "@" $4 "_" $5}' | paste -sd, -; }
+# BIRD's own view: its BGP protocols' state and "since" time (ms of the day), which moves
+# on a session reset. BIRD converts its monotonic timestamps to wall-clock time when it
+# prints them, so the same instant can print 1 ms apart: compare with a tolerance.
+bird_bgp_since() {
+  "$LAB_BIRDC" show protocols | awk '/^rtr[46] / {
+    split($5, t, ":"); printf "%s:%s:%s:%d\n", $1, $4, $6, ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000 }'
+}
+bird_bgp_same() { # BEFORE AFTER (outputs of bird_bgp_since)
+  paste -d' ' <(echo "$1") <(echo "$2") | awk '{
+    split($1, a, ":"); split($2, b, ":"); d = a[4] - b[4]; if (d < 0) d = -d
+    if (a[1] != b[1] || a[2] != "up" || b[2] != "up" || a[3] != "Established" || b[3] != "Established" || d > 10) bad = 1
+  } END { exit bad }'
+}
 
 # Router-side uptime only, for the report.
 bgp_uptimes() { bgp_sessions | grep -o '/[0-9]* ' | tr -d '/ ' | paste -sd, -; }
@@ -137,17 +148,21 @@ run_combo() {
   eval "$envs"
   up_ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
 
-  local before="" after="" before_up="" after_up=""
+  local before="" after="" before_up="" after_up="" bird_before=""
   if [ "$proto" = bgp ]; then
     sleep 2 # let the uptime counters tick, so a reset would show
     before=$(bgp_counters) before_up=$(bgp_uptimes)
-    [ "$node" = bird ] && before+=" bird:$(bird_bgp_since)"
+    [ "$node" = bird ] && bird_before=$(bird_bgp_since)
   fi
   if [ "$node" = frr ]; then frr_routelb_apply "$proto"; else bird_routelb_apply "$proto"; fi
   sleep 2 # settle (bgpd applies route-map changes after its delay timer, 1 s here)
   if [ "$proto" = bgp ]; then
     after=$(bgp_counters) after_up=$(bgp_uptimes)
-    [ "$node" = bird ] && after+=" bird:$(bird_bgp_since)"
+    if [ "$node" = bird ]; then
+      say "BIRD protocols (name:state:info:since-ms) before: $(echo "$bird_before" | paste -sd' ')"
+      say "BIRD protocols (name:state:info:since-ms) after:  $(bird_bgp_since | paste -sd' ')"
+      bird_bgp_same "$bird_before" "$(bird_bgp_since)" || { echo "FAIL: BIRD BGP session restarted" >&2; FAILED=1; }
+    fi
     say "BGP sessions (router side, established/dropped) before: $before uptime ms $before_up"
     say "BGP sessions (router side, established/dropped) after:  $after uptime ms $after_up"
     [ "$before" = "$after" ] || { echo "FAIL: BGP session reset by config apply" >&2; FAILED=1; }
@@ -168,7 +183,9 @@ run_combo() {
   done
   if [ "$proto" = bgp ]; then
     after=$(bgp_counters)
-    [ "$node" = bird ] && after+=" bird:$(bird_bgp_since)"
+    if [ "$node" = bird ]; then
+      bird_bgp_same "$bird_before" "$(bird_bgp_since)" || { echo "FAIL: BIRD BGP session restarted" >&2; FAILED=1; }
+    fi
     [ "$before" = "$after" ] || { echo "FAIL: BGP session reset during the rounds" >&2; FAILED=1; }
   fi
   say "$node/$proto samples ms: add4=${a4[*]} add6=${a6[*]} del4=${d4[*]} del6=${d6[*]}"
@@ -193,7 +210,7 @@ for c in "${COMBOS[@]}"; do
     echo "FAIL: $c" >&2
     FAILED=1
     bash "$LAB" down "st-${c%%:*}-${c##*:}" || true
-    row="$(printf '%-5s %-5s  FAILED' "${c%%:*}" "${c##*:}") $row"
+    if [ -n "$row" ]; then row="$row  <- FAILED (see stderr)"; else row="$(printf '%-5s %-5s  FAILED (see stderr)' "${c%%:*}" "${c##*:}")"; fi
   fi
   rows+=("$row")
 done

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{AddressPoolStatus, FamilyCounts, annotations};
+use crate::api::{AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values};
 use crate::ipam::{Decision, PoolReport};
 
 /// An Event to publish on the object being changed.
@@ -307,6 +307,53 @@ pub fn pool_events(new: &AddressPoolStatus, old: Option<&AddressPoolStatus>) -> 
     events
 }
 
+/// The status a RoutingPolicy should have as far as the cluster can tell: whether it is valid.
+/// (Whether each node's daemon has the instances it names is reported by that node's agent.)
+pub fn policy_status(spec: &RoutingPolicySpec, generation: Option<i64>, old: Option<&RoutingPolicyStatus>) -> RoutingPolicyStatus {
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut problems = values::validate_policy(spec).err().unwrap_or_default();
+    for (what, sel) in [("spec.poolSelector", &spec.pool_selector), ("spec.nodeSelector", &spec.node_selector)] {
+        if let Some(sel) = sel
+            && let Err(e) = kube::core::Selector::try_from(sel.clone())
+        {
+            problems.push(format!("{what}: {e}"));
+        }
+    }
+    let conditions = if problems.is_empty() {
+        vec![
+            condition("Ready", true, "Valid", "every field is valid".into(), generation, old_conditions),
+            condition("Invalid", false, "Valid", "every field is valid".into(), generation, old_conditions),
+        ]
+    } else {
+        let message = problems.join("; ");
+        vec![
+            condition("Ready", false, "Invalid", message.clone(), generation, old_conditions),
+            condition("Invalid", true, "ValidationFailed", message, generation, old_conditions),
+        ]
+    };
+    RoutingPolicyStatus { conditions, observed_generation: generation }
+}
+
+/// Events for a policy that turned invalid.
+pub fn policy_events(new: &RoutingPolicyStatus, old: Option<&RoutingPolicyStatus>) -> Vec<EventSpec> {
+    let was_invalid = old.is_some_and(|o| o.conditions.iter().any(|c| c.type_ == "Invalid" && c.status == "True"));
+    new.conditions
+        .iter()
+        .filter(|c| c.type_ == "Invalid" && c.status == "True" && !was_invalid)
+        .map(|c| EventSpec { warning: true, reason: "InvalidPolicy", note: c.message.clone() })
+        .collect()
+}
+
+/// Whether two condition lists differ in anything but timestamps.
+pub fn conditions_differ(a: &[Condition], b: &[Condition]) -> bool {
+    let strip = |cs: &[Condition]| {
+        cs.iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation))
+            .collect::<Vec<_>>()
+    };
+    strip(a) != strip(b)
+}
+
 /// Whether two statuses differ in anything but condition timestamps.
 pub fn pool_status_differs(a: &AddressPoolStatus, b: &AddressPoolStatus) -> bool {
     let strip = |s: &AddressPoolStatus| {
@@ -396,6 +443,28 @@ mod tests {
         assert_eq!(c.annotations[annotations::POOL_USED], None);
         assert_eq!(c.events[0].reason, "AddressReleased");
         assert!(c.released);
+    }
+
+    #[test]
+    fn policy_status_reports_every_problem_once() {
+        let spec = RoutingPolicySpec {
+            pool_selector: None,
+            node_selector: None,
+            protocols: vec![],
+            bgp: Some(crate::api::BgpAttributes { communities: vec!["1:x".into()], ..Default::default() }),
+            ospf: None,
+            isis: None,
+            rip: None,
+            service_overrides: None,
+        };
+        let s = policy_status(&spec, Some(1), None);
+        let invalid = s.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
+        assert_eq!(invalid.status, "True");
+        assert!(invalid.message.contains("protocols") && invalid.message.contains("1:x"), "{}", invalid.message);
+        assert_eq!(policy_events(&s, None).len(), 1);
+        let again = policy_status(&spec, Some(1), Some(&s));
+        assert!(!conditions_differ(&s.conditions, &again.conditions));
+        assert!(policy_events(&again, Some(&s)).is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AddressPool, annotations};
+use crate::api::{AddressPool, RoutingPolicy, annotations};
 use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
 use changes::{EventSpec, ServiceChange};
@@ -78,6 +78,7 @@ struct Ctx {
     cfg: Config,
     services: Store<Service>,
     pools: Store<AddressPool>,
+    policies: Store<RoutingPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -133,6 +134,12 @@ pub async fn run(
         .default_backoff(),
     );
     spawn_reflector("addresspools", stream, trigger.clone());
+    let (policies, w) = reflector::store::<RoutingPolicy>();
+    let stream = reflector::reflector(
+        w,
+        watcher(Api::<RoutingPolicy>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    );
+    spawn_reflector("routingpolicies", stream, trigger.clone());
     let (namespaces, w) = reflector::store::<PartialObjectMeta<Namespace>>();
     let stream = reflector::reflector(
         w,
@@ -157,6 +164,7 @@ pub async fn run(
         r = async {
             services.wait_until_ready().await?;
             pools.wait_until_ready().await?;
+            policies.wait_until_ready().await?;
             namespaces.wait_until_ready().await
         } => r?,
     }
@@ -179,6 +187,7 @@ pub async fn run(
         cfg,
         services,
         pools,
+        policies,
         namespaces,
         metrics,
         recorder,
@@ -354,6 +363,42 @@ impl Ctx {
                         })
                         .inc();
                     tracing::warn!(pool = %name, error = %e, "could not write pool status");
+                }
+            }
+        }
+        failed + self.write_policy_statuses().await
+    }
+
+    /// RoutingPolicy validity as status conditions and Events; the agents add what only a node
+    /// can see (a protocol with no instance in its daemon).
+    async fn write_policy_statuses(&self) -> usize {
+        let mut failed = 0;
+        for policy in self.policies.state() {
+            let name = policy.name_any();
+            let old = policy.status.as_ref();
+            let mut desired = changes::policy_status(&policy.spec, policy.metadata.generation, old);
+            // Keep conditions other writers (agents) own.
+            if let Some(o) = old {
+                desired.conditions.extend(
+                    o.conditions.iter().filter(|c| !matches!(c.type_.as_str(), "Ready" | "Invalid")).cloned(),
+                );
+            }
+            if old.is_some_and(|o| !changes::conditions_differ(&o.conditions, &desired.conditions) && o.observed_generation == desired.observed_generation) {
+                continue;
+            }
+            let api: Api<RoutingPolicy> = Api::all(self.client.clone());
+            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": desired }))).await {
+                Ok(_) => {
+                    for ev in changes::policy_events(&desired, old) {
+                        tracing::warn!(policy = %name, reason = %ev.note, "invalid routing policy");
+                        self.publish(&policy.object_ref(&()), ev).await;
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    failed += 1;
+                    self.metrics.write_errors.get_or_create(&KindLabels { kind: "RoutingPolicy".into() }).inc();
+                    tracing::warn!(policy = %name, error = %e, "could not write policy status");
                 }
             }
         }

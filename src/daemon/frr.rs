@@ -2,7 +2,9 @@
 //! `diff` mode sends only the changed lines of routelb's own objects; `reload` mode hands a full
 //! file to `frr-reload.py` for teams that prefer it.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::process::Command;
@@ -25,6 +27,13 @@ pub struct FrrDriver {
     pub mode: FrrApply,
     pub vtysh: PathBuf,
     pub reload_script: PathBuf,
+    /// routelb's objects as the daemon holds them, when known: after a successful apply, or
+    /// after reading the running configuration. Cleared on any error, so the next apply reads
+    /// the daemon again. Saves a `show running-config` on every change.
+    known: Arc<Mutex<Option<Owned>>>,
+    /// Configuration objects (a prefix-list line, a route-map entry, a router context with its
+    /// redistribute lines) that already passed `vtysh --dryrun`: only new ones are checked again.
+    validated: Arc<Mutex<HashSet<String>>>,
 }
 
 impl FrrDriver {
@@ -34,6 +43,8 @@ impl FrrDriver {
             mode,
             vtysh: "vtysh".into(),
             reload_script: "/usr/lib/frr/frr-reload.py".into(),
+            known: Arc::default(),
+            validated: Arc::default(),
         }
     }
 
@@ -90,6 +101,24 @@ impl FrrDriver {
 
     /// Checks a fragment with vtysh's own parser, without touching the daemon.
     pub async fn validate(&self, fragment: &str) -> Result<(), DaemonError> {
+        let units = frr_config::units(&frr_config::parse(fragment));
+        let fresh: Vec<String> = {
+            let seen = self.validated.lock().expect("not poisoned");
+            units.into_iter().filter(|u| !seen.contains(u)).collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.validate_uncached(&fresh.concat()).await?;
+        let mut seen = self.validated.lock().expect("not poisoned");
+        if seen.len() > 200_000 {
+            seen.clear();
+        }
+        seen.extend(fresh);
+        Ok(())
+    }
+
+    async fn validate_uncached(&self, fragment: &str) -> Result<(), DaemonError> {
         let file = super::temp_file("frr-fragment", fragment)?;
         let out = Command::new(&self.vtysh)
             .args(["--dryrun", "-f"])
@@ -114,80 +143,92 @@ impl FrrDriver {
     /// Whether routelb's objects in the running configuration are exactly the fragment's. False
     /// after a daemon restart that lost them, or after someone edited them by hand.
     pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
-        let running = frr_config::owned(&frr_config::parse(&self.running_config().await?));
+        let running = self.read_owned().await?;
         Ok(running == frr_config::owned(&frr_config::parse(fragment)))
     }
 
-    /// Validates, then applies the fragment. The running configuration is read first so only
-    /// what differs is sent; afterwards it is read again to confirm FRR took every line.
+    /// Reads routelb's objects from the running configuration and remembers them.
+    async fn read_owned(&self) -> Result<Owned, DaemonError> {
+        let running = frr_config::owned(&frr_config::parse(&self.running_config().await?));
+        *self.known.lock().expect("not poisoned") = Some(running.clone());
+        Ok(running)
+    }
+
+    /// Validates, then applies the fragment, sending only what differs from what the daemon
+    /// holds. A refused line clears what is known, so the next apply starts from the daemon's
+    /// real state.
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
-        self.validate(fragment).await?;
         let started = Instant::now();
+        self.validate(fragment).await?;
+        let desired: Owned = frr_config::owned(&frr_config::parse(fragment));
+        let result = match self.mode {
+            FrrApply::Diff => self.apply_diff(&desired).await,
+            FrrApply::Reload => self.apply_reload(fragment, &desired).await,
+        };
+        match result {
+            Ok(commands) => {
+                *self.known.lock().expect("not poisoned") = Some(desired);
+                Ok(ApplyOutcome { changed: commands > 0, commands, elapsed: started.elapsed() })
+            }
+            Err(e) => {
+                *self.known.lock().expect("not poisoned") = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn current(&self) -> Result<Owned, DaemonError> {
+        let known = self.known.lock().expect("not poisoned").clone();
+        match known {
+            Some(k) => Ok(k),
+            None => self.read_owned().await,
+        }
+    }
+
+    async fn apply_diff(&self, desired: &Owned) -> Result<usize, DaemonError> {
+        let groups = frr_config::diff(&self.current().await?, desired);
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let mut args: Vec<String> = vec!["-c".into(), "configure terminal".into()];
+        for g in &groups {
+            for cmd in g {
+                args.push("-c".into());
+                args.push(cmd.clone());
+            }
+            // Back to the top of configuration mode for the next group.
+            args.extend(["-c".into(), "end".into(), "-c".into(), "configure terminal".into()]);
+        }
+        self.vtysh(&args).await?;
+        Ok(groups.iter().map(Vec::len).sum())
+    }
+
+    async fn apply_reload(&self, fragment: &str, desired: &Owned) -> Result<usize, DaemonError> {
         let running_text = self.running_config().await?;
         let running = frr_config::owned(&frr_config::parse(&running_text));
-        let desired: Owned = frr_config::owned(&frr_config::parse(fragment));
-        let groups = frr_config::diff(&running, &desired);
-        if groups.is_empty() {
-            return Ok(ApplyOutcome {
-                changed: false,
-                commands: 0,
-                elapsed: started.elapsed(),
-            });
+        let lines = frr_config::diff(&running, desired).iter().map(Vec::len).sum();
+        if lines == 0 {
+            return Ok(0);
         }
-        let commands = groups.iter().map(Vec::len).sum();
-        match self.mode {
-            FrrApply::Diff => {
-                let mut args: Vec<String> = vec!["-c".into(), "configure terminal".into()];
-                for g in &groups {
-                    for cmd in g {
-                        args.push("-c".into());
-                        args.push(cmd.clone());
-                    }
-                    // Back to the top of configuration mode for the next group.
-                    args.extend([
-                        "-c".into(),
-                        "end".into(),
-                        "-c".into(),
-                        "configure terminal".into(),
-                    ]);
-                }
-                self.vtysh(&args).await?;
-            }
-            FrrApply::Reload => {
-                let full = frr_config::full_config(&running_text, fragment);
-                let file = super::temp_file("frr-full", &full)?;
-                let mut cmd = Command::new("python3");
-                cmd.arg(&self.reload_script).arg("--reload").arg("--stdout");
-                if let Some(p) = &self.pathspace {
-                    cmd.args(["--pathspace", p]);
-                }
-                let out = cmd.arg(file.path()).output().await.map_err(|e| {
-                    DaemonError::Unreachable(format!("cannot run frr-reload.py: {e}"))
-                })?;
-                if !out.status.success() {
-                    return Err(DaemonError::Rejected(format!(
-                        "frr-reload.py failed: {}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    )));
-                }
-            }
+        let full = frr_config::full_config(&running_text, fragment);
+        let file = super::temp_file("frr-full", &full)?;
+        let mut cmd = Command::new("python3");
+        cmd.arg(&self.reload_script).arg("--reload").arg("--stdout");
+        if let Some(p) = &self.pathspace {
+            cmd.args(["--pathspace", p]);
         }
-        let after = frr_config::owned(&frr_config::parse(&self.running_config().await?));
-        if after != desired {
-            let left = frr_config::diff(&after, &desired);
+        let out = cmd
+            .arg(file.path())
+            .output()
+            .await
+            .map_err(|e| DaemonError::Unreachable(format!("cannot run frr-reload.py: {e}")))?;
+        if !out.status.success() {
             return Err(DaemonError::Rejected(format!(
-                "FRR did not take every line; still differing: {}",
-                left.iter()
-                    .map(|g| g.join(" / "))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                "frr-reload.py failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             )));
         }
-        Ok(ApplyOutcome {
-            changed: true,
-            commands,
-            elapsed: started.elapsed(),
-        })
+        Ok(lines)
     }
 }

@@ -118,6 +118,35 @@ pub fn owned(tree: &[Node]) -> Owned {
     o
 }
 
+/// Writes a node back as configuration text, indented, blocks closed with `exit`.
+fn write_node(n: &Node, depth: usize, keep: &dyn Fn(&Node, usize) -> bool, out: &mut String) {
+    if !keep(n, depth) {
+        return;
+    }
+    out.push_str(&" ".repeat(depth));
+    out.push_str(&n.line);
+    out.push('\n');
+    if !n.children.is_empty() {
+        for c in &n.children {
+            write_node(c, depth + 1, keep, out);
+        }
+        out.push_str(&" ".repeat(depth));
+        out.push_str(if n.line.starts_with("address-family") { "exit-address-family\n" } else { "exit\n" });
+    }
+}
+
+/// A configuration split into independently valid pieces, each as configuration text: every
+/// top-level line or block (a prefix-list line, a route-map entry, a router context).
+pub fn units(tree: &[Node]) -> Vec<String> {
+    tree.iter()
+        .map(|n| {
+            let mut s = String::new();
+            write_node(n, 0, &|_, _| true, &mut s);
+            s
+        })
+        .collect()
+}
+
 /// The routing instances in a running configuration.
 pub fn instances(tree: &[Node]) -> Instances {
     let mut inst = Instances::default();
@@ -224,36 +253,23 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Vec<String>> {
 /// `frr-reload.py` wants.
 pub fn full_config(running_text: &str, fragment: &str) -> String {
     let mut out = String::new();
-    let tree = parse(running_text);
-    fn emit(nodes: &[Node], depth: usize, out: &mut String) {
-        for n in nodes {
-            let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
-            let owned_map = depth == 0
-                && n.line.starts_with("route-map ")
-                && n.line
-                    .split_whitespace()
-                    .nth(1)
-                    .is_some_and(|name| name.starts_with(PREFIX));
-            if owned_line || owned_map {
-                continue;
-            }
-            out.push_str(&" ".repeat(depth));
-            out.push_str(&n.line);
-            out.push('\n');
-            if !n.children.is_empty() {
-                emit(&n.children, depth + 1, out);
-                let close = if n.line.starts_with("address-family") {
-                    "exit-address-family"
-                } else {
-                    "exit"
-                };
-                out.push_str(&" ".repeat(depth));
-                out.push_str(close);
-                out.push('\n');
-            }
-        }
+    // `show running-config` starts with chatter that is not configuration.
+    let body: String = running_text
+        .lines()
+        .filter(|l| !matches!(l.trim(), "Building configuration..." | "Current configuration:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tree = parse(&body);
+    let not_owned = |n: &Node, depth: usize| {
+        let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
+        let owned_map = depth == 0
+            && n.line.starts_with("route-map ")
+            && n.line.split_whitespace().nth(1).is_some_and(|name| name.starts_with(PREFIX));
+        !(owned_line || owned_map)
+    };
+    for n in &tree {
+        write_node(n, 0, &not_owned, &mut out);
     }
-    emit(&tree, 0, &mut out);
     out.push_str(fragment);
     out
 }
@@ -262,7 +278,11 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
 mod tests {
     use super::*;
 
-    const RUNNING: &str = "frr version 8.4.4
+    const RUNNING: &str = "Building configuration...
+
+Current configuration:
+!
+frr version 8.4.4
 frr defaults traditional
 hostname node
 !
@@ -365,12 +385,20 @@ exit
     }
 
     #[test]
+    fn units_round_trip() {
+        let tree = parse(RUNNING);
+        let text: String = units(&tree).concat();
+        assert_eq!(parse(&text), tree);
+    }
+
+    #[test]
     fn full_config_replaces_owned_objects_only() {
         let full = full_config(
             RUNNING,
             "ip prefix-list ROUTELB-POOL-z-V4 seq 5 permit 192.0.2.0/24 le 32\n",
         );
         assert!(full.contains("ip prefix-list TEAM seq 5"));
+        assert!(!full.contains("Building configuration"));
         assert!(full.contains("neighbor 172.30.0.1 route-map TEAM-OUT out"));
         assert!(!full.contains("ROUTELB-POOL-a-V4"));
         assert!(!full.contains("ROUTELB-OSPF-V4"));
