@@ -4,6 +4,7 @@
 //!    BIRD `configure`; with the BGP session counters checked for resets;
 //! 2. the time from an address added to kube-lb0 to the route in the router's kernel table (and
 //!    back), per daemon and protocol.
+//!
 //! Run: `cargo bench --bench apply`. Figures go to docs/benchmarks.md.
 
 use std::collections::HashMap;
@@ -13,9 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use routelb::daemon::Driver;
 use routelb::daemon::bird::BirdDriver;
 use routelb::daemon::frr::{FrrApply, FrrDriver};
-use routelb::daemon::Driver;
 use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
 
@@ -24,8 +25,18 @@ fn lab_script() -> PathBuf {
 }
 
 fn lab_up(name: &str, node: &str, proto: &str) -> HashMap<String, String> {
-    let out = Command::new("bash").arg(lab_script()).args(["up", name, "--node", node, "--router", "frr", "--proto", proto]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(lab_script())
+        .args([
+            "up", name, "--node", node, "--router", "frr", "--proto", proto,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -34,7 +45,10 @@ fn lab_up(name: &str, node: &str, proto: &str) -> HashMap<String, String> {
 }
 
 fn lab_down(name: &str) {
-    let _ = Command::new("bash").arg(lab_script()).args(["down", name]).output();
+    let _ = Command::new("bash")
+        .arg(lab_script())
+        .args(["down", name])
+        .output();
 }
 
 fn manifests(addresses: &[String], proto: &str) -> Manifests {
@@ -51,18 +65,38 @@ fn manifests(addresses: &[String], proto: &str) -> Manifests {
 
 /// N addresses that never merge into larger blocks: N prefix-list entries.
 fn addresses(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("10.{}.{}.1/32", i / 250, i % 250)).collect()
+    (0..n)
+        .map(|i| format!("10.{}.{}.1/32", i / 250, i % 250))
+        .collect()
 }
 
 async fn fragment(driver: &Driver, daemon: DaemonKind, m: &Manifests) -> String {
     let inst = driver.instances().await.unwrap();
-    routelb::offline::render(m, &Templates::embedded(daemon).unwrap(), None, "kube-lb0", &inst).unwrap().fragment
+    routelb::offline::render(
+        m,
+        &Templates::embedded(daemon).unwrap(),
+        None,
+        "kube-lb0",
+        &inst,
+    )
+    .unwrap()
+    .fragment
 }
 
 fn connections(rtr: &str) -> String {
-    let out = Command::new("vtysh").args(["-N", rtr, "-c", "show bgp neighbors json"]).output().unwrap();
+    let out = Command::new("vtysh")
+        .args(["-N", rtr, "-c", "show bgp neighbors json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut s: Vec<String> = v.as_object().map(|o| o.iter().map(|(k, n)| format!("{k}={}", n["connectionsEstablished"])).collect()).unwrap_or_default();
+    let mut s: Vec<String> = v
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, n)| format!("{k}={}", n["connectionsEstablished"]))
+                .collect()
+        })
+        .unwrap_or_default();
     s.sort();
     s.join(",")
 }
@@ -74,26 +108,46 @@ fn median(mut v: Vec<Duration>) -> f64 {
 
 async fn policy_change_table() {
     println!("\n## One-prefix policy change (BGP), by fragment size\n");
-    println!("| prefixes | routelb FRR diff | frr-reload.py --reload | speed-up | BIRD configure | FRR lines sent | session resets | first load (routelb) |");
+    println!(
+        "| prefixes | routelb FRR diff | frr-reload.py --reload | speed-up | BIRD configure | FRR lines sent | session resets | first load (routelb) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let frr_env = lab_up("bfrr", "frr", "bgp");
     let bird_env = lab_up("bbird", "bird", "bgp");
-    let frr = Driver::Frr(FrrDriver::new(Some(frr_env["LAB_NODE_FRR"].clone()), FrrApply::Diff));
-    let reload = Driver::Frr(FrrDriver::new(Some(frr_env["LAB_NODE_FRR"].clone()), FrrApply::Reload));
-    let bird = Driver::Bird(BirdDriver::new(bird_env["LAB_BIRD_SOCKET"].clone().into(), bird_env["LAB_BIRD_INCLUDE"].clone().into()));
+    let frr = Driver::Frr(FrrDriver::new(
+        Some(frr_env["LAB_NODE_FRR"].clone()),
+        FrrApply::Diff,
+    ));
+    let reload = Driver::Frr(FrrDriver::new(
+        Some(frr_env["LAB_NODE_FRR"].clone()),
+        FrrApply::Reload,
+    ));
+    let bird = Driver::Bird(BirdDriver::new(
+        bird_env["LAB_BIRD_SOCKET"].clone().into(),
+        bird_env["LAB_BIRD_INCLUDE"].clone().into(),
+    ));
     for n in [1usize, 100, 1000, 5000] {
         let base = addresses(n);
         let mut plus = base.clone();
         plus.push("10.250.0.1/32".into());
-        let (f_base, f_plus) = (fragment(&frr, DaemonKind::Frr, &manifests(&base, "bgp")).await, fragment(&frr, DaemonKind::Frr, &manifests(&plus, "bgp")).await);
-        let (b_base, b_plus) = (fragment(&bird, DaemonKind::Bird, &manifests(&base, "bgp")).await, fragment(&bird, DaemonKind::Bird, &manifests(&plus, "bgp")).await);
+        let (f_base, f_plus) = (
+            fragment(&frr, DaemonKind::Frr, &manifests(&base, "bgp")).await,
+            fragment(&frr, DaemonKind::Frr, &manifests(&plus, "bgp")).await,
+        );
+        let (b_base, b_plus) = (
+            fragment(&bird, DaemonKind::Bird, &manifests(&base, "bgp")).await,
+            fragment(&bird, DaemonKind::Bird, &manifests(&plus, "bgp")).await,
+        );
         // Load the starting point with routelb's driver: frr-reload.py pushes a first load of
         // thousands of entries through `vtysh -f`, which is quadratic (minutes at 5,000).
         let t = Instant::now();
         frr.apply(&f_base).await.unwrap();
         let initial = t.elapsed();
         bird.apply(&b_base).await.unwrap();
-        let before = (connections(&frr_env["LAB_RTR_FRR"]), connections(&bird_env["LAB_RTR_FRR"]));
+        let before = (
+            connections(&frr_env["LAB_RTR_FRR"]),
+            connections(&bird_env["LAB_RTR_FRR"]),
+        );
         let (mut diff_t, mut reload_t, mut bird_t) = (vec![], vec![], vec![]);
         let mut lines = 0;
         for _ in 0..3 {
@@ -115,10 +169,21 @@ async fn policy_change_table() {
                 bird_t.push(t.elapsed());
             }
         }
-        let after = (connections(&frr_env["LAB_RTR_FRR"]), connections(&bird_env["LAB_RTR_FRR"]));
-        let resets = if before == after { "0".to_string() } else { format!("{before:?} -> {after:?}") };
+        let after = (
+            connections(&frr_env["LAB_RTR_FRR"]),
+            connections(&bird_env["LAB_RTR_FRR"]),
+        );
+        let resets = if before == after {
+            "0".to_string()
+        } else {
+            format!("{before:?} -> {after:?}")
+        };
         let (d, r, b) = (median(diff_t), median(reload_t), median(bird_t));
-        println!("| {n} | {d:.0} ms | {r:.0} ms | {:.1}x | {b:.1} ms | {lines} | {resets} | {:.2} s |", r / d, initial.as_secs_f64());
+        println!(
+            "| {n} | {d:.0} ms | {r:.0} ms | {:.1}x | {b:.1} ms | {lines} | {resets} | {:.2} s |",
+            r / d,
+            initial.as_secs_f64()
+        );
     }
     lab_down("bfrr");
     lab_down("bbird");
@@ -126,7 +191,11 @@ async fn policy_change_table() {
 
 /// Watches the router's routing table; yields (time seen, line).
 fn monitor(ns: &str) -> (std::process::Child, mpsc::Receiver<(Instant, String)>) {
-    let mut child = Command::new("ip").args(["-n", ns, "monitor", "route"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "monitor", "route"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -139,7 +208,12 @@ fn monitor(ns: &str) -> (std::process::Child, mpsc::Receiver<(Instant, String)>)
     (child, rx)
 }
 
-fn wait_line(rx: &mpsc::Receiver<(Instant, String)>, prefix: &str, deleted: bool, timeout: Duration) -> Option<Instant> {
+fn wait_line(
+    rx: &mpsc::Receiver<(Instant, String)>,
+    prefix: &str,
+    deleted: bool,
+    timeout: Duration,
+) -> Option<Instant> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
@@ -154,22 +228,49 @@ fn wait_line(rx: &mpsc::Receiver<(Instant, String)>, prefix: &str, deleted: bool
 
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)]
+    v[((v.len() as f64 * p).ceil() as usize)
+        .saturating_sub(1)
+        .min(v.len() - 1)]
 }
 
 async fn convergence_table() {
-    println!("\n## Address on kube-lb0 → route in the router's kernel table (IPv4 /32, 20 samples)\n");
+    println!(
+        "\n## Address on kube-lb0 → route in the router's kernel table (IPv4 /32, 20 samples)\n"
+    );
     println!("| node daemon | protocol | add → route p50 | p99 | del → withdrawn p50 | p99 |");
     println!("|---|---|---|---|---|---|");
-    for (node, proto) in [("frr", "bgp"), ("frr", "ospf"), ("frr", "isis"), ("frr", "rip"), ("bird", "bgp"), ("bird", "ospf"), ("bird", "rip")] {
+    for (node, proto) in [
+        ("frr", "bgp"),
+        ("frr", "ospf"),
+        ("frr", "isis"),
+        ("frr", "rip"),
+        ("bird", "bgp"),
+        ("bird", "ospf"),
+        ("bird", "rip"),
+    ] {
         let name = format!("c{}{}", &node[..1], &proto[..2]);
         let env = lab_up(&name, node, proto);
-        let daemon = if node == "frr" { DaemonKind::Frr } else { DaemonKind::Bird };
-        let driver = match daemon {
-            DaemonKind::Frr => Driver::Frr(FrrDriver::new(Some(env["LAB_NODE_FRR"].clone()), FrrApply::Diff)),
-            DaemonKind::Bird => Driver::Bird(BirdDriver::new(env["LAB_BIRD_SOCKET"].clone().into(), env["LAB_BIRD_INCLUDE"].clone().into())),
+        let daemon = if node == "frr" {
+            DaemonKind::Frr
+        } else {
+            DaemonKind::Bird
         };
-        let f = fragment(&driver, daemon, &manifests(&["203.0.113.0/24".to_string()], proto)).await;
+        let driver = match daemon {
+            DaemonKind::Frr => Driver::Frr(FrrDriver::new(
+                Some(env["LAB_NODE_FRR"].clone()),
+                FrrApply::Diff,
+            )),
+            DaemonKind::Bird => Driver::Bird(BirdDriver::new(
+                env["LAB_BIRD_SOCKET"].clone().into(),
+                env["LAB_BIRD_INCLUDE"].clone().into(),
+            )),
+        };
+        let f = fragment(
+            &driver,
+            daemon,
+            &manifests(&["203.0.113.0/24".to_string()], proto),
+        )
+        .await;
         driver.apply(&f).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (mut child, rx) = monitor(&env["LAB_RTR_NS"]);
@@ -177,12 +278,34 @@ async fn convergence_table() {
         for i in 0..20 {
             let prefix = format!("203.0.113.{}/32", 10 + i);
             let t = Instant::now();
-            Command::new("ip").args(["-n", &env["LAB_NODE_NS"], "addr", "add", &prefix, "dev", "kube-lb0"]).status().unwrap();
+            Command::new("ip")
+                .args([
+                    "-n",
+                    &env["LAB_NODE_NS"],
+                    "addr",
+                    "add",
+                    &prefix,
+                    "dev",
+                    "kube-lb0",
+                ])
+                .status()
+                .unwrap();
             if let Some(at) = wait_line(&rx, &prefix, false, Duration::from_secs(30)) {
                 adds.push((at - t).as_secs_f64() * 1e3);
             }
             let t = Instant::now();
-            Command::new("ip").args(["-n", &env["LAB_NODE_NS"], "addr", "del", &prefix, "dev", "kube-lb0"]).status().unwrap();
+            Command::new("ip")
+                .args([
+                    "-n",
+                    &env["LAB_NODE_NS"],
+                    "addr",
+                    "del",
+                    &prefix,
+                    "dev",
+                    "kube-lb0",
+                ])
+                .status()
+                .unwrap();
             if let Some(at) = wait_line(&rx, &prefix, true, Duration::from_secs(60)) {
                 dels.push((at - t).as_secs_f64() * 1e3);
             }

@@ -74,8 +74,13 @@ impl DaemonArgs {
     fn driver(&self, daemon: DaemonKind) -> routelb::daemon::Driver {
         use routelb::daemon::{Driver, bird::BirdDriver, frr::FrrDriver};
         match daemon {
-            DaemonKind::Frr => Driver::Frr(FrrDriver::new(self.frr_pathspace.clone(), self.frr_apply)),
-            DaemonKind::Bird => Driver::Bird(BirdDriver::new(self.bird_socket.clone(), self.bird_include.clone())),
+            DaemonKind::Frr => {
+                Driver::Frr(FrrDriver::new(self.frr_pathspace.clone(), self.frr_apply))
+            }
+            DaemonKind::Bird => Driver::Bird(BirdDriver::new(
+                self.bird_socket.clone(),
+                self.bird_include.clone(),
+            )),
         }
     }
 }
@@ -227,22 +232,39 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apply(a) => {
-            routelb::render::model::validate_interface_name(&a.lb_interface).map_err(anyhow::Error::msg)?;
+            routelb::render::model::validate_interface_name(&a.lb_interface)
+                .map_err(anyhow::Error::msg)?;
             let manifests = routelb::manifests::load_dir(&a.config)?;
             let templates = match &a.templates {
                 Some(dir) => Templates::from_dir(a.daemon, dir)?,
                 None => Templates::embedded(a.daemon)?,
             };
             let driver = a.daemon_args.driver(a.daemon);
-            let instances = driver.instances().await.context("reading the daemon's routing instances")?;
-            let out = routelb::offline::render(&manifests, &templates, a.node.as_deref(), &a.lb_interface, &instances)?;
+            let instances = driver
+                .instances()
+                .await
+                .context("reading the daemon's routing instances")?;
+            let out = routelb::offline::render(
+                &manifests,
+                &templates,
+                a.node.as_deref(),
+                &a.lb_interface,
+                &instances,
+            )?;
             for p in &out.problems {
                 tracing::warn!(policy = ?p.policy, reason = p.reason, "{}", p.message);
             }
-            let outcome = driver.apply(&out.fragment).await.context("applying the fragment")?;
+            let outcome = driver
+                .apply(&out.fragment)
+                .await
+                .context("applying the fragment")?;
             eprintln!(
                 "{}: {} line(s) in {:.1} ms",
-                if outcome.changed { "applied" } else { "unchanged" },
+                if outcome.changed {
+                    "applied"
+                } else {
+                    "unchanged"
+                },
                 outcome.commands,
                 outcome.elapsed.as_secs_f64() * 1e3
             );

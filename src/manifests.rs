@@ -44,13 +44,7 @@ fn parse<T: DeserializeOwned + kube::ResourceExt>(
         ("metadata.namespace", obj.namespace()),
     ] {
         let Some(name) = name else { continue };
-        let ok = !name.is_empty()
-            && name.len() <= 253
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && !name.starts_with(['-', '.'])
-            && !name.ends_with(['-', '.']);
+        let ok = crate::api::values::is_dns_name(&name);
         if !ok {
             let shown: String = name.chars().take(64).collect();
             return Err(ManifestError {

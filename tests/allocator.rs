@@ -457,8 +457,14 @@ async fn routing_policies_report_their_validity() {
     let policies: Api<routelb::api::RoutingPolicy> = Api::all(c.clone());
     let (good, bad) = (format!("{ns}-good"), format!("{ns}-bad"));
     for (name, spec) in [
-        (&good, json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1"]}})),
-        (&bad, json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1\nrouter bgp 666"], "vrf": "red blue"}})),
+        (
+            &good,
+            json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1"]}}),
+        ),
+        (
+            &bad,
+            json!({"protocols": ["bgp"], "bgp": {"communities": ["64512:1\nrouter bgp 666"], "vrf": "red blue"}}),
+        ),
     ] {
         let p: routelb::api::RoutingPolicy = serde_json::from_value(json!({
             "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy", "metadata": {"name": name}, "spec": spec
@@ -481,7 +487,11 @@ async fn routing_policies_report_their_validity() {
     assert_eq!(cond(good.clone(), "Ready").await.status, "True");
     let invalid = cond(bad.clone(), "Invalid").await;
     assert_eq!(invalid.status, "True");
-    assert!(invalid.message.contains("communities") && invalid.message.contains("VRF"), "{}", invalid.message);
+    assert!(
+        invalid.message.contains("communities") && invalid.message.contains("VRF"),
+        "{}",
+        invalid.message
+    );
     wait_event(&c, "default", &bad, "InvalidPolicy").await;
     for p in [good, bad] {
         let _ = policies.delete(&p, &DeleteParams::default()).await;

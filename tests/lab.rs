@@ -359,14 +359,27 @@ async fn bird_rip() {
 async fn frr_reload_mode_applies_through_frr_reload_py() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tfrl", DaemonKind::Frr, "ospf");
-    let driver = Driver::Frr(FrrDriver::new(Some(lab.var("LAB_NODE_FRR").to_string()), FrrApply::Reload));
+    let driver = Driver::Frr(FrrDriver::new(
+        Some(lab.var("LAB_NODE_FRR").to_string()),
+        FrrApply::Reload,
+    ));
     let fragment = render(DaemonKind::Frr, &driver, &manifests(Protocol::Ospf, "")).await;
-    assert!(driver.apply(&fragment).await.expect("frr-reload.py applies").changed);
+    assert!(
+        driver
+            .apply(&fragment)
+            .await
+            .expect("frr-reload.py applies")
+            .changed
+    );
     assert!(driver.in_sync(&fragment).await.unwrap());
     assert!(!driver.apply(&fragment).await.unwrap().changed);
     lab.ip(&["addr", "add", "203.0.113.8/32", "dev", "kube-lb0"]);
-    lab.wait_route("203.0.113.8/32", "present", 30).expect("route at the router");
+    lab.wait_route("203.0.113.8/32", "present", 30)
+        .expect("route at the router");
     // The team's own configuration survived the whole-file reload.
-    let running = Command::new("vtysh").args(["-N", lab.var("LAB_NODE_FRR"), "-c", "show running-config"]).output().unwrap();
+    let running = Command::new("vtysh")
+        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", "show running-config"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&running.stdout).contains("router ospf"));
 }

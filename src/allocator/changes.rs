@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values};
+use crate::api::{
+    AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values,
+};
 use crate::ipam::{Decision, PoolReport};
 
 /// An Event to publish on the object being changed.
@@ -39,19 +41,6 @@ impl ServiceChange {
     }
 }
 
-fn current_ingress(svc: &Service) -> Vec<IpAddr> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| {
-            ing.iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn join(ips: &[IpAddr]) -> String {
     ips.iter()
         .map(|a| a.to_string())
@@ -63,7 +52,7 @@ fn join(ips: &[IpAddr]) -> String {
 /// routelb gave it is taken back.
 pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChange {
     let ann = svc.metadata.annotations.clone().unwrap_or_default();
-    let current = current_ingress(svc);
+    let current = crate::ipam::ingress_ips(svc);
     let mut change = ServiceChange::default();
     let set_ann = |change: &mut ServiceChange, key: &'static str, value: Option<String>| {
         if ann.get(key) != value.as_ref() {
@@ -309,10 +298,17 @@ pub fn pool_events(new: &AddressPoolStatus, old: Option<&AddressPoolStatus>) -> 
 
 /// The status a RoutingPolicy should have as far as the cluster can tell: whether it is valid.
 /// (Whether each node's daemon has the instances it names is reported by that node's agent.)
-pub fn policy_status(spec: &RoutingPolicySpec, generation: Option<i64>, old: Option<&RoutingPolicyStatus>) -> RoutingPolicyStatus {
+pub fn policy_status(
+    spec: &RoutingPolicySpec,
+    generation: Option<i64>,
+    old: Option<&RoutingPolicyStatus>,
+) -> RoutingPolicyStatus {
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut problems = values::validate_policy(spec).err().unwrap_or_default();
-    for (what, sel) in [("spec.poolSelector", &spec.pool_selector), ("spec.nodeSelector", &spec.node_selector)] {
+    for (what, sel) in [
+        ("spec.poolSelector", &spec.pool_selector),
+        ("spec.nodeSelector", &spec.node_selector),
+    ] {
         if let Some(sel) = sel
             && let Err(e) = kube::core::Selector::try_from(sel.clone())
         {
@@ -321,26 +317,68 @@ pub fn policy_status(spec: &RoutingPolicySpec, generation: Option<i64>, old: Opt
     }
     let conditions = if problems.is_empty() {
         vec![
-            condition("Ready", true, "Valid", "every field is valid".into(), generation, old_conditions),
-            condition("Invalid", false, "Valid", "every field is valid".into(), generation, old_conditions),
+            condition(
+                "Ready",
+                true,
+                "Valid",
+                "every field is valid".into(),
+                generation,
+                old_conditions,
+            ),
+            condition(
+                "Invalid",
+                false,
+                "Valid",
+                "every field is valid".into(),
+                generation,
+                old_conditions,
+            ),
         ]
     } else {
         let message = problems.join("; ");
         vec![
-            condition("Ready", false, "Invalid", message.clone(), generation, old_conditions),
-            condition("Invalid", true, "ValidationFailed", message, generation, old_conditions),
+            condition(
+                "Ready",
+                false,
+                "Invalid",
+                message.clone(),
+                generation,
+                old_conditions,
+            ),
+            condition(
+                "Invalid",
+                true,
+                "ValidationFailed",
+                message,
+                generation,
+                old_conditions,
+            ),
         ]
     };
-    RoutingPolicyStatus { conditions, observed_generation: generation }
+    RoutingPolicyStatus {
+        conditions,
+        observed_generation: generation,
+    }
 }
 
 /// Events for a policy that turned invalid.
-pub fn policy_events(new: &RoutingPolicyStatus, old: Option<&RoutingPolicyStatus>) -> Vec<EventSpec> {
-    let was_invalid = old.is_some_and(|o| o.conditions.iter().any(|c| c.type_ == "Invalid" && c.status == "True"));
+pub fn policy_events(
+    new: &RoutingPolicyStatus,
+    old: Option<&RoutingPolicyStatus>,
+) -> Vec<EventSpec> {
+    let was_invalid = old.is_some_and(|o| {
+        o.conditions
+            .iter()
+            .any(|c| c.type_ == "Invalid" && c.status == "True")
+    });
     new.conditions
         .iter()
         .filter(|c| c.type_ == "Invalid" && c.status == "True" && !was_invalid)
-        .map(|c| EventSpec { warning: true, reason: "InvalidPolicy", note: c.message.clone() })
+        .map(|c| EventSpec {
+            warning: true,
+            reason: "InvalidPolicy",
+            note: c.message.clone(),
+        })
         .collect()
 }
 
@@ -348,7 +386,15 @@ pub fn policy_events(new: &RoutingPolicyStatus, old: Option<&RoutingPolicyStatus
 pub fn conditions_differ(a: &[Condition], b: &[Condition]) -> bool {
     let strip = |cs: &[Condition]| {
         cs.iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                    c.observed_generation,
+                )
+            })
             .collect::<Vec<_>>()
     };
     strip(a) != strip(b)
@@ -451,7 +497,10 @@ mod tests {
             pool_selector: None,
             node_selector: None,
             protocols: vec![],
-            bgp: Some(crate::api::BgpAttributes { communities: vec!["1:x".into()], ..Default::default() }),
+            bgp: Some(crate::api::BgpAttributes {
+                communities: vec!["1:x".into()],
+                ..Default::default()
+            }),
             ospf: None,
             isis: None,
             rip: None,
@@ -460,7 +509,11 @@ mod tests {
         let s = policy_status(&spec, Some(1), None);
         let invalid = s.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
         assert_eq!(invalid.status, "True");
-        assert!(invalid.message.contains("protocols") && invalid.message.contains("1:x"), "{}", invalid.message);
+        assert!(
+            invalid.message.contains("protocols") && invalid.message.contains("1:x"),
+            "{}",
+            invalid.message
+        );
         assert_eq!(policy_events(&s, None).len(), 1);
         let again = policy_status(&spec, Some(1), Some(&s));
         assert!(!conditions_differ(&s.conditions, &again.conditions));

@@ -137,7 +137,11 @@ pub async fn run(
     let (policies, w) = reflector::store::<RoutingPolicy>();
     let stream = reflector::reflector(
         w,
-        watcher(Api::<RoutingPolicy>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        watcher(
+            Api::<RoutingPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
     );
     spawn_reflector("routingpolicies", stream, trigger.clone());
     let (namespaces, w) = reflector::store::<PartialObjectMeta<Namespace>>();
@@ -380,14 +384,27 @@ impl Ctx {
             // Keep conditions other writers (agents) own.
             if let Some(o) = old {
                 desired.conditions.extend(
-                    o.conditions.iter().filter(|c| !matches!(c.type_.as_str(), "Ready" | "Invalid")).cloned(),
+                    o.conditions
+                        .iter()
+                        .filter(|c| !matches!(c.type_.as_str(), "Ready" | "Invalid"))
+                        .cloned(),
                 );
             }
-            if old.is_some_and(|o| !changes::conditions_differ(&o.conditions, &desired.conditions) && o.observed_generation == desired.observed_generation) {
+            if old.is_some_and(|o| {
+                !changes::conditions_differ(&o.conditions, &desired.conditions)
+                    && o.observed_generation == desired.observed_generation
+            }) {
                 continue;
             }
             let api: Api<RoutingPolicy> = Api::all(self.client.clone());
-            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": desired }))).await {
+            match api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": desired })),
+                )
+                .await
+            {
                 Ok(_) => {
                     for ev in changes::policy_events(&desired, old) {
                         tracing::warn!(policy = %name, reason = %ev.note, "invalid routing policy");
@@ -397,7 +414,12 @@ impl Ctx {
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
                     failed += 1;
-                    self.metrics.write_errors.get_or_create(&KindLabels { kind: "RoutingPolicy".into() }).inc();
+                    self.metrics
+                        .write_errors
+                        .get_or_create(&KindLabels {
+                            kind: "RoutingPolicy".into(),
+                        })
+                        .inc();
                     tracing::warn!(policy = %name, error = %e, "could not write policy status");
                 }
             }

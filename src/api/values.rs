@@ -118,14 +118,29 @@ impl CommunityRange {
     }
 }
 
-/// A name the daemons accept for a VRF: letters, digits, `-`, `_`, `.`, at most 15 bytes (IFNAMSIZ).
-pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
-    let ok = !name.is_empty()
+/// A name the kernel accepts for an interface or VRF (IFNAMSIZ) and no daemon parser can misread:
+/// 1-15 letters, digits, `-`, `_` or `.`.
+pub fn is_ifname(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 15
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits, `-` and `.`.
+pub fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+}
+
+pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
+    if is_ifname(name) {
         Ok(())
     } else {
         Err(ValueError(format!(

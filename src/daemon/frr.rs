@@ -168,7 +168,11 @@ impl FrrDriver {
         match result {
             Ok(commands) => {
                 *self.known.lock().expect("not poisoned") = Some(desired);
-                Ok(ApplyOutcome { changed: commands > 0, commands, elapsed: started.elapsed() })
+                Ok(ApplyOutcome {
+                    changed: commands > 0,
+                    commands,
+                    elapsed: started.elapsed(),
+                })
             }
             Err(e) => {
                 *self.known.lock().expect("not poisoned") = None;
@@ -197,7 +201,12 @@ impl FrrDriver {
                 args.push(cmd.clone());
             }
             // Back to the top of configuration mode for the next group.
-            args.extend(["-c".into(), "end".into(), "-c".into(), "configure terminal".into()]);
+            args.extend([
+                "-c".into(),
+                "end".into(),
+                "-c".into(),
+                "configure terminal".into(),
+            ]);
         }
         self.vtysh(&args).await?;
         Ok(groups.iter().map(Vec::len).sum())
@@ -206,7 +215,10 @@ impl FrrDriver {
     async fn apply_reload(&self, fragment: &str, desired: &Owned) -> Result<usize, DaemonError> {
         let running_text = self.running_config().await?;
         let running = frr_config::owned(&frr_config::parse(&running_text));
-        let lines = frr_config::diff(&running, desired).iter().map(Vec::len).sum();
+        let lines = frr_config::diff(&running, desired)
+            .iter()
+            .map(Vec::len)
+            .sum();
         if lines == 0 {
             return Ok(0);
         }

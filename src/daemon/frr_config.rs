@@ -131,7 +131,11 @@ fn write_node(n: &Node, depth: usize, keep: &dyn Fn(&Node, usize) -> bool, out: 
             write_node(c, depth + 1, keep, out);
         }
         out.push_str(&" ".repeat(depth));
-        out.push_str(if n.line.starts_with("address-family") { "exit-address-family\n" } else { "exit\n" });
+        out.push_str(if n.line.starts_with("address-family") {
+            "exit-address-family\n"
+        } else {
+            "exit\n"
+        });
     }
 }
 
@@ -256,7 +260,12 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
     // `show running-config` starts with chatter that is not configuration.
     let body: String = running_text
         .lines()
-        .filter(|l| !matches!(l.trim(), "Building configuration..." | "Current configuration:"))
+        .filter(|l| {
+            !matches!(
+                l.trim(),
+                "Building configuration..." | "Current configuration:"
+            )
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     let tree = parse(&body);
@@ -264,7 +273,10 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
         let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
         let owned_map = depth == 0
             && n.line.starts_with("route-map ")
-            && n.line.split_whitespace().nth(1).is_some_and(|name| name.starts_with(PREFIX));
+            && n.line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|name| name.starts_with(PREFIX));
         !(owned_line || owned_map)
     };
     for n in &tree {

@@ -188,17 +188,7 @@ impl ServiceRequest {
                 port: p.port,
             })
             .collect();
-        let current = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|ing| {
-                ing.iter()
-                    .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = ingress_ips(svc);
         let non_empty = |k: &str| {
             ann.get(k)
                 .map(|v| v.trim().to_string())
@@ -225,6 +215,20 @@ impl ServiceRequest {
             current_pool: non_empty(annotations::POOL_USED),
         }
     }
+}
+
+/// The addresses in a Service's `status.loadBalancer.ingress`.
+pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, String> {

@@ -181,12 +181,7 @@ fn bird_ident(prefix: &str, name: &str) -> String {
 
 /// Kubernetes names are DNS-1123 already; anything else is refused rather than escaped.
 fn dns_name(name: &str) -> Option<&str> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    ok.then_some(name)
+    values::is_dns_name(name).then_some(name)
 }
 
 fn matches_of(
@@ -654,26 +649,13 @@ pub fn build(input: &RenderInput) -> Built {
             e.metric = o.metric;
             e.metric_type = o.metric_type;
         });
-        let (v4, v6) = families(&entries);
-        if v4 && !input.instances.ospf {
-            missing(&mut problems, r, "OSPFv2 (IPv4)".into());
-        }
-        if v6 && !input.instances.ospf6 {
-            missing(&mut problems, r, "OSPFv3 (IPv6)".into());
-        }
-        let (v4, v6) = (v4 && input.instances.ospf, v6 && input.instances.ospf6);
-        if v4 || v6 {
-            ospf = Some(Target {
-                route_map: "ROUTELB-OSPF".into(),
-                asn: None,
-                vrf: None,
-                tag: None,
-                level: None,
-                v4,
-                v6,
-                entries,
-            });
-        }
+        ospf = dual_family_target(
+            "ROUTELB-OSPF",
+            entries,
+            (input.instances.ospf, "OSPFv2 (IPv4)"),
+            (input.instances.ospf6, "OSPFv3 (IPv6)"),
+            &mut |what| missing(&mut problems, r, what),
+        );
     }
 
     let mut isis = Vec::new();
@@ -728,26 +710,13 @@ pub fn build(input: &RenderInput) -> Built {
         let entries = simple_entries(r, &|e, p| {
             e.metric = p.spec.rip.clone().unwrap_or_default().metric.map(u32::from)
         });
-        let (v4, v6) = families(&entries);
-        if v4 && !input.instances.rip {
-            missing(&mut problems, r, "RIP (IPv4)".into());
-        }
-        if v6 && !input.instances.ripng {
-            missing(&mut problems, r, "RIPng (IPv6)".into());
-        }
-        let (v4, v6) = (v4 && input.instances.rip, v6 && input.instances.ripng);
-        if v4 || v6 {
-            rip = Some(Target {
-                route_map: "ROUTELB-RIP".into(),
-                asn: None,
-                vrf: None,
-                tag: None,
-                level: None,
-                v4,
-                v6,
-                entries,
-            });
-        }
+        rip = dual_family_target(
+            "ROUTELB-RIP",
+            entries,
+            (input.instances.rip, "RIP (IPv4)"),
+            (input.instances.ripng, "RIPng (IPv6)"),
+            &mut |what| missing(&mut problems, r, what),
+        );
     }
 
     let data = FragmentData {
@@ -768,14 +737,39 @@ pub fn build(input: &RenderInput) -> Built {
     Built { data, problems }
 }
 
+/// A target for a protocol whose IPv4 and IPv6 sides are separate instances (OSPFv2/v3,
+/// RIP/RIPng); a family whose instance is missing is reported through `missing` and left out.
+fn dual_family_target(
+    route_map: &str,
+    entries: Vec<Entry>,
+    (v4_instance, v4_name): (bool, &str),
+    (v6_instance, v6_name): (bool, &str),
+    missing: &mut dyn FnMut(String),
+) -> Option<Target> {
+    let v4 = entries.iter().any(|e| e.has_v4);
+    let v6 = entries.iter().any(|e| e.has_v6);
+    if v4 && !v4_instance {
+        missing(v4_name.into());
+    }
+    if v6 && !v6_instance {
+        missing(v6_name.into());
+    }
+    let (v4, v6) = (v4 && v4_instance, v6 && v6_instance);
+    (v4 || v6).then(|| Target {
+        route_map: route_map.into(),
+        asn: None,
+        vrf: None,
+        tag: None,
+        level: None,
+        v4,
+        v6,
+        entries,
+    })
+}
+
 /// Interface names the kernel accepts and no daemon parser can misread.
 pub fn validate_interface_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if values::is_ifname(name) {
         Ok(())
     } else {
         Err(format!(
