@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod ipam;
 pub mod manifests;
 pub mod metrics;
+pub mod netlink;
 pub mod offline;
 pub mod render;
 pub mod telemetry;

@@ -1,0 +1,222 @@
+//! Netlink shell: the load-balancer interface and the addresses routelb puts on interfaces.
+//! Addresses routelb adds carry its own address protocol (IFA_PROTO [`ADDRESS_PROTOCOL`]), so
+//! after a restart it finds exactly what it added and never touches anyone else's addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, CacheInfo,
+};
+use rtnetlink::{Handle, LinkDummy, LinkIfb, LinkUnspec};
+
+/// The IFA_PROTO value marking addresses routelb added (0-3 belong to the kernel).
+pub const ADDRESS_PROTOCOL: u8 = 0x72;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+}
+
+/// How the load-balancer interface came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LbInterface {
+    Existing,
+    Dummy,
+    /// The kernel has no dummy driver; an ifb device serves the same purpose.
+    Ifb,
+}
+
+/// An address with its prefix length, as it sits on an interface.
+pub type IfAddress = (IpAddr, u8);
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a netlink socket in the current network namespace.
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.map(|l| l.header.index)),
+            // ENODEV: no such interface.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Uses the interface if it exists; otherwise creates a dummy device, or an ifb device where
+    /// the kernel has no dummy driver. Brings it up either way.
+    pub async fn ensure_lb_interface(
+        &self,
+        name: &str,
+    ) -> Result<(u32, LbInterface), NetlinkError> {
+        let kind = if self.link_index(name).await?.is_some() {
+            LbInterface::Existing
+        } else {
+            match self
+                .handle
+                .link()
+                .add(LinkDummy::new(name).build())
+                .execute()
+                .await
+            {
+                Ok(()) => LbInterface::Dummy,
+                Err(dummy_err) => {
+                    tracing::info!(interface = name, error = %dummy_err, "no dummy driver; creating an ifb device instead");
+                    self.handle
+                        .link()
+                        .add(LinkIfb::new(name).build())
+                        .execute()
+                        .await?;
+                    LbInterface::Ifb
+                }
+            }
+        };
+        let index = self
+            .link_index(name)
+            .await?
+            .ok_or_else(|| NetlinkError::NoInterface(name.into()))?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await?;
+        Ok((index, kind))
+    }
+
+    /// Addresses on the interface that routelb added.
+    pub async fn owned_addresses(&self, index: u32) -> Result<BTreeSet<IfAddress>, NetlinkError> {
+        Ok(self.owned_messages(index).await?.into_keys().collect())
+    }
+
+    /// routelb's addresses on the interface with the kernel's messages for them (what a delete
+    /// needs), from one dump.
+    async fn owned_messages(
+        &self,
+        index: u32,
+    ) -> Result<BTreeMap<IfAddress, AddressMessage>, NetlinkError> {
+        let mut out = BTreeMap::new();
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = addrs.try_next().await? {
+            if msg.header.index != index || !is_ours(&msg) {
+                continue;
+            }
+            if let Some(ip) = address_of(&msg) {
+                out.insert((ip, msg.header.prefix_len), msg);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds (or refreshes) an address, marked as routelb's. With a lifetime the kernel removes
+    /// it by itself unless it is refreshed in time, so a dead agent cannot hold it for ever.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        (ip, len): IfAddress,
+        lifetime: Option<Duration>,
+    ) -> Result<(), NetlinkError> {
+        let mut req = self.handle.address().add(index, ip, len).replace();
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(
+                ADDRESS_PROTOCOL,
+            )));
+        if ip.is_ipv6() {
+            // Duplicate address detection would hold the address back for a second or more.
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        if let Some(l) = lifetime {
+            let secs = l.as_secs().clamp(1, u64::from(u32::MAX - 1)) as u32;
+            let mut info = CacheInfo::default();
+            info.ifa_preferred = secs;
+            info.ifa_valid = secs;
+            msg.attributes.push(AddressAttribute::CacheInfo(info));
+        }
+        req.execute().await?;
+        Ok(())
+    }
+
+    pub async fn del_address(&self, index: u32, address: IfAddress) -> Result<(), NetlinkError> {
+        if let Some(msg) = self.owned_messages(index).await?.remove(&address) {
+            self.handle.address().del(msg).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes routelb's addresses on the interface exactly `desired`: adds what is missing (and
+    /// refreshes lifetimes), removes what routelb added earlier and no longer wants. Returns
+    /// (added, removed). Addresses routelb did not add are never touched.
+    pub async fn converge(
+        &self,
+        index: u32,
+        desired: &BTreeSet<IfAddress>,
+        lifetime: Option<Duration>,
+    ) -> Result<(usize, usize), NetlinkError> {
+        let current = self.owned_messages(index).await?;
+        let mut added = 0;
+        for a in desired {
+            if lifetime.is_some() || !current.contains_key(a) {
+                self.add_address(index, *a, lifetime).await?;
+                if !current.contains_key(a) {
+                    added += 1;
+                }
+            }
+        }
+        let mut removed = 0;
+        for (a, msg) in current {
+            if !desired.contains(&a) {
+                self.handle.address().del(msg).execute().await?;
+                removed += 1;
+            }
+        }
+        Ok((added, removed))
+    }
+}
+
+fn is_ours(msg: &AddressMessage) -> bool {
+    msg.attributes
+        .iter()
+        .any(|a| matches!(a, AddressAttribute::Protocol(AddressProtocol::Other(p)) if *p == ADDRESS_PROTOCOL))
+}
+
+fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
+    // IPv4 carries the interface address in IFA_LOCAL; IPv6 only in IFA_ADDRESS.
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
+}
