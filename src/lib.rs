@@ -13,5 +13,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod netlink;
 pub mod offline;
+pub mod plan;
 pub mod render;
+pub mod standalone;
 pub mod telemetry;

@@ -52,6 +52,43 @@ enum Command {
     /// routing instances are read from it) and apply it once: validate, then send only what
     /// changed (FRR) or reconfigure with confirm (BIRD).
     Apply(ApplyArgs),
+    /// Run the whole pipeline on this host from a directory of manifests instead of a cluster:
+    /// allocate, put addresses on interfaces, and apply the fragment to FRR or BIRD. The
+    /// directory is watched; allocations persist in a state file.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(Args)]
+struct StandaloneArgs {
+    /// Directory of manifests (AddressPool, RoutingPolicy, Service YAML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where allocations persist across restarts [default: <config>/.routelb-state.json]
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Which daemon announces the addresses.
+    #[arg(long, value_enum, default_value = "frr")]
+    daemon: DaemonKind,
+    /// This node's name, for node selectors (labels from a Node manifest in the directory).
+    #[arg(long)]
+    node: Option<String>,
+    /// Directory of templates [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Interface holding routed addresses (created as dummy, or ifb, if missing).
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+    /// Converge once and exit (non-zero if anything failed).
+    #[arg(long, default_value_t = false)]
+    once: bool,
+    /// Print the planned addresses per interface and the fragment; needs no root, changes nothing.
+    #[arg(long, default_value_t = false)]
+    dry_run: bool,
+    /// How often the daemon is checked for lost objects (a restart) when nothing changed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    #[command(flatten)]
+    daemon_args: DaemonArgs,
 }
 
 #[derive(Args)]
@@ -230,6 +267,27 @@ async fn main() -> anyhow::Result<()> {
                 r.config.display()
             );
             Ok(())
+        }
+        Command::Standalone(a) => {
+            routelb::render::model::validate_interface_name(&a.lb_interface)
+                .map_err(anyhow::Error::msg)?;
+            let opts = routelb::standalone::Options {
+                state: a
+                    .state
+                    .clone()
+                    .unwrap_or_else(|| a.config.join(".routelb-state.json")),
+                config: a.config,
+                daemon: a.daemon,
+                driver: a.daemon_args.driver(a.daemon),
+                templates: a.templates,
+                lb_interface: a.lb_interface,
+                node: a.node,
+                resync: a.resync,
+            };
+            if a.dry_run {
+                return routelb::standalone::dry_run(&opts);
+            }
+            routelb::standalone::run(opts, a.once, cancel_on_signal()).await
         }
         Command::Apply(a) => {
             routelb::render::model::validate_interface_name(&a.lb_interface)

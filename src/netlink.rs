@@ -65,6 +65,44 @@ impl Netlink {
         }
     }
 
+    /// Every interface with its subnets (from the addresses on it), for placing local-pool
+    /// addresses. Loopback is left out.
+    pub async fn interfaces(&self) -> Result<Vec<crate::plan::NodeInterface>, NetlinkError> {
+        use rtnetlink::packet_route::link::LinkAttribute;
+        let mut names = BTreeMap::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(l) = links.try_next().await? {
+            if let Some(name) = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }) && name != "lo"
+            {
+                names.insert(
+                    l.header.index,
+                    crate::plan::NodeInterface {
+                        name,
+                        subnets: vec![],
+                    },
+                );
+            }
+        }
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await? {
+            if is_ours(&msg) {
+                continue;
+            }
+            if let (Some(iface), Some(ip)) = (names.get_mut(&msg.header.index), address_of(&msg))
+                && let Ok(net) = ipnet::IpNet::new(ip, msg.header.prefix_len)
+            {
+                let net = net.trunc();
+                if net.prefix_len() < net.max_prefix_len() && !iface.subnets.contains(&net) {
+                    iface.subnets.push(net);
+                }
+            }
+        }
+        Ok(names.into_values().collect())
+    }
+
     /// Uses the interface if it exists; otherwise creates a dummy device, or an ifb device where
     /// the kernel has no dummy driver. Brings it up either way.
     pub async fn ensure_lb_interface(

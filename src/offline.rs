@@ -35,6 +35,21 @@ pub fn assume_all_instances(asn: u32) -> Instances {
 
 /// Runs IPAM over the manifests' pools and services, as the allocator would.
 pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
+    assignments_with(m, &Held::new()).0
+}
+
+/// What services held before (standalone mode's state file), by `namespace/name`.
+pub type Held = BTreeMap<String, HeldAddresses>;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldAddresses {
+    pub pool: String,
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+/// IPAM with what services held before, so nothing is renumbered; also returns why services
+/// got no address, as `namespace/name: reason`.
+pub fn assignments_with(m: &Manifests, held: &Held) -> (Vec<ServiceAddresses>, Vec<String>) {
     let pools: Vec<PoolInput> = m
         .pools
         .iter()
@@ -54,16 +69,27 @@ pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
     let requests: Vec<ServiceRequest> = served
         .iter()
         .map(|s| {
-            ServiceRequest::from_service(
-                s,
-                ns_labels
-                    .get(&s.namespace().unwrap_or_default())
-                    .unwrap_or(&empty),
-            )
+            let ns = s.namespace().unwrap_or_default();
+            let mut r = ServiceRequest::from_service(s, ns_labels.get(&ns).unwrap_or(&empty));
+            if let Some(h) = held.get(&r.key.to_string())
+                && r.current.is_empty()
+            {
+                r.current = h.addresses.clone();
+                r.current_pool = Some(h.pool.clone());
+            }
+            r
         })
         .collect();
     let outcome = ipam::allocate(&pools, &requests);
-    served
+    let failures = outcome
+        .services
+        .iter()
+        .filter_map(|(k, d)| match d {
+            ipam::Decision::Failed(e) => Some(format!("{k}: {e}")),
+            ipam::Decision::Assigned(_) => None,
+        })
+        .collect();
+    let assigned = served
         .iter()
         .zip(&requests)
         .filter_map(|(svc, req)| {
@@ -75,7 +101,8 @@ pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
                 bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
             })
         })
-        .collect()
+        .collect();
+    (assigned, failures)
 }
 
 pub struct Offline {
@@ -91,18 +118,29 @@ pub fn render(
     lb_interface: &str,
     instances: &Instances,
 ) -> Result<Offline, crate::render::TemplateError> {
+    render_assigned(m, &assignments(m), templates, node, lb_interface, instances)
+}
+
+/// Renders with addresses already decided.
+pub fn render_assigned(
+    m: &Manifests,
+    services: &[ServiceAddresses],
+    templates: &Templates,
+    node: Option<&str>,
+    lb_interface: &str,
+    instances: &Instances,
+) -> Result<Offline, crate::render::TemplateError> {
     let node_labels = node
         .and_then(|n| m.nodes.iter().find(|x| x.name_any() == n))
         .map(|x| x.labels().clone())
         .unwrap_or_default();
-    let services = assignments(m);
     let built = build(&RenderInput {
         node,
         node_labels: &node_labels,
         lb_interface,
         pools: &m.pools,
         policies: &m.policies,
-        services: &services,
+        services,
         instances,
     });
     let fragment = templates.render(&built.data)?;

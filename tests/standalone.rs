@@ -1,0 +1,191 @@
+//! Standalone mode end to end: `routelb standalone` inside a lab node (FRR, BGP) watching a
+//! directory; a Service file added → its route at the upstream router; deleted → withdrawn;
+//! a restart keeps every address. Needs root, iproute2 and frr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lab(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(root().join("integration/lab/lab.sh"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn var<'a>(env: &'a str, k: &str) -> &'a str {
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+        .map(|v| v.trim_matches('\''))
+        .unwrap()
+}
+
+fn service(dir: &Path, name: &str) {
+    std::fs::write(
+        dir.join(format!("svc-{name}.yaml")),
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"),
+    )
+    .unwrap();
+}
+
+fn start(env: &str, dir: &Path, state: &Path) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", var(env, "LAB_NODE_NS")])
+        .arg(env!("CARGO_BIN_EXE_routelb"))
+        .args([
+            "standalone",
+            "--config",
+            dir.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .args([
+            "--daemon",
+            "frr",
+            "--frr-pathspace",
+            var(env, "LAB_NODE_FRR"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn router_has(env: &str, prefix: &str) -> bool {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            var(env, "LAB_RTR_NS"),
+            "route",
+            "show",
+            "exact",
+            prefix,
+        ])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
+fn wait(env: &str, prefix: &str, present: bool) -> Duration {
+    let t = Instant::now();
+    while router_has(env, prefix) != present {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{prefix} never became {}",
+            if present { "present" } else { "absent" }
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t.elapsed()
+}
+
+fn node_addresses(env: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            var(env, "LAB_NODE_NS"),
+            "-br",
+            "addr",
+            "show",
+            "dev",
+            "kube-lb0",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn files_in_routes_out() {
+    let env = lab(&["up", "tsa", "--node", "frr", "--proto", "bgp"]);
+    let dir = std::env::temp_dir().join(format!("routelb-standalone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    std::fs::write(
+        dir.join("pool.yaml"),
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
+         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
+    )
+    .unwrap();
+    let mut child = start(&env, &dir, &state);
+
+    service(&dir, "a");
+    let t = wait(&env, "203.0.113.1/32", true);
+    println!(
+        "service file a written → route at the router after {t:?} (first pass applies the fragment too)"
+    );
+    service(&dir, "b");
+    let t = wait(&env, "203.0.113.2/32", true);
+    println!("service file b written → route at the router after {t:?}");
+    std::fs::remove_file(dir.join("svc-a.yaml")).unwrap();
+    let t = wait(&env, "203.0.113.1/32", false);
+    println!("service file a deleted → withdrawn after {t:?}");
+    assert!(router_has(&env, "203.0.113.2/32"));
+
+    // Restart with a new service added while down: b keeps its address, c gets the free one.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    service(&dir, "c");
+    let mut child = start(&env, &dir, &state);
+    std::fs::write(dir.join("touch.yaml"), "").unwrap();
+    wait(&env, "203.0.113.1/32", true);
+    assert!(
+        router_has(&env, "203.0.113.2/32"),
+        "b was renumbered: {}",
+        node_addresses(&env)
+    );
+    let held = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        held.contains("default/b") && held.contains("203.0.113.2"),
+        "{held}"
+    );
+
+    // A directory that stops parsing withdraws nothing.
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "kind: Service\nmetadata: {name: \"x y\"}\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(router_has(&env, "203.0.113.1/32") && router_has(&env, "203.0.113.2/32"));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    lab(&["down", "tsa"]);
+}
+
+#[test]
+fn dry_run_needs_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_routelb"))
+        .args([
+            "standalone",
+            "--config",
+            root().join("examples/quickstart").to_str().unwrap(),
+            "--dry-run",
+        ])
+        .args(["--state", "/nonexistent/state.json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("kube-lb0\t203.0.113.1/32") && text.contains("router bgp"),
+        "{text}"
+    );
+}
