@@ -60,24 +60,14 @@ enum Command {
 
 #[derive(Args)]
 struct StandaloneArgs {
-    /// Directory of manifests (AddressPool, RoutingPolicy, Service YAML).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Where allocations persist across restarts [default: <config>/.routelb-state.json]
     #[arg(long)]
     state: Option<PathBuf>,
     /// Which daemon announces the addresses.
     #[arg(long, value_enum, default_value = "frr")]
     daemon: DaemonKind,
-    /// This node's name, for node selectors (labels from a Node manifest in the directory).
-    #[arg(long)]
-    node: Option<String>,
-    /// Directory of templates [default: built in]
-    #[arg(long)]
-    templates: Option<PathBuf>,
-    /// Interface holding routed addresses (created as dummy, or ifb, if missing).
-    #[arg(long, default_value = "kube-lb0")]
-    lb_interface: String,
     /// Converge once and exit (non-zero if anything failed).
     #[arg(long, default_value_t = false)]
     once: bool,
@@ -124,47 +114,58 @@ impl DaemonArgs {
 
 #[derive(Args)]
 struct ApplyArgs {
-    /// Directory of manifests (YAML, multi-document files).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Which daemon.
     #[arg(long, value_enum)]
     daemon: DaemonKind,
-    /// Render for this node (labels from a Node manifest in the directory).
-    #[arg(long)]
-    node: Option<String>,
-    /// Directory of templates [default: built in]
-    #[arg(long)]
-    templates: Option<PathBuf>,
-    /// Interface holding routed addresses.
-    #[arg(long, default_value = "kube-lb0")]
-    lb_interface: String,
     #[command(flatten)]
     daemon_args: DaemonArgs,
 }
 
+/// Where manifests and templates come from, and the interface routed addresses live on.
 #[derive(Args)]
-struct RenderArgs {
-    /// Directory of manifests (YAML, multi-document files).
+struct SourceArgs {
+    /// Directory of manifests (AddressPool, RoutingPolicy, Service; YAML, multi-document files).
     #[arg(long)]
     config: PathBuf,
+    /// This node's name, for node selectors (its labels come from a Node manifest in the
+    /// directory, if any); without it, node selectors are ignored.
+    #[arg(long)]
+    node: Option<String>,
+    /// Directory of templates (<dir>/frr/*.conf.tera, <dir>/bird/*.conf.tera) [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Interface holding routed addresses (created as dummy, or ifb, where it must exist).
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+}
+
+impl SourceArgs {
+    fn manifests_and_templates(
+        &self,
+        daemon: DaemonKind,
+    ) -> anyhow::Result<(routelb::manifests::Manifests, Templates)> {
+        routelb::render::model::validate_interface_name(&self.lb_interface)
+            .map_err(anyhow::Error::msg)?;
+        Ok((
+            routelb::manifests::load_dir(&self.config)?,
+            Templates::load(daemon, self.templates.as_deref())?,
+        ))
+    }
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// Which daemon's fragment.
     #[arg(long, value_enum)]
     daemon: DaemonKind,
-    /// Render for this node (its labels come from a Node manifest in the directory, if any);
-    /// without it, node selectors are ignored.
-    #[arg(long)]
-    node: Option<String>,
     /// The network team's base configuration, to find routing instances in
     /// [default: frr.conf or bird.conf in the directory; without one, every instance is assumed]
     #[arg(long)]
     base: Option<PathBuf>,
-    /// Directory of templates (<dir>/frr/*.conf.tera, <dir>/bird/*.conf.tera) [default: built in]
-    #[arg(long)]
-    templates: Option<PathBuf>,
-    /// Interface holding routed addresses.
-    #[arg(long, default_value = "kube-lb0")]
-    lb_interface: String,
     /// AS number assumed when there is no base configuration to read it from.
     #[arg(long, default_value_t = 64512)]
     assume_asn: u32,
@@ -264,24 +265,24 @@ async fn main() -> anyhow::Result<()> {
             eprintln!(
                 "ok: the {} fragment for {} is valid",
                 r.daemon.name(),
-                r.config.display()
+                r.source.config.display()
             );
             Ok(())
         }
         Command::Standalone(a) => {
-            routelb::render::model::validate_interface_name(&a.lb_interface)
+            routelb::render::model::validate_interface_name(&a.source.lb_interface)
                 .map_err(anyhow::Error::msg)?;
             let opts = routelb::standalone::Options {
                 state: a
                     .state
                     .clone()
-                    .unwrap_or_else(|| a.config.join(".routelb-state.json")),
-                config: a.config,
+                    .unwrap_or_else(|| a.source.config.join(".routelb-state.json")),
+                config: a.source.config,
                 daemon: a.daemon,
                 driver: a.daemon_args.driver(a.daemon),
-                templates: a.templates,
-                lb_interface: a.lb_interface,
-                node: a.node,
+                templates: a.source.templates,
+                lb_interface: a.source.lb_interface,
+                node: a.source.node,
                 resync: a.resync,
             };
             if a.dry_run {
@@ -290,13 +291,7 @@ async fn main() -> anyhow::Result<()> {
             routelb::standalone::run(opts, a.once, cancel_on_signal()).await
         }
         Command::Apply(a) => {
-            routelb::render::model::validate_interface_name(&a.lb_interface)
-                .map_err(anyhow::Error::msg)?;
-            let manifests = routelb::manifests::load_dir(&a.config)?;
-            let templates = match &a.templates {
-                Some(dir) => Templates::from_dir(a.daemon, dir)?,
-                None => Templates::embedded(a.daemon)?,
-            };
+            let (manifests, templates) = a.source.manifests_and_templates(a.daemon)?;
             let driver = a.daemon_args.driver(a.daemon);
             let instances = driver
                 .instances()
@@ -305,8 +300,8 @@ async fn main() -> anyhow::Result<()> {
             let out = routelb::offline::render(
                 &manifests,
                 &templates,
-                a.node.as_deref(),
-                &a.lb_interface,
+                a.source.node.as_deref(),
+                &a.source.lb_interface,
                 &instances,
             )?;
             for p in &out.problems {
@@ -363,17 +358,12 @@ async fn main() -> anyhow::Result<()> {
 /// Renders the directory's manifests; returns the base configuration (if any) and the fragment.
 /// Problems (invalid policies, missing instances) go to stderr.
 fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
-    routelb::render::model::validate_interface_name(&r.lb_interface).map_err(anyhow::Error::msg)?;
-    let manifests = routelb::manifests::load_dir(&r.config)?;
-    let templates = match &r.templates {
-        Some(dir) => Templates::from_dir(r.daemon, dir)?,
-        None => Templates::embedded(r.daemon)?,
-    };
+    let (manifests, templates) = r.source.manifests_and_templates(r.daemon)?;
     let base = match &r.base {
         Some(p) => {
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
         }
-        None => routelb::offline::base_in_dir(&r.config, r.daemon).map(|(_, t)| t),
+        None => routelb::offline::base_in_dir(&r.source.config, r.daemon).map(|(_, t)| t),
     };
     let instances = match &base {
         Some(text) => routelb::offline::instances_from_base(r.daemon, text),
@@ -388,8 +378,8 @@ fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
     let out = routelb::offline::render(
         &manifests,
         &templates,
-        r.node.as_deref(),
-        &r.lb_interface,
+        r.source.node.as_deref(),
+        &r.source.lb_interface,
         &instances,
     )?;
     for p in &out.problems {

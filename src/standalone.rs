@@ -94,10 +94,7 @@ pub fn compute(
 }
 
 fn templates(opts: &Options) -> Result<Templates, crate::render::TemplateError> {
-    match &opts.templates {
-        Some(dir) => Templates::from_dir(opts.daemon, dir),
-        None => Templates::embedded(opts.daemon),
-    }
+    Templates::load(opts.daemon, opts.templates.as_deref())
 }
 
 /// Prints the planned addresses per interface and the fragment; needs no root.

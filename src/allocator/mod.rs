@@ -339,16 +339,11 @@ impl Ctx {
             if old.is_some_and(|o| !changes::pool_status_differs(o, &desired)) {
                 continue;
             }
-            let api: Api<AddressPool> = Api::all(self.client.clone());
-            match api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": desired })),
-                )
+            match self
+                .patch_cluster_status::<AddressPool>(&name, &desired)
                 .await
             {
-                Ok(_) => {
+                Ok(true) => {
                     for ev in changes::pool_events(&desired, old) {
                         self.publish(&pool.object_ref(&()), ev).await;
                     }
@@ -356,18 +351,8 @@ impl Ctx {
                         tracing::warn!(pool = %name, reason = %e, "invalid address pool");
                     }
                 }
-                // Deleted since the snapshot: nothing to report on.
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    failed += 1;
-                    self.metrics
-                        .write_errors
-                        .get_or_create(&KindLabels {
-                            kind: "AddressPool".into(),
-                        })
-                        .inc();
-                    tracing::warn!(pool = %name, error = %e, "could not write pool status");
-                }
+                Ok(false) => {}
+                Err(()) => failed += 1,
             }
         }
         failed + self.write_policy_statuses().await
@@ -396,35 +381,58 @@ impl Ctx {
             }) {
                 continue;
             }
-            let api: Api<RoutingPolicy> = Api::all(self.client.clone());
-            match api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": desired })),
-                )
+            match self
+                .patch_cluster_status::<RoutingPolicy>(&name, &desired)
                 .await
             {
-                Ok(_) => {
+                Ok(true) => {
                     for ev in changes::policy_events(&desired, old) {
                         tracing::warn!(policy = %name, reason = %ev.note, "invalid routing policy");
                         self.publish(&policy.object_ref(&()), ev).await;
                     }
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    failed += 1;
-                    self.metrics
-                        .write_errors
-                        .get_or_create(&KindLabels {
-                            kind: "RoutingPolicy".into(),
-                        })
-                        .inc();
-                    tracing::warn!(policy = %name, error = %e, "could not write policy status");
-                }
+                Ok(false) => {}
+                Err(()) => failed += 1,
             }
         }
         failed
+    }
+
+    /// Merge-patches the status of a cluster-scoped object (a pool or a policy). `Ok(false)`:
+    /// the object was deleted since the snapshot. Errors are counted and logged here.
+    async fn patch_cluster_status<K>(
+        &self,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<bool, ()>
+    where
+        K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        match api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => {
+                let kind = K::kind(&K::DynamicType::default()).to_string();
+                tracing::warn!(kind = %kind, name, error = %e, "could not write status");
+                self.metrics
+                    .write_errors
+                    .get_or_create(&KindLabels { kind })
+                    .inc();
+                Err(())
+            }
+        }
     }
 
     /// Carries out one service's change. Returns (uid, cache resourceVersion, object as written).

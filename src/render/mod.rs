@@ -87,6 +87,14 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// Templates from `dir` when given (see [`Templates::from_dir`]), else the built-in ones.
+    pub fn load(daemon: DaemonKind, dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        match dir {
+            Some(d) => Self::from_dir(daemon, d),
+            None => Self::embedded(daemon),
+        }
+    }
+
     /// The templates built into routelb.
     pub fn embedded(daemon: DaemonKind) -> Result<Templates, TemplateError> {
         let sources: Vec<(String, String)> = EMBEDDED
