@@ -28,7 +28,7 @@ fn var<'a>(env: &'a str, k: &str) -> &'a str {
     env.lines()
         .find_map(|l| l.strip_prefix(&format!("{k}=")))
         .map(|v| v.trim_matches('\''))
-        .unwrap()
+        .unwrap_or_else(|| panic!("the lab did not report {k}:\n{env}"))
 }
 
 fn service(dir: &Path, name: &str) {
@@ -40,8 +40,8 @@ fn service(dir: &Path, name: &str) {
 }
 
 fn start(env: &str, dir: &Path, state: &Path) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", var(env, "LAB_NODE_NS")])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", var(env, "LAB_NODE_NS")])
         .arg(env!("CARGO_BIN_EXE_routelb"))
         .args([
             "standalone",
@@ -49,16 +49,24 @@ fn start(env: &str, dir: &Path, state: &Path) -> Child {
             dir.to_str().unwrap(),
             "--state",
             state.to_str().unwrap(),
+        ]);
+    if var(env, "LAB_NODE_KIND") == "bird" {
+        cmd.args([
+            "--daemon",
+            "bird",
+            "--bird-socket",
+            var(env, "LAB_BIRD_SOCKET"),
         ])
-        .args([
+        .args(["--bird-include", var(env, "LAB_BIRD_INCLUDE")]);
+    } else {
+        cmd.args([
             "--daemon",
             "frr",
             "--frr-pathspace",
             var(env, "LAB_NODE_FRR"),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+        ]);
+    }
+    cmd.stdout(Stdio::null()).spawn().unwrap()
 }
 
 fn router_has(env: &str, prefix: &str) -> bool {
@@ -106,9 +114,19 @@ fn node_addresses(env: &str) -> String {
 }
 
 #[test]
-fn files_in_routes_out() {
-    let env = lab(&["up", "tsa", "--node", "frr", "--proto", "bgp"]);
-    let dir = std::env::temp_dir().join(format!("routelb-standalone-{}", std::process::id()));
+fn files_in_routes_out_frr() {
+    files_in_routes_out("tsf", "frr");
+}
+
+#[test]
+fn files_in_routes_out_bird() {
+    files_in_routes_out("tsb", "bird");
+}
+
+fn files_in_routes_out(name: &str, node: &str) {
+    let env = lab(&["up", name, "--node", node, "--proto", "bgp"]);
+    let dir =
+        std::env::temp_dir().join(format!("routelb-standalone-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("state.json");
@@ -127,10 +145,10 @@ fn files_in_routes_out() {
     );
     service(&dir, "b");
     let t = wait(&env, "203.0.113.2/32", true);
-    println!("service file b written → route at the router after {t:?}");
+    println!("{node}: service file b written → route at the router after {t:?}");
     std::fs::remove_file(dir.join("svc-a.yaml")).unwrap();
     let t = wait(&env, "203.0.113.1/32", false);
-    println!("service file a deleted → withdrawn after {t:?}");
+    println!("{node}: service file a deleted → withdrawn after {t:?}");
     assert!(router_has(&env, "203.0.113.2/32"));
 
     // Restart with a new service added while down: b keeps its address, c gets the free one.
@@ -163,7 +181,7 @@ fn files_in_routes_out() {
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    lab(&["down", "tsa"]);
+    lab(&["down", name]);
 }
 
 #[test]
