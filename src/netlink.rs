@@ -81,6 +81,7 @@ impl Netlink {
                     l.header.index,
                     crate::plan::NodeInterface {
                         name,
+                        index: l.header.index,
                         subnets: vec![],
                     },
                 );

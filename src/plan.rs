@@ -17,6 +17,7 @@ use crate::render::model::ServiceAddresses;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInterface {
     pub name: String,
+    pub index: u32,
     pub subnets: Vec<IpNet>,
 }
 
@@ -127,10 +128,12 @@ mod tests {
         let node = [
             NodeInterface {
                 name: "eth0".into(),
+                index: 2,
                 subnets: vec!["192.168.10.0/24".parse().unwrap()],
             },
             NodeInterface {
                 name: "kube-lb0".into(),
+                index: 3,
                 subnets: vec![],
             },
         ];

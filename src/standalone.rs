@@ -3,7 +3,6 @@
 //! and → fragment → daemon when it changed. The directory is watched, so adding, editing or
 //! deleting a file takes effect at once.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,81 +126,107 @@ pub fn dry_run(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One pass: read, plan, converge addresses, and the daemon if the fragment changed (or when
-/// `check_daemon`, to repair a restarted daemon). Returns whether everything converged.
-async fn pass(
-    opts: &Options,
-    nl: &Netlink,
-    applier: &mut Applier,
-    check_daemon: bool,
-) -> anyhow::Result<bool> {
-    // A directory that does not parse changes nothing: what is announced stays announced.
-    let m = manifests::load_dir(&opts.config)?;
-    let held = load_state(&opts.state);
-    let node_ifaces = nl.interfaces().await?;
-    let instances = opts.driver.instances().await?;
-    let c = compute(
-        &m,
-        &held,
-        &templates(opts)?,
-        opts.node.as_deref(),
-        &opts.lb_interface,
-        &node_ifaces,
-        &instances,
-    )?;
-    for n in &c.notes {
-        tracing::warn!("{n}");
-    }
-    save_state(&opts.state, &c.held)?;
+/// What a running standalone keeps between passes, so a Service change costs reading the
+/// directory, IPAM and netlink only: the daemon's instances and the templates are read again
+/// only on a resync or after a failure, and the state file is written only when it changes.
+struct Session {
+    opts: Options,
+    nl: Netlink,
+    applier: Applier,
+    held: Held,
+    instances: Option<crate::render::Instances>,
+    templates: Option<Templates>,
+}
 
-    // Addresses: the load-balancer interface first (created if needed), then every interface
-    // that should hold, or still holds, routelb's addresses.
-    let (lb_index, kind) = nl.ensure_lb_interface(&opts.lb_interface).await?;
-    tracing::debug!(?kind, "load-balancer interface");
-    let mut ok = true;
-    for iface in node_ifaces
-        .iter()
-        .map(|i| i.name.clone())
-        .chain([opts.lb_interface.clone()])
-        .collect::<BTreeSet<_>>()
-    {
-        let index = if iface == opts.lb_interface {
-            lb_index
-        } else {
-            nl.link_index(&iface).await?.unwrap_or(0)
+impl Session {
+    fn new(opts: Options) -> anyhow::Result<Session> {
+        Ok(Session {
+            nl: Netlink::connect()?,
+            applier: Applier::new(opts.driver.clone()),
+            held: load_state(&opts.state),
+            instances: None,
+            templates: None,
+            opts,
+        })
+    }
+
+    /// One pass: read, plan, converge addresses, and the daemon if the fragment changed (or
+    /// when `check_daemon`, to repair a restarted daemon). Returns whether everything converged.
+    async fn pass(&mut self, check_daemon: bool) -> anyhow::Result<bool> {
+        let opts = &self.opts;
+        // A directory that does not parse changes nothing: what is announced stays announced.
+        let m = manifests::load_dir(&opts.config)?;
+        if check_daemon || self.instances.is_none() || self.templates.is_none() {
+            self.instances = Some(opts.driver.instances().await?);
+            self.templates = Some(templates(opts)?);
+        }
+        let (Some(instances), Some(templates)) = (&self.instances, &self.templates) else {
+            unreachable!("just loaded")
         };
-        if index == 0 {
-            continue;
+        let node_ifaces = self.nl.interfaces().await?;
+        let c = compute(
+            &m,
+            &self.held,
+            templates,
+            opts.node.as_deref(),
+            &opts.lb_interface,
+            &node_ifaces,
+            instances,
+        )?;
+        for n in &c.notes {
+            tracing::warn!("{n}");
         }
-        let desired = c.plan.interfaces.get(&iface).cloned().unwrap_or_default();
-        match nl.converge(index, &desired, None).await {
-            Ok((0, 0)) => {}
-            Ok((added, removed)) => {
-                tracing::info!(interface = %iface, added, removed, "addresses converged")
-            }
-            Err(e) => {
-                ok = false;
-                tracing::warn!(interface = %iface, error = %e, "could not converge addresses");
-            }
+        if c.held != self.held {
+            save_state(&opts.state, &c.held)?;
+            self.held = c.held.clone();
         }
-    }
 
-    let changed = applier.last_good() != Some(c.fragment.as_str());
-    if (changed || check_daemon) && applier.due() {
-        match applier.converge(&c.fragment).await {
-            Ok(o) if o.changed => tracing::info!(
-                lines = o.commands,
-                ms = o.elapsed.as_millis() as u64,
-                "fragment applied"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                ok = false;
-                tracing::warn!(error = %e, retry_in = ?applier.backoff(), "fragment not applied; the last good one stays");
+        // Addresses: the load-balancer interface first (created if needed), then every
+        // interface that should hold, or still holds, routelb's addresses.
+        let (lb_index, kind) = self.nl.ensure_lb_interface(&opts.lb_interface).await?;
+        tracing::debug!(?kind, "load-balancer interface");
+        let mut targets: Vec<(String, u32)> = node_ifaces
+            .iter()
+            .filter(|i| i.name != opts.lb_interface)
+            .map(|i| (i.name.clone(), i.index))
+            .collect();
+        targets.push((opts.lb_interface.clone(), lb_index));
+        let mut ok = true;
+        for (iface, index) in targets {
+            let desired = c.plan.interfaces.get(&iface).cloned().unwrap_or_default();
+            match self.nl.converge(index, &desired, None).await {
+                Ok((0, 0)) => {}
+                Ok((added, removed)) => {
+                    tracing::info!(interface = %iface, added, removed, "addresses converged")
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(interface = %iface, error = %e, "could not converge addresses");
+                }
             }
         }
+
+        let changed = self.applier.last_good() != Some(c.fragment.as_str());
+        if (changed || check_daemon) && self.applier.due() {
+            match self.applier.converge(&c.fragment).await {
+                Ok(o) if o.changed => {
+                    tracing::info!(
+                        lines = o.commands,
+                        ms = o.elapsed.as_millis() as u64,
+                        "fragment applied"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ok = false;
+                    // The base configuration may have changed (an instance added): read it again.
+                    self.instances = None;
+                    tracing::warn!(error = %e, retry_in = ?self.applier.backoff(), "fragment not applied; the last good one stays");
+                }
+            }
+        }
+        Ok(ok)
     }
-    Ok(ok)
 }
 
 /// Converges once, or keeps converging as the directory changes until `cancel`.
@@ -210,10 +235,10 @@ pub async fn run(
     once: bool,
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    let nl = Netlink::connect()?;
-    let mut applier = Applier::new(opts.driver.clone());
+    let config = opts.config.clone();
+    let mut session = Session::new(opts)?;
     if once {
-        return match pass(&opts, &nl, &mut applier, true).await? {
+        return match session.pass(true).await? {
             true => Ok(()),
             false => anyhow::bail!("did not converge; see the warnings above"),
         };
@@ -230,8 +255,8 @@ pub async fn run(
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&opts.config, RecursiveMode::NonRecursive)?;
-    let mut resync = tokio::time::interval(opts.resync);
+    watcher.watch(&config, RecursiveMode::NonRecursive)?;
+    let mut resync = tokio::time::interval(session.opts.resync);
     let mut retry: Option<Duration> = None;
     loop {
         let mut check_daemon = false;
@@ -245,9 +270,9 @@ pub async fn run(
             _ = resync.tick() => check_daemon = true,
             _ = tokio::time::sleep(retry.unwrap_or(Duration::from_secs(3600))) => check_daemon = true,
         }
-        match pass(&opts, &nl, &mut applier, check_daemon).await {
+        match session.pass(check_daemon).await {
             Ok(true) => retry = None,
-            Ok(false) => retry = Some(applier.backoff().unwrap_or(Duration::from_secs(1))),
+            Ok(false) => retry = Some(session.applier.backoff().unwrap_or(Duration::from_secs(1))),
             Err(e) => {
                 tracing::warn!(error = %e, "pass failed; nothing was withdrawn");
                 retry = Some(Duration::from_secs(2));
