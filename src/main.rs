@@ -305,7 +305,7 @@ async fn main() -> anyhow::Result<()> {
                 &instances,
             )?;
             for p in &out.problems {
-                tracing::warn!(policy = ?p.policy, reason = p.reason, "{}", p.message);
+                tracing::warn!("{p}");
             }
             let outcome = driver
                 .apply(&out.fragment)
@@ -383,15 +383,7 @@ fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
         &instances,
     )?;
     for p in &out.problems {
-        eprintln!(
-            "warning: {}{}: {}",
-            p.policy
-                .as_ref()
-                .map(|n| format!("RoutingPolicy {n}: "))
-                .unwrap_or_default(),
-            p.reason,
-            p.message
-        );
+        eprintln!("warning: {p}");
     }
     Ok((base, out.fragment))
 }

@@ -66,12 +66,7 @@ pub fn compute(
         offline::render_assigned(m, &assigned, templates, opts_node, lb_interface, instances)?;
     let mut notes = failures;
     notes.extend(plan.unplaced.iter().cloned());
-    notes.extend(
-        rendered
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.reason, p.message)),
-    );
+    notes.extend(rendered.problems.iter().map(ToString::to_string));
     let held = assigned
         .iter()
         .map(|a| {

@@ -48,6 +48,20 @@ fn join(ips: &[IpAddr]) -> String {
         .join(", ")
 }
 
+/// Takes back what a service holds, with an Event saying so (`why` is appended to the note).
+fn release(change: &mut ServiceChange, current: &[IpAddr], why: &str) {
+    if current.is_empty() {
+        return;
+    }
+    change.ingress = Some(vec![]);
+    change.released = true;
+    change.events.push(EventSpec {
+        warning: false,
+        reason: "AddressReleased",
+        note: format!("Released {}{why}", join(current)),
+    });
+}
+
 /// `decision` is `None` for a service routelb no longer serves (its type changed): whatever
 /// routelb gave it is taken back.
 pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChange {
@@ -94,15 +108,7 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
         }
         Some(Decision::Failed(e)) => {
             let reason = e.to_string();
-            if !current.is_empty() {
-                change.ingress = Some(vec![]);
-                change.released = true;
-                change.events.push(EventSpec {
-                    warning: false,
-                    reason: "AddressReleased",
-                    note: format!("Released {}", join(&current)),
-                });
-            }
+            release(&mut change, &current, "");
             if ann.get(annotations::ALLOCATION_ERROR) != Some(&reason) {
                 change.failure_reason = Some(e.kind());
                 change.events.push(EventSpec {
@@ -116,18 +122,11 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
             set_ann(&mut change, annotations::ALLOCATION_WARNING, None);
         }
         None => {
-            if !current.is_empty() {
-                change.ingress = Some(vec![]);
-                change.released = true;
-                change.events.push(EventSpec {
-                    warning: false,
-                    reason: "AddressReleased",
-                    note: format!(
-                        "Released {}: the service is no longer of type LoadBalancer",
-                        join(&current)
-                    ),
-                });
-            }
+            release(
+                &mut change,
+                &current,
+                ": the service is no longer of type LoadBalancer",
+            );
             for key in [
                 annotations::POOL_USED,
                 annotations::ALLOCATION_ERROR,

@@ -87,11 +87,26 @@ struct Ctx {
     written: HashMap<String, (String, Service)>,
 }
 
-fn spawn_reflector<K, S>(name: &'static str, stream: S, trigger: Arc<Notify>)
+/// A cache of every `K`, kept current by a watch in the background; `modify` trims each object
+/// before it is stored. Every watch event wakes the allocation loop through `trigger`.
+fn cache<K>(api: Api<K>, name: &'static str, modify: fn(&mut K), trigger: Arc<Notify>) -> Store<K>
 where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    K: Send + 'static,
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(modify),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
@@ -102,7 +117,10 @@ where
             }
         }
     });
+    store
 }
+
+fn keep<K>(_: &mut K) {}
 
 pub async fn run(
     client: Client,
@@ -113,47 +131,31 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let trigger = Arc::new(Notify::new());
 
-    let (services, w) = reflector::store::<Service>();
-    let stream = reflector::reflector(
-        w,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(slim_service),
+    let services = cache(
+        Api::<Service>::all(client.clone()),
+        "services",
+        slim_service,
+        trigger.clone(),
     );
-    spawn_reflector("services", stream, trigger.clone());
-    let (pools, w) = reflector::store::<AddressPool>();
-    let stream = reflector::reflector(
-        w,
-        watcher(
-            Api::<AddressPool>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
+    let pools = cache(
+        Api::<AddressPool>::all(client.clone()),
+        "addresspools",
+        keep,
+        trigger.clone(),
     );
-    spawn_reflector("addresspools", stream, trigger.clone());
-    let (policies, w) = reflector::store::<RoutingPolicy>();
-    let stream = reflector::reflector(
-        w,
-        watcher(
-            Api::<RoutingPolicy>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
+    let policies = cache(
+        Api::<RoutingPolicy>::all(client.clone()),
+        "routingpolicies",
+        keep,
+        trigger.clone(),
     );
-    spawn_reflector("routingpolicies", stream, trigger.clone());
-    let (namespaces, w) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let stream = reflector::reflector(
-        w,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
+    // Namespaces as metadata only: their labels are all the selectors need.
+    let namespaces = cache(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        "namespaces",
+        keep,
+        trigger.clone(),
     );
-    spawn_reflector("namespaces", stream, trigger.clone());
 
     let (leading_tx, mut leading) = watch::channel(false);
     let lease_task = tokio::spawn(leader::run(

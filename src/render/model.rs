@@ -156,6 +156,15 @@ pub struct Problem {
     pub message: String,
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(policy) = &self.policy {
+            write!(f, "RoutingPolicy {policy}: ")?;
+        }
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
 pub struct Built {
     pub data: FragmentData,
     pub problems: Vec<Problem>,
