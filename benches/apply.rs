@@ -7,49 +7,20 @@
 //!
 //! Run: `cargo bench --bench apply`. Figures go to docs/benchmarks.md.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use routelb::daemon::Driver;
-use routelb::daemon::bird::BirdDriver;
-use routelb::daemon::frr::{FrrApply, FrrDriver};
+use routelb::daemon::frr::FrrApply;
 use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
 
-fn lab_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("integration/lab/lab.sh")
-}
-
-fn lab_up(name: &str, node: &str, proto: &str) -> HashMap<String, String> {
-    let out = Command::new("bash")
-        .arg(lab_script())
-        .args([
-            "up", name, "--node", node, "--router", "frr", "--proto", proto,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-fn lab_down(name: &str) {
-    let _ = Command::new("bash")
-        .arg(lab_script())
-        .args(["down", name])
-        .output();
-}
+#[path = "../tests/support/lab.rs"]
+mod support;
+use support::Lab;
 
 fn manifests(addresses: &[String], proto: &str) -> Manifests {
     let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
@@ -83,24 +54,6 @@ async fn fragment(driver: &Driver, daemon: DaemonKind, m: &Manifests) -> String 
     .fragment
 }
 
-fn connections(rtr: &str) -> String {
-    let out = Command::new("vtysh")
-        .args(["-N", rtr, "-c", "show bgp neighbors json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut s: Vec<String> = v
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, n)| format!("{k}={}", n["connectionsEstablished"]))
-                .collect()
-        })
-        .unwrap_or_default();
-    s.sort();
-    s.join(",")
-}
-
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
@@ -112,20 +65,11 @@ async fn policy_change_table() {
         "| prefixes | routelb FRR diff | frr-reload.py --reload | speed-up | BIRD configure | FRR lines sent | session resets | first load (routelb) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let frr_env = lab_up("bfrr", "frr", "bgp");
-    let bird_env = lab_up("bbird", "bird", "bgp");
-    let frr = Driver::Frr(FrrDriver::new(
-        Some(frr_env["LAB_NODE_FRR"].clone()),
-        FrrApply::Diff,
-    ));
-    let reload = Driver::Frr(FrrDriver::new(
-        Some(frr_env["LAB_NODE_FRR"].clone()),
-        FrrApply::Reload,
-    ));
-    let bird = Driver::Bird(BirdDriver::new(
-        bird_env["LAB_BIRD_SOCKET"].clone().into(),
-        bird_env["LAB_BIRD_INCLUDE"].clone().into(),
-    ));
+    let frr_lab = Lab::up("bfrr", "frr", "bgp");
+    let bird_lab = Lab::up("bbird", "bird", "bgp");
+    let frr = frr_lab.driver(FrrApply::Diff);
+    let reload = frr_lab.driver(FrrApply::Reload);
+    let bird = bird_lab.driver(FrrApply::Diff);
     for n in [1usize, 100, 1000, 5000] {
         let base = addresses(n);
         let mut plus = base.clone();
@@ -144,10 +88,7 @@ async fn policy_change_table() {
         frr.apply(&f_base).await.unwrap();
         let initial = t.elapsed();
         bird.apply(&b_base).await.unwrap();
-        let before = (
-            connections(&frr_env["LAB_RTR_FRR"]),
-            connections(&bird_env["LAB_RTR_FRR"]),
-        );
+        let before = (frr_lab.bgp_connections(), bird_lab.bgp_connections());
         let (mut diff_t, mut reload_t, mut bird_t) = (vec![], vec![], vec![]);
         let mut lines = 0;
         for _ in 0..3 {
@@ -169,10 +110,7 @@ async fn policy_change_table() {
                 bird_t.push(t.elapsed());
             }
         }
-        let after = (
-            connections(&frr_env["LAB_RTR_FRR"]),
-            connections(&bird_env["LAB_RTR_FRR"]),
-        );
+        let after = (frr_lab.bgp_connections(), bird_lab.bgp_connections());
         let resets = if before == after {
             "0".to_string()
         } else {
@@ -185,8 +123,6 @@ async fn policy_change_table() {
             initial.as_secs_f64()
         );
     }
-    lab_down("bfrr");
-    lab_down("bbird");
 }
 
 /// Watches the router's routing table; yields (time seen, line).
@@ -249,22 +185,13 @@ async fn convergence_table() {
         ("bird", "rip"),
     ] {
         let name = format!("c{}{}", &node[..1], &proto[..2]);
-        let env = lab_up(&name, node, proto);
+        let lab = Lab::up(&name, node, proto);
         let daemon = if node == "frr" {
             DaemonKind::Frr
         } else {
             DaemonKind::Bird
         };
-        let driver = match daemon {
-            DaemonKind::Frr => Driver::Frr(FrrDriver::new(
-                Some(env["LAB_NODE_FRR"].clone()),
-                FrrApply::Diff,
-            )),
-            DaemonKind::Bird => Driver::Bird(BirdDriver::new(
-                env["LAB_BIRD_SOCKET"].clone().into(),
-                env["LAB_BIRD_INCLUDE"].clone().into(),
-            )),
-        };
+        let driver = lab.driver(FrrApply::Diff);
         let f = fragment(
             &driver,
             daemon,
@@ -273,7 +200,7 @@ async fn convergence_table() {
         .await;
         driver.apply(&f).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (mut child, rx) = monitor(&env["LAB_RTR_NS"]);
+        let (mut child, rx) = monitor(lab.var("LAB_RTR_NS"));
         let (mut adds, mut dels) = (vec![], vec![]);
         for i in 0..20 {
             let prefix = format!("203.0.113.{}/32", 10 + i);
@@ -281,7 +208,7 @@ async fn convergence_table() {
             Command::new("ip")
                 .args([
                     "-n",
-                    &env["LAB_NODE_NS"],
+                    lab.var("LAB_NODE_NS"),
                     "addr",
                     "add",
                     &prefix,
@@ -297,7 +224,7 @@ async fn convergence_table() {
             Command::new("ip")
                 .args([
                     "-n",
-                    &env["LAB_NODE_NS"],
+                    lab.var("LAB_NODE_NS"),
                     "addr",
                     "del",
                     &prefix,
@@ -322,7 +249,6 @@ async fn convergence_table() {
                 pct(dels, 0.99)
             );
         }
-        lab_down(&name);
     }
 }
 

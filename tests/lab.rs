@@ -6,133 +6,23 @@
 //! router without resetting the BGP session, a refused fragment leaves the last good one in
 //! place, and lost objects are put back. Needs root, iproute2, frr and bird2.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use routelb::api::Protocol;
 use routelb::daemon::applier::Applier;
-use routelb::daemon::bird::BirdDriver;
-use routelb::daemon::frr::{FrrApply, FrrDriver};
+use routelb::daemon::frr::FrrApply;
 use routelb::daemon::{DaemonError, Driver};
 use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
 
+#[path = "support/lab.rs"]
+mod support;
+use support::Lab;
+
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn lab_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("integration/lab/lab.sh")
-}
-
-struct Lab {
-    name: String,
-    env: HashMap<String, String>,
-}
-
-impl Lab {
-    fn up(name: &str, node: DaemonKind, proto: &str) -> Lab {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .args([
-                "up",
-                name,
-                "--node",
-                node.name(),
-                "--router",
-                "frr",
-                "--proto",
-                proto,
-            ])
-            .output()
-            .expect("lab.sh runs");
-        assert!(
-            out.status.success(),
-            "lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect();
-        Lab {
-            name: name.to_string(),
-            env,
-        }
-    }
-
-    fn var(&self, k: &str) -> &str {
-        self.env
-            .get(k)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("lab did not report {k}"))
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let ns = self.var("LAB_NODE_NS").to_string();
-        let st = Command::new("ip")
-            .args(["-n", &ns])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip {args:?} failed");
-    }
-
-    /// Milliseconds until the prefix is present/absent in the router's kernel table.
-    fn wait_route(&self, prefix: &str, want: &str, timeout_s: u32) -> Result<u64, String> {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .args([
-                "wait-route",
-                &self.name,
-                prefix,
-                want,
-                &timeout_s.to_string(),
-            ])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).to_string())
-        }
-    }
-
-    fn router_vtysh(&self, cmd: &str) -> String {
-        let out = Command::new("vtysh")
-            .args(["-N", self.var("LAB_RTR_FRR"), "-c", cmd])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn driver(&self, node: DaemonKind) -> Driver {
-        match node {
-            DaemonKind::Frr => Driver::Frr(FrrDriver::new(
-                Some(self.var("LAB_NODE_FRR").to_string()),
-                FrrApply::Diff,
-            )),
-            DaemonKind::Bird => Driver::Bird(BirdDriver::new(
-                PathBuf::from(self.var("LAB_BIRD_SOCKET")),
-                PathBuf::from(self.var("LAB_BIRD_INCLUDE")),
-            )),
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(lab_script())
-            .args(["down", &self.name])
-            .output();
-    }
-}
 
 fn manifests(proto: Protocol, community: &str) -> Manifests {
     let attrs = match proto {
@@ -180,27 +70,11 @@ async fn render(node: DaemonKind, driver: &Driver, m: &Manifests) -> String {
     out.fragment
 }
 
-fn bgp_connections(lab: &Lab) -> String {
-    // Established-session counters of every neighbour; they grow when a session resets.
-    let json = lab.router_vtysh("show bgp neighbors json");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    let mut out: Vec<String> = v
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, n)| format!("{k}={}", n["connectionsEstablished"]))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.join(",")
-}
-
 async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("t{}{}", &node.name()[..1], &lab_proto[..2]);
-    let lab = Lab::up(&name, node, lab_proto);
-    let driver = lab.driver(node);
+    let lab = Lab::up(&name, node.name(), lab_proto);
+    let driver = lab.driver(FrrApply::Diff);
     let mut applier = Applier::new(driver.clone());
 
     let fragment = render(node, &driver, &manifests(proto, "64512:100")).await;
@@ -214,7 +88,7 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
     assert!(driver.in_sync(&fragment).await.unwrap());
 
     let sessions_before = if proto == Protocol::Bgp {
-        bgp_connections(&lab)
+        lab.bgp_connections()
     } else {
         String::new()
     };
@@ -262,7 +136,7 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(
-            bgp_connections(&lab),
+            lab.bgp_connections(),
             sessions_before,
             "a BGP session was reset by an apply"
         );
@@ -358,11 +232,8 @@ async fn bird_rip() {
 #[tokio::test]
 async fn frr_reload_mode_applies_through_frr_reload_py() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = Lab::up("tfrl", DaemonKind::Frr, "ospf");
-    let driver = Driver::Frr(FrrDriver::new(
-        Some(lab.var("LAB_NODE_FRR").to_string()),
-        FrrApply::Reload,
-    ));
+    let lab = Lab::up("tfrl", "frr", "ospf");
+    let driver = lab.driver(FrrApply::Reload);
     let fragment = render(DaemonKind::Frr, &driver, &manifests(Protocol::Ospf, "")).await;
     assert!(
         driver

@@ -6,29 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/lab.rs"]
+mod support;
+use support::Lab;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lab(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(root().join("integration/lab/lab.sh"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lab {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn var<'a>(env: &'a str, k: &str) -> &'a str {
-    env.lines()
-        .find_map(|l| l.strip_prefix(&format!("{k}=")))
-        .map(|v| v.trim_matches('\''))
-        .unwrap_or_else(|| panic!("the lab did not report {k}:\n{env}"))
 }
 
 fn service(dir: &Path, name: &str) {
@@ -39,9 +22,9 @@ fn service(dir: &Path, name: &str) {
     .unwrap();
 }
 
-fn start(env: &str, dir: &Path, state: &Path) -> Child {
+fn start(lab: &Lab, dir: &Path, state: &Path) -> Child {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", var(env, "LAB_NODE_NS")])
+    cmd.args(["netns", "exec", lab.var("LAB_NODE_NS")])
         .arg(env!("CARGO_BIN_EXE_routelb"))
         .args([
             "standalone",
@@ -50,43 +33,28 @@ fn start(env: &str, dir: &Path, state: &Path) -> Child {
             "--state",
             state.to_str().unwrap(),
         ]);
-    if var(env, "LAB_NODE_KIND") == "bird" {
+    if lab.var("LAB_NODE_KIND") == "bird" {
         cmd.args([
             "--daemon",
             "bird",
             "--bird-socket",
-            var(env, "LAB_BIRD_SOCKET"),
+            lab.var("LAB_BIRD_SOCKET"),
         ])
-        .args(["--bird-include", var(env, "LAB_BIRD_INCLUDE")]);
+        .args(["--bird-include", lab.var("LAB_BIRD_INCLUDE")]);
     } else {
         cmd.args([
             "--daemon",
             "frr",
             "--frr-pathspace",
-            var(env, "LAB_NODE_FRR"),
+            lab.var("LAB_NODE_FRR"),
         ]);
     }
     cmd.stdout(Stdio::null()).spawn().unwrap()
 }
 
-fn router_has(env: &str, prefix: &str) -> bool {
-    let out = Command::new("ip")
-        .args([
-            "-n",
-            var(env, "LAB_RTR_NS"),
-            "route",
-            "show",
-            "exact",
-            prefix,
-        ])
-        .output()
-        .unwrap();
-    !out.stdout.is_empty()
-}
-
-fn wait(env: &str, prefix: &str, present: bool) -> Duration {
+fn wait(lab: &Lab, prefix: &str, present: bool) -> Duration {
     let t = Instant::now();
-    while router_has(env, prefix) != present {
+    while lab.router_has(prefix) != present {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "{prefix} never became {}",
@@ -97,11 +65,11 @@ fn wait(env: &str, prefix: &str, present: bool) -> Duration {
     t.elapsed()
 }
 
-fn node_addresses(env: &str) -> String {
+fn node_addresses(lab: &Lab) -> String {
     let out = Command::new("ip")
         .args([
             "-n",
-            var(env, "LAB_NODE_NS"),
+            lab.var("LAB_NODE_NS"),
             "-br",
             "addr",
             "show",
@@ -124,7 +92,7 @@ fn files_in_routes_out_bird() {
 }
 
 fn files_in_routes_out(name: &str, node: &str) {
-    let env = lab(&["up", name, "--node", node, "--proto", "bgp"]);
+    let lab = Lab::up(name, node, "bgp");
     let dir =
         std::env::temp_dir().join(format!("routelb-standalone-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -136,32 +104,32 @@ fn files_in_routes_out(name: &str, node: &str) {
          apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
     )
     .unwrap();
-    let mut child = start(&env, &dir, &state);
+    let mut child = start(&lab, &dir, &state);
 
     service(&dir, "a");
-    let t = wait(&env, "203.0.113.1/32", true);
+    let t = wait(&lab, "203.0.113.1/32", true);
     println!(
         "service file a written → route at the router after {t:?} (first pass applies the fragment too)"
     );
     service(&dir, "b");
-    let t = wait(&env, "203.0.113.2/32", true);
+    let t = wait(&lab, "203.0.113.2/32", true);
     println!("{node}: service file b written → route at the router after {t:?}");
     std::fs::remove_file(dir.join("svc-a.yaml")).unwrap();
-    let t = wait(&env, "203.0.113.1/32", false);
+    let t = wait(&lab, "203.0.113.1/32", false);
     println!("{node}: service file a deleted → withdrawn after {t:?}");
-    assert!(router_has(&env, "203.0.113.2/32"));
+    assert!(lab.router_has("203.0.113.2/32"));
 
     // Restart with a new service added while down: b keeps its address, c gets the free one.
     child.kill().unwrap();
     child.wait().unwrap();
     service(&dir, "c");
-    let mut child = start(&env, &dir, &state);
+    let mut child = start(&lab, &dir, &state);
     std::fs::write(dir.join("touch.yaml"), "").unwrap();
-    wait(&env, "203.0.113.1/32", true);
+    wait(&lab, "203.0.113.1/32", true);
     assert!(
-        router_has(&env, "203.0.113.2/32"),
+        lab.router_has("203.0.113.2/32"),
         "b was renumbered: {}",
-        node_addresses(&env)
+        node_addresses(&lab)
     );
     let held = std::fs::read_to_string(&state).unwrap();
     assert!(
@@ -176,12 +144,11 @@ fn files_in_routes_out(name: &str, node: &str) {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(router_has(&env, "203.0.113.1/32") && router_has(&env, "203.0.113.2/32"));
+    assert!(lab.router_has("203.0.113.1/32") && lab.router_has("203.0.113.2/32"));
 
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    lab(&["down", name]);
 }
 
 #[test]
