@@ -69,6 +69,22 @@ fn measure(label: &str, runs: usize, mut f: impl FnMut() -> usize) {
     );
 }
 
+/// The services as they look after a first pass: each holding what it was given.
+fn held(pools: &[PoolInput], fresh: &[ServiceRequest]) -> Vec<ServiceRequest> {
+    let first = allocate(pools, fresh);
+    fresh
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if let Some(a) = first.services[&s.key].assignment() {
+                s.current = a.addresses.clone();
+                s.current_pool = Some(a.pool.clone());
+            }
+            s
+        })
+        .collect()
+}
+
 fn count(o: &routelb::ipam::Outcome) -> usize {
     o.services
         .values()
@@ -80,18 +96,7 @@ fn main() {
     // The allocator's pass at the scale docs/scale.md plans for.
     let pools50 = pools(false);
     let fresh50 = services(50_000, false);
-    let first = allocate(&pools50, &fresh50);
-    let held50: Vec<ServiceRequest> = fresh50
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            if let Some(a) = first.services[&s.key].assignment() {
-                s.current = a.addresses.clone();
-                s.current_pool = Some(a.pool.clone());
-            }
-            s
-        })
-        .collect();
+    let held50 = held(&pools50, &fresh50);
     measure("50,000 held + recompute (steady state), IPv4", 7, || {
         count(&allocate(&pools50, &held50))
     });
@@ -107,18 +112,7 @@ fn main() {
         );
 
         // Steady state: every service already holds its address (the allocator's usual pass).
-        let first = allocate(&pools, &fresh);
-        let held: Vec<ServiceRequest> = fresh
-            .iter()
-            .map(|s| {
-                let mut s = s.clone();
-                if let Some(a) = first.services[&s.key].assignment() {
-                    s.current = a.addresses.clone();
-                    s.current_pool = Some(a.pool.clone());
-                }
-                s
-            })
-            .collect();
+        let held = held(&pools, &fresh);
         measure(
             &format!("10,000 held + recompute (steady state), {family}"),
             15,
