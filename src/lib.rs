@@ -1,13 +1,18 @@
 //! routelb: LoadBalancer addresses for bare-metal Kubernetes, announced through the routing
 //! daemon already on each node (FRR or BIRD).
 //!
-//! Pure core: [`ipam`] (and [`allocator::changes`]). Shells: [`allocator`] (Kubernetes),
-//! [`metrics`] (Prometheus and health endpoints), [`telemetry`] (logs).
+//! Pure core, one module per step: [`ipam`] (and [`allocator::changes`]), [`election`],
+//! [`plan`], [`render`], [`agent::status`]. Shells: [`allocator`] and [`agent`] (Kubernetes),
+//! [`netlink`] and [`garp`] (the kernel), [`daemon`] (vtysh/birdc), [`metrics`] (Prometheus and
+//! health endpoints), [`telemetry`] (logs).
 
+pub mod agent;
 pub mod allocator;
 pub mod api;
 pub mod crdgen;
 pub mod daemon;
+pub mod election;
+pub mod garp;
 pub mod ipam;
 pub mod manifests;
 pub mod metrics;

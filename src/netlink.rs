@@ -50,6 +50,29 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// A stream that yields whenever a link or an address of this namespace changes, so node
+    /// facts are read again at once rather than on the next resync.
+    pub fn changes() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>, NetlinkError> {
+        use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
+        use rtnetlink::sys::{AsyncSocket, SocketAddr};
+        let (mut connection, _handle, mut messages) = rtnetlink::new_connection()?;
+        connection.socket_mut().socket_mut().bind(&SocketAddr::new(
+            0,
+            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+        ))?;
+        tokio::spawn(connection);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while messages.next().await.is_some() {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
         let mut links = self
             .handle
@@ -68,7 +91,7 @@ impl Netlink {
     /// Every interface with its subnets (from the addresses on it), for placing local-pool
     /// addresses. Loopback is left out.
     pub async fn interfaces(&self) -> Result<Vec<crate::plan::NodeInterface>, NetlinkError> {
-        use rtnetlink::packet_route::link::LinkAttribute;
+        use rtnetlink::packet_route::link::{LinkAttribute, State};
         let mut names = BTreeMap::new();
         let mut links = self.handle.link().get().execute();
         while let Some(l) = links.try_next().await? {
@@ -77,12 +100,23 @@ impl Netlink {
                 _ => None,
             }) && name != "lo"
             {
+                let oper = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::OperState(s) => Some(*s),
+                    _ => None,
+                });
+                let mac = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(m) if m.len() == 6 => m.as_slice().try_into().ok(),
+                    _ => None,
+                });
                 names.insert(
                     l.header.index,
                     crate::plan::NodeInterface {
                         name,
                         index: l.header.index,
                         subnets: vec![],
+                        // Dummy and ifb devices report "unknown" while working.
+                        up: matches!(oper, Some(State::Up | State::Unknown) | None),
+                        mac,
                     },
                 );
             }

@@ -19,6 +19,10 @@ pub struct NodeInterface {
     pub name: String,
     pub index: u32,
     pub subnets: Vec<IpNet>,
+    /// Operationally up (or of unknown state, as dummies report): a node does not offer the
+    /// subnets of a down interface for local addresses.
+    pub up: bool,
+    pub mac: Option<[u8; 6]>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -130,11 +134,15 @@ mod tests {
                 name: "eth0".into(),
                 index: 2,
                 subnets: vec!["192.168.10.0/24".parse().unwrap()],
+                up: true,
+                mac: None,
             },
             NodeInterface {
                 name: "kube-lb0".into(),
                 index: 3,
                 subnets: vec![],
+                up: true,
+                mac: None,
             },
         ];
         let p = plan(

@@ -139,7 +139,7 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
     change
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     ok: bool,
     reason: &str,

@@ -4,7 +4,7 @@
 //! spaces, quotes, `!`, `{` or newlines) or sanitized further, so nothing a user writes can add
 //! a line to the daemon's configuration. docs/templates.md documents every field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kube::ResourceExt;
@@ -168,6 +168,9 @@ impl std::fmt::Display for Problem {
 pub struct Built {
     pub data: FragmentData,
     pub problems: Vec<Problem>,
+    /// Routed pools some valid policy exports from this node: the pools whose addresses this
+    /// node puts on the load-balancer interface.
+    pub exported_pools: BTreeSet<String>,
 }
 
 const SERVICE_SEQ_START: u32 = 10;
@@ -357,6 +360,12 @@ pub fn build(input: &RenderInput) -> Built {
             });
         }
     }
+
+    let exported_pools: BTreeSet<String> = rules
+        .values()
+        .flatten()
+        .flat_map(|r| r.pools.iter().map(|&i| pools[i].0.name_any()))
+        .collect();
 
     // Prefix lists for every pool some rule exports.
     let mut pool_lists: BTreeMap<usize, usize> = BTreeMap::new();
@@ -743,7 +752,11 @@ pub fn build(input: &RenderInput) -> Built {
         isis,
         rip,
     };
-    Built { data, problems }
+    Built {
+        data,
+        problems,
+        exported_pools,
+    }
 }
 
 /// A target for a protocol whose IPv4 and IPv6 sides are separate instances (OSPFv2/v3,

@@ -1,0 +1,3 @@
+pub mod endpoints;
+pub mod membership;
+pub mod status;

@@ -1,0 +1,332 @@
+//! What the agent reports (pure): the `NodeState` status of its node, and for the services it
+//! reports on, the `routelb.io/announcing` annotation and the Events telling when announcing
+//! starts, moves or stops.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::allocator::changes::{EventSpec, condition};
+use crate::api::{ApplyResult, InterfaceAddresses, NodeStateStatus};
+use crate::daemon::applier::LastApply;
+use crate::election::Decision;
+use crate::netlink::IfAddress;
+
+/// What to write on one Service; `annotation: None` removes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceReport {
+    pub annotation: Option<String>,
+    pub event: EventSpec,
+}
+
+/// The report for a service whose announcement changed, if this node is its reporter.
+/// `current` is the annotation as the Service has it now.
+pub fn service_report(
+    decision: &Decision,
+    me: &str,
+    current: Option<&str>,
+) -> Option<ServiceReport> {
+    if decision.reporter.as_deref() != Some(me) {
+        return None;
+    }
+    let now = decision.announcing();
+    let before = current.unwrap_or("");
+    if now == before {
+        return None;
+    }
+    let why = decision.unheld_reason();
+    let event = match (before.is_empty(), now.is_empty()) {
+        (_, true) => EventSpec {
+            warning: true,
+            reason: "NotAnnounced",
+            note: format!(
+                "no node announces the service: {}",
+                why.as_deref().unwrap_or("no eligible node")
+            ),
+        },
+        (true, false) => EventSpec {
+            warning: false,
+            reason: "Announcing",
+            note: format!("announced from {now}"),
+        },
+        (false, false) => EventSpec {
+            warning: false,
+            reason: "AnnouncementMoved",
+            note: format!("announced from {now} (was {before})"),
+        },
+    };
+    Some(ServiceReport {
+        annotation: (!now.is_empty()).then_some(now),
+        event,
+    })
+}
+
+/// What the node status is made of.
+pub struct NodeReport<'a> {
+    pub daemon: &'a str,
+    /// routelb's addresses per interface, as converged.
+    pub held: &'a BTreeMap<String, BTreeSet<IfAddress>>,
+    pub lb_interface: &'a str,
+    /// Addresses that could not be put on an interface, with why.
+    pub address_errors: &'a [String],
+    pub last_apply: Option<&'a LastApply>,
+    /// When the last apply attempt ended (RFC 3339).
+    pub last_apply_time: Option<&'a str>,
+    /// Routing problems on this node (policies that cannot be honoured here).
+    pub problems: &'a [String],
+}
+
+pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
+    let interfaces: Vec<InterfaceAddresses> = r
+        .held
+        .iter()
+        .filter(|(_, a)| !a.is_empty())
+        .map(|(iface, addrs)| InterfaceAddresses {
+            interface: iface.clone(),
+            addresses: addrs
+                .iter()
+                .map(|(ip, len)| format!("{ip}/{len}"))
+                .collect(),
+        })
+        .collect();
+    let address_count = r.held.values().map(|a| a.len() as u32).sum();
+    // Prefixes on the load-balancer interface reach the daemon as connected routes.
+    let announced_prefixes = r
+        .held
+        .get(r.lb_interface)
+        .map(|a| {
+            a.iter()
+                .map(|(ip, len)| {
+                    ipnet::IpNet::new(*ip, *len)
+                        .map(|n| n.trunc().to_string())
+                        .unwrap_or_default()
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let (fragment_hash, last_apply, applied_ok, apply_msg) = match r.last_apply {
+        None => (
+            None,
+            None,
+            false,
+            "the daemon has not been configured yet".to_string(),
+        ),
+        Some(a) => {
+            let (hash, result, ok, message) = match a {
+                LastApply::Applied { hash } => (Some(hash), "Applied", true, None),
+                LastApply::Unchanged { hash } => (Some(hash), "Unchanged", true, None),
+                LastApply::Refused { hash, message } => {
+                    (Some(hash), "Refused", false, Some(message.clone()))
+                }
+                LastApply::Failed { message } => (None, "Failed", false, Some(message.clone())),
+            };
+            let msg = match &message {
+                Some(m) => format!("{result}: {m}"),
+                None => format!("fragment {} is in place", hash.cloned().unwrap_or_default()),
+            };
+            (
+                hash.cloned(),
+                Some(ApplyResult {
+                    result: result.into(),
+                    time: r.last_apply_time.unwrap_or("unknown").into(),
+                    message,
+                }),
+                ok,
+                msg,
+            )
+        }
+    };
+    let addresses_ok = r.address_errors.is_empty();
+    let mut conditions = vec![
+        condition(
+            "AddressesConverged",
+            addresses_ok,
+            if addresses_ok {
+                "Converged"
+            } else {
+                "AddressError"
+            },
+            if addresses_ok {
+                format!("{address_count} addresses held as planned")
+            } else {
+                r.address_errors.join("; ")
+            },
+            None,
+            old,
+        ),
+        condition(
+            "DaemonConfigured",
+            applied_ok,
+            if applied_ok { "Applied" } else { "NotApplied" },
+            apply_msg,
+            None,
+            old,
+        ),
+        condition(
+            "RoutingProblems",
+            !r.problems.is_empty(),
+            if r.problems.is_empty() {
+                "None"
+            } else {
+                "Problems"
+            },
+            if r.problems.is_empty() {
+                "every policy for this node can be honoured".into()
+            } else {
+                r.problems.join("; ")
+            },
+            None,
+            old,
+        ),
+    ];
+    let ready = addresses_ok && applied_ok;
+    conditions.insert(
+        0,
+        condition(
+            "Ready",
+            ready,
+            if ready { "Converged" } else { "NotConverged" },
+            if ready {
+                "addresses and daemon configuration are as planned".into()
+            } else {
+                "see the other conditions".into()
+            },
+            None,
+            old,
+        ),
+    );
+    NodeStateStatus {
+        daemon: Some(r.daemon.to_string()),
+        interfaces,
+        address_count,
+        announced_prefixes,
+        fragment_hash,
+        last_apply,
+        conditions,
+    }
+}
+
+/// Whether two statuses differ in anything but condition timestamps.
+pub fn status_differs(a: &NodeStateStatus, b: &NodeStateStatus) -> bool {
+    let strip = |s: &NodeStateStatus| NodeStateStatus {
+        conditions: vec![],
+        last_apply: s.last_apply.as_ref().map(|l| ApplyResult {
+            time: String::new(),
+            ..l.clone()
+        }),
+        ..s.clone()
+    };
+    strip(a) != strip(b)
+        || crate::allocator::changes::conditions_differ(&a.conditions, &b.conditions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::{Holder, Placement};
+    use crate::ipam::ServiceKey;
+
+    fn decision(holders: &[(&str, &str)], reporter: &str) -> Decision {
+        Decision {
+            key: ServiceKey::new("default", "web"),
+            pool: "p".into(),
+            placements: vec![Placement {
+                address: "10.0.0.5".parse().unwrap(),
+                holders: holders
+                    .iter()
+                    .map(|(n, i)| Holder {
+                        node: n.to_string(),
+                        interface: i.to_string(),
+                    })
+                    .collect(),
+                unheld: holders.is_empty().then(|| "no ready endpoints".to_string()),
+            }],
+            reporter: Some(reporter.into()),
+        }
+    }
+
+    #[test]
+    fn only_the_reporter_reports_and_only_changes() {
+        let d = decision(&[("a", "eth0")], "a");
+        assert_eq!(service_report(&d, "b", None), None);
+        let r = service_report(&d, "a", None).unwrap();
+        assert_eq!(r.annotation.as_deref(), Some("a/eth0"));
+        assert_eq!(r.event.reason, "Announcing");
+        assert_eq!(service_report(&d, "a", Some("a/eth0")), None);
+
+        let moved = service_report(&d, "a", Some("b/eth0")).unwrap();
+        assert_eq!(moved.event.reason, "AnnouncementMoved");
+        assert!(moved.event.note.contains("was b/eth0"));
+
+        let gone = service_report(&decision(&[], "c"), "c", Some("a/eth0")).unwrap();
+        assert_eq!(gone.annotation, None);
+        assert!(gone.event.warning);
+        assert!(gone.event.note.contains("no ready endpoints"));
+        // Nothing announced and nothing was: nothing to say.
+        assert_eq!(service_report(&decision(&[], "c"), "c", None), None);
+    }
+
+    #[test]
+    fn node_status_lists_addresses_prefixes_and_conditions() {
+        let mut held = BTreeMap::new();
+        held.insert(
+            "kube-lb0".to_string(),
+            [
+                ("203.0.113.5".parse().unwrap(), 32),
+                ("198.51.100.7".parse().unwrap(), 24),
+            ]
+            .into(),
+        );
+        held.insert(
+            "eth0".to_string(),
+            [("10.0.0.5".parse().unwrap(), 24)].into(),
+        );
+        held.insert("eth1".to_string(), BTreeSet::new());
+        let apply = LastApply::Refused {
+            hash: "abc".into(),
+            message: "unknown command".into(),
+        };
+        let s = node_status(
+            &NodeReport {
+                daemon: "frr",
+                held: &held,
+                lb_interface: "kube-lb0",
+                address_errors: &[],
+                last_apply: Some(&apply),
+                last_apply_time: Some("2026-11-27T00:00:00Z"),
+                problems: &["InstanceMissing: no router ospf".into()],
+            },
+            &[],
+        );
+        assert_eq!(s.address_count, 3);
+        assert_eq!(s.interfaces.len(), 2);
+        assert_eq!(s.announced_prefixes, ["198.51.100.0/24", "203.0.113.5/32"]);
+        assert_eq!(s.fragment_hash.as_deref(), Some("abc"));
+        let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(cond("Ready").status, "False");
+        assert_eq!(cond("AddressesConverged").status, "True");
+        assert_eq!(cond("DaemonConfigured").status, "False");
+        assert!(cond("DaemonConfigured").message.contains("unknown command"));
+        assert_eq!(cond("RoutingProblems").status, "True");
+        // Every message is non-empty (old API servers read "" as absent, and it is required).
+        assert!(s.conditions.iter().all(|c| !c.message.is_empty()));
+        assert!(!status_differs(
+            &s,
+            &node_status(
+                &NodeReport {
+                    daemon: "frr",
+                    held: &held,
+                    lb_interface: "kube-lb0",
+                    address_errors: &[],
+                    last_apply: Some(&apply),
+                    last_apply_time: Some("2026-11-27T00:00:01Z"),
+                    problems: &["InstanceMissing: no router ospf".into()],
+                },
+                &s.conditions,
+            )
+        ));
+    }
+}

@@ -1,0 +1,512 @@
+//! Election (pure): which live nodes hold each service address.
+//!
+//! - A **local** address (pool mode `local`) has exactly one holder: among the live nodes with
+//!   a subnet holding the address (under `externalTrafficPolicy: Local`, only those with ready
+//!   endpoints), the one ranking highest for the service. The rank is a hash of (node,
+//!   service), so every agent reaches the same answer from the same facts with no
+//!   coordination, services spread over nodes, and a node leaving moves only its own services.
+//! - A **routed** address is held by every live node announcing its pool (a RoutingPolicy
+//!   selects the pool for that node), or under `externalTrafficPolicy: Local` by those of them
+//!   with ready endpoints; the upstream routers spread traffic over them (ECMP).
+//! - With `routelb.io/withdraw-when-no-endpoints`, a service with no ready endpoint anywhere
+//!   is held by nobody, whatever its traffic policy.
+//!
+//! Each decision also names a *reporter*: the one node that writes the Service's
+//! `routelb.io/announcing` annotation and its Events, so nodes do not race to write them.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use crate::api::PoolMode;
+use crate::ipam::ServiceKey;
+use crate::render::model::ServiceAddresses;
+
+/// A live node as its Lease describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Member {
+    pub node: String,
+    /// Subnets the node can hold local addresses in, each with the interface carrying it.
+    pub subnets: Vec<(String, IpNet)>,
+    /// Routed pools the node announces.
+    pub routed_pools: BTreeSet<String>,
+}
+
+/// Where a service's endpoints are ready.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Nodes with at least one ready endpoint.
+    pub nodes: BTreeSet<String>,
+    /// Whether any endpoint is ready (also those whose node is not known).
+    pub any: bool,
+}
+
+/// A service with an address, as the election needs it.
+#[derive(Clone, Debug)]
+pub struct Candidate<'a> {
+    pub service: &'a ServiceAddresses,
+    pub mode: PoolMode,
+    /// `externalTrafficPolicy: Local`.
+    pub local_traffic: bool,
+    /// `routelb.io/withdraw-when-no-endpoints: "true"`.
+    pub withdraw_without_endpoints: bool,
+    pub endpoints: &'a Readiness,
+}
+
+/// One node holding an address, on which interface.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Holder {
+    pub node: String,
+    pub interface: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub address: IpAddr,
+    /// Best ranked first. Empty when nobody holds the address; `unheld` says why.
+    pub holders: Vec<Holder>,
+    pub unheld: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub key: ServiceKey,
+    pub pool: String,
+    pub placements: Vec<Placement>,
+    /// The node that reports this service's announcement state.
+    pub reporter: Option<String>,
+}
+
+impl Decision {
+    /// Whether `node` holds any of the service's addresses.
+    pub fn held_by(&self, node: &str) -> bool {
+        self.placements
+            .iter()
+            .any(|p| p.holders.iter().any(|h| h.node == node))
+    }
+
+    /// The `routelb.io/announcing` value: `node/interface` for every holder, comma-separated,
+    /// in a stable order; empty when nobody announces the service.
+    pub fn announcing(&self) -> String {
+        let set: BTreeSet<String> = self
+            .placements
+            .iter()
+            .flat_map(|p| &p.holders)
+            .map(|h| format!("{}/{}", h.node, h.interface))
+            .collect();
+        set.into_iter().collect::<Vec<_>>().join(",")
+    }
+
+    /// Why some address is not announced, if one is not.
+    pub fn unheld_reason(&self) -> Option<String> {
+        let reasons: BTreeSet<&str> = self
+            .placements
+            .iter()
+            .filter_map(|p| p.unheld.as_deref())
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.into_iter().collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// The rank of a node for a service: the first 8 bytes of SHA-256 over both names. Stable
+/// across processes, versions and architectures, unlike std's hasher.
+pub fn rank(node: &str, key: &ServiceKey) -> u64 {
+    let mut h = Sha256::new();
+    h.update(node.as_bytes());
+    h.update([0]);
+    h.update(key.namespace.as_bytes());
+    h.update([b'/']);
+    h.update(key.name.as_bytes());
+    let d = h.finalize();
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+fn ranked<'m>(members: impl Iterator<Item = &'m Member>, key: &ServiceKey) -> Vec<&'m Member> {
+    let mut v: Vec<&Member> = members.collect();
+    // Ties (equal hashes) are broken by name so the order is total.
+    v.sort_by(|a, b| {
+        rank(&b.node, key)
+            .cmp(&rank(&a.node, key))
+            .then_with(|| a.node.cmp(&b.node))
+    });
+    v
+}
+
+pub fn elect(candidates: &[Candidate], members: &[Member], lb_interface: &str) -> Vec<Decision> {
+    candidates
+        .iter()
+        .map(|c| decide(c, members, lb_interface))
+        .collect()
+}
+
+fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
+    let key = &c.service.key;
+    let pool = &c.service.pool;
+    let no_endpoints = c.withdraw_without_endpoints && !c.endpoints.any;
+    let endpoint_ok = |m: &Member| !c.local_traffic || c.endpoints.nodes.contains(&m.node);
+    let placements: Vec<Placement> = c
+        .service
+        .addresses
+        .iter()
+        .map(|&address| {
+            let unheld = |why: String| Placement {
+                address,
+                holders: vec![],
+                unheld: Some(why),
+            };
+            if no_endpoints {
+                return unheld("no ready endpoints".into());
+            }
+            match c.mode {
+                PoolMode::Local => {
+                    let able: Vec<(&Member, &String)> = members
+                        .iter()
+                        .filter_map(|m| {
+                            m.subnets
+                                .iter()
+                                .find(|(_, s)| s.contains(&address))
+                                .map(|(i, _)| (m, i))
+                        })
+                        .collect();
+                    if able.is_empty() {
+                        return unheld(format!(
+                            "no live node has a subnet holding {address} (local pool {pool})"
+                        ));
+                    }
+                    let eligible = ranked(
+                        able.iter().map(|(m, _)| *m).filter(|m| endpoint_ok(m)),
+                        key,
+                    );
+                    let Some(winner) = eligible.first() else {
+                        return unheld(format!(
+                            "no node on the subnet of {address} has a ready endpoint (externalTrafficPolicy: Local)"
+                        ));
+                    };
+                    let interface = able
+                        .iter()
+                        .find(|(m, _)| m.node == winner.node)
+                        .map(|(_, i)| (*i).clone())
+                        .expect("the winner is able");
+                    Placement {
+                        address,
+                        holders: vec![Holder {
+                            node: winner.node.clone(),
+                            interface,
+                        }],
+                        unheld: None,
+                    }
+                }
+                PoolMode::Routed => {
+                    let announcing: Vec<&Member> = members
+                        .iter()
+                        .filter(|m| m.routed_pools.contains(pool))
+                        .collect();
+                    if announcing.is_empty() {
+                        return unheld(format!(
+                            "no live node announces pool {pool} (no RoutingPolicy selects it for any node)"
+                        ));
+                    }
+                    let holders: Vec<Holder> =
+                        ranked(announcing.into_iter().filter(|m| endpoint_ok(m)), key)
+                            .into_iter()
+                            .map(|m| Holder {
+                                node: m.node.clone(),
+                                interface: lb_interface.to_string(),
+                            })
+                            .collect();
+                    if holders.is_empty() {
+                        return unheld(
+                            "no node announcing the pool has a ready endpoint (externalTrafficPolicy: Local)"
+                                .into(),
+                        );
+                    }
+                    Placement {
+                        address,
+                        holders,
+                        unheld: None,
+                    }
+                }
+            }
+        })
+        .collect();
+    let reporter = placements
+        .iter()
+        .find_map(|p| p.holders.first())
+        .map(|h| h.node.clone())
+        .or_else(|| ranked(members.iter(), key).first().map(|m| m.node.clone()));
+    Decision {
+        key: key.clone(),
+        pool: pool.clone(),
+        placements,
+        reporter,
+    }
+}
+
+/// The part of each service this node holds, for the planner.
+pub fn held_here(
+    decisions: &[Decision],
+    node: &str,
+    all: &[ServiceAddresses],
+) -> Vec<ServiceAddresses> {
+    decisions
+        .iter()
+        .zip(all)
+        .filter_map(|(d, svc)| {
+            let addresses: Vec<IpAddr> = d
+                .placements
+                .iter()
+                .filter(|p| p.holders.iter().any(|h| h.node == node))
+                .map(|p| p.address)
+                .collect();
+            (!addresses.is_empty()).then(|| ServiceAddresses {
+                addresses,
+                ..svc.clone()
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(node: &str, subnets: &[(&str, &str)], pools: &[&str]) -> Member {
+        Member {
+            node: node.into(),
+            subnets: subnets
+                .iter()
+                .map(|(i, s)| (i.to_string(), s.parse().unwrap()))
+                .collect(),
+            routed_pools: pools.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn svc(name: &str, pool: &str, ips: &[&str]) -> ServiceAddresses {
+        ServiceAddresses {
+            key: ServiceKey::new("default", name),
+            pool: pool.into(),
+            addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            bgp_communities: None,
+        }
+    }
+
+    fn ready(nodes: &[&str]) -> Readiness {
+        Readiness {
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            any: !nodes.is_empty(),
+        }
+    }
+
+    fn cand<'a>(s: &'a ServiceAddresses, mode: PoolMode, r: &'a Readiness) -> Candidate<'a> {
+        Candidate {
+            service: s,
+            mode,
+            local_traffic: false,
+            withdraw_without_endpoints: false,
+            endpoints: r,
+        }
+    }
+
+    fn lan() -> Vec<Member> {
+        vec![
+            member(
+                "a",
+                &[("eth0", "10.0.0.0/24"), ("eth0", "fd00::/64")],
+                &["r"],
+            ),
+            member(
+                "b",
+                &[("eth1", "10.0.0.0/24"), ("eth1", "fd00::/64")],
+                &["r"],
+            ),
+            member("c", &[("eth0", "10.0.0.0/24")], &[]),
+            member("d", &[("eth0", "192.168.1.0/24")], &["r"]),
+        ]
+    }
+
+    fn holders(p: &Placement) -> Vec<&str> {
+        p.holders.iter().map(|h| h.node.as_str()).collect()
+    }
+
+    #[test]
+    fn local_address_has_one_holder_on_its_subnet_and_all_agree() {
+        let s = svc("web", "lan", &["10.0.0.50"]);
+        let r = Readiness::default();
+        let mut members = lan();
+        let d = elect(&[cand(&s, PoolMode::Local, &r)], &members, "kube-lb0");
+        let p = &d[0].placements[0];
+        assert_eq!(p.holders.len(), 1);
+        assert!(["a", "b", "c"].contains(&p.holders[0].node.as_str()));
+        // The same facts in another order give the same answer.
+        members.reverse();
+        let again = elect(&[cand(&s, PoolMode::Local, &r)], &members, "kube-lb0");
+        assert_eq!(d, again);
+        assert_eq!(d[0].reporter.as_deref(), Some(p.holders[0].node.as_str()));
+    }
+
+    #[test]
+    fn local_holder_uses_its_own_interface_and_dual_stack_stays_together_when_it_can() {
+        let s = svc("web", "lan", &["10.0.0.50", "fd00::50"]);
+        let r = Readiness::default();
+        // Only a and b have both subnets.
+        let members: Vec<Member> = lan().into_iter().filter(|m| m.node != "c").collect();
+        let d = &elect(&[cand(&s, PoolMode::Local, &r)], &members, "kube-lb0")[0];
+        assert_eq!(d.placements[0].holders, d.placements[1].holders);
+        let h = &d.placements[0].holders[0];
+        assert_eq!(h.interface, if h.node == "a" { "eth0" } else { "eth1" });
+        assert_eq!(d.announcing(), format!("{}/{}", h.node, h.interface));
+    }
+
+    #[test]
+    fn losing_a_node_moves_only_its_services() {
+        let services: Vec<ServiceAddresses> = (0..200)
+            .map(|i| svc(&format!("s{i}"), "lan", &["10.0.0.50"]))
+            .collect();
+        let r = Readiness::default();
+        let cands: Vec<Candidate> = services
+            .iter()
+            .map(|s| cand(s, PoolMode::Local, &r))
+            .collect();
+        let all = lan();
+        let before = elect(&cands, &all, "kube-lb0");
+        let per_node = |ds: &[Decision], n: &str| ds.iter().filter(|d| d.held_by(n)).count();
+        // Spread: each of the three able nodes gets a fair share.
+        for n in ["a", "b", "c"] {
+            assert!(per_node(&before, n) > 40, "{n}: {}", per_node(&before, n));
+        }
+        let without_b: Vec<Member> = all.iter().filter(|m| m.node != "b").cloned().collect();
+        let after = elect(&cands, &without_b, "kube-lb0");
+        for (x, y) in before.iter().zip(&after) {
+            if !x.held_by("b") {
+                assert_eq!(x.placements, y.placements, "{} moved needlessly", x.key);
+            } else {
+                assert!(!y.held_by("b"));
+                assert_eq!(y.placements[0].holders.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn local_without_able_node_says_why() {
+        let s = svc("web", "lan", &["172.16.0.1"]);
+        let r = Readiness::default();
+        let d = &elect(&[cand(&s, PoolMode::Local, &r)], &lan(), "kube-lb0")[0];
+        assert!(d.placements[0].holders.is_empty());
+        assert!(d.unheld_reason().unwrap().contains("subnet"));
+        assert_eq!(d.announcing(), "");
+        // Someone still reports it.
+        assert!(d.reporter.is_some());
+    }
+
+    #[test]
+    fn external_traffic_local_follows_ready_endpoints() {
+        let s = svc("web", "lan", &["10.0.0.50"]);
+        let r = ready(&["c", "d"]);
+        let mut c = cand(&s, PoolMode::Local, &r);
+        c.local_traffic = true;
+        let d = &elect(std::slice::from_ref(&c), &lan(), "kube-lb0")[0];
+        // d has an endpoint but no subnet for the address: only c can hold it.
+        assert_eq!(holders(&d.placements[0]), ["c"]);
+
+        let none = ready(&["d"]);
+        c.endpoints = &none;
+        let d = &elect(&[c], &lan(), "kube-lb0")[0];
+        assert!(d.placements[0].holders.is_empty());
+        assert!(d.unheld_reason().unwrap().contains("ready endpoint"));
+    }
+
+    #[test]
+    fn routed_goes_to_every_announcing_node_or_those_with_endpoints() {
+        let s = svc("web", "r", &["203.0.113.5", "2001:db8::5"]);
+        let r = ready(&["b", "c"]);
+        let mut c = cand(&s, PoolMode::Routed, &r);
+        let d = &elect(std::slice::from_ref(&c), &lan(), "kube-lb0")[0];
+        let mut h = holders(&d.placements[0]);
+        h.sort();
+        assert_eq!(h, ["a", "b", "d"]);
+        assert!(
+            d.placements[0]
+                .holders
+                .iter()
+                .all(|h| h.interface == "kube-lb0")
+        );
+        assert_eq!(d.announcing(), "a/kube-lb0,b/kube-lb0,d/kube-lb0");
+        assert_eq!(
+            d.reporter.as_deref(),
+            Some(d.placements[0].holders[0].node.as_str())
+        );
+
+        c.local_traffic = true;
+        let d = &elect(&[c], &lan(), "kube-lb0")[0];
+        // c has endpoints but announces no routed pool.
+        assert_eq!(holders(&d.placements[1]), ["b"]);
+    }
+
+    #[test]
+    fn routed_pool_nobody_announces() {
+        let s = svc("web", "other", &["203.0.113.5"]);
+        let r = ready(&["a"]);
+        let d = &elect(&[cand(&s, PoolMode::Routed, &r)], &lan(), "kube-lb0")[0];
+        assert!(d.unheld_reason().unwrap().contains("RoutingPolicy"));
+    }
+
+    #[test]
+    fn withdraw_when_no_endpoints_applies_to_cluster_policy_too() {
+        let s = svc("web", "r", &["203.0.113.5"]);
+        let empty = Readiness::default();
+        let mut c = cand(&s, PoolMode::Routed, &empty);
+        c.withdraw_without_endpoints = true;
+        let d = &elect(std::slice::from_ref(&c), &lan(), "kube-lb0")[0];
+        assert!(d.placements[0].holders.is_empty());
+        assert_eq!(d.unheld_reason().unwrap(), "no ready endpoints");
+        // An endpoint on a node without an agent still counts as "some endpoint is ready".
+        let elsewhere = Readiness {
+            nodes: ["z".to_string()].into(),
+            any: true,
+        };
+        c.endpoints = &elsewhere;
+        let d = &elect(&[c], &lan(), "kube-lb0")[0];
+        assert_eq!(d.placements[0].holders.len(), 3);
+    }
+
+    #[test]
+    fn held_here_keeps_only_this_nodes_addresses() {
+        let a = svc("a", "r", &["203.0.113.5"]);
+        let b = svc("b", "lan", &["10.0.0.9"]);
+        let r = Readiness::default();
+        let all = [a.clone(), b.clone()];
+        let cands = [
+            cand(&a, PoolMode::Routed, &r),
+            cand(&b, PoolMode::Local, &r),
+        ];
+        let ds = elect(&cands, &lan(), "kube-lb0");
+        let here = held_here(&ds, "d", &all);
+        assert_eq!(here.len(), 1);
+        assert_eq!(here[0].key.name, "a");
+    }
+
+    #[test]
+    fn rank_is_stable() {
+        // Pinned so that a change of hash (which would move every local address in a cluster
+        // during an upgrade) cannot slip in unnoticed.
+        assert_eq!(
+            rank("node-1", &ServiceKey::new("default", "web")),
+            rank("node-1", &ServiceKey::new("default", "web"))
+        );
+        assert_ne!(
+            rank("node-1", &ServiceKey::new("default", "web")),
+            rank("node-2", &ServiceKey::new("default", "web"))
+        );
+        assert_eq!(
+            format!(
+                "{:016x}",
+                rank("node-1", &ServiceKey::new("default", "web"))
+            ),
+            PINNED_RANK
+        );
+    }
+
+    const PINNED_RANK: &str = "c7c6dd002dc3ac95";
+}
