@@ -56,6 +56,54 @@ enum Command {
     /// allocate, put addresses on interfaces, and apply the fragment to FRR or BIRD. The
     /// directory is watched; allocations persist in a state file.
     Standalone(StandaloneArgs),
+    /// The node agent (one per node, beside FRR or BIRD): puts allocated addresses on this
+    /// node's interfaces, elects holders of local addresses among live nodes, and applies the
+    /// fragment to the daemon when policies change.
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// This node's name (the Kubernetes Node name).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Which daemon announces the addresses.
+    #[arg(long, value_enum, default_value = "frr")]
+    daemon: DaemonKind,
+    #[command(flatten)]
+    daemon_args: DaemonArgs,
+    /// Directory of templates (<dir>/frr/*.conf.tera, <dir>/bird/*.conf.tera) [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Interface holding routed addresses (created as dummy, or ifb, where it must exist).
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+    /// The spec.loadBalancerClass served. Services of any other class are never touched.
+    #[arg(long, default_value = DEFAULT_LB_CLASS)]
+    lb_class: String,
+    /// Ignore Services that have no spec.loadBalancerClass.
+    #[arg(long, default_value_t = false)]
+    require_class: bool,
+    /// Namespace of the per-node Leases.
+    #[arg(long, default_value = "routelb-system", env = "POD_NAMESPACE")]
+    lease_namespace: String,
+    /// A node whose Lease goes unrenewed this long is dead and its local addresses move: the
+    /// hard-failover time. API load is one write per node per renew period.
+    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// How often this node renews its Lease.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    renew_period: Duration,
+    /// Lifetime of addresses put on interfaces (refreshed every third of it), so a dead agent
+    /// cannot hold them for ever.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    address_lifetime: Duration,
+    /// How often the daemon is checked for lost objects (a restart) when nothing changed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9091")]
+    metrics_addr: SocketAddr,
 }
 
 #[derive(Args)]
@@ -322,6 +370,47 @@ async fn main() -> anyhow::Result<()> {
                 outcome.elapsed.as_secs_f64() * 1e3
             );
             Ok(())
+        }
+        Command::Agent(a) => {
+            routelb::render::model::validate_interface_name(&a.lb_interface)
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                a.renew_period < a.lease_duration,
+                "--renew-period must be shorter than --lease-duration"
+            );
+            anyhow::ensure!(
+                a.address_lifetime >= Duration::from_secs(3),
+                "--address-lifetime must be at least 3s"
+            );
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let metrics = Arc::new(routelb::metrics::AgentMetrics::new());
+            let health = Arc::new(Health::default());
+            let cancel = cancel_on_signal();
+            let server = tokio::spawn(routelb::metrics::serve(
+                a.metrics_addr,
+                metrics.clone(),
+                health.clone(),
+            ));
+            let cfg = routelb::agent::Config {
+                node: a.node_name,
+                class: a.lb_class,
+                require_class: a.require_class,
+                lease_namespace: a.lease_namespace,
+                lease_duration: a.lease_duration,
+                renew_period: a.renew_period,
+                address_lifetime: a.address_lifetime,
+                lb_interface: a.lb_interface,
+                driver: a.daemon_args.driver(a.daemon),
+                daemon: a.daemon,
+                templates: a.templates,
+                resync: a.resync,
+            };
+            tokio::select! {
+                r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,
+                r = server => r.context("metrics server")?.context("metrics server"),
+            }
         }
         Command::Allocator(a) => {
             let client = kube::Client::try_default()

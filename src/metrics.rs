@@ -124,6 +124,121 @@ impl Metrics {
     }
 }
 
+/// Anything `/metrics` can expose.
+pub trait Exposition: Send + Sync {
+    fn encode(&self) -> String;
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// The node agent's metrics.
+pub struct AgentMetrics {
+    /// Addresses held, by pool mode (`local`, `routed`).
+    pub addresses: Family<KindLabels, Gauge>,
+    pub live_nodes: Gauge,
+    /// 1 while this agent can renew its Lease.
+    pub api_reachable: Gauge,
+    pub passes: Counter,
+    pub pass_duration: Histogram,
+    /// Local addresses this node took over (and announced with GARP/NA).
+    pub acquired: Counter,
+    pub released: Counter,
+    pub netlink_errors: Counter,
+    pub daemon_applies: Family<ResultLabels, Counter>,
+    pub write_errors: Family<KindLabels, Counter>,
+    registry: Registry,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("routelb_agent");
+        let m = AgentMetrics {
+            addresses: Family::default(),
+            live_nodes: Gauge::default(),
+            api_reachable: Gauge::default(),
+            passes: Counter::default(),
+            pass_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            acquired: Counter::default(),
+            released: Counter::default(),
+            netlink_errors: Counter::default(),
+            daemon_applies: Family::default(),
+            write_errors: Family::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "addresses",
+            "Addresses this node holds, by pool mode",
+            m.addresses.clone(),
+        );
+        r.register(
+            "live_nodes",
+            "Nodes with a live routelb Lease, as this agent sees them",
+            m.live_nodes.clone(),
+        );
+        r.register(
+            "api_reachable",
+            "1 while this agent can renew its node Lease",
+            m.api_reachable.clone(),
+        );
+        r.register("passes", "Planning passes", m.passes.clone());
+        r.register(
+            "pass_duration_seconds",
+            "One pass: elect, plan, converge addresses and daemon",
+            m.pass_duration.clone(),
+        );
+        r.register(
+            "acquired",
+            "Addresses newly put on an interface",
+            m.acquired.clone(),
+        );
+        r.register(
+            "released",
+            "Addresses taken off an interface",
+            m.released.clone(),
+        );
+        r.register(
+            "netlink_errors",
+            "Failed interface or address changes",
+            m.netlink_errors.clone(),
+        );
+        r.register(
+            "daemon_applies",
+            "Fragment applications, by result",
+            m.daemon_applies.clone(),
+        );
+        r.register(
+            "write_errors",
+            "Failed writes to the API server, by object kind",
+            m.write_errors.clone(),
+        );
+        AgentMetrics { registry: r, ..m }
+    }
+}
+
+impl Exposition for AgentMetrics {
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
 /// Liveness and readiness, flipped by the roles.
 #[derive(Default)]
 pub struct Health {
@@ -141,14 +256,14 @@ impl Health {
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Exposition>,
     health: Arc<Health>,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Exposition>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
     let app = Router::new()

@@ -244,33 +244,49 @@ impl Netlink {
         Ok(())
     }
 
-    /// Makes routelb's addresses on the interface exactly `desired`: adds what is missing (and
-    /// refreshes lifetimes), removes what routelb added earlier and no longer wants. Returns
-    /// (added, removed). Addresses routelb did not add are never touched.
+    /// Makes routelb's addresses on the interface exactly `desired`: adds what is missing (with
+    /// `lifetime`, if any; with `refresh`, every desired address is re-added so its lifetime
+    /// starts again), removes what routelb added earlier and no longer wants. Addresses
+    /// routelb did not add are never touched.
     pub async fn converge(
         &self,
         index: u32,
         desired: &BTreeSet<IfAddress>,
         lifetime: Option<Duration>,
-    ) -> Result<(usize, usize), NetlinkError> {
+        refresh: bool,
+    ) -> Result<Converged, NetlinkError> {
         let current = self.owned_messages(index).await?;
-        let mut added = 0;
+        let mut out = Converged::default();
         for a in desired {
-            if lifetime.is_some() || !current.contains_key(a) {
+            let missing = !current.contains_key(a);
+            if missing || (refresh && lifetime.is_some()) {
                 self.add_address(index, *a, lifetime).await?;
-                if !current.contains_key(a) {
-                    added += 1;
+                if missing {
+                    out.added.push(*a);
                 }
             }
         }
-        let mut removed = 0;
         for (a, msg) in current {
             if !desired.contains(&a) {
                 self.handle.address().del(msg).execute().await?;
-                removed += 1;
+                out.removed += 1;
             }
         }
-        Ok((added, removed))
+        Ok(out)
+    }
+}
+
+/// What [`Netlink::converge`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Converged {
+    pub added: Vec<IfAddress>,
+    pub removed: usize,
+}
+
+impl Converged {
+    /// (added, removed)
+    pub fn counts(&self) -> (usize, usize) {
+        (self.added.len(), self.removed)
     }
 }
 

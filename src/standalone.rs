@@ -189,7 +189,12 @@ impl Session {
         let mut ok = true;
         for (iface, index) in targets {
             let desired = c.plan.interfaces.get(&iface).cloned().unwrap_or_default();
-            match self.nl.converge(index, &desired, None).await {
+            match self
+                .nl
+                .converge(index, &desired, None, false)
+                .await
+                .map(|c| c.counts())
+            {
                 Ok((0, 0)) => {}
                 Ok((added, removed)) => {
                     tracing::info!(interface = %iface, added, removed, "addresses converged")

@@ -1,3 +1,995 @@
+//! The node agent: one per node, beside FRR or BIRD. It turns allocated addresses into
+//! addresses on this node's interfaces and announcements:
+//!
+//! ```text
+//! watches (Services, EndpointSlices, pools, policies, node Leases, this Node) + netlink facts
+//!   └─► render (policies → fragment, and which routed pools this node announces)
+//!   └─► election (who holds what) ─► plan (this node: address → interface)
+//!         ├─► netlink: converge addresses, GARP/NA on acquiring a local address   every change
+//!         └─► daemon: apply the fragment                           only when the fragment changed
+//!   └─► reports (written in the background): NodeState status, Service annotation + Events
+//! ```
+//!
+//! Pure parts live in [`crate::election`], [`crate::plan`], [`crate::render`], [`membership`],
+//! [`endpoints`] and [`status`]; this module only wires them to the API, netlink and daemon.
+
 pub mod endpoints;
 pub mod membership;
 pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::allocator::changes::EventSpec;
+use crate::api::{AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, annotations};
+use crate::daemon::Driver;
+use crate::daemon::applier::{Applier, LastApply};
+use crate::election::{self, Candidate, Decision, Member, Readiness};
+use crate::events::EventPublisher;
+use crate::ipam::{self, ServiceKey};
+use crate::metrics::{AgentMetrics, Health, KindLabels, ResultLabels};
+use crate::netlink::{IfAddress, Netlink};
+use crate::plan::{self, NodeInterface};
+use crate::render::model::{Instances, RenderInput, ServiceAddresses};
+use crate::render::{DaemonKind, Templates};
+use crate::watch::{cache, cache_with, keep};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node: String,
+    /// The `loadBalancerClass` served (Services with no class are served too unless
+    /// `require_class`), as for the allocator.
+    pub class: String,
+    pub require_class: bool,
+    /// Namespace of the per-node Leases.
+    pub lease_namespace: String,
+    /// A node whose Lease is not renewed for this long is dead: its local addresses move.
+    pub lease_duration: Duration,
+    pub renew_period: Duration,
+    /// Lifetime of the addresses put on interfaces, refreshed every third of it: an agent
+    /// that dies without cleaning up stops holding them after this.
+    pub address_lifetime: Duration,
+    pub lb_interface: String,
+    pub daemon: DaemonKind,
+    pub driver: Driver,
+    pub templates: Option<PathBuf>,
+    /// How often the daemon is checked for lost objects (a restart) when nothing changed.
+    pub resync: Duration,
+}
+
+/// Services the agent acts on: served by routelb (as the allocator decides) and given an
+/// address from a pool.
+fn service_input(svc: &Service, cfg: &Config) -> Option<(ServiceAddresses, bool, bool)> {
+    if !ipam::serves(svc, &cfg.class, cfg.require_class)
+        && !(ipam::serves(svc, &cfg.class, false)
+            && svc.annotations().contains_key(annotations::POOL_USED))
+    {
+        return None;
+    }
+    let pool = svc.annotations().get(annotations::POOL_USED)?.clone();
+    let addresses = ipam::ingress_ips(svc);
+    if addresses.is_empty() {
+        return None;
+    }
+    let local_traffic = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_traffic_policy.as_deref())
+        == Some("Local");
+    let withdraw = svc
+        .annotations()
+        .get(annotations::WITHDRAW_WHEN_NO_ENDPOINTS)
+        .is_some_and(|v| v == "true");
+    Some((
+        ServiceAddresses {
+            key: ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any()),
+            pool,
+            addresses,
+            bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+        },
+        local_traffic,
+        withdraw,
+    ))
+}
+
+/// What the agent knows of this node from netlink, as offered to the election: subnets of
+/// interfaces that are up (never the load-balancer interface).
+fn me_from_facts(cfg: &Config, facts: &[NodeInterface], routed_pools: BTreeSet<String>) -> Member {
+    let mut subnets = Vec::new();
+    for i in facts {
+        if i.up && i.name != cfg.lb_interface {
+            for s in &i.subnets {
+                subnets.push((i.name.clone(), *s));
+            }
+        }
+    }
+    Member {
+        node: cfg.node.clone(),
+        subnets,
+        routed_pools,
+    }
+}
+
+/// Background writes, so a pass never waits on the API server.
+enum Write {
+    Service {
+        key: ServiceKey,
+        annotation: Option<String>,
+        event: EventSpec,
+    },
+    ServiceEvent {
+        key: ServiceKey,
+        event: EventSpec,
+    },
+    PolicyEvent {
+        policy: String,
+        event: EventSpec,
+    },
+    NodeStatus(NodeStateStatus),
+}
+
+async fn writer(
+    client: Client,
+    node: String,
+    metrics: Arc<AgentMetrics>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+) {
+    let events = EventPublisher::new(client.clone(), "routelb-agent", &node, "Announce");
+    let fail = |kind: &str, e: kube::Error| {
+        metrics
+            .write_errors
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+        tracing::warn!(kind, error = %e, "write failed");
+    };
+    while let Some(w) = rx.recv().await {
+        match w {
+            Write::Service {
+                key,
+                annotation,
+                event,
+            } => {
+                let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
+                let patch = json!({ "metadata": { "annotations": { annotations::ANNOUNCING: annotation } } });
+                match api
+                    .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    Ok(svc) => events.publish(&svc.object_ref(&()), event).await,
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => fail("Service", e),
+                }
+            }
+            Write::ServiceEvent { key, event } => {
+                let reference = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Service".into()),
+                    namespace: Some(key.namespace.clone()),
+                    name: Some(key.name.clone()),
+                    ..Default::default()
+                };
+                events.publish(&reference, event).await;
+            }
+            Write::PolicyEvent { policy, event } => {
+                let reference = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some(RoutingPolicy::api_version(&()).into()),
+                    kind: Some("RoutingPolicy".into()),
+                    name: Some(policy),
+                    ..Default::default()
+                };
+                events.publish(&reference, event).await;
+            }
+            Write::NodeStatus(status) => {
+                let api: Api<NodeState> = Api::all(client.clone());
+                let object = json!({
+                    "apiVersion": NodeState::api_version(&()),
+                    "kind": "NodeState",
+                    "metadata": { "name": node },
+                    "spec": {},
+                });
+                let r = match api
+                    .patch(
+                        &node,
+                        &PatchParams::apply("routelb-agent"),
+                        &Patch::Apply(&object),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        api.patch_status(
+                            &node,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({ "status": status })),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    fail("NodeState", e);
+                }
+            }
+        }
+    }
+}
+
+/// Renews this node's Lease every `renew_period` and whenever the node's facts change.
+/// Publishes whether the API is reachable: false once no renewal succeeded for a lease duration.
+async fn renew_lease(
+    client: Client,
+    cfg: Config,
+    mut me: watch::Receiver<Option<Member>>,
+    reachable: watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
+    let api: Api<Lease> = Api::namespaced(client, &cfg.lease_namespace);
+    let name = membership::lease_name(&cfg.node);
+    let mut last_ok = Instant::now();
+    loop {
+        let current = me.borrow_and_update().clone();
+        if let Some(m) = current {
+            let obj = membership::lease_object(
+                &m,
+                &cfg.lease_namespace,
+                cfg.lease_duration,
+                SystemTime::now(),
+            );
+            let params = PatchParams::apply("routelb-agent").force();
+            let patch = Patch::Apply(&obj);
+            let call = api.patch(&name, &params, &patch);
+            match tokio::time::timeout(cfg.renew_period.max(Duration::from_secs(1)), call).await {
+                Ok(Ok(_)) => {
+                    last_ok = Instant::now();
+                    reachable.send_if_modified(|r| !std::mem::replace(r, true));
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the node lease"),
+                Err(_) => tracing::warn!("renewing the node lease timed out"),
+            }
+            if last_ok.elapsed() > cfg.lease_duration {
+                reachable.send_if_modified(|r| std::mem::replace(r, false));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(cfg.renew_period) => {}
+            r = me.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Everything a pass needs that outlives it.
+struct Agent {
+    cfg: Config,
+    client: Client,
+    nl: Netlink,
+    applier: Applier,
+    instances: Option<Instances>,
+    templates: Option<Templates>,
+    metrics: Arc<AgentMetrics>,
+    writes: mpsc::UnboundedSender<Write>,
+    services: Store<Service>,
+    slices: Store<DynamicObject>,
+    pools: Store<AddressPool>,
+    policies: Store<RoutingPolicy>,
+    leases: Store<Lease>,
+    nodes: Store<Node>,
+    liveness: membership::Liveness,
+    api_reachable: bool,
+    /// Members as last computed while the API was reachable: frozen during an outage.
+    members: Vec<Member>,
+    me: watch::Sender<Option<Member>>,
+    /// routelb's addresses per interface after the last convergence.
+    held: BTreeMap<String, BTreeSet<IfAddress>>,
+    /// What this node last reported per service (annotation value), so nothing is rewritten
+    /// while the cache lags behind our own write.
+    reported: HashMap<ServiceKey, String>,
+    address_errors: Vec<String>,
+    problems: BTreeSet<String>,
+    last_status: Option<NodeStateStatus>,
+    last_apply_time: Option<String>,
+    failed_services: BTreeSet<ServiceKey>,
+}
+
+/// What woke a pass.
+#[derive(Clone, Copy, Debug, Default)]
+struct PassKind {
+    /// Re-read the daemon's instances and check it still holds the fragment.
+    check_daemon: bool,
+    /// Re-add every address so its lifetime starts again.
+    refresh: bool,
+}
+
+impl Agent {
+    fn facts_member(&self, facts: &[NodeInterface], routed: BTreeSet<String>) -> Member {
+        me_from_facts(&self.cfg, facts, routed)
+    }
+
+    /// Recomputes the live members; true when they changed.
+    fn update_members(&mut self, me: &Member) -> bool {
+        let now = Instant::now();
+        let leases: Vec<Lease> = self.leases.state().iter().map(|l| (**l).clone()).collect();
+        self.liveness.observe(&leases, now);
+        let members = if self.api_reachable {
+            self.liveness.members(&leases, me, now).0
+        } else {
+            // The API is unreachable: nobody's renewals can be seen, so nobody is judged dead.
+            let mut frozen: Vec<Member> = self
+                .members
+                .iter()
+                .filter(|m| m.node != me.node)
+                .cloned()
+                .collect();
+            frozen.push(me.clone());
+            frozen.sort_by(|a, b| a.node.cmp(&b.node));
+            frozen
+        };
+        self.metrics.live_nodes.set(members.len() as i64);
+        let changed = members != self.members;
+        self.members = members;
+        changed
+    }
+
+    /// When the next known lease expires.
+    fn next_expiry(&self) -> Option<Instant> {
+        if !self.api_reachable {
+            return None;
+        }
+        let leases: Vec<Lease> = self.leases.state().iter().map(|l| (**l).clone()).collect();
+        let me = self.me.borrow().clone().unwrap_or_default();
+        self.liveness.members(&leases, &me, Instant::now()).1
+    }
+
+    async fn pass(&mut self, kind: PassKind) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        let cfg = self.cfg.clone();
+        if kind.check_daemon || self.instances.is_none() || self.templates.is_none() {
+            match self.cfg.driver.instances().await {
+                Ok(i) => self.instances = Some(i),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the daemon's routing instances");
+                    if self.instances.is_none() {
+                        self.instances = Some(Instances::default());
+                    }
+                }
+            }
+            self.templates = Some(Templates::load(cfg.daemon, cfg.templates.as_deref())?);
+        }
+        let facts = self.nl.interfaces().await?;
+
+        // Inputs from the caches.
+        let pools: Vec<AddressPool> = self.pools.state().iter().map(|p| (**p).clone()).collect();
+        let policies: Vec<RoutingPolicy> = self
+            .policies
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let node_labels = self
+            .nodes
+            .state()
+            .iter()
+            .find(|n| n.name_any() == cfg.node)
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let mut inputs: Vec<(ServiceAddresses, bool, bool, Option<String>)> = self
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| {
+                let (a, local, withdraw) = service_input(s, &cfg)?;
+                Some((
+                    a,
+                    local,
+                    withdraw,
+                    s.annotations().get(annotations::ANNOUNCING).cloned(),
+                ))
+            })
+            .collect();
+        inputs.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        let modes: BTreeMap<String, PoolMode> =
+            pools.iter().map(|p| (p.name_any(), p.spec.mode)).collect();
+        inputs.retain(|i| modes.contains_key(&i.0.pool));
+        let all: Vec<ServiceAddresses> = inputs.iter().map(|i| i.0.clone()).collect();
+
+        // Render first: it also says which routed pools this node announces.
+        let instances = self.instances.clone().unwrap_or_default();
+        let built = crate::render::build(&RenderInput {
+            node: Some(&cfg.node),
+            node_labels: &node_labels,
+            lb_interface: &cfg.lb_interface,
+            pools: &pools,
+            policies: &policies,
+            services: &all,
+            instances: &instances,
+        });
+        let fragment = self
+            .templates
+            .as_ref()
+            .expect("loaded above")
+            .render(&built.data)?;
+
+        // Election.
+        let me = self.facts_member(&facts, built.exported_pools.clone());
+        self.me.send_if_modified(|m| {
+            let changed = m.as_ref() != Some(&me);
+            *m = Some(me.clone());
+            changed
+        });
+        self.update_members(&me);
+        let readiness = endpoints::readiness(&self.slices.state());
+        let none = Readiness::default();
+        let candidates: Vec<Candidate> = inputs
+            .iter()
+            .map(|(s, local, withdraw, _)| Candidate {
+                service: s,
+                mode: modes[&s.pool],
+                local_traffic: *local,
+                withdraw_without_endpoints: *withdraw,
+                endpoints: readiness.get(&s.key).unwrap_or(&none),
+            })
+            .collect();
+        let decisions = election::elect(&candidates, &self.members, &cfg.lb_interface);
+        let mine = election::held_here(&decisions, &cfg.node, &all);
+        let planned = plan::plan(&mine, &pools, &cfg.lb_interface, &facts);
+
+        // Addresses.
+        let mut ok = self
+            .converge_addresses(&planned, &facts, kind.refresh)
+            .await;
+
+        // Daemon, only when the fragment changed (or to repair it).
+        let changed = self.applier.last_good() != Some(fragment.as_str());
+        if (changed || kind.check_daemon) && self.applier.due() {
+            let result = self.applier.converge(&fragment).await;
+            self.last_apply_time =
+                Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            let label = match &result {
+                Ok(o) if o.changed => "applied",
+                Ok(_) => "unchanged",
+                Err(crate::daemon::DaemonError::Rejected(_)) => "refused",
+                Err(_) => "failed",
+            };
+            self.metrics
+                .daemon_applies
+                .get_or_create(&ResultLabels {
+                    result: label.into(),
+                })
+                .inc();
+            match result {
+                Ok(o) if o.changed => tracing::info!(
+                    lines = o.commands,
+                    ms = o.elapsed.as_millis() as u64,
+                    "fragment applied"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    ok = false;
+                    self.instances = None;
+                    tracing::warn!(error = %e, retry_in = ?self.applier.backoff(), "fragment not applied; the last good one stays");
+                }
+            }
+        }
+
+        // Reports.
+        let mut problems: BTreeSet<String> =
+            built.problems.iter().map(ToString::to_string).collect();
+        problems.extend(planned.unplaced.iter().cloned());
+        for p in built.problems.iter().filter(|p| p.policy.is_some()) {
+            if !self.problems.contains(&p.to_string()) {
+                let _ = self.writes.send(Write::PolicyEvent {
+                    policy: p.policy.clone().unwrap_or_default(),
+                    event: EventSpec {
+                        warning: true,
+                        reason: p.reason,
+                        note: format!("on node {}: {}", cfg.node, p.message),
+                    },
+                });
+            }
+        }
+        self.problems = problems;
+        self.report_services(&decisions, &inputs);
+        self.report_node();
+        self.metrics.passes.inc();
+        self.metrics
+            .pass_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(ok)
+    }
+
+    async fn converge_addresses(
+        &mut self,
+        planned: &plan::Plan,
+        facts: &[NodeInterface],
+        refresh: bool,
+    ) -> bool {
+        let cfg = &self.cfg;
+        let mut ok = true;
+        self.address_errors.clear();
+        let lb_index = match self.nl.ensure_lb_interface(&cfg.lb_interface).await {
+            Ok((i, _)) => Some(i),
+            Err(e) => {
+                self.address_errors
+                    .push(format!("{}: {e}", cfg.lb_interface));
+                None
+            }
+        };
+        let mut targets: Vec<(String, u32, Option<[u8; 6]>)> = facts
+            .iter()
+            .filter(|i| i.name != cfg.lb_interface)
+            .map(|i| (i.name.clone(), i.index, i.mac))
+            .collect();
+        if let Some(i) = lb_index {
+            targets.push((cfg.lb_interface.clone(), i, None));
+        }
+        let mut held = BTreeMap::new();
+        let (mut local, mut routed) = (0i64, 0i64);
+        for (iface, index, mac) in targets {
+            let desired = planned.interfaces.get(&iface).cloned().unwrap_or_default();
+            match self
+                .nl
+                .converge(index, &desired, Some(cfg.address_lifetime), refresh)
+                .await
+            {
+                Ok(c) => {
+                    if !c.added.is_empty() || c.removed > 0 {
+                        tracing::info!(interface = %iface, added = ?c.added, removed = c.removed, "addresses converged");
+                    }
+                    self.metrics.acquired.inc_by(c.added.len() as u64);
+                    self.metrics.released.inc_by(c.removed as u64);
+                    if let Some(mac) = mac {
+                        announce(index, mac, &c.added);
+                    }
+                    if iface == cfg.lb_interface {
+                        routed += desired.len() as i64;
+                    } else {
+                        local += desired.len() as i64;
+                    }
+                    held.insert(iface, desired);
+                }
+                Err(e) => {
+                    ok = false;
+                    self.metrics.netlink_errors.inc();
+                    self.address_errors.push(format!("{iface}: {e}"));
+                    tracing::warn!(interface = %iface, error = %e, "could not converge addresses");
+                }
+            }
+        }
+        for (kind, n) in [("local", local), ("routed", routed)] {
+            self.metrics
+                .addresses
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(n);
+        }
+        self.held = held;
+        ok
+    }
+
+    fn report_services(
+        &mut self,
+        decisions: &[Decision],
+        inputs: &[(ServiceAddresses, bool, bool, Option<String>)],
+    ) {
+        let mut failed = BTreeSet::new();
+        for (d, (_, _, _, current)) in decisions.iter().zip(inputs) {
+            // What this node could not place although elected to.
+            if d.held_by(&self.cfg.node) && !self.address_errors.is_empty() {
+                failed.insert(d.key.clone());
+                if !self.failed_services.contains(&d.key) {
+                    let _ = self.writes.send(Write::ServiceEvent {
+                        key: d.key.clone(),
+                        event: EventSpec {
+                            warning: true,
+                            reason: "AnnounceFailed",
+                            note: format!(
+                                "node {} cannot hold the address: {}",
+                                self.cfg.node,
+                                self.address_errors.join("; ")
+                            ),
+                        },
+                    });
+                }
+            }
+            let current = self
+                .reported
+                .get(&d.key)
+                .cloned()
+                .or_else(|| current.clone());
+            if let Some(r) = status::service_report(d, &self.cfg.node, current.as_deref()) {
+                self.reported
+                    .insert(d.key.clone(), r.annotation.clone().unwrap_or_default());
+                let _ = self.writes.send(Write::Service {
+                    key: d.key.clone(),
+                    annotation: r.annotation,
+                    event: r.event,
+                });
+            } else if d.reporter.as_deref() != Some(self.cfg.node.as_str()) {
+                // Another node reports it now; forget ours so we compare with the cache again.
+                self.reported.remove(&d.key);
+            }
+        }
+        self.failed_services = failed;
+        let keys: BTreeSet<&ServiceKey> = decisions.iter().map(|d| &d.key).collect();
+        self.reported.retain(|k, _| keys.contains(k));
+    }
+
+    fn report_node(&mut self) {
+        let problems: Vec<String> = self.problems.iter().cloned().collect();
+        let last_apply: Option<LastApply> = self.applier.last.clone();
+        let old = self
+            .last_status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let s = status::node_status(
+            &status::NodeReport {
+                daemon: self.cfg.daemon.name(),
+                held: &self.held,
+                lb_interface: &self.cfg.lb_interface,
+                address_errors: &self.address_errors,
+                last_apply: last_apply.as_ref(),
+                last_apply_time: self.last_apply_time.as_deref(),
+                problems: &problems,
+            },
+            &old,
+        );
+        if self
+            .last_status
+            .as_ref()
+            .is_none_or(|old| status::status_differs(old, &s))
+        {
+            self.last_status = Some(s.clone());
+            let _ = self.writes.send(Write::NodeStatus(s));
+        }
+    }
+
+    /// Graceful shutdown: take every address off (so other nodes can take over local ones
+    /// and routers stop sending traffic here), then delete the Lease so the others act at once.
+    async fn leave(&mut self) {
+        for (iface, _) in std::mem::take(&mut self.held) {
+            if let Ok(Some(index)) = self.nl.link_index(&iface).await
+                && let Err(e) = self.nl.converge(index, &BTreeSet::new(), None, false).await
+            {
+                tracing::warn!(interface = %iface, error = %e, "could not remove addresses");
+            }
+        }
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.cfg.lease_namespace);
+        let name = membership::lease_name(&self.cfg.node);
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            api.delete(&name, &Default::default()),
+        )
+        .await
+        {
+            Ok(Ok(_)) | Ok(Err(kube::Error::Api(_))) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not delete the node lease"),
+            Err(_) => tracing::warn!("deleting the node lease timed out"),
+        }
+        tracing::info!("addresses withdrawn and node lease deleted");
+    }
+}
+
+/// Gratuitous ARP / unsolicited NA for local addresses just acquired, now and once more a
+/// second later (a first packet can be lost while a switch learns the port).
+fn announce(index: u32, mac: [u8; 6], added: &[IfAddress]) {
+    if added.is_empty() {
+        return;
+    }
+    let ips: Vec<std::net::IpAddr> = added.iter().map(|(ip, _)| *ip).collect();
+    let send = move |ips: &[std::net::IpAddr]| {
+        for ip in ips {
+            if let Err(e) = crate::garp::announce(index, mac, *ip) {
+                tracing::warn!(address = %ip, error = %e, "could not announce the address on the segment");
+            }
+        }
+    };
+    send(&ips);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        send(&ips);
+    });
+}
+
+pub async fn run(
+    client: Client,
+    cfg: Config,
+    metrics: Arc<AgentMetrics>,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let trigger = Arc::new(Notify::new());
+    let lease_events = Arc::new(Notify::new());
+    let slice_resource = endpoints::slice_resource(&client).await?;
+    tracing::info!(version = %slice_resource.version, "reading EndpointSlices");
+    let services = cache(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        "services",
+        crate::allocator::slim_service,
+        trigger.clone(),
+    );
+    let slices = cache_with(
+        Api::<DynamicObject>::all_with(client.clone(), &slice_resource),
+        slice_resource.clone(),
+        watcher::Config::default(),
+        "endpointslices",
+        |s: &mut DynamicObject| s.managed_fields_mut().clear(),
+        trigger.clone(),
+    );
+    let pools = cache(
+        Api::<AddressPool>::all(client.clone()),
+        watcher::Config::default(),
+        "addresspools",
+        keep,
+        trigger.clone(),
+    );
+    let policies = cache(
+        Api::<RoutingPolicy>::all(client.clone()),
+        watcher::Config::default(),
+        "routingpolicies",
+        keep,
+        trigger.clone(),
+    );
+    let leases = cache(
+        Api::<Lease>::namespaced(client.clone(), &cfg.lease_namespace),
+        watcher::Config::default().labels(&format!("{}=true", membership::LEASE_LABEL)),
+        "leases",
+        keep,
+        lease_events.clone(),
+    );
+    let nodes = cache(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", cfg.node)),
+        "node",
+        |n: &mut Node| {
+            n.managed_fields_mut().clear();
+            n.status = None;
+        },
+        trigger.clone(),
+    );
+    tokio::select! {
+        _ = cancel.cancelled() => return Ok(()),
+        r = async {
+            services.wait_until_ready().await?;
+            slices.wait_until_ready().await?;
+            pools.wait_until_ready().await?;
+            policies.wait_until_ready().await?;
+            leases.wait_until_ready().await?;
+            nodes.wait_until_ready().await
+        } => r?,
+    }
+    tracing::info!(
+        services = services.state().len(),
+        leases = leases.state().len(),
+        "caches synced"
+    );
+
+    let nl = Netlink::connect()?;
+    let mut link_changes = Netlink::changes()?;
+    let (writes, writes_rx) = mpsc::unbounded_channel();
+    tokio::spawn(writer(
+        client.clone(),
+        cfg.node.clone(),
+        metrics.clone(),
+        writes_rx,
+    ));
+    let (me_tx, me_rx) = watch::channel(None);
+    let (reachable_tx, mut reachable) = watch::channel(true);
+    let lease_task = tokio::spawn(renew_lease(
+        client.clone(),
+        cfg.clone(),
+        me_rx,
+        reachable_tx,
+        cancel.clone(),
+    ));
+
+    let mut agent = Agent {
+        applier: Applier::new(cfg.driver.clone()),
+        cfg: cfg.clone(),
+        client,
+        nl,
+        instances: None,
+        templates: None,
+        metrics: metrics.clone(),
+        writes,
+        services,
+        slices,
+        pools,
+        policies,
+        leases,
+        nodes,
+        liveness: Default::default(),
+        api_reachable: true,
+        members: vec![],
+        me: me_tx,
+        held: BTreeMap::new(),
+        reported: HashMap::new(),
+        address_errors: vec![],
+        problems: BTreeSet::new(),
+        last_status: None,
+        last_apply_time: None,
+        failed_services: BTreeSet::new(),
+    };
+    metrics.api_reachable.set(1);
+
+    let mut resync = tokio::time::interval(cfg.resync);
+    resync.tick().await;
+    let mut refresh = tokio::time::interval(cfg.address_lifetime / 3);
+    refresh.tick().await;
+    let mut kind = PassKind {
+        check_daemon: true,
+        refresh: true,
+    };
+    loop {
+        let retry = match agent.pass(kind).await {
+            Ok(true) => None,
+            Ok(false) => Some(agent.applier.backoff().unwrap_or(Duration::from_secs(1))),
+            Err(e) => {
+                tracing::warn!(error = %e, "pass failed; nothing was withdrawn");
+                Some(Duration::from_secs(2))
+            }
+        };
+        health.set_ready(true);
+        let retry_at = retry.map(|d| Instant::now() + d);
+        kind = PassKind::default();
+        // Wait for something that matters.
+        loop {
+            let expiry = agent.next_expiry();
+            let sleep_until = |t: Option<Instant>| async move {
+                match t {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    agent.leave().await;
+                    lease_task.abort();
+                    return Ok(());
+                }
+                _ = trigger.notified() => break,
+                _ = lease_events.notified() => {
+                    let me = agent.me.borrow().clone().unwrap_or_default();
+                    if agent.update_members(&me) { break }
+                }
+                _ = sleep_until(expiry) => {
+                    let me = agent.me.borrow().clone().unwrap_or_default();
+                    if agent.update_members(&me) { break }
+                }
+                Ok(()) = reachable.changed() => {
+                    let up = *reachable.borrow_and_update();
+                    metrics.api_reachable.set(i64::from(up));
+                    if up && !agent.api_reachable {
+                        tracing::info!("API server reachable again; every node gets one lease duration to renew");
+                        agent.liveness.api_recovered(Instant::now(), cfg.lease_duration);
+                    } else if !up {
+                        tracing::warn!("cannot renew the node lease: membership frozen, nothing is withdrawn");
+                    }
+                    agent.api_reachable = up;
+                }
+                Some(()) = link_changes.recv() => {
+                    // Let a burst of changes settle, then see whether the node's facts moved.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while link_changes.try_recv().is_ok() {}
+                    if let Ok(facts) = agent.nl.interfaces().await {
+                        let current = agent.me.borrow().clone();
+                        let routed = current.as_ref().map(|m| m.routed_pools.clone()).unwrap_or_default();
+                        if current.as_ref() != Some(&agent.facts_member(&facts, routed)) {
+                            break;
+                        }
+                    }
+                }
+                _ = resync.tick() => { kind.check_daemon = true; break }
+                _ = refresh.tick() => { kind.refresh = true; break }
+                _ = sleep_until(retry_at) => {
+                    kind.check_daemon = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The lease liveness is judged on: a standby's view and this node's own renewals.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            node: "n1".into(),
+            class: crate::api::DEFAULT_LB_CLASS.into(),
+            require_class: false,
+            lease_namespace: "routelb-system".into(),
+            lease_duration: Duration::from_secs(2),
+            renew_period: Duration::from_millis(500),
+            address_lifetime: Duration::from_secs(30),
+            lb_interface: "kube-lb0".into(),
+            daemon: DaemonKind::Frr,
+            driver: Driver::Frr(crate::daemon::frr::FrrDriver::new(
+                None,
+                crate::daemon::frr::FrrApply::Diff,
+            )),
+            templates: None,
+            resync: Duration::from_secs(30),
+        }
+    }
+
+    fn service(v: serde_json::Value) -> Service {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn service_input_reads_addresses_pool_and_traffic_policy() {
+        let s = service(json!({
+            "metadata": { "name": "web", "namespace": "default", "annotations": {
+                annotations::POOL_USED: "p", annotations::WITHDRAW_WHEN_NO_ENDPOINTS: "true" } },
+            "spec": { "type": "LoadBalancer", "externalTrafficPolicy": "Local" },
+            "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } },
+        }));
+        let (a, local, withdraw) = service_input(&s, &cfg()).unwrap();
+        assert_eq!(a.pool, "p");
+        assert_eq!(
+            a.addresses,
+            ["203.0.113.5".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(local && withdraw);
+
+        // Another class, no address yet, or not a LoadBalancer: not ours to announce.
+        for v in [
+            json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                    "spec": { "type": "LoadBalancer", "loadBalancerClass": "other" },
+                    "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } } }),
+            json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                    "spec": { "type": "LoadBalancer" } }),
+            json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                    "spec": { "type": "ClusterIP" },
+                    "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } } }),
+        ] {
+            assert!(service_input(&service(v), &cfg()).is_none());
+        }
+    }
+
+    #[test]
+    fn the_node_offers_subnets_of_interfaces_that_are_up() {
+        let facts = [
+            NodeInterface {
+                name: "eth0".into(),
+                index: 2,
+                subnets: vec!["10.0.0.0/24".parse().unwrap()],
+                up: true,
+                mac: None,
+            },
+            NodeInterface {
+                name: "eth1".into(),
+                index: 3,
+                subnets: vec!["10.1.0.0/24".parse().unwrap()],
+                up: false,
+                mac: None,
+            },
+            NodeInterface {
+                name: "kube-lb0".into(),
+                index: 4,
+                subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                up: true,
+                mac: None,
+            },
+        ];
+        let me = me_from_facts(&cfg(), &facts, BTreeSet::new());
+        assert_eq!(
+            me.subnets,
+            vec![("eth0".to_string(), "10.0.0.0/24".parse().unwrap())]
+        );
+    }
+}

@@ -12,21 +12,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddressPool, RoutingPolicy, annotations};
+use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
-use changes::{EventSpec, ServiceChange};
+use crate::watch::{cache, keep};
+use changes::ServiceChange;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -67,7 +68,7 @@ fn needs_release(svc: &Service, cfg: &Config) -> bool {
 
 /// What the cache keeps of a Service: managed fields and kubectl's last-applied copy are often
 /// most of an object's size and are never read here (we only merge-patch our own keys).
-fn slim_service(svc: &mut Service) {
+pub(crate) fn slim_service(svc: &mut Service) {
     svc.managed_fields_mut().clear();
     svc.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -81,46 +82,11 @@ struct Ctx {
     policies: Store<RoutingPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: EventPublisher,
     /// Services as we last wrote them, keyed by uid, with the resourceVersion the cache had
     /// then: until the cache moves past that version, our write is newer than the cache.
     written: HashMap<String, (String, Service)>,
 }
-
-/// A cache of every `K`, kept current by a watch in the background; `modify` trims each object
-/// before it is stored. Every watch event wakes the allocation loop through `trigger`.
-fn cache<K>(api: Api<K>, name: &'static str, modify: fn(&mut K), trigger: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(modify),
-    );
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            match stream.try_next().await {
-                Ok(Some(_)) => trigger.notify_one(),
-                Ok(None) => break,
-                Err(e) => tracing::warn!(watch = name, error = %e, "watch error; retrying"),
-            }
-        }
-    });
-    store
-}
-
-fn keep<K>(_: &mut K) {}
 
 pub async fn run(
     client: Client,
@@ -133,18 +99,21 @@ pub async fn run(
 
     let services = cache(
         Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
         "services",
         slim_service,
         trigger.clone(),
     );
     let pools = cache(
         Api::<AddressPool>::all(client.clone()),
+        watcher::Config::default(),
         "addresspools",
         keep,
         trigger.clone(),
     );
     let policies = cache(
         Api::<RoutingPolicy>::all(client.clone()),
+        watcher::Config::default(),
         "routingpolicies",
         keep,
         trigger.clone(),
@@ -152,6 +121,7 @@ pub async fn run(
     // Namespaces as metadata only: their labels are all the selectors need.
     let namespaces = cache(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
         "namespaces",
         keep,
         trigger.clone(),
@@ -181,12 +151,11 @@ pub async fn run(
     );
     health.set_ready(true);
 
-    let recorder = Recorder::new(
+    let events = EventPublisher::new(
         client.clone(),
-        Reporter {
-            controller: "routelb-allocator".into(),
-            instance: Some(cfg.lease.identity.clone()),
-        },
+        "routelb-allocator",
+        &cfg.lease.identity,
+        "Allocate",
     );
     let mut ctx = Ctx {
         client,
@@ -196,7 +165,7 @@ pub async fn run(
         policies,
         namespaces,
         metrics,
-        recorder,
+        events,
         written: HashMap::new(),
     };
     let mut retry: Option<Duration> = None;
@@ -347,7 +316,7 @@ impl Ctx {
             {
                 Ok(true) => {
                     for ev in changes::pool_events(&desired, old) {
-                        self.publish(&pool.object_ref(&()), ev).await;
+                        self.events.publish(&pool.object_ref(&()), ev).await;
                     }
                     if let Some(e) = &report.invalid {
                         tracing::warn!(pool = %name, reason = %e, "invalid address pool");
@@ -390,7 +359,7 @@ impl Ctx {
                 Ok(true) => {
                     for ev in changes::policy_events(&desired, old) {
                         tracing::warn!(policy = %name, reason = %ev.note, "invalid routing policy");
-                        self.publish(&policy.object_ref(&()), ev).await;
+                        self.events.publish(&policy.object_ref(&()), ev).await;
                     }
                 }
                 Ok(false) => {}
@@ -513,77 +482,12 @@ impl Ctx {
         }
         let reference = latest.object_ref(&());
         for ev in change.events {
-            self.publish(&reference, ev).await;
+            self.events.publish(&reference, ev).await;
         }
         Ok((
             svc.uid().unwrap_or_default(),
             svc.resource_version().unwrap_or_default(),
             latest,
         ))
-    }
-
-    async fn publish(
-        &self,
-        reference: &k8s_openapi::api::core::v1::ObjectReference,
-        ev: EventSpec,
-    ) {
-        let note: String = ev.note.chars().take(1000).collect();
-        let result = if reference.namespace.is_none() {
-            self.publish_cluster_scoped(reference, &ev, note).await
-        } else {
-            let event = Event {
-                type_: if ev.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: ev.reason.into(),
-                note: Some(note),
-                action: "Allocate".into(),
-                secondary: None,
-            };
-            self.recorder.publish(&event, reference).await
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, object = ?reference.name, reason = ev.reason, "could not publish event");
-        }
-    }
-
-    /// Events about cluster-scoped objects (pools) go to `default`, where kubectl looks for
-    /// them. kube's Recorder cannot write those, and older API servers refuse them through
-    /// events.k8s.io/v1, so they are written as core/v1 Events, which every version accepts.
-    async fn publish_cluster_scoped(
-        &self,
-        reference: &k8s_openapi::api::core::v1::ObjectReference,
-        ev: &EventSpec,
-        note: String,
-    ) -> Result<(), kube::Error> {
-        use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let name = reference.name.clone().unwrap_or_default();
-        let event = CoreEvent {
-            metadata: kube::api::ObjectMeta {
-                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-            involved_object: reference.clone(),
-            reason: Some(ev.reason.into()),
-            message: Some(note),
-            type_: Some(if ev.warning { "Warning" } else { "Normal" }.into()),
-            source: Some(EventSource {
-                component: Some("routelb-allocator".into()),
-                host: None,
-            }),
-            reporting_component: Some("routelb-allocator".into()),
-            reporting_instance: Some(self.cfg.lease.identity.clone()),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            count: Some(1),
-            ..Default::default()
-        };
-        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), "default");
-        api.create(&Default::default(), &event).await.map(|_| ())
     }
 }

@@ -30,6 +30,7 @@ pub mod annotations {
     pub const ALLOCATION_WARNING: &str = "routelb.io/allocation-warning";
     /// Output: which nodes announce the service, and on which interface.
     pub const ANNOUNCING: &str = "routelb.io/announcing";
+    pub const WITHDRAW_WHEN_NO_ENDPOINTS: &str = "routelb.io/withdraw-when-no-endpoints";
 }
 
 /// Whether a pool's addresses live in a node subnet (one elected node answers ARP/NDP) or are

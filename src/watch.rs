@@ -1,0 +1,72 @@
+//! Watch caches shared by the roles: a reflector per kind, kept current in the background.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::Notify;
+
+/// A cache of every `K`, kept current by a watch in the background; `modify` trims each object
+/// before it is stored. Every watch event wakes the role's loop through `trigger`.
+pub fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    modify: fn(&mut K),
+    trigger: Arc<Notify>,
+) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    cache_with(api, Default::default(), config, name, modify, trigger)
+}
+
+/// [`cache`] for kinds known only at run time (dynamic objects).
+pub fn cache_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    config: watcher::Config,
+    name: &'static str,
+    modify: fn(&mut K),
+    trigger: Arc<Notify>,
+) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let store = writer.as_reader();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(modify),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            match stream.try_next().await {
+                Ok(Some(_)) => trigger.notify_one(),
+                Ok(None) => break,
+                Err(e) => tracing::warn!(watch = name, error = %e, "watch error; retrying"),
+            }
+        }
+    });
+    store
+}
+
+/// A `modify` that keeps objects as they are.
+pub fn keep<K>(_: &mut K) {}
