@@ -130,7 +130,15 @@ impl Netlink {
                 && let Ok(net) = ipnet::IpNet::new(ip, msg.header.prefix_len)
             {
                 let net = net.trunc();
-                if net.prefix_len() < net.max_prefix_len() && !iface.subnets.contains(&net) {
+                // Link-local subnets are on every interface and hold no service address.
+                let link_local = match ip {
+                    IpAddr::V4(v4) => v4.is_link_local(),
+                    IpAddr::V6(v6) => v6.is_unicast_link_local(),
+                };
+                if !link_local
+                    && net.prefix_len() < net.max_prefix_len()
+                    && !iface.subnets.contains(&net)
+                {
                     iface.subnets.push(net);
                 }
             }

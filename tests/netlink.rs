@@ -91,16 +91,31 @@ fn lb_interface_and_owned_addresses() {
             a("198.51.100.7", 24),
         ]
         .into();
-        assert_eq!(nl.converge(index, &first, None).await.unwrap(), (3, 0));
+        assert_eq!(
+            nl.converge(index, &first, None, false)
+                .await
+                .unwrap()
+                .counts(),
+            (3, 0)
+        );
         assert_eq!(nl.owned_addresses(index).await.unwrap(), first);
         assert_eq!(
-            nl.converge(index, &first, None).await.unwrap(),
+            nl.converge(index, &first, None, false)
+                .await
+                .unwrap()
+                .counts(),
             (0, 0),
             "converged: nothing to do"
         );
 
         let second: BTreeSet<IfAddress> = [a("203.0.113.2", 32)].into();
-        assert_eq!(nl.converge(index, &second, None).await.unwrap(), (1, 3));
+        assert_eq!(
+            nl.converge(index, &second, None, false)
+                .await
+                .unwrap()
+                .counts(),
+            (1, 3)
+        );
         assert_eq!(nl.owned_addresses(index).await.unwrap(), second);
         let shown = ip_addrs("kube-lb0");
         assert!(
@@ -115,7 +130,7 @@ fn lb_interface_and_owned_addresses() {
 
         // Addresses with a lifetime expire unless refreshed.
         let leased: BTreeSet<IfAddress> = [a("203.0.113.3", 32), a("2001:db8::3", 128)].into();
-        nl.converge(index, &leased, Some(Duration::from_secs(2)))
+        nl.converge(index, &leased, Some(Duration::from_secs(2)), true)
             .await
             .unwrap();
         assert_eq!(nl.owned_addresses(index).await.unwrap(), leased);
@@ -136,11 +151,20 @@ fn lb_interface_and_owned_addresses() {
             })
             .collect();
         let t = Instant::now();
-        assert_eq!(nl.converge(index, &many, None).await.unwrap(), (1000, 0));
+        assert_eq!(
+            nl.converge(index, &many, None, false)
+                .await
+                .unwrap()
+                .counts(),
+            (1000, 0)
+        );
         let add = t.elapsed();
         let t = Instant::now();
         assert_eq!(
-            nl.converge(index, &BTreeSet::new(), None).await.unwrap(),
+            nl.converge(index, &BTreeSet::new(), None, false)
+                .await
+                .unwrap()
+                .counts(),
             (0, 1000)
         );
         println!(

@@ -122,10 +122,23 @@ fn me_from_facts(cfg: &Config, facts: &[NodeInterface], routed_pools: BTreeSet<S
     }
 }
 
+/// A service as one pass sees it.
+struct Input {
+    addresses: ServiceAddresses,
+    local_traffic: bool,
+    withdraw_without_endpoints: bool,
+    /// The `routelb.io/announcing` annotation and the resourceVersion it was read at.
+    announcing: Option<String>,
+    resource_version: String,
+}
+
 /// Background writes, so a pass never waits on the API server.
 enum Write {
+    /// The announcing annotation, written only if the Service is still at `resource_version`
+    /// (the version the decision was made from): a node with a stale view loses the race.
     Service {
         key: ServiceKey,
+        resource_version: String,
         annotation: Option<String>,
         event: EventSpec,
     },
@@ -158,17 +171,24 @@ async fn writer(
         match w {
             Write::Service {
                 key,
+                resource_version,
                 annotation,
                 event,
             } => {
                 let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
-                let patch = json!({ "metadata": { "annotations": { annotations::ANNOUNCING: annotation } } });
+                let patch = json!({ "metadata": {
+                    "resourceVersion": resource_version,
+                    "annotations": { annotations::ANNOUNCING: annotation },
+                } });
                 match api
                     .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
                     .await
                 {
                     Ok(svc) => events.publish(&svc.object_ref(&()), event).await,
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    // Gone, or changed since: the pass its change wakes decides again.
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                        tracing::debug!(service = %key, code = s.code, "announcing annotation not written")
+                    }
                     Err(e) => fail("Service", e),
                 }
             }
@@ -292,9 +312,13 @@ struct Agent {
     me: watch::Sender<Option<Member>>,
     /// routelb's addresses per interface after the last convergence.
     held: BTreeMap<String, BTreeSet<IfAddress>>,
-    /// What this node last reported per service (annotation value), so nothing is rewritten
-    /// while the cache lags behind our own write.
+    /// The resourceVersion each report of this node was based on: until the cache moves past
+    /// it, the report is in flight and is not sent again.
     reported: HashMap<ServiceKey, String>,
+    /// No reports before then: agents starting together first need to see each other's
+    /// Leases, or each would report itself alone.
+    report_from: Instant,
+    report_pending: bool,
     address_errors: Vec<String>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
@@ -337,6 +361,10 @@ impl Agent {
         };
         self.metrics.live_nodes.set(members.len() as i64);
         let changed = members != self.members;
+        if changed {
+            let names: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
+            tracing::info!(nodes = ?names, "live nodes changed");
+        }
         self.members = members;
         changed
     }
@@ -383,25 +411,27 @@ impl Agent {
             .find(|n| n.name_any() == cfg.node)
             .map(|n| n.labels().clone())
             .unwrap_or_default();
-        let mut inputs: Vec<(ServiceAddresses, bool, bool, Option<String>)> = self
+        let mut inputs: Vec<Input> = self
             .services
             .state()
             .iter()
             .filter_map(|s| {
-                let (a, local, withdraw) = service_input(s, &cfg)?;
-                Some((
-                    a,
-                    local,
-                    withdraw,
-                    s.annotations().get(annotations::ANNOUNCING).cloned(),
-                ))
+                let (addresses, local_traffic, withdraw_without_endpoints) =
+                    service_input(s, &cfg)?;
+                Some(Input {
+                    addresses,
+                    local_traffic,
+                    withdraw_without_endpoints,
+                    announcing: s.annotations().get(annotations::ANNOUNCING).cloned(),
+                    resource_version: s.resource_version().unwrap_or_default(),
+                })
             })
             .collect();
-        inputs.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        inputs.sort_by(|a, b| a.addresses.key.cmp(&b.addresses.key));
         let modes: BTreeMap<String, PoolMode> =
             pools.iter().map(|p| (p.name_any(), p.spec.mode)).collect();
-        inputs.retain(|i| modes.contains_key(&i.0.pool));
-        let all: Vec<ServiceAddresses> = inputs.iter().map(|i| i.0.clone()).collect();
+        inputs.retain(|i| modes.contains_key(&i.addresses.pool));
+        let all: Vec<ServiceAddresses> = inputs.iter().map(|i| i.addresses.clone()).collect();
 
         // Render first: it also says which routed pools this node announces.
         let instances = self.instances.clone().unwrap_or_default();
@@ -432,12 +462,12 @@ impl Agent {
         let none = Readiness::default();
         let candidates: Vec<Candidate> = inputs
             .iter()
-            .map(|(s, local, withdraw, _)| Candidate {
-                service: s,
-                mode: modes[&s.pool],
-                local_traffic: *local,
-                withdraw_without_endpoints: *withdraw,
-                endpoints: readiness.get(&s.key).unwrap_or(&none),
+            .map(|i| Candidate {
+                service: &i.addresses,
+                mode: modes[&i.addresses.pool],
+                local_traffic: i.local_traffic,
+                withdraw_without_endpoints: i.withdraw_without_endpoints,
+                endpoints: readiness.get(&i.addresses.key).unwrap_or(&none),
             })
             .collect();
         let decisions = election::elect(&candidates, &self.members, &cfg.lb_interface);
@@ -576,13 +606,14 @@ impl Agent {
         ok
     }
 
-    fn report_services(
-        &mut self,
-        decisions: &[Decision],
-        inputs: &[(ServiceAddresses, bool, bool, Option<String>)],
-    ) {
+    fn report_services(&mut self, decisions: &[Decision], inputs: &[Input]) {
+        if Instant::now() < self.report_from {
+            self.report_pending = true;
+            return;
+        }
+        self.report_pending = false;
         let mut failed = BTreeSet::new();
-        for (d, (_, _, _, current)) in decisions.iter().zip(inputs) {
+        for (d, input) in decisions.iter().zip(inputs) {
             // What this node could not place although elected to.
             if d.held_by(&self.cfg.node) && !self.address_errors.is_empty() {
                 failed.insert(d.key.clone());
@@ -601,22 +632,18 @@ impl Agent {
                     });
                 }
             }
-            let current = self
-                .reported
-                .get(&d.key)
-                .cloned()
-                .or_else(|| current.clone());
-            if let Some(r) = status::service_report(d, &self.cfg.node, current.as_deref()) {
+            if self.reported.get(&d.key) == Some(&input.resource_version) {
+                continue;
+            }
+            if let Some(r) = status::service_report(d, &self.cfg.node, input.announcing.as_deref()) {
                 self.reported
-                    .insert(d.key.clone(), r.annotation.clone().unwrap_or_default());
+                    .insert(d.key.clone(), input.resource_version.clone());
                 let _ = self.writes.send(Write::Service {
                     key: d.key.clone(),
+                    resource_version: input.resource_version.clone(),
                     annotation: r.annotation,
                     event: r.event,
                 });
-            } else if d.reporter.as_deref() != Some(self.cfg.node.as_str()) {
-                // Another node reports it now; forget ours so we compare with the cache again.
-                self.reported.remove(&d.key);
             }
         }
         self.failed_services = failed;
@@ -815,6 +842,8 @@ pub async fn run(
         me: me_tx,
         held: BTreeMap::new(),
         reported: HashMap::new(),
+        report_from: Instant::now() + cfg.renew_period * 2,
+        report_pending: false,
         address_errors: vec![],
         problems: BTreeSet::new(),
         last_status: None,
@@ -892,6 +921,7 @@ pub async fn run(
                 }
                 _ = resync.tick() => { kind.check_daemon = true; break }
                 _ = refresh.tick() => { kind.refresh = true; break }
+                _ = sleep_until(agent.report_pending.then_some(agent.report_from)) => break,
                 _ = sleep_until(retry_at) => {
                     kind.check_daemon = true;
                     break;

@@ -1,0 +1,566 @@
+//! The node agent end to end: real API server, allocator, agents in network-namespace nodes
+//! with FRR or BIRD, and an upstream FRR router whose kernel table and neighbour cache are the
+//! judges. Needs root, FRR, BIRD and the test API server (KUBECONFIG), as CI provides.
+
+mod common;
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cluster::{Agent, Cluster};
+use common::{Allocator, create_service, service, unique, wait_for};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use routelb::api::{AddressPool, NodeState, RoutingPolicy};
+use serde_json::json;
+
+/// What one test sets up in the cluster: a namespace (also holding the node Leases), a routed
+/// and a local pool inside the lab's ranges, a policy announcing the routed pool, and an
+/// allocator.
+struct Setup {
+    client: Client,
+    ns: String,
+    routed: String,
+    local: String,
+    policy: String,
+    _allocator: Allocator,
+}
+
+impl Setup {
+    async fn new(c: &Cluster, proto: &str) -> Setup {
+        let client = common::client().await;
+        let ns = unique("agent");
+        common::ensure_namespace(&client, &ns, &[]).await;
+        let x = c.index();
+        let routed = unique("rt");
+        let local = unique("lan");
+        let policy = unique("pol");
+        let pools: Api<AddressPool> = Api::all(client.clone());
+        for (name, mode, addresses) in [
+            (
+                &routed,
+                "routed",
+                json!([format!("198.18.{x}.0/27"), format!("2001:db8:78:{x}::/123")]),
+            ),
+            (
+                &local,
+                "local",
+                json!([
+                    format!("10.78.{x}.100-10.78.{x}.131"),
+                    format!("fd00:78:{x}::100-fd00:78:{x}::13f")
+                ]),
+            ),
+        ] {
+            let pool: AddressPool = serde_json::from_value(json!({
+                "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+                "metadata": { "name": name, "labels": { "routelb-test": ns } },
+                "spec": { "addresses": addresses, "mode": mode },
+            }))
+            .unwrap();
+            pools.create(&PostParams::default(), &pool).await.unwrap();
+        }
+        let policies: Api<RoutingPolicy> = Api::all(client.clone());
+        let p: RoutingPolicy = serde_json::from_value(json!({
+            "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+            "metadata": { "name": policy },
+            "spec": { "poolSelector": { "matchLabels": { "routelb-test": ns } }, "protocols": [proto] },
+        }))
+        .unwrap();
+        policies.create(&PostParams::default(), &p).await.unwrap();
+        let allocator = Allocator::start(&unique("alloc"), "alloc", &[]);
+        Setup {
+            client,
+            ns,
+            routed,
+            local,
+            policy,
+            _allocator: allocator,
+        }
+    }
+
+    /// Agents on every node; `extra` flags for all of them.
+    fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
+        (1..=c.nodes).map(|i| Agent::start(c, i, &self.ns, extra)).collect()
+    }
+
+    async fn service(&self, name: &str, pool: &str, spec: serde_json::Value) -> Vec<String> {
+        create_service(
+            &self.client,
+            service(
+                &self.ns,
+                name,
+                json!({ "metadata": { "annotations": { "routelb.io/pool": pool } }, "spec": spec }),
+            ),
+        )
+        .await;
+        let want = if spec.get("ipFamilyPolicy").is_some() { 2 } else { 1 };
+        common::wait_ips(&self.client, &self.ns, name, want).await
+    }
+
+    async fn delete_service(&self, name: &str) {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    async fn announcing(&self, name: &str) -> Option<String> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
+        api.get(name)
+            .await
+            .ok()?
+            .annotations()
+            .get("routelb.io/announcing")
+            .cloned()
+    }
+
+    async fn wait_announcing(&self, name: &str, pred: impl Fn(&str) -> bool) -> String {
+        wait_for(Duration::from_secs(20), || async {
+            let a = self.announcing(name).await.unwrap_or_default();
+            pred(&a).then_some(a)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
+    }
+
+    /// An EndpointSlice for the service, in whichever version the server serves, with one
+    /// endpoint per (node, ready).
+    async fn endpoints(&self, svc: &str, endpoints: &[(String, bool)]) {
+        let ar = routelb::agent::endpoints::slice_resource(&self.client)
+            .await
+            .unwrap();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+        let eps: Vec<serde_json::Value> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (node, ready))| {
+                json!({
+                    "addresses": [format!("10.244.0.{}", i + 1)],
+                    "conditions": { "ready": ready },
+                    "nodeName": node,
+                    "topology": { "kubernetes.io/hostname": node },
+                })
+            })
+            .collect();
+        let slice = json!({
+            "apiVersion": ar.api_version, "kind": "EndpointSlice",
+            "metadata": { "name": format!("{svc}-1"), "namespace": self.ns,
+                          "labels": { "kubernetes.io/service-name": svc } },
+            "addressType": "IPv4",
+            "endpoints": eps,
+            "ports": [{ "port": 80, "protocol": "TCP", "name": "" }],
+        });
+        api.patch(
+            &format!("{svc}-1"),
+            &PatchParams::apply("routelb-tests").force(),
+            &Patch::Apply(&slice),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn node_state(&self, node: &str) -> Option<NodeState> {
+        Api::<NodeState>::all(self.client.clone()).get(node).await.ok()
+    }
+
+    async fn cleanup(&self) {
+        let _ = Api::<RoutingPolicy>::all(self.client.clone())
+            .delete(&self.policy, &DeleteParams::default())
+            .await;
+        for p in [&self.routed, &self.local] {
+            let _ = Api::<AddressPool>::all(self.client.clone())
+                .delete(p, &DeleteParams::default())
+                .await;
+        }
+    }
+}
+
+fn host(prefix_of: &str) -> String {
+    if prefix_of.contains(':') {
+        format!("{prefix_of}/128")
+    } else {
+        format!("{prefix_of}/32")
+    }
+}
+
+fn logs(agents: &[Agent]) -> String {
+    agents
+        .iter()
+        .map(|a| format!("--- agent n{}\n{}", a.node, a.log_tail()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const FAST: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"];
+
+/// Routed addresses over `proto`: every node announces (ECMP at the router), the annotation
+/// and NodeState say so, another service changes no daemon configuration, deletion withdraws.
+async fn routed(proto: &str, daemon: &str, name: &str) {
+    let _serial = common::serial();
+    let c = Cluster::up(name, 3, proto, daemon);
+    let s = Setup::new(&c, proto).await;
+    let agents = s.agents(&c, &FAST);
+    let ips = s
+        .service(
+            "web",
+            &s.routed,
+            json!({ "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"] }),
+        )
+        .await;
+    for ip in &ips {
+        c.wait_nexthops(&host(ip), 3, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    }
+    let ann = s.wait_announcing("web", |a| a.split(',').count() == 3).await;
+    for i in 1..=3 {
+        assert!(ann.contains(&format!("{}/kube-lb0", c.node_name(i))), "{ann}");
+    }
+    common::wait_event(&s.client, &s.ns, "web", "Announcing").await;
+    let state = wait_for(Duration::from_secs(10), || async {
+        let st = s.node_state(&c.node_name(1)).await?.status?;
+        ips.iter()
+            .all(|ip| st.announced_prefixes.contains(&host(ip)))
+            .then_some(st)
+    })
+    .await
+    .expect("NodeState of node 1 lists both addresses");
+    assert_eq!(state.daemon.as_deref(), Some(daemon));
+    assert!(state.address_count >= 2, "{state:?}");
+    assert!(state.fragment_hash.is_some());
+    let ready = state.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{state:?}");
+
+    // Service churn reaches netlink only: no daemon apply for a second service.
+    let applies = |a: &Agent| {
+        std::fs::read_to_string(&a.log)
+            .unwrap_or_default()
+            .matches("fragment applied")
+            .count()
+    };
+    let before: Vec<usize> = agents.iter().map(applies).collect();
+    let more = s.service("api", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&more[0]), 3, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(agents.iter().map(applies).collect::<Vec<_>>(), before);
+
+    s.delete_service("web").await;
+    for ip in &ips {
+        c.wait_nexthops(&host(ip), 0, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    }
+    for i in 1..=3 {
+        assert!(!c.ip_node(i, &["addr", "show", "kube-lb0"]).contains(&ips[0]));
+    }
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routed_bgp_frr_dual_stack_ecmp() {
+    routed("bgp", "frr", "ag-bgp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routed_ospf_frr_dual_stack_ecmp() {
+    routed("ospf", "frr", "ag-ospf").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routed_bgp_bird_dual_stack_ecmp() {
+    routed("bgp", "bird", "ag-bird").await;
+}
+
+/// Local addresses: one holder on the subnet, announced with GARP/NA; graceful and hard
+/// failover move them; a dead agent's address expires with its lifetime.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_election_and_failover() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-local", 3, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let mut args = FAST.to_vec();
+    args.extend(["--address-lifetime", "6s"]);
+    let mut agents = s.agents(&c, &args);
+    let ips = s
+        .service(
+            "lan",
+            &s.local,
+            json!({ "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"] }),
+        )
+        .await;
+    let (v4, v6) = (ips[0].clone(), ips[1].clone());
+    let holder = wait_for(Duration::from_secs(20), || async {
+        let h4 = c.holders(&v4);
+        (h4.len() == 1 && c.holders(&v6) == h4).then(|| h4[0])
+    })
+    .await
+    .unwrap_or_else(|| panic!("never one holder of {v4} and {v6}\n{}", logs(&agents)));
+    // On the subnet's interface with the subnet's length, and announced to the segment.
+    assert!(c.ip_node(holder, &["addr", "show", "eth0"]).contains(&format!("{v4}/24")));
+    let mac = |i: usize| c.node_var(i, "MAC").to_lowercase();
+    let neigh = wait_for(Duration::from_secs(5), || async {
+        c.router_neigh(&v4).filter(|m| *m == mac(holder))
+    })
+    .await;
+    assert!(neigh.is_some(), "the router never learned {v4} at node {holder} (GARP)");
+    let neigh6 = wait_for(Duration::from_secs(5), || async {
+        c.router_neigh(&v6).filter(|m| *m == mac(holder))
+    })
+    .await;
+    assert!(neigh6.is_some(), "the router never learned {v6} at node {holder} (NA)");
+    let ann = s.wait_announcing("lan", |a| !a.is_empty()).await;
+    assert_eq!(ann, format!("{}/eth0", c.node_name(holder)));
+
+    // Graceful: the holder leaves; another node takes over at once and tells the segment.
+    let t = Instant::now();
+    agents[holder - 1].stop_gracefully();
+    let next = wait_for(Duration::from_secs(10), || async {
+        let h = c.holders(&v4);
+        (h.len() == 1 && h[0] != holder).then(|| h[0])
+    })
+    .await
+    .unwrap_or_else(|| panic!("no graceful takeover\n{}", logs(&agents)));
+    eprintln!("graceful failover: {:?}", t.elapsed());
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.ns);
+    assert!(
+        leases
+            .get_opt(&format!("routelb-node-{}", c.node_name(holder)))
+            .await
+            .unwrap()
+            .is_none(),
+        "the leaving agent deleted its lease"
+    );
+    wait_for(Duration::from_secs(5), || async {
+        c.router_neigh(&v4).filter(|m| *m == mac(next))
+    })
+    .await
+    .expect("the router learned the new holder's MAC");
+    s.wait_announcing("lan", |a| a == format!("{}/eth0", c.node_name(next)))
+        .await;
+    common::wait_event(&s.client, &s.ns, "lan", "AnnouncementMoved").await;
+
+    // Hard: the new holder's node dies (agent killed, link down).
+    let t = Instant::now();
+    agents[next - 1].kill_hard();
+    c.ip_node(next, &["link", "set", "eth0", "down"]);
+    let third = wait_for(Duration::from_secs(15), || async {
+        let h: Vec<usize> = c.holders(&v4).into_iter().filter(|&h| h != next).collect();
+        (h.len() == 1).then(|| h[0])
+    })
+    .await
+    .unwrap_or_else(|| panic!("no hard takeover\n{}", logs(&agents)));
+    eprintln!("hard failover (lease 1.5 s): {:?}", t.elapsed());
+    assert!(third != holder && third != next);
+    // The dead agent's address goes away by itself: its lifetime is not refreshed.
+    wait_for(Duration::from_secs(15), || async {
+        (!c.holders(&v4).contains(&next)).then_some(())
+    })
+    .await
+    .expect("the dead agent's address expired");
+
+    // The first node comes back: the address returns to its best-ranked node, and only one
+    // node holds it at any time after the move settles.
+    agents[holder - 1].restart();
+    wait_for(Duration::from_secs(15), || async {
+        (c.holders(&v4) == vec![holder]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the address did not return to node {holder}\n{}", logs(&agents)));
+    s.cleanup().await;
+}
+
+/// externalTrafficPolicy Local: only nodes with ready endpoints announce; the announcement
+/// follows the endpoints. withdraw-when-no-endpoints applies under Cluster policy too.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_decide_who_announces() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-etp", 3, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let agents = s.agents(&c, &FAST);
+    let n = |i: usize| c.node_name(i);
+
+    let ips = s
+        .service("etp", &s.routed, json!({ "externalTrafficPolicy": "Local" }))
+        .await;
+    let p = host(&ips[0]);
+    // No endpoints yet: nobody announces.
+    s.wait_announcing("etp", |a| a.is_empty()).await;
+    assert_eq!(c.nexthops(&p), 0);
+    s.endpoints("etp", &[(n(2), true), (n(3), false)]).await;
+    c.wait_nexthops(&p, 1, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert!(c.route(&p).contains(c.node_var(2, "V4")), "{}", c.route(&p));
+    s.endpoints("etp", &[(n(1), true), (n(2), false), (n(3), true)])
+        .await;
+    c.wait_nexthops(&p, 2, Duration::from_secs(20)).unwrap();
+    let r = c.route(&p);
+    assert!(r.contains(c.node_var(1, "V4")) && r.contains(c.node_var(3, "V4")) && !r.contains(c.node_var(2, "V4")), "{r}");
+    s.endpoints("etp", &[(n(1), false)]).await;
+    c.wait_nexthops(&p, 0, Duration::from_secs(20)).unwrap();
+    common::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
+
+    // A local address under ETP Local goes to a node with an endpoint.
+    let lan = s
+        .service("etp-lan", &s.local, json!({ "externalTrafficPolicy": "Local" }))
+        .await;
+    s.endpoints("etp-lan", &[(n(3), true)]).await;
+    wait_for(Duration::from_secs(20), || async {
+        (c.holders(&lan[0]) == vec![3]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the local address never went to node 3\n{}", logs(&agents)));
+    s.endpoints("etp-lan", &[(n(3), false), (n(1), true)]).await;
+    wait_for(Duration::from_secs(20), || async {
+        (c.holders(&lan[0]) == vec![1]).then_some(())
+    })
+    .await
+    .expect("the local address followed the endpoint to node 1");
+
+    // Cluster policy with withdraw-when-no-endpoints.
+    create_service(
+        &s.client,
+        service(
+            &s.ns,
+            "strict",
+            json!({ "metadata": { "annotations": {
+                "routelb.io/pool": s.routed, "routelb.io/withdraw-when-no-endpoints": "true" } } }),
+        ),
+    )
+    .await;
+    let strict = common::wait_ips(&s.client, &s.ns, "strict", 1).await;
+    let sp = host(&strict[0]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.nexthops(&sp), 0, "announced without endpoints");
+    // A ready endpoint anywhere (even on a node without an agent) and every node announces.
+    s.endpoints("strict", &[("elsewhere".into(), true)]).await;
+    c.wait_nexthops(&sp, 3, Duration::from_secs(20)).unwrap();
+    s.cleanup().await;
+}
+
+/// Watches the router and the nodes while something happens: records moments when a route
+/// had other nexthops than `routes` say, or the local address was not on its one holder.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    samples: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(c: &Cluster, routes: Vec<(String, usize)>, local: Option<(String, usize)>) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(AtomicUsize::new(0));
+        let (s, n) = (stop.clone(), samples.clone());
+        let c = Cluster::attach(c);
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                for (p, want) in &routes {
+                    let got = c.nexthops(p);
+                    if got != *want {
+                        seen.push(format!("{p}: {got} nexthops"));
+                    }
+                }
+                if let Some((ip, holder)) = &local {
+                    let h = c.holders(ip);
+                    if h != vec![*holder] {
+                        seen.push(format!("{ip} held by {h:?}"));
+                    }
+                }
+                n.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        Watch {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; returns what went wrong, if anything.
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.thread.take().unwrap().join().unwrap();
+        (self.samples.load(Ordering::Relaxed), seen)
+    }
+}
+
+/// A routed service on both nodes and a local one on its holder, steady.
+async fn steady(c: &Cluster, s: &Setup, agents: &[Agent]) -> (String, String, usize) {
+    let routed = s.service("r", &s.routed, json!({})).await;
+    let local = s.service("l", &s.local, json!({})).await;
+    let p = host(&routed[0]);
+    c.wait_nexthops(&p, c.nodes, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(agents)));
+    let holder = wait_for(Duration::from_secs(20), || async {
+        let h = c.holders(&local[0]);
+        (h.len() == 1).then(|| h[0])
+    })
+    .await
+    .expect("one holder");
+    (p, local[0].clone(), holder)
+}
+
+/// An agent killed and started again finds its addresses and announcements in place: no
+/// withdrawal, no second holder, nothing moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_restart_does_not_flap() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-restart", 2, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let mut agents = s.agents(&c, &FAST);
+    let (p, local, holder) = steady(&c, &s, &agents).await;
+    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    agents[holder - 1].restart();
+    // Long enough for the new process to sync, elect and converge several times.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (samples, glitches) = w.finish();
+    assert!(samples > 50, "watched only {samples} times");
+    assert!(glitches.is_empty(), "flapped: {glitches:?}\n{}", logs(&agents));
+    assert!(
+        std::fs::read_to_string(&agents[holder - 1].log)
+            .unwrap()
+            .matches("caches synced")
+            .count()
+            >= 2,
+        "the agent really restarted"
+    );
+    s.cleanup().await;
+}
+
+/// The API server unreachable for 30 s (longer than 20 lease durations): nothing announced
+/// is withdrawn and nothing moves, during the outage or after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_outage_withdraws_nothing() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-outage", 2, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let agents = s.agents(&c, &FAST);
+    let (p, local, holder) = steady(&c, &s, &agents).await;
+    s.wait_announcing("l", |a| !a.is_empty()).await;
+    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    for a in &agents {
+        a.proxy.cut(true);
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for a in &agents {
+        a.proxy.cut(false);
+    }
+    // Through reconnection and the grace period after it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (samples, glitches) = w.finish();
+    assert!(samples > 500, "watched only {samples} times");
+    assert!(glitches.is_empty(), "withdrew or moved: {glitches:?}\n{}", logs(&agents));
+    let reasons = common::event_reasons(&s.client, &s.ns, "l").await;
+    assert!(
+        !reasons.iter().any(|r| r == "AnnouncementMoved" || r == "NotAnnounced"),
+        "{reasons:?}"
+    );
+    // And the agents work again: a new service is announced.
+    let again = s.service("after", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&again[0]), 2, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    s.cleanup().await;
+}

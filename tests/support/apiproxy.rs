@@ -1,0 +1,122 @@
+//! Makes the test API server (on the host's 127.0.0.1) reachable from inside a lab node's
+//! network namespace at the same address, so an agent running there uses the ordinary
+//! kubeconfig. The listening socket is created inside the namespace, connections to the
+//! server are made from the host namespace; no traffic leaves loopback.
+//!
+//! `cut(true)` drops every connection and refuses new ones: the node loses the API server,
+//! as in an outage.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn setns(f: &File) -> io::Result<()> {
+    // SAFETY: setns(2) on an open namespace file; affects only the calling thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub struct ApiProxy {
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    port: u16,
+    netns: String,
+}
+
+impl ApiProxy {
+    /// Listens on 127.0.0.1:`port` inside `netns` and forwards to 127.0.0.1:`port` here.
+    pub fn start(netns: &str, port: u16) -> ApiProxy {
+        let host = File::open("/proc/self/ns/net").expect("own netns");
+        let target = File::open(format!("/var/run/netns/{netns}")).expect("lab netns exists");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (s, c, o) = (stop.clone(), cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            setns(&target).expect("enter the lab netns");
+            let listener = TcpListener::bind(("127.0.0.1", port));
+            setns(&host).expect("back to the host netns");
+            let listener = match listener {
+                Ok(l) => l,
+                Err(e) => {
+                    tx.send(Err(e)).unwrap();
+                    return;
+                }
+            };
+            listener.set_nonblocking(true).unwrap();
+            tx.send(Ok(())).unwrap();
+            while !s.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                if c.load(Ordering::Relaxed) {
+                    drop(client);
+                    continue;
+                }
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut open = o.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        rx.recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("proxy in {netns} on port {port}: {e}"));
+        ApiProxy {
+            stop,
+            cut,
+            open,
+            port,
+            netns: netns.to_string(),
+        }
+    }
+
+    /// Cuts the node off the API server (drops connections, refuses new ones), or restores it.
+    pub fn cut(&self, off: bool) {
+        self.cut.store(off, Ordering::Relaxed);
+        if off {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for ApiProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cut(true);
+    }
+}
