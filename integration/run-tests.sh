@@ -24,8 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Labs left over by an interrupted run would hold namespaces and daemons.
+# Labs and clusters left over by an interrupted run would hold namespaces and daemons.
 bash integration/lab/lab.sh down-all >/dev/null 2>&1 || true
+bash integration/lab/cluster.sh down-all >/dev/null 2>&1 || true
 
 log "test control plane (kube-apiserver + etcd on loopback)"
 # Stop it afterwards only if this run started it.

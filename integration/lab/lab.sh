@@ -32,20 +32,17 @@
 set -euo pipefail
 
 LAB_ROOT="${ROUTELB_LAB_ROOT:-/tmp/routelb-lab}"
+CLUSTER_ROOT="${ROUTELB_CLUSTER_ROOT:-/tmp/routelb-cluster}" # cluster.sh's labs
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-FRR_BIN="${ROUTELB_LAB_FRR_BIN:-/usr/lib/frr}"
-FRR_RUN="/var/run/frr"
-FRR_ETC="/etc/frr"
+LOG_TAG=lab
+# shellcheck source=integration/lab/lib.sh
+. "$(dirname "$SELF")/lib.sh"
 
 NODE_AS=64512
 RTR_AS=64500
 NODE_IF="eth-rtr"   # the node's veth end (it faces the router)
 RTR_IF="eth-node"   # the router's veth end (it faces the node)
-LB_IF="kube-lb0"    # where routelb puts service addresses
 ISIS_TAG="LAB"
-
-log() { printf 'lab: %s\n' "$*" >&2; }
-die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
   sed -n '2,/^set -euo/p' "$SELF" | sed -e '/^set -euo/d' -e '/shellcheck\|LAB_\* variables/d' \
@@ -53,15 +50,10 @@ usage() {
   exit 2
 }
 
-# Milliseconds / microseconds since the epoch without forking (bash >= 5).
-now_us() { local t=${EPOCHREALTIME/./}; echo "${t}"; }
-
 check_name() {
   [[ "$1" =~ ^[a-z0-9][a-z0-9-]{0,19}$ ]] ||
     die "bad lab name '$1': use 1-20 chars of [a-z0-9-], starting with a letter or digit"
 }
-
-require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
 
 # ---------------------------------------------------------------- state helpers
 # Each lab has LAB_ROOT/NAME/ holding: state (the LAB_* variables, sourced back),
@@ -94,94 +86,19 @@ print_env() {
 }
 
 # ---------------------------------------------------------------- process helpers
-
-# Run a command in namespace $1 with its own UTS namespace whose hostname is $2.
-# FRR started with -N takes its hostname from uname(); without a per-instance hostname
-# every `show running-config` (and so frr-reload.py) sees a hostname diff.
-ns_uts_exec() {
-  local ns=$1 host=$2
-  shift 2
-  # shellcheck disable=SC2016 # expanded by the inner sh
-  ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" "$@"
-}
+# (ns_uts_exec, kill_in_ns, wait_for_path and the rest are in lib.sh)
 
 # vtysh for FRR instance (pathspace) $1, under the same hostname as its daemons.
-frr_vtysh() {
-  local ps=$1
-  shift
-  # shellcheck disable=SC2016 # expanded by the inner sh
-  unshare --uts sh -c 'ps=$0 dir=$1; shift; hostname "$ps" && exec vtysh --config_dir "$dir" -N "$ps" "$@"' \
-    "$ps" "$LAB_DIR/frr" "$@"
-}
-
-# Kill pid $1 if it is alive and lives in namespace $2 (guards against pid reuse).
-kill_in_ns() {
-  local pid=$1 ns=$2 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  [ "$(ip netns identify "$pid" 2>/dev/null)" = "$ns" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  log "pid $pid ($ns) ignored SIGTERM for 5 s, sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-wait_for_path() { # PATH TIMEOUT_S WHAT
-  local p=$1 deadline=$(($(date +%s) + $2))
-  until [ -e "$p" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || die "timed out waiting for $3 ($p)"
-    sleep 0.05
-  done
-}
+frr_vtysh() { frr_vtysh_at "$LAB_DIR/frr" "$@"; }
 
 # ---------------------------------------------------------------- network
 
-# Pick the lab's subnet index X (172.30.X.0/24, fd00:30:X::/64): a hash of the name,
-# moved on to the next free value if another lab already holds it. Labs never see each
-# other (separate namespaces), so this only keeps addresses distinct in logs/diagnostics.
-pick_index() {
-  local name=$1 want=${2:-} x used i
-  used=" "
-  for f in "$LAB_ROOT"/*/state; do
-    [ -r "$f" ] || continue
-    [ "$(basename "$(dirname "$f")")" = "$name" ] && continue
-    used+="$(sed -n 's/^LAB_INDEX=//p' "$f") "
-  done
-  if [ -n "$want" ]; then
-    if ! [[ "$want" =~ ^[0-9]+$ ]] || [ "$want" -lt 1 ] || [ "$want" -gt 254 ]; then
-      die "--index must be 1..254"
-    fi
-    [[ "$used" != *" $want "* ]] || die "index $want is used by another lab"
-    echo "$want"
-    return
-  fi
-  x=$(($(printf '%s' "$name" | cksum | cut -d' ' -f1) % 250 + 1))
-  for i in $(seq 0 253); do
-    local c=$(((x - 1 + i) % 254 + 1))
-    if [[ "$used" != *" $c "* ]]; then
-      echo "$c"
-      return
-    fi
-  done
-  die "no free lab index"
-}
+# The lab's subnet index X (172.30.X.0/24, fd00:30:X::/64): see pick_index in lib.sh.
 
 # Create both namespaces, the veth between them and kube-lb0 on the node.
 make_net() {
-  local ns
-  for ns in "$LAB_NODE_NS" "$LAB_RTR_NS"; do
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    # No IPv6 DAD in the lab: the veth's link-local and global addresses are usable at
-    # once instead of "tentative" for ~1-2 s (OSPFv3, RIPng and the IPv6 BGP session need
-    # them). kube-lb0 (dummy/ifb) is NOARP, so the kernel skips DAD there anyway. Set on
-    # "default" before any interface exists so that all of them inherit it.
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-      net.ipv6.conf.all.dad_transmits=0 net.ipv6.conf.default.dad_transmits=0
-    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-  done
+  netns_add "$LAB_NODE_NS"
+  netns_add "$LAB_RTR_NS"
   ip link add "$NODE_IF" netns "$LAB_NODE_NS" type veth peer name "$RTR_IF" netns "$LAB_RTR_NS"
   ip -n "$LAB_NODE_NS" addr add "$LAB_NODE_V4/24" dev "$NODE_IF"
   ip -n "$LAB_NODE_NS" addr add "$LAB_NODE_V6/64" dev "$NODE_IF" nodad
@@ -204,10 +121,9 @@ make_net() {
 }
 
 # ---------------------------------------------------------------- FRR configs
-# Shared fast-convergence settings. The node's base config is what a network team would
-# hand to routelb: the protocol and the adjacency, and no redistribution of its own.
-# routelb adds ROUTELB-* prefix-lists/route-maps and `redistribute connected route-map
-# ROUTELB-...` inside these router contexts at run time.
+# The shared fast-convergence pieces (frr_bgp_conf, frr_ospf_iface, frr_ospf_routers)
+# are in lib.sh. The node's base config is what a network team would hand to routelb:
+# the protocol and the adjacency, and no redistribution of its own.
 
 # $1 = node|rtr
 frr_conf() {
@@ -219,78 +135,16 @@ frr_conf() {
     me_v4=$LAB_RTR_V4 peer_v4=$LAB_NODE_V4 peer_v6=$LAB_NODE_V6
     me_as=$RTR_AS peer_as=$NODE_AS ifname=$RTR_IF sysid=0000.0000.0001 host=$LAB_RTR_FRR
   fi
-  cat <<EOF
-frr defaults traditional
-hostname $host
-service integrated-vtysh-config
-!
-EOF
+  frr_conf_header "$host"
   case $LAB_PROTO in
-  bgp)
-    # Two eBGP sessions: IPv4 unicast over the IPv4 session, IPv6 unicast over the IPv6
-    # session (no extended next hop needed). route-map delay-timer 1: bgpd otherwise holds
-    # route-map changes (and so routelb's new redistribute) for 5 s; 0 would disable
-    # route-map change processing altogether. ebgp-requires-policy is off: with FRR's
-    # default (on) nothing is sent to an eBGP peer without an outbound policy.
-    cat <<EOF
-bgp route-map delay-timer 1
-!
-router bgp $me_as
- bgp router-id $me_v4
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- bgp log-neighbor-changes
- coalesce-time 100
- timers bgp 3 9
- neighbor $peer_v4 remote-as $peer_as
- neighbor $peer_v4 timers connect 1
- neighbor $peer_v4 advertisement-interval 0
- neighbor $peer_v6 remote-as $peer_as
- neighbor $peer_v6 timers connect 1
- neighbor $peer_v6 advertisement-interval 0
- !
- address-family ipv4 unicast
-  neighbor $peer_v4 activate
- exit-address-family
- !
- address-family ipv6 unicast
-  neighbor $peer_v6 activate
- exit-address-family
-exit
-!
-EOF
-    ;;
+  bgp) frr_bgp_conf "$me_as" "$me_v4" "$peer_as" "$peer_v4" "$peer_v6" ;;
   ospf)
-    cat <<EOF
-interface $ifname
- ip ospf area 0
- ip ospf network point-to-point
- ip ospf hello-interval 1
- ip ospf dead-interval 3
- ipv6 ospf6 area 0
- ipv6 ospf6 network point-to-point
- ipv6 ospf6 hello-interval 1
- ipv6 ospf6 dead-interval 3
-exit
-!
-router ospf
- ospf router-id $me_v4
- timers throttle spf 0 50 1000
- timers throttle lsa all 0
- timers lsa min-arrival 0
-exit
-!
-router ospf6
- ospf6 router-id $me_v4
- timers throttle spf 0 50 1000
- timers lsa min-arrival 0
-exit
-!
-EOF
+    frr_ospf_iface "$ifname" point-to-point
+    frr_ospf_routers "$me_v4"
     ;;
   isis)
     # Level-2-only, wide metrics, single topology (IPv4 + IPv6 reachability in one LSP).
-    cat <<EOF
+    cat <<EOC
 interface $ifname
  ip router isis $ISIS_TAG
  ipv6 router isis $ISIS_TAG
@@ -308,10 +162,10 @@ router isis $ISIS_TAG
  spf-delay-ietf init-delay 0 short-delay 0 long-delay 100 holddown 100 time-to-learn 100
 exit
 !
-EOF
+EOC
     ;;
   rip)
-    cat <<EOF
+    cat <<EOC
 router rip
  version 2
  network $ifname
@@ -323,118 +177,31 @@ router ripng
  timers basic 5 15 10
 exit
 !
-EOF
+EOC
     ;;
   esac
 }
 
-frr_daemons() {
-  case $LAB_PROTO in
-  bgp) echo "zebra bgpd" ;;
-  ospf) echo "zebra ospfd ospf6d" ;;
-  isis) echo "zebra isisd" ;;
-  rip) echo "zebra ripd ripngd" ;;
-  esac
-}
+frr_daemons() { frr_daemons_for "$LAB_PROTO"; }
 
-# Start one FRR instance: $1 = namespace, $2 = pathspace.
-# Layout: configs in LAB_DIR/frr/<ps>/ (frr.conf + vtysh.conf); /etc/frr/<ps> is a
-# symlink to it so that plain `vtysh -N <ps>` (write memory, -b) and
-# `frr-reload.py -N <ps>` find it too; sockets and pid files in /var/run/frr/<ps>/.
+# Start one FRR instance: $1 = namespace, $2 = pathspace, $3 = node|rtr.
 start_frr() {
-  local ns=$1 ps=$2 side=$3 d cdir="$LAB_DIR/frr/$2" out
-  mkdir -p "$cdir"
-  frr_conf "$side" >"$cdir/frr.conf"
-  printf 'service integrated-vtysh-config\n' >"$cdir/vtysh.conf"
-  chown -R frr:frr "$cdir"
-  chmod 0750 "$cdir"
-  if [ -e "$FRR_ETC/$ps" ] && [ ! -L "$FRR_ETC/$ps" ]; then
-    die "$FRR_ETC/$ps exists and is not a lab symlink; refusing to touch it"
-  fi
-  ln -sfn "$cdir" "$FRR_ETC/$ps"
-  install -d -o frr -g frr -m 0755 "$FRR_RUN"
-  rm -rf "${FRR_RUN:?}/$ps"
-  install -d -o frr -g frr -m 0755 "$FRR_RUN/$ps"
-  for d in $(frr_daemons); do
-    local extra=()
-    [ "$d" = zebra ] && extra=(-s 90000000) # netlink receive buffer
-    # -P 0: no TCP vty listener. The config comes from vtysh -b below, so the daemons
-    # start with no config file of their own (-f /dev/null).
-    # Startup chatter (e.g. zebra's "Disabling MPLS support") goes to startup.err.
-    if ! ns_uts_exec "$ns" "$ps" "$FRR_BIN/$d" -d -N "$ps" -P 0 -f /dev/null \
-      --log "file:$cdir/frr.log" --log-level informational "${extra[@]}" 2>>"$cdir/startup.err"; then
-      cat "$cdir/startup.err" >&2
-      die "$ps: $d failed to start"
-    fi
-    wait_for_path "$FRR_RUN/$ps/$d.vty" 10 "$ps $d"
-    [ "$d" = zebra ] && wait_for_path "$FRR_RUN/$ps/zserv.api" 10 "$ps zebra API socket"
-  done
-  # Apply frr.conf through vtysh, as frrinit.sh does with integrated config.
-  if ! out=$(frr_vtysh "$ps" -b 2>&1); then
-    printf '%s\n' "$out" >&2
-    die "vtysh -b failed for $ps"
-  fi
-  if grep -qiE 'unknown command|error|warning: ' <<<"$out"; then
-    printf '%s\n' "$out" >&2
-    die "frr.conf of $ps did not apply cleanly"
-  fi
+  local ns=$1 ps=$2 side=$3
+  mkdir -p "$LAB_DIR/frr/$ps"
+  frr_conf "$side" >"$LAB_DIR/frr/$ps/frr.conf"
+  # shellcheck disable=SC2046 # one daemon per word
+  frr_start "$ns" "$ps" "$LAB_DIR/frr" $(frr_daemons)
 }
 
 # ---------------------------------------------------------------- BIRD configs
 
 bird_conf() {
-  local proto_block
+  bird_conf_base "$LAB_DIR/bird/bird.log" "$LAB_NODE_V4" "$LAB_BIRD_INCLUDE"
   case $LAB_PROTO in
-  bgp)
-    proto_block=$(
-      cat <<EOF
-# IPv4 unicast over the IPv4 session, IPv6 unicast over the IPv6 session.
-template bgp rtr_tpl {
-  local as $NODE_AS;
-  hold time 9;
-  keepalive time 3;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 5;
-}
-
-protocol bgp rtr4 from rtr_tpl {
-  source address $LAB_NODE_V4;
-  neighbor $LAB_RTR_V4 as $RTR_AS;
-  ipv4 { import all; export where routelb_export_bgp(); };
-}
-
-protocol bgp rtr6 from rtr_tpl {
-  source address $LAB_NODE_V6;
-  neighbor $LAB_RTR_V6 as $RTR_AS;
-  ipv6 { import all; export where routelb_export_bgp(); };
-}
-EOF
-    )
-    ;;
-  ospf)
-    proto_block=$(
-      cat <<EOF
-protocol ospf v2 ospf4 {
-  ipv4 { import all; export where routelb_export_ospf(); };
-  area 0 {
-    interface "$NODE_IF" { type ptp; hello 1; dead 3; };
-  };
-}
-
-# OSPFv3 runs over the interface's IPv6 link-local address (kernel-generated on the veth).
-protocol ospf v3 ospf6 {
-  ipv6 { import all; export where routelb_export_ospf(); };
-  area 0 {
-    interface "$NODE_IF" { type ptp; hello 1; dead 3; };
-  };
-}
-EOF
-    )
-    ;;
+  bgp) bird_bgp_block "$NODE_AS" "$RTR_AS" "$LAB_NODE_V4" "$LAB_RTR_V4" "$LAB_NODE_V6" "$LAB_RTR_V6" ;;
+  ospf) bird_ospf_block "$NODE_IF" "type ptp; hello 1; dead 3;" ;;
   rip)
-    proto_block=$(
-      cat <<EOF
+    cat <<EOC
 protocol rip rip4 {
   ipv4 { import all; export where routelb_export_rip(); };
   interface "$NODE_IF" { update time 5; timeout time 15; garbage time 10; };
@@ -445,63 +212,16 @@ protocol rip ng rip6 {
   ipv6 { import all; export where routelb_export_rip(); };
   interface "$NODE_IF" { update time 5; timeout time 15; garbage time 10; };
 }
-EOF
-    )
+EOC
     ;;
   esac
-  cat <<EOF
-# Base BIRD config of the lab node, as a network team would write it for routelb.
-# routelb owns the included file: it defines the routelb_export_*() filter functions
-# used below and "protocol direct routelb_direct" on $LB_IF. The include comes before the
-# protocols because BIRD functions must be defined before they are used.
-log "$LAB_DIR/bird/bird.log" all;
-router id $LAB_NODE_V4;
-
-include "$LAB_BIRD_INCLUDE";
-
-protocol device {
-  scan time 10;
-}
-
-# Nothing goes to the node's kernel; the large netlink buffer keeps BIRD from losing
-# netlink messages on bursts of address/route changes.
-protocol kernel kernel4 {
-  ipv4 { import none; export none; };
-  netlink rx buffer 8388608;
-}
-
-protocol kernel kernel6 {
-  ipv6 { import none; export none; };
-  netlink rx buffer 8388608;
-}
-
-$proto_block
-EOF
-}
-
-# The initial routelb include: export nothing, and the direct protocol routelb uses.
-bird_include_initial() {
-  cat <<EOF
-# Placeholder written by the lab; routelb rewrites this file and runs "birdc configure".
-protocol direct routelb_direct {
-  ipv4;
-  ipv6;
-  interface "$LB_IF";
-}
-
-function routelb_export_bgp() { return false; }
-function routelb_export_ospf() { return false; }
-function routelb_export_rip() { return false; }
-EOF
 }
 
 start_bird() {
   mkdir -p "$LAB_DIR/bird"
   bird_include_initial >"$LAB_BIRD_INCLUDE"
   bird_conf >"$LAB_BIRD_CONF"
-  bird -p -c "$LAB_BIRD_CONF" || die "bird rejected $LAB_BIRD_CONF"
-  ip netns exec "$LAB_NODE_NS" bird -c "$LAB_BIRD_CONF" -s "$LAB_BIRD_SOCKET" -P "$LAB_BIRD_PID"
-  wait_for_path "$LAB_BIRD_SOCKET" 10 "bird control socket"
+  bird_start "$LAB_NODE_NS" "$LAB_BIRD_CONF" "$LAB_BIRD_SOCKET" "$LAB_BIRD_PID"
 }
 
 # ---------------------------------------------------------------- readiness
@@ -619,12 +339,10 @@ cmd_up() {
   if [ "$node" = bird ] && [ "$proto" = isis ]; then
     die "up: BIRD has no IS-IS implementation; use --node frr for --proto isis"
   fi
-  if ! command -v vtysh >/dev/null || [ ! -x "$FRR_BIN/zebra" ]; then
-    die "FRR not installed (apt-get install -y frr frr-pythontools)"
-  fi
-  if [ "$node" = bird ]; then
-    command -v bird >/dev/null || die "BIRD not installed (apt-get install -y bird2)"
-  fi
+  require_frr
+  [ "$node" = bird ] && require_bird
+  # cluster.sh names its router namespace and FRR pathspace NAME-rtr as well.
+  [ ! -e "$CLUSTER_ROOT/$name/state" ] || die "up: '$name' is a cluster.sh cluster; pick another name"
 
   mkdir -p "$LAB_ROOT"
   # Serialise creation so parallel `up`s pick distinct indexes.
@@ -654,7 +372,7 @@ cmd_up() {
 
   local x t0
   t0=$(now_us)
-  x=$(pick_index "$name" "$index")
+  x=$(pick_index "$LAB_ROOT" LAB_INDEX "$name" "$index")
   LAB_NAME=$name LAB_INDEX=$x LAB_DIR=$(lab_dir "$name")
   LAB_NODE_KIND=$node LAB_ROUTER_KIND=$router LAB_PROTO=$proto
   LAB_NODE_NS="$name-node" LAB_RTR_NS="$name-rtr"
@@ -706,66 +424,34 @@ cmd_up() {
 
 # Small executables a test can hand to routelb as its vtysh/birdc command.
 write_wrappers() {
-  cat >"$LAB_DIR/bin/vtysh-rtr" <<EOF
-#!/bin/sh
-# vtysh for lab $LAB_NAME's router FRR (pathspace $LAB_RTR_FRR) with a matching hostname.
-exec unshare --uts sh -c 'hostname "\$0" && exec vtysh --config_dir "$LAB_DIR/frr" -N "\$0" "\$@"' "$LAB_RTR_FRR" "\$@"
-EOF
+  write_vtysh_wrapper "$LAB_DIR/bin/vtysh-rtr" "$LAB_DIR/frr" "$LAB_RTR_FRR" "lab $LAB_NAME's router FRR"
   if [ -n "$LAB_NODE_FRR" ]; then
-    cat >"$LAB_DIR/bin/vtysh-node" <<EOF
-#!/bin/sh
-# vtysh for lab $LAB_NAME's node FRR (pathspace $LAB_NODE_FRR) with a matching hostname.
-exec unshare --uts sh -c 'hostname "\$0" && exec vtysh --config_dir "$LAB_DIR/frr" -N "\$0" "\$@"' "$LAB_NODE_FRR" "\$@"
-EOF
+    write_vtysh_wrapper "$LAB_DIR/bin/vtysh-node" "$LAB_DIR/frr" "$LAB_NODE_FRR" "lab $LAB_NAME's node FRR"
   fi
-  # A drop-in "vtysh" for tools that call vtysh themselves with -N/--pathspace, above all
-  # frr-reload.py (--bindir LAB_FRR_BINDIR): it runs the real vtysh with the hostname set
-  # to the pathspace, so `show running-config` matches the daemons' hostname.
-  mkdir -p "$LAB_DIR/bin/frr"
-  cat >"$LAB_DIR/bin/frr/vtysh" <<'EOF'
-#!/bin/sh
-# vtysh under a UTS namespace whose hostname is the -N/--pathspace argument (if any).
-ps=""
-prev=""
-for a in "$@"; do
-  case $prev in -N | --pathspace) ps=$a ;; esac
-  case $a in --pathspace=*) ps=${a#--pathspace=} ;; -N?*) ps=${a#-N} ;; esac
-  prev=$a
-done
-[ -n "$ps" ] || exec @VTYSH@ "$@"
-exec unshare --uts sh -c 'hostname "$0" && exec @VTYSH@ "$@"' "$ps" "$@"
-EOF
-  sed -i "s#@VTYSH@#$(command -v vtysh)#g" "$LAB_DIR/bin/frr/vtysh"
+  write_vtysh_dropin "$LAB_FRR_BINDIR"
   if [ -n "$LAB_BIRDC" ]; then
-    cat >"$LAB_DIR/bin/birdc" <<EOF
-#!/bin/sh
-# birdc for lab $LAB_NAME's node BIRD.
-exec birdc -s "$LAB_BIRD_SOCKET" "\$@"
-EOF
+    write_birdc_wrapper "$LAB_BIRDC" "$LAB_BIRD_SOCKET" "lab $LAB_NAME's node BIRD"
   fi
-  chmod 0755 "$LAB_DIR"/bin/vtysh-* "$LAB_DIR/bin/frr/vtysh" ${LAB_BIRDC:+"$LAB_BIRDC"}
 }
 
 # Tear one lab down: daemons (by pid file, checked to live in the lab's namespace), any
 # other process left in its namespaces, the namespaces, FRR run dirs/symlinks, the lab dir.
 down_one() {
-  local name=$1 pid ns ps
+  local name=$1 ns pids
   (
     load_state "$name"
-    for pid in $(lab_pids); do
-      for ns in "$LAB_NODE_NS" "$LAB_RTR_NS"; do kill_in_ns "$pid" "$ns"; done
+    pids=$(lab_pids)
+    for ns in "$LAB_NODE_NS" "$LAB_RTR_NS"; do
+      # shellcheck disable=SC2086 # one pid per word
+      kill_pids_in_ns "$ns" $pids
     done
     for ns in "$LAB_NODE_NS" "$LAB_RTR_NS"; do
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do
-        log "$name: stopping leftover pid $pid in $ns"
-        kill_in_ns "$pid" "$ns"
-      done
+      pids=$(ip netns pids "$ns" 2>/dev/null || true)
+      [ -z "$pids" ] || log "$name: stopping leftover pid(s) ${pids//$'\n'/ } in $ns"
+      kill_all_in_ns "$ns"
       ip netns del "$ns" 2>/dev/null || true
     done
-    for ps in "$LAB_RTR_FRR" ${LAB_NODE_FRR:+"$LAB_NODE_FRR"}; do
-      rm -rf "${FRR_RUN:?}/$ps"
-      if [ -L "$FRR_ETC/$ps" ]; then rm -f "${FRR_ETC:?}/$ps"; fi
-    done
+    frr_forget "$LAB_RTR_FRR" ${LAB_NODE_FRR:+"$LAB_NODE_FRR"}
   )
   rm -rf "$(lab_dir "$name")"
 }
@@ -777,9 +463,10 @@ cmd_down() {
     down_one "$name"
     log "$name: down"
   else
-    # Nothing recorded; still remove namespaces of that name if they linger.
+    # Nothing recorded; still remove namespaces of that name if they linger (but not
+    # those of a cluster.sh cluster of the same name).
     ip netns del "$name-node" 2>/dev/null || true
-    ip netns del "$name-rtr" 2>/dev/null || true
+    [ -e "$CLUSTER_ROOT/$name/state" ] || ip netns del "$name-rtr" 2>/dev/null || true
     log "$name: not running"
   fi
 }
@@ -792,17 +479,12 @@ cmd_down_all() {
     n=$((n + 1))
   done
   # Dangling /etc/frr symlinks into the lab root (from a lab dir removed by hand).
-  for f in "$FRR_ETC"/*; do
-    if [ -L "$f" ] && [[ "$(readlink "$f")" == "$LAB_ROOT"/* ]]; then
-      rm -f "$f"
-      rm -rf "${FRR_RUN:?}/$(basename "$f")"
-    fi
-  done
+  frr_forget_dangling "$LAB_ROOT"
   log "down-all: $n lab(s) removed"
 }
 
 cmd_wait_route() {
-  local name="" prefix="" want=present timeout=30 since="" pos=() fam out elapsed t0
+  local name="" prefix="" want=present timeout=30 since="" pos=() t0
   while [ $# -gt 0 ]; do
     case $1 in
     --since) since=${2:?}; shift 2 ;;
@@ -817,25 +499,9 @@ cmd_wait_route() {
   [ -n "${pos[3]:-}" ] && timeout=${pos[3]}
   case $want in present | absent) ;; *) die "wait-route: want present|absent, got $want" ;; esac
   load_state "$name"
-  fam=-4
-  [[ "$prefix" == *:* ]] && fam=-6
   # --since takes a bash $EPOCHREALTIME value (seconds.micro) taken before the change.
   if [ -n "$since" ]; then t0=${since/./}; else t0=$(now_us); fi
-  while :; do
-    out=$(ip -n "$LAB_RTR_NS" "$fam" route show exact "$prefix")
-    if { [ "$want" = present ] && [ -n "$out" ]; } || { [ "$want" = absent ] && [ -z "$out" ]; }; then
-      elapsed=$((($(now_us) - t0) / 1000))
-      log "$name: $prefix $want in $LAB_RTR_NS after ${elapsed} ms${out:+: $out}"
-      echo "$elapsed"
-      return 0
-    fi
-    if [ $(($(now_us) - t0)) -gt $((timeout * 1000000)) ]; then
-      log "$name: timeout (${timeout}s) waiting for $prefix to be $want in $LAB_RTR_NS; its table:"
-      ip -n "$LAB_RTR_NS" "$fam" route show >&2 || true
-      return 1
-    fi
-    sleep 0.005
-  done
+  route_wait "$name" "$LAB_RTR_NS" "$prefix" "$want" "$timeout" "$t0"
 }
 
 cmd_vtysh() {
