@@ -149,6 +149,16 @@ impl Cluster {
             .map(|s| s.to_string())
     }
 
+    /// One ping from the router to an address (fills its neighbour cache); panics on no reply.
+    pub fn ping_from_router(&self, ip: &str) {
+        let st = Command::new("ip")
+            .args(["netns", "exec", self.var("CLUSTER_RTR_NS"), "ping", "-c1", "-W2", ip])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{ip} does not answer the router");
+    }
+
     /// Which nodes have the address on an interface (by `ip addr`).
     pub fn holders(&self, ip: &str) -> Vec<usize> {
         (1..=self.nodes)
