@@ -392,13 +392,17 @@ async fn endpoints_decide_who_announces() {
     c.wait_nexthops(&p, 1, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     assert!(c.route(&p).contains(c.node_var(2, "V4")), "{}", c.route(&p));
+    s.wait_announcing("etp", |a| a == format!("{}/kube-lb0", n(2))).await;
     s.endpoints("etp", &[(n(1), true), (n(2), false), (n(3), true)])
         .await;
     c.wait_nexthops(&p, 2, Duration::from_secs(20)).unwrap();
     let r = c.route(&p);
     assert!(r.contains(c.node_var(1, "V4")) && r.contains(c.node_var(3, "V4")) && !r.contains(c.node_var(2, "V4")), "{r}");
+    s.wait_announcing("etp", |a| a == format!("{0}/kube-lb0,{1}/kube-lb0", n(1), n(3)))
+        .await;
     s.endpoints("etp", &[(n(1), false)]).await;
     c.wait_nexthops(&p, 0, Duration::from_secs(20)).unwrap();
+    s.wait_announcing("etp", |a| a.is_empty()).await;
     common::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
 
     // A local address under ETP Local goes to a node with an endpoint.

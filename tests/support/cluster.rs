@@ -248,7 +248,10 @@ impl Agent {
             .args(["netns", "exec", &self.ns])
             .arg(env!("CARGO_BIN_EXE_routelb"))
             .args(&self.args)
-            .env("ROUTELB_LOG_LEVEL", "info,kube=warn")
+            .env(
+                "ROUTELB_LOG_LEVEL",
+                std::env::var("ROUTELB_TEST_AGENT_LOG").unwrap_or("info,kube=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
