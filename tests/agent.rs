@@ -2,9 +2,9 @@
 //! with FRR or BIRD, and an upstream FRR router whose kernel table and neighbour cache are the
 //! judges. Needs root, FRR, BIRD and the test API server (KUBECONFIG), as CI provides.
 
-mod common;
 #[path = "support/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,9 +83,21 @@ impl Setup {
         }
     }
 
-    /// Agents on every node; `extra` flags for all of them.
-    fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
-        (1..=c.nodes).map(|i| Agent::start(c, i, &self.ns, extra)).collect()
+    /// Agents on every node; `extra` flags for all of them. Returns once every agent's Lease
+    /// exists and a renewal later, so all agents see each other (agents starting at the same
+    /// moment each see themselves alone at first, and briefly act on that).
+    async fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
+        let agents: Vec<Agent> = (1..=c.nodes)
+            .map(|i| Agent::start(c, i, &self.ns, extra))
+            .collect();
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
+        wait_for(Duration::from_secs(30), || async {
+            (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        agents
     }
 
     async fn service(&self, name: &str, pool: &str, spec: serde_json::Value) -> Vec<String> {
@@ -98,7 +110,11 @@ impl Setup {
             ),
         )
         .await;
-        let want = if spec.get("ipFamilyPolicy").is_some() { 2 } else { 1 };
+        let want = if spec.get("ipFamilyPolicy").is_some() {
+            2
+        } else {
+            1
+        };
         common::wait_ips(&self.client, &self.ns, name, want).await
     }
 
@@ -163,7 +179,10 @@ impl Setup {
     }
 
     async fn node_state(&self, node: &str) -> Option<NodeState> {
-        Api::<NodeState>::all(self.client.clone()).get(node).await.ok()
+        Api::<NodeState>::all(self.client.clone())
+            .get(node)
+            .await
+            .ok()
     }
 
     async fn cleanup(&self) {
@@ -202,7 +221,7 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
     let _serial = common::serial();
     let c = Cluster::up(name, 3, proto, daemon);
     let s = Setup::new(&c, proto).await;
-    let agents = s.agents(&c, &FAST);
+    let agents = s.agents(&c, &FAST).await;
     let ips = s
         .service(
             "web",
@@ -214,9 +233,14 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
         c.wait_nexthops(&host(ip), 3, Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
-    let ann = s.wait_announcing("web", |a| a.split(',').count() == 3).await;
+    let ann = s
+        .wait_announcing("web", |a| a.split(',').count() == 3)
+        .await;
     for i in 1..=3 {
-        assert!(ann.contains(&format!("{}/kube-lb0", c.node_name(i))), "{ann}");
+        assert!(
+            ann.contains(&format!("{}/kube-lb0", c.node_name(i))),
+            "{ann}"
+        );
     }
     common::wait_event(&s.client, &s.ns, "web", "Announcing").await;
     let state = wait_for(Duration::from_secs(10), || async {
@@ -230,7 +254,11 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
     assert_eq!(state.daemon.as_deref(), Some(daemon));
     assert!(state.address_count >= 2, "{state:?}");
     assert!(state.fragment_hash.is_some());
-    let ready = state.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    let ready = state
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(ready.status, "True", "{state:?}");
 
     // Service churn reaches netlink only: no daemon apply for a second service.
@@ -252,7 +280,10 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
     for i in 1..=3 {
-        assert!(!c.ip_node(i, &["addr", "show", "kube-lb0"]).contains(&ips[0]));
+        assert!(
+            !c.ip_node(i, &["addr", "show", "kube-lb0"])
+                .contains(&ips[0])
+        );
     }
     s.cleanup().await;
 }
@@ -281,7 +312,7 @@ async fn local_election_and_failover() {
     let s = Setup::new(&c, "bgp").await;
     let mut args = FAST.to_vec();
     args.extend(["--address-lifetime", "6s"]);
-    let mut agents = s.agents(&c, &args);
+    let mut agents = s.agents(&c, &args).await;
     let ips = s
         .service(
             "lan",
@@ -297,19 +328,25 @@ async fn local_election_and_failover() {
     .await
     .unwrap_or_else(|| panic!("never one holder of {v4} and {v6}\n{}", logs(&agents)));
     // On the subnet's interface with the subnet's length, and announced to the segment.
-    assert!(c.ip_node(holder, &["addr", "show", "eth0"]).contains(&format!("{v4}/24")));
+    assert!(
+        c.ip_node(holder, &["addr", "show", "eth0"])
+            .contains(&format!("{v4}/24"))
+    );
     let mac = |i: usize| c.node_var(i, "MAC").to_lowercase();
     let neigh = wait_for(Duration::from_secs(5), || async {
         c.router_neigh(&v4).filter(|m| *m == mac(holder))
     })
     .await;
-    assert!(neigh.is_some(), "the router never learned {v4} at node {holder} (GARP)");
+    assert!(
+        neigh.is_some(),
+        "the router never learned {v4} at node {holder} (GARP)"
+    );
     // Unsolicited neighbour advertisements only update existing entries (RFC 4861 §7.2.5):
     // the router talks to the address first, and must then follow the moves below.
     c.ping_from_router(&v6);
     assert_eq!(c.router_neigh(&v6), Some(mac(holder)));
-    let ann = s.wait_announcing("lan", |a| !a.is_empty()).await;
-    assert_eq!(ann, format!("{}/eth0", c.node_name(holder)));
+    s.wait_announcing("lan", |a| a == format!("{}/eth0", c.node_name(holder)))
+        .await;
 
     // Graceful: the holder leaves; another node takes over at once and tells the segment.
     let t = Instant::now();
@@ -367,7 +404,12 @@ async fn local_election_and_failover() {
         (c.holders(&v4) == vec![holder]).then_some(())
     })
     .await
-    .unwrap_or_else(|| panic!("the address did not return to node {holder}\n{}", logs(&agents)));
+    .unwrap_or_else(|| {
+        panic!(
+            "the address did not return to node {holder}\n{}",
+            logs(&agents)
+        )
+    });
     s.cleanup().await;
 }
 
@@ -378,11 +420,15 @@ async fn endpoints_decide_who_announces() {
     let _serial = common::serial();
     let c = Cluster::up("ag-etp", 3, "bgp", "frr");
     let s = Setup::new(&c, "bgp").await;
-    let agents = s.agents(&c, &FAST);
+    let agents = s.agents(&c, &FAST).await;
     let n = |i: usize| c.node_name(i);
 
     let ips = s
-        .service("etp", &s.routed, json!({ "externalTrafficPolicy": "Local" }))
+        .service(
+            "etp",
+            &s.routed,
+            json!({ "externalTrafficPolicy": "Local" }),
+        )
         .await;
     let p = host(&ips[0]);
     // No endpoints yet: nobody announces.
@@ -392,14 +438,22 @@ async fn endpoints_decide_who_announces() {
     c.wait_nexthops(&p, 1, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     assert!(c.route(&p).contains(c.node_var(2, "V4")), "{}", c.route(&p));
-    s.wait_announcing("etp", |a| a == format!("{}/kube-lb0", n(2))).await;
+    s.wait_announcing("etp", |a| a == format!("{}/kube-lb0", n(2)))
+        .await;
     s.endpoints("etp", &[(n(1), true), (n(2), false), (n(3), true)])
         .await;
     c.wait_nexthops(&p, 2, Duration::from_secs(20)).unwrap();
     let r = c.route(&p);
-    assert!(r.contains(c.node_var(1, "V4")) && r.contains(c.node_var(3, "V4")) && !r.contains(c.node_var(2, "V4")), "{r}");
-    s.wait_announcing("etp", |a| a == format!("{0}/kube-lb0,{1}/kube-lb0", n(1), n(3)))
-        .await;
+    assert!(
+        r.contains(c.node_var(1, "V4"))
+            && r.contains(c.node_var(3, "V4"))
+            && !r.contains(c.node_var(2, "V4")),
+        "{r}"
+    );
+    s.wait_announcing("etp", |a| {
+        a == format!("{0}/kube-lb0,{1}/kube-lb0", n(1), n(3))
+    })
+    .await;
     s.endpoints("etp", &[(n(1), false)]).await;
     c.wait_nexthops(&p, 0, Duration::from_secs(20)).unwrap();
     s.wait_announcing("etp", |a| a.is_empty()).await;
@@ -407,7 +461,11 @@ async fn endpoints_decide_who_announces() {
 
     // A local address under ETP Local goes to a node with an endpoint.
     let lan = s
-        .service("etp-lan", &s.local, json!({ "externalTrafficPolicy": "Local" }))
+        .service(
+            "etp-lan",
+            &s.local,
+            json!({ "externalTrafficPolicy": "Local" }),
+        )
         .await;
     s.endpoints("etp-lan", &[(n(3), true)]).await;
     wait_for(Duration::from_secs(20), || async {
@@ -515,7 +573,7 @@ async fn agent_restart_does_not_flap() {
     let _serial = common::serial();
     let c = Cluster::up("ag-restart", 2, "bgp", "frr");
     let s = Setup::new(&c, "bgp").await;
-    let mut agents = s.agents(&c, &FAST);
+    let mut agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
     agents[holder - 1].restart();
@@ -523,7 +581,11 @@ async fn agent_restart_does_not_flap() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (samples, glitches) = w.finish();
     assert!(samples > 50, "watched only {samples} times");
-    assert!(glitches.is_empty(), "flapped: {glitches:?}\n{}", logs(&agents));
+    assert!(
+        glitches.is_empty(),
+        "flapped: {glitches:?}\n{}",
+        logs(&agents)
+    );
     assert!(
         std::fs::read_to_string(&agents[holder - 1].log)
             .unwrap()
@@ -542,7 +604,7 @@ async fn api_outage_withdraws_nothing() {
     let _serial = common::serial();
     let c = Cluster::up("ag-outage", 2, "bgp", "frr");
     let s = Setup::new(&c, "bgp").await;
-    let agents = s.agents(&c, &FAST);
+    let agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     s.wait_announcing("l", |a| !a.is_empty()).await;
     let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
@@ -557,10 +619,16 @@ async fn api_outage_withdraws_nothing() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (samples, glitches) = w.finish();
     assert!(samples > 500, "watched only {samples} times");
-    assert!(glitches.is_empty(), "withdrew or moved: {glitches:?}\n{}", logs(&agents));
+    assert!(
+        glitches.is_empty(),
+        "withdrew or moved: {glitches:?}\n{}",
+        logs(&agents)
+    );
     let reasons = common::event_reasons(&s.client, &s.ns, "l").await;
     assert!(
-        !reasons.iter().any(|r| r == "AnnouncementMoved" || r == "NotAnnounced"),
+        !reasons
+            .iter()
+            .any(|r| r == "AnnouncementMoved" || r == "NotAnnounced"),
         "{reasons:?}"
     );
     // And the agents work again: a new service is announced.

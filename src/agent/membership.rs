@@ -4,11 +4,8 @@
 //! what the election needs to know of the node: the subnets it can hold local addresses in
 //! (with their interfaces) and the routed pools it announces. Liveness is judged on the local
 //! clock from when a renewal was *seen*, never by comparing another machine's timestamps, so
-//! clock skew between nodes does not matter.
-//!
-//! An API outage must not withdraw anything: while this agent cannot renew its own Lease it
-//! cannot see anyone else's renewals either, so membership is frozen; after the API comes
-//! back every node gets one full lease duration to renew before it is judged dead.
+//! clock skew between nodes does not matter. An API outage must not withdraw anything: see
+//! [`Liveness`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -112,68 +109,80 @@ fn renew_marker(lease: &Lease) -> Option<&MicroTime> {
     lease.spec.as_ref()?.renew_time.as_ref()
 }
 
-/// When each lease was last seen renewed, on this machine's clock.
-#[derive(Debug, Default)]
+/// When each lease was last seen renewed, on this machine's clock, and what that says about
+/// who is alive.
+///
+/// A peer is dead only when *this node's own* renewal has come back through the watch later
+/// than the peer's deadline (its last seen renewal plus its duration): that proves the API
+/// server took writes and delivered watch events at a moment when the peer should have renewed
+/// and did not. While this node cannot renew or cannot watch (an API outage, a partition),
+/// its own renewals stop arriving and nobody is judged dead: membership freezes by itself.
+/// After such a gap everyone gets one more lease duration, since nobody could renew during it.
+#[derive(Debug)]
 pub struct Liveness {
+    own: String,
     seen: HashMap<String, (Option<MicroTime>, Instant)>,
-    /// Until then everyone counts as alive: the API came back after an outage, and nobody
-    /// could renew during it.
     grace_until: Option<Instant>,
 }
 
 impl Liveness {
+    pub fn new(node: &str) -> Liveness {
+        Liveness {
+            own: lease_name(node),
+            seen: HashMap::new(),
+            grace_until: None,
+        }
+    }
+
     /// Records renewals in the current set of leases.
     pub fn observe(&mut self, leases: &[Lease], now: Instant) {
         let names: BTreeSet<String> = leases.iter().map(|l| l.name_any()).collect();
         self.seen.retain(|n, _| names.contains(n));
         for l in leases {
+            let name = l.name_any();
             let marker = renew_marker(l).cloned();
-            match self.seen.get_mut(&l.name_any()) {
+            match self.seen.get_mut(&name) {
                 Some((m, at)) if *m != marker => {
+                    let gap = now.duration_since(*at);
+                    let duration = duration_of(l).unwrap_or(DEFAULT_DURATION);
+                    if name == self.own && gap > duration {
+                        // Our own renewals were not getting through: nobody else's either.
+                        self.grace_until = Some(now + duration);
+                    }
                     *m = marker;
                     *at = now;
                 }
                 Some(_) => {}
                 None => {
-                    self.seen.insert(l.name_any(), (marker, now));
+                    self.seen.insert(name, (marker, now));
                 }
             }
         }
     }
 
-    /// The API answered again after an outage of this agent's own renewals.
-    pub fn api_recovered(&mut self, now: Instant, longest_lease: Duration) {
-        self.grace_until = Some(now + longest_lease);
-    }
-
     /// The members whose lease is alive, by node name, with this node (`me`, always alive to
-    /// itself) as it is now. Also returns when the next lease would expire, to wake up then.
-    pub fn members(
-        &self,
-        leases: &[Lease],
-        me: &Member,
-        now: Instant,
-    ) -> (Vec<Member>, Option<Instant>) {
+    /// itself) as it is now.
+    pub fn members(&self, leases: &[Lease], me: &Member, now: Instant) -> Vec<Member> {
+        let own_seen = self.seen.get(&self.own).map(|(_, at)| *at);
         let in_grace = self.grace_until.is_some_and(|g| now < g);
         let mut out: BTreeMap<String, Member> = BTreeMap::new();
-        let mut next_expiry: Option<Instant> = self.grace_until.filter(|_| in_grace);
         for l in leases {
             let Some(m) = member_of(l) else { continue };
             let Some((_, at)) = self.seen.get(&l.name_any()) else {
                 continue;
             };
-            let expires = *at + duration_of(l).unwrap_or(Duration::from_secs(15));
-            if now < expires || in_grace {
-                if now < expires {
-                    next_expiry = Some(next_expiry.map_or(expires, |n| n.min(expires)));
-                }
+            let deadline = *at + duration_of(l).unwrap_or(DEFAULT_DURATION);
+            let dead = own_seen.is_some_and(|own| own > deadline) && !in_grace;
+            if !dead {
                 out.insert(m.node.clone(), m);
             }
         }
         out.insert(me.node.clone(), me.clone());
-        (out.into_values().collect(), next_expiry)
+        out.into_values().collect()
     }
 }
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
@@ -224,69 +233,97 @@ mod tests {
         assert_eq!(l.spec.unwrap().lease_duration_seconds, Some(2));
     }
 
+    const T0: &str = "2026-01-01T00:00:00.000000Z";
+
+    fn renewed(node: &str, secs: u32) -> Lease {
+        lease(
+            node,
+            &format!("2026-01-01T00:00:{secs:02}.000000Z"),
+            "",
+            "",
+            "2s",
+        )
+    }
+
     #[test]
-    fn a_lease_dies_when_its_renewals_stop_being_seen() {
+    fn a_peer_dies_only_when_our_own_renewal_outlives_its_deadline() {
         let t0 = Instant::now();
-        let mut live = Liveness::default();
-        let a1 = lease("a", "2026-01-01T00:00:00.000000Z", "", "", "2s");
-        live.observe(std::slice::from_ref(&a1), t0);
-        let (m, next) = live.members(
-            std::slice::from_ref(&a1),
-            &me(),
-            t0 + Duration::from_secs(1),
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut live = Liveness::new("me");
+        live.observe(&[renewed("me", 0), renewed("a", 0)], t0);
+        // Long past a's deadline, but no renewal of ours seen since: nobody is judged dead.
+        assert_eq!(
+            names(&live.members(&[renewed("me", 0), renewed("a", 0)], &me(), at(10_000))),
+            ["a", "me"]
         );
+        // Our renewal comes back at 1.5 s: a's deadline (2 s) has not passed.
+        live.observe(&[renewed("me", 1), renewed("a", 0)], at(1500));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 1), renewed("a", 0)], &me(), at(1500))),
+            ["a", "me"]
+        );
+        // Our next renewal at 2.5 s: a missed its deadline while the API worked.
+        live.observe(&[renewed("me", 2), renewed("a", 0)], at(2500));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 2), renewed("a", 0)], &me(), at(2500))),
+            ["me"]
+        );
+        // a renews again: alive.
+        live.observe(&[renewed("me", 2), renewed("a", 3)], at(2600));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 2), renewed("a", 3)], &me(), at(2600))),
+            ["a", "me"]
+        );
+    }
+
+    #[test]
+    fn before_our_own_lease_is_seen_nobody_is_dead() {
+        let t0 = Instant::now();
+        let mut live = Liveness::new("me");
+        let a = lease("a", T0, "", "", "2s");
+        live.observe(std::slice::from_ref(&a), t0);
+        let m = live.members(&[a], &me(), t0 + Duration::from_secs(60));
         assert_eq!(names(&m), ["a", "me"]);
-        assert_eq!(next, Some(t0 + Duration::from_secs(2)));
-        // No renewal seen for longer than its duration: gone.
-        let (m, _) = live.members(
-            std::slice::from_ref(&a1),
-            &me(),
-            t0 + Duration::from_secs(3),
-        );
-        assert_eq!(names(&m), ["me"]);
-        // A renewal (a new renewTime) revives it, timed from when we saw it.
-        let a2 = lease("a", "2026-01-01T00:00:05.000000Z", "", "", "2s");
-        live.observe(std::slice::from_ref(&a2), t0 + Duration::from_secs(4));
-        let (m, _) = live.members(
-            std::slice::from_ref(&a2),
-            &me(),
-            t0 + Duration::from_secs(5),
-        );
-        assert_eq!(names(&m), ["a", "me"]);
-        // The same renewTime seen again is not a renewal.
-        live.observe(std::slice::from_ref(&a2), t0 + Duration::from_secs(5));
-        let (m, _) = live.members(&[a2], &me(), t0 + Duration::from_millis(6100));
-        assert_eq!(names(&m), ["me"]);
     }
 
     #[test]
     fn a_deleted_lease_is_gone_at_once() {
         let t0 = Instant::now();
-        let mut live = Liveness::default();
-        let a = lease("a", "2026-01-01T00:00:00.000000Z", "", "", "10s");
+        let mut live = Liveness::new("me");
+        let a = lease("a", T0, "", "", "10s");
         live.observe(std::slice::from_ref(&a), t0);
         live.observe(&[], t0);
-        let (m, _) = live.members(&[], &me(), t0);
-        assert_eq!(names(&m), ["me"]);
+        assert_eq!(names(&live.members(&[], &me(), t0)), ["me"]);
     }
 
     #[test]
-    fn after_an_api_outage_everyone_gets_a_grace_period() {
+    fn after_an_outage_everyone_gets_a_lease_duration() {
         let t0 = Instant::now();
-        let mut live = Liveness::default();
-        let a = lease("a", "2026-01-01T00:00:00.000000Z", "", "", "2s");
-        live.observe(std::slice::from_ref(&a), t0);
-        let back = t0 + Duration::from_secs(30);
-        live.api_recovered(back, Duration::from_secs(2));
-        let (m, next) = live.members(
-            std::slice::from_ref(&a),
-            &me(),
-            back + Duration::from_secs(1),
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut live = Liveness::new("me");
+        live.observe(&[renewed("me", 0), renewed("a", 0)], t0);
+        // 30 s without any renewal getting through, then ours arrives first.
+        live.observe(&[renewed("me", 30), renewed("a", 0)], at(30_000));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 30), renewed("a", 0)], &me(), at(30_000))),
+            ["a", "me"]
         );
-        assert_eq!(names(&m), ["a", "me"]);
-        assert_eq!(next, Some(back + Duration::from_secs(2)));
-        let (m, _) = live.members(&[a], &me(), back + Duration::from_secs(3));
-        assert_eq!(names(&m), ["me"]);
+        // a renews within the grace period.
+        live.observe(&[renewed("me", 31), renewed("a", 31)], at(31_000));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 31), renewed("a", 31)], &me(), at(31_000))),
+            ["a", "me"]
+        );
+        // b never came back: dead once the grace period is over and our renewals continue.
+        let mut live = Liveness::new("me");
+        live.observe(&[renewed("me", 0), renewed("b", 0)], t0);
+        live.observe(&[renewed("me", 30), renewed("b", 0)], at(30_000));
+        live.observe(&[renewed("me", 31), renewed("b", 0)], at(31_000));
+        live.observe(&[renewed("me", 33), renewed("b", 0)], at(32_100));
+        assert_eq!(
+            names(&live.members(&[renewed("me", 33), renewed("b", 0)], &me(), at(32_100))),
+            ["me"]
+        );
     }
 
     #[test]

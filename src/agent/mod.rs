@@ -306,8 +306,6 @@ struct Agent {
     leases: Store<Lease>,
     nodes: Store<Node>,
     liveness: membership::Liveness,
-    api_reachable: bool,
-    /// Members as last computed while the API was reachable: frozen during an outage.
     members: Vec<Member>,
     me: watch::Sender<Option<Member>>,
     /// routelb's addresses per interface after the last convergence.
@@ -345,20 +343,7 @@ impl Agent {
         let now = Instant::now();
         let leases: Vec<Lease> = self.leases.state().iter().map(|l| (**l).clone()).collect();
         self.liveness.observe(&leases, now);
-        let members = if self.api_reachable {
-            self.liveness.members(&leases, me, now).0
-        } else {
-            // The API is unreachable: nobody's renewals can be seen, so nobody is judged dead.
-            let mut frozen: Vec<Member> = self
-                .members
-                .iter()
-                .filter(|m| m.node != me.node)
-                .cloned()
-                .collect();
-            frozen.push(me.clone());
-            frozen.sort_by(|a, b| a.node.cmp(&b.node));
-            frozen
-        };
+        let members = self.liveness.members(&leases, me, now);
         self.metrics.live_nodes.set(members.len() as i64);
         let changed = members != self.members;
         if changed {
@@ -367,16 +352,6 @@ impl Agent {
         }
         self.members = members;
         changed
-    }
-
-    /// When the next known lease expires.
-    fn next_expiry(&self) -> Option<Instant> {
-        if !self.api_reachable {
-            return None;
-        }
-        let leases: Vec<Lease> = self.leases.state().iter().map(|l| (**l).clone()).collect();
-        let me = self.me.borrow().clone().unwrap_or_default();
-        self.liveness.members(&leases, &me, Instant::now()).1
     }
 
     async fn pass(&mut self, kind: PassKind) -> anyhow::Result<bool> {
@@ -635,7 +610,8 @@ impl Agent {
             if self.reported.get(&d.key) == Some(&input.resource_version) {
                 continue;
             }
-            if let Some(r) = status::service_report(d, &self.cfg.node, input.announcing.as_deref()) {
+            if let Some(r) = status::service_report(d, &self.cfg.node, input.announcing.as_deref())
+            {
                 self.reported
                     .insert(d.key.clone(), input.resource_version.clone());
                 let _ = self.writes.send(Write::Service {
@@ -836,8 +812,7 @@ pub async fn run(
         policies,
         leases,
         nodes,
-        liveness: Default::default(),
-        api_reachable: true,
+        liveness: membership::Liveness::new(&cfg.node),
         members: vec![],
         me: me_tx,
         held: BTreeMap::new(),
@@ -874,7 +849,6 @@ pub async fn run(
         kind = PassKind::default();
         // Wait for something that matters.
         loop {
-            let expiry = agent.next_expiry();
             let sleep_until = |t: Option<Instant>| async move {
                 match t {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -892,20 +866,16 @@ pub async fn run(
                     let me = agent.me.borrow().clone().unwrap_or_default();
                     if agent.update_members(&me) { break }
                 }
-                _ = sleep_until(expiry) => {
-                    let me = agent.me.borrow().clone().unwrap_or_default();
-                    if agent.update_members(&me) { break }
-                }
                 Ok(()) = reachable.changed() => {
+                    // Membership freezes by itself while our renewals do not get through (see
+                    // membership::Liveness); this is for people and metrics.
                     let up = *reachable.borrow_and_update();
                     metrics.api_reachable.set(i64::from(up));
-                    if up && !agent.api_reachable {
-                        tracing::info!("API server reachable again; every node gets one lease duration to renew");
-                        agent.liveness.api_recovered(Instant::now(), cfg.lease_duration);
-                    } else if !up {
-                        tracing::warn!("cannot renew the node lease: membership frozen, nothing is withdrawn");
+                    if up {
+                        tracing::info!("node lease renewed again");
+                    } else {
+                        tracing::warn!("cannot renew the node lease: nobody is judged dead and nothing is withdrawn until it works again");
                     }
-                    agent.api_reachable = up;
                 }
                 Some(()) = link_changes.recv() => {
                     // Let a burst of changes settle, then see whether the node's facts moved.

@@ -101,7 +101,10 @@ impl Cluster {
     /// The router's route to the prefix (empty when it has none).
     pub fn route(&self, prefix: &str) -> String {
         let fam = if prefix.contains(':') { "-6" } else { "-4" };
-        self.ip_in(self.var("CLUSTER_RTR_NS"), &[fam, "route", "show", "exact", prefix])
+        self.ip_in(
+            self.var("CLUSTER_RTR_NS"),
+            &[fam, "route", "show", "exact", prefix],
+        )
     }
 
     /// Nexthops of the router's route to the prefix: 0 without a route.
@@ -121,7 +124,12 @@ impl Cluster {
 
     /// Waits until the router has the prefix with `nexthops` paths (0: no route). Returns the
     /// time it took.
-    pub fn wait_nexthops(&self, prefix: &str, nexthops: usize, timeout: Duration) -> Result<Duration, String> {
+    pub fn wait_nexthops(
+        &self,
+        prefix: &str,
+        nexthops: usize,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
         let t = Instant::now();
         loop {
             let n = self.nexthops(prefix);
@@ -152,7 +160,15 @@ impl Cluster {
     /// One ping from the router to an address (fills its neighbour cache); panics on no reply.
     pub fn ping_from_router(&self, ip: &str) {
         let st = Command::new("ip")
-            .args(["netns", "exec", self.var("CLUSTER_RTR_NS"), "ping", "-c1", "-W2", ip])
+            .args([
+                "netns",
+                "exec",
+                self.var("CLUSTER_RTR_NS"),
+                "ping",
+                "-c1",
+                "-W2",
+                ip,
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -222,7 +238,9 @@ impl Agent {
                 .map(String::from),
             );
         } else {
-            args.extend(["--daemon", "frr", "--frr-pathspace", c.node_var(i, "FRR")].map(String::from));
+            args.extend(
+                ["--daemon", "frr", "--frr-pathspace", c.node_var(i, "FRR")].map(String::from),
+            );
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = PathBuf::from(c.var("CLUSTER_DIR")).join(format!("agent-n{i}.log"));
