@@ -1,0 +1,248 @@
+//! Agent benchmarks on the cluster lab with the real API server, allocator and agents (root,
+//! FRR, BIRD, KUBECONFIG from `integration/k8s/control-plane.sh up`):
+//! 1. Service created → address on the node's interface → route in the upstream router's
+//!    kernel table, and Service deleted → route withdrawn; per daemon and protocol;
+//! 2. local-address failover, graceful (SIGTERM) and hard (kill -9 and link down), with a
+//!    1.5 s lease renewed every 300 ms.
+//!
+//! Run: `cargo bench --bench agent`. Figures go to docs/benchmarks.md.
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cluster::{Agent, Cluster};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use routelb::api::{AddressPool, RoutingPolicy};
+use serde_json::json;
+
+const LEASE: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"];
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
+fn row(what: &str, v: &[Duration]) {
+    println!(
+        "| {what} | {} | {:.0} | {:.0} | {:.0} |",
+        v.len(),
+        pct(v, 0.5),
+        pct(v, 0.99),
+        pct(v, 1.0)
+    );
+}
+
+async fn pools(client: &Client, c: &Cluster, tag: &str, proto: &str) -> (String, String) {
+    let x = c.index();
+    let routed = common::unique("brt");
+    let local = common::unique("blan");
+    let api: Api<AddressPool> = Api::all(client.clone());
+    for (name, mode, addrs) in [
+        (&routed, "routed", json!([format!("198.18.{x}.0/25")])),
+        (
+            &local,
+            "local",
+            json!([format!("10.78.{x}.100-10.78.{x}.199")]),
+        ),
+    ] {
+        let p: AddressPool = serde_json::from_value(json!({
+            "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+            "metadata": { "name": name, "labels": { "bench": tag } },
+            "spec": { "addresses": addrs, "mode": mode, "avoidBuggyIPs": true },
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let pol: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": common::unique("bpol") },
+        "spec": { "poolSelector": { "matchLabels": { "bench": tag } }, "protocols": [proto] },
+    }))
+    .unwrap();
+    Api::<RoutingPolicy>::all(client.clone())
+        .create(&PostParams::default(), &pol)
+        .await
+        .unwrap();
+    (routed, local)
+}
+
+fn svc(ns: &str, name: &str, pool: &str) -> Service {
+    common::service(
+        ns,
+        name,
+        json!({ "metadata": { "annotations": { "routelb.io/pool": pool } } }),
+    )
+}
+
+async fn start_agents(c: &Cluster, ns: &str) -> Vec<Agent> {
+    let agents: Vec<Agent> = (1..=c.nodes)
+        .map(|i| Agent::start(c, i, ns, &LEASE))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agents
+}
+
+/// Create → address on node 1's kube-lb0 → route at the router with every node as nexthop;
+/// delete → route gone.
+async fn create_to_route(client: &Client, daemon: &str, proto: &str, n: usize) {
+    let name = format!("bn-{}-{proto}", &daemon[..1]);
+    let c = Cluster::up(&name, 2, proto, daemon);
+    let ns = common::unique("bench");
+    common::ensure_namespace(client, &ns, &[]).await;
+    let (routed, _) = pools(client, &c, &ns, proto).await;
+    let _agents = start_agents(&c, &ns).await;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let (mut nic, mut route, mut gone) = (vec![], vec![], vec![]);
+    // All created first, then all deleted: every service gets a fresh address (re-announcing
+    // an address withdrawn a moment ago measures the daemon's LSA rate limits instead).
+    let mut prefixes = vec![];
+    for i in 0..n {
+        let t0 = Instant::now();
+        api.create(&PostParams::default(), &svc(&ns, &format!("s{i}"), &routed))
+            .await
+            .unwrap();
+        let ip = common::wait_ips(client, &ns, &format!("s{i}"), 1).await[0].clone();
+        let prefix = format!("{ip}/32");
+        let mut on_nic = None;
+        loop {
+            if on_nic.is_none() && c.holders(&ip).contains(&1) {
+                on_nic = Some(t0.elapsed());
+            }
+            if c.nexthops(&prefix) == 2 {
+                route.push(t0.elapsed());
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{prefix} never announced"
+            );
+        }
+        nic.push(on_nic.unwrap_or_else(|| t0.elapsed()));
+        prefixes.push(prefix);
+    }
+    for (i, prefix) in prefixes.iter().enumerate() {
+        let t0 = Instant::now();
+        api.delete(&format!("s{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+        c.wait_nexthops(prefix, 0, Duration::from_secs(30)).unwrap();
+        gone.push(t0.elapsed());
+    }
+    row(
+        &format!("{daemon} {proto}: create → address on kube-lb0"),
+        &nic,
+    );
+    row(
+        &format!("{daemon} {proto}: create → route at router (2 nexthops)"),
+        &route,
+    );
+    row(
+        &format!("{daemon} {proto}: delete → route withdrawn"),
+        &gone,
+    );
+}
+
+/// The local address moves from its holder to another node.
+async fn failover(client: &Client, reps: usize) {
+    let c = Cluster::up("bn-fail", 3, "bgp", "frr");
+    let ns = common::unique("bench");
+    common::ensure_namespace(client, &ns, &[]).await;
+    let (_, local) = pools(client, &c, &ns, "bgp").await;
+    let mut agents = start_agents(&c, &ns).await;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &svc(&ns, "vip", &local))
+        .await
+        .unwrap();
+    let ip = common::wait_ips(client, &ns, "vip", 1).await[0].clone();
+    let settle = |c: &Cluster| {
+        let t = Instant::now();
+        loop {
+            let h = c.holders(&ip);
+            if h.len() == 1 {
+                return h[0];
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no single holder: {h:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let moved = |c: &Cluster, from: usize| {
+        let t = Instant::now();
+        loop {
+            if c.holders(&ip).iter().any(|&h| h != from) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "never moved");
+        }
+    };
+    let (mut graceful, mut hard) = (vec![], vec![]);
+    for _ in 0..reps {
+        let h = settle(&c);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pid = agents[h - 1].child.as_ref().unwrap().id();
+        let t0 = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let _ = moved(&c, h);
+        graceful.push(t0.elapsed());
+        agents[h - 1].stop_gracefully();
+        agents[h - 1].restart();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let h = settle(&c);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        agents[h - 1].kill_hard();
+        c.ip_node(h, &["link", "set", "eth0", "down"]);
+        let _ = moved(&c, h);
+        hard.push(t0.elapsed());
+        c.ip_node(h, &["link", "set", "eth0", "up"]);
+        agents[h - 1].restart();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    row("local address failover, graceful (SIGTERM)", &graceful);
+    row(
+        "local address failover, hard (kill -9 + link down), lease 1.5 s / renew 300 ms",
+        &hard,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let client = common::client().await;
+    let _allocator = common::Allocator::start(&common::unique("balloc"), "bench", &[]);
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    println!("| measurement | n | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (daemon, proto) in [
+        ("frr", "bgp"),
+        ("frr", "ospf"),
+        ("bird", "bgp"),
+        ("bird", "ospf"),
+    ] {
+        create_to_route(&client, daemon, proto, n).await;
+    }
+    failover(
+        &client,
+        std::env::var("BENCH_FAILOVERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10),
+    )
+    .await;
+}
