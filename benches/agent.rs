@@ -1,3 +1,4 @@
+#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! Agent benchmarks on the cluster lab with the real API server, allocator and agents (root,
 //! FRR, BIRD, KUBECONFIG from `integration/k8s/control-plane.sh up`):
 //! 1. Service created → address on the node's interface → route in the upstream router's

@@ -155,6 +155,27 @@ pub fn announce(ifindex: u32, mac: [u8; 6], ip: IpAddr) -> io::Result<()> {
     }
 }
 
+/// Gratuitous ARP / unsolicited NA for local addresses just acquired, now and once more a
+/// second later (a first packet can be lost while a switch learns the port).
+pub fn announce_acquired(index: u32, mac: [u8; 6], added: &[crate::netlink::IfAddress]) {
+    if added.is_empty() {
+        return;
+    }
+    let ips: Vec<std::net::IpAddr> = added.iter().map(|(ip, _)| *ip).collect();
+    let send = move |ips: &[std::net::IpAddr]| {
+        for ip in ips {
+            if let Err(e) = announce(index, mac, *ip) {
+                tracing::warn!(address = %ip, error = %e, "could not announce the address on the segment");
+            }
+        }
+    };
+    send(&ips);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        send(&ips);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
+#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! The node agent end to end: real API server, allocator, agents in network-namespace nodes
 //! with FRR or BIRD, and an upstream FRR router whose kernel table and neighbour cache are the
 //! judges. Needs root, FRR, BIRD and the test API server (KUBECONFIG), as CI provides.

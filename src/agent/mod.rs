@@ -72,10 +72,7 @@ pub struct Config {
 /// Services the agent acts on: served by routelb (as the allocator decides) and given an
 /// address from a pool.
 fn service_input(svc: &Service, cfg: &Config) -> Option<(ServiceAddresses, bool, bool)> {
-    if !ipam::serves(svc, &cfg.class, cfg.require_class)
-        && !(ipam::serves(svc, &cfg.class, false)
-            && svc.annotations().contains_key(annotations::POOL_USED))
-    {
+    if !ipam::managed(svc, &cfg.class, cfg.require_class) {
         return None;
     }
     let pool = svc.annotations().get(annotations::POOL_USED)?.clone();
@@ -554,7 +551,7 @@ impl Agent {
                     self.metrics.acquired.inc_by(c.added.len() as u64);
                     self.metrics.released.inc_by(c.removed as u64);
                     if let Some(mac) = mac {
-                        announce(index, mac, &c.added);
+                        crate::garp::announce_acquired(index, mac, &c.added);
                     }
                     if iface == cfg.lb_interface {
                         routed += desired.len() as i64;
@@ -681,27 +678,6 @@ impl Agent {
         }
         tracing::info!("addresses withdrawn and node lease deleted");
     }
-}
-
-/// Gratuitous ARP / unsolicited NA for local addresses just acquired, now and once more a
-/// second later (a first packet can be lost while a switch learns the port).
-fn announce(index: u32, mac: [u8; 6], added: &[IfAddress]) {
-    if added.is_empty() {
-        return;
-    }
-    let ips: Vec<std::net::IpAddr> = added.iter().map(|(ip, _)| *ip).collect();
-    let send = move |ips: &[std::net::IpAddr]| {
-        for ip in ips {
-            if let Err(e) = crate::garp::announce(index, mac, *ip) {
-                tracing::warn!(address = %ip, error = %e, "could not announce the address on the segment");
-            }
-        }
-    };
-    send(&ips);
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        send(&ips);
-    });
 }
 
 pub async fn run(

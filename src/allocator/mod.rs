@@ -40,12 +40,9 @@ pub struct Config {
     pub write_concurrency: usize,
 }
 
-/// Services routelb manages: those it serves, plus class-less ones it already gave an address
-/// to (so turning on `--require-class` never frees an address a live service still uses).
+/// Services routelb manages (see [`ipam::managed`]).
 fn managed(svc: &Service, cfg: &Config) -> bool {
-    ipam::serves(svc, &cfg.class, cfg.require_class)
-        || (ipam::serves(svc, &cfg.class, false)
-            && svc.annotations().contains_key(annotations::POOL_USED))
+    ipam::managed(svc, &cfg.class, cfg.require_class)
 }
 
 /// Whether routelb left its mark on a service that it no longer serves (its type changed).

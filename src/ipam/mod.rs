@@ -17,7 +17,7 @@ use kube::core::{Selector, SelectorExt};
 
 use crate::api::{AddressPoolSpec, PoolMode};
 pub use range::{Addr, Family, IpRange, normalize, parse_range, to_cidrs};
-pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, ingress_ips, serves};
+pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, ingress_ips, managed, serves};
 
 /// A pool, parsed and validated.
 #[derive(Clone, Debug)]

@@ -258,3 +258,15 @@ pub fn serves(svc: &Service, class: &str, require_class: bool) -> bool {
         None => !require_class,
     }
 }
+
+/// Services routelb manages: those it serves, plus class-less ones it already gave an address
+/// to (so turning on `require_class` never frees an address a live service still uses).
+pub fn managed(svc: &Service, class: &str, require_class: bool) -> bool {
+    serves(svc, class, require_class)
+        || (serves(svc, class, false)
+            && svc
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(annotations::POOL_USED)))
+}
