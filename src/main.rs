@@ -252,6 +252,9 @@ struct AllocatorArgs {
     /// Writes to the API server in flight at once.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
+    /// Namespace of the agents' node Leases (read only: which agents are alive).
+    #[arg(long, default_value = "routelb-system")]
+    node_lease_namespace: String,
 }
 
 fn default_identity() -> String {
@@ -435,6 +438,7 @@ async fn main() -> anyhow::Result<()> {
                     renew_period: a.renew_period,
                 },
                 write_concurrency: a.write_concurrency,
+                node_lease_namespace: a.node_lease_namespace,
             };
             tokio::select! {
                 r = allocator::run(client, cfg, metrics, health, cancel) => r,

@@ -73,7 +73,8 @@ impl Setup {
         }))
         .unwrap();
         policies.create(&PostParams::default(), &p).await.unwrap();
-        let allocator = Allocator::start(&unique("alloc"), "alloc", &[]);
+        let allocator =
+            Allocator::start(&unique("alloc"), "alloc", &["--node-lease-namespace", &ns]);
         Setup {
             client,
             ns,

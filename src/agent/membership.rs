@@ -109,27 +109,50 @@ fn renew_marker(lease: &Lease) -> Option<&MicroTime> {
     lease.spec.as_ref()?.renew_time.as_ref()
 }
 
+/// Whose renewals prove that the API server works (see [`Liveness`]).
+#[derive(Debug)]
+enum Clock {
+    /// This node's own lease: a node judges peers only while its own renewals get through.
+    Own(String),
+    /// Any node's lease: for an observer that renews none (the allocator).
+    AnyRenewal,
+}
+
 /// When each lease was last seen renewed, on this machine's clock, and what that says about
 /// who is alive.
 ///
-/// A peer is dead only when *this node's own* renewal has come back through the watch later
-/// than the peer's deadline (its last seen renewal plus its duration): that proves the API
-/// server took writes and delivered watch events at a moment when the peer should have renewed
-/// and did not. While this node cannot renew or cannot watch (an API outage, a partition),
-/// its own renewals stop arriving and nobody is judged dead: membership freezes by itself.
-/// After such a gap everyone gets one more lease duration, since nobody could renew during it.
+/// A peer is dead only when a renewal that proves the API works (this node's own, for an
+/// agent) has come back through the watch later than the peer's deadline (its last seen
+/// renewal plus its duration): the API server took writes and delivered watch events at a
+/// moment when the peer should have renewed and did not. While this node cannot renew or
+/// cannot watch (an API outage, a partition), those renewals stop arriving and nobody is
+/// judged dead: membership freezes by itself. After such a gap everyone gets one more lease
+/// duration, since nobody could renew during it.
 #[derive(Debug)]
 pub struct Liveness {
-    own: String,
+    clock: Clock,
     seen: HashMap<String, (Option<MicroTime>, Instant)>,
+    /// The last renewal that proves the API works.
+    proof: Option<Instant>,
     grace_until: Option<Instant>,
 }
 
 impl Liveness {
+    /// For the agent of `node`.
     pub fn new(node: &str) -> Liveness {
+        Self::with_clock(Clock::Own(lease_name(node)))
+    }
+
+    /// For an observer that holds no node lease: any node's renewal proves the API works.
+    pub fn observer() -> Liveness {
+        Self::with_clock(Clock::AnyRenewal)
+    }
+
+    fn with_clock(clock: Clock) -> Liveness {
         Liveness {
-            own: lease_name(node),
+            clock,
             seen: HashMap::new(),
+            proof: None,
             grace_until: None,
         }
     }
@@ -141,44 +164,67 @@ impl Liveness {
         for l in leases {
             let name = l.name_any();
             let marker = renew_marker(l).cloned();
-            match self.seen.get_mut(&name) {
+            let renewed = match self.seen.get_mut(&name) {
                 Some((m, at)) if *m != marker => {
-                    let gap = now.duration_since(*at);
-                    let duration = duration_of(l).unwrap_or(DEFAULT_DURATION);
-                    if name == self.own && gap > duration {
-                        // Our own renewals were not getting through: nobody else's either.
-                        self.grace_until = Some(now + duration);
-                    }
                     *m = marker;
                     *at = now;
+                    true
                 }
-                Some(_) => {}
+                Some(_) => false,
                 None => {
-                    self.seen.insert(name, (marker, now));
+                    self.seen.insert(name.clone(), (marker, now));
+                    false
                 }
+            };
+            let proves = match &self.clock {
+                Clock::Own(own) => *own == name,
+                Clock::AnyRenewal => member_of(l).is_some(),
+            };
+            if renewed && proves {
+                let duration = duration_of(l).unwrap_or(DEFAULT_DURATION);
+                if self.proof.is_some_and(|p| now.duration_since(p) > duration) {
+                    // Renewals were not getting through: nobody could renew.
+                    self.grace_until = Some(now + duration);
+                }
+                self.proof = Some(now);
+            } else if proves && self.proof.is_none() {
+                self.proof = Some(now);
             }
         }
+    }
+
+    fn alive(&self, lease: &Lease, now: Instant) -> bool {
+        let Some((_, at)) = self.seen.get(&lease.name_any()) else {
+            return false;
+        };
+        let deadline = *at + duration_of(lease).unwrap_or(DEFAULT_DURATION);
+        let in_grace = self.grace_until.is_some_and(|g| now < g);
+        in_grace || self.proof.is_none_or(|p| p <= deadline)
     }
 
     /// The members whose lease is alive, by node name, with this node (`me`, always alive to
     /// itself) as it is now.
     pub fn members(&self, leases: &[Lease], me: &Member, now: Instant) -> Vec<Member> {
-        let own_seen = self.seen.get(&self.own).map(|(_, at)| *at);
-        let in_grace = self.grace_until.is_some_and(|g| now < g);
         let mut out: BTreeMap<String, Member> = BTreeMap::new();
         for l in leases {
-            let Some(m) = member_of(l) else { continue };
-            let Some((_, at)) = self.seen.get(&l.name_any()) else {
-                continue;
-            };
-            let deadline = *at + duration_of(l).unwrap_or(DEFAULT_DURATION);
-            let dead = own_seen.is_some_and(|own| own > deadline) && !in_grace;
-            if !dead {
+            if let Some(m) = member_of(l)
+                && self.alive(l, now)
+            {
                 out.insert(m.node.clone(), m);
             }
         }
         out.insert(me.node.clone(), me.clone());
         out.into_values().collect()
+    }
+
+    /// The names of the nodes whose lease is alive.
+    pub fn live_nodes(&self, leases: &[Lease], now: Instant) -> BTreeSet<String> {
+        leases
+            .iter()
+            .filter(|l| self.alive(l, now))
+            .filter_map(member_of)
+            .map(|m| m.node)
+            .collect()
     }
 }
 
@@ -323,6 +369,28 @@ mod tests {
         assert_eq!(
             names(&live.members(&[renewed("me", 33), renewed("b", 0)], &me(), at(32_100))),
             ["me"]
+        );
+    }
+
+    #[test]
+    fn an_observer_takes_any_renewal_as_proof() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut live = Liveness::observer();
+        live.observe(&[renewed("a", 0), renewed("b", 0)], t0);
+        live.observe(&[renewed("a", 1), renewed("b", 0)], at(1000));
+        let both = |live: &Liveness, ls: &[Lease], t| {
+            live.live_nodes(ls, t).into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(
+            both(&live, &[renewed("a", 1), renewed("b", 0)], at(1000)),
+            ["a", "b"]
+        );
+        // a keeps renewing past b's deadline: b is dead.
+        live.observe(&[renewed("a", 2), renewed("b", 0)], at(2100));
+        assert_eq!(
+            both(&live, &[renewed("a", 2), renewed("b", 0)], at(2100)),
+            ["a"]
         );
     }
 

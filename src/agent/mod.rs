@@ -17,7 +17,7 @@ pub mod endpoints;
 pub mod membership;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,7 +33,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::allocator::changes::EventSpec;
-use crate::api::{AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, annotations};
+use crate::api::{
+    AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, ServiceNote, annotations,
+};
 use crate::daemon::Driver;
 use crate::daemon::applier::{Applier, LastApply};
 use crate::election::{self, Candidate, Decision, Member, Readiness};
@@ -124,29 +126,12 @@ struct Input {
     addresses: ServiceAddresses,
     local_traffic: bool,
     withdraw_without_endpoints: bool,
-    /// The `routelb.io/announcing` annotation and the resourceVersion it was read at.
-    announcing: Option<String>,
-    resource_version: String,
 }
 
 /// Background writes, so a pass never waits on the API server.
 enum Write {
-    /// The announcing annotation, written only if the Service is still at `resource_version`
-    /// (the version the decision was made from): a node with a stale view loses the race.
-    Service {
-        key: ServiceKey,
-        resource_version: String,
-        annotation: Option<String>,
-        event: EventSpec,
-    },
-    ServiceEvent {
-        key: ServiceKey,
-        event: EventSpec,
-    },
-    PolicyEvent {
-        policy: String,
-        event: EventSpec,
-    },
+    ServiceEvent { key: ServiceKey, event: EventSpec },
+    PolicyEvent { policy: String, event: EventSpec },
     NodeStatus(NodeStateStatus),
 }
 
@@ -166,29 +151,6 @@ async fn writer(
     };
     while let Some(w) = rx.recv().await {
         match w {
-            Write::Service {
-                key,
-                resource_version,
-                annotation,
-                event,
-            } => {
-                let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
-                let patch = json!({ "metadata": {
-                    "resourceVersion": resource_version,
-                    "annotations": { annotations::ANNOUNCING: annotation },
-                } });
-                match api
-                    .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                {
-                    Ok(svc) => events.publish(&svc.object_ref(&()), event).await,
-                    // Gone, or changed since: the pass its change wakes decides again.
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                        tracing::debug!(service = %key, code = s.code, "announcing annotation not written")
-                    }
-                    Err(e) => fail("Service", e),
-                }
-            }
             Write::ServiceEvent { key, event } => {
                 let reference = k8s_openapi::api::core::v1::ObjectReference {
                     api_version: Some("v1".into()),
@@ -307,13 +269,8 @@ struct Agent {
     me: watch::Sender<Option<Member>>,
     /// routelb's addresses per interface after the last convergence.
     held: BTreeMap<String, BTreeSet<IfAddress>>,
-    /// The resourceVersion each report of this node was based on: until the cache moves past
-    /// it, the report is in flight and is not sent again.
-    reported: HashMap<ServiceKey, String>,
-    /// No reports before then: agents starting together first need to see each other's
-    /// Leases, or each would report itself alone.
-    report_from: Instant,
-    report_pending: bool,
+    /// Services nobody announces that this node reports on, with why (into NodeState).
+    not_announced: Vec<ServiceNote>,
     address_errors: Vec<String>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
@@ -394,8 +351,6 @@ impl Agent {
                     addresses,
                     local_traffic,
                     withdraw_without_endpoints,
-                    announcing: s.annotations().get(annotations::ANNOUNCING).cloned(),
-                    resource_version: s.resource_version().unwrap_or_default(),
                 })
             })
             .collect();
@@ -501,7 +456,7 @@ impl Agent {
             }
         }
         self.problems = problems;
-        self.report_services(&decisions, &inputs);
+        self.report_services(&decisions);
         self.report_node();
         self.metrics.passes.inc();
         self.metrics
@@ -578,15 +533,13 @@ impl Agent {
         ok
     }
 
-    fn report_services(&mut self, decisions: &[Decision], inputs: &[Input]) {
-        if Instant::now() < self.report_from {
-            self.report_pending = true;
-            return;
-        }
-        self.report_pending = false;
+    /// Events for services this node was elected to hold but could not place, and the notes on
+    /// services nobody announces that this node reports on. Which nodes announce a service is
+    /// written by the allocator, from every node's NodeState: agents never write Services.
+    fn report_services(&mut self, decisions: &[Decision]) {
         let mut failed = BTreeSet::new();
-        for (d, input) in decisions.iter().zip(inputs) {
-            // What this node could not place although elected to.
+        let mut notes = Vec::new();
+        for d in decisions {
             if d.held_by(&self.cfg.node) && !self.address_errors.is_empty() {
                 failed.insert(d.key.clone());
                 if !self.failed_services.contains(&d.key) {
@@ -604,24 +557,18 @@ impl Agent {
                     });
                 }
             }
-            if self.reported.get(&d.key) == Some(&input.resource_version) {
-                continue;
-            }
-            if let Some(r) = status::service_report(d, &self.cfg.node, input.announcing.as_deref())
+            if d.reporter.as_deref() == Some(self.cfg.node.as_str())
+                && d.announcing().is_empty()
+                && let Some(reason) = d.unheld_reason()
             {
-                self.reported
-                    .insert(d.key.clone(), input.resource_version.clone());
-                let _ = self.writes.send(Write::Service {
-                    key: d.key.clone(),
-                    resource_version: input.resource_version.clone(),
-                    annotation: r.annotation,
-                    event: r.event,
+                notes.push(ServiceNote {
+                    service: d.key.to_string(),
+                    reason,
                 });
             }
         }
         self.failed_services = failed;
-        let keys: BTreeSet<&ServiceKey> = decisions.iter().map(|d| &d.key).collect();
-        self.reported.retain(|k, _| keys.contains(k));
+        self.not_announced = notes;
     }
 
     fn report_node(&mut self) {
@@ -641,6 +588,7 @@ impl Agent {
                 last_apply: last_apply.as_ref(),
                 last_apply_time: self.last_apply_time.as_deref(),
                 problems: &problems,
+                not_announced: &self.not_announced,
             },
             &old,
         );
@@ -792,9 +740,7 @@ pub async fn run(
         members: vec![],
         me: me_tx,
         held: BTreeMap::new(),
-        reported: HashMap::new(),
-        report_from: Instant::now() + cfg.renew_period * 2,
-        report_pending: false,
+        not_announced: vec![],
         address_errors: vec![],
         problems: BTreeSet::new(),
         last_status: None,
@@ -867,7 +813,6 @@ pub async fn run(
                 }
                 _ = resync.tick() => { kind.check_daemon = true; break }
                 _ = refresh.tick() => { kind.refresh = true; break }
-                _ = sleep_until(agent.report_pending.then_some(agent.report_from)) => break,
                 _ = sleep_until(retry_at) => {
                     kind.check_daemon = true;
                     break;

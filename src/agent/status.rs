@@ -1,65 +1,13 @@
-//! What the agent reports (pure): the `NodeState` status of its node, and for the services it
-//! reports on, the `routelb.io/announcing` annotation and the Events telling when announcing
-//! starts, moves or stops.
+//! What the agent reports (pure): the `NodeState` status of its node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::allocator::changes::{EventSpec, condition};
-use crate::api::{ApplyResult, InterfaceAddresses, NodeStateStatus};
+use crate::allocator::changes::condition;
+use crate::api::{ApplyResult, InterfaceAddresses, NodeStateStatus, ServiceNote};
 use crate::daemon::applier::LastApply;
-use crate::election::Decision;
 use crate::netlink::IfAddress;
-
-/// What to write on one Service; `annotation: None` removes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceReport {
-    pub annotation: Option<String>,
-    pub event: EventSpec,
-}
-
-/// The report for a service whose announcement changed, if this node is its reporter.
-/// `current` is the annotation as the Service has it now.
-pub fn service_report(
-    decision: &Decision,
-    me: &str,
-    current: Option<&str>,
-) -> Option<ServiceReport> {
-    if decision.reporter.as_deref() != Some(me) {
-        return None;
-    }
-    let now = decision.announcing();
-    let before = current.unwrap_or("");
-    if now == before {
-        return None;
-    }
-    let why = decision.unheld_reason();
-    let event = match (before.is_empty(), now.is_empty()) {
-        (_, true) => EventSpec {
-            warning: true,
-            reason: "NotAnnounced",
-            note: format!(
-                "no node announces the service: {}",
-                why.as_deref().unwrap_or("no eligible node")
-            ),
-        },
-        (true, false) => EventSpec {
-            warning: false,
-            reason: "Announcing",
-            note: format!("announced from {now}"),
-        },
-        (false, false) => EventSpec {
-            warning: false,
-            reason: "AnnouncementMoved",
-            note: format!("announced from {now} (was {before})"),
-        },
-    };
-    Some(ServiceReport {
-        annotation: (!now.is_empty()).then_some(now),
-        event,
-    })
-}
 
 /// What the node status is made of.
 pub struct NodeReport<'a> {
@@ -74,6 +22,7 @@ pub struct NodeReport<'a> {
     pub last_apply_time: Option<&'a str>,
     /// Routing problems on this node (policies that cannot be honoured here).
     pub problems: &'a [String],
+    pub not_announced: &'a [ServiceNote],
 }
 
 pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
@@ -205,6 +154,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
         announced_prefixes,
         fragment_hash,
         last_apply,
+        not_announced: r.not_announced.to_vec(),
         conditions,
     }
 }
@@ -226,48 +176,6 @@ pub fn status_differs(a: &NodeStateStatus, b: &NodeStateStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::election::{Holder, Placement};
-    use crate::ipam::ServiceKey;
-
-    fn decision(holders: &[(&str, &str)], reporter: &str) -> Decision {
-        Decision {
-            key: ServiceKey::new("default", "web"),
-            pool: "p".into(),
-            placements: vec![Placement {
-                address: "10.0.0.5".parse().unwrap(),
-                holders: holders
-                    .iter()
-                    .map(|(n, i)| Holder {
-                        node: n.to_string(),
-                        interface: i.to_string(),
-                    })
-                    .collect(),
-                unheld: holders.is_empty().then(|| "no ready endpoints".to_string()),
-            }],
-            reporter: Some(reporter.into()),
-        }
-    }
-
-    #[test]
-    fn only_the_reporter_reports_and_only_changes() {
-        let d = decision(&[("a", "eth0")], "a");
-        assert_eq!(service_report(&d, "b", None), None);
-        let r = service_report(&d, "a", None).unwrap();
-        assert_eq!(r.annotation.as_deref(), Some("a/eth0"));
-        assert_eq!(r.event.reason, "Announcing");
-        assert_eq!(service_report(&d, "a", Some("a/eth0")), None);
-
-        let moved = service_report(&d, "a", Some("b/eth0")).unwrap();
-        assert_eq!(moved.event.reason, "AnnouncementMoved");
-        assert!(moved.event.note.contains("was b/eth0"));
-
-        let gone = service_report(&decision(&[], "c"), "c", Some("a/eth0")).unwrap();
-        assert_eq!(gone.annotation, None);
-        assert!(gone.event.warning);
-        assert!(gone.event.note.contains("no ready endpoints"));
-        // Nothing announced and nothing was: nothing to say.
-        assert_eq!(service_report(&decision(&[], "c"), "c", None), None);
-    }
 
     #[test]
     fn node_status_lists_addresses_prefixes_and_conditions() {
@@ -298,6 +206,7 @@ mod tests {
                 last_apply: Some(&apply),
                 last_apply_time: Some("2026-11-27T00:00:00Z"),
                 problems: &["InstanceMissing: no router ospf".into()],
+                not_announced: &[],
             },
             &[],
         );
@@ -324,6 +233,7 @@ mod tests {
                     last_apply: Some(&apply),
                     last_apply_time: Some("2026-11-27T00:00:01Z"),
                     problems: &["InstanceMissing: no router ospf".into()],
+                    not_announced: &[],
                 },
                 &s.conditions,
             )

@@ -5,14 +5,16 @@
 //! Kubernetes is the only store: every pass starts from the Services' own status, so a restart
 //! or a new leader never renumbers a live service.
 
+pub mod announcing;
 pub mod changes;
 pub mod leader;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -22,7 +24,8 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AddressPool, RoutingPolicy, annotations};
+use crate::agent::membership::{self, Liveness};
+use crate::api::{AddressPool, NodeState, RoutingPolicy, annotations};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
@@ -38,7 +41,14 @@ pub struct Config {
     pub lease: leader::LeaseConfig,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// Namespace of the agents' node Leases: their liveness decides whose NodeState counts
+    /// for the `routelb.io/announcing` annotation.
+    pub node_lease_namespace: String,
 }
+
+/// How long a service that was announced may have no live holder before it is reported as not
+/// announced: long enough for a graceful failover, short next to a hard one.
+const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
 
 /// Services routelb manages (see [`ipam::managed`]).
 fn managed(svc: &Service, cfg: &Config) -> bool {
@@ -78,6 +88,15 @@ struct Ctx {
     pools: Store<AddressPool>,
     policies: Store<RoutingPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    node_states: Store<NodeState>,
+    node_leases: Store<Lease>,
+    liveness: Liveness,
+    /// Nodes whose agent is alive, as of the last lease event.
+    live_nodes: BTreeSet<String>,
+    /// Services that were announced and that no live node holds right now, since when.
+    unannounced_since: HashMap<String, Instant>,
+    /// When a pass is due without any change (the end of such a grace period).
+    wake_at: Option<Instant>,
     metrics: Arc<Metrics>,
     events: EventPublisher,
     /// Services as we last wrote them, keyed by uid, with the resourceVersion the cache had
@@ -124,6 +143,24 @@ pub async fn run(
         trigger.clone(),
     );
 
+    let node_states = cache(
+        Api::<NodeState>::all(client.clone()),
+        watcher::Config::default(),
+        "nodestates",
+        |n: &mut NodeState| n.managed_fields_mut().clear(),
+        trigger.clone(),
+    );
+    // Node lease renewals arrive every renew period from every node: they wake the loop only
+    // to see whether somebody died (see below), not for a pass each.
+    let lease_events = Arc::new(Notify::new());
+    let node_leases = cache(
+        Api::<Lease>::namespaced(client.clone(), &cfg.node_lease_namespace),
+        watcher::Config::default().labels(&format!("{}=true", membership::LEASE_LABEL)),
+        "node leases",
+        keep,
+        lease_events.clone(),
+    );
+
     let (leading_tx, mut leading) = watch::channel(false);
     let lease_task = tokio::spawn(leader::run(
         client.clone(),
@@ -138,6 +175,8 @@ pub async fn run(
             services.wait_until_ready().await?;
             pools.wait_until_ready().await?;
             policies.wait_until_ready().await?;
+            node_states.wait_until_ready().await?;
+            node_leases.wait_until_ready().await?;
             namespaces.wait_until_ready().await
         } => r?,
     }
@@ -161,16 +200,30 @@ pub async fn run(
         pools,
         policies,
         namespaces,
+        node_states,
+        node_leases,
+        liveness: Liveness::observer(),
+        live_nodes: BTreeSet::new(),
+        unannounced_since: HashMap::new(),
+        wake_at: None,
         metrics,
         events,
         written: HashMap::new(),
     };
+    ctx.update_live_nodes();
     let mut retry: Option<Duration> = None;
     loop {
-        let sleep = tokio::time::sleep(retry.unwrap_or(Duration::from_secs(300)));
+        let due =
+            retry
+                .unwrap_or(Duration::from_secs(300))
+                .min(ctx.wake_at.map_or(Duration::MAX, |w| {
+                    w.saturating_duration_since(Instant::now())
+                }));
+        let sleep = tokio::time::sleep(due);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = trigger.notified() => {}
+            _ = lease_events.notified() => if !ctx.update_live_nodes() { continue },
             r = leading.changed() => if r.is_err() { break },
             _ = sleep => {}
         }
@@ -199,6 +252,22 @@ pub async fn run(
 }
 
 impl Ctx {
+    /// Records node lease renewals; true when the set of live nodes changed.
+    fn update_live_nodes(&mut self) -> bool {
+        let leases: Vec<Lease> = self
+            .node_leases
+            .state()
+            .iter()
+            .map(|l| (**l).clone())
+            .collect();
+        let now = Instant::now();
+        self.liveness.observe(&leases, now);
+        let live = self.liveness.live_nodes(&leases, now);
+        let changed = live != self.live_nodes;
+        self.live_nodes = live;
+        changed
+    }
+
     /// One allocation pass over everything. Returns the number of failed writes.
     async fn pass(&mut self) -> usize {
         // The cache, with our own newer writes laid over it.
@@ -251,6 +320,10 @@ impl Ctx {
             .ipam_duration
             .observe(t.elapsed().as_secs_f64());
 
+        let states = self.node_states.state();
+        let seen =
+            announcing::Announcements::collect(states.iter().map(|s| s.as_ref()), &self.live_nodes);
+        self.wake_at = None;
         let mut work = Vec::new();
         for svc in &services {
             let decision = if managed(svc, &self.cfg) {
@@ -261,7 +334,37 @@ impl Ctx {
             } else {
                 continue;
             };
-            let change = changes::service_change(svc, decision);
+            let mut change = changes::service_change(svc, decision);
+            let addresses = change
+                .ingress
+                .clone()
+                .unwrap_or_else(|| ipam::ingress_ips(svc));
+            let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+            let before = svc.annotations().get(annotations::ANNOUNCING);
+            // A failover passes through a moment when no live node holds the address yet:
+            // give it a moment, so it reads as a move and not as a withdrawal.
+            let gap = !addresses.is_empty()
+                && before.is_some_and(|b| !b.is_empty())
+                && seen.value(&addresses).is_empty();
+            let now = Instant::now();
+            let since = if gap {
+                *self.unannounced_since.entry(key.clone()).or_insert(now)
+            } else {
+                self.unannounced_since.remove(&key);
+                now
+            };
+            if gap && now < since + UNANNOUNCED_GRACE {
+                let at = since + UNANNOUNCED_GRACE;
+                self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+            } else {
+                announcing::add_change(
+                    &mut change,
+                    &key,
+                    before.map(String::as_str),
+                    &addresses,
+                    &seen,
+                );
+            }
             if !change.is_empty() {
                 work.push((svc.clone(), change));
             }

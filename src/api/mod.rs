@@ -326,8 +326,20 @@ pub struct NodeStateStatus {
     pub fragment_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyResult>,
+    /// Services that no node announces, with why, as seen by the node that reports on them
+    /// (one node per service, chosen by the election).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_announced: Vec<ServiceNote>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceNote {
+    /// `namespace/name`
+    pub service: String,
+    pub reason: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
