@@ -639,3 +639,65 @@ async fn api_outage_withdraws_nothing() {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.cleanup().await;
 }
+
+/// Templates from a watched directory: a broken edit keeps the last good fragment in place and
+/// says so in NodeState; the fixed file is picked up again.
+#[tokio::test(flavor = "multi_thread")]
+async fn template_directory_is_watched() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-tmpl", 1, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let dir = std::path::PathBuf::from(c.var("CLUSTER_DIR")).join("templates");
+    for d in ["frr", "bird"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+        for f in std::fs::read_dir(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(d),
+        )
+        .unwrap()
+        {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(d).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut args = FAST.to_vec();
+    let dir_s = dir.to_str().unwrap().to_string();
+    args.extend(["--templates", &dir_s]);
+    let agents = s.agents(&c, &args).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&ips[0]), 1, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+
+    let problems = |st: &routelb::api::NodeStateStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "RoutingProblems")
+            .map(|c| (c.status.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+    let bgp = dir.join("frr/bgp.conf.tera");
+    let good = std::fs::read_to_string(&bgp).unwrap();
+    std::fs::write(&bgp, format!("{good}\n{{% if %}}\n")).unwrap();
+    let st = wait_for(Duration::from_secs(20), || async {
+        let st = s.node_state(&c.node_name(1)).await?.status?;
+        (problems(&st).0 == "True").then_some(st)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the broken template was not reported\n{}", logs(&agents)));
+    assert!(problems(&st).1.contains("templates"), "{:?}", problems(&st));
+    // The last good fragment stays: the route is still there, and new services still work.
+    assert_eq!(c.nexthops(&host(&ips[0])), 1);
+    let more = s.service("more", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&more[0]), 1, Duration::from_secs(30))
+        .unwrap();
+
+    std::fs::write(&bgp, &good).unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        let st = s.node_state(&c.node_name(1)).await?.status?;
+        (problems(&st).0 == "False").then_some(())
+    })
+    .await
+    .expect("the fixed template was picked up");
+    s.cleanup().await;
+}

@@ -256,6 +256,8 @@ struct Agent {
     applier: Applier,
     instances: Option<Instances>,
     templates: Option<Templates>,
+    /// Why the templates on disk were not loaded, while they are not.
+    template_error: Option<String>,
     metrics: Arc<AgentMetrics>,
     writes: mpsc::UnboundedSender<Write>,
     services: Store<Service>,
@@ -285,6 +287,8 @@ struct PassKind {
     check_daemon: bool,
     /// Re-add every address so its lifetime starts again.
     refresh: bool,
+    /// The template directory changed.
+    reload_templates: bool,
 }
 
 impl Agent {
@@ -308,10 +312,30 @@ impl Agent {
         changed
     }
 
+    /// (Re)loads the templates. A set that does not load (a bad edit of the ConfigMap) leaves
+    /// the last good one in use and is reported until it is fixed.
+    fn load_templates(&mut self) -> anyhow::Result<()> {
+        match Templates::load(self.cfg.daemon, self.cfg.templates.as_deref()) {
+            Ok(t) => {
+                if self.template_error.take().is_some() || self.templates.is_some() {
+                    tracing::info!("templates loaded");
+                }
+                self.templates = Some(t);
+                Ok(())
+            }
+            Err(e) if self.templates.is_some() => {
+                tracing::warn!(error = %e, "templates not loaded; the last good ones stay in use");
+                self.template_error = Some(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn pass(&mut self, kind: PassKind) -> anyhow::Result<bool> {
         let started = Instant::now();
         let cfg = self.cfg.clone();
-        if kind.check_daemon || self.instances.is_none() || self.templates.is_none() {
+        if kind.check_daemon || self.instances.is_none() {
             match self.cfg.driver.instances().await {
                 Ok(i) => self.instances = Some(i),
                 Err(e) => {
@@ -321,7 +345,9 @@ impl Agent {
                     }
                 }
             }
-            self.templates = Some(Templates::load(cfg.daemon, cfg.templates.as_deref())?);
+        }
+        if kind.reload_templates || self.templates.is_none() {
+            self.load_templates()?;
         }
         let facts = self.nl.interfaces().await?;
 
@@ -443,6 +469,11 @@ impl Agent {
         let mut problems: BTreeSet<String> =
             built.problems.iter().map(ToString::to_string).collect();
         problems.extend(planned.unplaced.iter().cloned());
+        if let Some(e) = &self.template_error {
+            problems.insert(format!(
+                "templates: {e} (the last good templates stay in use)"
+            ));
+        }
         for p in built.problems.iter().filter(|p| p.policy.is_some()) {
             if !self.problems.contains(&p.to_string()) {
                 let _ = self.writes.send(Write::PolicyEvent {
@@ -704,6 +735,21 @@ pub async fn run(
 
     let nl = Netlink::connect()?;
     let mut link_changes = Netlink::changes()?;
+    // Templates from a directory (a ConfigMap volume) are watched: a reviewed change rolls out
+    // without a new image. ConfigMap updates swap a symlink, hence the recursive watch.
+    let (template_tx, mut template_changes) = mpsc::unbounded_channel();
+    let _template_watch = match &cfg.templates {
+        Some(dir) => {
+            let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+                if ev.is_ok() {
+                    let _ = template_tx.send(());
+                }
+            })?;
+            notify::Watcher::watch(&mut w, dir, notify::RecursiveMode::Recursive)?;
+            Some(w)
+        }
+        None => None,
+    };
     let (writes, writes_rx) = mpsc::unbounded_channel();
     tokio::spawn(writer(
         client.clone(),
@@ -728,6 +774,7 @@ pub async fn run(
         nl,
         instances: None,
         templates: None,
+        template_error: None,
         metrics: metrics.clone(),
         writes,
         services,
@@ -756,6 +803,7 @@ pub async fn run(
     let mut kind = PassKind {
         check_daemon: true,
         refresh: true,
+        reload_templates: true,
     };
     loop {
         let retry = match agent.pass(kind).await {
@@ -798,6 +846,13 @@ pub async fn run(
                     } else {
                         tracing::warn!("cannot renew the node lease: nobody is judged dead and nothing is withdrawn until it works again");
                     }
+                }
+                Some(()) = template_changes.recv() => {
+                    // Let the writer finish (a ConfigMap update is several events).
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while template_changes.try_recv().is_ok() {}
+                    kind.reload_templates = true;
+                    break;
                 }
                 Some(()) = link_changes.recv() => {
                     // Let a burst of changes settle, then see whether the node's facts moved.
