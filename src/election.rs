@@ -125,12 +125,8 @@ pub fn rank(node: &str, key: &ServiceKey) -> u64 {
 
 fn ranked<'m>(members: impl Iterator<Item = &'m Member>, key: &ServiceKey) -> Vec<&'m Member> {
     let mut v: Vec<&Member> = members.collect();
-    // Ties (equal hashes) are broken by name so the order is total.
-    v.sort_by(|a, b| {
-        rank(&b.node, key)
-            .cmp(&rank(&a.node, key))
-            .then_with(|| a.node.cmp(&b.node))
-    });
+    // One hash per node; ties (equal hashes) are broken by name so the order is total.
+    v.sort_by_cached_key(|m| (std::cmp::Reverse(rank(&m.node, key)), m.node.clone()));
     v
 }
 
