@@ -2,9 +2,12 @@
 //!
 //! - A **local** address (pool mode `local`) has exactly one holder: among the live nodes with
 //!   a subnet holding the address (under `externalTrafficPolicy: Local`, only those with ready
-//!   endpoints), the one ranking highest for the service. The rank is a hash of (node,
-//!   service), so every agent reaches the same answer from the same facts with no
-//!   coordination, services spread over nodes, and a node leaving moves only its own services.
+//!   endpoints), the one ranking highest for the address. The rank is a hash of (node,
+//!   address), so every agent reaches the same answer from the same facts with no
+//!   coordination, Services sharing an address agree on its holder, addresses spread over
+//!   nodes, and a node leaving moves only its own addresses. (Under `externalTrafficPolicy:
+//!   Local`, Services sharing an address should share their endpoints' nodes too, as with
+//!   MetalLB; otherwise each may elect a different holder.)
 //! - A **routed** address is held by every live node announcing its pool (a RoutingPolicy
 //!   selects the pool for that node), or under `externalTrafficPolicy: Local` by those of them
 //!   with ready endpoints; the upstream routers spread traffic over them (ECMP).
@@ -110,23 +113,22 @@ impl Decision {
     }
 }
 
-/// The rank of a node for a service: the first 8 bytes of SHA-256 over both names. Stable
-/// across processes, versions and architectures, unlike std's hasher.
-pub fn rank(node: &str, key: &ServiceKey) -> u64 {
+/// The rank of a node for a subject (a service's `namespace/name`, or a local address): the
+/// first 8 bytes of SHA-256 over both. Stable across processes, versions and architectures,
+/// unlike std's hasher.
+pub fn rank(node: &str, subject: &str) -> u64 {
     let mut h = Sha256::new();
     h.update(node.as_bytes());
     h.update([0]);
-    h.update(key.namespace.as_bytes());
-    h.update([b'/']);
-    h.update(key.name.as_bytes());
+    h.update(subject.as_bytes());
     let d = h.finalize();
     u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
-fn ranked<'m>(members: impl Iterator<Item = &'m Member>, key: &ServiceKey) -> Vec<&'m Member> {
+fn ranked<'m>(members: impl Iterator<Item = &'m Member>, subject: &str) -> Vec<&'m Member> {
     let mut v: Vec<&Member> = members.collect();
     // One hash per node; ties (equal hashes) are broken by name so the order is total.
-    v.sort_by_cached_key(|m| (std::cmp::Reverse(rank(&m.node, key)), m.node.clone()));
+    v.sort_by_cached_key(|m| (std::cmp::Reverse(rank(&m.node, subject)), m.node.clone()));
     v
 }
 
@@ -171,9 +173,11 @@ fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
                             "no live node has a subnet holding {address} (local pool {pool})"
                         ));
                     }
+                    // Ranked by the address, not the service: Services sharing an address (a
+                    // sharing key) must elect the same holder.
                     let eligible = ranked(
                         able.iter().map(|(m, _)| *m).filter(|m| endpoint_ok(m)),
-                        key,
+                        &address.to_string(),
                     );
                     let Some(winner) = eligible.first() else {
                         return unheld(format!(
@@ -205,7 +209,7 @@ fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
                         ));
                     }
                     let holders: Vec<Holder> =
-                        ranked(announcing.into_iter().filter(|m| endpoint_ok(m)), key)
+                        ranked(announcing.into_iter().filter(|m| endpoint_ok(m)), &key.to_string())
                             .into_iter()
                             .map(|m| Holder {
                                 node: m.node.clone(),
@@ -231,7 +235,11 @@ fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
         .iter()
         .find_map(|p| p.holders.first())
         .map(|h| h.node.clone())
-        .or_else(|| ranked(members.iter(), key).first().map(|m| m.node.clone()));
+        .or_else(|| {
+            ranked(members.iter(), &key.to_string())
+                .first()
+                .map(|m| m.node.clone())
+        });
     Decision {
         key: key.clone(),
         pool: pool.clone(),
@@ -343,22 +351,42 @@ mod tests {
     }
 
     #[test]
-    fn local_holder_uses_its_own_interface_and_dual_stack_stays_together_when_it_can() {
+    fn local_holder_uses_its_own_interface() {
         let s = svc("web", "lan", &["10.0.0.50", "fd00::50"]);
         let r = Readiness::default();
         // Only a and b have both subnets.
         let members: Vec<Member> = lan().into_iter().filter(|m| m.node != "c").collect();
         let d = &elect(&[cand(&s, PoolMode::Local, &r)], &members, "kube-lb0")[0];
-        assert_eq!(d.placements[0].holders, d.placements[1].holders);
-        let h = &d.placements[0].holders[0];
-        assert_eq!(h.interface, if h.node == "a" { "eth0" } else { "eth1" });
-        assert_eq!(d.announcing(), format!("{}/{}", h.node, h.interface));
+        for p in &d.placements {
+            assert_eq!(p.holders.len(), 1);
+            let h = &p.holders[0];
+            assert_eq!(h.interface, if h.node == "a" { "eth0" } else { "eth1" });
+        }
+        assert!(d.announcing().contains("/eth"));
+    }
+
+    #[test]
+    fn services_sharing_a_local_address_elect_the_same_holder() {
+        let r = Readiness::default();
+        let services: Vec<ServiceAddresses> = (0..50)
+            .map(|i| svc(&format!("s{i}"), "lan", &["10.0.0.77"]))
+            .collect();
+        let cands: Vec<Candidate> = services
+            .iter()
+            .map(|s| cand(s, PoolMode::Local, &r))
+            .collect();
+        let ds = elect(&cands, &lan(), "kube-lb0");
+        let holders: BTreeSet<&str> = ds
+            .iter()
+            .map(|d| d.placements[0].holders[0].node.as_str())
+            .collect();
+        assert_eq!(holders.len(), 1, "{holders:?}");
     }
 
     #[test]
     fn losing_a_node_moves_only_its_services() {
         let services: Vec<ServiceAddresses> = (0..200)
-            .map(|i| svc(&format!("s{i}"), "lan", &["10.0.0.50"]))
+            .map(|i| svc(&format!("s{i}"), "lan", &[&format!("10.0.0.{}", i + 1)]))
             .collect();
         let r = Readiness::default();
         let cands: Vec<Candidate> = services
@@ -487,19 +515,10 @@ mod tests {
     fn rank_is_stable() {
         // Pinned so that a change of hash (which would move every local address in a cluster
         // during an upgrade) cannot slip in unnoticed.
+        assert_eq!(rank("node-1", "default/web"), rank("node-1", "default/web"));
+        assert_ne!(rank("node-1", "default/web"), rank("node-2", "default/web"));
         assert_eq!(
-            rank("node-1", &ServiceKey::new("default", "web")),
-            rank("node-1", &ServiceKey::new("default", "web"))
-        );
-        assert_ne!(
-            rank("node-1", &ServiceKey::new("default", "web")),
-            rank("node-2", &ServiceKey::new("default", "web"))
-        );
-        assert_eq!(
-            format!(
-                "{:016x}",
-                rank("node-1", &ServiceKey::new("default", "web"))
-            ),
+            format!("{:016x}", rank("node-1", "default/web")),
             PINNED_RANK
         );
     }
