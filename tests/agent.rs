@@ -735,3 +735,81 @@ async fn template_directory_is_watched() {
     .expect("the fixed template was picked up");
     s.cleanup().await;
 }
+
+/// A pool edited into something invalid: the Services keep their addresses (the allocator)
+/// and stay announced (the agents, from the pool's last valid definition), and NodeState says
+/// why until the pool is fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_pool_edits_withdraw_nothing() {
+    let _serial = common::serial();
+    let c = Cluster::up("ag-pool", 1, "bgp", "frr");
+    let s = Setup::new(&c, "bgp").await;
+    let agents = s.agents(&c, &FAST).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    let p = host(&ips[0]);
+    c.wait_nexthops(&p, 1, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let w = Watch::start(&c, vec![(p.clone(), 1)], None);
+    let pools: Api<AddressPool> = Api::all(s.client.clone());
+    pools
+        .patch(
+            &s.routed,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "addresses": ["not-an-address"] } })),
+        )
+        .await
+        .unwrap();
+    let reported = |what: &'static str| {
+        let s = &s;
+        let c = &c;
+        async move {
+            wait_for(Duration::from_secs(20), || async {
+                let st = s.node_state(&c.node_name(1)).await?.status?;
+                st.conditions
+                    .iter()
+                    .any(|k| k.type_ == "RoutingProblems" && k.message.contains(what))
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    reported("invalid")
+        .await
+        .unwrap_or_else(|| panic!("the invalid pool was not reported\n{}", logs(&agents)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Fixed again: the problem goes away, the address stays.
+    pools
+        .patch(
+            &s.routed,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "addresses": [
+                format!("198.18.{}.0/27", c.index()),
+                format!("2001:db8:78:{}::/123", c.index()),
+            ] } })),
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        let st = s.node_state(&c.node_name(1)).await?.status?;
+        st.conditions
+            .iter()
+            .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
+            .then_some(())
+    })
+    .await
+    .expect("the fixed pool is no longer reported");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (samples, glitches) = w.finish();
+    assert!(samples > 20, "watched only {samples} times");
+    assert!(
+        glitches.is_empty(),
+        "withdrawn: {glitches:?}\n{}",
+        logs(&agents)
+    );
+    let svc: Service = Api::namespaced(s.client.clone(), &s.ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(common::ingress_ips(&svc), ips, "the address was kept");
+    s.cleanup().await;
+}

@@ -258,6 +258,8 @@ struct Agent {
     templates: Option<Templates>,
     /// Why the templates on disk were not loaded, while they are not.
     template_error: Option<String>,
+    /// Each pool's last definition that parsed, by name (see `effective_pools`).
+    last_good_pools: BTreeMap<String, AddressPool>,
     metrics: Arc<AgentMetrics>,
     writes: mpsc::UnboundedSender<Write>,
     services: Store<Service>,
@@ -312,6 +314,42 @@ impl Agent {
         changed
     }
 
+    /// The pools to work with: each pool as it is, or as it last parsed when an edit broke it,
+    /// and deleted pools that Services still hold addresses from (the allocator keeps those
+    /// addresses, so the nodes keep announcing them). Bad input loses nothing.
+    fn effective_pools(&mut self, problems: &mut Vec<String>) -> Vec<AddressPool> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for p in self.pools.state() {
+            let name = p.name_any();
+            seen.insert(name.clone());
+            match crate::ipam::Pool::from_spec(&name, &p.spec) {
+                Ok(_) => {
+                    self.last_good_pools.insert(name, (*p).clone());
+                    out.push((*p).clone());
+                }
+                Err(e) => match self.last_good_pools.get(&name) {
+                    Some(good) => {
+                        problems.push(format!(
+                            "AddressPool {name} is invalid ({e}); its last valid definition stays in use"
+                        ));
+                        out.push(good.clone());
+                    }
+                    None => out.push((*p).clone()),
+                },
+            }
+        }
+        for (name, good) in &self.last_good_pools {
+            if !seen.contains(name) {
+                problems.push(format!(
+                    "AddressPool {name} was deleted; its addresses stay announced while Services hold them"
+                ));
+                out.push(good.clone());
+            }
+        }
+        out
+    }
+
     /// (Re)loads the templates. A set that does not load (a bad edit of the ConfigMap) leaves
     /// the last good one in use and is reported until it is fixed.
     fn load_templates(&mut self) -> anyhow::Result<()> {
@@ -352,7 +390,8 @@ impl Agent {
         let facts = self.nl.interfaces().await?;
 
         // Inputs from the caches.
-        let pools: Vec<AddressPool> = self.pools.state().iter().map(|p| (**p).clone()).collect();
+        let mut pool_problems = Vec::new();
+        let pools = self.effective_pools(&mut pool_problems);
         let policies: Vec<RoutingPolicy> = self
             .policies
             .state()
@@ -384,6 +423,11 @@ impl Agent {
         let modes: BTreeMap<String, PoolMode> =
             pools.iter().map(|p| (p.name_any(), p.spec.mode)).collect();
         inputs.retain(|i| modes.contains_key(&i.addresses.pool));
+        // Forget kept pools no service uses any more.
+        let used: BTreeSet<&str> = inputs.iter().map(|i| i.addresses.pool.as_str()).collect();
+        let current: BTreeSet<String> = self.pools.state().iter().map(|p| p.name_any()).collect();
+        self.last_good_pools
+            .retain(|name, _| current.contains(name) || used.contains(name.as_str()));
         let all: Vec<ServiceAddresses> = inputs.iter().map(|i| i.addresses.clone()).collect();
 
         // Render first: it also says which routed pools this node announces.
@@ -469,6 +513,7 @@ impl Agent {
         let mut problems: BTreeSet<String> =
             built.problems.iter().map(ToString::to_string).collect();
         problems.extend(planned.unplaced.iter().cloned());
+        problems.extend(pool_problems);
         if let Some(e) = &self.template_error {
             problems.insert(format!(
                 "templates: {e} (the last good templates stay in use)"
@@ -775,6 +820,7 @@ pub async fn run(
         instances: None,
         templates: None,
         template_error: None,
+        last_good_pools: BTreeMap::new(),
         metrics: metrics.clone(),
         writes,
         services,

@@ -397,7 +397,12 @@ impl<'a> State<'a> {
         if let Some(req) = &svc.requested_pool
             && pool != Some(req.as_str())
         {
-            return Keep::Nothing;
+            // A requested pool that is invalid (a bad edit) takes nothing away: the address is
+            // kept until the pool is fixed.
+            match self.invalid.get(req.as_str()) {
+                Some(reason) => warnings.push(format!("pool {req:?} is invalid: {reason}")),
+                None => return Keep::Nothing,
+            }
         }
         for a in &held {
             if let Some(h) = self.used.get(a) {

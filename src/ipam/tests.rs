@@ -425,6 +425,21 @@ fn invalid_and_overlapping_pools_are_reported() {
     assert_eq!(o.pools["a"].overlaps, ["b"]);
     assert_eq!(o.pools["b"].overlaps, ["a"]);
     assert!(o.pools["c"].overlaps.is_empty());
+
+    // A service holding an address from a pool that an edit made invalid keeps it, with a
+    // warning naming the problem: bad input takes nothing away.
+    let mut holder = svc("holder", 1);
+    holder.requested_pool = Some("bad".into());
+    holder.current = vec![ip("10.9.0.7")];
+    holder.current_pool = Some("bad".into());
+    let o = allocate(&pools, &[holder]);
+    assert_eq!(addrs(&o, "holder"), ["10.9.0.7"]);
+    let a = o.services.values().next().unwrap().assignment().unwrap();
+    assert!(
+        a.warnings.iter().any(|w| w.contains("invalid")),
+        "{:?}",
+        a.warnings
+    );
 }
 
 #[test]
