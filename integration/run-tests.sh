@@ -16,7 +16,7 @@ fi
 log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2 iputils-ping frr frr-pythontools bird2; do
+for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2 iputils-ping python3-yaml frr frr-pythontools bird2; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,6 +27,7 @@ fi
 # Labs and clusters left over by an interrupted run would hold namespaces and daemons.
 bash integration/lab/lab.sh down-all >/dev/null 2>&1 || true
 bash integration/lab/cluster.sh down-all >/dev/null 2>&1 || true
+bash integration/lab/clab-netns.sh down-all >/dev/null 2>&1 || true
 
 log "test control plane (kube-apiserver + etcd on loopback)"
 # Stop it afterwards only if this run started it.
@@ -53,6 +54,13 @@ log "CRDs apply to the API server"
 if command -v kubectl >/dev/null; then
   cargo run --quiet --locked -- crds | kubectl apply -f - >&2
 fi
+
+log "containerlab topologies (static check, then each rebuilt in network namespaces)"
+cargo build --quiet --locked
+ROUTELB_BIN=target/debug/routelb bash integration/containerlab-check.sh
+for t in bgp ospf isis; do
+  ROUTELB_BIN=target/debug/routelb bash integration/lab/clab-netns.sh check "$t"
+done
 
 log "cargo test"
 out=$(mktemp)
