@@ -279,7 +279,9 @@ pub struct ServiceOverrides {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingPolicyStatus {
-    /// `Ready`, `Invalid`, and `InstanceMissing` (a protocol has no instance in the daemon).
+    /// `Ready` (False with reason `Invalid` when a field does not parse). Problems only a node can
+    /// see (`InstanceMissing`: a protocol with no instance in its daemon) are Events on the policy
+    /// and the `RoutingProblems` condition of that node's NodeState.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,10 +320,11 @@ pub struct NodeStateStatus {
     pub interfaces: Vec<InterfaceAddresses>,
     #[serde(default)]
     pub address_count: u32,
-    /// Prefixes exported through the routing daemon.
+    /// Prefixes on the load-balancer interface, which the daemon exports as connected routes
+    /// where a policy's filters let them through.
     #[serde(default)]
     pub announced_prefixes: Vec<String>,
-    /// SHA-256 of the fragment last applied to the daemon.
+    /// The first 16 hex digits of the SHA-256 of the fragment last applied to the daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,7 +355,7 @@ pub struct InterfaceAddresses {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplyResult {
-    /// `Applied`, `Unchanged`, `Rejected` or `Failed`.
+    /// `Applied`, `Unchanged`, `Refused` or `Failed`.
     pub result: String,
     /// RFC 3339 time of the attempt.
     pub time: String,
