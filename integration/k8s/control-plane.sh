@@ -14,6 +14,10 @@
 #                           files only) and delete the state directory. Safe
 #                           when nothing is running.
 #   control-plane.sh env    print `export KUBECONFIG=<path>` and nothing else.
+#   control-plane.sh kubectl-path
+#                           print the path of a kubectl v1.20.2 built from the
+#                           same source (building it once, cached) and nothing
+#                           else on stdout. Needs no running control plane.
 #
 # Why it looks like this:
 #   * The only way to get a kube-apiserver here (no internet besides the Debian
@@ -23,11 +27,19 @@
 #     under Go >= 1.18 on the first custom-resource write. We swap the vendored
 #     copy for Debian's golang-github-modern-go-reflect2-dev (v1.0.2) and
 #     update go.mod / vendor/modules.txt so `-mod=vendor` stays consistent.
-#   * The built binary is cached outside the repository
-#     (${ROUTELB_K8S_CACHE:-~/.cache/routelb}/kube-apiserver-v1.20.2). It is
-#     moved into place atomically only after a successful build, under a
-#     flock, so a half-finished build is never used and two concurrent `up`s
-#     never build twice.
+#   * The built binaries are cached outside the repository
+#     (${ROUTELB_K8S_CACHE:-~/.cache/routelb}/kube-apiserver-v1.20.2 and
+#     kubectl-v1.20.2). Each is moved into place atomically only after a
+#     successful build, under a flock, so a half-finished build is never used
+#     and two concurrent `up`s / `kubectl-path`s never build twice.
+#   * One build makes every binary that is missing from one extraction of the
+#     source, one Go build cache and one `make`: a fresh machine's first `up`
+#     builds kubectl alongside the apiserver (kubectl shares most packages with
+#     it, so that costs little extra). `up` never builds for kubectl alone: a
+#     machine whose apiserver is already cached gets kubectl from the first
+#     `kubectl-path`. That kubectl (with the reflect2 fix too) embeds
+#     kustomize v2.0.3, the oldest kustomize deploy/ must keep working with:
+#     integration/deploy-check.sh checks deploy/ with it.
 #   * Authentication is a static token file (admin in group system:masters);
 #     authorization is real RBAC. Services get a dual-stack range
 #     (IPv6DualStack feature gate, alpha in v1.20) so that
@@ -56,6 +68,7 @@ ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 10))
 READY_TIMEOUT=${ROUTELB_K8S_TIMEOUT:-60}
 
 APISERVER_BIN="$CACHE_DIR/kube-apiserver-$K8S_VERSION"
+KUBECTL_BIN="$CACHE_DIR/kubectl-$K8S_VERSION"
 KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
 PKI_DIR="$STATE_DIR/pki"
 LOG_DIR="$STATE_DIR/logs"
@@ -151,18 +164,34 @@ start_detached() {
 }
 
 # ------------------------------------------------------------------- build --
-# Build kube-apiserver v1.20.2 from Debian's source package (once, cached).
-build_apiserver() {
-  [[ -x $APISERVER_BIN ]] && return 0
+# Binaries this script can build: name -> cache path (name = cmd/<name>).
+k8s_bin_path() {
+  case $1 in
+    kube-apiserver) echo "$APISERVER_BIN" ;;
+    kubectl)        echo "$KUBECTL_BIN" ;;
+    *)              die "unknown binary $1" ;;
+  esac
+}
+
+# Build v1.20.2 binaries from Debian's source package (once, cached): every
+# name given whose cache file is missing, all in one `make`.
+#   build_k8s kube-apiserver kubectl
+build_k8s() {
+  local name want=()
+  for name in "$@"; do [[ -x $(k8s_bin_path "$name") ]] || want+=("$name"); done
+  [[ ${#want[@]} -eq 0 ]] && return 0
   mkdir -p "$CACHE_DIR"
 
-  # Serialise builds: a second `up` waits for the first one's build.
+  # Serialise builds: a second `up` (or `kubectl-path`) waits for the first
+  # one's build, then finds its binaries cached.
   exec 9>"$CACHE_DIR/build.lock"
   flock 9
-  if [[ -x $APISERVER_BIN ]]; then flock -u 9; return 0; fi
+  want=()
+  for name in "$@"; do [[ -x $(k8s_bin_path "$name") ]] || want+=("$name"); done
+  if [[ ${#want[@]} -eq 0 ]]; then flock -u 9; return 0; fi
 
   local build_log="$CACHE_DIR/build.log"
-  log "kube-apiserver $K8S_VERSION is not cached; building it from Debian's source package (4-6 min on 2 cores, log: $build_log)"
+  log "${want[*]} $K8S_VERSION not cached; building from Debian's source package (apiserver: 4-6 min on 2 cores, kubectl alone: about 3 min; log: $build_log)"
   : >"$build_log"
 
   ensure_pkgs golang-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync jq ca-certificates
@@ -208,8 +237,10 @@ build_apiserver() {
   grep -q 'modern-go/reflect2 v1.0.2' "$src/vendor/modules.txt" \
     || die "could not patch vendor/modules.txt for reflect2 v1.0.2"
 
-  # --- build (same recipe as debian/rules, apiserver only) ---
-  log "compiling cmd/kube-apiserver (this is the slow part)"
+  # --- build (same recipe as debian/rules, only the binaries we want) ---
+  local what=()
+  for name in "${want[@]}"; do what+=("cmd/$name"); done
+  log "compiling ${what[*]} (this is the slow part)"
   (
     cd "$src"
     export GOPATH="$src/.go" GOCACHE="$work/gocache" HOME="$work/home"
@@ -217,21 +248,40 @@ build_apiserver() {
     export PATH="/usr/lib/go/bin:$PATH"
     mkdir -p "$HOME" .go/src/k8s.io
     ln -sfn ../../.. .go/src/k8s.io/kubernetes
-    make WHAT=cmd/kube-apiserver
-  ) >>"$build_log" 2>&1 || { tail -n 40 "$build_log" >&2; die "kube-apiserver build failed (full log: $build_log)"; }
+    make WHAT="${what[*]}"
+  ) >>"$build_log" 2>&1 || { tail -n 40 "$build_log" >&2; die "build of ${what[*]} failed (full log: $build_log)"; }
 
-  local out="$src/_output/bin/kube-apiserver"
-  [[ -x $out ]] || out=$(find "$src/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
-  [[ -n $out && -x $out ]] || die "build finished but no kube-apiserver binary found"
-  "$out" --version >>"$build_log" 2>&1 || die "built kube-apiserver does not run"
-
-  # Atomic publish: the cache path exists only once the build is complete.
-  cp "$out" "$APISERVER_BIN.tmp.$$"
-  chmod 0755 "$APISERVER_BIN.tmp.$$"
-  mv -f "$APISERVER_BIN.tmp.$$" "$APISERVER_BIN"
-  rm -rf "$work"   # source + go build cache are ~2 GB; the binary is all we keep
-  log "built $("$APISERVER_BIN" --version) in $((SECONDS - started)) s -> $APISERVER_BIN"
+  # Check every binary first, then publish each atomically: a cache path
+  # exists only once its build is complete.
+  local out outs=() dest
+  for name in "${want[@]}"; do
+    out="$src/_output/bin/$name"
+    [[ -x $out ]] || out=$(find "$src/_output" -type f -name "$name" -perm -u+x | head -n1)
+    [[ -n $out && -x $out ]] || die "build finished but no $name binary found"
+    if [[ $name == kubectl ]]; then
+      "$out" version --client >>"$build_log" 2>&1 || die "built kubectl does not run"
+    else
+      "$out" --version >>"$build_log" 2>&1 || die "built $name does not run"
+    fi
+    outs+=("$out")
+  done
+  local i
+  for i in "${!want[@]}"; do
+    dest=$(k8s_bin_path "${want[$i]}")
+    cp "${outs[$i]}" "$dest.tmp.$$"
+    chmod 0755 "$dest.tmp.$$"
+    mv -f "$dest.tmp.$$" "$dest"
+  done
+  rm -rf "$work"   # source + go build cache are ~2 GB; the binaries are all we keep
+  log "built ${want[*]} $K8S_VERSION in $((SECONDS - started)) s -> $CACHE_DIR"
   flock -u 9
+}
+
+# `up` builds only when the apiserver is missing, and then kubectl with it
+# (same source, one make); a cached apiserver is never held up by kubectl.
+build_apiserver() {
+  [[ -x $APISERVER_BIN ]] && return 0
+  build_k8s kube-apiserver kubectl
 }
 
 # Write /etc/apt/sources.list.d/routelb-deb-src.sources mirroring the
@@ -498,9 +548,18 @@ cmd_up() {
   print_env
 }
 
+# Print the cached kubectl's path (building it first if needed); stdout
+# carries the path only.
+cmd_kubectl_path() {
+  build_k8s kubectl
+  [[ -x $KUBECTL_BIN ]] || die "no kubectl at $KUBECTL_BIN"
+  printf '%s\n' "$KUBECTL_BIN"
+}
+
 case ${1:-} in
   up)   cmd_up ;;
   down) cmd_down ;;
   env)  print_env ;;
-  *)    echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  kubectl-path) cmd_kubectl_path ;;
+  *)    echo "usage: $0 up|down|env|kubectl-path" >&2; exit 2 ;;
 esac
