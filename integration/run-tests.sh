@@ -55,6 +55,9 @@ if command -v kubectl >/dev/null; then
   cargo run --quiet --locked -- crds | kubectl apply -f - >&2
 fi
 
+log "deploy manifests (kustomize v2.0.3 and current, server dry-run)"
+bash integration/deploy-check.sh
+
 log "containerlab topologies (static check, then each rebuilt in network namespaces)"
 cargo build --quiet --locked
 ROUTELB_BIN=target/debug/routelb bash integration/containerlab-check.sh
