@@ -923,7 +923,6 @@ pub async fn run(
     }
 }
 
-/// The lease liveness is judged on: a standby's view and this node's own renewals.
 #[cfg(test)]
 mod tests {
     use super::*;
