@@ -284,6 +284,69 @@ impl Netlink {
     }
 }
 
+/// One interface's part of [`Netlink::converge_node`].
+pub struct InterfaceOutcome {
+    pub interface: String,
+    pub desired: BTreeSet<IfAddress>,
+    pub result: Result<Converged, NetlinkError>,
+}
+
+impl Netlink {
+    /// Converges routelb's addresses on the whole node to `planned` (interface → addresses):
+    /// the load-balancer interface (created if needed) and every other interface, which may
+    /// still hold addresses routelb should take off. Addresses newly acquired on a real
+    /// interface are announced to the segment (GARP / unsolicited NA). Failures are per
+    /// interface; the others are converged regardless.
+    pub async fn converge_node(
+        &self,
+        planned: &BTreeMap<String, BTreeSet<IfAddress>>,
+        facts: &[crate::plan::NodeInterface],
+        lb_interface: &str,
+        lifetime: Option<Duration>,
+        refresh: bool,
+    ) -> Vec<InterfaceOutcome> {
+        let mut targets: Vec<(String, u32, Option<[u8; 6]>)> = facts
+            .iter()
+            .filter(|i| i.name != lb_interface)
+            .map(|i| (i.name.clone(), i.index, i.mac))
+            .collect();
+        let mut out = Vec::with_capacity(targets.len() + 1);
+        match self.ensure_lb_interface(lb_interface).await {
+            Ok((index, _)) => targets.push((lb_interface.to_string(), index, None)),
+            Err(e) => {
+                tracing::warn!(interface = lb_interface, error = %e, "no load-balancer interface");
+                out.push(InterfaceOutcome {
+                    interface: lb_interface.to_string(),
+                    desired: planned.get(lb_interface).cloned().unwrap_or_default(),
+                    result: Err(e),
+                });
+            }
+        }
+        for (interface, index, mac) in targets {
+            let desired = planned.get(&interface).cloned().unwrap_or_default();
+            let result = self.converge(index, &desired, lifetime, refresh).await;
+            match &result {
+                Ok(c) if c.counts() != (0, 0) => {
+                    if let Some(mac) = mac {
+                        crate::garp::announce_acquired(index, mac, &c.added);
+                    }
+                    tracing::info!(interface = %interface, added = ?c.added, removed = c.removed, "addresses converged")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(interface = %interface, error = %e, "could not converge addresses")
+                }
+            }
+            out.push(InterfaceOutcome {
+                interface,
+                desired,
+                result,
+            });
+        }
+        out
+    }
+}
+
 /// What [`Netlink::converge`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Converged {

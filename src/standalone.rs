@@ -176,34 +176,19 @@ impl Session {
             self.held = c.held.clone();
         }
 
-        // Addresses: the load-balancer interface first (created if needed), then every
-        // interface that should hold, or still holds, routelb's addresses.
-        let (lb_index, kind) = self.nl.ensure_lb_interface(&opts.lb_interface).await?;
-        tracing::debug!(?kind, "load-balancer interface");
-        let mut targets: Vec<(String, u32, Option<[u8; 6]>)> = node_ifaces
+        // Addresses on every interface that should hold, or still holds, routelb's addresses.
+        let mut ok = self
+            .nl
+            .converge_node(
+                &c.plan.interfaces,
+                &node_ifaces,
+                &opts.lb_interface,
+                None,
+                false,
+            )
+            .await
             .iter()
-            .filter(|i| i.name != opts.lb_interface)
-            .map(|i| (i.name.clone(), i.index, i.mac))
-            .collect();
-        targets.push((opts.lb_interface.clone(), lb_index, None));
-        let mut ok = true;
-        for (iface, index, mac) in targets {
-            let desired = c.plan.interfaces.get(&iface).cloned().unwrap_or_default();
-            match self.nl.converge(index, &desired, None, false).await {
-                Ok(c) if c.counts() == (0, 0) => {}
-                Ok(c) => {
-                    // A local address is new on the segment: tell the neighbours.
-                    if let Some(mac) = mac {
-                        crate::garp::announce_acquired(index, mac, &c.added);
-                    }
-                    tracing::info!(interface = %iface, added = ?c.added, removed = c.removed, "addresses converged")
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::warn!(interface = %iface, error = %e, "could not converge addresses");
-                }
-            }
-        }
+            .all(|o| o.result.is_ok());
 
         let changed = self.applier.last_good() != Some(c.fragment.as_str());
         if (changed || check_daemon) && self.applier.due() {

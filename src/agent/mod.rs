@@ -550,52 +550,34 @@ impl Agent {
         let cfg = &self.cfg;
         let mut ok = true;
         self.address_errors.clear();
-        let lb_index = match self.nl.ensure_lb_interface(&cfg.lb_interface).await {
-            Ok((i, _)) => Some(i),
-            Err(e) => {
-                self.address_errors
-                    .push(format!("{}: {e}", cfg.lb_interface));
-                None
-            }
-        };
-        let mut targets: Vec<(String, u32, Option<[u8; 6]>)> = facts
-            .iter()
-            .filter(|i| i.name != cfg.lb_interface)
-            .map(|i| (i.name.clone(), i.index, i.mac))
-            .collect();
-        if let Some(i) = lb_index {
-            targets.push((cfg.lb_interface.clone(), i, None));
-        }
+        let outcomes = self
+            .nl
+            .converge_node(
+                &planned.interfaces,
+                facts,
+                &cfg.lb_interface,
+                Some(cfg.address_lifetime),
+                refresh,
+            )
+            .await;
         let mut held = BTreeMap::new();
         let (mut local, mut routed) = (0i64, 0i64);
-        for (iface, index, mac) in targets {
-            let desired = planned.interfaces.get(&iface).cloned().unwrap_or_default();
-            match self
-                .nl
-                .converge(index, &desired, Some(cfg.address_lifetime), refresh)
-                .await
-            {
+        for o in outcomes {
+            match o.result {
                 Ok(c) => {
-                    if !c.added.is_empty() || c.removed > 0 {
-                        tracing::info!(interface = %iface, added = ?c.added, removed = c.removed, "addresses converged");
-                    }
                     self.metrics.acquired.inc_by(c.added.len() as u64);
                     self.metrics.released.inc_by(c.removed as u64);
-                    if let Some(mac) = mac {
-                        crate::garp::announce_acquired(index, mac, &c.added);
-                    }
-                    if iface == cfg.lb_interface {
-                        routed += desired.len() as i64;
+                    if o.interface == cfg.lb_interface {
+                        routed += o.desired.len() as i64;
                     } else {
-                        local += desired.len() as i64;
+                        local += o.desired.len() as i64;
                     }
-                    held.insert(iface, desired);
+                    held.insert(o.interface, o.desired);
                 }
                 Err(e) => {
                     ok = false;
                     self.metrics.netlink_errors.inc();
-                    self.address_errors.push(format!("{iface}: {e}"));
-                    tracing::warn!(interface = %iface, error = %e, "could not converge addresses");
+                    self.address_errors.push(format!("{}: {e}", o.interface));
                 }
             }
         }
