@@ -190,24 +190,10 @@ impl Session {
             .iter()
             .all(|o| o.result.is_ok());
 
-        let changed = self.applier.last_good() != Some(c.fragment.as_str());
-        if (changed || check_daemon) && self.applier.due() {
-            match self.applier.converge(&c.fragment).await {
-                Ok(o) if o.changed => {
-                    tracing::info!(
-                        lines = o.commands,
-                        ms = o.elapsed.as_millis() as u64,
-                        "fragment applied"
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    ok = false;
-                    // The base configuration may have changed (an instance added): read it again.
-                    self.instances = None;
-                    tracing::warn!(error = %e, retry_in = ?self.applier.backoff(), "fragment not applied; the last good one stays");
-                }
-            }
+        if let Some(Err(_)) = self.applier.sync(&c.fragment, check_daemon).await {
+            ok = false;
+            // The base configuration may have changed (an instance added): read it again.
+            self.instances = None;
         }
         Ok(ok)
     }

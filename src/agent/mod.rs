@@ -278,7 +278,6 @@ struct Agent {
     address_errors: Vec<String>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
-    last_apply_time: Option<String>,
     failed_services: BTreeSet<ServiceKey>,
 }
 
@@ -477,35 +476,19 @@ impl Agent {
             .await;
 
         // Daemon, only when the fragment changed (or to repair it).
-        let changed = self.applier.last_good() != Some(fragment.as_str());
-        if (changed || kind.check_daemon) && self.applier.due() {
-            let result = self.applier.converge(&fragment).await;
-            self.last_apply_time =
-                Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-            let label = match &result {
-                Ok(o) if o.changed => "applied",
-                Ok(_) => "unchanged",
-                Err(crate::daemon::DaemonError::Rejected(_)) => "refused",
-                Err(_) => "failed",
-            };
-            self.metrics
-                .daemon_applies
-                .get_or_create(&ResultLabels {
-                    result: label.into(),
-                })
-                .inc();
-            match result {
-                Ok(o) if o.changed => tracing::info!(
-                    lines = o.commands,
-                    ms = o.elapsed.as_millis() as u64,
-                    "fragment applied"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    ok = false;
-                    self.instances = None;
-                    tracing::warn!(error = %e, retry_in = ?self.applier.backoff(), "fragment not applied; the last good one stays");
-                }
+        if let Some(result) = self.applier.sync(&fragment, kind.check_daemon).await {
+            if let Some(last) = &self.applier.last {
+                self.metrics
+                    .daemon_applies
+                    .get_or_create(&ResultLabels {
+                        result: last.label().into(),
+                    })
+                    .inc();
+            }
+            if result.is_err() {
+                ok = false;
+                // The base configuration may have changed (an instance added): read it again.
+                self.instances = None;
             }
         }
 
@@ -632,6 +615,10 @@ impl Agent {
     fn report_node(&mut self) {
         let problems: Vec<String> = self.problems.iter().cloned().collect();
         let last_apply: Option<LastApply> = self.applier.last.clone();
+        let last_apply_time = self
+            .applier
+            .last_time
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
         let old = self
             .last_status
             .as_ref()
@@ -644,7 +631,7 @@ impl Agent {
                 lb_interface: &self.cfg.lb_interface,
                 address_errors: &self.address_errors,
                 last_apply: last_apply.as_ref(),
-                last_apply_time: self.last_apply_time.as_deref(),
+                last_apply_time: last_apply_time.as_deref(),
                 problems: &problems,
                 not_announced: &self.not_announced,
             },
@@ -819,7 +806,6 @@ pub async fn run(
         address_errors: vec![],
         problems: BTreeSet::new(),
         last_status: None,
-        last_apply_time: None,
         failed_services: BTreeSet::new(),
     };
     metrics.api_reachable.set(1);

@@ -17,10 +17,24 @@ pub enum LastApply {
     Failed { message: String },
 }
 
+impl LastApply {
+    /// A short label for metrics: `applied`, `unchanged`, `refused` or `failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LastApply::Applied { .. } => "applied",
+            LastApply::Unchanged { .. } => "unchanged",
+            LastApply::Refused { .. } => "refused",
+            LastApply::Failed { .. } => "failed",
+        }
+    }
+}
+
 pub struct Applier {
     driver: Driver,
     last_good: Option<String>,
     pub last: Option<LastApply>,
+    /// When the last attempt started.
+    pub last_time: Option<std::time::SystemTime>,
     failures: u32,
     next_attempt: Option<Instant>,
 }
@@ -36,6 +50,7 @@ impl Applier {
             driver,
             last_good: None,
             last: None,
+            last_time: None,
             failures: 0,
             next_attempt: None,
         }
@@ -63,11 +78,39 @@ impl Applier {
         self.next_attempt.is_none_or(|t| Instant::now() >= t)
     }
 
+    /// Applies `fragment` when it differs from the last good one, or when `recheck` asks to
+    /// compare with what the daemon runs (a resync) — unless a retry after a failure is not due
+    /// yet. Logs the outcome; `None` when nothing was attempted.
+    pub async fn sync(
+        &mut self,
+        fragment: &str,
+        recheck: bool,
+    ) -> Option<Result<ApplyOutcome, DaemonError>> {
+        let changed = self.last_good() != Some(fragment);
+        if !(changed || recheck) || !self.due() {
+            return None;
+        }
+        let result = self.converge(fragment).await;
+        match &result {
+            Ok(o) if o.changed => tracing::info!(
+                lines = o.commands,
+                ms = o.elapsed.as_millis() as u64,
+                "fragment applied"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?self.backoff(), "fragment not applied; the last good one stays")
+            }
+        }
+        Some(result)
+    }
+
     /// Brings the daemon to `fragment`. The driver compares with what the daemon runs, so this
     /// also repairs a daemon that restarted or was edited by hand. On refusal the daemon is put
     /// back on the last good fragment.
     pub async fn converge(&mut self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let hash = fragment_hash(fragment);
+        self.last_time = Some(std::time::SystemTime::now());
         match self.driver.apply(fragment).await {
             Ok(outcome) => {
                 self.last_good = Some(fragment.to_string());
