@@ -7,6 +7,7 @@
 //! clock skew between nodes does not matter. An API outage must not withdraw anything: see
 //! [`Liveness`].
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -158,10 +159,10 @@ impl Liveness {
     }
 
     /// Records renewals in the current set of leases.
-    pub fn observe(&mut self, leases: &[Lease], now: Instant) {
-        let names: BTreeSet<String> = leases.iter().map(|l| l.name_any()).collect();
+    pub fn observe<L: Borrow<Lease>>(&mut self, leases: &[L], now: Instant) {
+        let names: BTreeSet<String> = leases.iter().map(|l| l.borrow().name_any()).collect();
         self.seen.retain(|n, _| names.contains(n));
-        for l in leases {
+        for l in leases.iter().map(Borrow::borrow) {
             let name = l.name_any();
             let marker = renew_marker(l).cloned();
             let renewed = match self.seen.get_mut(&name) {
@@ -204,9 +205,14 @@ impl Liveness {
 
     /// The members whose lease is alive, by node name, with this node (`me`, always alive to
     /// itself) as it is now.
-    pub fn members(&self, leases: &[Lease], me: &Member, now: Instant) -> Vec<Member> {
+    pub fn members<L: Borrow<Lease>>(
+        &self,
+        leases: &[L],
+        me: &Member,
+        now: Instant,
+    ) -> Vec<Member> {
         let mut out: BTreeMap<String, Member> = BTreeMap::new();
-        for l in leases {
+        for l in leases.iter().map(Borrow::borrow) {
             if let Some(m) = member_of(l)
                 && self.alive(l, now)
             {
@@ -218,9 +224,10 @@ impl Liveness {
     }
 
     /// The names of the nodes whose lease is alive.
-    pub fn live_nodes(&self, leases: &[Lease], now: Instant) -> BTreeSet<String> {
+    pub fn live_nodes<L: Borrow<Lease>>(&self, leases: &[L], now: Instant) -> BTreeSet<String> {
         leases
             .iter()
+            .map(Borrow::borrow)
             .filter(|l| self.alive(l, now))
             .filter_map(member_of)
             .map(|m| m.node)
@@ -338,8 +345,8 @@ mod tests {
         let mut live = Liveness::new("me");
         let a = lease("a", T0, "", "", "10s");
         live.observe(std::slice::from_ref(&a), t0);
-        live.observe(&[], t0);
-        assert_eq!(names(&live.members(&[], &me(), t0)), ["me"]);
+        live.observe::<Lease>(&[], t0);
+        assert_eq!(names(&live.members::<Lease>(&[], &me(), t0)), ["me"]);
     }
 
     #[test]

@@ -300,7 +300,8 @@ impl Agent {
     /// Recomputes the live members; true when they changed.
     fn update_members(&mut self, me: &Member) -> bool {
         let now = Instant::now();
-        let leases: Vec<Lease> = self.leases.state().iter().map(|l| (**l).clone()).collect();
+        // The cache's own objects: a renewal event must not cost a copy of every Lease.
+        let leases = self.leases.state();
         self.liveness.observe(&leases, now);
         let members = self.liveness.members(&leases, me, now);
         self.metrics.live_nodes.set(members.len() as i64);

@@ -254,12 +254,7 @@ pub async fn run(
 impl Ctx {
     /// Records node lease renewals; true when the set of live nodes changed.
     fn update_live_nodes(&mut self) -> bool {
-        let leases: Vec<Lease> = self
-            .node_leases
-            .state()
-            .iter()
-            .map(|l| (**l).clone())
-            .collect();
+        let leases = self.node_leases.state();
         let now = Instant::now();
         self.liveness.observe(&leases, now);
         let live = self.liveness.live_nodes(&leases, now);
