@@ -134,6 +134,10 @@ struct DaemonArgs {
     /// FRR pathspace (vtysh -N NAME); default: the default FRR instance.
     #[arg(long)]
     frr_pathspace: Option<String>,
+    /// Directory holding FRR's daemon vty sockets (<dir>/<daemon>.vty; with a pathspace,
+    /// <dir>/<pathspace>/<daemon>.vty). Share it with the FRR container.
+    #[arg(long, default_value = routelb::daemon::frr::DEFAULT_VTY_DIR)]
+    frr_vty_dir: PathBuf,
     /// How FRR changes are applied.
     #[arg(long, value_enum, default_value = "diff")]
     frr_apply: routelb::daemon::frr::FrrApply,
@@ -149,9 +153,11 @@ impl DaemonArgs {
     fn driver(&self, daemon: DaemonKind) -> routelb::daemon::Driver {
         use routelb::daemon::{Driver, bird::BirdDriver, frr::FrrDriver};
         match daemon {
-            DaemonKind::Frr => {
-                Driver::Frr(FrrDriver::new(self.frr_pathspace.clone(), self.frr_apply))
-            }
+            DaemonKind::Frr => Driver::Frr(FrrDriver::with_vty_dir(
+                self.frr_pathspace.clone(),
+                self.frr_apply,
+                self.frr_vty_dir.clone(),
+            )),
             DaemonKind::Bird => Driver::Bird(BirdDriver::new(
                 self.bird_socket.clone(),
                 self.bird_include.clone(),

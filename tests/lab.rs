@@ -177,11 +177,54 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
             std::fs::write(lab.var("LAB_BIRD_INCLUDE"), "# emptied by hand\n").unwrap()
         }
     }
-    assert!(!driver.in_sync(&good).await.unwrap());
-    assert!(applier.converge(&good).await.unwrap().changed);
-    assert!(driver.in_sync(&good).await.unwrap());
+    // A second driver looks, so that the applier's own driver learns nothing from the check:
+    // the resync (sync with recheck, as the agent's periodic one) must find the loss itself.
+    let observer = lab.driver(FrrApply::Diff);
+    assert!(!observer.in_sync(&good).await.unwrap());
+    while !applier.due() {
+        // The refused fragment above set a retry backoff.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let repaired = applier.sync(&good, true).await.expect("a resync runs");
+    assert!(
+        repaired.unwrap().changed,
+        "the resync must put the objects back"
+    );
+    assert!(observer.in_sync(&good).await.unwrap());
     lab.wait_route("203.0.113.7/32", "present", 30)
         .expect("announced again after repair");
+
+    if node == DaemonKind::Frr {
+        // A daemon that restarted lost everything routelb gave it. The next change, even a
+        // small one, must bring back all of it, not just the difference.
+        let daemon = match proto {
+            Protocol::Bgp => "bgpd",
+            Protocol::Ospf => "ospfd",
+            Protocol::Isis => "isisd",
+            Protocol::Rip => "ripd",
+        };
+        lab.restart_daemon(daemon);
+        if matches!(proto, Protocol::Bgp | Protocol::Ospf) {
+            // The session or adjacency went down with the daemon (RIP and IS-IS would keep
+            // the route for their long hold times).
+            lab.wait_route("203.0.113.7/32", "absent", 30)
+                .expect("the restart took the route away");
+        }
+        let changed = render(node, &driver, &manifests(proto, "64512:300")).await;
+        let target = if proto == Protocol::Bgp {
+            &changed
+        } else {
+            &good
+        };
+        applier
+            .sync(target, proto != Protocol::Bgp)
+            .await
+            .expect("an apply runs")
+            .expect("applies after the restart");
+        assert!(observer.in_sync(target).await.unwrap());
+        lab.wait_route("203.0.113.7/32", "present", 60)
+            .expect("announced again after the daemon restarted");
+    }
 
     lab.ip(&["addr", "del", "203.0.113.7/32", "dev", "kube-lb0"]);
     lab.ip(&["addr", "del", "2001:db8:ffff::7/128", "dev", "kube-lb0"]);

@@ -13,6 +13,8 @@
 #   bash integration/lab/lab.sh wait-route NAME PREFIX [present|absent] [timeout_s] [--since EPOCH]
 #   bash integration/lab/lab.sh vtysh NAME node|rtr VTYSH-ARGS...
 #   bash integration/lab/lab.sh birdc NAME BIRDC-ARGS...
+#   bash integration/lab/lab.sh restart-daemon NAME DAEMON  # kill -9 one of the node's FRR
+#                                       daemons, start it again and load frr.conf into it
 #   bash integration/lab/lab.sh env NAME        # reprint the LAB_* variables
 #   bash integration/lab/lab.sh status NAME     # protocol state on both sides
 #   bash integration/lab/lab.sh list
@@ -515,6 +517,18 @@ cmd_vtysh() {
   esac
 }
 
+cmd_restart_daemon() {
+  local name=${1:?restart-daemon NAME DAEMON} d=${2:?restart-daemon NAME DAEMON} pid
+  load_state "$name"
+  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
+  pid=$(cat "$FRR_RUN/$LAB_NODE_FRR/$d.pid") || die "$name: no $d running"
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$FRR_RUN/$LAB_NODE_FRR/$d.vty" "$FRR_RUN/$LAB_NODE_FRR/$d.pid"
+  frr_start_daemon "$LAB_NODE_NS" "$LAB_NODE_FRR" "$LAB_DIR/frr/$LAB_NODE_FRR" "$d"
+  frr_load_config "$LAB_DIR/frr" "$LAB_NODE_FRR" "$d"
+}
+
 cmd_birdc() {
   local name=${1:?birdc NAME ARGS...}
   shift
@@ -579,6 +593,7 @@ main() {
   wait-route) cmd_wait_route "$@" ;;
   vtysh) cmd_vtysh "$@" ;;
   birdc) cmd_birdc "$@" ;;
+  restart-daemon) cmd_restart_daemon "$@" ;;
   env) cmd_env "$@" ;;
   status) cmd_status "$@" ;;
   list) cmd_list ;;

@@ -317,23 +317,36 @@ frr_start() {
   rm -rf "${FRR_RUN:?}/$ps"
   install -d -o frr -g frr -m 0755 "$FRR_RUN/$ps"
   for d in "$@"; do
-    local extra=()
-    [ "$d" = zebra ] && extra=(-s 90000000) # netlink receive buffer
-    # -P 0: no TCP vty listener. The config comes from vtysh -b below, so the daemons
-    # start with no config file of their own (-f /dev/null).
-    # Startup chatter (e.g. zebra's "Disabling MPLS support") goes to startup.err.
-    # 9>&-: fd 9 is the caller's creation lock; a daemon that inherited it would keep the
-    # lock held for every later `up` if the creating script died before releasing it.
-    if ! ns_uts_exec "$ns" "$ps" "$FRR_BIN/$d" -d -N "$ps" -P 0 -f /dev/null \
-      --log "file:$cdir/frr.log" --log-level informational "${extra[@]}" 2>>"$cdir/startup.err" 9>&-; then
-      cat "$cdir/startup.err" >&2
-      die "$ps: $d failed to start"
-    fi
-    wait_for_path "$FRR_RUN/$ps/$d.vty" 10 "$ps $d"
-    [ "$d" = zebra ] && wait_for_path "$FRR_RUN/$ps/zserv.api" 10 "$ps zebra API socket"
+    frr_start_daemon "$ns" "$ps" "$cdir" "$d"
   done
-  # Apply frr.conf through vtysh, as frrinit.sh does with integrated config.
-  if ! out=$(frr_vtysh_at "$confroot" "$ps" -b 2>&1); then
+  frr_load_config "$confroot" "$ps"
+}
+
+# frr_start_daemon NS PS CDIR DAEMON: one daemon, with no configuration yet.
+frr_start_daemon() {
+  local ns=$1 ps=$2 cdir=$3 d=$4 extra=()
+  [ "$d" = zebra ] && extra=(-s 90000000) # netlink receive buffer
+  # -P 0: no TCP vty listener. The config comes from vtysh -b (frr_load_config), so the
+  # daemons start with no config file of their own (-f /dev/null).
+  # Startup chatter (e.g. zebra's "Disabling MPLS support") goes to startup.err.
+  # 9>&-: fd 9 is the caller's creation lock; a daemon that inherited it would keep the
+  # lock held for every later `up` if the creating script died before releasing it.
+  if ! ns_uts_exec "$ns" "$ps" "$FRR_BIN/$d" -d -N "$ps" -P 0 -f /dev/null \
+    --log "file:$cdir/frr.log" --log-level informational "${extra[@]}" 2>>"$cdir/startup.err" 9>&-; then
+    cat "$cdir/startup.err" >&2
+    die "$ps: $d failed to start"
+  fi
+  wait_for_path "$FRR_RUN/$ps/$d.vty" 10 "$ps $d"
+  [ "$d" = zebra ] && wait_for_path "$FRR_RUN/$ps/zserv.api" 10 "$ps zebra API socket"
+  return 0
+}
+
+# frr_load_config CONFROOT PS [DAEMON]: apply frr.conf through vtysh, as frrinit.sh does with
+# integrated config (and watchfrr, for one restarted daemon, with -d DAEMON).
+frr_load_config() {
+  local confroot=$1 ps=$2 out only=()
+  [ -n "${3:-}" ] && only=(-d "$3")
+  if ! out=$(frr_vtysh_at "$confroot" "$ps" -b "${only[@]}" 2>&1); then
     printf '%s\n' "$out" >&2
     die "vtysh -b failed for $ps"
   fi

@@ -90,6 +90,10 @@ impl Applier {
         if !(changed || recheck) || !self.due() {
             return None;
         }
+        if recheck {
+            // A resync must see objects lost to a daemon restart or a hand edit.
+            self.driver.forget();
+        }
         let result = self.converge(fragment).await;
         match &result {
             Ok(o) if o.changed => tracing::info!(

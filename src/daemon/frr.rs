@@ -1,8 +1,10 @@
-//! The FRR driver: talks to a running FRR through `vtysh` (optionally in a pathspace).
-//! `diff` mode sends only the changed lines of routelb's own objects; `reload` mode hands a full
-//! file to `frr-reload.py` for teams that prefer it.
+//! The FRR driver: talks to a running FRR (optionally in a pathspace) through its daemons' vty
+//! sockets, the way vtysh does, over connections it keeps open ([`super::vty`]). `diff` mode
+//! sends only the changed lines of routelb's own objects; `reload` mode hands a full file to
+//! `frr-reload.py` for teams that prefer it. Configuration objects of a new shape are first
+//! checked with `vtysh --dryrun`, FRR's own parser.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -10,12 +12,13 @@ use std::time::Instant;
 use tokio::process::Command;
 
 use super::frr_config::{self, Owned};
+use super::vty::{self, Vty};
 use super::{ApplyOutcome, DaemonError};
 use crate::render::model::Instances;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FrrApply {
-    /// Send only the changed lines of routelb's objects through vtysh.
+    /// Send only the changed lines of routelb's objects to the daemons.
     Diff,
     /// Write the full configuration and run frr-reload.py --reload.
     Reload,
@@ -27,69 +30,67 @@ pub struct FrrDriver {
     pub mode: FrrApply,
     pub vtysh: PathBuf,
     pub reload_script: PathBuf,
-    /// routelb's objects as the daemon holds them, when known: after a successful apply, or
-    /// after reading the running configuration. Cleared on any error, so the next apply reads
-    /// the daemon again. Saves a `show running-config` on every change.
-    known: Arc<Mutex<Option<Owned>>>,
-    /// Configuration objects (a prefix-list line, a route-map entry, a router context with its
-    /// redistribute lines) that already passed `vtysh --dryrun`: only new ones are checked again.
+    vty: Arc<Vty>,
+    /// routelb's objects as each daemon holds them, when known: after a successful apply, or
+    /// after reading the running configuration. Cleared on any error, on a resync and when a
+    /// daemon restarted, so the next apply reads the daemons again.
+    known: Arc<Mutex<Option<Held>>>,
+    /// Per daemon, the kinds of line ([`frr_config::kind_in`]) it answered "unknown command"
+    /// to: it is not sent them again, and not expected to hold them.
+    ignores: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    /// The shapes ([`shape`]) of configuration objects (a prefix-list line, a route-map entry, a
+    /// router context with its redistribute lines) that already passed `vtysh --dryrun`: only
+    /// objects of a new shape are checked again.
     validated: Arc<Mutex<HashSet<String>>>,
 }
 
+/// routelb's objects in each daemon, by daemon name.
+type Held = BTreeMap<String, Owned>;
+
+/// Where FRR keeps its daemons' vty sockets: Debian's and FRR's own packages use /var/run/frr.
+pub const DEFAULT_VTY_DIR: &str = "/var/run/frr";
+
 impl FrrDriver {
     pub fn new(pathspace: Option<String>, mode: FrrApply) -> Self {
+        Self::with_vty_dir(pathspace, mode, DEFAULT_VTY_DIR.into())
+    }
+
+    /// A driver for FRR built with another run directory (`--localstatedir`); a pathspace is
+    /// a subdirectory of it.
+    pub fn with_vty_dir(pathspace: Option<String>, mode: FrrApply, vty_dir: PathBuf) -> Self {
+        let dir = match &pathspace {
+            Some(p) => vty_dir.join(p),
+            None => vty_dir,
+        };
         FrrDriver {
             pathspace,
             mode,
             vtysh: "vtysh".into(),
             reload_script: "/usr/lib/frr/frr-reload.py".into(),
+            vty: Arc::new(Vty::new(dir)),
             known: Arc::default(),
+            ignores: Arc::default(),
             validated: Arc::default(),
         }
     }
 
-    fn base_args(&self) -> Vec<String> {
-        match &self.pathspace {
-            Some(p) => vec!["-N".into(), p.clone()],
-            None => vec![],
-        }
-    }
-
-    async fn vtysh(&self, args: &[String]) -> Result<String, DaemonError> {
-        let mut all = self.base_args();
-        all.extend_from_slice(args);
-        let out = Command::new(&self.vtysh)
-            .args(&all)
-            .output()
-            .await
-            .map_err(|e| {
-                DaemonError::Unreachable(format!("cannot run {}: {e}", self.vtysh.display()))
-            })?;
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        // vtysh reports refused commands with lines starting with "%".
-        let refused: Vec<&str> = stdout
-            .lines()
-            .chain(stderr.lines())
-            .filter(|l| l.trim_start().starts_with('%'))
-            .collect();
-        if !out.status.success() || !refused.is_empty() {
-            let msg = if refused.is_empty() {
-                format!("{}{}", stdout.trim(), stderr.trim())
-            } else {
-                refused.join("; ")
-            };
-            if stderr.contains("failed to connect") || stderr.contains("Exiting: failed") {
-                return Err(DaemonError::Unreachable(msg));
-            }
-            return Err(DaemonError::Rejected(msg));
-        }
-        Ok(stdout)
-    }
-
+    /// The running configuration, every daemon's merged as `vtysh -c 'show running-config'`
+    /// shows it.
     pub async fn running_config(&self) -> Result<String, DaemonError> {
-        self.vtysh(&["-c".into(), "show running-config".into()])
-            .await
+        let trees = self
+            .vty
+            .running_configs()
+            .await?
+            .iter()
+            .map(|(_, text)| frr_config::parse(text))
+            .collect();
+        Ok(frr_config::units(&frr_config::merge(trees)).concat())
+    }
+
+    /// Drops what is known of the daemon's objects: the next apply reads them again. For a
+    /// resync, which must notice objects lost to a restart or edited by hand.
+    pub fn forget(&self) {
+        *self.known.lock().expect("not poisoned") = None;
     }
 
     /// The routing instances in the running configuration.
@@ -99,22 +100,28 @@ impl FrrDriver {
         )))
     }
 
-    /// Checks a fragment with vtysh's own parser, without touching the daemon.
+    /// Checks a fragment with vtysh's own parser, without touching the daemon. Objects of a
+    /// shape checked before pass without spawning vtysh.
     pub async fn validate(&self, fragment: &str) -> Result<(), DaemonError> {
         let units = frr_config::units(&frr_config::parse(fragment));
-        let fresh: Vec<String> = {
+        let fresh: Vec<(String, String)> = {
             let seen = self.validated.lock().expect("not poisoned");
-            units.into_iter().filter(|u| !seen.contains(u)).collect()
+            units
+                .into_iter()
+                .map(|u| (shape(&u), u))
+                .filter(|(s, _)| !seen.contains(s))
+                .collect()
         };
         if fresh.is_empty() {
             return Ok(());
         }
-        self.validate_uncached(&fresh.concat()).await?;
+        let text: String = fresh.iter().map(|(_, u)| u.as_str()).collect();
+        self.validate_uncached(&text).await?;
         let mut seen = self.validated.lock().expect("not poisoned");
         if seen.len() > 200_000 {
             seen.clear();
         }
-        seen.extend(fresh);
+        seen.extend(fresh.into_iter().map(|(s, _)| s));
         Ok(())
     }
 
@@ -140,76 +147,138 @@ impl FrrDriver {
         }
     }
 
-    /// Whether routelb's objects in the running configuration are exactly the fragment's. False
-    /// after a daemon restart that lost them, or after someone edited them by hand.
+    /// Whether routelb's objects in the running configuration are exactly the fragment's: in
+    /// each daemon, the share of them it takes (before this driver applied anything and so
+    /// learned the shares: in all daemons together, as vtysh shows them). False after a daemon
+    /// restart that lost them, or after someone edited them by hand.
     pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
-        let running = self.read_owned().await?;
-        Ok(running == frr_config::owned(&frr_config::parse(fragment)))
+        let desired = frr_config::owned(&frr_config::parse(fragment));
+        let learned = !self.ignores.lock().expect("not poisoned").is_empty();
+        if !learned {
+            let running = frr_config::parse(&self.running_config().await?);
+            return Ok(frr_config::owned(&running) == desired);
+        }
+        let held = self.read_held().await?;
+        Ok(self.shares(&held, &desired) == held)
     }
 
-    /// Reads routelb's objects from the running configuration and remembers them.
-    async fn read_owned(&self) -> Result<Owned, DaemonError> {
-        let running = frr_config::owned(&frr_config::parse(&self.running_config().await?));
-        *self.known.lock().expect("not poisoned") = Some(running.clone());
-        Ok(running)
+    /// Reads routelb's objects from every daemon's running configuration.
+    async fn read_held(&self) -> Result<Held, DaemonError> {
+        Ok(self
+            .vty
+            .running_configs()
+            .await?
+            .iter()
+            .map(|(daemon, text)| (daemon.clone(), frr_config::owned(&frr_config::parse(text))))
+            .collect())
     }
 
-    /// Validates, then applies the fragment, sending only what differs from what the daemon
-    /// holds. A refused line clears what is known, so the next apply starts from the daemon's
+    /// Each daemon's share of `desired`: a `router <protocol>` block goes to that protocol's
+    /// daemon only (sent to all, `router ospf` would enter `router ospf6` in ospf6d: FRR
+    /// completes abbreviated keywords); everything else to the daemons that have not answered
+    /// "unknown command" to its kind.
+    fn shares(&self, held: &Held, desired: &Owned) -> Held {
+        let ignores = self.ignores.lock().expect("not poisoned");
+        let routers: BTreeSet<&String> = desired
+            .redistribute
+            .keys()
+            .filter_map(|(path, _)| path.first())
+            .collect();
+        held.keys()
+            .map(|d| {
+                let mut skip = ignores.get(d).cloned().unwrap_or_default();
+                skip.extend(
+                    routers
+                        .iter()
+                        .filter(|r| frr_config::router_daemon(r).as_deref() != Some(d.as_str()))
+                        .map(|r| frr_config::kind(r)),
+                );
+                (d.clone(), desired.without(&skip))
+            })
+            .collect()
+    }
+
+    /// Validates, then applies the fragment, sending only what differs from what the daemons
+    /// hold. A refused line clears what is known, so the next apply starts from the daemons'
     /// real state.
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
         self.validate(fragment).await?;
+        if self.vty.take_restarted() {
+            // A daemon restarted, came or went since the last apply: read what they hold.
+            self.forget();
+        }
         let desired: Owned = frr_config::owned(&frr_config::parse(fragment));
         let result = match self.mode {
             FrrApply::Diff => self.apply_diff(&desired).await,
-            FrrApply::Reload => self.apply_reload(fragment, &desired).await,
+            FrrApply::Reload => {
+                // frr-reload.py reads the daemons itself; nothing to track here.
+                self.forget();
+                self.apply_reload(fragment, &desired).await
+            }
         };
-        match result {
-            Ok(commands) => {
-                *self.known.lock().expect("not poisoned") = Some(desired);
-                Ok(ApplyOutcome {
-                    changed: commands > 0,
-                    commands,
-                    elapsed: started.elapsed(),
-                })
-            }
-            Err(e) => {
-                *self.known.lock().expect("not poisoned") = None;
-                Err(e)
-            }
+        if result.is_err() {
+            self.forget();
         }
+        result.map(|commands| ApplyOutcome {
+            changed: commands > 0,
+            commands,
+            elapsed: started.elapsed(),
+        })
     }
 
-    async fn current(&self) -> Result<Owned, DaemonError> {
+    async fn current(&self) -> Result<Held, DaemonError> {
         let known = self.known.lock().expect("not poisoned").clone();
         match known {
             Some(k) => Ok(k),
-            None => self.read_owned().await,
+            None => self.read_held().await,
         }
     }
 
+    /// Sends each daemon the difference between what it holds and its share of `desired`, and
+    /// learns from "unknown command" answers which lines are not its share. Returns how many
+    /// distinct lines went out.
     async fn apply_diff(&self, desired: &Owned) -> Result<usize, DaemonError> {
-        let groups = frr_config::diff(&self.current().await?, desired);
-        if groups.is_empty() {
-            return Ok(0);
+        let held = self.current().await?;
+        let uncovered = |shares: &Held| {
+            let all: Vec<&Owned> = shares.values().collect();
+            desired.uncovered(&all).map(|line| {
+                let daemons: Vec<&str> = shares.keys().map(String::as_str).collect();
+                DaemonError::Rejected(format!(
+                    "no FRR daemon ({}) takes '{line}'",
+                    daemons.join(", ")
+                ))
+            })
+        };
+        let shares = self.shares(&held, desired);
+        if let Some(e) = uncovered(&shares) {
+            return Err(e);
         }
-        let mut args: Vec<String> = vec!["-c".into(), "configure terminal".into()];
-        for g in &groups {
-            for cmd in g {
-                args.push("-c".into());
-                args.push(cmd.clone());
+        let plan: BTreeMap<String, Vec<frr_config::Change>> = held
+            .iter()
+            .map(|(d, h)| (d.clone(), frr_config::diff(h, &shares[d])))
+            .filter(|(_, changes)| !changes.is_empty())
+            .collect();
+        let lines: BTreeSet<(&[String], &String)> = plan
+            .values()
+            .flatten()
+            .flat_map(|c| c.lines.iter().map(|l| (c.context.as_slice(), l)))
+            .collect();
+        let lines = lines.len();
+        if !plan.is_empty() {
+            let answers = self.vty.configure(plan.clone()).await?;
+            let unknown = vty::learn(&plan, &answers).map_err(DaemonError::Rejected)?;
+            let mut ignores = self.ignores.lock().expect("not poisoned");
+            for (daemon, kind) in unknown {
+                ignores.entry(daemon).or_default().insert(kind);
             }
-            // Back to the top of configuration mode for the next group.
-            args.extend([
-                "-c".into(),
-                "end".into(),
-                "-c".into(),
-                "configure terminal".into(),
-            ]);
         }
-        self.vtysh(&args).await?;
-        Ok(groups.iter().map(Vec::len).sum())
+        let shares = self.shares(&held, desired);
+        if let Some(e) = uncovered(&shares) {
+            return Err(e);
+        }
+        *self.known.lock().expect("not poisoned") = Some(shares);
+        Ok(lines)
     }
 
     async fn apply_reload(&self, fragment: &str, desired: &Owned) -> Result<usize, DaemonError> {
@@ -217,7 +286,7 @@ impl FrrDriver {
         let running = frr_config::owned(&frr_config::parse(&running_text));
         let lines = frr_config::diff(&running, desired)
             .iter()
-            .map(Vec::len)
+            .map(|c| c.lines.len())
             .sum();
         if lines == 0 {
             return Ok(0);
@@ -242,5 +311,71 @@ impl FrrDriver {
             )));
         }
         Ok(lines)
+    }
+}
+
+/// What decides whether vtysh's parser accepts a configuration object, with the values that
+/// cannot change that replaced: a prefix or address by its family (its length stays: `ge`/`le`
+/// must fit it), a sequence number, and routelb's object names. A new pool prefix or Service
+/// thus has the shape of one checked before.
+pub fn shape(unit: &str) -> String {
+    let mut out = String::with_capacity(unit.len());
+    for line in unit.split_inclusive('\n') {
+        out.push_str(&line[..line.len() - line.trim_start().len()]);
+        let mut after_seq = false;
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| {
+                let seq_value = std::mem::replace(&mut after_seq, w == "seq");
+                if seq_value && w.parse::<u32>().is_ok_and(|n| n > 0) {
+                    "<seq>".to_string()
+                } else if w.starts_with(frr_config::PREFIX) && w.len() <= 63 {
+                    "<name>".to_string()
+                } else if let Ok(net) = w.parse::<ipnet::IpNet>() {
+                    match net {
+                        ipnet::IpNet::V4(n) => format!("<v4>/{}", n.prefix_len()),
+                        ipnet::IpNet::V6(n) => format!("<v6>/{}", n.prefix_len()),
+                    }
+                } else {
+                    match w.parse::<std::net::IpAddr>() {
+                        Ok(std::net::IpAddr::V4(_)) => "<v4>".to_string(),
+                        Ok(std::net::IpAddr::V6(_)) => "<v6>".to_string(),
+                        Err(_) => w.to_string(),
+                    }
+                }
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape;
+
+    #[test]
+    fn shapes_hide_values_that_cannot_make_a_line_invalid() {
+        let a = shape("ip prefix-list ROUTELB-POOL-web-V4 seq 5 permit 192.0.2.0/24 le 32\n");
+        let b = shape("ip prefix-list ROUTELB-SVC-ns.api-V4 seq 25005 permit 10.9.0.0/24 le 32\n");
+        assert_eq!(a, b);
+        assert_eq!(a, "ip prefix-list <name> seq <seq> permit <v4>/24 le 32\n");
+        // The prefix length stays (ge/le must fit it), and so do the family and bad values.
+        for other in [
+            "ip prefix-list ROUTELB-POOL-web-V4 seq 5 permit 192.0.2.0/33 le 32\n",
+            "ip prefix-list ROUTELB-POOL-web-V4 seq 5 permit 2001:db8::/24 le 32\n",
+            "ip prefix-list ROUTELB-POOL-web-V4 seq 0 permit 192.0.2.0/24 le 32\n",
+            "ip prefix-list TEAM seq 5 permit 192.0.2.0/24 le 32\n",
+        ] {
+            assert_ne!(a, shape(other), "{other}");
+        }
+        let rm = "route-map ROUTELB-BGP-V4 permit 50000\n match ip address prefix-list ROUTELB-POOL-a-V4\n set community 64512:100 additive\nexit\n";
+        assert_eq!(
+            shape(rm),
+            "route-map <name> permit 50000\n match ip address prefix-list <name>\n set community 64512:100 additive\nexit\n"
+        );
     }
 }

@@ -53,6 +53,29 @@ pub fn parse(text: &str) -> Vec<Node> {
     root
 }
 
+/// Merges the daemons' configurations into one, as vtysh's `show running-config` does: blocks
+/// with the same first line (a `route-map` entry zebra and bgpd each hold part of, `router bgp`)
+/// become one holding every line of each, without repeats.
+pub fn merge(trees: Vec<Vec<Node>>) -> Vec<Node> {
+    fn add(into: &mut Vec<Node>, n: Node) {
+        match into.iter_mut().find(|m| m.line == n.line) {
+            Some(m) => {
+                for c in n.children {
+                    add(&mut m.children, c);
+                }
+            }
+            None => into.push(n),
+        }
+    }
+    let mut out = Vec::new();
+    for tree in trees {
+        for n in tree {
+            add(&mut out, n);
+        }
+    }
+    out
+}
+
 /// The objects routelb owns, keyed so two sets can be compared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Owned {
@@ -65,6 +88,114 @@ pub struct Owned {
 }
 
 pub const PREFIX: &str = "ROUTELB-";
+
+/// What kind of command a line is, to remember which daemons do not take which: its first two
+/// words, `no ` dropped and routelb's names hidden (`route-map <name>`, `set community`,
+/// `router bgp`, `ip prefix-list`).
+pub fn kind(line: &str) -> String {
+    let line = line.trim();
+    let line = line.strip_prefix("no ").unwrap_or(line);
+    line.split_whitespace()
+        .take(2)
+        .map(|w| if w.starts_with(PREFIX) { "<name>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The daemon a `router <protocol> …` line belongs to, by FRR's naming: `router bgp` → bgpd,
+/// `router ospf6` → ospf6d, `router openfabric` → fabricd.
+pub fn router_daemon(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    (words.next()? == "router").then_some(())?;
+    Some(match words.next()? {
+        "openfabric" => "fabricd".to_string(),
+        protocol => format!("{protocol}d"),
+    })
+}
+
+/// The kind of a line inside `context`: the context lines' kinds, then its own, joined by
+/// ` > ` (`router bgp > address-family ipv4 > redistribute connected`).
+pub fn kind_in(context: &[String], line: &str) -> String {
+    context
+        .iter()
+        .map(|c| kind(c))
+        .chain(std::iter::once(kind(line)))
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+impl Owned {
+    /// What a daemon that does not take the `ignored` kinds of command holds of these objects.
+    pub fn without(&self, ignored: &BTreeSet<String>) -> Owned {
+        if ignored.is_empty() {
+            return self.clone();
+        }
+        // A line is out when its own kind in context, or that of any enclosing line, is.
+        let out = |context: &[String], line: &str| {
+            (0..context.len()).any(|i| ignored.contains(&kind_in(&context[..i], &context[i])))
+                || ignored.contains(&kind_in(context, line))
+        };
+        Owned {
+            prefix_entries: self
+                .prefix_entries
+                .iter()
+                .filter(|(_, line)| !out(&[], line))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            route_maps: self
+                .route_maps
+                .iter()
+                .filter(|(head, _)| !out(&[], head))
+                .map(|(head, lines)| {
+                    let ctx = [head.clone()];
+                    let kept = lines.iter().filter(|l| !out(&ctx, l)).cloned().collect();
+                    (head.clone(), kept)
+                })
+                .collect(),
+            redistribute: self
+                .redistribute
+                .iter()
+                .filter(|((path, _), line)| !out(path, line))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The first of these objects that none of `holders` has, as a command: what no daemon
+    /// would take.
+    pub fn uncovered(&self, holders: &[&Owned]) -> Option<String> {
+        for (key, line) in &self.prefix_entries {
+            if !holders.iter().any(|h| h.prefix_entries.contains_key(key)) {
+                return Some(line.clone());
+            }
+        }
+        for (head, lines) in &self.route_maps {
+            for l in std::iter::once(head).chain(lines) {
+                let held = holders.iter().any(|h| {
+                    h.route_maps
+                        .get(head)
+                        .is_some_and(|ls| l == head || ls.contains(l))
+                });
+                if !held {
+                    return Some(if l == head {
+                        head.clone()
+                    } else {
+                        format!("{head} / {l}")
+                    });
+                }
+            }
+        }
+        for ((path, key), line) in &self.redistribute {
+            if !holders
+                .iter()
+                .any(|h| h.redistribute.contains_key(&(path.clone(), key.clone())))
+            {
+                return Some(format!("{} / {line}", path.join(" / ")));
+            }
+        }
+        None
+    }
+}
 
 fn prefix_key(line: &str) -> Option<String> {
     let mut w = line.split_whitespace();
@@ -106,10 +237,11 @@ pub fn owned(tree: &[Node]) -> Owned {
                 .nth(1)
                 .is_some_and(|name| name.starts_with(PREFIX))
         {
-            o.route_maps.insert(
-                n.line.clone(),
-                n.children.iter().map(|c| c.line.clone()).collect(),
-            );
+            // Sorted: the daemon shows an entry's lines in the order they were added, and
+            // their order means nothing.
+            let mut lines: Vec<String> = n.children.iter().map(|c| c.line.clone()).collect();
+            lines.sort();
+            o.route_maps.insert(n.line.clone(), lines);
         } else if n.line.starts_with("router ") {
             let mut path = vec![n.line.clone()];
             walk(&n.children, &mut path, &mut o);
@@ -177,39 +309,64 @@ pub fn instances(tree: &[Node]) -> Instances {
     inst
 }
 
-/// vtysh commands, from configuration mode, that turn `running` into `desired`. Each inner list
-/// starts at the top level of configuration mode. Order: stop redistributing what goes away,
-/// add prefix lists, then route-maps, then new redistribute lines, and remove prefix lists last,
-/// so nothing is ever referenced before it exists or after it is gone.
-pub fn diff(running: &Owned, desired: &Owned) -> Vec<Vec<String>> {
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    let redistribute_group = |path: &[String], line: String| {
-        let mut g: Vec<String> = path.to_vec();
-        g.push(line);
-        g
+/// One step of a change, sent from the top of configuration mode: enter each `context` line
+/// (`route-map X permit 10`, `router bgp 64512`, `address-family ipv4 unicast`), then send
+/// `lines` inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub context: Vec<String>,
+    pub lines: Vec<String>,
+}
+
+impl Change {
+    fn top(line: String) -> Change {
+        Change {
+            context: vec![],
+            lines: vec![line],
+        }
+    }
+
+    /// The context lines, then the lines: every command the step sends.
+    pub fn all_lines(&self) -> impl Iterator<Item = &String> {
+        self.context.iter().chain(&self.lines)
+    }
+}
+
+/// The commands, from configuration mode, that turn `running` into `desired`. Order: stop
+/// redistributing what goes away, update prefix lists, then route-maps, then new redistribute
+/// lines, and remove whole prefix lists last, so nothing is referenced before it exists or
+/// after it is gone.
+pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
+    let mut changes: Vec<Change> = Vec::new();
+    let in_context = |path: &[String], line: String| Change {
+        context: path.to_vec(),
+        lines: vec![line],
     };
     // 1. Redistribute lines that go away entirely.
     for (key, line) in &running.redistribute {
         if !desired.redistribute.contains_key(key) {
-            groups.push(redistribute_group(&key.0, format!("no {line}")));
+            changes.push(in_context(&key.0, format!("no {line}")));
         }
     }
-    // 2. Prefix-list entries: changed ones are removed first (FRR refuses a second rule at the
-    //    same sequence number), then new and changed ones added.
-    let mut changed_prefix = BTreeSet::new();
-    for (key, line) in &desired.prefix_entries {
-        match running.prefix_entries.get(key) {
-            Some(old) if old == line => {}
-            Some(old) => {
-                groups.push(vec![format!("no {old}")]);
-                changed_prefix.insert(key.clone());
-            }
-            None => {}
+    // 2. Prefix-list entries. First out: changed ones (FRR refuses a second rule at the same
+    //    sequence number) and, in lists that stay, the ones no longer wanted: FRR silently
+    //    ignores a prefix added while the list still holds it at another sequence number, so
+    //    a prefix that moves must leave its old place first. Then new and changed ones go in.
+    let staying_lists: BTreeSet<&str> = desired.prefix_entries.keys().map(|k| list_of(k)).collect();
+    let mut removed = BTreeSet::new();
+    for (key, old) in &running.prefix_entries {
+        let gone_here = match desired.prefix_entries.get(key) {
+            Some(line) => line != old,
+            None => staying_lists.contains(list_of(key)),
+        };
+        if gone_here {
+            changes.push(Change::top(format!("no {old}")));
+            removed.insert(key.clone());
         }
     }
     for (key, line) in &desired.prefix_entries {
         if running.prefix_entries.get(key) != Some(line) {
-            groups.push(vec![line.clone()]);
+            changes.push(Change::top(line.clone()));
         }
     }
     // 3. Route-map entries: new, changed (line by line), removed.
@@ -217,40 +374,47 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Vec<String>> {
         match running.route_maps.get(head) {
             Some(old) if old == lines => {}
             Some(old) => {
-                let mut g = vec![head.clone()];
+                let mut step = Change {
+                    context: vec![head.clone()],
+                    lines: vec![],
+                };
                 for l in old.iter().filter(|l| !lines.contains(l)) {
-                    g.push(format!("no {l}"));
+                    step.lines.push(format!("no {l}"));
                 }
                 for l in lines.iter().filter(|l| !old.contains(l)) {
-                    g.push(l.clone());
+                    step.lines.push(l.clone());
                 }
-                groups.push(g);
+                changes.push(step);
             }
-            None => {
-                let mut g = vec![head.clone()];
-                g.extend(lines.iter().cloned());
-                groups.push(g);
-            }
+            None => changes.push(Change {
+                context: vec![head.clone()],
+                lines: lines.clone(),
+            }),
         }
     }
     // 4. Redistribute lines that are new or point at another route-map (a new line replaces).
     for (key, line) in &desired.redistribute {
         if running.redistribute.get(key) != Some(line) {
-            groups.push(redistribute_group(&key.0, line.clone()));
+            changes.push(in_context(&key.0, line.clone()));
         }
     }
-    // 5. Route-maps and prefix-list entries no longer wanted.
+    // 5. Route-maps and the entries of prefix lists no longer wanted at all.
     for head in running.route_maps.keys() {
         if !desired.route_maps.contains_key(head) {
-            groups.push(vec![format!("no {head}")]);
+            changes.push(Change::top(format!("no {head}")));
         }
     }
     for (key, line) in &running.prefix_entries {
-        if !desired.prefix_entries.contains_key(key) && !changed_prefix.contains(key) {
-            groups.push(vec![format!("no {line}")]);
+        if !desired.prefix_entries.contains_key(key) && !removed.contains(key) {
+            changes.push(Change::top(format!("no {line}")));
         }
     }
-    groups
+    changes
+}
+
+/// `ip prefix-list NAME` of a prefix-entry key `ip prefix-list NAME seq N`.
+fn list_of(key: &str) -> &str {
+    key.rsplitn(3, ' ').nth(2).unwrap_or(key)
 }
 
 /// The running configuration with the owned objects replaced by the fragment's: the full file
@@ -378,8 +542,7 @@ router bgp 64512
 exit
 ",
         ));
-        let cmds = diff(&running, &desired);
-        let flat: Vec<String> = cmds.iter().map(|g| g.join(" / ")).collect();
+        let flat: Vec<String> = flat(&diff(&running, &desired));
         assert_eq!(
             flat,
             [
@@ -394,6 +557,107 @@ exit
         );
         // Applying the same thing again is a no-op.
         assert!(diff(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn merging_daemons_joins_blocks_they_each_hold_part_of() {
+        let zebra = parse(
+            "hostname n1\nip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 192.0.2.0/24\nroute-map ROUTELB-BGP-V4 permit 10\n match ip address prefix-list ROUTELB-POOL-a-V4\nexit\n",
+        );
+        let bgpd = parse(
+            "hostname n1\nip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 192.0.2.0/24\nroute-map ROUTELB-BGP-V4 permit 10\n match ip address prefix-list ROUTELB-POOL-a-V4\n set community 1:1 additive\nexit\nrouter bgp 64512\n address-family ipv4 unicast\n  redistribute connected route-map ROUTELB-BGP-V4\n exit-address-family\nexit\n",
+        );
+        let merged = merge(vec![bgpd.clone(), zebra]);
+        assert_eq!(merged, bgpd, "zebra holds nothing bgpd does not");
+        let o = owned(&merge(vec![
+            parse("route-map ROUTELB-X permit 10\n set metric 5\nexit\n"),
+            parse("route-map ROUTELB-X permit 10\n set community 1:1\nexit\n"),
+        ]));
+        assert_eq!(
+            o.route_maps["route-map ROUTELB-X permit 10"],
+            ["set community 1:1", "set metric 5"]
+        );
+    }
+
+    #[test]
+    fn daemons_hold_what_they_take() {
+        let all = owned(&parse(
+            "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 192.0.2.0/24\nipv6 prefix-list ROUTELB-POOL-a-V6 seq 5 permit 2001:db8::/64\nroute-map ROUTELB-BGP-V4 permit 10\n match ip address prefix-list ROUTELB-POOL-a-V4\n set community 1:1 additive\nexit\nrouter bgp 64512\n address-family ipv4 unicast\n  redistribute connected route-map ROUTELB-BGP-V4\n exit-address-family\nexit\n",
+        ));
+        assert_eq!(kind("no set community 1:1 additive"), "set community");
+        assert_eq!(
+            router_daemon("router bgp 64512 vrf red").as_deref(),
+            Some("bgpd")
+        );
+        assert_eq!(router_daemon("router ospf6").as_deref(), Some("ospf6d"));
+        assert_eq!(router_daemon("route-map X permit 10"), None);
+        assert_eq!(
+            kind("route-map ROUTELB-BGP-V4 permit 10"),
+            "route-map <name>"
+        );
+        // What zebra answered "unknown command" to.
+        let zebra_ignores: BTreeSet<String> = ["router bgp", "route-map <name> > set community"]
+            .map(String::from)
+            .into();
+        let zebra = all.without(&zebra_ignores);
+        assert_eq!(zebra.prefix_entries.len(), 2);
+        assert_eq!(
+            zebra.route_maps["route-map ROUTELB-BGP-V4 permit 10"],
+            ["match ip address prefix-list ROUTELB-POOL-a-V4"]
+        );
+        assert!(zebra.redistribute.is_empty());
+        // ospfd: no IPv6 prefix lists, no BGP.
+        let ospfd = all.without(
+            &[
+                "ipv6 prefix-list",
+                "router bgp",
+                "route-map <name> > set community",
+            ]
+            .map(String::from)
+            .into(),
+        );
+        assert_eq!(
+            all.uncovered(&[&zebra, &ospfd]),
+            Some("route-map ROUTELB-BGP-V4 permit 10 / set community 1:1 additive".into())
+        );
+        let bgpd = all.without(&BTreeSet::new());
+        assert_eq!(all.uncovered(&[&zebra, &bgpd]), None);
+    }
+
+    fn flat(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| c.all_lines().cloned().collect::<Vec<_>>().join(" / "))
+            .collect()
+    }
+
+    #[test]
+    fn a_prefix_that_moves_leaves_its_old_place_first() {
+        // b is removed from the middle: c moves from seq 15 to seq 10. FRR ignores "seq 10
+        // permit c" while c is still at 15, so 15 must go before 10 is written.
+        let list = |entries: &[&str]| {
+            let text: String = entries
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    format!(
+                        "ip prefix-list ROUTELB-POOL-a-V4 seq {} permit {p}\n",
+                        (i + 1) * 5
+                    )
+                })
+                .collect();
+            owned(&parse(&text))
+        };
+        let running = list(&["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"]);
+        let desired = list(&["192.0.2.1/32", "192.0.2.3/32"]);
+        assert_eq!(
+            flat(&diff(&running, &desired)),
+            [
+                "no ip prefix-list ROUTELB-POOL-a-V4 seq 10 permit 192.0.2.2/32",
+                "no ip prefix-list ROUTELB-POOL-a-V4 seq 15 permit 192.0.2.3/32",
+                "ip prefix-list ROUTELB-POOL-a-V4 seq 10 permit 192.0.2.3/32",
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod bird;
 pub mod bird_config;
 pub mod frr;
 pub mod frr_config;
+pub mod vty;
 
 use std::io::Write;
 use std::time::Duration;
@@ -51,6 +52,14 @@ impl Driver {
         match self {
             Driver::Frr(d) => d.apply(fragment).await,
             Driver::Bird(d) => d.apply(fragment).await,
+        }
+    }
+
+    /// Makes the next apply compare with what the daemon runs instead of what the driver
+    /// remembers applying (BIRD's driver always compares).
+    pub fn forget(&self) {
+        if let Driver::Frr(d) = self {
+            d.forget();
         }
     }
 

@@ -65,6 +65,22 @@ impl Lab {
         assert!(st.success(), "ip {args:?} failed");
     }
 
+    /// Kills one of the node's FRR daemons (-9), starts it again and loads frr.conf into it,
+    /// as watchfrr does: the daemon comes back without routelb's objects.
+    #[allow(dead_code)] // not every test binary restarts daemons
+    pub fn restart_daemon(&self, daemon: &str) {
+        let out = Command::new("bash")
+            .arg(lab_script())
+            .args(["restart-daemon", &self.name, daemon])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restart-daemon {daemon}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Milliseconds until the prefix is present/absent in the router's kernel table.
     pub fn wait_route(&self, prefix: &str, want: &str, timeout_s: u32) -> Result<u64, String> {
         let out = Command::new("bash")
