@@ -93,6 +93,101 @@ pub struct PrefixMatch {
     pub len: u8,
     pub min_len: u8,
     pub max_len: u8,
+    /// A sequence number for the entry, unique in its list and derived from the match itself,
+    /// so adding or removing one prefix changes one line of the list, not the numbering of
+    /// every entry after it.
+    pub seq: u32,
+}
+
+impl PrefixMatch {
+    fn new(prefix: String, len: u8, min_len: u8, max_len: u8) -> PrefixMatch {
+        PrefixMatch {
+            prefix,
+            len,
+            min_len,
+            max_len,
+            seq: 0,
+        }
+    }
+
+    /// A hash of what the entry matches: stable across runs and versions (FNV-1a).
+    fn stable_hash(&self) -> u64 {
+        let key = format!("{} {} {}", self.prefix, self.min_len, self.max_len);
+        key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}
+
+/// Pool prefix lists longer than this are split into several, by a hash of each prefix: FRR
+/// checks every entry of a list for a duplicate each time one is added, so a list of
+/// thousands makes each change slow (35 ms at 5,000 entries on the test machine).
+pub const LIST_SPLIT_ABOVE: usize = 256;
+
+/// Gives every match its stable sequence number ([`PrefixMatch::seq`]); the rare collision
+/// takes the next free number, in list order.
+fn number(matches: &mut [PrefixMatch]) {
+    let mut used = BTreeSet::new();
+    for m in matches.iter_mut() {
+        // FRR's sequence numbers run from 1 to 4294967295.
+        let mut seq = (m.stable_hash() >> 32) as u32;
+        while seq == 0 || !used.insert(seq) {
+            seq = seq.wrapping_add(1);
+        }
+        m.seq = seq;
+    }
+}
+
+/// A pool's list, numbered, and split by prefix hash into a power-of-two number of lists when
+/// a family has more than [`LIST_SPLIT_ABOVE`] entries. A power of two: when the pool grows
+/// past the next one, each list splits in two and only half its entries move.
+fn split(list: PrefixList) -> Vec<PrefixList> {
+    let largest = list.v4.len().max(list.v6.len());
+    let parts = if largest <= LIST_SPLIT_ABOVE {
+        1
+    } else {
+        largest.div_ceil(LIST_SPLIT_ABOVE).next_power_of_two()
+    };
+    let mut out: Vec<PrefixList> = (0..parts)
+        .map(|i| PrefixList {
+            frr_name: if parts == 1 {
+                list.frr_name.clone()
+            } else {
+                // `_` cannot occur in a Kubernetes name: no other pool's list is called this.
+                format!("{}_{}", list.frr_name, i + 1)
+            },
+            bird_name: if parts == 1 {
+                list.bird_name.clone()
+            } else {
+                format!("{}_{}", list.bird_name, i + 1)
+            },
+            source: if parts == 1 {
+                list.source.clone()
+            } else {
+                format!("{} (part {} of {parts})", list.source, i + 1)
+            },
+            v4: vec![],
+            v6: vec![],
+        })
+        .collect();
+    for (family, matches) in [(0, list.v4), (1, list.v6)] {
+        for m in matches {
+            let part = &mut out[(m.stable_hash() % parts as u64) as usize];
+            if family == 0 {
+                part.v4.push(m);
+            } else {
+                part.v6.push(m);
+            }
+        }
+    }
+    for part in &mut out {
+        number(&mut part.v4);
+        number(&mut part.v6);
+    }
+    if parts > 1 {
+        out.retain(|p| !p.v4.is_empty() || !p.v6.is_empty());
+    }
+    out
 }
 
 /// A routing instance to hook into, with the route-map entries (FRR) or filter branches
@@ -217,12 +312,7 @@ fn matches_of(
                         value
                     })
                 );
-                PrefixMatch {
-                    prefix,
-                    len,
-                    min_len: len,
-                    max_len: bits,
-                }
+                PrefixMatch::new(prefix, len, len, bits)
             } else if agg_len >= len {
                 // Aggregated: the agent puts addresses on with the aggregate's length, so routes
                 // are exactly `agg_len` long within the block.
@@ -233,12 +323,7 @@ fn matches_of(
                         value
                     })
                 );
-                PrefixMatch {
-                    prefix,
-                    len,
-                    min_len: agg_len,
-                    max_len: agg_len,
-                }
+                PrefixMatch::new(prefix, len, agg_len, agg_len)
             } else {
                 // The aggregate is larger than the block: announce the covering aggregate.
                 let host_bits = u32::from(bits - agg_len);
@@ -254,12 +339,7 @@ fn matches_of(
                         value: net
                     })
                 );
-                PrefixMatch {
-                    prefix,
-                    len: agg_len,
-                    min_len: agg_len,
-                    max_len: agg_len,
-                }
+                PrefixMatch::new(prefix, agg_len, agg_len, agg_len)
             };
             let list = if r.family == Family::V4 {
                 &mut v4
@@ -368,7 +448,7 @@ pub fn build(input: &RenderInput) -> Built {
         .collect();
 
     // Prefix lists for every pool some rule exports.
-    let mut pool_lists: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut pool_lists: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for rule in rules.values().flatten() {
         for &i in &rule.pools {
             if pool_lists.contains_key(&i) {
@@ -377,14 +457,16 @@ pub fn build(input: &RenderInput) -> Built {
             let (obj, parsed) = &pools[i];
             let name = obj.name_any();
             let (v4, v6) = matches_of(parsed, obj.spec.aggregation.as_ref());
-            pool_lists.insert(i, prefix_lists.len());
-            prefix_lists.push(PrefixList {
+            for part in split(PrefixList {
                 frr_name: format!("ROUTELB-POOL-{name}"),
                 bird_name: bird_ident("ROUTELB_POOL", &name),
                 source: format!("pool {name}"),
                 v4,
                 v6,
-            });
+            }) {
+                pool_lists.entry(i).or_default().push(prefix_lists.len());
+                prefix_lists.push(part);
+            }
         }
     }
 
@@ -504,12 +586,7 @@ pub fn build(input: &RenderInput) -> Built {
             };
             let host = |ip: &IpAddr| {
                 let len = if ip.is_ipv4() { 32 } else { 128 };
-                PrefixMatch {
-                    prefix: format!("{ip}/{len}"),
-                    len,
-                    min_len: len,
-                    max_len: len,
-                }
+                PrefixMatch::new(format!("{ip}/{len}"), len, len, len)
             };
             let list = PrefixList {
                 frr_name: format!("ROUTELB-SVC-{ns}.{name}"),
@@ -528,6 +605,9 @@ pub fn build(input: &RenderInput) -> Built {
                     .map(host)
                     .collect(),
             };
+            let mut list = list;
+            number(&mut list.v4);
+            number(&mut list.v6);
             service_entries.push((ri, prefix_lists.len(), accepted));
             prefix_lists.push(list);
         }
@@ -602,11 +682,10 @@ pub fn build(input: &RenderInput) -> Built {
             let mut seq = RULE_SEQ_START;
             for &ri in &idxs {
                 let rule = &bgp_rules[ri];
-                for pi in &rule.pools {
-                    let list = &prefix_lists[pool_lists[pi]];
+                for li in rule.pools.iter().flat_map(|pi| &pool_lists[pi]) {
                     entries.push(entry_for(
                         rule,
-                        list,
+                        &prefix_lists[*li],
                         seq,
                         format!("policy {}", rule.policy.name_any()),
                         &[],
@@ -637,11 +716,10 @@ pub fn build(input: &RenderInput) -> Built {
         let mut entries = Vec::new();
         let mut seq = RULE_SEQ_START;
         for rule in rules {
-            for pi in &rule.pools {
-                let list = &prefix_lists[pool_lists[pi]];
+            for li in rule.pools.iter().flat_map(|pi| &pool_lists[pi]) {
                 let mut e = entry_for(
                     rule,
-                    list,
+                    &prefix_lists[*li],
                     seq,
                     format!("policy {}", rule.policy.name_any()),
                     &[],
@@ -797,5 +875,70 @@ pub fn validate_interface_name(name: &str) -> Result<(), String> {
         Err(format!(
             "interface name {name:?} must be 1-15 letters, digits, '-', '_' or '.'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    fn hosts(n: usize) -> Vec<PrefixMatch> {
+        (0..n)
+            .map(|i| PrefixMatch::new(format!("10.{}.{}.1/32", i / 250, i % 250), 32, 32, 32))
+            .collect()
+    }
+
+    fn list(v4: Vec<PrefixMatch>) -> PrefixList {
+        PrefixList {
+            frr_name: "ROUTELB-POOL-big".into(),
+            bird_name: "ROUTELB_POOL_big_abcdef".into(),
+            source: "pool big".into(),
+            v4,
+            v6: vec![],
+        }
+    }
+
+    fn lines(parts: &[PrefixList]) -> BTreeSet<String> {
+        parts
+            .iter()
+            .flat_map(|p| {
+                p.v4.iter()
+                    .map(|m| format!("{} {} {}", p.frr_name, m.seq, m.prefix))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_more_prefix_is_one_more_line() {
+        let before = split(list(hosts(100)));
+        let mut more = hosts(100);
+        more.insert(3, PrefixMatch::new("10.99.0.1/32".into(), 32, 32, 32));
+        let after = split(list(more));
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].frr_name, "ROUTELB-POOL-big");
+        let (b, a) = (lines(&before), lines(&after));
+        assert_eq!(a.difference(&b).count(), 1, "only the new prefix is new");
+        assert_eq!(b.difference(&a).count(), 0, "nothing else moved");
+        let seqs: BTreeSet<u32> = after[0].v4.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs.len(), 101, "sequence numbers are unique");
+        assert!(!seqs.contains(&0));
+    }
+
+    #[test]
+    fn long_lists_split_in_a_power_of_two_by_prefix() {
+        let parts = split(list(hosts(5000)));
+        // 5,000 / 256 → 20 → 32 lists of about 156.
+        assert_eq!(parts.len(), 32);
+        assert!(parts.iter().all(|p| p.v4.len() <= LIST_SPLIT_ABOVE));
+        assert_eq!(parts.iter().map(|p| p.v4.len()).sum::<usize>(), 5000);
+        assert_eq!(parts[0].frr_name, "ROUTELB-POOL-big_1");
+        assert_eq!(parts[31].bird_name, "ROUTELB_POOL_big_abcdef_32");
+        assert_eq!(parts[0].source, "pool big (part 1 of 32)");
+        // A new prefix lands in one list and changes one line there.
+        let mut more = hosts(5000);
+        more.push(PrefixMatch::new("10.250.0.1/32".into(), 32, 32, 32));
+        let after = split(list(more));
+        assert_eq!(lines(&after).difference(&lines(&parts)).count(), 1);
+        assert_eq!(lines(&parts).difference(&lines(&after)).count(), 0);
     }
 }
