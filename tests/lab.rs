@@ -297,3 +297,53 @@ async fn frr_reload_mode_applies_through_frr_reload_py() {
         .unwrap();
     assert!(String::from_utf8_lossy(&running.stdout).contains("router ospf"));
 }
+
+/// A pool of 600 single addresses: two split lists, and a first apply large enough to go to
+/// each daemon as one batch. Then one more address is one line, and an address from either
+/// list reaches the router.
+#[tokio::test]
+async fn frr_large_pool_goes_in_one_batch_and_changes_by_one_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("tfbt", "frr", "bgp");
+    let driver = lab.driver(FrrApply::Diff);
+    let pool = |n: usize| {
+        let list: Vec<String> = (0..n)
+            // Odd addresses only: neighbours would merge into larger CIDRs.
+            .map(|i| format!("\"198.18.{}.{}/32\"", i / 100, (i % 100) * 2 + 1))
+            .collect();
+        let text = format!(
+            "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: big}}\nspec: {{addresses: [{}]}}\n---\n\
+             apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {{name: big}}\nspec: {{protocols: [bgp]}}\n",
+            list.join(", ")
+        );
+        let mut m = Manifests::default();
+        load_str(&text, Path::new("big.yaml"), &mut m).unwrap();
+        m
+    };
+    let fragment = render(DaemonKind::Frr, &driver, &pool(600)).await;
+    assert!(
+        fragment.contains("ROUTELB-POOL-big_1-V4") && fragment.contains("ROUTELB-POOL-big_4-V4")
+    );
+    let sessions_before = lab.bgp_connections();
+    let first = driver.apply(&fragment).await.expect("the batch applies");
+    assert!(first.commands >= 600, "{first:?}");
+    assert!(driver.in_sync(&fragment).await.unwrap());
+    let more = render(DaemonKind::Frr, &driver, &pool(601)).await;
+    assert_eq!(driver.apply(&more).await.expect("one more").commands, 1);
+    assert!(driver.in_sync(&more).await.unwrap());
+    for addr in [
+        "198.18.0.1/32",
+        "198.18.1.77/32",
+        "198.18.5.199/32",
+        "198.18.6.1/32",
+    ] {
+        lab.ip(&["addr", "add", addr, "dev", "kube-lb0"]);
+        lab.wait_route(addr, "present", 30)
+            .unwrap_or_else(|e| panic!("{addr} at the router: {e}"));
+    }
+    assert_eq!(
+        lab.bgp_connections(),
+        sessions_before,
+        "a batch reset the BGP session"
+    );
+}
