@@ -105,16 +105,17 @@ impl Connection {
         out.push(0);
         self.stream.write_all(&out).await?;
         self.buf.clear();
-        let mut chunk = [0u8; 64 * 1024];
         loop {
-            let n = self.stream.read(&mut chunk).await?;
+            // Straight into the heap buffer: a stack array would live in every future that
+            // awaits a command.
+            self.buf.reserve(64 * 1024);
+            let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "daemon closed the connection",
                 ));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
             let len = self.buf.len();
             if len >= 4 && self.buf[len - 4..len - 1] == [0, 0, 0] {
                 return Ok(Reply {
