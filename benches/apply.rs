@@ -62,7 +62,7 @@ fn median(mut v: Vec<Duration>) -> f64 {
 async fn policy_change_table() {
     println!("\n## One-prefix policy change (BGP), by fragment size\n");
     println!(
-        "| prefixes | routelb FRR diff | frr-reload.py --reload | speed-up | BIRD configure | FRR lines sent | session resets | first load (routelb) |"
+        "| prefixes | routelb FRR diff | frr-reload.py --reload | speed-up | BIRD configure | FRR lines sent | session resets | load from the previous size (routelb) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let frr_lab = Lab::up("bfrr", "frr", "bgp");
