@@ -298,13 +298,16 @@ async fn frr_reload_mode_applies_through_frr_reload_py() {
     assert!(String::from_utf8_lossy(&running.stdout).contains("router ospf"));
 }
 
-/// A pool of 600 single addresses: two split lists, and a first apply large enough to go to
-/// each daemon as one batch. Then one more address is one line, and an address from either
-/// list reaches the router.
+/// A pool of 600 single addresses: four split lists, and a first apply large enough to go to
+/// each daemon as one batch. Then one more address is one line, and addresses from several
+/// lists reach the router.
 #[tokio::test]
 async fn frr_large_pool_goes_in_one_batch_and_changes_by_one_line() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("tfbt", "frr", "bgp");
+    // staticd runs on every Debian FRR and takes none of routelb's objects: it must answer
+    // "unknown command" once, and then be left alone.
+    lab.start_daemon("staticd");
     let driver = lab.driver(FrrApply::Diff);
     let pool = |n: usize| {
         let list: Vec<String> = (0..n)
@@ -328,6 +331,11 @@ async fn frr_large_pool_goes_in_one_batch_and_changes_by_one_line() {
     let first = driver.apply(&fragment).await.expect("the batch applies");
     assert!(first.commands >= 600, "{first:?}");
     assert!(driver.in_sync(&fragment).await.unwrap());
+    let again = driver.apply(&fragment).await.unwrap();
+    assert_eq!(
+        again.commands, 0,
+        "nothing is sent twice, to staticd either"
+    );
     let more = render(DaemonKind::Frr, &driver, &pool(601)).await;
     assert_eq!(driver.apply(&more).await.expect("one more").commands, 1);
     assert!(driver.in_sync(&more).await.unwrap());

@@ -15,6 +15,7 @@
 #   bash integration/lab/lab.sh birdc NAME BIRDC-ARGS...
 #   bash integration/lab/lab.sh restart-daemon NAME DAEMON  # kill -9 one of the node's FRR
 #                                       daemons, start it again and load frr.conf into it
+#   bash integration/lab/lab.sh start-daemon NAME DAEMON    # one more FRR daemon on the node
 #   bash integration/lab/lab.sh env NAME        # reprint the LAB_* variables
 #   bash integration/lab/lab.sh status NAME     # protocol state on both sides
 #   bash integration/lab/lab.sh list
@@ -529,6 +530,14 @@ cmd_restart_daemon() {
   frr_load_config "$LAB_DIR/frr" "$LAB_NODE_FRR" "$d"
 }
 
+cmd_start_daemon() {
+  local name=${1:?start-daemon NAME DAEMON} d=${2:?start-daemon NAME DAEMON}
+  load_state "$name"
+  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
+  [ ! -e "$FRR_RUN/$LAB_NODE_FRR/$d.pid" ] || die "$name: $d already runs"
+  frr_start_daemon "$LAB_NODE_NS" "$LAB_NODE_FRR" "$LAB_DIR/frr/$LAB_NODE_FRR" "$d"
+}
+
 cmd_birdc() {
   local name=${1:?birdc NAME ARGS...}
   shift
@@ -594,6 +603,7 @@ main() {
   vtysh) cmd_vtysh "$@" ;;
   birdc) cmd_birdc "$@" ;;
   restart-daemon) cmd_restart_daemon "$@" ;;
+  start-daemon) cmd_start_daemon "$@" ;;
   env) cmd_env "$@" ;;
   status) cmd_status "$@" ;;
   list) cmd_list ;;

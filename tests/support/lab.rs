@@ -69,14 +69,25 @@ impl Lab {
     /// as watchfrr does: the daemon comes back without routelb's objects.
     #[allow(dead_code)] // not every test binary restarts daemons
     pub fn restart_daemon(&self, daemon: &str) {
+        self.lab_command("restart-daemon", daemon);
+    }
+
+    /// Starts one more FRR daemon on the node (e.g. staticd, which takes none of routelb's
+    /// objects).
+    #[allow(dead_code)]
+    pub fn start_daemon(&self, daemon: &str) {
+        self.lab_command("start-daemon", daemon);
+    }
+
+    fn lab_command(&self, command: &str, daemon: &str) {
         let out = Command::new("bash")
             .arg(lab_script())
-            .args(["restart-daemon", &self.name, daemon])
+            .args([command, &self.name, daemon])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "restart-daemon {daemon}: {}",
+            "{command} {daemon}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
