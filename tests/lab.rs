@@ -203,6 +203,9 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
             Protocol::Isis => "isisd",
             Protocol::Rip => "ripd",
         };
+        // Rendered first: reading the instances would reconnect and so tell the driver about
+        // the restart before the apply has to find out by itself.
+        let changed = render(node, &driver, &manifests(proto, "64512:300")).await;
         lab.restart_daemon(daemon);
         if matches!(proto, Protocol::Bgp | Protocol::Ospf) {
             // The session or adjacency went down with the daemon (RIP and IS-IS would keep
@@ -210,7 +213,6 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
             lab.wait_route("203.0.113.7/32", "absent", 30)
                 .expect("the restart took the route away");
         }
-        let changed = render(node, &driver, &manifests(proto, "64512:300")).await;
         let target = if proto == Protocol::Bgp {
             &changed
         } else {
@@ -336,6 +338,10 @@ async fn frr_large_pool_goes_in_one_batch_and_changes_by_one_line() {
         again.commands, 0,
         "nothing is sent twice, to staticd either"
     );
+    // A stopped daemon's socket file stays behind; the others are still configured.
+    lab.stop_daemon("staticd");
+    let stale = format!("/var/run/frr/{}/staticd.vty", lab.var("LAB_NODE_FRR"));
+    assert!(Path::new(&stale).exists());
     let more = render(DaemonKind::Frr, &driver, &pool(601)).await;
     assert_eq!(driver.apply(&more).await.expect("one more").commands, 1);
     assert!(driver.in_sync(&more).await.unwrap());

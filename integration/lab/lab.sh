@@ -16,6 +16,8 @@
 #   bash integration/lab/lab.sh restart-daemon NAME DAEMON  # kill -9 one of the node's FRR
 #                                       daemons, start it again and load frr.conf into it
 #   bash integration/lab/lab.sh start-daemon NAME DAEMON    # one more FRR daemon on the node
+#   bash integration/lab/lab.sh stop-daemon NAME DAEMON     # kill -9 it, leaving its socket
+#                                       file behind as FRR does
 #   bash integration/lab/lab.sh env NAME        # reprint the LAB_* variables
 #   bash integration/lab/lab.sh status NAME     # protocol state on both sides
 #   bash integration/lab/lab.sh list
@@ -530,6 +532,16 @@ cmd_restart_daemon() {
   frr_load_config "$LAB_DIR/frr" "$LAB_NODE_FRR" "$d"
 }
 
+cmd_stop_daemon() {
+  local name=${1:?stop-daemon NAME DAEMON} d=${2:?stop-daemon NAME DAEMON} pid
+  load_state "$name"
+  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
+  pid=$(cat "$FRR_RUN/$LAB_NODE_FRR/$d.pid") || die "$name: no $d running"
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$FRR_RUN/$LAB_NODE_FRR/$d.pid"
+}
+
 cmd_start_daemon() {
   local name=${1:?start-daemon NAME DAEMON} d=${2:?start-daemon NAME DAEMON}
   load_state "$name"
@@ -604,6 +616,7 @@ main() {
   birdc) cmd_birdc "$@" ;;
   restart-daemon) cmd_restart_daemon "$@" ;;
   start-daemon) cmd_start_daemon "$@" ;;
+  stop-daemon) cmd_stop_daemon "$@" ;;
   env) cmd_env "$@" ;;
   status) cmd_status "$@" ;;
   list) cmd_list ;;

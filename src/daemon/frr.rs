@@ -204,9 +204,12 @@ impl FrrDriver {
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
         self.validate(fragment).await?;
+        self.vty.refresh().await?;
         if self.vty.take_restarted() {
-            // A daemon restarted, came or went since the last apply: read what they hold.
+            // A daemon restarted, came or went: read what they hold, and learn again what
+            // each takes (it may be another version now).
             self.forget();
+            self.ignores.lock().expect("not poisoned").clear();
         }
         let desired: Owned = frr_config::owned(&frr_config::parse(fragment));
         let result = match self.mode {
@@ -268,15 +271,21 @@ impl FrrDriver {
         if !plan.is_empty() {
             let answers = self.vty.configure(plan.clone()).await?;
             let unknown = vty::learn(&plan, &answers).map_err(DaemonError::Rejected)?;
-            let mut ignores = self.ignores.lock().expect("not poisoned");
-            for (daemon, kind) in unknown {
-                ignores.entry(daemon).or_default().insert(kind);
+            let before = self.ignores.lock().expect("not poisoned").clone();
+            {
+                let mut ignores = self.ignores.lock().expect("not poisoned");
+                for (daemon, kind) in unknown {
+                    ignores.entry(daemon).or_default().insert(kind);
+                }
+            }
+            let shares = self.shares(&held, desired);
+            if let Some(e) = uncovered(&shares) {
+                // What no daemon took is a bad line, not something to stop sending.
+                *self.ignores.lock().expect("not poisoned") = before;
+                return Err(e);
             }
         }
         let shares = self.shares(&held, desired);
-        if let Some(e) = uncovered(&shares) {
-            return Err(e);
-        }
         *self.known.lock().expect("not poisoned") = Some(shares);
         Ok(lines)
     }

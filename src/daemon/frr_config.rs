@@ -379,7 +379,17 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
                     lines: vec![],
                 };
                 for l in old.iter().filter(|l| !lines.contains(l)) {
-                    step.lines.push(format!("no {l}"));
+                    // A new `match … prefix-list` replaces the old one in place; removing the
+                    // old first would leave a permit entry that matches everything meanwhile.
+                    let replaced = l.starts_with("match ")
+                        && lines.iter().any(|n| {
+                            n.split_whitespace()
+                                .take(4)
+                                .eq(l.split_whitespace().take(4))
+                        });
+                    if !replaced {
+                        step.lines.push(format!("no {l}"));
+                    }
                 }
                 for l in lines.iter().filter(|l| !old.contains(l)) {
                     step.lines.push(l.clone());
@@ -622,6 +632,22 @@ exit
         );
         let bgpd = all.without(&BTreeSet::new());
         assert_eq!(all.uncovered(&[&zebra, &bgpd]), None);
+    }
+
+    #[test]
+    fn a_new_match_replaces_the_old_without_a_match_all_moment() {
+        let entry = |list: &str| {
+            owned(&parse(&format!(
+                "route-map ROUTELB-BGP-V4 permit 10\n match ip address prefix-list {list}\n set community 1:1 additive\nexit\n"
+            )))
+        };
+        assert_eq!(
+            flat(&diff(
+                &entry("ROUTELB-POOL-a-V4"),
+                &entry("ROUTELB-POOL-b-V4")
+            )),
+            ["route-map ROUTELB-BGP-V4 permit 10 / match ip address prefix-list ROUTELB-POOL-b-V4"]
+        );
     }
 
     fn flat(changes: &[Change]) -> Vec<String> {

@@ -29,15 +29,17 @@ use super::frr_config::{self, Change};
 pub const SUCCESS: u8 = 0;
 /// FRR's `CMD_ERR_NO_MATCH`: the daemon does not know the command.
 pub const UNKNOWN: u8 = 2;
+/// FRR's `CMD_WARNING_CONFIG_FAILED`.
+pub const COMMIT_FAILED: u8 = 13;
 
 /// How long one command may take. A batch commit of thousands of lines in a large
 /// configuration takes seconds; a daemon that does not answer in this time is treated as gone.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// From this many lines on, a daemon gets the change as one batch (`XFRR_start_configuration`
-/// … `XFRR_end_configuration`, as `vtysh -f` sends a file): one commit at the end instead of
-/// one per line, which is what makes loading thousands of prefix-list entries take seconds, not
-/// minutes. Small changes are sent line by line, the way an operator types them.
+/// From this many prefix-list lines in a row on, a daemon gets them as one batch
+/// (`XFRR_start_configuration` … `XFRR_end_configuration`, as `vtysh -f` sends a file): one
+/// commit at the end instead of one per line, which is what makes loading thousands of entries
+/// take seconds, not minutes. Small changes are sent line by line, as an operator types them.
 pub const BATCH_FROM_LINES: usize = 50;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,13 +181,70 @@ pub fn learn(
     Ok(unknown)
 }
 
-/// Sends `changes` to one daemon, from enable mode and back to it.
+/// Whether a change may sit in a batch: a top-level prefix-list line. FRR commits a batch
+/// early, and throws the result away, before any command that is not YANG-based (`router …`,
+/// `address-family`, even `exit`), so only runs of these go into one.
+fn batchable(change: &Change) -> bool {
+    change.context.is_empty()
+        && change.lines.iter().all(|l| {
+            let l = l.strip_prefix("no ").unwrap_or(l);
+            l.starts_with("ip prefix-list ") || l.starts_with("ipv6 prefix-list ")
+        })
+}
+
+/// FRR reports a commit that failed inside another command's output ("% Configuration
+/// failed."), with that command's status 0: count it as the refusal it is.
+fn with_commit_failure(mut r: Reply) -> Reply {
+    if r.ok() && r.output.contains("Configuration failed") {
+        r.status = COMMIT_FAILED;
+    }
+    r
+}
+
+/// Sends one change from the top of configuration mode, and back to it.
+async fn send_change(conn: &mut Connection, change: &Change) -> io::Result<(Vec<Reply>, bool)> {
+    let mut replies = Vec::new();
+    let mut entered = 0;
+    let mut stop = false;
+    for ctx in &change.context {
+        let r = with_commit_failure(conn.command(ctx).await?);
+        let ok = r.ok();
+        stop = !ok && r.status != UNKNOWN;
+        replies.push(r);
+        if !ok {
+            break;
+        }
+        entered += 1;
+    }
+    if entered == change.context.len() {
+        for line in &change.lines {
+            let r = with_commit_failure(conn.command(line).await?);
+            stop = !r.ok() && r.status != UNKNOWN;
+            replies.push(r);
+            if stop {
+                break;
+            }
+        }
+    }
+    for _ in 0..entered {
+        let r = with_commit_failure(conn.command("exit").await?);
+        if !r.ok() {
+            // The refusal belongs to what was just sent.
+            if let Some(last) = replies.last_mut() {
+                *last = r;
+            }
+            stop = true;
+        }
+    }
+    Ok((replies, stop))
+}
+
+/// Sends `changes` to one daemon, from enable mode and back to it. Runs of at least
+/// [`BATCH_FROM_LINES`] prefix-list lines go as one batch.
 async fn configure_one(conn: &mut Connection, changes: &[Change]) -> io::Result<Answers> {
     if changes.is_empty() {
         return Ok(vec![]);
     }
-    let lines: usize = changes.iter().map(|c| c.all_lines().count()).sum();
-    let batch = lines >= BATCH_FROM_LINES;
     let r = conn.command("configure terminal").await?;
     if !r.ok() {
         return Err(io::Error::other(format!(
@@ -193,54 +252,38 @@ async fn configure_one(conn: &mut Connection, changes: &[Change]) -> io::Result<
             r.message()
         )));
     }
-    if batch {
-        conn.command("XFRR_start_configuration").await?;
-    }
     let mut answers: Answers = Vec::with_capacity(changes.len());
-    'changes: for change in changes {
-        let mut replies = Vec::new();
-        let mut entered = 0;
-        let mut stop = false;
-        for ctx in &change.context {
-            let r = conn.command(ctx).await?;
-            let ok = r.ok();
-            stop = !ok && r.status != UNKNOWN;
-            replies.push(r);
-            if !ok {
+    let mut i = 0;
+    'runs: while i < changes.len() {
+        let run = changes[i..].iter().take_while(|c| batchable(c)).count();
+        let batch = run >= BATCH_FROM_LINES;
+        let end = if run > 0 { i + run } else { i + 1 };
+        if batch {
+            conn.command("XFRR_start_configuration").await?;
+        }
+        for change in &changes[i..end] {
+            let (replies, stop) = send_change(conn, change).await?;
+            answers.push(replies);
+            if stop && !batch {
+                break 'runs;
+            }
+            if stop {
                 break;
             }
-            entered += 1;
         }
-        if entered == change.context.len() {
-            for line in &change.lines {
-                let r = conn.command(line).await?;
-                stop = !r.ok() && r.status != UNKNOWN;
-                replies.push(r);
-                if stop {
-                    break;
-                }
-            }
-        }
-        // Back to the top of configuration mode for the next change. `exit`, not `end`:
-        // leaving configuration mode would commit a batch half-way.
-        for _ in 0..entered {
-            conn.command("exit").await?;
-        }
-        answers.push(replies);
-        if stop {
-            break 'changes;
-        }
-    }
-    if batch {
-        // The commit happens here; its refusal belongs to the batch's last line.
-        let r = conn.command("XFRR_end_configuration").await?;
-        if !r.ok() {
-            if let Some(last) = answers.iter_mut().rev().find_map(|a| a.last_mut()) {
+        if batch {
+            // The commit happens here; its refusal belongs to the batch's last line.
+            let r = conn.command("XFRR_end_configuration").await?;
+            let failed = !r.ok();
+            if failed && let Some(last) = answers.iter_mut().rev().find_map(|a| a.last_mut()) {
                 *last = r;
-            } else {
-                return Err(io::Error::other(format!("commit: {}", r.message())));
+            }
+            let stopped = answers.len() < end;
+            if failed || stopped {
+                break 'runs;
             }
         }
+        i = end;
     }
     conn.command("end").await?;
     Ok(answers)
@@ -316,17 +359,43 @@ impl Vty {
                     out.insert(d.clone(), c);
                 }
                 old => {
-                    if old.is_some() || had_any {
+                    // A connection that died, or a daemon that appeared after the first
+                    // checkout, means a daemon (re)started; a socket file nobody answers on
+                    // does not, unless its daemon answered before.
+                    let was_connected = old.is_some();
+                    if was_connected {
                         self.restarted
                             .store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     let path = self.dir.join(format!("{d}.vty"));
-                    let c = Connection::open(&path)
-                        .await
-                        .map_err(|e| DaemonError::Unreachable(format!("{d}: {e}")))?;
-                    out.insert(d.clone(), c);
+                    match Connection::open(&path).await {
+                        Ok(c) => {
+                            if had_any {
+                                self.restarted
+                                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            out.insert(d.clone(), c);
+                        }
+                        // FRR leaves a stopped daemon's socket file behind; vtysh skips such
+                        // daemons too. One that routelb needs shows up as "no daemon takes".
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                            ) =>
+                        {
+                            tracing::debug!(daemon = %d, error = %e, "FRR daemon not running");
+                        }
+                        Err(e) => return Err(DaemonError::Unreachable(format!("{d}: {e}"))),
+                    }
                 }
             }
+        }
+        if out.is_empty() {
+            return Err(DaemonError::Unreachable(format!(
+                "no FRR daemon answers on its vty socket in {}",
+                self.dir.display()
+            )));
         }
         if !pool.is_empty() {
             // A daemon that went away.
@@ -339,6 +408,14 @@ impl Vty {
 
     async fn checkin(&self, conns: Vec<(String, Connection)>) {
         self.conns.lock().await.extend(conns);
+    }
+
+    /// Checks every connection, reconnecting what a restarted daemon closed (which
+    /// [`Vty::take_restarted`] then reports).
+    pub async fn refresh(&self) -> Result<(), DaemonError> {
+        let conns = self.checkout().await?;
+        self.checkin(conns.into_iter().collect()).await;
+        Ok(())
     }
 
     /// Runs `job` on every daemon at once; a daemon whose connection fails is dropped (and

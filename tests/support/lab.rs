@@ -79,6 +79,12 @@ impl Lab {
         self.lab_command("start-daemon", daemon);
     }
 
+    /// Kills one of the node's FRR daemons (-9); its vty socket file stays, as FRR leaves it.
+    #[allow(dead_code)]
+    pub fn stop_daemon(&self, daemon: &str) {
+        self.lab_command("stop-daemon", daemon);
+    }
+
     fn lab_command(&self, command: &str, daemon: &str) {
         let out = Command::new("bash")
             .arg(lab_script())
