@@ -520,34 +520,47 @@ cmd_vtysh() {
   esac
 }
 
-cmd_restart_daemon() {
-  local name=${1:?restart-daemon NAME DAEMON} d=${2:?restart-daemon NAME DAEMON} pid
-  load_state "$name"
-  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
-  pid=$(cat "$FRR_RUN/$LAB_NODE_FRR/$d.pid") || die "$name: no $d running"
-  kill -9 "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  rm -f "$FRR_RUN/$LAB_NODE_FRR/$d.vty" "$FRR_RUN/$LAB_NODE_FRR/$d.pid"
-  frr_start_daemon "$LAB_NODE_NS" "$LAB_NODE_FRR" "$LAB_DIR/frr/$LAB_NODE_FRR" "$d"
-  frr_load_config "$LAB_DIR/frr" "$LAB_NODE_FRR" "$d"
+# The lab NAME's node FRR daemon DAEMON: sets d and loads the lab's state.
+node_daemon_args() { # CMD NAME DAEMON
+  if [ -z "${2:-}" ] || [ -z "${3:-}" ]; then die "$1 NAME DAEMON"; fi
+  load_state "$2"
+  [ -n "$LAB_NODE_FRR" ] || die "$2: the node runs BIRD, not FRR"
+  d=$3
 }
 
-cmd_stop_daemon() {
-  local name=${1:?stop-daemon NAME DAEMON} d=${2:?stop-daemon NAME DAEMON} pid
-  load_state "$name"
-  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
-  pid=$(cat "$FRR_RUN/$LAB_NODE_FRR/$d.pid") || die "$name: no $d running"
+# kill -9 the node's daemon $d and wait for it; its vty socket file stays, as FRR leaves it.
+kill_node_daemon() {
+  local pid
+  pid=$(cat "$FRR_RUN/$LAB_NODE_FRR/$d.pid") || die "$LAB_NAME: no $d running"
   kill -9 "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
   rm -f "$FRR_RUN/$LAB_NODE_FRR/$d.pid"
 }
 
-cmd_start_daemon() {
-  local name=${1:?start-daemon NAME DAEMON} d=${2:?start-daemon NAME DAEMON}
-  load_state "$name"
-  [ -n "$LAB_NODE_FRR" ] || die "$name: the node runs BIRD, not FRR"
-  [ ! -e "$FRR_RUN/$LAB_NODE_FRR/$d.pid" ] || die "$name: $d already runs"
+start_node_daemon() {
   frr_start_daemon "$LAB_NODE_NS" "$LAB_NODE_FRR" "$LAB_DIR/frr/$LAB_NODE_FRR" "$d"
+}
+
+cmd_restart_daemon() {
+  local d
+  node_daemon_args restart-daemon "$@"
+  kill_node_daemon
+  rm -f "$FRR_RUN/$LAB_NODE_FRR/$d.vty"
+  start_node_daemon
+  frr_load_config "$LAB_DIR/frr" "$LAB_NODE_FRR" "$d"
+}
+
+cmd_stop_daemon() {
+  local d
+  node_daemon_args stop-daemon "$@"
+  kill_node_daemon
+}
+
+cmd_start_daemon() {
+  local d
+  node_daemon_args start-daemon "$@"
+  [ ! -e "$FRR_RUN/$LAB_NODE_FRR/$d.pid" ] || die "$LAB_NAME: $d already runs"
+  start_node_daemon
 }
 
 cmd_birdc() {
