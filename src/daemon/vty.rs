@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -295,7 +296,7 @@ pub struct Vty {
     conns: Mutex<BTreeMap<String, Connection>>,
     /// Set when a daemon appeared, went away or had to be reconnected since the last
     /// [`Vty::take_restarted`]: what routelb knows of its configuration is stale.
-    restarted: std::sync::atomic::AtomicBool,
+    restarted: AtomicBool,
 }
 
 impl std::fmt::Debug for Vty {
@@ -309,18 +310,17 @@ impl Vty {
         Vty {
             dir,
             conns: Mutex::default(),
-            restarted: std::sync::atomic::AtomicBool::new(false),
+            restarted: AtomicBool::new(false),
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Whether a daemon restarted (or came or went) since the last call.
     pub fn take_restarted(&self) -> bool {
-        self.restarted
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        self.restarted.swap(false, Ordering::Relaxed)
+    }
+
+    fn mark_restarted(&self) {
+        self.restarted.store(true, Ordering::Relaxed);
     }
 
     /// The daemons with a vty socket, except watchfrr, which holds no routing configuration.
@@ -344,12 +344,6 @@ impl Vty {
             DaemonError::Unreachable(format!("FRR vty sockets in {}: {e}", self.dir.display()))
         };
         let daemons = self.daemons().map_err(unreachable)?;
-        if daemons.is_empty() {
-            return Err(DaemonError::Unreachable(format!(
-                "no FRR daemon has a vty socket in {}",
-                self.dir.display()
-            )));
-        }
         let mut pool = self.conns.lock().await;
         let had_any = !pool.is_empty();
         let mut out = BTreeMap::new();
@@ -362,17 +356,14 @@ impl Vty {
                     // A connection that died, or a daemon that appeared after the first
                     // checkout, means a daemon (re)started; a socket file nobody answers on
                     // does not, unless its daemon answered before.
-                    let was_connected = old.is_some();
-                    if was_connected {
-                        self.restarted
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    if old.is_some() {
+                        self.mark_restarted();
                     }
                     let path = self.dir.join(format!("{d}.vty"));
                     match Connection::open(&path).await {
                         Ok(c) => {
                             if had_any {
-                                self.restarted
-                                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                                self.mark_restarted();
                             }
                             out.insert(d.clone(), c);
                         }
@@ -393,20 +384,19 @@ impl Vty {
         }
         if out.is_empty() {
             return Err(DaemonError::Unreachable(format!(
-                "no FRR daemon answers on its vty socket in {}",
+                "no FRR daemon answers on a vty socket in {}",
                 self.dir.display()
             )));
         }
         if !pool.is_empty() {
             // A daemon that went away.
-            self.restarted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.mark_restarted();
             pool.clear();
         }
         Ok(out)
     }
 
-    async fn checkin(&self, conns: Vec<(String, Connection)>) {
+    async fn checkin(&self, conns: impl IntoIterator<Item = (String, Connection)>) {
         self.conns.lock().await.extend(conns);
     }
 
@@ -414,7 +404,7 @@ impl Vty {
     /// [`Vty::take_restarted`] then reports).
     pub async fn refresh(&self) -> Result<(), DaemonError> {
         let conns = self.checkout().await?;
-        self.checkin(conns.into_iter().collect()).await;
+        self.checkin(conns).await;
         Ok(())
     }
 
@@ -449,8 +439,7 @@ impl Vty {
         }
         self.checkin(good).await;
         if let Some(f) = failure {
-            self.restarted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.mark_restarted();
             return Err(DaemonError::Unreachable(f));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));

@@ -148,37 +148,29 @@ fn split(list: PrefixList) -> Vec<PrefixList> {
     } else {
         largest.div_ceil(LIST_SPLIT_ABOVE).next_power_of_two()
     };
+    // `_` cannot occur in a Kubernetes name: no other pool's list is called this.
+    let part_name = |base: &str, i: usize| match parts {
+        1 => base.to_string(),
+        _ => format!("{base}_{}", i + 1),
+    };
     let mut out: Vec<PrefixList> = (0..parts)
         .map(|i| PrefixList {
-            frr_name: if parts == 1 {
-                list.frr_name.clone()
-            } else {
-                // `_` cannot occur in a Kubernetes name: no other pool's list is called this.
-                format!("{}_{}", list.frr_name, i + 1)
-            },
-            bird_name: if parts == 1 {
-                list.bird_name.clone()
-            } else {
-                format!("{}_{}", list.bird_name, i + 1)
-            },
-            source: if parts == 1 {
-                list.source.clone()
-            } else {
-                format!("{} (part {} of {parts})", list.source, i + 1)
+            frr_name: part_name(&list.frr_name, i),
+            bird_name: part_name(&list.bird_name, i),
+            source: match parts {
+                1 => list.source.clone(),
+                _ => format!("{} (part {} of {parts})", list.source, i + 1),
             },
             v4: vec![],
             v6: vec![],
         })
         .collect();
-    for (family, matches) in [(0, list.v4), (1, list.v6)] {
-        for m in matches {
-            let part = &mut out[(m.stable_hash() % parts as u64) as usize];
-            if family == 0 {
-                part.v4.push(m);
-            } else {
-                part.v6.push(m);
-            }
-        }
+    let part_of = |m: &PrefixMatch| (m.stable_hash() % parts as u64) as usize;
+    for m in list.v4 {
+        out[part_of(&m)].v4.push(m);
+    }
+    for m in list.v6 {
+        out[part_of(&m)].v6.push(m);
     }
     for part in &mut out {
         number(&mut part.v4);
