@@ -130,6 +130,16 @@ load_spec() { # FILE
 }
 
 # Parse TOPO into DIR/spec (fresh) or, with no TOPO file, reuse the recorded spec.
+# Resolves TOPO (sets $topo), writes its spec to a new temporary file ($spec, which the caller
+# removes) and loads it (LAB, DIR, the nodes and links).
+load_topo() { # TOPO
+  ensure_pyyaml
+  topo=$(resolve_topo "${1:-}")
+  spec=$(mktemp)
+  spec_from_topo "$topo" "$spec"
+  load_spec "$spec"
+}
+
 spec_from_topo() { # TOPO_FILE OUT
   "$PY" "$TOOL" spec "$1" >"$2" || die "cannot read topology $1"
 }
@@ -501,13 +511,9 @@ cmd_up() { # TOPO [--timeout S]
     esac
   done
   require_frr
-  ensure_pyyaml
-  topo=$(resolve_topo "$topo")
   mkdir -p "$ROOT"
   local spec
-  spec=$(mktemp)
-  spec_from_topo "$topo" "$spec"
-  load_spec "$spec"
+  load_topo "$topo"
   exec 9>"$ROOT/.lock"
   flock -w 300 9 || die "$ROOT/.lock still held after 300 s"
   # Always fresh: a previous lab of this name (or stale namespaces with its names) goes first.
@@ -619,12 +625,8 @@ down_lab() { # LAB SPEC
 }
 
 cmd_down() { # TOPO
-  ensure_pyyaml
   local topo spec
-  topo=$(resolve_topo "${1:-}")
-  spec=$(mktemp)
-  spec_from_topo "$topo" "$spec"
-  load_spec "$spec"
+  load_topo "${1:-}"
   if [ -r "$DIR/spec" ]; then down_lab "$LAB" "$DIR/spec"; fi
   down_lab "$LAB" "$spec" # namespaces with the topology's names, even without a record
   rm -f "$spec"
@@ -643,12 +645,8 @@ cmd_down_all() {
 }
 
 load_lab() { # TOPO: the spec recorded by `up`
-  ensure_pyyaml
   local topo spec
-  topo=$(resolve_topo "${1:-}")
-  spec=$(mktemp)
-  spec_from_topo "$topo" "$spec"
-  load_spec "$spec"
+  load_topo "${1:-}"
   rm -f "$spec"
   [ -r "$DIR/spec" ] || die "$LAB is not up"
 }

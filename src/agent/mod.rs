@@ -716,7 +716,7 @@ pub async fn run(
     );
     let leases = cache(
         Api::<Lease>::namespaced(client.clone(), &cfg.lease_namespace),
-        watcher::Config::default().labels(&format!("{}=true", membership::LEASE_LABEL)),
+        membership::lease_watch(),
         "leases",
         keep,
         lease_events.clone(),

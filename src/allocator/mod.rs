@@ -155,7 +155,7 @@ pub async fn run(
     let lease_events = Arc::new(Notify::new());
     let node_leases = cache(
         Api::<Lease>::namespaced(client.clone(), &cfg.node_lease_namespace),
-        watcher::Config::default().labels(&format!("{}=true", membership::LEASE_LABEL)),
+        membership::lease_watch(),
         "node leases",
         keep,
         lease_events.clone(),
