@@ -119,14 +119,24 @@ struct StandaloneArgs {
     /// Converge once and exit (non-zero if anything failed).
     #[arg(long, default_value_t = false)]
     once: bool,
-    /// Print the planned addresses per interface and the fragment; needs no root, changes nothing.
+    /// Print which Service gets which address, the addresses per interface and the fragment;
+    /// needs no root, changes nothing.
     #[arg(long, default_value_t = false)]
     dry_run: bool,
+    /// Format of --dry-run's output.
+    #[arg(long, value_enum, default_value = "text", requires = "dry_run")]
+    output: OutputFormat,
     /// How often the daemon is checked for lost objects (a restart) when nothing changed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     resync: Duration,
     #[command(flatten)]
     daemon_args: DaemonArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]
@@ -296,12 +306,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render(r) => {
-            let rendered = render_dir(&r)?;
-            print!("{}", rendered.1);
+            let (_, fragment, _) = render_dir(&r)?;
+            print!("{fragment}");
             Ok(())
         }
         Command::Check(r) => {
-            let (base, fragment) = render_dir(&r)?;
+            let (base, fragment, invalid) = render_dir(&r)?;
+            anyhow::ensure!(
+                invalid == 0,
+                "check failed: {invalid} invalid object(s) in {}, see the warnings above",
+                r.source.config.display()
+            );
             let result = match r.daemon {
                 DaemonKind::Frr => {
                     let full = format!("{}\n{fragment}", base.unwrap_or_default());
@@ -343,7 +358,12 @@ async fn main() -> anyhow::Result<()> {
                 resync: a.resync,
             };
             if a.dry_run {
-                return routelb::standalone::dry_run(&opts);
+                let d = routelb::standalone::dry_run(&opts)?;
+                match a.output {
+                    OutputFormat::Text => print!("{}", d.text()),
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                }
+                return Ok(());
             }
             routelb::standalone::run(opts, a.once, cancel_on_signal()).await
         }
@@ -454,9 +474,10 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Renders the directory's manifests; returns the base configuration (if any) and the fragment.
-/// Problems (invalid policies, missing instances) go to stderr.
-fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
+/// Renders the directory's manifests; returns the base configuration (if any), the fragment
+/// and how many pools and policies are invalid. Problems (invalid pools and policies, missing
+/// instances, services without addresses) go to stderr.
+fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String, usize)> {
     let (manifests, templates) = r.source.manifests_and_templates(r.daemon)?;
     let base = match &r.base {
         Some(p) => {
@@ -481,8 +502,22 @@ fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String)> {
         &r.source.lb_interface,
         &instances,
     )?;
+    for w in manifests
+        .warnings
+        .iter()
+        .chain(&out.invalid_pools)
+        .chain(&out.notes)
+    {
+        eprintln!("warning: {w}");
+    }
     for p in &out.problems {
         eprintln!("warning: {p}");
     }
-    Ok((base, out.fragment))
+    let invalid = out.invalid_pools.len()
+        + out
+            .problems
+            .iter()
+            .filter(|p| p.reason == "Invalid")
+            .count();
+    Ok((base, out.fragment, invalid))
 }

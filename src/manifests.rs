@@ -17,6 +17,8 @@ pub struct Manifests {
     pub namespaces: Vec<Namespace>,
     /// Documents of kinds routelb does not read, as `file: kind`.
     pub ignored: Vec<String>,
+    /// Things worth saying that do not stop the directory loading.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -35,21 +35,32 @@ pub fn assume_all_instances(asn: u32) -> Instances {
 
 /// Runs IPAM over the manifests' pools and services, as the allocator would.
 pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
-    assignments_with(m, &Held::new()).0
+    assignments_with(m, &Held::new()).assigned
+}
+
+/// What IPAM decided for a directory of manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Assigned {
+    pub assigned: Vec<ServiceAddresses>,
+    /// Why services got no address, and what is worth knowing although they did, as
+    /// `namespace/name: message`.
+    pub notes: Vec<String>,
+    /// `AddressPool NAME is invalid: why`, for every pool that does not parse.
+    pub invalid_pools: Vec<String>,
 }
 
 /// What services held before (standalone mode's state file), by `namespace/name`.
 pub type Held = BTreeMap<String, HeldAddresses>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HeldAddresses {
     pub pool: String,
     pub addresses: Vec<std::net::IpAddr>,
 }
 
-/// IPAM with what services held before, so nothing is renumbered; also returns why services
-/// got no address, as `namespace/name: reason`.
-pub fn assignments_with(m: &Manifests, held: &Held) -> (Vec<ServiceAddresses>, Vec<String>) {
+/// IPAM with what services held before, so nothing is renumbered.
+pub fn assignments_with(m: &Manifests, held: &Held) -> Assigned {
     let pools: Vec<PoolInput> = m
         .pools
         .iter()
@@ -81,14 +92,23 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> (Vec<ServiceAddresses>, V
         })
         .collect();
     let outcome = ipam::allocate(&pools, &requests);
-    let failures = outcome
-        .services
+    let invalid_pools: Vec<String> = outcome
+        .pools
         .iter()
-        .filter_map(|(k, d)| match d {
-            ipam::Decision::Failed(e) => Some(format!("{k}: {e}")),
-            ipam::Decision::Assigned(_) => None,
+        .filter_map(|(name, report)| {
+            let why = report.invalid.as_ref()?;
+            Some(format!("AddressPool {name} is invalid: {why}"))
         })
         .collect();
+    let mut notes = Vec::new();
+    for (k, d) in &outcome.services {
+        match d {
+            ipam::Decision::Failed(e) => notes.push(format!("{k}: {e}")),
+            ipam::Decision::Assigned(a) => {
+                notes.extend(a.warnings.iter().map(|w| format!("{k}: {w}")))
+            }
+        }
+    }
     let assigned = served
         .iter()
         .zip(&requests)
@@ -99,18 +119,28 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> (Vec<ServiceAddresses>, V
                 pool: a.pool.clone(),
                 addresses: a.addresses.clone(),
                 bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+                admitted: a.admitted,
             })
         })
         .collect();
-    (assigned, failures)
+    Assigned {
+        assigned,
+        notes,
+        invalid_pools,
+    }
 }
 
 pub struct Offline {
     pub data: FragmentData,
     pub fragment: String,
     pub problems: Vec<Problem>,
+    /// From IPAM (see [`Assigned`]); empty from [`render_assigned`].
+    pub invalid_pools: Vec<String>,
+    pub notes: Vec<String>,
 }
 
+/// Renders a directory's manifests; `problems` also name invalid pools and why services have
+/// no address, so a bad entry is reported even before any Service uses it.
 pub fn render(
     m: &Manifests,
     templates: &Templates,
@@ -118,12 +148,26 @@ pub fn render(
     lb_interface: &str,
     instances: &Instances,
 ) -> Result<Offline, crate::render::TemplateError> {
-    render_assigned(m, &assignments(m), templates, node, lb_interface, instances)
+    let assigned = assignments_with(m, &Held::new());
+    let mut out = render_assigned(
+        m,
+        &m.pools,
+        &assigned.assigned,
+        templates,
+        node,
+        lb_interface,
+        instances,
+    )?;
+    out.invalid_pools = assigned.invalid_pools;
+    out.notes = assigned.notes;
+    Ok(out)
 }
 
-/// Renders with addresses already decided.
+/// Renders with addresses already decided, from `pools` (the manifests' own, or with last
+/// valid definitions in place of broken ones).
 pub fn render_assigned(
     m: &Manifests,
+    pools: &[crate::api::AddressPool],
     services: &[ServiceAddresses],
     templates: &Templates,
     node: Option<&str>,
@@ -138,7 +182,7 @@ pub fn render_assigned(
         node,
         node_labels: &node_labels,
         lb_interface,
-        pools: &m.pools,
+        pools,
         policies: &m.policies,
         services,
         instances,
@@ -148,6 +192,8 @@ pub fn render_assigned(
         data: built.data,
         fragment,
         problems: built.problems,
+        invalid_pools: vec![],
+        notes: vec![],
     })
 }
 

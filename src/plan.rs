@@ -112,6 +112,7 @@ mod tests {
             pool: pool.into(),
             addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
             bgp_communities: None,
+            admitted: true,
         }
     }
 

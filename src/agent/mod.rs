@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
-use kube::api::{DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use kube::api::{DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -72,7 +72,7 @@ pub struct Config {
 }
 
 /// Services the agent acts on: served by routelb (as the allocator decides) and given an
-/// address from a pool.
+/// address from a pool. The pool is `routelb.io/pool-used` for now; [`attribute_pools`] checks it.
 fn service_input(svc: &Service, cfg: &Config) -> Option<(ServiceAddresses, bool, bool)> {
     if !ipam::managed(svc, &cfg.class, cfg.require_class) {
         return None;
@@ -97,10 +97,30 @@ fn service_input(svc: &Service, cfg: &Config) -> Option<(ServiceAddresses, bool,
             pool,
             addresses,
             bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+            admitted: false,
         },
         local_traffic,
         withdraw,
     ))
+}
+
+/// Attributes each service's addresses to a pool as IPAM does ([`ipam::attribute`]): anyone who
+/// can edit a Service can write `routelb.io/pool-used`, so it only breaks ties between pools
+/// that hold the addresses and admit the service, and grants nothing by itself. A service
+/// whose addresses are in no pool keeps the annotated one (the pool may have been deleted,
+/// see [`crate::pool_memory`]), not admitted.
+fn attribute_pools(inputs: &mut [Input], pools: &[ipam::Pool]) {
+    for i in inputs {
+        let svc = &mut i.addresses;
+        let addrs: Vec<ipam::Addr> = svc.addresses.iter().map(|a| ipam::Addr::from(*a)).collect();
+        match ipam::attribute(pools, &i.request, &addrs) {
+            Some(a) => {
+                svc.pool = a.pool.name.clone();
+                svc.admitted = a.admitted;
+            }
+            None => svc.admitted = false,
+        }
+    }
 }
 
 /// What the agent knows of this node from netlink, as offered to the election: subnets of
@@ -124,6 +144,8 @@ fn me_from_facts(cfg: &Config, facts: &[NodeInterface], routed_pools: BTreeSet<S
 /// A service as one pass sees it.
 struct Input {
     addresses: ServiceAddresses,
+    /// What IPAM reads of the service: its namespace and labels, for pool admission.
+    request: ipam::ServiceRequest,
     local_traffic: bool,
     withdraw_without_endpoints: bool,
 }
@@ -258,8 +280,8 @@ struct Agent {
     templates: Option<Templates>,
     /// Why the templates on disk were not loaded, while they are not.
     template_error: Option<String>,
-    /// Each pool's last definition that parsed, by name (see `effective_pools`).
-    last_good_pools: BTreeMap<String, AddressPool>,
+    /// Each pool's last definition that parsed.
+    last_valid_pools: crate::pool_memory::LastValidPools,
     metrics: Arc<AgentMetrics>,
     writes: mpsc::UnboundedSender<Write>,
     services: Store<Service>,
@@ -268,6 +290,7 @@ struct Agent {
     policies: Store<RoutingPolicy>,
     leases: Store<Lease>,
     nodes: Store<Node>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     liveness: membership::Liveness,
     members: Vec<Member>,
     me: watch::Sender<Option<Member>>,
@@ -279,6 +302,10 @@ struct Agent {
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
     failed_services: BTreeSet<ServiceKey>,
+    /// Whether a policy exports through an instance the daemon lacks: its instances are read
+    /// again soon (a daemon that just started may not have loaded its configuration yet).
+    instances_missing: bool,
+    instance_backoff: crate::backoff::Backoff,
 }
 
 /// What woke a pass.
@@ -312,42 +339,6 @@ impl Agent {
         }
         self.members = members;
         changed
-    }
-
-    /// The pools to work with: each pool as it is, or as it last parsed when an edit broke it,
-    /// and deleted pools that Services still hold addresses from (the allocator keeps those
-    /// addresses, so the nodes keep announcing them). Bad input loses nothing.
-    fn effective_pools(&mut self, problems: &mut Vec<String>) -> Vec<AddressPool> {
-        let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
-        for p in self.pools.state() {
-            let name = p.name_any();
-            seen.insert(name.clone());
-            match crate::ipam::Pool::from_spec(&name, &p.spec) {
-                Ok(_) => {
-                    self.last_good_pools.insert(name, (*p).clone());
-                    out.push((*p).clone());
-                }
-                Err(e) => match self.last_good_pools.get(&name) {
-                    Some(good) => {
-                        problems.push(format!(
-                            "AddressPool {name} is invalid ({e}); its last valid definition stays in use"
-                        ));
-                        out.push(good.clone());
-                    }
-                    None => out.push((*p).clone()),
-                },
-            }
-        }
-        for (name, good) in &self.last_good_pools {
-            if !seen.contains(name) {
-                problems.push(format!(
-                    "AddressPool {name} was deleted; its addresses stay announced while Services hold them"
-                ));
-                out.push(good.clone());
-            }
-        }
-        out
     }
 
     /// (Re)loads the templates. A set that does not load (a bad edit of the ConfigMap) leaves
@@ -390,8 +381,12 @@ impl Agent {
         let facts = self.nl.interfaces().await?;
 
         // Inputs from the caches.
-        let mut pool_problems = Vec::new();
-        let pools = self.effective_pools(&mut pool_problems);
+        let current_pools: Vec<AddressPool> =
+            self.pools.state().iter().map(|p| (**p).clone()).collect();
+        let crate::pool_memory::EffectivePools {
+            pools,
+            problems: pool_problems,
+        } = self.last_valid_pools.effective(&current_pools);
         let policies: Vec<RoutingPolicy> = self
             .policies
             .state()
@@ -405,6 +400,13 @@ impl Agent {
             .find(|n| n.name_any() == cfg.node)
             .map(|n| n.labels().clone())
             .unwrap_or_default();
+        let namespace_labels: BTreeMap<String, BTreeMap<String, String>> = self
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        let no_labels = BTreeMap::new();
         let mut inputs: Vec<Input> = self
             .services
             .state()
@@ -412,7 +414,11 @@ impl Agent {
             .filter_map(|s| {
                 let (addresses, local_traffic, withdraw_without_endpoints) =
                     service_input(s, &cfg)?;
+                let labels = namespace_labels
+                    .get(&addresses.key.namespace)
+                    .unwrap_or(&no_labels);
                 Some(Input {
+                    request: ipam::ServiceRequest::from_service(s, labels),
                     addresses,
                     local_traffic,
                     withdraw_without_endpoints,
@@ -420,14 +426,18 @@ impl Agent {
             })
             .collect();
         inputs.sort_by(|a, b| a.addresses.key.cmp(&b.addresses.key));
+        let parsed: Vec<ipam::Pool> = pools
+            .iter()
+            .filter_map(|p| ipam::Pool::from_spec(&p.name_any(), &p.spec).ok())
+            .collect();
+        attribute_pools(&mut inputs, &parsed);
         let modes: BTreeMap<String, PoolMode> =
             pools.iter().map(|p| (p.name_any(), p.spec.mode)).collect();
         inputs.retain(|i| modes.contains_key(&i.addresses.pool));
-        // Forget kept pools no service uses any more.
-        let used: BTreeSet<&str> = inputs.iter().map(|i| i.addresses.pool.as_str()).collect();
-        let current: BTreeSet<String> = self.pools.state().iter().map(|p| p.name_any()).collect();
-        self.last_good_pools
-            .retain(|name, _| current.contains(name) || used.contains(name.as_str()));
+        self.last_valid_pools.forget_unused(
+            &current_pools,
+            inputs.iter().map(|i| i.addresses.pool.as_str()),
+        );
         let all: Vec<ServiceAddresses> = inputs.iter().map(|i| i.addresses.clone()).collect();
 
         // Render first: it also says which routed pools this node announces.
@@ -446,6 +456,7 @@ impl Agent {
             .as_ref()
             .expect("loaded above")
             .render(&built.data)?;
+        self.instances_missing = built.problems.iter().any(|p| p.reason == "InstanceMissing");
 
         // Election.
         let me = self.facts_member(&facts, built.exported_pools.clone());
@@ -731,9 +742,18 @@ pub async fn run(
         },
         trigger.clone(),
     );
+    // Namespaces as metadata only: their labels decide which pools admit a service.
+    let namespaces = cache(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+        "namespaces",
+        keep,
+        trigger.clone(),
+    );
     tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
         r = async {
+            namespaces.wait_until_ready().await?;
             services.wait_until_ready().await?;
             slices.wait_until_ready().await?;
             pools.wait_until_ready().await?;
@@ -790,7 +810,7 @@ pub async fn run(
         instances: None,
         templates: None,
         template_error: None,
-        last_good_pools: BTreeMap::new(),
+        last_valid_pools: Default::default(),
         metrics: metrics.clone(),
         writes,
         services,
@@ -799,6 +819,7 @@ pub async fn run(
         policies,
         leases,
         nodes,
+        namespaces,
         liveness: membership::Liveness::new(&cfg.node),
         members: vec![],
         me: me_tx,
@@ -808,7 +829,10 @@ pub async fn run(
         problems: BTreeSet::new(),
         last_status: None,
         failed_services: BTreeSet::new(),
+        instances_missing: false,
+        instance_backoff: Default::default(),
     };
+    let mut restarts = crate::daemon::restarts::watch_or_warn(&cfg.driver);
     metrics.api_reachable.set(1);
 
     let mut resync = tokio::time::interval(cfg.resync);
@@ -822,7 +846,13 @@ pub async fn run(
     };
     loop {
         let retry = match agent.pass(kind).await {
-            Ok(true) => None,
+            Ok(true) if agent.instances_missing => {
+                Some((agent.instance_backoff.fail() / 4).min(cfg.resync))
+            }
+            Ok(true) => {
+                agent.instance_backoff.reset();
+                None
+            }
             Ok(false) => Some(agent.applier.backoff().unwrap_or(Duration::from_secs(1))),
             Err(e) => {
                 tracing::warn!(error = %e, "pass failed; nothing was withdrawn");
@@ -880,6 +910,14 @@ pub async fn run(
                             break;
                         }
                     }
+                }
+                Some(daemon) = crate::daemon::restarts::next(&mut restarts) => {
+                    crate::daemon::restarts::settle(&mut restarts).await;
+                    tracing::info!(daemon, "daemon started; checking what it holds");
+                    agent.applier.retry_now();
+                    agent.instance_backoff.reset();
+                    kind.check_daemon = true;
+                    break;
                 }
                 _ = resync.tick() => { kind.check_daemon = true; break }
                 _ = refresh.tick() => { kind.refresh = true; break }
@@ -949,6 +987,41 @@ mod tests {
         ] {
             assert!(service_input(&service(v), &cfg()).is_none());
         }
+    }
+
+    #[test]
+    fn pool_used_is_checked_against_the_pools() {
+        let pool = |name: &str, namespaces: &[&str]| {
+            let spec: crate::api::AddressPoolSpec = serde_json::from_value(json!({
+                "addresses": ["203.0.113.0/28"],
+                "allocation": { "namespaces": namespaces },
+            }))
+            .unwrap();
+            ipam::Pool::from_spec(name, &spec).unwrap()
+        };
+        let pools = [pool("premium", &["gold"]), pool("standard", &[])];
+        let s = service(json!({
+            "metadata": { "name": "web", "namespace": "tenant", "annotations": {
+                annotations::POOL_USED: "premium",
+                annotations::BGP_COMMUNITIES: "65535:666" } },
+            "spec": { "type": "LoadBalancer" },
+            "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } },
+        }));
+        let (addresses, local_traffic, withdraw_without_endpoints) =
+            service_input(&s, &cfg()).unwrap();
+        let mut inputs = [Input {
+            request: ipam::ServiceRequest::from_service(&s, &BTreeMap::new()),
+            addresses,
+            local_traffic,
+            withdraw_without_endpoints,
+        }];
+        attribute_pools(&mut inputs, &pools);
+        assert_eq!(inputs[0].addresses.pool, "standard");
+        assert!(inputs[0].addresses.admitted);
+        // Only premium holds it: kept and announced from premium, granted nothing.
+        attribute_pools(&mut inputs, &pools[..1]);
+        assert_eq!(inputs[0].addresses.pool, "premium");
+        assert!(!inputs[0].addresses.admitted);
     }
 
     #[test]

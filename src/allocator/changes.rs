@@ -448,6 +448,7 @@ mod tests {
             pool: pool.into(),
             addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
             warnings: vec![],
+            admitted: true,
         })
     }
 

@@ -128,6 +128,26 @@ pub fn is_ifname(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A DNS-1123 label, as Kubernetes requires of namespaces and Service names: at most 63
+/// lower-case letters, digits and `-`, starting and ending with a letter or digit.
+pub fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns_name(name)
+}
+
+/// A user-supplied value as messages show it: whole when short, else its start and its size,
+/// so a 100 KB annotation never fills a log line, an Event or a status.
+pub fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    if value.len() <= SHOWN {
+        return format!("{value:?}");
+    }
+    let mut end = SHOWN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
+}
+
 /// A Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits, `-` and `.`.
 pub fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
@@ -150,12 +170,32 @@ pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
     }
 }
 
+/// At most this many communities per Service: FRR refuses a `set community` line of more
+/// than about 250 values, and one Service's line must never freeze a node's whole fragment.
+pub const MAX_SERVICE_COMMUNITIES: usize = 32;
+/// At most this many standard, and as many large, communities per RoutingPolicy.
+pub const MAX_POLICY_COMMUNITIES: usize = 64;
+/// At most this many ranges in `serviceOverrides.bgpCommunities`.
+pub const MAX_OVERRIDE_RANGES: usize = 64;
+/// The longest `routelb.io/bgp-communities` value read (32 communities take at most 384).
+pub const MAX_COMMUNITIES_ANNOTATION: usize = 1024;
+
 /// Parses the `routelb.io/bgp-communities` annotation (comma separated) and keeps only what
 /// the policy's ranges allow. Returns the accepted communities and a message per refused one.
+/// An annotation over the limits is refused whole.
 pub fn service_communities(
     annotation: &str,
     allowed: &[CommunityRange],
 ) -> (Vec<Community>, Vec<String>) {
+    if annotation.len() > MAX_COMMUNITIES_ANNOTATION {
+        return (
+            vec![],
+            vec![format!(
+                "the annotation is {} bytes; at most {MAX_COMMUNITIES_ANNOTATION} are read",
+                annotation.len()
+            )],
+        );
+    }
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     for item in annotation
@@ -173,6 +213,13 @@ pub fn service_communities(
     }
     accepted.sort();
     accepted.dedup();
+    if accepted.len() > MAX_SERVICE_COMMUNITIES {
+        refused.push(format!(
+            "{} communities; at most {MAX_SERVICE_COMMUNITIES} per Service, so none is applied",
+            accepted.len()
+        ));
+        accepted.clear();
+    }
     (accepted, refused)
 }
 
@@ -183,6 +230,16 @@ pub fn validate_policy(spec: &RoutingPolicySpec) -> Result<(), Vec<String>> {
         problems.push("spec.protocols is empty: name at least one of bgp, ospf, isis, rip".into());
     }
     if let Some(bgp) = &spec.bgp {
+        for (field, n) in [
+            ("communities", bgp.communities.len()),
+            ("largeCommunities", bgp.large_communities.len()),
+        ] {
+            if n > MAX_POLICY_COMMUNITIES {
+                problems.push(format!(
+                    "spec.bgp.{field} has {n} entries; at most {MAX_POLICY_COMMUNITIES}"
+                ));
+            }
+        }
         for c in &bgp.communities {
             if let Err(e) = c.parse::<Community>() {
                 problems.push(format!("spec.bgp.communities: {e}"));
@@ -233,6 +290,12 @@ pub fn validate_policy(spec: &RoutingPolicySpec) -> Result<(), Vec<String>> {
         problems.push(format!("spec.rip.metric {m} must be 1-16"));
     }
     if let Some(o) = &spec.service_overrides {
+        if o.bgp_communities.len() > MAX_OVERRIDE_RANGES {
+            problems.push(format!(
+                "spec.serviceOverrides.bgpCommunities has {} entries; at most {MAX_OVERRIDE_RANGES}",
+                o.bgp_communities.len()
+            ));
+        }
         for r in &o.bgp_communities {
             if let Err(e) = r.parse::<CommunityRange>() {
                 problems.push(format!("spec.serviceOverrides.bgpCommunities: {e}"));

@@ -73,6 +73,12 @@ impl Applier {
         })
     }
 
+    /// Makes the next attempt due at once: the daemon just (re)started, so waiting out a
+    /// backoff earned while it was down would only delay the repair.
+    pub fn retry_now(&mut self) {
+        self.next_attempt = None;
+    }
+
     /// Whether a retry is due (always true when nothing failed).
     pub fn due(&self) -> bool {
         self.next_attempt.is_none_or(|t| Instant::now() >= t)
@@ -132,6 +138,9 @@ impl Applier {
                 self.next_attempt = self.backoff().map(|d| Instant::now() + d);
                 self.last = Some(match &e {
                     DaemonError::Unreachable(m) => LastApply::Failed { message: m.clone() },
+                    DaemonError::File(f) => LastApply::Failed {
+                        message: f.to_string(),
+                    },
                     DaemonError::Invalid(m) | DaemonError::Rejected(m) => LastApply::Refused {
                         hash,
                         message: m.clone(),

@@ -78,15 +78,49 @@ impl BirdDriver {
     }
 
     fn write_include(&self, text: &str) -> Result<(), DaemonError> {
-        write_atomically(&self.include, text).map_err(|e| {
-            DaemonError::Unreachable(format!("cannot write {}: {e}", self.include.display()))
-        })
+        Ok(crate::files::write_durably(&self.include, text, 0o644)?)
+    }
+
+    /// Where the include's last good content waits while a new fragment is checked. BIRD's
+    /// `configure check` reads the include itself, so the candidate must be there during the
+    /// check; should routelb die before it restores a refused one, the next apply (its next
+    /// start) puts this back first.
+    fn journal(&self) -> PathBuf {
+        let mut name = self.include.file_name().unwrap_or_default().to_os_string();
+        name.push(".last-good");
+        self.include.with_file_name(name)
+    }
+
+    /// Restores the include from an apply that did not finish (see [`Self::journal`]).
+    fn recover_interrupted_apply(&self) -> Result<(), DaemonError> {
+        let journal = self.journal();
+        match std::fs::read_to_string(&journal) {
+            Ok(good) => {
+                tracing::warn!(include = %self.include.display(), "an earlier apply did not finish; restoring the include's last good content");
+                self.write_include(&good)?;
+                self.end_journal()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::files::FileError::new(&journal, e).into()),
+        }
+    }
+
+    fn end_journal(&self) -> Result<(), DaemonError> {
+        let journal = self.journal();
+        match std::fs::remove_file(&journal) {
+            Ok(()) => Ok(crate::files::sync_dir(
+                journal.parent().unwrap_or(Path::new(".")),
+            )?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::files::FileError::new(&journal, e).into()),
+        }
     }
 
     /// Writes the fragment, checks, reconfigures with a timeout and confirms. On any failure the
     /// previous file is restored (and BIRD reconfigured to it if it had been touched).
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
+        self.recover_interrupted_apply()?;
         if self.in_sync(fragment).await? {
             return Ok(ApplyOutcome {
                 changed: false,
@@ -95,13 +129,20 @@ impl BirdDriver {
             });
         }
         let previous = std::fs::read_to_string(&self.include).ok();
+        if let Some(p) = &previous {
+            crate::files::write_durably(&self.journal(), p, 0o600)?;
+        }
         let restore = |why: DaemonError| {
-            if let Some(p) = &previous {
-                let _ = write_atomically(&self.include, p);
+            if let Some(p) = &previous
+                && let Err(e) = self.write_include(p)
+            {
+                tracing::warn!(error = %e, "could not restore the include; the next apply will");
+                return why;
             }
+            let _ = self.end_journal();
             why
         };
-        self.write_include(fragment)?;
+        self.write_include(fragment).map_err(restore)?;
         let (_, check) = self
             .birdc_raw(&["configure", "check"])
             .await
@@ -125,6 +166,7 @@ impl BirdDriver {
         if !confirm.contains("confirmed") && !confirm.contains("Reconfiguration confirmed") {
             tracing::debug!(output = %confirm.trim(), "configure confirm");
         }
+        self.end_journal()?;
         Ok(ApplyOutcome {
             changed: true,
             commands: 1,
@@ -180,19 +222,4 @@ fn bird_message(out: &str) -> String {
         .filter(|l| !l.starts_with("BIRD ") && !l.trim().is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Write to a temporary file beside `path`, then rename over it: readers see the old or the new
-/// file, never half of one.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("routelb"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }

@@ -87,6 +87,11 @@ impl FrrDriver {
         Ok(frr_config::units(&frr_config::merge(trees)).concat())
     }
 
+    /// The directory holding the daemons' vty sockets.
+    pub fn vty_dir(&self) -> &std::path::Path {
+        self.vty.dir()
+    }
+
     /// Drops what is known of the daemon's objects: the next apply reads them again. For a
     /// resync, which must notice objects lost to a restart or edited by hand.
     pub fn forget(&self) {

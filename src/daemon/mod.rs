@@ -6,9 +6,9 @@ pub mod bird;
 pub mod bird_config;
 pub mod frr;
 pub mod frr_config;
+pub mod restarts;
 pub mod vty;
 
-use std::io::Write;
 use std::time::Duration;
 
 use crate::render::model::Instances;
@@ -23,6 +23,9 @@ pub enum DaemonError {
     Rejected(String),
     #[error("daemon unreachable: {0}")]
     Unreachable(String),
+    /// A file routelb writes for the daemon (BIRD's include, a parser's input) could not be.
+    #[error("{0}")]
+    File(#[from] crate::files::FileError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,34 +74,7 @@ impl Driver {
     }
 }
 
-/// A named temporary file removed when dropped.
-pub struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-pub fn temp_file(prefix: &str, text: &str) -> Result<TempFile, DaemonError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "routelb-{prefix}-{}-{}.conf",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = std::fs::File::create(&path)
-        .map_err(|e| DaemonError::Unreachable(format!("temp file: {e}")))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| DaemonError::Unreachable(format!("temp file: {e}")))?;
-    // vtysh and bird run as root here but may drop privileges; let them read it.
-    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    Ok(TempFile(path))
+/// A temporary file for a daemon's parser; see [`crate::files::temp_file`].
+pub fn temp_file(prefix: &str, text: &str) -> Result<crate::files::TempFile, DaemonError> {
+    Ok(crate::files::temp_file(prefix, text)?)
 }

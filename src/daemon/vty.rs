@@ -314,6 +314,11 @@ impl Vty {
         }
     }
 
+    /// Where the daemons' sockets are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether a daemon restarted (or came or went) since the last call.
     pub fn take_restarted(&self) -> bool {
         self.restarted.swap(false, Ordering::Relaxed)

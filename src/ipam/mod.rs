@@ -47,6 +47,7 @@ impl Pool {
                 Err(e) => problems.push(e),
             }
         }
+        let ranges = normalize(ranges);
         if let Some(agg) = &spec.aggregation {
             if agg.ipv4.is_some_and(|l| l > 32) {
                 problems.push("spec.aggregation.ipv4 must be 0-32".into());
@@ -54,6 +55,7 @@ impl Pool {
             if agg.ipv6.is_some_and(|l| l > 128) {
                 problems.push("spec.aggregation.ipv6 must be 0-128".into());
             }
+            problems.extend(aggregation_outside_pool(&ranges, agg));
         }
         let alloc = spec.allocation.clone().unwrap_or_default();
         let mut selector = |what: &str,
@@ -76,7 +78,7 @@ impl Pool {
         }
         Ok(Pool {
             name: name.to_string(),
-            ranges: normalize(ranges),
+            ranges,
             mode: spec.mode,
             auto_assign: spec.auto_assign,
             avoid_buggy_ips: spec.avoid_buggy_ips,
@@ -116,6 +118,31 @@ impl Pool {
                 .as_ref()
                 .is_none_or(|s| s.matches(&svc.labels))
     }
+}
+
+/// An aggregate shorter than a block of the pool would announce addresses outside it (with
+/// length 0, a default route): refused, per family, naming the first block it does not fit.
+fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (family, len, field) in [
+        (Family::V4, agg.ipv4, "ipv4"),
+        (Family::V6, agg.ipv6, "ipv6"),
+    ] {
+        let Some(len) = len else { continue };
+        let too_wide = ranges
+            .iter()
+            .filter(|r| r.family == family)
+            .flat_map(|r| to_cidrs(r).into_iter().map(move |c| (r.family, c)))
+            .find(|(_, (_, block_len))| len < *block_len);
+        if let Some((family, (value, block_len))) = too_wide {
+            problems.push(format!(
+                "spec.aggregation.{field} {len} is shorter than the pool's block {}/{block_len}: \
+                 the aggregate would announce addresses outside the pool",
+                IpAddr::from(Addr { family, value })
+            ));
+        }
+    }
+    problems
 }
 
 /// Why a service has no address. The text is shown to users as is.
@@ -210,6 +237,9 @@ pub struct Assignment {
     pub addresses: Vec<IpAddr>,
     /// Things worth telling the user although the service has its addresses.
     pub warnings: Vec<String>,
+    /// Whether the pool admits the service. Only an admitted service gets what the pool's
+    /// policies grant per service (`serviceOverrides`); see [`attribute`].
+    pub admitted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +331,7 @@ pub fn allocate(pools: &[PoolInput], services: &[ServiceRequest]) -> Outcome {
                     pool: String::new(),
                     addresses: vec![],
                     warnings: vec![warning],
+                    admitted: false,
                 })
             }
         }
@@ -336,6 +367,45 @@ pub fn allocate(pools: &[PoolInput], services: &[ServiceRequest]) -> Outcome {
     outcome
 }
 
+/// The pool a service's addresses are attributed to, and whether that pool admits the service.
+#[derive(Clone, Copy, Debug)]
+pub struct Attribution<'p> {
+    pub pool: &'p Pool,
+    /// False when no pool that admits the service holds its addresses (a pool edited to
+    /// exclude it): the addresses are kept, but nothing else the pool offers is granted.
+    pub admitted: bool,
+}
+
+/// Which pool holds a service's addresses. `routelb.io/pool-used` (and standalone's state file)
+/// is routelb's own output, never an authority: it only breaks the tie between pools that hold
+/// every address *and* admit the service, so writing it grants nothing. Without such a pool,
+/// the best-ranked pool that holds the addresses, not admitted.
+pub fn attribute<'p>(
+    pools: impl IntoIterator<Item = &'p Pool>,
+    svc: &ServiceRequest,
+    addrs: &[Addr],
+) -> Option<Attribution<'p>> {
+    let mut holding: Vec<&'p Pool> = pools
+        .into_iter()
+        .filter(|p| addrs.iter().all(|a| p.contains(*a)))
+        .collect();
+    // Admitted first, then the hint, then by rank (priority, then name).
+    holding.sort_by(|a, b| {
+        b.admits(svc)
+            .cmp(&a.admits(svc))
+            .then_with(|| {
+                let hinted = |p: &Pool| svc.current_pool.as_deref() == Some(p.name.as_str());
+                hinted(b).cmp(&hinted(a))
+            })
+            .then(b.priority.cmp(&a.priority))
+            .then(a.name.cmp(&b.name))
+    });
+    holding.first().map(|p| Attribution {
+        pool: p,
+        admitted: p.admits(svc),
+    })
+}
+
 enum Keep {
     Complete(Assignment),
     Partial(Assignment),
@@ -352,17 +422,8 @@ impl<'a> State<'a> {
         }
     }
 
-    fn pool_of(&self, svc: &ServiceRequest, addrs: &[Addr]) -> Option<&'a str> {
-        let holds_all = |p: &Pool| addrs.iter().all(|a| p.contains(*a));
-        if let Some(name) = svc.current_pool.as_deref()
-            && let Some((n, p)) = self.pools.get_key_value(name)
-            && holds_all(p)
-        {
-            return Some(n);
-        }
-        let mut candidates: Vec<&&Pool> = self.pools.values().filter(|p| holds_all(p)).collect();
-        candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
-        candidates.first().map(|p| p.name.as_str())
+    fn pool_of(&self, svc: &ServiceRequest, addrs: &[Addr]) -> Option<Attribution<'a>> {
+        attribute(self.pools.values().copied(), svc, addrs)
     }
 
     /// Pass 1: what the service already holds and may keep.
@@ -388,12 +449,10 @@ impl<'a> State<'a> {
                 return Keep::Nothing;
             }
             Ok(_) => {}
-            Err(e) => warnings.push(format!(
-                "ignoring {}: {e}",
-                crate::api::annotations::ADDRESSES
-            )),
+            Err(e) => warnings.push(format!("ignoring the request: {e}")),
         }
-        let pool = self.pool_of(svc, &held);
+        let attributed = self.pool_of(svc, &held);
+        let pool = attributed.map(|a| a.pool.name.as_str());
         if let Some(req) = &svc.requested_pool
             && pool != Some(req.as_str())
         {
@@ -417,8 +476,19 @@ impl<'a> State<'a> {
                 }
             }
         }
+        let admitted = attributed.is_some_and(|a| a.admitted);
         let pool_name = match pool {
-            Some(p) => p.to_string(),
+            Some(p) => {
+                if !admitted {
+                    warnings.push(format!(
+                        "pool {p:?} does not admit this service (its namespaces or selectors); \
+                         the address is kept so traffic is not interrupted, but per-service \
+                         attributes are not honoured: delete the service or set \
+                         routelb.io/addresses to renumber it"
+                    ));
+                }
+                p.to_string()
+            }
             None => {
                 let shown: Vec<String> =
                     held.iter().map(|a| IpAddr::from(*a).to_string()).collect();
@@ -443,6 +513,7 @@ impl<'a> State<'a> {
             pool: pool_name,
             addresses: held.iter().map(|a| IpAddr::from(*a)).collect(),
             warnings,
+            admitted,
         };
         let missing_required = svc
             .required_families()
@@ -595,10 +666,12 @@ impl<'a> State<'a> {
                 if let Err(e) = self.join_group(i, key, &pool, &addrs) {
                     return Decision::Failed(e);
                 }
+                let admitted = self.pools.get(pool.as_str()).is_some_and(|p| p.admits(svc));
                 return Decision::Assigned(Assignment {
                     pool,
                     addresses: addrs.into_iter().map(IpAddr::from).collect(),
                     warnings,
+                    admitted,
                 });
             }
         }
@@ -720,6 +793,7 @@ impl<'a> State<'a> {
                 pool: pool.name.clone(),
                 addresses: plan.into_iter().map(IpAddr::from).collect(),
                 warnings,
+                admitted: pool.admits(svc),
             });
         }
         if let Some((_, families)) = exhausted.first() {

@@ -194,6 +194,25 @@ impl ServiceRequest {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        // A pool name or sharing key longer than any legal one is a bad request, refused
+        // without echoing it (it would fill every message that names it).
+        let mut requested = requested;
+        let mut bounded = |k: &str| {
+            let v = non_empty(k)?;
+            if v.len() <= MAX_NAME_ANNOTATION {
+                return Some(v);
+            }
+            if requested.is_ok() {
+                requested = Err(format!(
+                    "{k} is {} bytes long; at most {MAX_NAME_ANNOTATION}",
+                    v.len()
+                ));
+            }
+            None
+        };
+        let requested_pool = bounded(annotations::POOL);
+        let sharing_key = bounded(annotations::SHARING_KEY);
+        let current_pool = bounded(annotations::POOL_USED);
         ServiceRequest {
             key: ServiceKey::new(
                 meta.namespace.clone().unwrap_or_default(),
@@ -207,15 +226,18 @@ impl ServiceRequest {
             namespace_labels: namespace_labels.clone(),
             families,
             family_policy,
-            requested_pool: non_empty(annotations::POOL),
+            requested_pool,
             requested,
-            sharing_key: non_empty(annotations::SHARING_KEY),
+            sharing_key,
             ports,
             current,
-            current_pool: non_empty(annotations::POOL_USED),
+            current_pool,
         }
     }
 }
+
+/// The longest pool name (a DNS-1123 subdomain) or sharing key read from an annotation.
+pub const MAX_NAME_ANNOTATION: usize = 253;
 
 /// The addresses in a Service's `status.loadBalancer.ingress`.
 pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {

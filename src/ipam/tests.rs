@@ -604,3 +604,83 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pool_used_grants_no_admission() {
+    // Overlapping pools; `premium` admits namespace `gold` only and ranks higher.
+    let pools = [
+        pool("standard", &["10.0.0.0/24"]),
+        pool_with("premium", &["10.0.0.0/24"], |s| {
+            s.allocation = Some(AllocationPolicy {
+                priority: 10,
+                namespaces: vec!["gold".into()],
+                ..Default::default()
+            })
+        }),
+    ];
+    let mut claimed = svc("tenant", 1);
+    claimed.current = vec![ip("10.0.0.7")];
+    claimed.current_pool = Some("premium".into());
+    let o = allocate(&pools, std::slice::from_ref(&claimed));
+    let a = o.services[&claimed.key].assignment().unwrap();
+    assert_eq!(a.addresses, [ip("10.0.0.7")], "never renumbered");
+    assert_eq!(a.pool, "standard", "the annotation is not an authority");
+    assert!(a.admitted);
+
+    // Among pools that admit the service, the annotation still breaks the tie.
+    let mut gold = claimed.clone();
+    gold.key.namespace = "gold".into();
+    gold.current_pool = Some("standard".into());
+    let o = allocate(&pools, std::slice::from_ref(&gold));
+    assert_eq!(o.services[&gold.key].assignment().unwrap().pool, "standard");
+
+    // Only a pool that no longer admits the service holds its address (the pool was edited):
+    // the address stays, the pool's per-service grants do not.
+    let o = allocate(&pools[1..], std::slice::from_ref(&claimed));
+    let a = o.services[&claimed.key].assignment().unwrap();
+    assert_eq!((a.pool.as_str(), a.admitted), ("premium", false));
+    assert!(a.warnings[0].contains("does not admit"), "{:?}", a.warnings);
+}
+
+#[test]
+fn aggregates_wider_than_the_pool_are_refused() {
+    let agg = |v4: Option<u8>, v6: Option<u8>| {
+        move |s: &mut AddressPoolSpec| {
+            s.aggregation = Some(crate::api::Aggregation { ipv4: v4, ipv6: v6 })
+        }
+    };
+    for (addresses, v4, v6, refused) in [
+        (&["192.0.2.0/24"][..], Some(24), None, None),
+        (&["192.0.2.0/24"][..], Some(28), None, None),
+        (&["192.0.2.0/24"][..], Some(16), None, Some("192.0.2.0/24")),
+        (&["192.0.2.0/24"][..], Some(0), None, Some("192.0.2.0/24")),
+        (
+            &["192.0.2.0/25", "192.0.2.128/25"][..],
+            Some(24),
+            None,
+            None,
+        ),
+        (
+            &["192.0.2.10-192.0.2.20"][..],
+            Some(28),
+            None,
+            Some("192.0.2.10/31"),
+        ),
+        (
+            &["2001:db8::/64"][..],
+            None,
+            Some(48),
+            Some("2001:db8::/64"),
+        ),
+        (&["2001:db8::/64"][..], None, Some(64), None),
+    ] {
+        let (_, parsed) = pool_with("p", addresses, agg(v4, v6));
+        match (parsed, refused) {
+            (Ok(_), None) => {}
+            (Err(e), Some(block)) => {
+                assert!(e.contains(block) && e.contains("outside the pool"), "{e}")
+            }
+            (r, _) => panic!("{addresses:?} {v4:?} {v6:?}: {r:?}"),
+        }
+    }
+}

@@ -45,6 +45,9 @@ pub struct ServiceAddresses {
     pub addresses: Vec<IpAddr>,
     /// The raw `routelb.io/bgp-communities` annotation, if any.
     pub bgp_communities: Option<String>,
+    /// Whether the pool admits the service ([`crate::ipam::attribute`]): per-service
+    /// attributes are honoured only then, whatever `routelb.io/pool-used` claims.
+    pub admitted: bool,
 }
 
 pub struct RenderInput<'a> {
@@ -268,14 +271,31 @@ fn short_hash(s: &str) -> String {
     format!("{:02x}{:02x}{:02x}", d[0], d[1], d[2])
 }
 
+/// BIRD's longest symbol (`SYM_MAX_LEN` in BIRD's conf.h): a longer one fails the whole
+/// configuration ("Symbol too long"), so no change to any pool could apply.
+pub const BIRD_SYMBOL_MAX: usize = 64;
+
+/// Room left in an identifier for what splitting and templates append: `_<part>` (up to five
+/// digits) and `_V4`/`_V6`.
+const BIRD_SUFFIX_ROOM: usize = 9;
+
 /// A BIRD identifier from a Kubernetes name: `[A-Za-z0-9_]` only, made unique by a hash of the
-/// original (so `a-b` and `a.b` do not collide).
+/// original (so `a-b` and `a.b` do not collide), and short enough for BIRD with any suffix: a
+/// name too long to fit is cut, and the cut one carries a longer hash of the whole name.
 fn bird_ident(prefix: &str, name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    format!("{prefix}_{clean}_{}", short_hash(name))
+    let budget = BIRD_SYMBOL_MAX - BIRD_SUFFIX_ROOM;
+    let whole = format!("{prefix}_{clean}_{}", short_hash(name));
+    if whole.len() <= budget {
+        return whole;
+    }
+    let d = Sha256::digest(name.as_bytes());
+    let long_hash: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let keep = budget - prefix.len() - 2 - long_hash.len();
+    format!("{prefix}_{}_{long_hash}", &clean[..keep])
 }
 
 /// Kubernetes names are DNS-1123 already; anything else is refused rather than escaped.
@@ -283,6 +303,13 @@ fn dns_name(name: &str) -> Option<&str> {
     values::is_dns_name(name).then_some(name)
 }
 
+/// A namespace is a DNS-1123 label (no dots), so `<namespace>.<name>` names one Service only.
+fn dns_label(name: &str) -> Option<&str> {
+    values::is_dns_label(name).then_some(name)
+}
+
+/// The prefix matches for a pool's blocks. A valid pool's aggregate is never shorter than its
+/// blocks ([`Pool::from_spec`] refuses that), so every match stays inside the pool.
 fn matches_of(
     pool: &Pool,
     agg: Option<&crate::api::Aggregation>,
@@ -295,44 +322,22 @@ fn matches_of(
             Family::V6 => (128u8, agg.and_then(|a| a.ipv6).unwrap_or(128)),
         };
         for (value, len) in to_cidrs(r) {
-            let m = if agg_len >= bits {
-                // Host routes: anything inside the block, down to single addresses.
-                let prefix = format!(
-                    "{}/{len}",
-                    IpAddr::from(Addr {
-                        family: r.family,
-                        value
-                    })
-                );
-                PrefixMatch::new(prefix, len, len, bits)
-            } else if agg_len >= len {
-                // Aggregated: the agent puts addresses on with the aggregate's length, so routes
-                // are exactly `agg_len` long within the block.
-                let prefix = format!(
-                    "{}/{len}",
-                    IpAddr::from(Addr {
-                        family: r.family,
-                        value
-                    })
-                );
-                PrefixMatch::new(prefix, len, agg_len, agg_len)
+            let prefix = format!(
+                "{}/{len}",
+                IpAddr::from(Addr {
+                    family: r.family,
+                    value
+                })
+            );
+            // Host routes: anything inside the block, down to single addresses. Aggregated: the
+            // agent puts addresses on with the aggregate's length, so routes are exactly
+            // `agg_len` long within the block.
+            let (min_len, max_len) = if agg_len >= bits {
+                (len, bits)
             } else {
-                // The aggregate is larger than the block: announce the covering aggregate.
-                let host_bits = u32::from(bits - agg_len);
-                let net = if host_bits >= 128 {
-                    0
-                } else {
-                    value & !((1u128 << host_bits) - 1)
-                };
-                let prefix = format!(
-                    "{}/{agg_len}",
-                    IpAddr::from(Addr {
-                        family: r.family,
-                        value: net
-                    })
-                );
-                PrefixMatch::new(prefix, agg_len, agg_len, agg_len)
+                (agg_len.max(len), agg_len.max(len))
             };
+            let m = PrefixMatch::new(prefix, len, min_len, max_len);
             let list = if r.family == Family::V4 {
                 &mut v4
             } else {
@@ -530,6 +535,17 @@ pub fn build(input: &RenderInput) -> Built {
             let Some(pi) = pools.iter().position(|(p, _)| p.name_any() == svc.pool) else {
                 continue;
             };
+            if !svc.admitted {
+                problems.push(Problem {
+                    policy: None,
+                    reason: "ServiceAttributeRefused",
+                    message: format!(
+                        "service {}: pool {} does not admit it, so its per-service attributes are not honoured",
+                        svc.key, svc.pool
+                    ),
+                });
+                continue;
+            }
             let Some((ri, rule)) = bgp_rules
                 .iter()
                 .enumerate()
@@ -572,8 +588,16 @@ pub fn build(input: &RenderInput) -> Built {
                 });
                 continue;
             }
-            let (Some(ns), Some(name)) = (dns_name(&svc.key.namespace), dns_name(&svc.key.name))
+            let (Some(ns), Some(name)) = (dns_label(&svc.key.namespace), dns_label(&svc.key.name))
             else {
+                problems.push(Problem {
+                    policy: Some(rule.policy.name_any()),
+                    reason: "ServiceAttributeRefused",
+                    message: format!(
+                        "service {}: not a valid Kubernetes namespace/name",
+                        values::shown(&svc.key.to_string())
+                    ),
+                });
                 continue;
             };
             let host = |ip: &IpAddr| {

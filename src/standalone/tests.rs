@@ -1,0 +1,232 @@
+//! The pure part of a standalone pass: what a directory and a state file allocate, and which
+//! file events wake it.
+
+use std::path::Path;
+
+use super::*;
+use crate::render::model::Instances;
+
+fn manifests(yaml: &str) -> Manifests {
+    let mut m = Manifests::default();
+    manifests::load_str(yaml, Path::new("test.yaml"), &mut m).unwrap();
+    m
+}
+
+const POLICY: &str = "apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: all}\nspec: {protocols: [bgp]}\n";
+
+fn pool(addresses: &str) -> String {
+    format!(
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: web}}\nspec: {{addresses: [{addresses}]}}\n"
+    )
+}
+
+fn service(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+    )
+}
+
+fn dir(parts: &[&str]) -> Manifests {
+    manifests(&parts.join("---\n"))
+}
+
+fn fragment(m: &Manifests, a: &Allocated) -> String {
+    let instances = Instances {
+        bgp: vec![crate::render::model::BgpInstance {
+            asn: 64512,
+            vrf: None,
+        }],
+        ..Default::default()
+    };
+    render(
+        m,
+        a,
+        &Templates::load(DaemonKind::Frr, None).unwrap(),
+        None,
+        "kube-lb0",
+        &instances,
+    )
+    .unwrap()
+    .fragment
+}
+
+fn addresses(a: &Allocated) -> Vec<(String, String)> {
+    a.assigned
+        .iter()
+        .map(|s| (s.key.to_string(), s.addresses[0].to_string()))
+        .collect()
+}
+
+#[test]
+fn a_bad_pool_entry_keeps_the_last_valid_definition_across_restarts() {
+    let good = dir(&[&pool("\"203.0.113.0/28\""), POLICY, &service("a")]);
+    let first = allocate(&good, &State::default());
+    let before = fragment(&good, &first);
+    assert!(before.contains("203.0.113.0/28"), "{before}");
+
+    // One bad entry added to the live pool: nothing is withdrawn, and it is said.
+    let bad = dir(&[
+        &pool("\"203.0.113.0/28\", \"203.0.113.300\""),
+        POLICY,
+        &service("a"),
+        &service("b"),
+    ]);
+    let second = allocate(&bad, &first.state);
+    assert_eq!(fragment(&bad, &second), before);
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.contains("203.0.113.300") && n.contains("last valid definition")),
+        "{:?}",
+        second.notes
+    );
+    assert_eq!(
+        addresses(&second)[0],
+        ("default/a".into(), "203.0.113.0".into())
+    );
+
+    // The state file carries the last valid definition: a restart during the bad edit
+    // withdraws nothing either.
+    let reloaded = State::parse(&second.state.to_json()).unwrap();
+    let third = allocate(&bad, &reloaded);
+    assert_eq!(fragment(&bad, &third), before);
+    assert_eq!(addresses(&third), addresses(&second));
+}
+
+#[test]
+fn a_pool_invalid_from_the_start_is_reported() {
+    let m = dir(&[&pool("\"203.0.113.0/28\", \"203.0.113.300\""), POLICY]);
+    let a = allocate(&m, &State::default());
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("203.0.113.300") && n.contains("none of its addresses")),
+        "{:?}",
+        a.notes
+    );
+}
+
+#[test]
+fn state_entries_no_pool_holds_are_not_placed() {
+    let m = dir(&[&pool("\"203.0.113.0/28\""), &service("a")]);
+    let mut forged = State::default();
+    forged.services.insert(
+        "default/a".into(),
+        HeldAddresses {
+            pool: "web".into(),
+            addresses: vec!["198.51.100.7".parse().unwrap()],
+        },
+    );
+    let a = allocate(&m, &forged);
+    assert_eq!(addresses(&a), [("default/a".into(), "203.0.113.0".into())]);
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("198.51.100.7") && n.contains("ignored"))
+    );
+}
+
+#[test]
+fn the_state_file_pool_grants_no_admission() {
+    // Overlapping pools; `premium` admits namespace `gold` only. A state file (or a
+    // pool-used annotation) naming premium does not make premium this Service's pool.
+    let premium = "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: premium}\nspec: {addresses: [\"203.0.113.0/28\"], allocation: {priority: 10, namespaces: [gold]}}\n";
+    let m = dir(&[&pool("\"203.0.113.0/28\""), premium, &service("a")]);
+    let mut claimed = State::default();
+    claimed.services.insert(
+        "default/a".into(),
+        HeldAddresses {
+            pool: "premium".into(),
+            addresses: vec!["203.0.113.5".parse().unwrap()],
+        },
+    );
+    let a = allocate(&m, &claimed);
+    assert_eq!(
+        a.assigned[0].addresses[0].to_string(),
+        "203.0.113.5",
+        "kept"
+    );
+    assert_eq!(a.assigned[0].pool, "web");
+    assert!(a.assigned[0].admitted);
+    assert_eq!(a.state.services["default/a"].pool, "web");
+}
+
+#[test]
+fn only_edits_of_manifests_wake_a_pass() {
+    use notify::event::{
+        AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode,
+    };
+    use notify::{Event, EventKind};
+    let state = Path::new("/cfg/.routelb-state.json");
+    let ev = |kind, path: &str| Event::new(kind).add_path(path.into());
+    for (kind, path, wakes) in [
+        (EventKind::Access(AccessKind::Any), "/cfg/a.yaml", false),
+        (
+            EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read)),
+            "/cfg/a.yaml",
+            false,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            "/cfg/a.yaml",
+            false,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "/cfg/.routelb-state.json",
+            false,
+        ),
+        (
+            EventKind::Create(CreateKind::File),
+            "/cfg/.routelb-state.json.lock",
+            false,
+        ),
+        (
+            EventKind::Create(CreateKind::File),
+            "/cfg/.a.yaml.swp",
+            false,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "/cfg/a.yaml",
+            true,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            "/cfg/a.yml",
+            true,
+        ),
+        (EventKind::Create(CreateKind::File), "/cfg/b.yaml", true),
+        (EventKind::Remove(RemoveKind::File), "/cfg/b.yaml", true),
+        (EventKind::Create(CreateKind::Any), "/cfg/..data", true),
+    ] {
+        assert_eq!(is_edit(&ev(kind, path), state), wakes, "{kind:?} {path}");
+    }
+}
+
+#[test]
+fn dry_run_text_names_each_services_addresses() {
+    let d = DryRun {
+        services: vec![DryRunService {
+            service: "default/web".into(),
+            pool: "demo".into(),
+            addresses: vec![
+                "203.0.113.1".parse().unwrap(),
+                "2001:db8::1".parse().unwrap(),
+            ],
+        }],
+        interfaces: [("kube-lb0".to_string(), vec!["203.0.113.1/32".to_string()])].into(),
+        notes: vec!["something".into()],
+        daemon: "frr",
+        fragment: "!\n".into(),
+    };
+    let text = d.text();
+    assert!(
+        text.contains("default/web\t203.0.113.1,2001:db8::1\tpool demo"),
+        "{text}"
+    );
+    assert!(text.contains("kube-lb0\t203.0.113.1/32") && text.contains("# note: something"));
+    let json: serde_json::Value = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["services"][0]["addresses"][1], "2001:db8::1");
+}
