@@ -173,4 +173,105 @@ fn dry_run_needs_nothing() {
         text.contains("kube-lb0\t203.0.113.1/32") && text.contains("router bgp"),
         "{text}"
     );
+    // Which Service got which address, before anything runs.
+    assert!(
+        text.contains("default/dns\t203.0.113.1\tpool quickstart")
+            && text.contains("default/web\t203.0.113.2,2001:db8:ffff::\tpool quickstart"),
+        "{text}"
+    );
+}
+
+fn routelb(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_routelb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("routelb-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A state file that cannot be read is refused, named, and left as it is: it is the only
+/// record of who holds which address, so routelb never guesses or replaces it.
+#[test]
+fn an_unreadable_state_file_is_refused_and_kept() {
+    let dir = scratch("badstate");
+    let config = root().join("examples/quickstart");
+    let good = routelb(&[
+        "standalone",
+        "--config",
+        config.to_str().unwrap(),
+        "--dry-run",
+        "--output",
+        "json",
+        "--state",
+        dir.join("none.json").to_str().unwrap(),
+    ]);
+    assert!(good.status.success());
+    let valid: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    let truncated = {
+        let mut v1 = serde_json::Map::new();
+        for s in valid["services"].as_array().unwrap() {
+            v1.insert(
+                s["service"].as_str().unwrap().into(),
+                serde_json::json!({ "pool": s["pool"], "addresses": s["addresses"] }),
+            );
+        }
+        let text = serde_json::to_string(&v1).unwrap();
+        text[..text.len() / 2].to_string()
+    };
+    for (case, text, why) in [
+        ("empty", String::new(), "empty"),
+        ("truncated", truncated, "not valid JSON"),
+        ("garbage", "\u{7f}ELF\u{2}\u{1}".to_string(), "not valid JSON"),
+        ("schema", "{\"version\": 2, \"services\": []}".to_string(), "not a state file"),
+        ("future", "{\"version\": 9}".to_string(), "version 9"),
+    ] {
+        let state = dir.join(format!("{case}.json"));
+        std::fs::write(&state, &text).unwrap();
+        for mode in ["--dry-run", "--once"] {
+            let out = routelb(&[
+                "standalone",
+                "--config",
+                config.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+                mode,
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{case} {mode}: accepted");
+            assert!(
+                err.contains(state.to_str().unwrap()) && err.contains(why) && err.contains("will not guess"),
+                "{case} {mode}: {err}"
+            );
+            assert_eq!(std::fs::read_to_string(&state).unwrap(), text, "{case} {mode}: replaced");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two routelb on one state file would hand out the same addresses: the second is refused
+/// before it touches anything.
+#[test]
+fn a_second_instance_on_one_state_file_is_refused() {
+    let dir = scratch("locked");
+    let state = dir.join("state.json");
+    let _held = routelb::standalone::state::lock(&state).unwrap();
+    let out = routelb(&[
+        "standalone",
+        "--config",
+        root().join("examples/quickstart").to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--once",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("another routelb") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(!state.exists(), "the state file was written");
+    let _ = std::fs::remove_dir_all(&dir);
 }
