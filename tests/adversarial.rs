@@ -41,7 +41,13 @@ fn service(ns: &str, name: &str, pool: &str, communities: &str) -> String {
 /// A 253-character pool name (DNS-1123 subdomain: labels of up to 63, dotted).
 fn longest_pool_name() -> String {
     let label = |c: char| c.to_string().repeat(63);
-    format!("{}.{}.{}.{}", label('a'), label('b'), label('c'), "d".repeat(61))
+    format!(
+        "{}.{}.{}.{}",
+        label('a'),
+        label('b'),
+        label('c'),
+        "d".repeat(61)
+    )
 }
 
 struct Row {
@@ -63,7 +69,11 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             name: "the longest legal pool name",
-            docs: vec![pool(&long, ""), POLICY.into(), service("default", "web", &long, "")],
+            docs: vec![
+                pool(&long, ""),
+                POLICY.into(),
+                service("default", "web", &long, ""),
+            ],
             reported: &[],
             absent: &[],
         },
@@ -168,7 +178,9 @@ fn check(row: &Row, daemon: DaemonKind, rt: &tokio::runtime::Runtime) -> Result<
         }
     }
     let parsed = match daemon {
-        DaemonKind::Frr => rt.block_on(FrrDriver::new(None, FrrApply::Diff).validate(&out.fragment)),
+        DaemonKind::Frr => {
+            rt.block_on(FrrDriver::new(None, FrrApply::Diff).validate(&out.fragment))
+        }
         DaemonKind::Bird => {
             let words = out
                 .fragment

@@ -23,6 +23,10 @@ fn service(dir: &Path, name: &str) {
 }
 
 fn start(lab: &Lab, dir: &Path, state: &Path) -> Child {
+    start_with(lab, dir, state, &[])
+}
+
+fn start_with(lab: &Lab, dir: &Path, state: &Path, extra: &[&str]) -> Child {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", lab.var("LAB_NODE_NS")])
         .arg(env!("CARGO_BIN_EXE_routelb"))
@@ -49,7 +53,50 @@ fn start(lab: &Lab, dir: &Path, state: &Path) -> Child {
             lab.var("LAB_NODE_FRR"),
         ]);
     }
-    cmd.stdout(Stdio::null()).spawn().unwrap()
+    cmd.args(extra).stdout(Stdio::null()).spawn().unwrap()
+}
+
+/// Polls `f` every 10 ms until it holds; how long that took, or None after `limit`.
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    while !f() {
+        if t.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(t.elapsed())
+}
+
+fn node_has_address(lab: &Lab, dev: &str, addr: &str) -> bool {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            lab.var("LAB_NODE_NS"),
+            "-br",
+            "addr",
+            "show",
+            "dev",
+            dev,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(addr)
+}
+
+fn bgpd_config(lab: &Lab) -> String {
+    let out = Command::new("vtysh")
+        .args([
+            "-N",
+            lab.var("LAB_NODE_FRR"),
+            "-d",
+            "bgpd",
+            "-c",
+            "show running-config",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn wait(lab: &Lab, prefix: &str, present: bool) -> Duration {
@@ -227,8 +274,16 @@ fn an_unreadable_state_file_is_refused_and_kept() {
     for (case, text, why) in [
         ("empty", String::new(), "empty"),
         ("truncated", truncated, "not valid JSON"),
-        ("garbage", "\u{7f}ELF\u{2}\u{1}".to_string(), "not valid JSON"),
-        ("schema", "{\"version\": 2, \"services\": []}".to_string(), "not a state file"),
+        (
+            "garbage",
+            "\u{7f}ELF\u{2}\u{1}".to_string(),
+            "not valid JSON",
+        ),
+        (
+            "schema",
+            "{\"version\": 2, \"services\": []}".to_string(),
+            "not a state file",
+        ),
         ("future", "{\"version\": 9}".to_string(), "version 9"),
     ] {
         let state = dir.join(format!("{case}.json"));
@@ -245,10 +300,16 @@ fn an_unreadable_state_file_is_refused_and_kept() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{case} {mode}: accepted");
             assert!(
-                err.contains(state.to_str().unwrap()) && err.contains(why) && err.contains("will not guess"),
+                err.contains(state.to_str().unwrap())
+                    && err.contains(why)
+                    && err.contains("will not guess"),
                 "{case} {mode}: {err}"
             );
-            assert_eq!(std::fs::read_to_string(&state).unwrap(), text, "{case} {mode}: replaced");
+            assert_eq!(
+                std::fs::read_to_string(&state).unwrap(),
+                text,
+                "{case} {mode}: replaced"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -271,7 +332,86 @@ fn a_second_instance_on_one_state_file_is_refused() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("another routelb") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.contains("another routelb") && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     assert!(!state.exists(), "the state file was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A local address needs no daemon: with FRR down, a Service in a local pool still gets its
+/// address on the interface, and loses it when deleted.
+#[test]
+fn addresses_do_not_wait_for_a_daemon_that_is_down() {
+    let lab = Lab::up("tsd", "frr", "bgp");
+    let dir = scratch("daemon-down");
+    let subnet = lab
+        .var("LAB_NODE_V4")
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .to_string();
+    std::fs::write(
+        dir.join("pool.yaml"),
+        format!(
+            "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: lan}}\nspec: {{mode: local, addresses: [\"{subnet}.200-{subnet}.210\"]}}\n"
+        ),
+    )
+    .unwrap();
+    lab.stop_daemon("bgpd");
+    lab.stop_daemon("zebra");
+    let mut child = start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
+    service(&dir, "lan");
+    let want = format!("{subnet}.200/24");
+    let placed = until(Duration::from_secs(15), || {
+        node_has_address(&lab, lab.var("LAB_NODE_IF"), &want)
+    });
+    println!("FRR down: local address placed after {placed:?}");
+    assert!(placed.is_some(), "{want} not placed while FRR is down");
+    std::fs::remove_file(dir.join("svc-lan.yaml")).unwrap();
+    let removed = until(Duration::from_secs(15), || {
+        !node_has_address(&lab, lab.var("LAB_NODE_IF"), &want)
+    });
+    assert!(removed.is_some(), "{want} not removed while FRR is down");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A restarted daemon comes back without routelb's objects; they are back within a second of
+/// its start, not at the next resync (five minutes here).
+#[test]
+fn a_restarted_daemon_is_repaired_at_once() {
+    let lab = Lab::up("tsr", "frr", "bgp");
+    let dir = scratch("daemon-restart");
+    std::fs::write(
+        dir.join("pool.yaml"),
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
+         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
+    )
+    .unwrap();
+    service(&dir, "a");
+    let mut child = start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
+    wait(&lab, "203.0.113.1/32", true);
+    let repaired = |c: &str| {
+        c.contains("ip prefix-list ROUTELB-POOL-demo-V4")
+            && c.contains("redistribute connected route-map ROUTELB-BGP-V4")
+    };
+    assert!(repaired(&bgpd_config(&lab)));
+    for round in 0..3 {
+        let t = Instant::now();
+        lab.restart_daemon("bgpd");
+        let restart = t.elapsed();
+        let back = until(Duration::from_secs(20), || repaired(&bgpd_config(&lab)));
+        println!(
+            "bgpd restart {round} (kill, start, load frr.conf: {restart:?}) → routelb's objects back {back:?} later"
+        );
+        assert!(back.is_some(), "not repaired:\n{}", bgpd_config(&lab));
+        let route = wait(&lab, "203.0.113.1/32", true);
+        println!("  → route at the router again after {route:?} (BGP session re-established)");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

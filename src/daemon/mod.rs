@@ -36,6 +36,9 @@ pub struct ApplyOutcome {
     pub elapsed: Duration,
 }
 
+/// How long reading a daemon's routing instances may take.
+pub const INSTANCES_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One of the two drivers.
 #[derive(Clone, Debug)]
 pub enum Driver {
@@ -44,11 +47,22 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The routing instances the daemon runs. A daemon that does not answer within
+    /// [`INSTANCES_TIMEOUT`] counts as unreachable: a hung daemon must not hold up a pass.
     pub async fn instances(&self) -> Result<Instances, DaemonError> {
-        match self {
-            Driver::Frr(d) => d.instances().await,
-            Driver::Bird(d) => d.instances().await,
-        }
+        let read = async {
+            match self {
+                Driver::Frr(d) => d.instances().await,
+                Driver::Bird(d) => d.instances().await,
+            }
+        };
+        tokio::time::timeout(INSTANCES_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                DaemonError::Unreachable(format!(
+                    "no answer within {INSTANCES_TIMEOUT:?} to reading its configuration"
+                ))
+            })?
     }
 
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
