@@ -3,9 +3,12 @@
 //!    routelb's FRR driver (diff) against frr-reload.py --reload of the same full config, and
 //!    BIRD `configure`; with the BGP session counters checked for resets;
 //! 2. the time from an address added to kube-lb0 to the route in the router's kernel table (and
-//!    back), per daemon and protocol.
+//!    back), per daemon and protocol;
+//! 3. a restarted bgpd under `routelb standalone`: from the daemon's start to routelb's objects
+//!    back in it, and to the route back at the router.
 //!
-//! Run: `cargo bench --bench apply`. Figures go to docs/benchmarks.md.
+//! Run: `cargo bench --bench apply [-- policy|convergence|restart]`. Figures go to
+//! docs/benchmarks.md.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -252,13 +255,125 @@ async fn convergence_table() {
     }
 }
 
+/// The node's bgpd: its running configuration over its vty socket, or None while it is down.
+async fn bgpd_config(sock: &Path) -> Option<String> {
+    let mut c = routelb::daemon::vty::Connection::open(sock).await.ok()?;
+    Some(c.command("show running-config").await.ok()?.output)
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
+}
+
+async fn restart_table() {
+    const ROUNDS: usize = 10;
+    println!("\n## A restarted bgpd under routelb standalone ({ROUNDS} restarts, 100 pool prefixes)\n");
+    let lab = Lab::up("brst", "frr", "bgp");
+    let dir = std::env::temp_dir().join(format!("routelb-bench-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool: Vec<String> = addresses(100).iter().map(|a| format!("\"{a}\"")).collect();
+    std::fs::write(
+        dir.join("pool.yaml"),
+        format!(
+            "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: bench}}\nspec: {{addresses: [{}]}}\n---\n\
+             apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {{name: bench}}\nspec: {{protocols: [bgp]}}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n",
+            pool.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut standalone = Command::new("ip")
+        .args(["netns", "exec", lab.var("LAB_NODE_NS")])
+        .arg(env!("CARGO_BIN_EXE_routelb"))
+        .args(["standalone", "--config", dir.to_str().unwrap(), "--resync", "300s"])
+        .args(["--frr-pathspace", lab.var("LAB_NODE_FRR")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = "10.0.0.1/32";
+    lab.wait_route(prefix, "present", 60).unwrap();
+    let sock = Path::new("/var/run/frr").join(lab.var("LAB_NODE_FRR")).join("bgpd.vty");
+    let repaired = |c: &str| {
+        c.contains("ip prefix-list ROUTELB-POOL-bench-V4")
+            && c.contains("redistribute connected route-map ROUTELB-BGP-V4")
+    };
+    let (mut loaded, mut fixed, mut after_load, mut route) = (vec![], vec![], vec![], vec![]);
+    let (mut monitor_child, rx) = monitor(lab.var("LAB_RTR_NS"));
+    for _ in 0..ROUNDS {
+        let old = inode(&sock);
+        let started_at = std::thread::scope(|scope| {
+            let restart = scope.spawn(|| lab.restart_daemon("bgpd"));
+            // The daemon's start: its new vty socket accepts a connection.
+            let rt = tokio::runtime::Handle::current();
+            let started = loop {
+                if inode(&sock).is_some_and(|i| Some(i) != old)
+                    && rt.block_on(bgpd_config(&sock)).is_some()
+                {
+                    break Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            let mut config_at = None;
+            let repaired_at = loop {
+                let c = rt.block_on(bgpd_config(&sock)).unwrap_or_default();
+                if config_at.is_none() && c.contains("router bgp") {
+                    config_at = Some(Instant::now());
+                }
+                if repaired(&c) {
+                    break Instant::now();
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "never repaired");
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            restart.join().unwrap();
+            let config_at = config_at.unwrap_or(repaired_at);
+            loaded.push((config_at - started).as_secs_f64() * 1e3);
+            fixed.push((repaired_at - started).as_secs_f64() * 1e3);
+            after_load.push(repaired_at.saturating_duration_since(config_at).as_secs_f64() * 1e3);
+            started
+        });
+        if let Some(at) = wait_line(&rx, prefix, false, Duration::from_secs(60)) {
+            route.push((at - started_at).as_secs_f64() * 1e3);
+        }
+        while rx.try_recv().is_ok() {}
+    }
+    let _ = monitor_child.kill();
+    let _ = standalone.kill();
+    let _ = standalone.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("| from bgpd's start (its vty socket answers) to | p50 | max |");
+    println!("|---|---|---|");
+    for (what, v) in [
+        ("its base configuration loaded (`vtysh -b`, the lab's watchfrr step)", loaded),
+        ("**routelb's objects back in bgpd** (prefix-lists, route-map, redistribute)", fixed),
+        ("the route back in the router's kernel table (BGP session re-established)", route),
+    ] {
+        if v.is_empty() {
+            println!("| {what} | no samples | |");
+        } else {
+            println!("| {what} | {:.0} ms | {:.0} ms |", pct(v.clone(), 0.5), pct(v, 1.0));
+        }
+    }
+    println!(
+        "| routelb's repair after the base configuration loaded | {:.0} ms | {:.0} ms |",
+        pct(after_load.clone(), 0.5),
+        pct(after_load, 1.0)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    if only.as_deref() != Some("convergence") {
+    let run = |section: &str| only.is_none() || only.as_deref() == Some(section);
+    if run("policy") {
         policy_change_table().await;
     }
-    if only.as_deref() != Some("policy") {
+    if run("convergence") {
         convergence_table().await;
+    }
+    if run("restart") {
+        restart_table().await;
     }
 }
