@@ -12,7 +12,8 @@
 #    namespaced objects and the examples' custom resources can be checked.
 # 3. `kubectl apply --dry-run=server -k` for every deploy/overlays/* and deploy/examples: the
 #    API server validates, defaults and admits everything (RBAC, PDB, DaemonSet, ...) without
-#    storing it. Any error fails.
+#    storing it. Any error fails. Each overlay's objects must sit in routelb-system, except the
+#    Lease Roles and RoleBindings of routelb-node-lease (needs python3-yaml; skipped without).
 #
 # kubectl: $KUBECTL alone if set. Otherwise both the v1.20.2 kubectl that
 # integration/k8s/control-plane.sh builds and caches (`control-plane.sh kubectl-path`) and, if
@@ -118,6 +119,26 @@ done
   || fail "CRDs not established"
 
 # -------------------------------------------------------- server dry-run --
+# Reads an overlay's rendered objects on stdin; fails unless every namespaced one is in
+# routelb-system but the Lease Roles and RoleBindings, which must be in routelb-node-lease.
+check_namespaces='
+import sys, yaml
+node_lease = {(k, n) for k in ("Role", "RoleBinding") for n in ("routelb-agent", "routelb-allocator")}
+cluster = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+seen, bad = set(), []
+for o in yaml.safe_load_all(sys.stdin):
+    if not o or o["kind"] in cluster:
+        continue
+    ns, key = o["metadata"].get("namespace"), (o["kind"], o["metadata"]["name"])
+    if ns == "routelb-node-lease" and key in node_lease:
+        seen.add(key)
+    elif ns != "routelb-system":
+        bad.append("%s/%s in %s" % (key[0], key[1], ns))
+bad += ["%s/%s not in routelb-node-lease" % k for k in sorted(node_lease - seen)]
+for b in bad:
+    print("[deploy-check]   " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+'
 dirs=()
 for d in deploy/overlays/*/; do dirs+=("${d%/}"); done
 dirs+=(deploy/examples)
@@ -141,6 +162,10 @@ for kubectl in "${kubectls[@]}"; do
     rendered=$("$kubectl" kustomize "$d" 2>/dev/null | grep -c '^kind: ' || true)
     applied=$(printf '%s\n' "$out" | grep -c '(server dry run)$' || true)
     [[ $rendered -eq $applied ]] || fail "$d renders $rendered objects but $applied were dry-run applied (kubectl $client)"
+    if [[ $d == deploy/overlays/* ]] && python3 -c 'import yaml' 2>/dev/null; then
+      "$kubectl" kustomize "$d" 2>/dev/null | python3 -c "$check_namespaces" \
+        || fail "$d puts objects in the wrong namespace (kubectl $client): see deploy/README.md, 'No namespace:'"
+    fi
   done
   clients+=("$client")
 done
