@@ -14,6 +14,8 @@
 #    API server validates, defaults and admits everything (RBAC, PDB, DaemonSet, ...) without
 #    storing it. Any error fails. Each overlay's objects must sit in routelb-system, except the
 #    Lease Roles and RoleBindings of routelb-node-lease (needs python3-yaml; skipped without).
+# 4. deploy/optional/*: must build (`kubectl kustomize`); dry-run on the server too when it
+#    serves what they need (ValidatingAdmissionPolicy: Kubernetes 1.30+, not the test server).
 #
 # kubectl: $KUBECTL alone if set. Otherwise both the v1.20.2 kubectl that
 # integration/k8s/control-plane.sh builds and caches (`control-plane.sh kubectl-path`) and, if
@@ -167,7 +169,20 @@ for kubectl in "${kubectls[@]}"; do
         || fail "$d puts objects in the wrong namespace (kubectl $client): see deploy/README.md, 'No namespace:'"
     fi
   done
+  for d in deploy/optional/*/; do
+    d=${d%/}
+    out=$("$kubectl" kustomize "$d" 2>&1) || { printf '%s\n' "$out" >&2; fail "$d does not build (kubectl $client)"; }
+    if [[ $d == */node-bound-writes ]] && ! "$kubectl" api-resources --api-group=admissionregistration.k8s.io -o name 2>/dev/null \
+        | grep -q '^validatingadmissionpolicies'; then
+      log "$d builds; API server $server serves no ValidatingAdmissionPolicy: not dry-run"
+      continue
+    fi
+    log "kubectl apply --dry-run=server -k $d"
+    out=$("$kubectl" apply --dry-run=server -k "$d" 2>&1) || { printf '%s\n' "$out" >&2; fail "$d rejected (kubectl $client, server $server)"; }
+    printf '%s\n' "$out" | sed 's/^/    /' >&2
+  done
   clients+=("$client")
 done
 
-echo "deploy-check: ok: ${#dirs[@]} kustomizations (${dirs[*]#deploy/}) accepted by API server $server (server dry-run) with kubectl ${clients[*]}; deploy/base copies of crds/ and templates/ in sync"
+optional=$(ls -d deploy/optional/*/ | sed 's#^deploy/##; s#/$##' | paste -sd' ')
+echo "deploy-check: ok: ${#dirs[@]} kustomizations (${dirs[*]#deploy/}) accepted by API server $server (server dry-run) with kubectl ${clients[*]}; $optional build; deploy/base copies of crds/ and templates/ in sync"
