@@ -34,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
         Instant::now().elapsed().subsec_nanos() | 1
     );
     let nss: Api<Namespace> = Api::all(client.clone());
-    for name in [ns.as_str(), "routelb-system"] {
+    for name in [
+        ns.as_str(),
+        "routelb-system",
+        routelb::agent::membership::DEFAULT_NAMESPACE,
+    ] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
         nss.patch(
             name,

@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 cargo build --release --quiet
 ./target/release/routelb crds | kubectl apply -f -
-kubectl create namespace routelb-system --dry-run=client -o yaml | kubectl apply -f -
+kubectl apply -f deploy/base/namespace.yaml   # routelb-system, routelb-node-lease
 kubectl wait --for condition=established crd/addresspools.routelb.io >/dev/null
 kubectl apply -f examples/allocator/pools-and-services.yaml
 ./target/release/routelb allocator --metrics-addr 127.0.0.1:9090 &

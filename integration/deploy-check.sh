@@ -12,7 +12,10 @@
 #    namespaced objects and the examples' custom resources can be checked.
 # 3. `kubectl apply --dry-run=server -k` for every deploy/overlays/* and deploy/examples: the
 #    API server validates, defaults and admits everything (RBAC, PDB, DaemonSet, ...) without
-#    storing it. Any error fails.
+#    storing it. Any error fails. Each overlay's objects must sit in routelb-system, except the
+#    Lease Roles and RoleBindings of routelb-node-lease (needs python3-yaml; skipped without).
+# 4. deploy/optional/*: must build (`kubectl kustomize`); dry-run on the server too when it
+#    serves what they need (ValidatingAdmissionPolicy: Kubernetes 1.30+, not the test server).
 #
 # kubectl: $KUBECTL alone if set. Otherwise both the v1.20.2 kubectl that
 # integration/k8s/control-plane.sh builds and caches (`control-plane.sh kubectl-path`) and, if
@@ -118,6 +121,26 @@ done
   || fail "CRDs not established"
 
 # -------------------------------------------------------- server dry-run --
+# Reads an overlay's rendered objects on stdin; fails unless every namespaced one is in
+# routelb-system but the Lease Roles and RoleBindings, which must be in routelb-node-lease.
+check_namespaces='
+import sys, yaml
+node_lease = {(k, n) for k in ("Role", "RoleBinding") for n in ("routelb-agent", "routelb-allocator")}
+cluster = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+seen, bad = set(), []
+for o in yaml.safe_load_all(sys.stdin):
+    if not o or o["kind"] in cluster:
+        continue
+    ns, key = o["metadata"].get("namespace"), (o["kind"], o["metadata"]["name"])
+    if ns == "routelb-node-lease" and key in node_lease:
+        seen.add(key)
+    elif ns != "routelb-system":
+        bad.append("%s/%s in %s" % (key[0], key[1], ns))
+bad += ["%s/%s not in routelb-node-lease" % k for k in sorted(node_lease - seen)]
+for b in bad:
+    print("[deploy-check]   " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+'
 dirs=()
 for d in deploy/overlays/*/; do dirs+=("${d%/}"); done
 dirs+=(deploy/examples)
@@ -141,8 +164,25 @@ for kubectl in "${kubectls[@]}"; do
     rendered=$("$kubectl" kustomize "$d" 2>/dev/null | grep -c '^kind: ' || true)
     applied=$(printf '%s\n' "$out" | grep -c '(server dry run)$' || true)
     [[ $rendered -eq $applied ]] || fail "$d renders $rendered objects but $applied were dry-run applied (kubectl $client)"
+    if [[ $d == deploy/overlays/* ]] && python3 -c 'import yaml' 2>/dev/null; then
+      "$kubectl" kustomize "$d" 2>/dev/null | python3 -c "$check_namespaces" \
+        || fail "$d puts objects in the wrong namespace (kubectl $client): see deploy/README.md, 'No namespace:'"
+    fi
+  done
+  for d in deploy/optional/*/; do
+    d=${d%/}
+    out=$("$kubectl" kustomize "$d" 2>&1) || { printf '%s\n' "$out" >&2; fail "$d does not build (kubectl $client)"; }
+    if [[ $d == */node-bound-writes ]] && ! "$kubectl" api-resources --api-group=admissionregistration.k8s.io -o name 2>/dev/null \
+        | grep -q '^validatingadmissionpolicies'; then
+      log "$d builds; API server $server serves no ValidatingAdmissionPolicy: not dry-run"
+      continue
+    fi
+    log "kubectl apply --dry-run=server -k $d"
+    out=$("$kubectl" apply --dry-run=server -k "$d" 2>&1) || { printf '%s\n' "$out" >&2; fail "$d rejected (kubectl $client, server $server)"; }
+    printf '%s\n' "$out" | sed 's/^/    /' >&2
   done
   clients+=("$client")
 done
 
-echo "deploy-check: ok: ${#dirs[@]} kustomizations (${dirs[*]#deploy/}) accepted by API server $server (server dry-run) with kubectl ${clients[*]}; deploy/base copies of crds/ and templates/ in sync"
+optional=$(ls -d deploy/optional/*/ | sed 's#^deploy/##; s#/$##' | paste -sd' ')
+echo "deploy-check: ok: ${#dirs[@]} kustomizations (${dirs[*]#deploy/}) accepted by API server $server (server dry-run) with kubectl ${clients[*]}; $optional build; deploy/base copies of crds/ and templates/ in sync"

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use routelb::agent::membership;
 use routelb::allocator::{self, leader::LeaseConfig};
 use routelb::api::DEFAULT_LB_CLASS;
 use routelb::crdgen;
@@ -84,8 +85,12 @@ struct AgentArgs {
     /// Ignore Services that have no spec.loadBalancerClass.
     #[arg(long, default_value_t = false)]
     require_class: bool,
-    /// Namespace of the per-node Leases.
-    #[arg(long, default_value = "routelb-system", env = "POD_NAMESPACE")]
+    /// Namespace of the per-node Leases (the allocator's --node-lease-namespace must match).
+    #[arg(
+        long,
+        default_value = membership::DEFAULT_NAMESPACE,
+        env = "ROUTELB_NODE_LEASE_NAMESPACE"
+    )]
     lease_namespace: String,
     /// A node whose Lease goes unrenewed this long is dead and its local addresses move: the
     /// hard-failover time. API load is one write per node per renew period.
@@ -269,7 +274,11 @@ struct AllocatorArgs {
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
     /// Namespace of the agents' node Leases (read only: which agents are alive).
-    #[arg(long, default_value = "routelb-system")]
+    #[arg(
+        long,
+        default_value = membership::DEFAULT_NAMESPACE,
+        env = "ROUTELB_NODE_LEASE_NAMESPACE"
+    )]
     node_lease_namespace: String,
 }
 

@@ -20,6 +20,10 @@ use serde_json::json;
 use crate::election::Member;
 
 pub const LEASE_PREFIX: &str = "routelb-node-";
+/// Where node Leases live by default: a namespace of their own (as Kubernetes keeps the
+/// kubelets' in `kube-node-lease`), so that the agents' Lease rights reach nothing in
+/// `routelb-system`, the allocator's leader Lease least of all (see deploy/README.md, RBAC).
+pub const DEFAULT_NAMESPACE: &str = "routelb-node-lease";
 pub const LEASE_LABEL: &str = "routelb.io/node-lease";
 
 /// The watcher configuration that sees every node's Lease (and nothing else) in a namespace.
@@ -250,7 +254,7 @@ mod tests {
         serde_json::from_value(json!({
             "metadata": {
                 "name": lease_name(node),
-                "namespace": "routelb-system",
+                "namespace": DEFAULT_NAMESPACE,
                 "annotations": { SUBNETS: subnets, ROUTED_POOLS: pools, DURATION: duration },
             },
             "spec": { "holderIdentity": node, "renewTime": renew, "leaseDurationSeconds": 2 },

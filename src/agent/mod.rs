@@ -939,7 +939,7 @@ mod tests {
             node: "n1".into(),
             class: crate::api::DEFAULT_LB_CLASS.into(),
             require_class: false,
-            lease_namespace: "routelb-system".into(),
+            lease_namespace: membership::DEFAULT_NAMESPACE.into(),
             lease_duration: Duration::from_secs(2),
             renew_period: Duration::from_millis(500),
             address_lifetime: Duration::from_secs(30),

@@ -31,6 +31,8 @@ pub async fn client() -> Client {
     let client = Client::try_default().await.expect("kubeconfig loads");
     install_crds(&client).await;
     ensure_namespace(&client, "routelb-system", &[]).await;
+    // Where allocators started without --node-lease-namespace look for node Leases.
+    ensure_namespace(&client, routelb::agent::membership::DEFAULT_NAMESPACE, &[]).await;
     remove_leftovers(&client).await;
     client
 }
