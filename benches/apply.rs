@@ -267,7 +267,9 @@ fn inode(path: &Path) -> Option<u64> {
 
 async fn restart_table() {
     const ROUNDS: usize = 10;
-    println!("\n## A restarted bgpd under routelb standalone ({ROUNDS} restarts, 100 pool prefixes)\n");
+    println!(
+        "\n## A restarted bgpd under routelb standalone ({ROUNDS} restarts, 100 pool prefixes)\n"
+    );
     let lab = Lab::up("brst", "frr", "bgp");
     let dir = std::env::temp_dir().join(format!("routelb-bench-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -286,7 +288,13 @@ async fn restart_table() {
     let mut standalone = Command::new("ip")
         .args(["netns", "exec", lab.var("LAB_NODE_NS")])
         .arg(env!("CARGO_BIN_EXE_routelb"))
-        .args(["standalone", "--config", dir.to_str().unwrap(), "--resync", "300s"])
+        .args([
+            "standalone",
+            "--config",
+            dir.to_str().unwrap(),
+            "--resync",
+            "300s",
+        ])
         .args(["--frr-pathspace", lab.var("LAB_NODE_FRR")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -294,7 +302,9 @@ async fn restart_table() {
         .unwrap();
     let prefix = "10.0.0.1/32";
     lab.wait_route(prefix, "present", 60).unwrap();
-    let sock = Path::new("/var/run/frr").join(lab.var("LAB_NODE_FRR")).join("bgpd.vty");
+    let sock = Path::new("/var/run/frr")
+        .join(lab.var("LAB_NODE_FRR"))
+        .join("bgpd.vty");
     let repaired = |c: &str| {
         c.contains("ip prefix-list ROUTELB-POOL-bench-V4")
             && c.contains("redistribute connected route-map ROUTELB-BGP-V4")
@@ -324,14 +334,22 @@ async fn restart_table() {
                 if repaired(&c) {
                     break Instant::now();
                 }
-                assert!(started.elapsed() < Duration::from_secs(60), "never repaired");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "never repaired"
+                );
                 std::thread::sleep(Duration::from_millis(2));
             };
             restart.join().unwrap();
             let config_at = config_at.unwrap_or(repaired_at);
             loaded.push((config_at - started).as_secs_f64() * 1e3);
             fixed.push((repaired_at - started).as_secs_f64() * 1e3);
-            after_load.push(repaired_at.saturating_duration_since(config_at).as_secs_f64() * 1e3);
+            after_load.push(
+                repaired_at
+                    .saturating_duration_since(config_at)
+                    .as_secs_f64()
+                    * 1e3,
+            );
             started
         });
         if let Some(at) = wait_line(&rx, prefix, false, Duration::from_secs(60)) {
@@ -346,14 +364,27 @@ async fn restart_table() {
     println!("| from bgpd's start (its vty socket answers) to | p50 | max |");
     println!("|---|---|---|");
     for (what, v) in [
-        ("its base configuration loaded (`vtysh -b`, the lab's watchfrr step)", loaded),
-        ("**routelb's objects back in bgpd** (prefix-lists, route-map, redistribute)", fixed),
-        ("the route back in the router's kernel table (BGP session re-established)", route),
+        (
+            "its base configuration loaded (`vtysh -b`, the lab's watchfrr step)",
+            loaded,
+        ),
+        (
+            "**routelb's objects back in bgpd** (prefix-lists, route-map, redistribute)",
+            fixed,
+        ),
+        (
+            "the route back in the router's kernel table (BGP session re-established)",
+            route,
+        ),
     ] {
         if v.is_empty() {
             println!("| {what} | no samples | |");
         } else {
-            println!("| {what} | {:.0} ms | {:.0} ms |", pct(v.clone(), 0.5), pct(v, 1.0));
+            println!(
+                "| {what} | {:.0} ms | {:.0} ms |",
+                pct(v.clone(), 0.5),
+                pct(v, 1.0)
+            );
         }
     }
     println!(
