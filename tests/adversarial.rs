@@ -208,3 +208,40 @@ fn hostile_rows_render_what_the_daemons_accept_and_say_what_was_refused() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A bad entry in a pool that no Service uses yet is reported by `render` and fails `check`.
+#[test]
+fn check_fails_on_an_invalid_pool_nobody_uses_yet() {
+    let dir = std::env::temp_dir().join(format!("routelb-badpool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pool.yaml"),
+        format!(
+            "{}---\n{POLICY}",
+            pool("web", "").replace(
+                "\"203.0.113.0/24\"",
+                "\"203.0.113.0/24\", \"203.0.113.300\""
+            )
+        ),
+    )
+    .unwrap();
+    let run = |cmd: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_routelb"))
+            .args([cmd, "--config", dir.to_str().unwrap(), "--daemon", "frr"])
+            .output()
+            .unwrap()
+    };
+    let rendered = run("render");
+    let err = String::from_utf8_lossy(&rendered.stderr);
+    assert!(rendered.status.success(), "{err}");
+    assert!(
+        err.contains("AddressPool web is invalid") && err.contains("203.0.113.300"),
+        "{err}"
+    );
+    let checked = run("check");
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "check passed: {err}");
+    assert!(err.contains("1 invalid object"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
