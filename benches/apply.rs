@@ -261,11 +261,18 @@ async fn bgpd_config(sock: &Path) -> Option<String> {
     Some(c.command("show running-config").await.ok()?.output)
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
+/// The daemon's process id from its pid file (a new one means a new daemon: socket inodes are
+/// reused on tmpfs).
+fn pid(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|p| p.trim().to_string())
 }
 
-async fn restart_table() {
+/// Runs on its own thread with its own runtime: it blocks while it polls.
+fn restart_table() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     const ROUNDS: usize = 10;
     println!(
         "\n## A restarted bgpd under routelb standalone ({ROUNDS} restarts, 100 pool prefixes)\n"
@@ -305,6 +312,7 @@ async fn restart_table() {
     let sock = Path::new("/var/run/frr")
         .join(lab.var("LAB_NODE_FRR"))
         .join("bgpd.vty");
+    let pidfile = sock.with_file_name("bgpd.pid");
     let repaired = |c: &str| {
         c.contains("ip prefix-list ROUTELB-POOL-bench-V4")
             && c.contains("redistribute connected route-map ROUTELB-BGP-V4")
@@ -312,13 +320,12 @@ async fn restart_table() {
     let (mut loaded, mut fixed, mut after_load, mut route) = (vec![], vec![], vec![], vec![]);
     let (mut monitor_child, rx) = monitor(lab.var("LAB_RTR_NS"));
     for _ in 0..ROUNDS {
-        let old = inode(&sock);
+        let old = pid(&pidfile);
         let started_at = std::thread::scope(|scope| {
             let restart = scope.spawn(|| lab.restart_daemon("bgpd"));
             // The daemon's start: its new vty socket accepts a connection.
-            let rt = tokio::runtime::Handle::current();
             let started = loop {
-                if inode(&sock).is_some_and(|i| Some(i) != old)
+                if pid(&pidfile).is_some_and(|p| Some(&p) != old.as_ref())
                     && rt.block_on(bgpd_config(&sock)).is_some()
                 {
                     break Instant::now();
@@ -405,6 +412,6 @@ async fn main() {
         convergence_table().await;
     }
     if run("restart") {
-        restart_table().await;
+        std::thread::spawn(restart_table).join().unwrap();
     }
 }

@@ -415,3 +415,54 @@ fn a_restarted_daemon_is_repaired_at_once() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A full disk names the file that could not be written, and loses nothing: the state file
+/// keeps its last complete content.
+#[test]
+fn a_full_disk_names_the_file_and_keeps_the_state() {
+    let dir = scratch("fulldisk");
+    let mount = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=8k",
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mount.success(), "mounting a tmpfs needs root");
+    let path = dir.join("state.json");
+    let mut state = routelb::standalone::State::default();
+    state.services.insert(
+        "default/a".into(),
+        routelb::offline::HeldAddresses {
+            pool: "p".into(),
+            addresses: vec!["203.0.113.1".parse().unwrap()],
+        },
+    );
+    routelb::standalone::state::save(&path, &state).unwrap();
+    for i in 0..2000 {
+        state.services.insert(
+            format!("default/s{i}"),
+            routelb::offline::HeldAddresses {
+                pool: "p".into(),
+                addresses: vec!["203.0.113.2".parse().unwrap()],
+            },
+        );
+    }
+    let err = routelb::standalone::state::save(&path, &state)
+        .unwrap_err()
+        .to_string();
+    let kept = routelb::standalone::state::load(&path).map(|s| s.services.len());
+    let leftovers = std::fs::read_dir(&dir).unwrap().count();
+    let _ = Command::new("umount").arg(&dir).status();
+    assert_eq!(kept.ok(), Some(1), "the last complete state is gone");
+    assert_eq!(leftovers, 1, "a temporary file was left behind");
+    assert!(
+        err.contains(path.to_str().unwrap()) && err.contains("No space left"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -223,3 +223,23 @@ fn bird_message(out: &str) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_interrupted_apply_is_undone_before_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("routelb.conf");
+        // routelb died after writing a candidate BIRD would refuse, before restoring the last
+        // good content it had kept aside.
+        std::fs::write(&include, "candidate BIRD refused\n").unwrap();
+        std::fs::write(dir.path().join("routelb.conf.last-good"), "last good\n").unwrap();
+        let driver = BirdDriver::new(dir.path().join("no-bird.ctl"), include.clone());
+        let r = driver.apply("next fragment\n").await;
+        assert!(matches!(r, Err(DaemonError::Unreachable(_))), "{r:?}");
+        assert_eq!(std::fs::read_to_string(&include).unwrap(), "last good\n");
+        assert!(!dir.path().join("routelb.conf.last-good").exists());
+    }
+}
