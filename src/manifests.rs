@@ -1,6 +1,14 @@
 //! Reading a directory of Kubernetes manifests (YAML, multi-document): the input of `render`,
 //! `check` and standalone mode.
+//!
+//! Reading is bounded: see [`MAX_FILE_BYTES`], [`MAX_DIR_BYTES`], [`MAX_DEPTH`] and
+//! [`MAX_NODES`] (docs/operations.md has the measurements behind them). Every error names the
+//! file, and no message echoes a long value whole.
 
+mod yaml_scan;
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
@@ -8,6 +16,19 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{AddressPool, RoutingPolicy};
 
+/// The largest file read (4 MiB): 15,000-30,000 Services.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// The most read from one directory, all files together (16 MiB).
+pub const MAX_DIR_BYTES: u64 = 16 << 20;
+/// The deepest nesting of lists and maps in a document. Kubernetes objects nest 10-15 levels
+/// (a Deployment's affinity terms), routelb's read ones at most 8.
+pub const MAX_DEPTH: usize = 64;
+/// The most YAML nodes (scalars, lists, maps; an alias counted as the nodes it stands for) in one
+/// directory: about 50,000 Services. It bounds parse time and memory (200 MB for a document of
+/// 990,000 nodes) whatever the shape, aliases included.
+pub const MAX_NODES: u64 = 1_000_000;
+/// Values echoed in messages are cut to this many bytes.
+const SHOWN_BYTES: usize = 64;
 #[derive(Default, Debug, Clone)]
 pub struct Manifests {
     pub pools: Vec<AddressPool>,
@@ -20,11 +41,91 @@ pub struct Manifests {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: document {index}: {message}")]
 pub struct ManifestError {
     pub file: PathBuf,
+    /// The document in the file, from 1; 0 for the file (or directory) as a whole.
     pub index: usize,
     pub message: String,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            i => write!(f, "{}: document {i}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+fn error(file: &Path, index: usize, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        file: file.into(),
+        index,
+        message: message.into(),
+    }
+}
+
+/// The first [`SHOWN_BYTES`] of `s`, or fewer to end on a character.
+fn head(s: &str) -> &str {
+    let mut end = SHOWN_BYTES.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `s` if short, else its first bytes and its length: `abc… (100000 bytes)`.
+fn short(s: &str) -> String {
+    if s.len() <= SHOWN_BYTES {
+        return s.into();
+    }
+    format!("{}… ({} bytes)", head(s), s.len())
+}
+
+/// `s` quoted (control characters escaped), cut like [`short`]: `"abc"… (100000 bytes)`.
+fn quoted(s: &str) -> String {
+    if s.len() <= SHOWN_BYTES {
+        return format!("{s:?}");
+    }
+    format!("{:?}… ({} bytes)", head(s), s.len())
+}
+
+fn shown_bytes(b: &[u8]) -> String {
+    short(&String::from_utf8_lossy(b))
+}
+
+/// A parser's message with every long quoted value in it (`"…"`, `` `…` ``) cut like [`short`]:
+/// serde echoes whole values (`unknown variant `…``, `invalid type: string "…"`).
+fn shorten_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(1024));
+    let mut rest = msg;
+    while let Some(open) = rest.find(['"', '`']) {
+        let q = rest.as_bytes()[open];
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        // The closing quote: the next one not escaped by a backslash.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, b) in rest.bytes().enumerate() {
+            match b {
+                b'\\' if q == b'"' && !escaped => escaped = true,
+                b if b == q && !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let end = close.unwrap_or(rest.len());
+        out.push_str(&short(&rest[..end]));
+        rest = &rest[end..];
+        if close.is_some() {
+            out.push(q as char);
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn parse<T: DeserializeOwned + kube::ResourceExt>(
@@ -32,11 +133,8 @@ fn parse<T: DeserializeOwned + kube::ResourceExt>(
     file: &Path,
     index: usize,
 ) -> Result<T, ManifestError> {
-    let obj: T = serde_yaml::from_value(v).map_err(|e| ManifestError {
-        file: file.into(),
-        index,
-        message: e.to_string(),
-    })?;
+    let obj: T = serde_yaml::from_value(v)
+        .map_err(|e| error(file, index, shorten_quoted(&e.to_string())))?;
     // The API server would refuse other names; files get the same rule, so a name can never
     // carry anything but [a-z0-9.-] into a template.
     for (what, name) in [
@@ -44,66 +142,193 @@ fn parse<T: DeserializeOwned + kube::ResourceExt>(
         ("metadata.namespace", obj.namespace()),
     ] {
         let Some(name) = name else { continue };
-        let ok = crate::api::values::is_dns_name(&name);
-        if !ok {
-            let shown: String = name.chars().take(64).collect();
-            return Err(ManifestError {
-                file: file.into(),
+        if !crate::api::values::is_dns_name(&name) {
+            return Err(error(
+                file,
                 index,
-                message: format!(
-                    "{what} {shown:?} is not a valid Kubernetes name (lower-case letters, digits, '-' and '.')"
+                format!(
+                    "{what} {} is not a valid Kubernetes name (lower-case letters, digits, '-' \
+                     and '.')",
+                    quoted(&name)
                 ),
-            });
+            ));
         }
     }
     Ok(obj)
 }
 
-/// Every `*.yaml` / `*.yml` file directly in `dir`, in name order.
+/// Every `*.yaml` / `*.yml` entry directly in `dir`, in name order, except hidden ones (names
+/// starting with `.`: editors' lock and swap files, the state file). Entries that are not
+/// regular files are listed too, for [`load_dir`] to refuse rather than skip.
 pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            files.push(path);
+        }
+    }
     files.sort();
     Ok(files)
 }
 
-pub fn load_dir(dir: &Path) -> Result<Manifests, ManifestError> {
-    let files = yaml_files(dir).map_err(|e| ManifestError {
-        file: dir.into(),
-        index: 0,
-        message: e.to_string(),
-    })?;
-    let mut m = Manifests::default();
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| ManifestError {
-            file: file.clone(),
-            index: 0,
-            message: e.to_string(),
+/// Reads one file of at most [`MAX_FILE_BYTES`], refusing anything but a regular file (without
+/// blocking on a FIFO) and text that is not UTF-8. Every error names the file.
+fn read_file(file: &Path) -> Result<String, ManifestError> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO would block `open` until a writer comes; it is refused below instead.
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| {
+            let dangling = e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink());
+            if dangling {
+                error(file, 0, "is a symbolic link to a file that does not exist")
+            } else {
+                error(file, 0, format!("cannot open: {e}"))
+            }
         })?;
-        load_str(&text, &file, &mut m)?;
+    let meta = f
+        .metadata()
+        .map_err(|e| error(file, 0, format!("cannot read: {e}")))?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(error(
+            file,
+            0,
+            format!("is {what}; only regular files (or links to them) are read"),
+        ));
+    }
+    let too_big = |n: u64| {
+        error(
+            file,
+            0,
+            format!(
+                "is {n} bytes, over the limit of {MAX_FILE_BYTES} bytes (4 MiB) for one file; \
+                 split it"
+            ),
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| error(file, 0, format!("cannot read: {e}")))?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(buf.len() as u64));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        error(
+            file,
+            0,
+            format!("is not UTF-8 text (invalid byte at offset {at}, line {line})"),
+        )
+    })
+}
+
+/// Reads every manifest file in `dir` (see [`yaml_files`]).
+pub fn load_dir(dir: &Path) -> Result<Manifests, ManifestError> {
+    let files =
+        yaml_files(dir).map_err(|e| error(dir, 0, format!("cannot read the directory: {e}")))?;
+    // Every file is read (and the directory's size checked) before any is parsed.
+    let mut texts = Vec::with_capacity(files.len());
+    let mut total = 0u64;
+    for file in files {
+        let text = read_file(&file)?;
+        total += text.len() as u64;
+        if total > MAX_DIR_BYTES {
+            return Err(error(
+                &file,
+                0,
+                format!(
+                    "brings the directory to {total} bytes, over the limit of {MAX_DIR_BYTES} \
+                     bytes (16 MiB) for a directory"
+                ),
+            ));
+        }
+        texts.push((file, text));
+    }
+    let mut m = Manifests::default();
+    let mut nodes_left = MAX_NODES;
+    for (file, text) in texts {
+        load_text(&text, &file, &mut m, &mut nodes_left)?;
     }
     Ok(m)
 }
 
+/// Reads the manifests in `text` into `m`, as if from `file`.
 pub fn load_str(text: &str, file: &Path, m: &mut Manifests) -> Result<(), ManifestError> {
+    let mut nodes_left = MAX_NODES;
+    load_text(text, file, m, &mut nodes_left)
+}
+
+fn load_text(
+    text: &str,
+    file: &Path,
+    m: &mut Manifests,
+    nodes_left: &mut u64,
+) -> Result<(), ManifestError> {
     use serde::Deserialize;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(error(
+            file,
+            0,
+            format!(
+                "is {} bytes, over the limit of {MAX_FILE_BYTES} bytes (4 MiB) for one file",
+                text.len()
+            ),
+        ));
+    }
+    yaml_scan::scan(text, MAX_DEPTH, nodes_left).map_err(|r| {
+        let what = match r.over {
+            yaml_scan::Over::Depth => format!(
+                "lists and maps nested deeper than {MAX_DEPTH} levels (the limit for a document)"
+            ),
+            yaml_scan::Over::Nodes => format!(
+                "more than {MAX_NODES} YAML nodes (the limit for a directory; scalars, lists and \
+                 maps, an alias counting as the nodes it stands for)"
+            ),
+            yaml_scan::Over::RecursiveAlias(name) => {
+                format!("alias *{} inside the node it names", shown_bytes(&name))
+            }
+        };
+        error(
+            file,
+            r.document,
+            format!("{what}, at line {} column {}", r.line, r.column),
+        )
+    })?;
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = index + 1;
-        let v = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError {
-            file: file.into(),
-            index,
-            message: e.to_string(),
-        })?;
+        let v = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| error(file, index, shorten_quoted(&e.to_string())))?;
         if v.is_null() {
             continue;
         }
-        let kind = v
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let kind = match v.get("kind") {
+            Some(serde_yaml::Value::String(k)) if !k.is_empty() => k.clone(),
+            _ => return Err(error(file, index, "document has no kind")),
+        };
         match kind.as_str() {
             "AddressPool" => m.pools.push(parse(v, file, index)?),
             "RoutingPolicy" => m.policies.push(parse(v, file, index)?),
@@ -114,15 +339,44 @@ pub fn load_str(text: &str, file: &Path, m: &mut Manifests) -> Result<(), Manife
             }
             "Node" => m.nodes.push(parse(v, file, index)?),
             "Namespace" => m.namespaces.push(parse(v, file, index)?),
-            "" => {
-                return Err(ManifestError {
-                    file: file.into(),
-                    index,
-                    message: "document has no kind".into(),
-                });
-            }
-            other => m.ignored.push(format!("{}: {other}", file.display())),
+            other => m.ignored.push(format!(
+                "{}: {}",
+                file.display(),
+                short(&other.escape_debug().to_string())
+            )),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "x".repeat(100_000);
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short(&long), format!("{}… (100000 bytes)", "x".repeat(64)));
+        assert_eq!(
+            quoted(&long),
+            format!("\"{}\"… (100000 bytes)", "x".repeat(64))
+        );
+        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        let dots = "…".repeat(50);
+        assert_eq!(quoted(&dots), format!("{:?}… (150 bytes)", "…".repeat(21)));
+        // A cut never splits a character.
+        assert!(short(&"é".repeat(100)).starts_with(&"é".repeat(32)));
+        let msg = format!("unknown variant `{long}`, expected `routed` or `local` at line 3");
+        let cut = shorten_quoted(&msg);
+        assert!(cut.len() < 200, "{cut}");
+        assert!(
+            cut.ends_with("expected `routed` or `local` at line 3"),
+            "{cut}"
+        );
+        let msg = format!("invalid type: string \"a\\\"{long}\", expected u32");
+        assert!(shorten_quoted(&msg).ends_with("(100003 bytes)\", expected u32"));
+        assert_eq!(shorten_quoted("no quotes"), "no quotes");
+        assert_eq!(shorten_quoted("unclosed \"abc"), "unclosed \"abc");
+    }
 }
