@@ -1,19 +1,27 @@
 //! Reading a directory of Kubernetes manifests (YAML, multi-document): the input of `render`,
 //! `check` and standalone mode.
 //!
-//! Reading is bounded: see [`MAX_FILE_BYTES`], [`MAX_DIR_BYTES`], [`MAX_DEPTH`] and
-//! [`MAX_NODES`] (docs/operations.md has the measurements behind them). Every error names the
-//! file, and no message echoes a long value whole.
+//! Files get the rules the API server would apply to the same objects, so a directory that loads
+//! here would also `kubectl apply`: routelb's kinds must be `routelb.io/v1alpha1` and hold no
+//! field their CRD does not define; Service, Node and Namespace must be `v1` (fields k8s-openapi
+//! does not know are warnings: it may lag newer Kubernetes); names are valid for their kind; an
+//! object is defined once. And reading is bounded: see [`MAX_FILE_BYTES`], [`MAX_DIR_BYTES`],
+//! [`MAX_DEPTH`] and [`MAX_NODES`] (docs/operations.md has the measurements behind them).
 
+mod fields;
 mod yaml_scan;
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+use crate::api::values::{is_dns_label, is_dns_name, is_dns1035_label};
 use crate::api::{AddressPool, RoutingPolicy};
 
 /// The largest file read (4 MiB): 15,000-30,000 Services.
@@ -29,6 +37,11 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: u64 = 1_000_000;
 /// Values echoed in messages are cut to this many bytes.
 const SHOWN_BYTES: usize = 64;
+/// Unknown fields listed per document; more are counted.
+const LISTED_FIELDS: usize = 8;
+/// Warnings kept; more are counted in one last line.
+const MAX_WARNINGS: usize = 100;
+
 #[derive(Default, Debug, Clone)]
 pub struct Manifests {
     pub pools: Vec<AddressPool>,
@@ -38,6 +51,32 @@ pub struct Manifests {
     pub namespaces: Vec<Namespace>,
     /// Documents of kinds routelb does not read, as `file: kind`.
     pub ignored: Vec<String>,
+    /// What was read but is worth a word, as `file: document N: message`: fields of a Service,
+    /// Node or Namespace that k8s-openapi does not know (a newer Kubernetes may; they are not
+    /// read).
+    pub warnings: Vec<String>,
+    /// Where each object was defined, by kind and `namespace/name`, to refuse a second one.
+    defined: HashMap<(&'static str, String), (PathBuf, usize)>,
+    /// Warnings not kept, beyond [`MAX_WARNINGS`].
+    warnings_dropped: usize,
+}
+
+impl Manifests {
+    /// Keeps a warning, or counts it once [`MAX_WARNINGS`] are kept (the message is then not
+    /// built).
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(message());
+            return;
+        }
+        self.warnings_dropped += 1;
+        let more = format!("… and {} more warnings", self.warnings_dropped);
+        if self.warnings_dropped == 1 {
+            self.warnings.push(more);
+        } else if let Some(last) = self.warnings.last_mut() {
+            *last = more;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,35 +165,6 @@ fn shorten_quoted(msg: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn parse<T: DeserializeOwned + kube::ResourceExt>(
-    v: serde_yaml::Value,
-    file: &Path,
-    index: usize,
-) -> Result<T, ManifestError> {
-    let obj: T = serde_yaml::from_value(v)
-        .map_err(|e| error(file, index, shorten_quoted(&e.to_string())))?;
-    // The API server would refuse other names; files get the same rule, so a name can never
-    // carry anything but [a-z0-9.-] into a template.
-    for (what, name) in [
-        ("metadata.name", Some(obj.name_any())),
-        ("metadata.namespace", obj.namespace()),
-    ] {
-        let Some(name) = name else { continue };
-        if !crate::api::values::is_dns_name(&name) {
-            return Err(error(
-                file,
-                index,
-                format!(
-                    "{what} {} is not a valid Kubernetes name (lower-case letters, digits, '-' \
-                     and '.')",
-                    quoted(&name)
-                ),
-            ));
-        }
-    }
-    Ok(obj)
 }
 
 /// Every `*.yaml` / `*.yml` entry directly in `dir`, in name order, except hidden ones (names
@@ -325,20 +335,44 @@ fn load_text(
         if v.is_null() {
             continue;
         }
+        let doc = Doc { file, index };
         let kind = match v.get("kind") {
             Some(serde_yaml::Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => return Err(error(file, index, "document has no kind")),
+            _ => return Err(doc.error("document has no kind")),
         };
+        // Cluster-scoped kinds are keyed by name, Services by namespace/name.
         match kind.as_str() {
-            "AddressPool" => m.pools.push(parse(v, file, index)?),
-            "RoutingPolicy" => m.policies.push(parse(v, file, index)?),
+            "AddressPool" => {
+                let p: AddressPool = doc.parse(v, Strict::Own)?;
+                let name = doc.name(&p.metadata, "an AddressPool", Rule::Subdomain)?;
+                doc.define(m, "AddressPool", name)?;
+                m.pools.push(p);
+            }
+            "RoutingPolicy" => {
+                let p: RoutingPolicy = doc.parse(v, Strict::Own)?;
+                let name = doc.name(&p.metadata, "a RoutingPolicy", Rule::Subdomain)?;
+                doc.define(m, "RoutingPolicy", name)?;
+                m.policies.push(p);
+            }
             "Service" => {
-                let mut s: Service = parse(v, file, index)?;
-                s.metadata.namespace.get_or_insert_with(|| "default".into());
+                let mut s: Service = doc.parse(v, Strict::Core(m))?;
+                let name = doc.name(&s.metadata, "a Service", Rule::Dns1035Label)?;
+                let ns = s.metadata.namespace.get_or_insert_with(|| "default".into());
+                doc.define(m, "Service", format!("{ns}/{name}"))?;
                 m.services.push(s);
             }
-            "Node" => m.nodes.push(parse(v, file, index)?),
-            "Namespace" => m.namespaces.push(parse(v, file, index)?),
+            "Node" => {
+                let n: Node = doc.parse(v, Strict::Core(m))?;
+                let name = doc.name(&n.metadata, "a Node", Rule::Subdomain)?;
+                doc.define(m, "Node", name)?;
+                m.nodes.push(n);
+            }
+            "Namespace" => {
+                let n: Namespace = doc.parse(v, Strict::Core(m))?;
+                let name = doc.name(&n.metadata, "a Namespace", Rule::Label)?;
+                doc.define(m, "Namespace", name)?;
+                m.namespaces.push(n);
+            }
             other => m.ignored.push(format!(
                 "{}: {}",
                 file.display(),
@@ -347,6 +381,188 @@ fn load_text(
         }
     }
     Ok(())
+}
+
+/// What an unknown field is: an error for routelb's own kinds, a warning for core kinds.
+enum Strict<'a> {
+    Own,
+    Core(&'a mut Manifests),
+}
+
+#[derive(Clone, Copy)]
+enum Rule {
+    /// DNS-1123 subdomain: most object names.
+    Subdomain,
+    /// DNS-1123 label: namespaces.
+    Label,
+    /// DNS-1035 label: Services.
+    Dns1035Label,
+}
+
+impl Rule {
+    fn check(self, name: &str) -> bool {
+        match self {
+            Rule::Subdomain => is_dns_name(name),
+            Rule::Label => is_dns_label(name),
+            Rule::Dns1035Label => is_dns1035_label(name),
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            Rule::Subdomain => {
+                "a DNS-1123 subdomain: at most 253 characters, dot-separated parts of lower-case \
+                 letters, digits and '-', each starting and ending with a letter or digit"
+            }
+            Rule::Label => {
+                "a DNS-1123 label: at most 63 lower-case letters, digits and '-', starting and \
+                 ending with a letter or digit (no '.')"
+            }
+            Rule::Dns1035Label => {
+                "a DNS-1035 label: at most 63 lower-case letters, digits and '-', starting with a \
+                 letter and ending with a letter or digit (no '.')"
+            }
+        }
+    }
+}
+
+/// Where a document is.
+struct Doc<'a> {
+    file: &'a Path,
+    index: usize,
+}
+
+impl Doc<'_> {
+    fn error(&self, message: impl Into<String>) -> ManifestError {
+        error(self.file, self.index, message)
+    }
+
+    /// Checks `apiVersion` and parses the document, collecting the fields `T` does not read.
+    fn parse<T: DeserializeOwned + JsonSchema + kube::Resource<DynamicType = ()>>(
+        &self,
+        v: serde_yaml::Value,
+        strict: Strict<'_>,
+    ) -> Result<T, ManifestError> {
+        let kind = T::kind(&());
+        let want = T::api_version(&());
+        match v.get("apiVersion") {
+            Some(serde_yaml::Value::String(v)) if *v == want => {}
+            Some(serde_yaml::Value::String(v)) => {
+                return Err(self.error(format!(
+                    "apiVersion {} is not {want:?}, the apiVersion of kind {kind}",
+                    quoted(v)
+                )));
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "document has no apiVersion (kind {kind} is apiVersion: {want})"
+                )));
+            }
+        }
+        let mut unknown = Vec::new();
+        let obj: T = serde_ignored::deserialize(v, |path| {
+            let segs = fields::segments(&path);
+            // routelb's CRD types leave these to kube; k8s-openapi's read them.
+            if !matches!(segs.as_slice(), [fields::Seg::Key(k)] if k == "apiVersion" || k == "kind")
+            {
+                unknown.push(segs);
+            }
+        })
+        .map_err(|e| self.error(shorten_quoted(&e.to_string())))?;
+        if unknown.is_empty() {
+            return Ok(obj);
+        }
+        let listed = || {
+            let schemas = fields::Schemas::of::<T>();
+            let mut listed: Vec<String> = unknown
+                .iter()
+                .take(LISTED_FIELDS)
+                .map(|segs| schemas.describe(segs))
+                .collect();
+            if unknown.len() > LISTED_FIELDS {
+                listed.push(format!("and {} more", unknown.len() - LISTED_FIELDS));
+            }
+            let fields = if unknown.len() == 1 {
+                "field"
+            } else {
+                "fields"
+            };
+            format!("unknown {fields} {}", listed.join(", "))
+        };
+        match strict {
+            Strict::Own => Err(self.error(format!(
+                "{}; kind {kind} ({want}) has no such field",
+                listed()
+            ))),
+            Strict::Core(m) => {
+                m.warn(|| {
+                    format!(
+                        "{}: document {}: {kind}: {}, not read",
+                        self.file.display(),
+                        self.index,
+                        listed()
+                    )
+                });
+                Ok(obj)
+            }
+        }
+    }
+
+    /// Checks `metadata.name` by `rule`, and `metadata.namespace` (if any) as a namespace name:
+    /// the API server would refuse other names, and a name reaches templates and daemon objects.
+    /// Returns the name.
+    fn name(&self, meta: &ObjectMeta, what: &str, rule: Rule) -> Result<String, ManifestError> {
+        let name = meta.name.as_deref().unwrap_or_default();
+        if name.is_empty() {
+            return Err(self.error("document has no metadata.name"));
+        }
+        let invalid = |field: &str, value: &str, whose: &str, rule: Rule| {
+            self.error(format!(
+                "{field} {} is not a valid Kubernetes name: the name of {whose} must be {}",
+                quoted(value),
+                rule.explain()
+            ))
+        };
+        if !rule.check(name) {
+            return Err(invalid("metadata.name", name, what, rule));
+        }
+        if let Some(ns) = &meta.namespace
+            && !is_dns_label(ns)
+        {
+            return Err(invalid(
+                "metadata.namespace",
+                ns,
+                "a namespace",
+                Rule::Label,
+            ));
+        }
+        Ok(name.into())
+    }
+
+    /// Records where `kind` `key` is defined, refusing a second definition as the API server
+    /// would (AlreadyExists).
+    fn define(
+        &self,
+        m: &mut Manifests,
+        kind: &'static str,
+        key: String,
+    ) -> Result<(), ManifestError> {
+        use std::collections::hash_map::Entry;
+        match m.defined.entry((kind, key)) {
+            Entry::Occupied(first) => {
+                let (file, index) = first.get();
+                Err(self.error(format!(
+                    "{kind} {} is defined twice: first in {} document {index}",
+                    quoted(&first.key().1),
+                    file.display()
+                )))
+            }
+            Entry::Vacant(v) => {
+                v.insert((self.file.into(), self.index));
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
