@@ -264,7 +264,9 @@ async fn bgpd_config(sock: &Path) -> Option<String> {
 /// The daemon's process id from its pid file (a new one means a new daemon: socket inodes are
 /// reused on tmpfs).
 fn pid(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|p| p.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|p| p.trim().to_string())
 }
 
 /// Runs on its own thread with its own runtime: it blocks while it polls.

@@ -128,12 +128,6 @@ pub fn is_ifname(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A DNS-1123 label, as Kubernetes requires of namespaces and Service names: at most 63
-/// lower-case letters, digits and `-`, starting and ending with a letter or digit.
-pub fn is_dns_label(name: &str) -> bool {
-    name.len() <= 63 && !name.contains('.') && is_dns_name(name)
-}
-
 /// A user-supplied value as messages show it: whole when short, else its start and its size,
 /// so a 100 KB annotation never fills a log line, an Event or a status.
 pub fn shown(value: &str) -> String {
@@ -148,15 +142,31 @@ pub fn shown(value: &str) -> String {
     format!("{:?}… ({} bytes)", &value[..end], value.len())
 }
 
-/// A Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits, `-` and `.`.
+/// A Kubernetes object name (DNS-1123 subdomain): at most 253 characters, dot-separated parts of
+/// lower-case letters, digits and `-`, each starting and ending with a letter or digit.
 pub fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !name.starts_with(['-', '.'])
-        && !name.ends_with(['-', '.'])
+    name.len() <= 253 && name.split('.').all(is_label_chars)
+}
+
+/// A DNS-1123 label, as namespace names must be: at most 63 lower-case letters, digits and `-`,
+/// starting and ending with a letter or digit.
+pub fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && is_label_chars(name)
+}
+
+/// A DNS-1035 label, as Service names must be: a DNS-1123 label starting with a letter.
+pub fn is_dns1035_label(name: &str) -> bool {
+    is_dns_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+fn is_label_chars(part: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (part.bytes().next(), part.bytes().last()) {
+        (Some(first), Some(last)) => {
+            alnum(first) && alnum(last) && part.bytes().all(|b| alnum(b) || b == b'-')
+        }
+        _ => false,
+    }
 }
 
 pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
@@ -340,6 +350,37 @@ mod tests {
             LargeCommunity(4_200_000_000, 1, 2)
         );
         assert!("1:2".parse::<LargeCommunity>().is_err());
+    }
+
+    #[test]
+    fn kubernetes_names() {
+        for ok in ["a", "web", "a-b", "1a", "a.b", "a.b-c.d", &"a".repeat(253)] {
+            assert!(is_dns_name(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "a..b",
+            "a.-b",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_dns_name(bad), "{bad:?}");
+        }
+        for ok in ["a", "web-1", "1a", &"a".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok:?}");
+        }
+        for bad in ["", "a.b", "-a", "a-", "A", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad:?}");
+        }
+        assert!(is_dns1035_label("web-1"));
+        for bad in ["1web", "a.b", "", &"a".repeat(64)] {
+            assert!(!is_dns1035_label(bad), "{bad:?}");
+        }
     }
 
     #[test]

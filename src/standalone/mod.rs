@@ -439,12 +439,16 @@ fn is_edit(ev: &notify::Event, state: &Path) -> bool {
         EventKind::Modify(_) => true,
         EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
     };
+    // The same files load_dir reads: no names starting with `.` (editors' lock files).
+    let manifest = |p: &Path| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+    };
     kind_counts
-        && ev.paths.iter().any(|p| {
-            p != state
-                && (p.extension().is_some_and(|x| x == "yaml" || x == "yml")
-                    || p.file_name().is_some_and(|n| n == "..data"))
-        })
+        && ev
+            .paths
+            .iter()
+            .any(|p| p != state && (manifest(p) || p.file_name().is_some_and(|n| n == "..data")))
 }
 
 /// Converges once, or keeps converging as the directory changes until `cancel`.
