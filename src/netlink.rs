@@ -330,7 +330,14 @@ impl Netlink {
                     if let Some(mac) = mac {
                         crate::garp::announce_acquired(index, mac, &c.added);
                     }
-                    tracing::info!(interface = %interface, added = ?c.added, removed = c.removed, "addresses converged")
+                    // The first few by name; a pool's worth in one line helps nobody.
+                    let shown: Vec<String> = c
+                        .added
+                        .iter()
+                        .take(8)
+                        .map(|(ip, len)| format!("{ip}/{len}"))
+                        .collect();
+                    tracing::info!(interface = %interface, added = c.added.len(), first = ?shown, removed = c.removed, "addresses converged")
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -228,6 +228,16 @@ struct Wake {
     /// Re-read the daemon's instances and compare with what it runs: a resync, a restart, a
     /// retry after a failure.
     check_daemon: bool,
+    /// Only the daemon needs another attempt (a retry, a restart): the directory and the
+    /// host's addresses are as the last pass left them.
+    daemon_only: bool,
+}
+
+/// What the last pass read and placed, kept for a retry of the daemon alone.
+struct Placed {
+    m: Manifests,
+    a: Allocated,
+    addresses_ok: bool,
 }
 
 /// How a pass ended: when to run again if nothing else happens first.
@@ -258,6 +268,7 @@ struct Session {
     /// loaded its configuration.
     instance_backoff: Backoff,
     notes: Notes,
+    placed: Option<Placed>,
 }
 
 impl Session {
@@ -275,12 +286,45 @@ impl Session {
             backoff: Backoff::default(),
             instance_backoff: Backoff::default(),
             notes: Notes::default(),
+            placed: None,
             opts,
         })
     }
 
-    /// One pass: read, allocate, save the state, converge addresses, then the daemon.
+    /// One pass: read, allocate, save the state, converge addresses, then the daemon. A retry
+    /// of the daemon alone (the host's part converged, no edit since) reuses what the last
+    /// pass read: a daemon that stays down costs a failed connect per backoff step, not a
+    /// pass over every Service.
     async fn pass(&mut self, wake: Wake) -> Next {
+        let reuse = wake.daemon_only && self.placed.is_some();
+        let placed = match self.placed.take() {
+            Some(p) if reuse => p,
+            _ => match self.read_and_place().await {
+                Ok(p) => p,
+                Err(next) => return next,
+            },
+        };
+        let (daemon_next, problems) = self.sync_daemon(&placed.m, &placed.a, wake).await;
+        let mut notes = placed.m.warnings.clone();
+        notes.extend(placed.a.notes.iter().cloned());
+        notes.extend(problems);
+        self.notes.log(notes);
+        let addresses_ok = placed.addresses_ok;
+        if addresses_ok {
+            self.placed = Some(placed);
+        }
+        match (addresses_ok, daemon_next) {
+            (true, next) => {
+                self.backoff.reset();
+                next
+            }
+            (false, Next::RetryIn(d)) => Next::RetryIn(d.min(self.backoff.fail())),
+            (false, _) => Next::RetryIn(self.backoff.fail()),
+        }
+    }
+
+    /// Reads the directory, allocates, records the state and converges the host's addresses.
+    async fn read_and_place(&mut self) -> Result<Placed, Next> {
         let m = match manifests::load_dir(&self.opts.config) {
             Ok(m) => m,
             Err(e) => {
@@ -288,7 +332,7 @@ impl Session {
                 self.notes.log([format!(
                     "{e}; nothing changes until the directory parses again"
                 )]);
-                return Next::WaitForEdit;
+                return Err(Next::WaitForEdit);
             }
         };
         let a = allocate(&m, &self.state);
@@ -298,25 +342,12 @@ impl Session {
             if let Err(e) = state::save(&self.opts.state, &a.state) {
                 let wait = self.backoff.fail();
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot save the state; nothing new is placed until it can be");
-                return Next::RetryIn(wait);
+                return Err(Next::RetryIn(wait));
             }
             self.state = a.state.clone();
         }
         let addresses_ok = self.converge_addresses(&a).await;
-        let (daemon_next, problems) = self.sync_daemon(&m, &a, wake).await;
-
-        let mut notes = m.warnings.clone();
-        notes.extend(a.notes.iter().cloned());
-        notes.extend(problems);
-        self.notes.log(notes);
-        match (addresses_ok, daemon_next) {
-            (true, next) => {
-                self.backoff.reset();
-                next
-            }
-            (false, Next::RetryIn(d)) => Next::RetryIn(d.min(self.backoff.fail())),
-            (false, _) => Next::RetryIn(self.backoff.fail()),
-        }
+        Ok(Placed { m, a, addresses_ok })
     }
 
     /// Places routelb's addresses; true when every interface converged.
@@ -462,7 +493,13 @@ pub async fn run(
     let resync_every = opts.resync;
     let mut session = Session::new(opts)?;
     if once {
-        return match session.pass(Wake { check_daemon: true }).await {
+        return match session
+            .pass(Wake {
+                check_daemon: true,
+                daemon_only: false,
+            })
+            .await
+        {
             Next::Idle => Ok(()),
             _ => anyhow::bail!("did not converge; see the warnings above"),
         };
@@ -477,7 +514,10 @@ pub async fn run(
     let mut restarts = restarts::watch_or_warn(&session.opts.driver);
     let mut resync = tokio::time::interval(resync_every);
     resync.tick().await;
-    let mut wake = Wake { check_daemon: true };
+    let mut wake = Wake {
+        check_daemon: true,
+        daemon_only: false,
+    };
     loop {
         let next = session.pass(wake).await;
         let retry = match next {
@@ -501,9 +541,20 @@ pub async fn run(
             Event::DaemonStarted(daemon) => {
                 restarts::settle(&mut restarts).await;
                 session.daemon_started(&daemon);
-                Wake { check_daemon: true }
+                Wake {
+                    check_daemon: true,
+                    daemon_only: true,
+                }
             }
-            Event::Resync | Event::Retry => Wake { check_daemon: true },
+            // The resync also re-converges addresses: someone may have removed one by hand.
+            Event::Resync => Wake {
+                check_daemon: true,
+                daemon_only: false,
+            },
+            Event::Retry => Wake {
+                check_daemon: true,
+                daemon_only: true,
+            },
         };
     }
     Ok(())
