@@ -70,3 +70,19 @@ where
 
 /// A `modify` that keeps objects as they are.
 pub fn keep<K>(_: &mut K) {}
+
+/// Each object's labels by name: namespace labels for pool admission, in both roles.
+pub fn labels_by_name<K>(
+    store: &Store<K>,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use kube::ResourceExt;
+    store
+        .state()
+        .iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect()
+}

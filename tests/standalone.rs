@@ -69,19 +69,7 @@ fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
 }
 
 fn node_has_address(lab: &Lab, dev: &str, addr: &str) -> bool {
-    let out = Command::new("ip")
-        .args([
-            "-n",
-            lab.var("LAB_NODE_NS"),
-            "-br",
-            "addr",
-            "show",
-            "dev",
-            dev,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(addr)
+    node_addresses_on(lab, dev).contains(addr)
 }
 
 fn bgpd_config(lab: &Lab) -> String {
@@ -113,6 +101,10 @@ fn wait(lab: &Lab, prefix: &str, present: bool) -> Duration {
 }
 
 fn node_addresses(lab: &Lab) -> String {
+    node_addresses_on(lab, "kube-lb0")
+}
+
+fn node_addresses_on(lab: &Lab, dev: &str) -> String {
     let out = Command::new("ip")
         .args([
             "-n",
@@ -121,7 +113,7 @@ fn node_addresses(lab: &Lab) -> String {
             "addr",
             "show",
             "dev",
-            "kube-lb0",
+            dev,
         ])
         .output()
         .unwrap();

@@ -400,12 +400,7 @@ impl Agent {
             .find(|n| n.name_any() == cfg.node)
             .map(|n| n.labels().clone())
             .unwrap_or_default();
-        let namespace_labels: BTreeMap<String, BTreeMap<String, String>> = self
-            .namespaces
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), n.labels().clone()))
-            .collect();
+        let namespace_labels = crate::watch::labels_by_name(&self.namespaces);
         let no_labels = BTreeMap::new();
         let mut inputs: Vec<Input> = self
             .services

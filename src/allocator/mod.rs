@@ -283,12 +283,7 @@ impl Ctx {
         }
         self.written.retain(|uid, _| live.contains(uid));
 
-        let ns_labels: HashMap<String, BTreeMap<String, String>> = self
-            .namespaces
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), n.labels().clone()))
-            .collect();
+        let ns_labels = crate::watch::labels_by_name(&self.namespaces);
         let mut pool_objs = self.pools.state();
         pool_objs.sort_by_key(|p| p.name_any());
         let pool_inputs: Vec<PoolInput> = pool_objs
