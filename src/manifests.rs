@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use crate::api::values::{is_dns_label, is_dns_name, is_dns1035_label};
+use crate::api::values::{is_dns_label, is_dns_name, is_dns1035_label, short, shown};
 use crate::api::{AddressPool, RoutingPolicy};
 
 /// The largest file read (4 MiB): 15,000-30,000 Services.
@@ -35,8 +35,6 @@ pub const MAX_DEPTH: usize = 64;
 /// directory: about 50,000 Services. It bounds parse time and memory (200 MB for a document of
 /// 990,000 nodes) whatever the shape, aliases included.
 pub const MAX_NODES: u64 = 1_000_000;
-/// Values echoed in messages are cut to this many bytes.
-const SHOWN_BYTES: usize = 64;
 /// Unknown fields listed per document; more are counted.
 const LISTED_FIELDS: usize = 8;
 /// Warnings kept; more are counted in one last line.
@@ -102,31 +100,6 @@ fn error(file: &Path, index: usize, message: impl Into<String>) -> ManifestError
         index,
         message: message.into(),
     }
-}
-
-/// The first [`SHOWN_BYTES`] of `s`, or fewer to end on a character.
-fn head(s: &str) -> &str {
-    let mut end = SHOWN_BYTES.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// `s` if short, else its first bytes and its length: `abc… (100000 bytes)`.
-fn short(s: &str) -> String {
-    if s.len() <= SHOWN_BYTES {
-        return s.into();
-    }
-    format!("{}… ({} bytes)", head(s), s.len())
-}
-
-/// `s` quoted (control characters escaped), cut like [`short`]: `"abc"… (100000 bytes)`.
-fn quoted(s: &str) -> String {
-    if s.len() <= SHOWN_BYTES {
-        return format!("{s:?}");
-    }
-    format!("{:?}… ({} bytes)", head(s), s.len())
 }
 
 fn shown_bytes(b: &[u8]) -> String {
@@ -450,7 +423,7 @@ impl Doc<'_> {
             Some(serde_yaml::Value::String(v)) => {
                 return Err(self.error(format!(
                     "apiVersion {} is not {want:?}, the apiVersion of kind {kind}",
-                    quoted(v)
+                    shown(v)
                 )));
             }
             _ => {
@@ -519,7 +492,7 @@ impl Doc<'_> {
         let invalid = |field: &str, value: &str, whose: &str, rule: Rule| {
             self.error(format!(
                 "{field} {} is not a valid Kubernetes name: the name of {whose} must be {}",
-                quoted(value),
+                shown(value),
                 rule.explain()
             ))
         };
@@ -553,7 +526,7 @@ impl Doc<'_> {
                 let (file, index) = first.get();
                 Err(self.error(format!(
                     "{kind} {} is defined twice: first in {} document {index}",
-                    quoted(&first.key().1),
+                    shown(&first.key().1),
                     file.display()
                 )))
             }
@@ -575,12 +548,12 @@ mod tests {
         assert_eq!(short("abc"), "abc");
         assert_eq!(short(&long), format!("{}… (100000 bytes)", "x".repeat(64)));
         assert_eq!(
-            quoted(&long),
+            shown(&long),
             format!("\"{}\"… (100000 bytes)", "x".repeat(64))
         );
-        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
         let dots = "…".repeat(50);
-        assert_eq!(quoted(&dots), format!("{:?}… (150 bytes)", "…".repeat(21)));
+        assert_eq!(shown(&dots), format!("{:?}… (150 bytes)", "…".repeat(21)));
         // A cut never splits a character.
         assert!(short(&"é".repeat(100)).starts_with(&"é".repeat(32)));
         let msg = format!("unknown variant `{long}`, expected `routed` or `local` at line 3");

@@ -42,6 +42,8 @@ pub fn assignments(m: &Manifests) -> Vec<ServiceAddresses> {
 #[derive(Clone, Debug, Default)]
 pub struct Assigned {
     pub assigned: Vec<ServiceAddresses>,
+    /// What IPAM read of each assigned Service, in the same order.
+    pub requests: Vec<ServiceRequest>,
     /// Why services got no address, and what is worth knowing although they did, as
     /// `namespace/name: message`.
     pub notes: Vec<String>,
@@ -109,22 +111,24 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> Assigned {
             }
         }
     }
-    let assigned = served
+    let (assigned, requests) = served
         .iter()
-        .zip(&requests)
+        .zip(requests)
         .filter_map(|(svc, req)| {
             let a = outcome.services.get(&req.key)?.assignment()?;
-            Some(ServiceAddresses {
+            let addresses = ServiceAddresses {
                 key: req.key.clone(),
                 pool: a.pool.clone(),
                 addresses: a.addresses.clone(),
                 bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
                 admitted: a.admitted,
-            })
+            };
+            Some((addresses, req))
         })
-        .collect();
+        .unzip();
     Assigned {
         assigned,
+        requests,
         notes,
         invalid_pools,
     }
@@ -151,8 +155,11 @@ pub fn render(
     let assigned = assignments_with(m, &Held::new());
     let mut out = render_assigned(
         m,
-        &m.pools,
-        &assigned.assigned,
+        Decided {
+            pools: &m.pools,
+            policies: &m.policies,
+            services: &assigned.assigned,
+        },
         templates,
         node,
         lb_interface,
@@ -163,12 +170,22 @@ pub fn render(
     Ok(out)
 }
 
-/// Renders with addresses already decided, from `pools` (the manifests' own, or with last
-/// valid definitions in place of broken ones).
+/// What to render from: pools and policies (the manifests' own, or with last valid
+/// definitions in place of broken ones) and Services with their addresses decided.
+pub struct Decided<'a> {
+    pub pools: &'a [crate::api::AddressPool],
+    pub policies: &'a [crate::api::RoutingPolicy],
+    pub services: &'a [ServiceAddresses],
+}
+
+/// Renders what was decided.
 pub fn render_assigned(
     m: &Manifests,
-    pools: &[crate::api::AddressPool],
-    services: &[ServiceAddresses],
+    Decided {
+        pools,
+        policies,
+        services,
+    }: Decided,
     templates: &Templates,
     node: Option<&str>,
     lb_interface: &str,
@@ -183,7 +200,7 @@ pub fn render_assigned(
         node_labels: &node_labels,
         lb_interface,
         pools,
-        policies: &m.policies,
+        policies,
         services,
         instances,
     });

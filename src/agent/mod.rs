@@ -104,22 +104,11 @@ fn service_input(svc: &Service, cfg: &Config) -> Option<(ServiceAddresses, bool,
     ))
 }
 
-/// Attributes each service's addresses to a pool as IPAM does ([`ipam::attribute`]): anyone who
-/// can edit a Service can write `routelb.io/pool-used`, so it only breaks ties between pools
-/// that hold the addresses and admit the service, and grants nothing by itself. A service
-/// whose addresses are in no pool keeps the annotated one (the pool may have been deleted,
-/// see [`crate::pool_memory`]), not admitted.
+/// Attributes each service's addresses to a pool ([`ServiceAddresses::attribute`]): anyone who
+/// can edit a Service can write `routelb.io/pool-used`, so it grants nothing by itself.
 fn attribute_pools(inputs: &mut [Input], pools: &[ipam::Pool]) {
     for i in inputs {
-        let svc = &mut i.addresses;
-        let addrs: Vec<ipam::Addr> = svc.addresses.iter().map(|a| ipam::Addr::from(*a)).collect();
-        match ipam::attribute(pools, &i.request, &addrs) {
-            Some(a) => {
-                svc.pool = a.pool.name.clone();
-                svc.admitted = a.admitted;
-            }
-            None => svc.admitted = false,
-        }
+        i.addresses.attribute(&i.request, pools);
     }
 }
 
@@ -280,8 +269,9 @@ struct Agent {
     templates: Option<Templates>,
     /// Why the templates on disk were not loaded, while they are not.
     template_error: Option<String>,
-    /// Each pool's last definition that parsed.
-    last_valid_pools: crate::pool_memory::LastValidPools,
+    /// Each pool's and policy's last definition that was valid.
+    last_valid_pools: crate::last_valid::LastValidPools,
+    last_valid_policies: crate::last_valid::LastValidPolicies,
     metrics: Arc<AgentMetrics>,
     writes: mpsc::UnboundedSender<Write>,
     services: Store<Service>,
@@ -364,14 +354,16 @@ impl Agent {
     async fn pass(&mut self, kind: PassKind) -> anyhow::Result<bool> {
         let started = Instant::now();
         let cfg = self.cfg.clone();
+        // Without its instances the daemon gets nothing: a fragment rendered for no instance
+        // would take every `redistribute` line away from a daemon that is merely slow.
+        let mut instance_error = None;
         if kind.check_daemon || self.instances.is_none() {
             match self.cfg.driver.instances().await {
                 Ok(i) => self.instances = Some(i),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the daemon's routing instances");
-                    if self.instances.is_none() {
-                        self.instances = Some(Instances::default());
-                    }
+                    instance_error =
+                        Some(format!("cannot read the daemon's routing instances: {e}"));
                 }
             }
         }
@@ -383,16 +375,21 @@ impl Agent {
         // Inputs from the caches.
         let current_pools: Vec<AddressPool> =
             self.pools.state().iter().map(|p| (**p).clone()).collect();
-        let crate::pool_memory::EffectivePools {
-            pools,
-            problems: pool_problems,
-        } = self.last_valid_pools.effective(&current_pools);
-        let policies: Vec<RoutingPolicy> = self
+        let crate::last_valid::Effective {
+            objects: pools,
+            problems: mut pool_problems,
+        } = self.last_valid_pools.with_deleted(&current_pools);
+        let current_policies: Vec<RoutingPolicy> = self
             .policies
             .state()
             .iter()
             .map(|p| (**p).clone())
             .collect();
+        self.last_valid_policies
+            .forget_deleted(&current_policies, []);
+        let effective_policies = self.last_valid_policies.effective(&current_policies);
+        let policies = effective_policies.objects;
+        pool_problems.extend(effective_policies.problems);
         let node_labels = self
             .nodes
             .state()
@@ -429,7 +426,7 @@ impl Agent {
         let modes: BTreeMap<String, PoolMode> =
             pools.iter().map(|p| (p.name_any(), p.spec.mode)).collect();
         inputs.retain(|i| modes.contains_key(&i.addresses.pool));
-        self.last_valid_pools.forget_unused(
+        self.last_valid_pools.forget_deleted(
             &current_pools,
             inputs.iter().map(|i| i.addresses.pool.as_str()),
         );
@@ -437,7 +434,7 @@ impl Agent {
 
         // Render first: it also says which routed pools this node announces.
         let instances = self.instances.clone().unwrap_or_default();
-        let built = crate::render::build(&RenderInput {
+        let mut built = crate::render::build(&RenderInput {
             node: Some(&cfg.node),
             node_labels: &node_labels,
             lb_interface: &cfg.lb_interface,
@@ -446,6 +443,11 @@ impl Agent {
             services: &all,
             instances: &instances,
         });
+        if self.instances.is_none() {
+            // Rendered for no instance only to learn what this node exports; "missing" would
+            // be noise.
+            built.problems.retain(|p| p.reason != "InstanceMissing");
+        }
         let fragment = self
             .templates
             .as_ref()
@@ -482,8 +484,11 @@ impl Agent {
             .converge_addresses(&planned, &facts, kind.refresh)
             .await;
 
-        // Daemon, only when the fragment changed (or to repair it).
-        if let Some(result) = self.applier.sync(&fragment, kind.check_daemon).await {
+        // Daemon, only when the fragment changed (or to repair it), and only with its
+        // instances known.
+        if self.instances.is_none() {
+            ok = false;
+        } else if let Some(result) = self.applier.sync(&fragment, kind.check_daemon).await {
             if let Some(last) = &self.applier.last {
                 self.metrics
                     .daemon_applies
@@ -504,6 +509,7 @@ impl Agent {
             built.problems.iter().map(ToString::to_string).collect();
         problems.extend(planned.unplaced.iter().cloned());
         problems.extend(pool_problems);
+        problems.extend(instance_error);
         if let Some(e) = &self.template_error {
             problems.insert(format!(
                 "templates: {e} (the last good templates stay in use)"
@@ -806,6 +812,7 @@ pub async fn run(
         templates: None,
         template_error: None,
         last_valid_pools: Default::default(),
+        last_valid_policies: Default::default(),
         metrics: metrics.clone(),
         writes,
         services,
@@ -914,7 +921,14 @@ pub async fn run(
                     kind.check_daemon = true;
                     break;
                 }
-                _ = resync.tick() => { kind.check_daemon = true; break }
+                _ = resync.tick() => {
+                    if restarts.is_none() {
+                        // The daemon may have been installed or started since.
+                        restarts = crate::daemon::restarts::watch(&cfg.driver).ok();
+                    }
+                    kind.check_daemon = true;
+                    break;
+                }
                 _ = refresh.tick() => { kind.refresh = true; break }
                 _ = sleep_until(retry_at) => {
                     kind.check_daemon = true;

@@ -128,18 +128,33 @@ pub fn is_ifname(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A user-supplied value as messages show it: whole when short, else its start and its size,
-/// so a 100 KB annotation never fills a log line, an Event or a status.
-pub fn shown(value: &str) -> String {
-    const SHOWN: usize = 64;
-    if value.len() <= SHOWN {
-        return format!("{value:?}");
-    }
-    let mut end = SHOWN;
-    while !value.is_char_boundary(end) {
+/// How much of a user-supplied value messages show.
+pub const SHOWN_BYTES: usize = 64;
+
+/// The first [`SHOWN_BYTES`] of `s`, or fewer to end on a character.
+pub fn head(s: &str) -> &str {
+    let mut end = SHOWN_BYTES.min(s.len());
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{:?}… ({} bytes)", &value[..end], value.len())
+    &s[..end]
+}
+
+/// `s` if short, else its start and its size: `abc… (100000 bytes)`, so a 100 KB value never
+/// fills a log line, an Event or a status.
+pub fn short(s: &str) -> String {
+    if s.len() <= SHOWN_BYTES {
+        return s.into();
+    }
+    format!("{}… ({} bytes)", head(s), s.len())
+}
+
+/// `s` quoted (control characters escaped), cut like [`short`]: `"abc"… (100000 bytes)`.
+pub fn shown(s: &str) -> String {
+    if s.len() <= SHOWN_BYTES {
+        return format!("{s:?}");
+    }
+    format!("{:?}… ({} bytes)", head(s), s.len())
 }
 
 /// A Kubernetes object name (DNS-1123 subdomain): at most 253 characters, dot-separated parts of

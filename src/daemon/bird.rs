@@ -91,18 +91,48 @@ impl BirdDriver {
         self.include.with_file_name(name)
     }
 
+    /// Keeps the include's current content (or that there was none) aside while a new one is
+    /// checked: `+` and the content, or `-`.
+    fn begin_journal(&self, previous: Option<&str>) -> Result<(), DaemonError> {
+        let entry = match previous {
+            Some(p) => format!("+{p}"),
+            None => "-".to_string(),
+        };
+        Ok(crate::files::write_durably(&self.journal(), &entry, 0o600)?)
+    }
+
+    /// Puts the include back as the journal says it was: its content, or no file.
+    fn restore(&self, previous: Option<&str>) -> Result<(), DaemonError> {
+        match previous {
+            Some(p) => self.write_include(p),
+            None => match std::fs::remove_file(&self.include) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(crate::files::FileError::new(&self.include, e).into()),
+            },
+        }
+    }
+
+    /// The include's content, or None when there is none yet.
+    fn read_include(&self) -> Result<Option<String>, DaemonError> {
+        match std::fs::read_to_string(&self.include) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::files::FileError::new(&self.include, e).into()),
+        }
+    }
+
     /// Restores the include from an apply that did not finish (see [`Self::journal`]).
     fn recover_interrupted_apply(&self) -> Result<(), DaemonError> {
         let journal = self.journal();
-        match std::fs::read_to_string(&journal) {
-            Ok(good) => {
-                tracing::warn!(include = %self.include.display(), "an earlier apply did not finish; restoring the include's last good content");
-                self.write_include(&good)?;
-                self.end_journal()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(crate::files::FileError::new(&journal, e).into()),
-        }
+        let entry = match std::fs::read_to_string(&journal) {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(crate::files::FileError::new(&journal, e).into()),
+        };
+        tracing::warn!(include = %self.include.display(), "an earlier apply did not finish; restoring the include's last good content");
+        self.restore(entry.strip_prefix('+'))?;
+        self.end_journal()
     }
 
     fn end_journal(&self) -> Result<(), DaemonError> {
@@ -128,14 +158,10 @@ impl BirdDriver {
                 elapsed: started.elapsed(),
             });
         }
-        let previous = std::fs::read_to_string(&self.include).ok();
-        if let Some(p) = &previous {
-            crate::files::write_durably(&self.journal(), p, 0o600)?;
-        }
+        let previous = self.read_include()?;
+        self.begin_journal(previous.as_deref())?;
         let restore = |why: DaemonError| {
-            if let Some(p) = &previous
-                && let Err(e) = self.write_include(p)
-            {
+            if let Err(e) = self.restore(previous.as_deref()) {
                 tracing::warn!(error = %e, "could not restore the include; the next apply will");
                 return why;
             }
@@ -235,11 +261,17 @@ mod tests {
         // routelb died after writing a candidate BIRD would refuse, before restoring the last
         // good content it had kept aside.
         std::fs::write(&include, "candidate BIRD refused\n").unwrap();
-        std::fs::write(dir.path().join("routelb.conf.last-good"), "last good\n").unwrap();
+        std::fs::write(dir.path().join("routelb.conf.last-good"), "+last good\n").unwrap();
         let driver = BirdDriver::new(dir.path().join("no-bird.ctl"), include.clone());
         let r = driver.apply("next fragment\n").await;
         assert!(matches!(r, Err(DaemonError::Unreachable(_))), "{r:?}");
         assert_eq!(std::fs::read_to_string(&include).unwrap(), "last good\n");
         assert!(!dir.path().join("routelb.conf.last-good").exists());
+
+        // The first apply ever (no include before): undone by removing the candidate.
+        std::fs::write(&include, "candidate BIRD refused\n").unwrap();
+        std::fs::write(dir.path().join("routelb.conf.last-good"), "-").unwrap();
+        let _ = driver.apply("next fragment\n").await;
+        assert!(!include.exists());
     }
 }

@@ -50,6 +50,24 @@ pub struct ServiceAddresses {
     pub admitted: bool,
 }
 
+impl ServiceAddresses {
+    /// Attributes the addresses to a pool as IPAM does ([`crate::ipam::attribute`]), from the
+    /// pools in use (last valid definitions included): `pool` as read (`routelb.io/pool-used`,
+    /// a state file) only breaks ties between pools that hold the addresses and admit the
+    /// Service, and grants nothing by itself. Addresses no pool holds keep the pool they had
+    /// (it may have been deleted), not admitted.
+    pub fn attribute(&mut self, request: &crate::ipam::ServiceRequest, pools: &[Pool]) {
+        let addrs: Vec<Addr> = self.addresses.iter().map(|a| Addr::from(*a)).collect();
+        match crate::ipam::attribute(pools, request, &addrs) {
+            Some(a) => {
+                self.pool = a.pool.name.clone();
+                self.admitted = a.admitted;
+            }
+            None => self.admitted = false,
+        }
+    }
+}
+
 pub struct RenderInput<'a> {
     pub node: Option<&'a str>,
     pub node_labels: &'a BTreeMap<String, String>,

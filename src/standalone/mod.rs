@@ -16,7 +16,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
-use crate::api::AddressPool;
+use crate::api::{AddressPool, RoutingPolicy};
 use crate::backoff::Backoff;
 use crate::daemon::applier::Applier;
 use crate::daemon::{Driver, restarts};
@@ -26,6 +26,7 @@ use crate::offline::{self, HeldAddresses};
 use crate::plan;
 use crate::render::model::{Instances, ServiceAddresses};
 use crate::render::{DaemonKind, Templates};
+use kube::ResourceExt;
 pub use state::State;
 
 pub struct Options {
@@ -43,25 +44,47 @@ pub struct Options {
 /// What IPAM decided for the directory, and the state to keep.
 pub struct Allocated {
     pub assigned: Vec<ServiceAddresses>,
-    /// The pools to plan and render from: each as it is, or as it last parsed.
+    /// The pools and policies to plan and render from: each as it is, or as it was last valid.
     pub pools: Vec<AddressPool>,
+    pub policies: Vec<RoutingPolicy>,
     pub state: State,
-    /// Everything a user should know: invalid pools, services without addresses, ignored
-    /// state entries.
+    /// Everything a user should know: invalid pools and policies, services without
+    /// addresses, ignored state entries.
     pub notes: Vec<String>,
 }
 
-/// IPAM over the directory with what services held before (pure). Entries of the state file
-/// that no pool holds are dropped, pools that stopped parsing keep their last valid
-/// definition, and deleted pools stay while services hold their addresses.
+/// IPAM over the directory with what services held before (pure). Pools and policies that
+/// stopped being valid keep their last valid definition, deleted pools stay while services
+/// hold their addresses, and state entries naming an unknown pool for an address no pool
+/// holds are dropped. Which pool a Service's addresses belong to, and so what the pool's
+/// policies grant it, is decided from the pools in use, whatever the state file says.
 pub fn allocate(m: &Manifests, previous: &State) -> Allocated {
-    let mut memory = previous.pools.clone();
-    let (trusted, mut notes) = previous.trusted(&memory.effective(&m.pools).pools);
-    let assigned = offline::assignments_with(m, &trusted);
-    memory.forget_unused(&m.pools, assigned.assigned.iter().map(|a| a.pool.as_str()));
+    let mut pools_memory = previous.pools.clone();
+    let in_use = pools_memory.with_deleted(&m.pools);
+    let known: Vec<String> = m
+        .pools
+        .iter()
+        .map(|p| p.name_any())
+        .chain(pools_memory.0.keys().cloned())
+        .collect();
+    let (trusted, mut notes) = previous.trusted(&in_use.objects, &known);
+    let mut assigned = offline::assignments_with(m, &trusted);
+    pools_memory.forget_deleted(&m.pools, assigned.assigned.iter().map(|a| a.pool.as_str()));
     // Invalid pools are reported from here, with what happens to them.
-    let effective = memory.effective(&m.pools);
-    notes.extend(effective.problems);
+    let pools = pools_memory.with_deleted(&m.pools);
+    let parsed: Vec<crate::ipam::Pool> = pools
+        .objects
+        .iter()
+        .filter_map(|p| crate::ipam::Pool::from_spec(&p.name_any(), &p.spec).ok())
+        .collect();
+    for (svc, request) in assigned.assigned.iter_mut().zip(&assigned.requests) {
+        svc.attribute(request, &parsed);
+    }
+    let mut policies_memory = previous.policies.clone();
+    policies_memory.forget_deleted(&m.policies, []);
+    let policies = policies_memory.effective(&m.policies);
+    notes.extend(pools.problems);
+    notes.extend(policies.problems);
     notes.extend(assigned.notes);
     let services = assigned
         .assigned
@@ -78,17 +101,19 @@ pub fn allocate(m: &Manifests, previous: &State) -> Allocated {
         .collect();
     Allocated {
         assigned: assigned.assigned,
-        pools: effective.pools,
+        pools: pools.objects,
+        policies: policies.objects,
         state: State {
             services,
-            pools: memory,
+            pools: pools_memory,
+            policies: policies_memory,
         },
         notes,
     }
 }
 
-/// The fragment for what was allocated; its problems (invalid policies, missing instances)
-/// come back with it.
+/// The fragment for what was allocated; its problems (missing instances, refused per-service
+/// attributes) come back with it.
 pub fn render(
     m: &Manifests,
     a: &Allocated,
@@ -99,8 +124,11 @@ pub fn render(
 ) -> Result<offline::Offline, crate::render::TemplateError> {
     offline::render_assigned(
         m,
-        &a.pools,
-        &a.assigned,
+        offline::Decided {
+            pools: &a.pools,
+            policies: &a.policies,
+            services: &a.assigned,
+        },
         templates,
         node,
         lb_interface,
@@ -264,6 +292,8 @@ struct Session {
     instances: Option<Instances>,
     templates: Option<Templates>,
     backoff: Backoff,
+    /// Retries while the daemon does not answer.
+    daemon_backoff: Backoff,
     /// Retries while an instance a policy needs is missing: FRR may be up before it has
     /// loaded its configuration.
     instance_backoff: Backoff,
@@ -284,6 +314,7 @@ impl Session {
             instances: None,
             templates: None,
             backoff: Backoff::default(),
+            daemon_backoff: Backoff::default(),
             instance_backoff: Backoff::default(),
             notes: Notes::default(),
             placed: None,
@@ -387,12 +418,14 @@ impl Session {
         let mut problems = Vec::new();
         if wake.check_daemon || self.instances.is_none() {
             match self.opts.driver.instances().await {
-                Ok(i) => self.instances = Some(i),
+                Ok(i) => {
+                    self.instances = Some(i);
+                    self.daemon_backoff.reset();
+                }
                 Err(e) => {
                     problems.push(format!("cannot read the daemon's routing instances: {e}"));
                     self.instances = None;
-                    let wait = self.applier.backoff().unwrap_or(Duration::from_secs(1));
-                    return (Next::RetryIn(wait), problems);
+                    return (Next::RetryIn(self.daemon_backoff.fail()), problems);
                 }
             }
         }
@@ -455,6 +488,7 @@ impl Session {
         tracing::info!(daemon, "daemon started; checking what it holds");
         self.applier.retry_now();
         self.instance_backoff.reset();
+        self.daemon_backoff.reset();
     }
 }
 
@@ -547,10 +581,16 @@ pub async fn run(
                 }
             }
             // The resync also re-converges addresses: someone may have removed one by hand.
-            Event::Resync => Wake {
-                check_daemon: true,
-                daemon_only: false,
-            },
+            Event::Resync => {
+                if restarts.is_none() {
+                    // The daemon may have been installed or started since.
+                    restarts = restarts::watch(&session.opts.driver).ok();
+                }
+                Wake {
+                    check_daemon: true,
+                    daemon_only: false,
+                }
+            }
             Event::Retry => Wake {
                 check_daemon: true,
                 daemon_only: true,

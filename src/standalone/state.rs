@@ -1,6 +1,6 @@
 //! Standalone mode's state file: which Service holds which addresses (what Service status holds
-//! in a cluster), and each pool's last valid definition, so a restart renumbers nothing and a
-//! bad pool edit withdraws nothing even across restarts.
+//! in a cluster), and each pool's and policy's last valid definition, so a restart renumbers
+//! nothing and a bad edit withdraws nothing even across restarts.
 //!
 //! The file is the only record of who has which address, so it is never guessed at: one that
 //! cannot be read is refused with the reason, never replaced. Writes are durable (see
@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
-use crate::api::AddressPool;
+use crate::api::{AddressPool, RoutingPolicy};
 use crate::files::FileError;
 use crate::ipam::{Addr, Pool};
-use crate::pool_memory::LastValidPools;
+use crate::last_valid::{LastValidPolicies, LastValidPools};
 
 /// The version this build writes.
 pub const VERSION: u32 = 2;
@@ -26,6 +26,7 @@ pub use crate::offline::{Held, HeldAddresses};
 pub struct State {
     pub services: Held,
     pub pools: LastValidPools,
+    pub policies: LastValidPolicies,
 }
 
 /// The file as written.
@@ -37,6 +38,8 @@ struct File {
     services: Held,
     #[serde(default)]
     pools: BTreeMap<String, AddressPool>,
+    #[serde(default)]
+    policies: BTreeMap<String, RoutingPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ impl State {
                 .map_err(|e| format!("neither version {VERSION} nor version 1 ({e})"))?;
             return Ok(State {
                 services,
-                pools: LastValidPools::default(),
+                ..State::default()
             });
         }
         let file: File =
@@ -83,7 +86,8 @@ impl State {
         }
         Ok(State {
             services: file.services,
-            pools: LastValidPools(file.pools),
+            pools: crate::last_valid::LastValid(file.pools),
+            policies: crate::last_valid::LastValid(file.policies),
         })
     }
 
@@ -92,23 +96,21 @@ impl State {
             version: VERSION,
             services: self.services.clone(),
             pools: self.pools.0.clone(),
+            policies: self.policies.0.clone(),
         };
         serde_json::to_string_pretty(&file).expect("serializes") + "\n"
     }
 
-    /// The entries IPAM may trust: an address is honoured when a pool that parses (or a pool's
-    /// last valid definition) holds it, or when the pool it was recorded with exists but does
-    /// not parse now (it cannot be checked; the address is kept, as in a cluster). Anything
-    /// else — a hand edit, a file from elsewhere — is dropped with a message, never placed.
-    pub fn trusted(&self, pools: &[AddressPool]) -> (Held, Vec<String>) {
+    /// The entries IPAM may trust. An entry is honoured when a pool in use (`pools`: as they
+    /// are, or their last valid definitions) holds its addresses, or when the pool it was
+    /// recorded with is known — in use, or in the directory but invalid — since a live Service
+    /// is never renumbered because its pool was edited (IPAM keeps such an address and says
+    /// so, as in a cluster). An entry naming a pool nobody knows, for an address no pool
+    /// holds — a hand edit, a file from elsewhere — is dropped with a message, never placed.
+    pub fn trusted(&self, pools: &[AddressPool], known: &[String]) -> (Held, Vec<String>) {
         let parsed: Vec<Pool> = pools
             .iter()
             .filter_map(|p| Pool::from_spec(&p.name_any(), &p.spec).ok())
-            .collect();
-        let unparsed: Vec<String> = pools
-            .iter()
-            .filter(|p| Pool::from_spec(&p.name_any(), &p.spec).is_err())
-            .map(|p| p.name_any())
             .collect();
         let mut kept = Held::new();
         let mut notes = Vec::new();
@@ -117,13 +119,14 @@ impl State {
                 .addresses
                 .iter()
                 .all(|a| parsed.iter().any(|p| p.contains(Addr::from(*a))));
-            if in_a_pool || unparsed.contains(&held.pool) {
+            if in_a_pool || known.contains(&held.pool) {
                 kept.insert(key.clone(), held.clone());
             } else {
                 let shown: Vec<String> = held.addresses.iter().map(|a| a.to_string()).collect();
                 notes.push(format!(
-                    "state file: {key} held {}, which no pool holds; ignored",
-                    shown.join(", ")
+                    "state file: {key} held {} from pool {}, which does not exist and no pool holds it; ignored",
+                    shown.join(", "),
+                    crate::api::values::shown(&held.pool),
                 ));
             }
         }
@@ -219,7 +222,10 @@ mod tests {
     fn unreadable_files_are_refused_with_the_reason() {
         let good = State {
             services: [("default/a".to_string(), held("p", "203.0.113.1"))].into(),
-            pools: LastValidPools([("p".to_string(), pool("p", &["203.0.113.0/28"]))].into()),
+            pools: crate::last_valid::LastValid(
+                [("p".to_string(), pool("p", &["203.0.113.0/28"]))].into(),
+            ),
+            policies: LastValidPolicies::default(),
         };
         let text = good.to_json();
         assert_eq!(State::parse(&text).unwrap(), good);
@@ -255,21 +261,31 @@ mod tests {
     }
 
     #[test]
-    fn entries_no_pool_holds_are_dropped_with_a_note() {
+    fn entries_of_unknown_pools_no_pool_holds_are_dropped_with_a_note() {
         let state = State {
             services: [
                 ("default/in".to_string(), held("p", "203.0.113.1")),
                 ("default/moved".to_string(), held("gone", "203.0.113.2")),
-                ("default/forged".to_string(), held("p", "198.51.100.7")),
+                ("default/shrunk".to_string(), held("p", "203.0.113.200")),
+                ("default/forged".to_string(), held("nosuch", "198.51.100.7")),
                 ("default/unchecked".to_string(), held("broken", "192.0.2.1")),
             ]
             .into(),
-            pools: LastValidPools::default(),
+            ..State::default()
         };
-        let pools = [pool("p", &["203.0.113.0/28"]), pool("broken", &["x"])];
-        let (kept, notes) = state.trusted(&pools);
+        let pools = [pool("p", &["203.0.113.0/28"])];
+        let known = ["p".to_string(), "broken".to_string()];
+        let (kept, notes) = state.trusted(&pools, &known);
         let keys: Vec<&str> = kept.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["default/in", "default/moved", "default/unchecked"]);
+        assert_eq!(
+            keys,
+            [
+                "default/in",
+                "default/moved",
+                "default/shrunk",
+                "default/unchecked"
+            ]
+        );
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("default/forged") && notes[0].contains("198.51.100.7"));
     }
@@ -291,7 +307,7 @@ mod tests {
         assert_eq!(load(&path).unwrap(), State::default(), "missing: first run");
         let s = State {
             services: [("default/a".to_string(), held("p", "203.0.113.1"))].into(),
-            pools: LastValidPools::default(),
+            ..State::default()
         };
         save(&path, &s).unwrap();
         assert_eq!(load(&path).unwrap(), s);

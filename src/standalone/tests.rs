@@ -101,20 +101,20 @@ fn a_pool_invalid_from_the_start_is_reported() {
     assert!(
         a.notes
             .iter()
-            .any(|n| n.contains("203.0.113.300") && n.contains("none of its addresses")),
+            .any(|n| n.contains("203.0.113.300") && n.contains("nothing is announced from it")),
         "{:?}",
         a.notes
     );
 }
 
 #[test]
-fn state_entries_no_pool_holds_are_not_placed() {
+fn state_entries_of_unknown_pools_are_not_placed() {
     let m = dir(&[&pool("\"203.0.113.0/28\""), &service("a")]);
     let mut forged = State::default();
     forged.services.insert(
         "default/a".into(),
         HeldAddresses {
-            pool: "web".into(),
+            pool: "nosuch".into(),
             addresses: vec!["198.51.100.7".parse().unwrap()],
         },
     );
@@ -125,6 +125,100 @@ fn state_entries_no_pool_holds_are_not_placed() {
             .iter()
             .any(|n| n.contains("198.51.100.7") && n.contains("ignored"))
     );
+}
+
+#[test]
+fn a_pool_edited_smaller_renumbers_nothing() {
+    let before = dir(&[&pool("\"203.0.113.0/28\""), &service("a")]);
+    let mut state = State::default();
+    state.services.insert(
+        "default/a".into(),
+        HeldAddresses {
+            pool: "web".into(),
+            addresses: vec!["203.0.113.12".parse().unwrap()],
+        },
+    );
+    let first = allocate(&before, &state);
+    assert_eq!(addresses(&first)[0].1, "203.0.113.12");
+    // A typo makes the pool a /29: the Service keeps its address, with a warning.
+    let after = dir(&[&pool("\"203.0.113.0/29\""), &service("a")]);
+    let second = allocate(&after, &first.state);
+    assert_eq!(addresses(&second)[0].1, "203.0.113.12");
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.contains("no longer in any pool")),
+        "{:?}",
+        second.notes
+    );
+    // Fixed again: still the same address.
+    assert_eq!(
+        addresses(&allocate(&before, &second.state))[0].1,
+        "203.0.113.12"
+    );
+}
+
+#[test]
+fn a_never_valid_pool_places_nothing() {
+    // An aggregate wider than the pool is refused: nothing of it reaches an interface.
+    let m = dir(&[
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: web}\nspec: {addresses: [\"203.0.113.0/24\"], aggregation: {ipv4: 16}}\n",
+        &service("a"),
+    ]);
+    let mut v1 = State::default();
+    v1.services.insert(
+        "default/a".into(),
+        HeldAddresses {
+            pool: "web".into(),
+            addresses: vec!["203.0.113.1".parse().unwrap()],
+        },
+    );
+    let a = allocate(&m, &v1);
+    let planned = plan::plan(&a.assigned, &a.pools, "kube-lb0", &[]);
+    assert!(
+        planned.interfaces.values().all(|addrs| addrs.is_empty()),
+        "{:?}",
+        planned.interfaces
+    );
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("nothing is announced from it"))
+    );
+}
+
+#[test]
+fn per_service_communities_survive_a_bad_pool_edit() {
+    let policy = "apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: all}\nspec: {protocols: [bgp], serviceOverrides: {bgpCommunities: [\"64512:0-64512:999\"]}}\n";
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default, annotations: {routelb.io/bgp-communities: \"64512:7\"}}\nspec: {type: LoadBalancer, ports: [{port: 80, protocol: TCP}]}\n";
+    let good = dir(&[&pool("\"203.0.113.0/28\""), policy, svc]);
+    let first = allocate(&good, &State::default());
+    let before = fragment(&good, &first);
+    assert!(before.contains("64512:7"), "{before}");
+    let bad = dir(&[&pool("\"203.0.113.0/28\", \"203.0.113.300\""), policy, svc]);
+    let second = allocate(&bad, &first.state);
+    assert_eq!(fragment(&bad, &second), before);
+}
+
+#[test]
+fn a_bad_policy_edit_keeps_announcing() {
+    let good = dir(&[&pool("\"203.0.113.0/28\""), POLICY, &service("a")]);
+    let first = allocate(&good, &State::default());
+    let before = fragment(&good, &first);
+    let bad_policy = "apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: all}\nspec: {protocols: [bgp], bgp: {asPathPrepend: 11}}\n";
+    let bad = dir(&[&pool("\"203.0.113.0/28\""), bad_policy, &service("a")]);
+    let second = allocate(&bad, &first.state);
+    assert_eq!(fragment(&bad, &second), before);
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.contains("RoutingPolicy all is invalid") && n.contains("last valid"))
+    );
+    // Across a restart too.
+    let third = allocate(&bad, &State::parse(&second.state.to_json()).unwrap());
+    assert_eq!(fragment(&bad, &third), before);
 }
 
 #[test]
