@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     for name in [
         ns.as_str(),
         "routelb-system",
-        routelb::agent::membership::DEFAULT_NAMESPACE,
+        routelb::membership::DEFAULT_NAMESPACE,
     ] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
         nss.patch(

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::PoolMode;
 use crate::ipam::ServiceKey;
-use crate::render::model::ServiceAddresses;
+use crate::service::ServiceAddresses;
 
 /// A live node as its Lease describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

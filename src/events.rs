@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 
-use crate::allocator::changes::EventSpec;
+use crate::status::EventSpec;
 
 pub struct EventPublisher {
     client: Client,

@@ -155,9 +155,18 @@ pub fn announce(ifindex: u32, mac: [u8; 6], ip: IpAddr) -> io::Result<()> {
     }
 }
 
+/// [`announce_acquired`] for every interface that acquired addresses: (index, MAC, addresses).
+pub fn announce_all<'a>(
+    acquired: impl IntoIterator<Item = (u32, [u8; 6], &'a [crate::node::IfAddress])>,
+) {
+    for (index, mac, added) in acquired {
+        announce_acquired(index, mac, added);
+    }
+}
+
 /// Gratuitous ARP / unsolicited NA for local addresses just acquired, now and once more a
 /// second later (a first packet can be lost while a switch learns the port).
-pub fn announce_acquired(index: u32, mac: [u8; 6], added: &[crate::netlink::IfAddress]) {
+pub fn announce_acquired(index: u32, mac: [u8; 6], added: &[crate::node::IfAddress]) {
     if added.is_empty() {
         return;
     }

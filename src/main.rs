@@ -6,10 +6,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use routelb::agent::membership;
 use routelb::allocator::{self, leader::LeaseConfig};
 use routelb::api::DEFAULT_LB_CLASS;
 use routelb::crdgen;
+use routelb::membership;
 use routelb::metrics::{Health, Metrics};
 use routelb::render::{DaemonKind, Templates};
 use routelb::telemetry::{self, LogFormat};

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use crate::node::IfAddress;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -33,9 +35,6 @@ pub enum LbInterface {
     /// The kernel has no dummy driver; an ifb device serves the same purpose.
     Ifb,
 }
-
-/// An address with its prefix length, as it sits on an interface.
-pub type IfAddress = (IpAddr, u8);
 
 #[derive(Clone)]
 pub struct Netlink {
@@ -90,7 +89,7 @@ impl Netlink {
 
     /// Every interface with its subnets (from the addresses on it), for placing local-pool
     /// addresses. Loopback is left out.
-    pub async fn interfaces(&self) -> Result<Vec<crate::plan::NodeInterface>, NetlinkError> {
+    pub async fn interfaces(&self) -> Result<Vec<crate::node::NodeInterface>, NetlinkError> {
         use rtnetlink::packet_route::link::{LinkAttribute, State};
         let mut names = BTreeMap::new();
         let mut links = self.handle.link().get().execute();
@@ -110,7 +109,7 @@ impl Netlink {
                 });
                 names.insert(
                     l.header.index,
-                    crate::plan::NodeInterface {
+                    crate::node::NodeInterface {
                         name,
                         index: l.header.index,
                         subnets: vec![],
@@ -287,20 +286,33 @@ impl Netlink {
 /// One interface's part of [`Netlink::converge_node`].
 pub struct InterfaceOutcome {
     pub interface: String,
+    pub index: u32,
+    /// The interface's MAC address; none for the load-balancer interface, whose addresses
+    /// are routed, not answered for on a segment.
+    pub mac: Option<[u8; 6]>,
     pub desired: BTreeSet<IfAddress>,
     pub result: Result<Converged, NetlinkError>,
+}
+
+impl InterfaceOutcome {
+    /// Addresses newly put on a real interface, with its index and MAC: what to announce to
+    /// the segment (gratuitous ARP / unsolicited NA, [`crate::garp`]).
+    pub fn acquired(&self) -> Option<(u32, [u8; 6], &[IfAddress])> {
+        let added = &self.result.as_ref().ok()?.added;
+        (!added.is_empty()).then_some((self.index, self.mac?, added.as_slice()))
+    }
 }
 
 impl Netlink {
     /// Converges routelb's addresses on the whole node to `planned` (interface → addresses):
     /// the load-balancer interface (created if needed) and every other interface, which may
-    /// still hold addresses routelb should take off. Addresses newly acquired on a real
-    /// interface are announced to the segment (GARP / unsolicited NA). Failures are per
-    /// interface; the others are converged regardless.
+    /// still hold addresses routelb should take off. Failures are per interface; the others
+    /// are converged regardless. What was acquired on real interfaces is for the caller to
+    /// announce ([`InterfaceOutcome::acquired`]).
     pub async fn converge_node(
         &self,
         planned: &BTreeMap<String, BTreeSet<IfAddress>>,
-        facts: &[crate::plan::NodeInterface],
+        facts: &[crate::node::NodeInterface],
         lb_interface: &str,
         lifetime: Option<Duration>,
         refresh: bool,
@@ -317,6 +329,8 @@ impl Netlink {
                 tracing::warn!(interface = lb_interface, error = %e, "no load-balancer interface");
                 out.push(InterfaceOutcome {
                     interface: lb_interface.to_string(),
+                    index: 0,
+                    mac: None,
                     desired: planned.get(lb_interface).cloned().unwrap_or_default(),
                     result: Err(e),
                 });
@@ -327,9 +341,6 @@ impl Netlink {
             let result = self.converge(index, &desired, lifetime, refresh).await;
             match &result {
                 Ok(c) if c.counts() != (0, 0) => {
-                    if let Some(mac) = mac {
-                        crate::garp::announce_acquired(index, mac, &c.added);
-                    }
                     // The first few by name; a pool's worth in one line helps nobody.
                     let shown: Vec<String> = c
                         .added
@@ -346,6 +357,8 @@ impl Netlink {
             }
             out.push(InterfaceOutcome {
                 interface,
+                index,
+                mac,
                 desired,
                 result,
             });

@@ -10,8 +10,9 @@ use crate::api::{DEFAULT_LB_CLASS, annotations};
 use crate::daemon::{bird_config, frr_config};
 use crate::ipam::{self, Pool, PoolInput, ServiceRequest};
 use crate::manifests::Manifests;
-use crate::render::model::{BgpInstance, Instances, Problem, RenderInput, ServiceAddresses};
+use crate::render::model::{BgpInstance, Instances, Problem, RenderInput};
 use crate::render::{DaemonKind, FragmentData, Templates, build};
+use crate::service::ServiceAddresses;
 
 /// Instances found in a base configuration file, for rendering without a running daemon.
 pub fn instances_from_base(daemon: DaemonKind, text: &str) -> Instances {

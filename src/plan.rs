@@ -6,24 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use kube::ResourceExt;
 
 use crate::api::{AddressPool, PoolMode};
-use crate::netlink::IfAddress;
-use crate::render::model::ServiceAddresses;
-
-/// An interface of this node and the subnets on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeInterface {
-    pub name: String,
-    pub index: u32,
-    pub subnets: Vec<IpNet>,
-    /// Operationally up (or of unknown state, as dummies report): a node does not offer the
-    /// subnets of a down interface for local addresses.
-    pub up: bool,
-    pub mac: Option<[u8; 6]>,
-}
+use crate::node::{IfAddress, NodeInterface};
+use crate::service::ServiceAddresses;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 
 /// A cache of every `K`, kept current by a watch in the background; `modify` trims each object
@@ -79,10 +79,17 @@ where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    use kube::ResourceExt;
     store
         .state()
         .iter()
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect()
+}
+
+/// What the cache keeps of a Service: managed fields and kubectl's last-applied copy are often
+/// most of an object's size and are never read here (we only merge-patch our own keys).
+pub fn slim_service(svc: &mut k8s_openapi::api::core::v1::Service) {
+    svc.managed_fields_mut().clear();
+    svc.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }

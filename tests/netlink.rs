@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use routelb::netlink::{IfAddress, LbInterface, Netlink};
+use routelb::netlink::{LbInterface, Netlink};
+use routelb::node::IfAddress;
 
 const INSIDE: &str = "ROUTELB_TEST_IN_NETNS";
 

@@ -26,9 +26,9 @@ use kube::api::{
     PostParams,
 };
 use kube::{Api, Client};
-use routelb::agent::membership;
 use routelb::api::NodeState;
 use routelb::election::Member;
+use routelb::membership;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

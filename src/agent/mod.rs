@@ -14,7 +14,6 @@
 //! [`endpoints`] and [`status`]; this module only wires them to the API, netlink and daemon.
 
 pub mod endpoints;
-pub mod membership;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +31,6 @@ use serde_json::json;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::allocator::changes::EventSpec;
 use crate::api::{
     AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, ServiceNote, annotations,
 };
@@ -41,11 +39,16 @@ use crate::daemon::applier::{Applier, LastApply};
 use crate::election::{self, Candidate, Decision, Member, Readiness};
 use crate::events::EventPublisher;
 use crate::ipam::{self, ServiceKey};
+use crate::membership;
 use crate::metrics::{AgentMetrics, Health, KindLabels, ResultLabels};
-use crate::netlink::{IfAddress, Netlink};
-use crate::plan::{self, NodeInterface};
-use crate::render::model::{Instances, RenderInput, ServiceAddresses};
+use crate::netlink::Netlink;
+use crate::node::IfAddress;
+use crate::node::NodeInterface;
+use crate::plan;
+use crate::render::model::{Instances, RenderInput};
 use crate::render::{DaemonKind, Templates};
+use crate::service::ServiceAddresses;
+use crate::status::EventSpec;
 use crate::watch::{cache, cache_with, keep};
 
 #[derive(Clone, Debug)]
@@ -556,6 +559,11 @@ impl Agent {
                 refresh,
             )
             .await;
+        crate::garp::announce_all(
+            outcomes
+                .iter()
+                .filter_map(crate::netlink::InterfaceOutcome::acquired),
+        );
         let mut held = BTreeMap::new();
         let (mut local, mut routed) = (0i64, 0i64);
         for o in outcomes {
@@ -649,6 +657,9 @@ impl Agent {
                 not_announced: &self.not_announced,
             },
             &old,
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
         );
         if self
             .last_status
@@ -701,7 +712,7 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         "services",
-        crate::allocator::slim_service,
+        crate::watch::slim_service,
         trigger.clone(),
     );
     let slices = cache_with(

@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::allocator::changes::condition;
 use crate::api::{ApplyResult, InterfaceAddresses, NodeStateStatus, ServiceNote};
 use crate::daemon::applier::LastApply;
-use crate::netlink::IfAddress;
+use crate::node::IfAddress;
+use crate::status::condition;
 
 /// What the node status is made of.
 pub struct NodeReport<'a> {
@@ -25,7 +25,7 @@ pub struct NodeReport<'a> {
     pub not_announced: &'a [ServiceNote],
 }
 
-pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
+pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateStatus {
     let interfaces: Vec<InterfaceAddresses> = r
         .held
         .iter()
@@ -105,6 +105,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
             },
             None,
             old,
+            now,
         ),
         condition(
             "DaemonConfigured",
@@ -113,6 +114,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
             apply_msg,
             None,
             old,
+            now,
         ),
         condition(
             "RoutingProblems",
@@ -129,6 +131,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
             },
             None,
             old,
+            now,
         ),
     ];
     let ready = addresses_ok && applied_ok;
@@ -145,6 +148,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition]) -> NodeStateStatus {
             },
             None,
             old,
+            now,
         ),
     );
     NodeStateStatus {
@@ -169,13 +173,16 @@ pub fn status_differs(a: &NodeStateStatus, b: &NodeStateStatus) -> bool {
         }),
         ..s.clone()
     };
-    strip(a) != strip(b)
-        || crate::allocator::changes::conditions_differ(&a.conditions, &b.conditions)
+    strip(a) != strip(b) || crate::status::conditions_differ(&a.conditions, &b.conditions)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
+    }
 
     #[test]
     fn node_status_lists_addresses_prefixes_and_conditions() {
@@ -209,6 +216,7 @@ mod tests {
                 not_announced: &[],
             },
             &[],
+            &now(),
         );
         assert_eq!(s.address_count, 3);
         assert_eq!(s.interfaces.len(), 2);
@@ -236,6 +244,7 @@ mod tests {
                     not_announced: &[],
                 },
                 &s.conditions,
+                &now(),
             )
         ));
     }

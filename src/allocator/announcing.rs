@@ -9,8 +9,9 @@ use std::net::IpAddr;
 
 use kube::ResourceExt;
 
-use super::changes::{EventSpec, ServiceChange};
+use super::changes::ServiceChange;
 use crate::api::{NodeState, annotations};
+use crate::status::EventSpec;
 
 /// What live nodes hold, by address, and why services are not announced, by `namespace/name`.
 #[derive(Debug, Default)]

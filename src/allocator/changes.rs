@@ -5,21 +5,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
     AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values,
 };
 use crate::ipam::{Decision, PoolReport};
-
-/// An Event to publish on the object being changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventSpec {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+use crate::status::{EventSpec, condition};
 
 /// Changes to one Service. Empty means nothing to write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,31 +132,6 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
     change
 }
 
-pub(crate) fn condition(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    old: &[Condition],
-) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_string();
-    // Keep the transition time unless the status really changed.
-    let last_transition_time = old
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 fn saturate(n: u128) -> u64 {
     n.min(i64::MAX as u128) as u64
 }
@@ -181,6 +149,7 @@ pub fn pool_status(
     report: &PoolReport,
     generation: Option<i64>,
     old: Option<&AddressPoolStatus>,
+    now: &Time,
 ) -> AddressPoolStatus {
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let ipv4 = FamilyCounts {
@@ -200,6 +169,7 @@ pub fn pool_status(
                 "addresses can be allocated".into(),
                 generation,
                 old_conditions,
+                now,
             ),
             Some(e) => condition(
                 "Ready",
@@ -208,6 +178,7 @@ pub fn pool_status(
                 e.clone(),
                 generation,
                 old_conditions,
+                now,
             ),
         },
         match &report.invalid {
@@ -218,6 +189,7 @@ pub fn pool_status(
                 "every entry parses".into(),
                 generation,
                 old_conditions,
+                now,
             ),
             Some(e) => condition(
                 "Invalid",
@@ -226,6 +198,7 @@ pub fn pool_status(
                 e.clone(),
                 generation,
                 old_conditions,
+                now,
             ),
         },
         if report.overlaps.is_empty() {
@@ -236,6 +209,7 @@ pub fn pool_status(
                 "no other pool shares these ranges".into(),
                 generation,
                 old_conditions,
+                now,
             )
         } else {
             condition(
@@ -248,6 +222,7 @@ pub fn pool_status(
                 ),
                 generation,
                 old_conditions,
+                now,
             )
         },
     ];
@@ -301,6 +276,7 @@ pub fn policy_status(
     spec: &RoutingPolicySpec,
     generation: Option<i64>,
     old: Option<&RoutingPolicyStatus>,
+    now: &Time,
 ) -> RoutingPolicyStatus {
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut problems = values::validate_policy(spec).err().unwrap_or_default();
@@ -323,6 +299,7 @@ pub fn policy_status(
                 "every field is valid".into(),
                 generation,
                 old_conditions,
+                now,
             ),
             condition(
                 "Invalid",
@@ -331,6 +308,7 @@ pub fn policy_status(
                 "every field is valid".into(),
                 generation,
                 old_conditions,
+                now,
             ),
         ]
     } else {
@@ -343,6 +321,7 @@ pub fn policy_status(
                 message.clone(),
                 generation,
                 old_conditions,
+                now,
             ),
             condition(
                 "Invalid",
@@ -351,6 +330,7 @@ pub fn policy_status(
                 message,
                 generation,
                 old_conditions,
+                now,
             ),
         ]
     };
@@ -381,24 +361,6 @@ pub fn policy_events(
         .collect()
 }
 
-/// Whether two condition lists differ in anything but timestamps.
-pub fn conditions_differ(a: &[Condition], b: &[Condition]) -> bool {
-    let strip = |cs: &[Condition]| {
-        cs.iter()
-            .map(|c| {
-                (
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone(),
-                    c.message.clone(),
-                    c.observed_generation,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    strip(a) != strip(b)
-}
-
 /// Whether two statuses differ in anything but condition timestamps.
 pub fn pool_status_differs(a: &AddressPoolStatus, b: &AddressPoolStatus) -> bool {
     let strip = |s: &AddressPoolStatus| {
@@ -416,6 +378,10 @@ mod tests {
     use super::*;
     use crate::ipam::{AllocationError, Assignment, Counts};
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_700_000_000).unwrap())
+    }
 
     fn service(ingress: &[&str], ann: &[(&str, &str)]) -> Service {
         let mut s = Service::default();
@@ -506,7 +472,7 @@ mod tests {
             rip: None,
             service_overrides: None,
         };
-        let s = policy_status(&spec, Some(1), None);
+        let s = policy_status(&spec, Some(1), None, &now());
         let invalid = s.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
         assert_eq!(invalid.status, "True");
         assert!(
@@ -515,8 +481,11 @@ mod tests {
             invalid.message
         );
         assert_eq!(policy_events(&s, None).len(), 1);
-        let again = policy_status(&spec, Some(1), Some(&s));
-        assert!(!conditions_differ(&s.conditions, &again.conditions));
+        let again = policy_status(&spec, Some(1), Some(&s), &now());
+        assert!(!crate::status::conditions_differ(
+            &s.conditions,
+            &again.conditions
+        ));
         assert!(policy_events(&again, Some(&s)).is_empty());
     }
 
@@ -534,7 +503,7 @@ mod tests {
                 available: u128::MAX,
             },
         };
-        let s = pool_status(&report, Some(2), None);
+        let s = pool_status(&report, Some(2), None, &now());
         assert_eq!(s.allocated_summary.as_deref(), Some("3/0"));
         assert_eq!(s.available_summary.as_deref(), Some("5/2^40+"));
         assert_eq!(s.ipv6.available, i64::MAX as u64);
@@ -542,7 +511,7 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason, "OverlappingPool");
         // Recomputing later keeps timestamps and raises no new event.
-        let again = pool_status(&report, Some(2), Some(&s));
+        let again = pool_status(&report, Some(2), Some(&s), &now());
         assert!(!pool_status_differs(&s, &again));
         assert_eq!(s.conditions, again.conditions);
         assert!(pool_events(&again, Some(&s)).is_empty());

@@ -24,10 +24,10 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::membership::{self, Liveness};
 use crate::api::{AddressPool, NodeState, RoutingPolicy, annotations};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
+use crate::membership::{self, Liveness};
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
 use crate::watch::{cache, keep};
 use changes::ServiceChange;
@@ -73,14 +73,6 @@ fn needs_release(svc: &Service, cfg: &Config) -> bool {
         .any(|k| svc.annotations().contains_key(*k))
 }
 
-/// What the cache keeps of a Service: managed fields and kubectl's last-applied copy are often
-/// most of an object's size and are never read here (we only merge-patch our own keys).
-pub(crate) fn slim_service(svc: &mut Service) {
-    svc.managed_fields_mut().clear();
-    svc.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
-
 struct Ctx {
     client: Client,
     cfg: Config,
@@ -117,7 +109,7 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         "services",
-        slim_service,
+        crate::watch::slim_service,
         trigger.clone(),
     );
     let pools = cache(
@@ -265,6 +257,9 @@ impl Ctx {
 
     /// One allocation pass over everything. Returns the number of failed writes.
     async fn pass(&mut self) -> usize {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
         // The cache, with our own newer writes laid over it.
         let mut services: Vec<Service> = Vec::new();
         let mut live = std::collections::HashSet::new();
@@ -396,7 +391,7 @@ impl Ctx {
                 }
             }
             let old = pool.status.as_ref();
-            let desired = changes::pool_status(report, pool.metadata.generation, old);
+            let desired = changes::pool_status(report, pool.metadata.generation, old, &now);
             if old.is_some_and(|o| !changes::pool_status_differs(o, &desired)) {
                 continue;
             }
@@ -422,11 +417,15 @@ impl Ctx {
     /// RoutingPolicy validity as status conditions and Events; the agents add what only a node
     /// can see (a protocol with no instance in its daemon).
     async fn write_policy_statuses(&self) -> usize {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
         let mut failed = 0;
         for policy in self.policies.state() {
             let name = policy.name_any();
             let old = policy.status.as_ref();
-            let mut desired = changes::policy_status(&policy.spec, policy.metadata.generation, old);
+            let mut desired =
+                changes::policy_status(&policy.spec, policy.metadata.generation, old, &now);
             // Keep conditions other writers (agents) own.
             if let Some(o) = old {
                 desired.conditions.extend(
@@ -437,7 +436,7 @@ impl Ctx {
                 );
             }
             if old.is_some_and(|o| {
-                !changes::conditions_differ(&o.conditions, &desired.conditions)
+                !crate::status::conditions_differ(&o.conditions, &desired.conditions)
                     && o.observed_generation == desired.observed_generation
             }) {
                 continue;

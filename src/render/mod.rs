@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tera::{Context, Tera};
 
-pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput, ServiceAddresses, build};
+pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput, build};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DaemonKind {

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::values::{self, Community, CommunityRange, LargeCommunity};
 use crate::api::{AddressPool, IsisLevel, PoolMode, Protocol, RoutingPolicy};
-use crate::ipam::{Addr, Family, Pool, ServiceKey, to_cidrs};
+use crate::ipam::{Addr, Family, Pool, to_cidrs};
+use crate::service::ServiceAddresses;
 
 /// The version of the data structure templates receive. Templates declare the version they
 /// were written for in their first line: `{#- routelb-contract: 1 -#}`.
@@ -35,37 +36,6 @@ pub struct Instances {
 pub struct BgpInstance {
     pub asn: u32,
     pub vrf: Option<String>,
-}
-
-/// A service with its addresses, for per-service attributes.
-#[derive(Clone, Debug)]
-pub struct ServiceAddresses {
-    pub key: ServiceKey,
-    pub pool: String,
-    pub addresses: Vec<IpAddr>,
-    /// The raw `routelb.io/bgp-communities` annotation, if any.
-    pub bgp_communities: Option<String>,
-    /// Whether the pool admits the service ([`crate::ipam::attribute`]): per-service
-    /// attributes are honoured only then, whatever `routelb.io/pool-used` claims.
-    pub admitted: bool,
-}
-
-impl ServiceAddresses {
-    /// Attributes the addresses to a pool as IPAM does ([`crate::ipam::attribute`]), from the
-    /// pools in use (last valid definitions included): `pool` as read (`routelb.io/pool-used`,
-    /// a state file) only breaks ties between pools that hold the addresses and admit the
-    /// Service, and grants nothing by itself. Addresses no pool holds keep the pool they had
-    /// (it may have been deleted), not admitted.
-    pub fn attribute(&mut self, request: &crate::ipam::ServiceRequest, pools: &[Pool]) {
-        let addrs: Vec<Addr> = self.addresses.iter().map(|a| Addr::from(*a)).collect();
-        match crate::ipam::attribute(pools, request, &addrs) {
-            Some(a) => {
-                self.pool = a.pool.name.clone();
-                self.admitted = a.admitted;
-            }
-            None => self.admitted = false,
-        }
-    }
 }
 
 pub struct RenderInput<'a> {

@@ -24,8 +24,9 @@ use crate::manifests::{self, Manifests};
 use crate::netlink::Netlink;
 use crate::offline::{self, HeldAddresses};
 use crate::plan;
-use crate::render::model::{Instances, ServiceAddresses};
+use crate::render::model::Instances;
 use crate::render::{DaemonKind, Templates};
+use crate::service::ServiceAddresses;
 use kube::ResourceExt;
 pub use state::State;
 
@@ -394,7 +395,8 @@ impl Session {
         for n in &planned.unplaced {
             tracing::debug!("{n}");
         }
-        self.nl
+        let outcomes = self
+            .nl
             .converge_node(
                 &planned.interfaces,
                 &node_ifaces,
@@ -402,9 +404,13 @@ impl Session {
                 None,
                 false,
             )
-            .await
-            .iter()
-            .all(|o| o.result.is_ok())
+            .await;
+        crate::garp::announce_all(
+            outcomes
+                .iter()
+                .filter_map(crate::netlink::InterfaceOutcome::acquired),
+        );
+        outcomes.iter().all(|o| o.result.is_ok())
     }
 
     /// Renders against the daemon's instances and applies when the fragment changed (or to

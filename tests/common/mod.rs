@@ -32,7 +32,7 @@ pub async fn client() -> Client {
     install_crds(&client).await;
     ensure_namespace(&client, "routelb-system", &[]).await;
     // Where allocators started without --node-lease-namespace look for node Leases.
-    ensure_namespace(&client, routelb::agent::membership::DEFAULT_NAMESPACE, &[]).await;
+    ensure_namespace(&client, routelb::membership::DEFAULT_NAMESPACE, &[]).await;
     remove_leftovers(&client).await;
     client
 }
