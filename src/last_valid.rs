@@ -145,6 +145,39 @@ impl LastValidPools {
     }
 }
 
+/// Pools and policies as both the agent and standalone mode keep them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Memory {
+    pub pools: LastValidPools,
+    pub policies: LastValidPolicies,
+}
+
+/// What to work with now, and what the user should know about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InUse {
+    /// Each pool as it is or as it was last valid, and deleted pools still remembered.
+    pub pools: Vec<AddressPool>,
+    /// Each policy as it is or as it was last valid; a deleted policy is forgotten at once
+    /// (deleting one is a deliberate withdrawal).
+    pub policies: Vec<RoutingPolicy>,
+    pub problems: Vec<String>,
+}
+
+impl Memory {
+    pub fn in_use(&mut self, pools: &[AddressPool], policies: &[RoutingPolicy]) -> InUse {
+        let pools = self.pools.with_deleted(pools);
+        self.policies.forget_deleted(policies, []);
+        let policies = self.policies.effective(policies);
+        let mut problems = pools.problems;
+        problems.extend(policies.problems);
+        InUse {
+            pools: pools.objects,
+            policies: policies.objects,
+            problems,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,6 +155,8 @@ pub struct AgentMetrics {
     pub netlink_errors: Counter,
     pub daemon_applies: Family<ResultLabels, Counter>,
     pub write_errors: Family<KindLabels, Counter>,
+    /// Passes that stopped early, by what failed.
+    pub pass_errors: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -178,6 +180,7 @@ impl AgentMetrics {
             netlink_errors: Counter::default(),
             daemon_applies: Family::default(),
             write_errors: Family::default(),
+            pass_errors: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -225,6 +228,11 @@ impl AgentMetrics {
             "write_errors",
             "Failed writes to the API server, by object kind",
             m.write_errors.clone(),
+        );
+        r.register(
+            "pass_errors",
+            "Passes that stopped early (nothing withdrawn), by what failed",
+            m.pass_errors.clone(),
         );
         AgentMetrics { registry: r, ..m }
     }

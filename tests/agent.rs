@@ -147,7 +147,7 @@ impl Setup {
     /// An EndpointSlice for the service, in whichever version the server serves, with one
     /// endpoint per (node, ready).
     async fn endpoints(&self, svc: &str, endpoints: &[(String, bool)]) {
-        let ar = routelb::agent::endpoints::slice_resource(&self.client)
+        let ar = routelb::agent::caches::slice_resource(&self.client)
             .await
             .unwrap();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);

@@ -1,11 +1,12 @@
-//! Where each Service has ready endpoints, from EndpointSlices. The API server may serve them
-//! as `discovery.k8s.io/v1` or only as `v1beta1` (Kubernetes < 1.21); both carry what we read,
-//! so slices are read as dynamic objects of whichever version the server offers.
+//! Where each Service has ready endpoints, from EndpointSlices (pure). The API server may serve
+//! them as `discovery.k8s.io/v1` or only as `v1beta1` (Kubernetes < 1.21); both carry what we
+//! read, so slices are read as dynamic objects of whichever version the server offers
+//! (`caches.rs` finds out which).
 
 use std::collections::BTreeMap;
 
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::DynamicObject;
 
 use crate::election::Readiness;
 use crate::ipam::ServiceKey;
@@ -13,20 +14,6 @@ use crate::ipam::ServiceKey;
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The deprecated v1beta1 `topology` key naming the node, as a JSON pointer.
 const HOSTNAME_TOPOLOGY: &str = "/topology/kubernetes.io~1hostname";
-
-/// The EndpointSlice resource in the newest version the server serves.
-pub async fn slice_resource(client: &Client) -> anyhow::Result<ApiResource> {
-    for version in ["v1", "v1beta1"] {
-        let gv = format!("discovery.k8s.io/{version}");
-        if let Ok(list) = client.list_api_group_resources(&gv).await
-            && list.resources.iter().any(|r| r.kind == "EndpointSlice")
-        {
-            let gvk = GroupVersionKind::gvk("discovery.k8s.io", version, "EndpointSlice");
-            return Ok(ApiResource::from_gvk_with_plural(&gvk, "endpointslices"));
-        }
-    }
-    anyhow::bail!("the API server serves EndpointSlices neither as discovery.k8s.io/v1 nor v1beta1")
-}
 
 /// Readiness per service over all its slices. An endpoint whose `ready` condition is absent
 /// counts as ready, as the API defines; its node comes from `nodeName` (v1, and v1beta1 from

@@ -1,0 +1,324 @@
+//! The agent's decisions: examples, then properties over generated clusters (idempotence,
+//! order independence, one holder per local address, a failover moves only what it must).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::render::model::BgpInstance;
+
+fn id(node: &str) -> Identity {
+    Identity {
+        node: node.into(),
+        lb_interface: "kube-lb0".into(),
+        class: crate::api::DEFAULT_LB_CLASS.into(),
+        require_class: false,
+    }
+}
+
+fn service(v: serde_json::Value) -> Service {
+    serde_json::from_value(v).unwrap()
+}
+
+fn lb(name: &str, ns: &str, pool: &str, ip: &str) -> Arc<Service> {
+    Arc::new(service(json!({
+        "metadata": { "name": name, "namespace": ns, "annotations": { annotations::POOL_USED: pool } },
+        "spec": { "type": "LoadBalancer" },
+        "status": { "loadBalancer": { "ingress": [ { "ip": ip } ] } },
+    })))
+}
+
+fn pool(name: &str, mode: &str, addresses: &[&str], namespaces: &[&str]) -> AddressPool {
+    AddressPool::new(
+        name,
+        serde_json::from_value(json!({
+            "addresses": addresses, "mode": mode,
+            "allocation": { "namespaces": namespaces },
+        }))
+        .unwrap(),
+    )
+}
+
+fn policy() -> RoutingPolicy {
+    RoutingPolicy::new(
+        "all",
+        serde_json::from_value(json!({ "protocols": ["bgp"] })).unwrap(),
+    )
+}
+
+fn nic(name: &str, subnet: &str) -> NodeInterface {
+    NodeInterface {
+        name: name.into(),
+        index: 2,
+        subnets: vec![subnet.parse().unwrap()],
+        up: true,
+        mac: None,
+    }
+}
+
+fn instances() -> Instances {
+    Instances {
+        bgp: vec![BgpInstance {
+            asn: 64512,
+            vrf: None,
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn service_input_reads_addresses_pool_and_traffic_policy() {
+    let s = service(json!({
+        "metadata": { "name": "web", "namespace": "default", "annotations": {
+            annotations::POOL_USED: "p", annotations::WITHDRAW_WHEN_NO_ENDPOINTS: "true" } },
+        "spec": { "type": "LoadBalancer", "externalTrafficPolicy": "Local" },
+        "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } },
+    }));
+    let i = service_input(&s, &id("n1"), &Labels::new()).unwrap();
+    assert_eq!(i.addresses.pool, "p");
+    assert_eq!(
+        i.addresses.addresses,
+        ["203.0.113.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(i.local_traffic && i.withdraw_without_endpoints);
+
+    // Another class, no address yet, or not a LoadBalancer: not ours to announce.
+    for v in [
+        json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                "spec": { "type": "LoadBalancer", "loadBalancerClass": "other" },
+                "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } } }),
+        json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                "spec": { "type": "LoadBalancer" } }),
+        json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { annotations::POOL_USED: "p" } },
+                "spec": { "type": "ClusterIP" },
+                "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.5" } ] } } }),
+    ] {
+        assert!(service_input(&service(v), &id("n1"), &Labels::new()).is_none());
+    }
+}
+
+#[test]
+fn pool_used_is_checked_against_the_pools() {
+    let parsed = |p: &AddressPool| ipam::Pool::from_spec(&p.name_any(), &p.spec).unwrap();
+    let pools = [
+        parsed(&pool("premium", "routed", &["203.0.113.0/28"], &["gold"])),
+        parsed(&pool("standard", "routed", &["203.0.113.0/28"], &[])),
+    ];
+    let s = lb("web", "tenant", "premium", "203.0.113.5");
+    let mut inputs = [service_input(&s, &id("n1"), &Labels::new()).unwrap()];
+    attribute_pools(&mut inputs, &pools);
+    assert_eq!(inputs[0].addresses.pool, "standard");
+    assert!(inputs[0].addresses.admitted);
+    // Only premium holds it: kept and announced from premium, granted nothing.
+    attribute_pools(&mut inputs, &pools[..1]);
+    assert_eq!(inputs[0].addresses.pool, "premium");
+    assert!(!inputs[0].addresses.admitted);
+}
+
+#[test]
+fn the_node_offers_subnets_of_interfaces_that_are_up() {
+    let mut down = nic("eth1", "10.1.0.0/24");
+    down.up = false;
+    let facts = [
+        nic("eth0", "10.0.0.0/24"),
+        down,
+        nic("kube-lb0", "10.2.0.0/24"),
+    ];
+    let me = member(&id("n1"), &facts, BTreeSet::new());
+    assert_eq!(
+        me.subnets,
+        vec![("eth0".to_string(), "10.0.0.0/24".parse().unwrap())]
+    );
+}
+
+#[test]
+fn without_instances_nothing_is_reported_missing_but_exports_are_known() {
+    let services = [lb("web", "default", "web", "203.0.113.1")];
+    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
+    let policies = [policy()];
+    let no_ns = BTreeMap::new();
+    let snapshot = Snapshot {
+        services: &services,
+        pools: &pools,
+        policies: &policies,
+        namespace_labels: &no_ns,
+        node_labels: &Labels::new(),
+        facts: &[],
+        instances: None,
+    };
+    let r = resolve(&id("n1"), &snapshot, &mut Memory::default());
+    assert!(r.built.problems.is_empty(), "{:?}", r.built.problems);
+    assert!(!r.instances_missing);
+    assert!(r.me.routed_pools.contains("web"));
+}
+
+#[test]
+fn each_event_goes_out_once() {
+    let services = [lb("web", "default", "web", "203.0.113.1")];
+    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
+    let policies = [policy()];
+    let no_ns = BTreeMap::new();
+    let missing = Instances::default();
+    let snapshot = Snapshot {
+        services: &services,
+        pools: &pools,
+        policies: &policies,
+        namespace_labels: &no_ns,
+        node_labels: &Labels::new(),
+        facts: &[],
+        instances: Some(&missing),
+    };
+    let me = id("n1");
+    let r = resolve(&me, &snapshot, &mut Memory::default());
+    let p = place(&me, &r, std::slice::from_ref(&r.me), &BTreeMap::new(), &[]);
+    let errors = ["kube-lb0: boom".to_string()];
+    let first = report(&me, &Reported::default(), &r, &p, &errors, []);
+    assert_eq!(first.policy_events.len(), 1, "InstanceMissing, once");
+    assert_eq!(first.policy_events[0].1.reason, "InstanceMissing");
+    assert_eq!(first.service_events.len(), 1);
+    assert_eq!(first.service_events[0].1.reason, "AnnounceFailed");
+    let again = report(&me, &first.reported, &r, &p, &errors, []);
+    assert!(again.policy_events.is_empty() && again.service_events.is_empty());
+    assert_eq!(again.problems, first.problems);
+}
+
+/// A generated cluster: nodes on one LAN, a local and a routed pool, Services in both.
+#[derive(Clone, Debug)]
+struct World {
+    nodes: Vec<String>,
+    services: Vec<Arc<Service>>,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (2usize..6, prop::collection::btree_set(0u8..64, 1..20)).prop_map(|(n, hosts)| {
+        let nodes: Vec<String> = (0..n).map(|i| format!("node-{i}")).collect();
+        let services = hosts
+            .iter()
+            .map(|h| {
+                let (pool, ip) = if h % 2 == 0 {
+                    ("lan", format!("10.0.0.{}", 100 + h))
+                } else {
+                    ("web", format!("203.0.113.{h}"))
+                };
+                lb(&format!("s{h}"), "default", pool, &ip)
+            })
+            .collect();
+        World { nodes, services }
+    })
+}
+
+fn pools() -> Vec<AddressPool> {
+    vec![
+        pool("lan", "local", &["10.0.0.100-10.0.0.200"], &[]),
+        pool("web", "routed", &["203.0.113.0/26"], &[]),
+    ]
+}
+
+/// Each node's view: resolve, then place among `alive`; what each node would hold.
+fn holdings(
+    w: &World,
+    alive: &[String],
+    pools: &[AddressPool],
+    services: &[Arc<Service>],
+) -> BTreeMap<String, Plan> {
+    let facts = [nic("eth0", "10.0.0.0/24")];
+    let inst = instances();
+    let no_ns = BTreeMap::new();
+    let labels = Labels::new();
+    let policies = [policy()];
+    let members: Vec<Member> = alive
+        .iter()
+        .map(|n| {
+            let s = Snapshot {
+                services,
+                pools,
+                policies: &policies,
+                namespace_labels: &no_ns,
+                node_labels: &labels,
+                facts: &facts,
+                instances: Some(&inst),
+            };
+            resolve(&id(n), &s, &mut Memory::default()).me
+        })
+        .collect();
+    let _ = w;
+    alive
+        .iter()
+        .map(|n| {
+            let s = Snapshot {
+                services,
+                pools,
+                policies: &policies,
+                namespace_labels: &no_ns,
+                node_labels: &labels,
+                facts: &facts,
+                instances: Some(&inst),
+            };
+            let r = resolve(&id(n), &s, &mut Memory::default());
+            (
+                n.clone(),
+                place(&id(n), &r, &members, &BTreeMap::new(), &facts).plan,
+            )
+        })
+        .collect()
+}
+
+fn local_holders(h: &BTreeMap<String, Plan>) -> BTreeMap<std::net::IpAddr, Vec<String>> {
+    let mut out: BTreeMap<std::net::IpAddr, Vec<String>> = BTreeMap::new();
+    for (node, plan) in h {
+        for (ip, _) in plan.interfaces.get("eth0").into_iter().flatten() {
+            out.entry(*ip).or_default().push(node.clone());
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_local_address_has_exactly_one_holder_and_routed_ones_all(w in world()) {
+        let h = holdings(&w, &w.nodes, &pools(), &w.services);
+        let locals = local_holders(&h);
+        let wanted_local = w.services.iter().filter(|s| s.annotations()[annotations::POOL_USED] == "lan").count();
+        prop_assert_eq!(locals.len(), wanted_local);
+        for (ip, holders) in &locals {
+            prop_assert_eq!(holders.len(), 1, "{} held by {:?}", ip, holders);
+        }
+        let routed = w.services.len() - wanted_local;
+        for plan in h.values() {
+            prop_assert_eq!(plan.interfaces.get("kube-lb0").map_or(0, |a| a.len()), routed);
+        }
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_order_and_a_second_pass_changes_nothing(w in world()) {
+        let forward = holdings(&w, &w.nodes, &pools(), &w.services);
+        let mut services = w.services.clone();
+        services.reverse();
+        let mut p = pools();
+        p.reverse();
+        let mut nodes = w.nodes.clone();
+        nodes.reverse();
+        prop_assert_eq!(&holdings(&w, &nodes, &p, &services), &forward);
+        prop_assert_eq!(&holdings(&w, &w.nodes, &pools(), &w.services), &forward);
+    }
+
+    #[test]
+    fn a_failover_moves_only_the_dead_nodes_addresses(w in world(), dead in 0usize..6) {
+        let dead = w.nodes[dead % w.nodes.len()].clone();
+        let before = local_holders(&holdings(&w, &w.nodes, &pools(), &w.services));
+        let alive: Vec<String> = w.nodes.iter().filter(|n| **n != dead).cloned().collect();
+        let after = local_holders(&holdings(&w, &alive, &pools(), &w.services));
+        for (ip, holders) in &before {
+            if holders[0] != dead {
+                prop_assert_eq!(&after[ip], holders, "{} moved although its holder lives", ip);
+            } else {
+                prop_assert!(after[ip][0] != dead);
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The agent's event loop as named events: [`Sources::next`] waits for whichever comes first
+//! and only says which (no I/O in its `select!`); [`handle`] decides, one function per event,
+//! whether it calls for a pass and of what kind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, Interval};
+use tokio_util::sync::CancellationToken;
+
+use super::pass::{Agent, PassKind};
+use crate::daemon::restarts::{self, RestartWatch};
+use crate::metrics::AgentMetrics;
+use crate::netlink::Netlink;
+
+/// What can wake the agent.
+#[derive(Debug)]
+pub enum Event {
+    /// SIGTERM: leave gracefully.
+    Cancelled,
+    /// A watched object other than a node Lease changed.
+    CachesChanged,
+    /// A node Lease changed (every renewal of every node).
+    LeasesChanged,
+    /// This node's Lease renewals started or stopped getting through.
+    Reachability(bool),
+    /// The template directory changed.
+    TemplatesChanged,
+    /// An interface or address changed.
+    LinksChanged,
+    /// A daemon (re)started: its socket appeared.
+    DaemonStarted(String),
+    Resync,
+    /// Time to re-add addresses so their lifetime starts again.
+    Refresh,
+    /// A failed or incomplete pass asked to be retried now.
+    Retry,
+}
+
+/// Everything the loop waits on.
+pub struct Sources {
+    pub cancel: CancellationToken,
+    pub changed: Arc<Notify>,
+    pub leases_changed: Arc<Notify>,
+    pub reachable: watch::Receiver<bool>,
+    pub template_changes: mpsc::UnboundedReceiver<()>,
+    pub link_changes: mpsc::UnboundedReceiver<()>,
+    pub restarts: Option<RestartWatch>,
+    pub resync: Interval,
+    pub refresh: Interval,
+    pub retry_at: Option<Instant>,
+}
+
+impl Sources {
+    pub async fn next(&mut self) -> Event {
+        let retry_at = self.retry_at;
+        let retry = async move {
+            match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => Event::Cancelled,
+            _ = self.changed.notified() => Event::CachesChanged,
+            _ = self.leases_changed.notified() => Event::LeasesChanged,
+            Ok(()) = self.reachable.changed() => Event::Reachability(*self.reachable.borrow_and_update()),
+            Some(()) = self.template_changes.recv() => Event::TemplatesChanged,
+            Some(()) = self.link_changes.recv() => Event::LinksChanged,
+            Some(d) = restarts::next(&mut self.restarts) => Event::DaemonStarted(d),
+            _ = self.resync.tick() => Event::Resync,
+            _ = self.refresh.tick() => Event::Refresh,
+            _ = retry => Event::Retry,
+        }
+    }
+}
+
+/// Whether `event` calls for a pass, and adds to `kind` what that pass must do. `Cancelled` is
+/// the caller's.
+pub async fn handle(
+    event: Event,
+    agent: &mut Agent,
+    sources: &mut Sources,
+    metrics: &AgentMetrics,
+    kind: &mut PassKind,
+) -> bool {
+    match event {
+        Event::Cancelled | Event::CachesChanged => true,
+        Event::LeasesChanged => on_leases_changed(agent),
+        Event::Reachability(up) => on_reachability(up, metrics),
+        Event::TemplatesChanged => on_templates_changed(sources, kind).await,
+        Event::LinksChanged => on_links_changed(agent, sources).await,
+        Event::DaemonStarted(daemon) => on_daemon_started(&daemon, agent, sources, kind).await,
+        Event::Resync => on_resync(agent, sources, kind),
+        Event::Refresh => {
+            kind.refresh = true;
+            true
+        }
+        Event::Retry => {
+            kind.check_daemon = true;
+            true
+        }
+    }
+}
+
+/// A pass only if somebody came or went: renewals arrive from every node all the time.
+fn on_leases_changed(agent: &mut Agent) -> bool {
+    let me = agent.last_me().unwrap_or_default();
+    agent.update_members(&me)
+}
+
+/// For people and metrics: membership freezes by itself while this node's renewals do not get
+/// through (see [`crate::membership::Liveness`]).
+fn on_reachability(up: bool, metrics: &AgentMetrics) -> bool {
+    metrics.api_reachable.set(i64::from(up));
+    if up {
+        tracing::info!("node lease renewed again");
+    } else {
+        tracing::warn!(
+            "cannot renew the node lease: nobody is judged dead and nothing is withdrawn until it works again"
+        );
+    }
+    false
+}
+
+/// Lets the writer finish (a ConfigMap update is several events), then reloads.
+async fn on_templates_changed(sources: &mut Sources, kind: &mut PassKind) -> bool {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while sources.template_changes.try_recv().is_ok() {}
+    kind.reload_templates = true;
+    true
+}
+
+/// Lets a burst of changes settle, then a pass only if the node's facts moved.
+async fn on_links_changed(agent: &mut Agent, sources: &mut Sources) -> bool {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    while sources.link_changes.try_recv().is_ok() {}
+    match agent.nl.interfaces().await {
+        Ok(facts) => agent.facts_changed(&facts),
+        Err(_) => false,
+    }
+}
+
+/// Repairs a restarted daemon at once, whatever backoff it earned while it was down.
+async fn on_daemon_started(
+    daemon: &str,
+    agent: &mut Agent,
+    sources: &mut Sources,
+    kind: &mut PassKind,
+) -> bool {
+    restarts::settle(&mut sources.restarts).await;
+    tracing::info!(daemon, "daemon started; checking what it holds");
+    agent.applier.retry_now();
+    agent.instance_backoff.reset();
+    kind.check_daemon = true;
+    true
+}
+
+fn on_resync(agent: &Agent, sources: &mut Sources, kind: &mut PassKind) -> bool {
+    if sources.restarts.is_none() {
+        // The daemon may have been installed or started since.
+        sources.restarts = restarts::watch(&agent.cfg.driver).ok();
+    }
+    kind.check_daemon = true;
+    true
+}
+
+/// Opens the netlink change stream and, when templates come from a directory, watches it (a
+/// ConfigMap volume: a reviewed change rolls out without a new image; its updates swap a
+/// symlink, hence the recursive watch).
+pub fn watch_templates(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<(
+    Option<notify::RecommendedWatcher>,
+    mpsc::UnboundedReceiver<()>,
+)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let Some(dir) = dir else {
+        return Ok((None, rx));
+    };
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    notify::Watcher::watch(&mut w, dir, notify::RecursiveMode::Recursive)?;
+    Ok((Some(w), rx))
+}
+
+/// The netlink change stream.
+pub fn link_changes() -> anyhow::Result<mpsc::UnboundedReceiver<()>> {
+    Ok(Netlink::changes()?)
+}

@@ -1,0 +1,434 @@
+//! One pass of the agent, as a shell around [`super::decide`]: gather a snapshot (caches,
+//! netlink, the daemon's instances), decide, then carry the decisions out — addresses,
+//! GARP/NA, the daemon's fragment — and hand the reports to the writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::{mpsc, watch};
+
+use super::caches::Caches;
+use super::decide::{self, Identity, Placement, Reported, Resolved, Snapshot};
+use super::tasks::Write;
+use super::{Config, endpoints, status};
+use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
+use crate::backoff::Backoff;
+use crate::daemon::applier::Applier;
+use crate::election::Member;
+use crate::last_valid::Memory;
+use crate::membership;
+use crate::metrics::{AgentMetrics, KindLabels, ResultLabels};
+use crate::netlink::{InterfaceOutcome, Netlink};
+use crate::node::{IfAddress, NodeInterface};
+use crate::plan::Plan;
+use crate::render::Templates;
+use crate::render::model::Instances;
+
+/// Why a pass stopped early. Nothing is withdrawn when it does: the next pass starts over.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("reading this node's interfaces: {0}")]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    #[error("templates: {0}")]
+    Templates(#[from] crate::render::TemplateError),
+}
+
+impl AgentError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AgentError::Netlink(_) => "netlink",
+            AgentError::Templates(_) => "templates",
+        }
+    }
+}
+
+/// What woke a pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassKind {
+    /// Re-read the daemon's instances and check it still holds the fragment.
+    pub check_daemon: bool,
+    /// Re-add every address so its lifetime starts again.
+    pub refresh: bool,
+    /// The template directory changed.
+    pub reload_templates: bool,
+}
+
+/// Everything a pass needs that outlives it.
+pub struct Agent {
+    pub cfg: Config,
+    pub id: Identity,
+    pub nl: Netlink,
+    pub applier: Applier,
+    pub caches: Caches,
+    pub metrics: Arc<AgentMetrics>,
+    pub writes: mpsc::UnboundedSender<Write>,
+    instances: Option<Instances>,
+    templates: Option<Templates>,
+    /// Why the templates on disk were not loaded, while they are not.
+    template_error: Option<String>,
+    memory: Memory,
+    liveness: membership::Liveness,
+    members: Vec<Member>,
+    /// This node as the lease task announces it.
+    pub me: watch::Sender<Option<Member>>,
+    /// routelb's addresses per interface after the last convergence.
+    held: BTreeMap<String, BTreeSet<IfAddress>>,
+    address_errors: Vec<String>,
+    reported: Reported,
+    not_announced: Vec<ServiceNote>,
+    problems: BTreeSet<String>,
+    last_status: Option<NodeStateStatus>,
+    /// Whether a policy exports through an instance the daemon lacks: its instances are read
+    /// again soon (a daemon that just started may not have loaded its configuration yet).
+    pub instances_missing: bool,
+    pub instance_backoff: Backoff,
+}
+
+impl Agent {
+    pub fn new(
+        cfg: Config,
+        nl: Netlink,
+        caches: Caches,
+        metrics: Arc<AgentMetrics>,
+        writes: mpsc::UnboundedSender<Write>,
+        me: watch::Sender<Option<Member>>,
+    ) -> Agent {
+        Agent {
+            id: Identity {
+                node: cfg.node.clone(),
+                lb_interface: cfg.lb_interface.clone(),
+                class: cfg.class.clone(),
+                require_class: cfg.require_class,
+            },
+            applier: Applier::new(cfg.driver.clone()),
+            liveness: membership::Liveness::new(&cfg.node),
+            cfg,
+            nl,
+            caches,
+            metrics,
+            writes,
+            instances: None,
+            templates: None,
+            template_error: None,
+            memory: Memory::default(),
+            members: vec![],
+            me,
+            held: BTreeMap::new(),
+            address_errors: vec![],
+            reported: Reported::default(),
+            not_announced: vec![],
+            problems: BTreeSet::new(),
+            last_status: None,
+            instances_missing: false,
+            instance_backoff: Backoff::default(),
+        }
+    }
+
+    /// One pass; true when everything converged.
+    pub async fn pass(&mut self, kind: PassKind) -> Result<bool, AgentError> {
+        let started = Instant::now();
+        let instance_error = self.refresh_instances(kind.check_daemon).await;
+        self.refresh_templates(kind.reload_templates)?;
+        let facts = self.nl.interfaces().await?;
+        let resolved = self.resolve(&facts);
+        self.instances_missing = resolved.instances_missing;
+        let fragment = self
+            .templates
+            .as_ref()
+            .expect("loaded above")
+            .render(&resolved.built.data)?;
+        self.announce_me(&resolved.me);
+        self.update_members(&resolved.me);
+        let readiness = endpoints::readiness(&self.caches.slices.state());
+        let placement = decide::place(&self.id, &resolved, &self.members, &readiness, &facts);
+        let addresses_ok = self
+            .converge_addresses(&placement.plan, &facts, kind.refresh)
+            .await;
+        let daemon_ok = self.sync_daemon(&fragment, kind.check_daemon).await;
+        self.report(&resolved, &placement, instance_error);
+        self.metrics.passes.inc();
+        self.metrics
+            .pass_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(addresses_ok && daemon_ok)
+    }
+
+    /// The one place a failed pass is logged and counted; returns when to try again.
+    pub fn error_policy(&self, e: &AgentError) -> std::time::Duration {
+        self.metrics
+            .pass_errors
+            .get_or_create(&KindLabels {
+                kind: e.metric_label().into(),
+            })
+            .inc();
+        tracing::warn!(error = %e, "pass failed; nothing was withdrawn");
+        std::time::Duration::from_secs(2)
+    }
+
+    /// Reads the daemon's instances when asked or unknown. Without them the daemon gets
+    /// nothing: a fragment rendered for no instance would take every `redistribute` line away
+    /// from a daemon that is merely slow. Returns why they could not be read.
+    async fn refresh_instances(&mut self, check_daemon: bool) -> Option<String> {
+        if !(check_daemon || self.instances.is_none()) {
+            return None;
+        }
+        match self.cfg.driver.instances().await {
+            Ok(i) => {
+                self.instances = Some(i);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the daemon's routing instances");
+                Some(format!("cannot read the daemon's routing instances: {e}"))
+            }
+        }
+    }
+
+    /// (Re)loads the templates. A set that does not load (a bad edit of the ConfigMap) leaves
+    /// the last good one in use and is reported until it is fixed.
+    fn refresh_templates(&mut self, reload: bool) -> Result<(), AgentError> {
+        if !(reload || self.templates.is_none()) {
+            return Ok(());
+        }
+        match Templates::load(self.cfg.daemon, self.cfg.templates.as_deref()) {
+            Ok(t) => {
+                if self.template_error.take().is_some() || self.templates.is_some() {
+                    tracing::info!("templates loaded");
+                }
+                self.templates = Some(t);
+                Ok(())
+            }
+            Err(e) if self.templates.is_some() => {
+                tracing::warn!(error = %e, "templates not loaded; the last good ones stay in use");
+                self.template_error = Some(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn resolve(&mut self, facts: &[NodeInterface]) -> Resolved {
+        let services = self.caches.services.state();
+        let pools: Vec<AddressPool> = self
+            .caches
+            .pools
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let policies: Vec<RoutingPolicy> = self
+            .caches
+            .policies
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let namespace_labels = crate::watch::labels_by_name(&self.caches.namespaces);
+        let node_labels = self.caches.node_labels(&self.cfg.node);
+        let snapshot = Snapshot {
+            services: &services,
+            pools: &pools,
+            policies: &policies,
+            namespace_labels: &namespace_labels,
+            node_labels: &node_labels,
+            facts,
+            instances: self.instances.as_ref(),
+        };
+        decide::resolve(&self.id, &snapshot, &mut self.memory)
+    }
+
+    /// Hands this node's facts to the lease task when they changed.
+    fn announce_me(&self, me: &Member) {
+        self.me.send_if_modified(|m| {
+            let changed = m.as_ref() != Some(me);
+            *m = Some(me.clone());
+            changed
+        });
+    }
+
+    /// The member this node last announced.
+    pub fn last_me(&self) -> Option<Member> {
+        self.me.borrow().clone()
+    }
+
+    /// Recomputes the live members; true when they changed.
+    pub fn update_members(&mut self, me: &Member) -> bool {
+        let now = Instant::now();
+        // The cache's own objects: a renewal event must not cost a copy of every Lease.
+        let leases = self.caches.leases.state();
+        self.liveness.observe(&leases, now);
+        let members = self.liveness.members(&leases, me, now);
+        self.metrics.live_nodes.set(members.len() as i64);
+        let changed = members != self.members;
+        if changed {
+            let names: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
+            tracing::info!(nodes = ?names, "live nodes changed");
+        }
+        self.members = members;
+        changed
+    }
+
+    /// Whether this node's facts differ from what it last announced (a link event that
+    /// matters).
+    pub fn facts_changed(&self, facts: &[NodeInterface]) -> bool {
+        let current = self.last_me();
+        let routed = current
+            .as_ref()
+            .map(|m| m.routed_pools.clone())
+            .unwrap_or_default();
+        current.as_ref() != Some(&decide::member(&self.id, facts, routed))
+    }
+
+    /// Puts the planned addresses on, takes the others off, announces what was acquired.
+    async fn converge_addresses(
+        &mut self,
+        plan: &Plan,
+        facts: &[NodeInterface],
+        refresh: bool,
+    ) -> bool {
+        let outcomes = self
+            .nl
+            .converge_node(
+                &plan.interfaces,
+                facts,
+                &self.cfg.lb_interface,
+                Some(self.cfg.address_lifetime),
+                refresh,
+            )
+            .await;
+        crate::garp::announce_all(outcomes.iter().filter_map(InterfaceOutcome::acquired));
+        self.record_outcomes(outcomes)
+    }
+
+    /// What the interfaces now hold, errors and metrics; true when every interface converged.
+    fn record_outcomes(&mut self, outcomes: Vec<InterfaceOutcome>) -> bool {
+        self.address_errors.clear();
+        let mut held = BTreeMap::new();
+        let (mut local, mut routed) = (0i64, 0i64);
+        for o in outcomes {
+            match o.result {
+                Ok(c) => {
+                    self.metrics.acquired.inc_by(c.added.len() as u64);
+                    self.metrics.released.inc_by(c.removed as u64);
+                    if o.interface == self.cfg.lb_interface {
+                        routed += o.desired.len() as i64;
+                    } else {
+                        local += o.desired.len() as i64;
+                    }
+                    held.insert(o.interface, o.desired);
+                }
+                Err(e) => {
+                    self.metrics.netlink_errors.inc();
+                    self.address_errors.push(format!("{}: {e}", o.interface));
+                }
+            }
+        }
+        for (kind, n) in [("local", local), ("routed", routed)] {
+            self.metrics
+                .addresses
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(n);
+        }
+        self.held = held;
+        self.address_errors.is_empty()
+    }
+
+    /// The daemon, only when the fragment changed (or to repair it), and only with its
+    /// instances known; true when it holds the fragment.
+    async fn sync_daemon(&mut self, fragment: &str, check: bool) -> bool {
+        if self.instances.is_none() {
+            return false;
+        }
+        let Some(result) = self.applier.sync(fragment, check).await else {
+            return true;
+        };
+        if let Some(last) = &self.applier.last {
+            self.metrics
+                .daemon_applies
+                .get_or_create(&ResultLabels {
+                    result: last.label().into(),
+                })
+                .inc();
+        }
+        if result.is_err() {
+            // The base configuration may have changed (an instance added): read it again.
+            self.instances = None;
+        }
+        result.is_ok()
+    }
+
+    /// Events, NodeState: what [`decide::report`] says, each Event once.
+    fn report(&mut self, r: &Resolved, p: &Placement, instance_error: Option<String>) {
+        let template_problem = self
+            .template_error
+            .as_ref()
+            .map(|e| format!("templates: {e} (the last good templates stay in use)"));
+        let reports = decide::report(
+            &self.id,
+            &self.reported,
+            r,
+            p,
+            &self.address_errors,
+            instance_error.into_iter().chain(template_problem),
+        );
+        for (policy, event) in reports.policy_events {
+            let _ = self.writes.send(Write::PolicyEvent { policy, event });
+        }
+        for (key, event) in reports.service_events {
+            let _ = self.writes.send(Write::ServiceEvent { key, event });
+        }
+        self.reported = reports.reported;
+        self.not_announced = reports.not_announced;
+        self.problems = reports.problems;
+        self.report_node();
+    }
+
+    fn report_node(&mut self) {
+        let problems: Vec<String> = self.problems.iter().cloned().collect();
+        let last_apply_time = self
+            .applier
+            .last_time
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        let old = self
+            .last_status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let s = status::node_status(
+            &status::NodeReport {
+                daemon: self.cfg.daemon.name(),
+                held: &self.held,
+                lb_interface: &self.cfg.lb_interface,
+                address_errors: &self.address_errors,
+                last_apply: self.applier.last.as_ref(),
+                last_apply_time: last_apply_time.as_deref(),
+                problems: &problems,
+                not_announced: &self.not_announced,
+            },
+            &old,
+            &Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        if self
+            .last_status
+            .as_ref()
+            .is_none_or(|old| status::status_differs(old, &s))
+        {
+            self.last_status = Some(s.clone());
+            let _ = self.writes.send(Write::NodeStatus(s));
+        }
+    }
+
+    /// Graceful shutdown, first half: take every address off, so other nodes can take over
+    /// local ones and routers stop sending traffic here.
+    pub async fn withdraw_all(&mut self) {
+        for (iface, _) in std::mem::take(&mut self.held) {
+            if let Ok(Some(index)) = self.nl.link_index(&iface).await
+                && let Err(e) = self.nl.converge(index, &BTreeSet::new(), None, false).await
+            {
+                tracing::warn!(interface = %iface, error = %e, "could not remove addresses");
+            }
+        }
+    }
+}
