@@ -88,63 +88,97 @@ fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
-/// Returns whether we hold the lease after this round.
-async fn try_acquire_or_renew(
-    api: &Api<Lease>,
+/// The lease record as this replica last saw it change, on its own clock.
+pub type Observed = Option<(String, Instant)>;
+
+/// What to do about the lease as it stands (pure).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// There is none: create it, held by us.
+    Create(LeaseSpec),
+    /// Ours to renew, or expired or released: write this spec.
+    Write(LeaseSpec),
+    /// Another replica holds it and it has not expired.
+    HeldElsewhere,
+}
+
+/// Decides from the lease (`None`: there is none) whether to create, renew or take it over,
+/// judging expiry by how long the record has gone unchanged on our clock (`now`), so clock
+/// skew between replicas does not matter. `wall` stamps what we write.
+pub fn claim(
+    current: Option<&LeaseSpec>,
     cfg: &LeaseConfig,
-    observed: &mut Option<(String, Instant)>,
-) -> Result<bool, kube::Error> {
+    observed: &mut Observed,
+    now: Instant,
+    wall: MicroTime,
+) -> Claim {
     let duration_secs = cfg.lease_duration.as_secs().max(1) as i32;
-    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(cfg.name.clone()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(cfg.identity.clone()),
-                lease_duration_seconds: Some(duration_secs),
-                acquire_time: Some(now()),
-                renew_time: Some(now()),
-                lease_transitions: Some(0),
-                ..Default::default()
-            }),
-        };
-        return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        };
+    let Some(spec) = current else {
+        return Claim::Create(LeaseSpec {
+            holder_identity: Some(cfg.identity.clone()),
+            lease_duration_seconds: Some(duration_secs),
+            acquire_time: Some(wall.clone()),
+            renew_time: Some(wall),
+            lease_transitions: Some(0),
+            ..Default::default()
+        });
     };
-    let spec = lease.spec.clone().unwrap_or_default();
     let holder = spec.holder_identity.clone().unwrap_or_default();
-    let fp = fingerprint(&spec);
+    let fp = fingerprint(spec);
     if observed.as_ref().is_none_or(|(f, _)| *f != fp) {
-        *observed = Some((fp, Instant::now()));
+        *observed = Some((fp, now));
     }
     let their_duration =
         Duration::from_secs(spec.lease_duration_seconds.unwrap_or(duration_secs).max(1) as u64);
     let expired = holder.is_empty()
         || observed
             .as_ref()
-            .is_some_and(|(_, t)| t.elapsed() >= their_duration);
+            .is_some_and(|(_, t)| now.saturating_duration_since(*t) >= their_duration);
     let ours = holder == cfg.identity;
     if !ours && !expired {
-        return Ok(false);
+        return Claim::HeldElsewhere;
     }
     let mut new_spec = spec.clone();
     new_spec.holder_identity = Some(cfg.identity.clone());
     new_spec.lease_duration_seconds = Some(duration_secs);
-    new_spec.renew_time = Some(now());
+    new_spec.renew_time = Some(wall.clone());
     if !ours {
-        new_spec.acquire_time = Some(now());
+        new_spec.acquire_time = Some(wall);
         new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         tracing::info!(previous = %holder, "lease expired or released; taking over");
     }
-    lease.spec = Some(new_spec);
-    // `replace` carries the resourceVersion we read: if another replica wrote in between, the
-    // API server refuses with 409 and we simply try again next round.
-    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+    Claim::Write(new_spec)
+}
+
+/// Returns whether we hold the lease after this round.
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    observed: &mut Observed,
+) -> Result<bool, kube::Error> {
+    let current = api.get_opt(&cfg.name).await?;
+    let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
+    let result = match claim(spec.as_ref(), cfg, observed, Instant::now(), now()) {
+        Claim::HeldElsewhere => return Ok(false),
+        Claim::Create(spec) => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(spec),
+            };
+            api.create(&PostParams::default(), &lease).await
+        }
+        Claim::Write(spec) => {
+            let mut lease = current.expect("a lease to write over");
+            lease.spec = Some(spec);
+            // `replace` carries the resourceVersion we read: if another replica wrote in
+            // between, the API server refuses with 409 and we simply try again next round.
+            api.replace(&cfg.name, &PostParams::default(), &lease).await
+        }
+    };
+    match result {
         Ok(l) => {
             *observed = l.spec.as_ref().map(|s| (fingerprint(s), Instant::now()));
             Ok(true)
@@ -170,4 +204,103 @@ async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Error>
     api.replace(&cfg.name, &PostParams::default(), &lease)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(identity: &str) -> LeaseConfig {
+        LeaseConfig {
+            namespace: "routelb-system".into(),
+            name: "routelb-allocator".into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(15),
+            renew_period: Duration::from_secs(2),
+        }
+    }
+
+    fn wall(s: i64) -> MicroTime {
+        MicroTime(Timestamp::from_second(s).unwrap())
+    }
+
+    fn held_by(who: &str, renewed: i64, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(who.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(wall(renewed)),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_lease_is_created_held_by_us() {
+        let mut seen = None;
+        let Claim::Create(spec) = claim(None, &cfg("a"), &mut seen, Instant::now(), wall(1)) else {
+            panic!("not created")
+        };
+        assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec.lease_transitions, Some(0));
+    }
+
+    #[test]
+    fn a_live_lease_of_another_is_left_and_an_unchanged_one_taken_after_its_duration() {
+        let t0 = Instant::now();
+        let mut seen = None;
+        let theirs = held_by("b", 100, 3);
+        assert_eq!(
+            claim(Some(&theirs), &cfg("a"), &mut seen, t0, wall(1)),
+            Claim::HeldElsewhere
+        );
+        let later = t0 + Duration::from_secs(14);
+        assert_eq!(
+            claim(Some(&theirs), &cfg("a"), &mut seen, later, wall(2)),
+            Claim::HeldElsewhere
+        );
+        // Renewed meanwhile: the clock starts again from when we saw the change.
+        let renewed = held_by("b", 114, 3);
+        let at = t0 + Duration::from_secs(20);
+        assert_eq!(
+            claim(Some(&renewed), &cfg("a"), &mut seen, at, wall(3)),
+            Claim::HeldElsewhere
+        );
+        // Unchanged for a whole duration on our clock, whatever its own timestamps say.
+        let expired_at = at + Duration::from_secs(15);
+        let Claim::Write(spec) = claim(Some(&renewed), &cfg("a"), &mut seen, expired_at, wall(4))
+        else {
+            panic!("not taken over")
+        };
+        assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec.lease_transitions, Some(4));
+        assert_eq!(spec.acquire_time, Some(wall(4)));
+    }
+
+    #[test]
+    fn ours_is_renewed_and_a_released_one_taken_at_once() {
+        let mut seen = None;
+        let now = Instant::now();
+        let Claim::Write(spec) = claim(
+            Some(&held_by("a", 1, 2)),
+            &cfg("a"),
+            &mut seen,
+            now,
+            wall(5),
+        ) else {
+            panic!("not renewed")
+        };
+        assert_eq!(spec.renew_time, Some(wall(5)));
+        assert_eq!(
+            spec.lease_transitions,
+            Some(2),
+            "a renewal is no transition"
+        );
+        let mut released = held_by("b", 1, 2);
+        released.holder_identity = None;
+        let mut seen = None;
+        assert!(matches!(
+            claim(Some(&released), &cfg("a"), &mut seen, now, wall(6)),
+            Claim::Write(_)
+        ));
+    }
 }

@@ -3,19 +3,22 @@
 //! a standby keeps its caches warm so it can take over at once.
 //!
 //! Kubernetes is the only store: every pass starts from the Services' own status, so a restart
-//! or a new leader never renumbers a live service.
+//! or a new leader never renumbers a live service. What a pass writes is decided in
+//! [`decide`] (pure); this module gathers the caches and carries the writes out.
 
 pub mod announcing;
 pub mod changes;
+pub mod decide;
 pub mod leader;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -26,11 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddressPool, NodeState, RoutingPolicy, annotations};
 use crate::events::EventPublisher;
-use crate::ipam::{self, Family, Pool, PoolInput, ServiceKey, ServiceRequest};
+use crate::ipam::{self, Family, Outcome};
 use crate::membership::{self, Liveness};
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
 use crate::watch::{cache, keep};
 use changes::ServiceChange;
+use decide::{Grace, Served, StatusWrite, Written};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -46,54 +50,118 @@ pub struct Config {
     pub node_lease_namespace: String,
 }
 
-/// How long a service that was announced may have no live holder before it is reported as not
-/// announced: long enough for a graceful failover, short next to a hard one.
-const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
-
-/// Services routelb manages (see [`ipam::managed`]).
-fn managed(svc: &Service, cfg: &Config) -> bool {
-    ipam::managed(svc, &cfg.class, cfg.require_class)
+/// A write the API server refused. Counted and logged in one place ([`Ctx::write_failed`]);
+/// the pass goes on, and failed writes are retried with backoff.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write {what} of {kind} {name}: {source}")]
+pub struct WriteError {
+    kind: String,
+    name: String,
+    what: &'static str,
+    #[source]
+    source: kube::Error,
 }
 
-/// Whether routelb left its mark on a service that it no longer serves (its type changed).
-fn needs_release(svc: &Service, cfg: &Config) -> bool {
-    let spec = svc.spec.as_ref();
-    let class_ok = spec
-        .and_then(|s| s.load_balancer_class.as_deref())
-        .is_none_or(|c| c == cfg.class);
-    let is_lb = spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-    class_ok
-        && !is_lb
-        && [
-            annotations::POOL_USED,
-            annotations::ALLOCATION_ERROR,
-            annotations::ALLOCATION_WARNING,
-        ]
-        .iter()
-        .any(|k| svc.annotations().contains_key(*k))
+impl WriteError {
+    pub fn metric_label(&self) -> &str {
+        &self.kind
+    }
+}
+
+/// The watch caches.
+struct Caches {
+    services: Store<Service>,
+    pools: Store<AddressPool>,
+    policies: Store<RoutingPolicy>,
+    /// Metadata only: namespace labels are all the selectors need.
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    node_states: Store<NodeState>,
+    node_leases: Store<Lease>,
+    /// Any change but a node Lease renewal.
+    changed: Arc<Notify>,
+    /// Node lease renewals arrive every renew period from every node: they wake the loop only
+    /// to see whether somebody died, not for a pass each.
+    leases_changed: Arc<Notify>,
+}
+
+impl Caches {
+    fn start(client: &Client, cfg: &Config) -> Caches {
+        let changed = Arc::new(Notify::new());
+        let leases_changed = Arc::new(Notify::new());
+        let all = watcher::Config::default;
+        Caches {
+            services: cache(
+                Api::all(client.clone()),
+                all(),
+                "services",
+                crate::watch::slim_service,
+                changed.clone(),
+            ),
+            pools: cache(
+                Api::all(client.clone()),
+                all(),
+                "addresspools",
+                keep,
+                changed.clone(),
+            ),
+            policies: cache(
+                Api::all(client.clone()),
+                all(),
+                "routingpolicies",
+                keep,
+                changed.clone(),
+            ),
+            namespaces: cache(
+                Api::all(client.clone()),
+                all(),
+                "namespaces",
+                keep,
+                changed.clone(),
+            ),
+            node_states: cache(
+                Api::all(client.clone()),
+                all(),
+                "nodestates",
+                |n: &mut NodeState| n.managed_fields_mut().clear(),
+                changed.clone(),
+            ),
+            node_leases: cache(
+                Api::namespaced(client.clone(), &cfg.node_lease_namespace),
+                membership::lease_watch(),
+                "node leases",
+                keep,
+                leases_changed.clone(),
+            ),
+            changed,
+            leases_changed,
+        }
+    }
+
+    async fn wait_until_ready(&self) -> anyhow::Result<()> {
+        self.services.wait_until_ready().await?;
+        self.pools.wait_until_ready().await?;
+        self.policies.wait_until_ready().await?;
+        self.node_states.wait_until_ready().await?;
+        self.node_leases.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        Ok(())
+    }
 }
 
 struct Ctx {
     client: Client,
     cfg: Config,
-    services: Store<Service>,
-    pools: Store<AddressPool>,
-    policies: Store<RoutingPolicy>,
-    namespaces: Store<PartialObjectMeta<Namespace>>,
-    node_states: Store<NodeState>,
-    node_leases: Store<Lease>,
+    served: Served,
+    caches: Caches,
     liveness: Liveness,
     /// Nodes whose agent is alive, as of the last lease event.
     live_nodes: BTreeSet<String>,
-    /// Services that were announced and that no live node holds right now, since when.
-    unannounced_since: HashMap<String, Instant>,
-    /// When a pass is due without any change (the end of such a grace period).
+    grace: Grace,
+    /// When a pass is due without any change (the end of a grace period).
     wake_at: Option<Instant>,
     metrics: Arc<Metrics>,
     events: EventPublisher,
-    /// Services as we last wrote them, keyed by uid, with the resourceVersion the cache had
-    /// then: until the cache moves past that version, our write is newer than the cache.
-    written: HashMap<String, (String, Service)>,
+    written: Written,
 }
 
 pub async fn run(
@@ -103,82 +171,24 @@ pub async fn run(
     health: Arc<Health>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let trigger = Arc::new(Notify::new());
-
-    let services = cache(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        "services",
-        crate::watch::slim_service,
-        trigger.clone(),
-    );
-    let pools = cache(
-        Api::<AddressPool>::all(client.clone()),
-        watcher::Config::default(),
-        "addresspools",
-        keep,
-        trigger.clone(),
-    );
-    let policies = cache(
-        Api::<RoutingPolicy>::all(client.clone()),
-        watcher::Config::default(),
-        "routingpolicies",
-        keep,
-        trigger.clone(),
-    );
-    // Namespaces as metadata only: their labels are all the selectors need.
-    let namespaces = cache(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
-        "namespaces",
-        keep,
-        trigger.clone(),
-    );
-
-    let node_states = cache(
-        Api::<NodeState>::all(client.clone()),
-        watcher::Config::default(),
-        "nodestates",
-        |n: &mut NodeState| n.managed_fields_mut().clear(),
-        trigger.clone(),
-    );
-    // Node lease renewals arrive every renew period from every node: they wake the loop only
-    // to see whether somebody died (see below), not for a pass each.
-    let lease_events = Arc::new(Notify::new());
-    let node_leases = cache(
-        Api::<Lease>::namespaced(client.clone(), &cfg.node_lease_namespace),
-        membership::lease_watch(),
-        "node leases",
-        keep,
-        lease_events.clone(),
-    );
-
-    let (leading_tx, mut leading) = watch::channel(false);
+    let caches = Caches::start(&client, &cfg);
+    let (leading_tx, leading) = watch::channel(false);
     let lease_task = tokio::spawn(leader::run(
         client.clone(),
         cfg.lease.clone(),
         leading_tx,
         cancel.clone(),
     ));
-
     tokio::select! {
         _ = cancel.cancelled() => { lease_task.await.ok(); return Ok(()) }
-        r = async {
-            services.wait_until_ready().await?;
-            pools.wait_until_ready().await?;
-            policies.wait_until_ready().await?;
-            node_states.wait_until_ready().await?;
-            node_leases.wait_until_ready().await?;
-            namespaces.wait_until_ready().await
-        } => r?,
+        r = caches.wait_until_ready() => r?,
     }
     tracing::info!(
-        services = services.state().len(),
-        pools = pools.state().len(),
+        services = caches.services.state().len(),
+        pools = caches.pools.state().len(),
         "caches synced"
     );
     health.set_ready(true);
-
     let events = EventPublisher::new(
         client.clone(),
         "routelb-allocator",
@@ -187,66 +197,68 @@ pub async fn run(
     );
     let mut ctx = Ctx {
         client,
+        served: Served {
+            class: cfg.class.clone(),
+            require_class: cfg.require_class,
+        },
         cfg,
-        services,
-        pools,
-        policies,
-        namespaces,
-        node_states,
-        node_leases,
+        caches,
         liveness: Liveness::observer(),
         live_nodes: BTreeSet::new(),
-        unannounced_since: HashMap::new(),
+        grace: Grace::default(),
         wake_at: None,
         metrics,
         events,
-        written: HashMap::new(),
+        written: Written::default(),
     };
     ctx.update_live_nodes();
-    let mut retry: Option<Duration> = None;
-    loop {
-        let due =
-            retry
-                .unwrap_or(Duration::from_secs(300))
-                .min(ctx.wake_at.map_or(Duration::MAX, |w| {
-                    w.saturating_duration_since(Instant::now())
-                }));
-        let sleep = tokio::time::sleep(due);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = trigger.notified() => {}
-            _ = lease_events.notified() => if !ctx.update_live_nodes() { continue },
-            r = leading.changed() => if r.is_err() { break },
-            _ = sleep => {}
-        }
-        let is_leader = *leading.borrow_and_update();
-        ctx.metrics.is_leader.set(i64::from(is_leader));
-        if !is_leader {
-            continue;
-        }
-        let started = Instant::now();
-        let failed = ctx.pass().await;
-        ctx.metrics
-            .reconcile_duration
-            .observe(started.elapsed().as_secs_f64());
-        retry = if failed == 0 {
-            None
-        } else {
-            let next = retry.map_or(Duration::from_millis(500), |d| {
-                (d * 2).min(Duration::from_secs(30))
-            });
-            tracing::warn!(failed, retry_in = ?next, "some writes failed; will retry");
-            Some(next)
-        };
-    }
+    ctx.serve(leading, cancel).await;
     lease_task.await.ok();
     Ok(())
 }
 
 impl Ctx {
+    /// Waits for changes, and while leading, passes; failed writes are retried with backoff.
+    async fn serve(&mut self, mut leading: watch::Receiver<bool>, cancel: CancellationToken) {
+        let mut retry: Option<Duration> = None;
+        loop {
+            let due = retry.unwrap_or(Duration::from_secs(300)).min(
+                self.wake_at.map_or(Duration::MAX, |w| {
+                    w.saturating_duration_since(Instant::now())
+                }),
+            );
+            let changed = self.caches.changed.clone();
+            let leases_changed = self.caches.leases_changed.clone();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = changed.notified() => {}
+                _ = leases_changed.notified() => if !self.update_live_nodes() { continue },
+                r = leading.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(due) => {}
+            }
+            let is_leader = *leading.borrow_and_update();
+            self.metrics.is_leader.set(i64::from(is_leader));
+            if !is_leader {
+                continue;
+            }
+            let started = Instant::now();
+            let failed = self.pass().await;
+            self.metrics
+                .reconcile_duration
+                .observe(started.elapsed().as_secs_f64());
+            retry = (failed > 0).then(|| {
+                let next = retry.map_or(Duration::from_millis(500), |d| {
+                    (d * 2).min(Duration::from_secs(30))
+                });
+                tracing::warn!(failed, retry_in = ?next, "some writes failed; will retry");
+                next
+            });
+        }
+    }
+
     /// Records node lease renewals; true when the set of live nodes changed.
     fn update_live_nodes(&mut self) -> bool {
-        let leases = self.node_leases.state();
+        let leases = self.caches.node_leases.state();
         let now = Instant::now();
         self.liveness.observe(&leases, now);
         let live = self.liveness.live_nodes(&leases, now);
@@ -257,123 +269,79 @@ impl Ctx {
 
     /// One allocation pass over everything. Returns the number of failed writes.
     async fn pass(&mut self) -> usize {
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::now(),
-        );
-        // The cache, with our own newer writes laid over it.
-        let mut services: Vec<Service> = Vec::new();
-        let mut live = std::collections::HashSet::new();
-        for s in self.services.state() {
-            let uid = s.uid().unwrap_or_default();
-            live.insert(uid.clone());
-            match self.written.get(&uid) {
-                Some((rv, ours)) if s.resource_version() == Some(rv.clone()) => {
-                    services.push(ours.clone())
-                }
-                _ => {
-                    self.written.remove(&uid);
-                    services.push((*s).clone());
-                }
-            }
-        }
-        self.written.retain(|uid, _| live.contains(uid));
-
-        let ns_labels = crate::watch::labels_by_name(&self.namespaces);
-        let mut pool_objs = self.pools.state();
-        pool_objs.sort_by_key(|p| p.name_any());
-        let pool_inputs: Vec<PoolInput> = pool_objs
-            .iter()
-            .map(|p| (p.name_any(), Pool::from_spec(&p.name_any(), &p.spec)))
-            .collect();
-        let empty = BTreeMap::new();
-        let requests: Vec<ServiceRequest> = services
-            .iter()
-            .filter(|s| managed(s, &self.cfg))
-            .map(|s| {
-                ServiceRequest::from_service(
-                    s,
-                    ns_labels
-                        .get(&s.namespace().unwrap_or_default())
-                        .unwrap_or(&empty),
-                )
-            })
-            .collect();
-
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let services = decide::overlay(&self.caches.services.state(), &mut self.written);
+        let pools = self.caches.pools.state();
+        let labels = crate::watch::labels_by_name(&self.caches.namespaces);
+        let (pool_inputs, requests) = decide::ipam_input(&self.served, &services, &pools, &labels);
         let t = Instant::now();
         let outcome = ipam::allocate(&pool_inputs, &requests);
         self.metrics
             .ipam_duration
             .observe(t.elapsed().as_secs_f64());
-
-        let states = self.node_states.state();
-        let seen =
-            announcing::Announcements::collect(states.iter().map(|s| s.as_ref()), &self.live_nodes);
-        self.wake_at = None;
-        let mut work = Vec::new();
-        for svc in &services {
-            let decision = if managed(svc, &self.cfg) {
-                let key = ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
-                outcome.services.get(&key)
-            } else if needs_release(svc, &self.cfg) {
-                None
-            } else {
-                continue;
-            };
-            let mut change = changes::service_change(svc, decision);
-            let addresses = change
-                .ingress
-                .clone()
-                .unwrap_or_else(|| ipam::ingress_ips(svc));
-            let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
-            let before = svc.annotations().get(annotations::ANNOUNCING);
-            // A failover passes through a moment when no live node holds the address yet:
-            // give it a moment, so it reads as a move and not as a withdrawal.
-            let gap = !addresses.is_empty()
-                && before.is_some_and(|b| !b.is_empty())
-                && seen.value(&addresses).is_empty();
-            let now = Instant::now();
-            let since = if gap {
-                *self.unannounced_since.entry(key.clone()).or_insert(now)
-            } else {
-                self.unannounced_since.remove(&key);
-                now
-            };
-            if gap && now < since + UNANNOUNCED_GRACE {
-                let at = since + UNANNOUNCED_GRACE;
-                self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
-            } else {
-                announcing::add_change(
-                    &mut change,
-                    &key,
-                    before.map(String::as_str),
-                    &addresses,
-                    &seen,
-                );
+        let w = decide::service_writes(
+            &self.served,
+            &services,
+            &outcome,
+            &self.caches.node_states.state(),
+            &self.live_nodes,
+            &mut self.grace,
+            Instant::now(),
+        );
+        self.wake_at = w.wake_at;
+        let mut failed = self.write_services(w.writes).await;
+        self.record_pool_counts(&outcome);
+        for write in decide::pool_writes(&pools, &outcome, &now) {
+            if let Some(e) = &outcome.pools[&write.name].invalid {
+                tracing::warn!(pool = %write.name, reason = %e, "invalid address pool");
             }
-            if !change.is_empty() {
-                work.push((svc.clone(), change));
-            }
+            failed += usize::from(!self.write_status::<AddressPool, _>(write).await);
         }
-        let results: Vec<Result<(String, String, Service), ()>> = futures::stream::iter(work)
-            .map(|(svc, change)| self.write_service(svc, change))
-            .buffer_unordered(self.cfg.write_concurrency.max(1))
-            .collect()
-            .await;
+        for write in decide::policy_writes(&self.caches.policies.state(), &now) {
+            for ev in &write.events {
+                tracing::warn!(policy = %write.name, reason = %ev.note, "invalid routing policy");
+            }
+            failed += usize::from(!self.write_status::<RoutingPolicy, _>(write).await);
+        }
+        failed
+    }
+
+    /// Carries out the Service writes, some at once; returns how many failed.
+    async fn write_services(&mut self, work: Vec<(Service, ServiceChange)>) -> usize {
+        let results: Vec<Result<(String, String, Service), WriteError>> =
+            futures::stream::iter(work)
+                .map(|(svc, change)| self.write_service(svc, change))
+                .buffer_unordered(self.cfg.write_concurrency.max(1))
+                .collect()
+                .await;
         let mut failed = 0;
         for r in results {
             match r {
                 Ok((uid, rv, svc)) => {
-                    self.written.insert(uid, (rv, svc));
+                    self.written.0.insert(uid, (rv, svc));
                 }
-                Err(()) => failed += 1,
+                Err(e) => {
+                    self.write_failed(&e);
+                    failed += 1;
+                }
             }
         }
+        failed
+    }
 
-        for pool in &pool_objs {
-            let name = pool.name_any();
-            let Some(report) = outcome.pools.get(&name) else {
-                continue;
-            };
+    /// The one place a failed write is logged and counted.
+    fn write_failed(&self, e: &WriteError) {
+        tracing::warn!(error = %e, "write failed");
+        self.metrics
+            .write_errors
+            .get_or_create(&KindLabels {
+                kind: e.metric_label().to_string(),
+            })
+            .inc();
+    }
+
+    fn record_pool_counts(&self, outcome: &Outcome) {
+        for (name, report) in &outcome.pools {
             for (f, counts) in [(Family::V4, report.v4), (Family::V6, report.v6)] {
                 for (state, n) in [
                     ("allocated", counts.allocated),
@@ -390,107 +358,41 @@ impl Ctx {
                         .set(n.min(i64::MAX as u128) as i64);
                 }
             }
-            let old = pool.status.as_ref();
-            let desired = changes::pool_status(report, pool.metadata.generation, old, &now);
-            if old.is_some_and(|o| !changes::pool_status_differs(o, &desired)) {
-                continue;
-            }
-            match self
-                .patch_cluster_status::<AddressPool>(&name, &desired)
-                .await
-            {
-                Ok(true) => {
-                    for ev in changes::pool_events(&desired, old) {
-                        self.events.publish(&pool.object_ref(&()), ev).await;
-                    }
-                    if let Some(e) = &report.invalid {
-                        tracing::warn!(pool = %name, reason = %e, "invalid address pool");
-                    }
-                }
-                Ok(false) => {}
-                Err(()) => failed += 1,
-            }
         }
-        failed + self.write_policy_statuses().await
     }
 
-    /// RoutingPolicy validity as status conditions and Events; the agents add what only a node
-    /// can see (a protocol with no instance in its daemon).
-    async fn write_policy_statuses(&self) -> usize {
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::now(),
-        );
-        let mut failed = 0;
-        for policy in self.policies.state() {
-            let name = policy.name_any();
-            let old = policy.status.as_ref();
-            let mut desired =
-                changes::policy_status(&policy.spec, policy.metadata.generation, old, &now);
-            // Keep conditions other writers (agents) own.
-            if let Some(o) = old {
-                desired.conditions.extend(
-                    o.conditions
-                        .iter()
-                        .filter(|c| !matches!(c.type_.as_str(), "Ready" | "Invalid"))
-                        .cloned(),
-                );
-            }
-            if old.is_some_and(|o| {
-                !crate::status::conditions_differ(&o.conditions, &desired.conditions)
-                    && o.observed_generation == desired.observed_generation
-            }) {
-                continue;
-            }
-            match self
-                .patch_cluster_status::<RoutingPolicy>(&name, &desired)
-                .await
-            {
-                Ok(true) => {
-                    for ev in changes::policy_events(&desired, old) {
-                        tracing::warn!(policy = %name, reason = %ev.note, "invalid routing policy");
-                        self.events.publish(&policy.object_ref(&()), ev).await;
-                    }
-                }
-                Ok(false) => {}
-                Err(()) => failed += 1,
-            }
-        }
-        failed
-    }
-
-    /// Merge-patches the status of a cluster-scoped object (a pool or a policy). `Ok(false)`:
-    /// the object was deleted since the snapshot. Errors are counted and logged here.
-    async fn patch_cluster_status<K>(
-        &self,
-        name: &str,
-        status: &impl serde::Serialize,
-    ) -> Result<bool, ()>
+    /// Merge-patches the status of a cluster-scoped object (a pool or a policy), then publishes
+    /// its Events. True unless the write failed (an object deleted since the snapshot is fine).
+    async fn write_status<K, S>(&self, write: StatusWrite<S>) -> bool
     where
         K: kube::Resource<Scope = kube::core::ClusterResourceScope>
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
         K::DynamicType: Default,
+        S: serde::Serialize,
     {
         let api: Api<K> = Api::all(self.client.clone());
+        let patch = Patch::Merge(json!({ "status": write.status }));
         match api
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
+            .patch_status(&write.name, &PatchParams::default(), &patch)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => {
-                let kind = K::kind(&K::DynamicType::default()).to_string();
-                tracing::warn!(kind = %kind, name, error = %e, "could not write status");
-                self.metrics
-                    .write_errors
-                    .get_or_create(&KindLabels { kind })
-                    .inc();
-                Err(())
+            Ok(_) => {
+                for ev in write.events {
+                    self.events.publish(&write.object, ev).await;
+                }
+                true
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => true,
+            Err(source) => {
+                self.write_failed(&WriteError {
+                    kind: K::kind(&K::DynamicType::default()).to_string(),
+                    name: write.name,
+                    what: "status",
+                    source,
+                });
+                false
             }
         }
     }
@@ -500,18 +402,34 @@ impl Ctx {
         &self,
         svc: Service,
         change: ServiceChange,
-    ) -> Result<(String, String, Service), ()> {
-        let ns = svc.namespace().unwrap_or_default();
+    ) -> Result<(String, String, Service), WriteError> {
+        let latest = self.patch_service(&svc, &change).await?;
+        record_change(&self.metrics, &svc, &change);
+        let reference = latest.object_ref(&());
+        for ev in change.events {
+            self.events.publish(&reference, ev).await;
+        }
+        Ok((
+            svc.uid().unwrap_or_default(),
+            svc.resource_version().unwrap_or_default(),
+            latest,
+        ))
+    }
+
+    /// Writes the change's status and annotations; returns the Service as last written.
+    async fn patch_service(
+        &self,
+        svc: &Service,
+        change: &ServiceChange,
+    ) -> Result<Service, WriteError> {
         let name = svc.name_any();
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        let fail = |what: &str, e: kube::Error| {
-            self.metrics
-                .write_errors
-                .get_or_create(&KindLabels {
-                    kind: "Service".into(),
-                })
-                .inc();
-            tracing::warn!(service = %format!("{ns}/{name}"), error = %e, "could not write {what}");
+        let api: Api<Service> =
+            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+        let failed = |what, source| WriteError {
+            kind: "Service".into(),
+            name: format!("{}/{name}", svc.namespace().unwrap_or_default()),
+            what,
+            source,
         };
         let mut latest = svc.clone();
         if let Some(ips) = &change.ingress {
@@ -524,59 +442,46 @@ impl Ctx {
             } else {
                 json!({ "status": { "loadBalancer": { "ingress": ingress } } })
             };
-            match api
+            latest = api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-            {
-                Ok(s) => latest = s,
-                Err(e) => {
-                    fail("status", e);
-                    return Err(());
-                }
-            }
+                .map_err(|e| failed("status", e))?;
         }
         if !change.annotations.is_empty() {
             let patch = json!({ "metadata": { "annotations": change.annotations } });
-            match api
+            latest = api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-            {
-                Ok(s) => latest = s,
-                Err(e) => {
-                    fail("annotations", e);
-                    return Err(());
-                }
-            }
+                .map_err(|e| failed("annotations", e))?;
         }
-        if change.allocated {
-            self.metrics.allocations.inc();
-            tracing::info!(service = %format!("{ns}/{name}"), addresses = ?change.ingress, "allocated");
-        }
-        if change.released {
-            self.metrics.releases.inc();
-            tracing::info!(service = %format!("{ns}/{name}"), "released");
-        }
-        if let Some(reason) = change.failure_reason {
-            self.metrics
-                .allocation_failures
-                .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
-                })
-                .inc();
-            tracing::warn!(
-                service = %format!("{ns}/{name}"),
-                reason = change.annotations.get(annotations::ALLOCATION_ERROR).cloned().flatten().unwrap_or_default(),
-                "allocation failed"
-            );
-        }
-        let reference = latest.object_ref(&());
-        for ev in change.events {
-            self.events.publish(&reference, ev).await;
-        }
-        Ok((
-            svc.uid().unwrap_or_default(),
-            svc.resource_version().unwrap_or_default(),
-            latest,
-        ))
+        Ok(latest)
+    }
+}
+
+/// Metrics and log lines for a Service change that was written.
+fn record_change(metrics: &Metrics, svc: &Service, change: &ServiceChange) {
+    let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+    if change.allocated {
+        metrics.allocations.inc();
+        tracing::info!(service = %key, addresses = ?change.ingress, "allocated");
+    }
+    if change.released {
+        metrics.releases.inc();
+        tracing::info!(service = %key, "released");
+    }
+    if let Some(reason) = change.failure_reason {
+        metrics
+            .allocation_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+        let why = change
+            .annotations
+            .get(annotations::ALLOCATION_ERROR)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        tracing::warn!(service = %key, reason = why, "allocation failed");
     }
 }

@@ -1,0 +1,264 @@
+//! The allocator's decisions, without I/O: what a pass writes, from a snapshot of the caches.
+//! - [`overlay`]: read-your-writes, so a pass never works from a cache older than its own
+//!   last writes;
+//! - [`ipam_input`] → [`crate::ipam::allocate`] (the shell times it);
+//! - [`service_writes`]: each Service's change (status, annotations, Events), with the grace
+//!   that makes a failover read as a move, not a withdrawal;
+//! - [`pool_writes`], [`policy_writes`]: status and Events of pools and policies.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Resource, ResourceExt};
+
+use super::announcing::{self, Announcements};
+use super::changes::{self, ServiceChange};
+use crate::api::{
+    AddressPool, AddressPoolStatus, NodeState, RoutingPolicy, RoutingPolicyStatus, annotations,
+};
+use crate::ipam::{self, Outcome, Pool, PoolInput, ServiceKey, ServiceRequest};
+use crate::status::EventSpec;
+
+/// How long a service that was announced may have no live holder before it is reported as not
+/// announced: long enough for a graceful failover, short next to a hard one.
+pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
+
+/// Which Services the allocator serves.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub class: String,
+    pub require_class: bool,
+}
+
+impl Served {
+    /// Services routelb manages (see [`ipam::managed`]).
+    pub fn managed(&self, svc: &Service) -> bool {
+        ipam::managed(svc, &self.class, self.require_class)
+    }
+
+    /// Whether routelb left its mark on a service it no longer serves (its type changed).
+    pub fn needs_release(&self, svc: &Service) -> bool {
+        let spec = svc.spec.as_ref();
+        let class_ok = spec
+            .and_then(|s| s.load_balancer_class.as_deref())
+            .is_none_or(|c| c == self.class);
+        let is_lb = spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+        class_ok
+            && !is_lb
+            && [
+                annotations::POOL_USED,
+                annotations::ALLOCATION_ERROR,
+                annotations::ALLOCATION_WARNING,
+            ]
+            .iter()
+            .any(|k| svc.annotations().contains_key(*k))
+    }
+}
+
+/// Services as we last wrote them, by uid, with the resourceVersion the cache had then: until
+/// the cache moves past that version, our write is newer than the cache.
+#[derive(Clone, Debug, Default)]
+pub struct Written(pub HashMap<String, (String, Service)>);
+
+/// The cache with our own newer writes laid over it; forgets writes the cache caught up with
+/// and Services that are gone.
+pub fn overlay(cached: &[Arc<Service>], written: &mut Written) -> Vec<Service> {
+    let mut services = Vec::with_capacity(cached.len());
+    let mut live = HashSet::new();
+    for s in cached {
+        let uid = s.uid().unwrap_or_default();
+        live.insert(uid.clone());
+        match written.0.get(&uid) {
+            Some((rv, ours)) if s.resource_version().as_ref() == Some(rv) => {
+                services.push(ours.clone())
+            }
+            _ => {
+                written.0.remove(&uid);
+                services.push((**s).clone());
+            }
+        }
+    }
+    written.0.retain(|uid, _| live.contains(uid));
+    services
+}
+
+/// What IPAM works on: pools (sorted by name) and the managed Services' requests.
+pub fn ipam_input(
+    served: &Served,
+    services: &[Service],
+    pools: &[Arc<AddressPool>],
+    namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
+) -> (Vec<PoolInput>, Vec<ServiceRequest>) {
+    let mut pools: Vec<&Arc<AddressPool>> = pools.iter().collect();
+    pools.sort_by_key(|p| p.name_any());
+    let pool_inputs = pools
+        .iter()
+        .map(|p| (p.name_any(), Pool::from_spec(&p.name_any(), &p.spec)))
+        .collect();
+    let empty = BTreeMap::new();
+    let requests = services
+        .iter()
+        .filter(|s| served.managed(s))
+        .map(|s| {
+            let labels = namespace_labels
+                .get(&s.namespace().unwrap_or_default())
+                .unwrap_or(&empty);
+            ServiceRequest::from_service(s, labels)
+        })
+        .collect();
+    (pool_inputs, requests)
+}
+
+/// Services that were announced and that no live node holds right now, since when.
+#[derive(Clone, Debug, Default)]
+pub struct Grace(pub HashMap<String, Instant>);
+
+/// The Service writes a pass makes, and when to come back without any change (the end of a
+/// grace period).
+pub struct ServiceWrites {
+    pub writes: Vec<(Service, ServiceChange)>,
+    pub wake_at: Option<Instant>,
+}
+
+/// Each Service's change: what IPAM decided, and which live nodes announce it (from their
+/// NodeStates).
+pub fn service_writes(
+    served: &Served,
+    services: &[Service],
+    outcome: &Outcome,
+    node_states: &[Arc<NodeState>],
+    live_nodes: &BTreeSet<String>,
+    grace: &mut Grace,
+    now: Instant,
+) -> ServiceWrites {
+    let seen = Announcements::collect(node_states.iter().map(|s| s.as_ref()), live_nodes);
+    let mut out = ServiceWrites {
+        writes: Vec::new(),
+        wake_at: None,
+    };
+    for svc in services {
+        let decision = if served.managed(svc) {
+            let key = ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
+            outcome.services.get(&key)
+        } else if served.needs_release(svc) {
+            None
+        } else {
+            continue;
+        };
+        let mut change = changes::service_change(svc, decision);
+        if let Some(at) = announce(svc, &mut change, &seen, grace, now) {
+            out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+        }
+        if !change.is_empty() {
+            out.writes.push((svc.clone(), change));
+        }
+    }
+    out
+}
+
+/// Adds the `routelb.io/announcing` change, unless the Service is in its grace period: a
+/// failover passes through a moment when no live node holds the address yet, which should read
+/// as a move, not a withdrawal. Returns when the grace period ends.
+fn announce(
+    svc: &Service,
+    change: &mut ServiceChange,
+    seen: &Announcements,
+    grace: &mut Grace,
+    now: Instant,
+) -> Option<Instant> {
+    let addresses = change
+        .ingress
+        .clone()
+        .unwrap_or_else(|| ipam::ingress_ips(svc));
+    let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+    let before = svc.annotations().get(annotations::ANNOUNCING);
+    let gap = !addresses.is_empty()
+        && before.is_some_and(|b| !b.is_empty())
+        && seen.value(&addresses).is_empty();
+    let since = if gap {
+        *grace.0.entry(key.clone()).or_insert(now)
+    } else {
+        grace.0.remove(&key);
+        now
+    };
+    if gap && now < since + UNANNOUNCED_GRACE {
+        return Some(since + UNANNOUNCED_GRACE);
+    }
+    announcing::add_change(change, &key, before.map(String::as_str), &addresses, seen);
+    None
+}
+
+/// A status to write on a cluster-scoped object, and the Events to publish once it is written.
+pub struct StatusWrite<S> {
+    pub name: String,
+    pub object: ObjectReference,
+    pub status: S,
+    pub events: Vec<EventSpec>,
+}
+
+/// Pool statuses that differ from what the pools show.
+pub fn pool_writes(
+    pools: &[Arc<AddressPool>],
+    outcome: &Outcome,
+    now: &Time,
+) -> Vec<StatusWrite<AddressPoolStatus>> {
+    pools
+        .iter()
+        .filter_map(|pool| {
+            let report = outcome.pools.get(&pool.name_any())?;
+            let old = pool.status.as_ref();
+            let desired = changes::pool_status(report, pool.metadata.generation, old, now);
+            if old.is_some_and(|o| !changes::pool_status_differs(o, &desired)) {
+                return None;
+            }
+            Some(StatusWrite {
+                name: pool.name_any(),
+                object: pool.object_ref(&()),
+                events: changes::pool_events(&desired, old),
+                status: desired,
+            })
+        })
+        .collect()
+}
+
+/// Policy statuses (validity) that differ from what the policies show. Conditions other
+/// writers own (the agents: what only a node can see) are kept.
+pub fn policy_writes(
+    policies: &[Arc<RoutingPolicy>],
+    now: &Time,
+) -> Vec<StatusWrite<RoutingPolicyStatus>> {
+    policies
+        .iter()
+        .filter_map(|policy| {
+            let old = policy.status.as_ref();
+            let mut desired =
+                changes::policy_status(&policy.spec, policy.metadata.generation, old, now);
+            if let Some(o) = old {
+                desired.conditions.extend(
+                    o.conditions
+                        .iter()
+                        .filter(|c| !matches!(c.type_.as_str(), "Ready" | "Invalid"))
+                        .cloned(),
+                );
+            }
+            if old.is_some_and(|o| {
+                !crate::status::conditions_differ(&o.conditions, &desired.conditions)
+                    && o.observed_generation == desired.observed_generation
+            }) {
+                return None;
+            }
+            Some(StatusWrite {
+                name: policy.name_any(),
+                object: policy.object_ref(&()),
+                events: changes::policy_events(&desired, old),
+                status: desired,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
