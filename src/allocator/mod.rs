@@ -7,6 +7,7 @@
 //! [`decide`] (pure); this module gathers the caches and carries the writes out.
 
 pub mod announcing;
+mod caches;
 pub mod changes;
 pub mod decide;
 pub mod leader;
@@ -16,23 +17,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{PartialObjectMeta, Patch, PatchParams};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AddressPool, NodeState, RoutingPolicy, annotations};
+use crate::api::{AddressPool, RoutingPolicy, annotations};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Outcome};
-use crate::membership::{self, Liveness};
+use crate::membership::Liveness;
 use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
-use crate::watch::{cache, keep};
+use caches::Caches;
 use changes::ServiceChange;
 use decide::{Grace, Served, StatusWrite, Written};
 
@@ -65,86 +63,6 @@ pub struct WriteError {
 impl WriteError {
     pub fn metric_label(&self) -> &str {
         &self.kind
-    }
-}
-
-/// The watch caches.
-struct Caches {
-    services: Store<Service>,
-    pools: Store<AddressPool>,
-    policies: Store<RoutingPolicy>,
-    /// Metadata only: namespace labels are all the selectors need.
-    namespaces: Store<PartialObjectMeta<Namespace>>,
-    node_states: Store<NodeState>,
-    node_leases: Store<Lease>,
-    /// Any change but a node Lease renewal.
-    changed: Arc<Notify>,
-    /// Node lease renewals arrive every renew period from every node: they wake the loop only
-    /// to see whether somebody died, not for a pass each.
-    leases_changed: Arc<Notify>,
-}
-
-impl Caches {
-    fn start(client: &Client, cfg: &Config) -> Caches {
-        let changed = Arc::new(Notify::new());
-        let leases_changed = Arc::new(Notify::new());
-        let all = watcher::Config::default;
-        Caches {
-            services: cache(
-                Api::all(client.clone()),
-                all(),
-                "services",
-                crate::watch::slim_service,
-                changed.clone(),
-            ),
-            pools: cache(
-                Api::all(client.clone()),
-                all(),
-                "addresspools",
-                keep,
-                changed.clone(),
-            ),
-            policies: cache(
-                Api::all(client.clone()),
-                all(),
-                "routingpolicies",
-                keep,
-                changed.clone(),
-            ),
-            namespaces: cache(
-                Api::all(client.clone()),
-                all(),
-                "namespaces",
-                keep,
-                changed.clone(),
-            ),
-            node_states: cache(
-                Api::all(client.clone()),
-                all(),
-                "nodestates",
-                |n: &mut NodeState| n.managed_fields_mut().clear(),
-                changed.clone(),
-            ),
-            node_leases: cache(
-                Api::namespaced(client.clone(), &cfg.node_lease_namespace),
-                membership::lease_watch(),
-                "node leases",
-                keep,
-                leases_changed.clone(),
-            ),
-            changed,
-            leases_changed,
-        }
-    }
-
-    async fn wait_until_ready(&self) -> anyhow::Result<()> {
-        self.services.wait_until_ready().await?;
-        self.pools.wait_until_ready().await?;
-        self.policies.wait_until_ready().await?;
-        self.node_states.wait_until_ready().await?;
-        self.node_leases.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await?;
-        Ok(())
     }
 }
 
