@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::render::model::Instances;
+use crate::{manifests, plan};
 
 fn manifests(yaml: &str) -> Manifests {
     let mut m = Manifests::default();

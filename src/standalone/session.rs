@@ -1,0 +1,276 @@
+//! A running standalone between passes, and one pass: read, allocate, record the state,
+//! converge the host's addresses, then the daemon.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::State;
+use super::{Allocated, Options, allocate, render, state, templates};
+use crate::backoff::Backoff;
+use crate::daemon::applier::Applier;
+use crate::manifests::{self, Manifests};
+use crate::netlink::Netlink;
+use crate::plan;
+use crate::render::Templates;
+use crate::render::model::Instances;
+
+/// Messages logged once while they hold, not once per pass.
+#[derive(Default)]
+struct Notes(BTreeSet<String>);
+
+impl Notes {
+    fn log(&mut self, current: impl IntoIterator<Item = String>) {
+        let current: BTreeSet<String> = current.into_iter().collect();
+        for n in current.difference(&self.0) {
+            tracing::warn!("{n}");
+        }
+        self.0 = current;
+    }
+}
+
+/// Why the next pass happens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Wake {
+    /// Re-read the daemon's instances and compare with what it runs: a resync, a restart, a
+    /// retry after a failure.
+    pub(super) check_daemon: bool,
+    /// Only the daemon needs another attempt (a retry, a restart): the directory and the
+    /// host's addresses are as the last pass left them.
+    pub(super) daemon_only: bool,
+}
+
+/// What the last pass read and placed, kept for a retry of the daemon alone.
+struct Placed {
+    m: Manifests,
+    a: Allocated,
+    addresses_ok: bool,
+}
+
+/// How a pass ended: when to run again if nothing else happens first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Everything converged: wait for a change.
+    Idle,
+    /// Something failed or waits for the daemon: run again (checking the daemon) after this.
+    RetryIn(Duration),
+    /// The directory does not parse: wait for the next edit; nothing was touched.
+    WaitForEdit,
+}
+
+/// What a running standalone keeps between passes, so a Service change costs reading the
+/// directory, IPAM and netlink only: the daemon's instances and the templates are read again
+/// only on a resync, a restart or after a failure, and the state file is written only when it
+/// changes.
+pub(super) struct Session {
+    pub(super) opts: Options,
+    nl: Netlink,
+    applier: Applier,
+    state: State,
+    _lock: state::Lock,
+    instances: Option<Instances>,
+    templates: Option<Templates>,
+    backoff: Backoff,
+    /// Retries while the daemon does not answer.
+    daemon_backoff: Backoff,
+    /// Retries while an instance a policy needs is missing: FRR may be up before it has
+    /// loaded its configuration.
+    instance_backoff: Backoff,
+    notes: Notes,
+    placed: Option<Placed>,
+}
+
+impl Session {
+    pub(super) fn new(opts: Options) -> anyhow::Result<Session> {
+        // Nothing is touched before the state file is ours and readable.
+        let lock = state::lock(&opts.state)?;
+        let state = state::load(&opts.state)?;
+        Ok(Session {
+            nl: Netlink::connect()?,
+            applier: Applier::new(opts.driver.clone()),
+            state,
+            _lock: lock,
+            instances: None,
+            templates: None,
+            backoff: Backoff::default(),
+            daemon_backoff: Backoff::default(),
+            instance_backoff: Backoff::default(),
+            notes: Notes::default(),
+            placed: None,
+            opts,
+        })
+    }
+
+    /// One pass: read, allocate, save the state, converge addresses, then the daemon. A retry
+    /// of the daemon alone (the host's part converged, no edit since) reuses what the last
+    /// pass read: a daemon that stays down costs a failed connect per backoff step, not a
+    /// pass over every Service.
+    pub(super) async fn pass(&mut self, wake: Wake) -> Next {
+        let reuse = wake.daemon_only && self.placed.is_some();
+        let placed = match self.placed.take() {
+            Some(p) if reuse => p,
+            _ => match self.read_and_place().await {
+                Ok(p) => p,
+                Err(next) => return next,
+            },
+        };
+        let (daemon_next, problems) = self.sync_daemon(&placed.m, &placed.a, wake).await;
+        let mut notes = placed.m.warnings.clone();
+        notes.extend(placed.a.notes.iter().cloned());
+        notes.extend(problems);
+        self.notes.log(notes);
+        let addresses_ok = placed.addresses_ok;
+        if addresses_ok {
+            self.placed = Some(placed);
+        }
+        match (addresses_ok, daemon_next) {
+            (true, next) => {
+                self.backoff.reset();
+                next
+            }
+            (false, Next::RetryIn(d)) => Next::RetryIn(d.min(self.backoff.fail())),
+            (false, _) => Next::RetryIn(self.backoff.fail()),
+        }
+    }
+
+    /// Reads the directory, allocates, records the state and converges the host's addresses.
+    async fn read_and_place(&mut self) -> Result<Placed, Next> {
+        let m = match manifests::load_dir(&self.opts.config) {
+            Ok(m) => m,
+            Err(e) => {
+                // What is announced stays announced until the directory parses again.
+                self.notes.log([format!(
+                    "{e}; nothing changes until the directory parses again"
+                )]);
+                return Err(Next::WaitForEdit);
+            }
+        };
+        let a = allocate(&m, &self.state);
+        if a.state != self.state {
+            // Addresses are placed only once the state file records them: a crash must not
+            // leave a Service on an address the next start would give to another.
+            if let Err(e) = state::save(&self.opts.state, &a.state) {
+                let wait = self.backoff.fail();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot save the state; nothing new is placed until it can be");
+                return Err(Next::RetryIn(wait));
+            }
+            self.state = a.state.clone();
+        }
+        let addresses_ok = self.converge_addresses(&a).await;
+        Ok(Placed { m, a, addresses_ok })
+    }
+
+    /// Places routelb's addresses; true when every interface converged.
+    async fn converge_addresses(&mut self, a: &Allocated) -> bool {
+        let node_ifaces = match self.nl.interfaces().await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this host's interfaces");
+                return false;
+            }
+        };
+        let planned = plan::plan(&a.assigned, &a.pools, &self.opts.lb_interface, &node_ifaces);
+        for n in &planned.unplaced {
+            tracing::debug!("{n}");
+        }
+        let outcomes = self
+            .nl
+            .converge_node(
+                &planned.interfaces,
+                &node_ifaces,
+                &self.opts.lb_interface,
+                None,
+                false,
+            )
+            .await;
+        crate::garp::announce_all(
+            outcomes
+                .iter()
+                .filter_map(crate::netlink::InterfaceOutcome::acquired),
+        );
+        outcomes.iter().all(|o| o.result.is_ok())
+    }
+
+    /// Renders against the daemon's instances and applies when the fragment changed (or to
+    /// check it). Returns when to come back, and the problems to report.
+    async fn sync_daemon(
+        &mut self,
+        m: &Manifests,
+        a: &Allocated,
+        wake: Wake,
+    ) -> (Next, Vec<String>) {
+        let mut problems = Vec::new();
+        if wake.check_daemon || self.instances.is_none() {
+            match self.opts.driver.instances().await {
+                Ok(i) => {
+                    self.instances = Some(i);
+                    self.daemon_backoff.reset();
+                }
+                Err(e) => {
+                    problems.push(format!("cannot read the daemon's routing instances: {e}"));
+                    self.instances = None;
+                    return (Next::RetryIn(self.daemon_backoff.fail()), problems);
+                }
+            }
+        }
+        if wake.check_daemon || self.templates.is_none() {
+            match templates(&self.opts) {
+                Ok(t) => self.templates = Some(t),
+                Err(e) if self.templates.is_some() => {
+                    problems.push(format!("templates: {e} (the last good ones stay in use)"))
+                }
+                Err(e) => {
+                    problems.push(format!("templates: {e}; nothing is applied to the daemon"));
+                    return (Next::WaitForEdit, problems);
+                }
+            }
+        }
+        let (Some(instances), Some(templates)) = (&self.instances, &self.templates) else {
+            unreachable!("read above")
+        };
+        let rendered = match render(
+            m,
+            a,
+            templates,
+            self.opts.node.as_deref(),
+            &self.opts.lb_interface,
+            instances,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{e}; the daemon keeps its last good fragment"));
+                return (Next::WaitForEdit, problems);
+            }
+        };
+        problems.extend(rendered.problems.iter().map(ToString::to_string));
+        let instance_missing = rendered
+            .problems
+            .iter()
+            .any(|p| p.reason == "InstanceMissing");
+        if let Some(Err(_)) = self
+            .applier
+            .sync(&rendered.fragment, wake.check_daemon)
+            .await
+        {
+            // The base configuration may have changed (an instance added): read it again.
+            self.instances = None;
+            let wait = self.applier.backoff().unwrap_or(Duration::from_secs(1));
+            return (Next::RetryIn(wait), problems);
+        }
+        if instance_missing {
+            // Read the instances again soon: a daemon that just started may not have loaded
+            // its configuration yet, and the network team may be adding the instance.
+            let wait = self.instance_backoff.fail() / 4;
+            return (Next::RetryIn(wait.min(self.opts.resync)), problems);
+        }
+        self.instance_backoff.reset();
+        (Next::Idle, problems)
+    }
+
+    /// A daemon (re)started: what it lost is repaired at once, whatever backoff it earned.
+    pub(super) fn daemon_started(&mut self, daemon: &str) {
+        tracing::info!(daemon, "daemon started; checking what it holds");
+        self.applier.retry_now();
+        self.instance_backoff.reset();
+        self.daemon_backoff.reset();
+    }
+}
