@@ -69,7 +69,7 @@ struct AgentArgs {
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
     /// Which daemon announces the addresses.
-    #[arg(long, value_enum, default_value = "frr")]
+    #[arg(long, value_parser = daemon_kind(), default_value = "frr")]
     daemon: DaemonKind,
     #[command(flatten)]
     daemon_args: DaemonArgs,
@@ -119,7 +119,7 @@ struct StandaloneArgs {
     #[arg(long)]
     state: Option<PathBuf>,
     /// Which daemon announces the addresses.
-    #[arg(long, value_enum, default_value = "frr")]
+    #[arg(long, value_parser = daemon_kind(), default_value = "frr")]
     daemon: DaemonKind,
     /// Converge once and exit (non-zero if anything failed).
     #[arg(long, default_value_t = false)]
@@ -186,7 +186,7 @@ struct ApplyArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// Which daemon.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = daemon_kind())]
     daemon: DaemonKind,
     #[command(flatten)]
     daemon_args: DaemonArgs,
@@ -229,7 +229,7 @@ struct RenderArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// Which daemon's fragment.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = daemon_kind())]
     daemon: DaemonKind,
     /// The network team's base configuration, to find routing instances in
     /// [default: frr.conf or bird.conf in the directory; without one, every instance is assumed]
@@ -282,6 +282,15 @@ struct AllocatorArgs {
     node_lease_namespace: String,
 }
 
+/// `frr` or `bird`, listed in `--help` (the render module knows nothing of clap).
+fn daemon_kind() -> impl clap::builder::TypedValueParser<Value = DaemonKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["frr", "bird"]).map(|s| match s.as_str() {
+        "frr" => DaemonKind::Frr,
+        _ => DaemonKind::Bird,
+    })
+}
+
 fn default_identity() -> String {
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "routelb".into());
@@ -319,167 +328,176 @@ async fn main() -> anyhow::Result<()> {
             print!("{fragment}");
             Ok(())
         }
-        Command::Check(r) => {
-            let (base, fragment, invalid) = render_dir(&r)?;
-            anyhow::ensure!(
-                invalid == 0,
-                "check failed: {invalid} invalid object(s) in {}, see the warnings above",
-                r.source.config.display()
-            );
-            let result = match r.daemon {
-                DaemonKind::Frr => {
-                    let full = format!("{}\n{fragment}", base.unwrap_or_default());
-                    routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
-                        .validate(&full)
-                        .await
-                }
-                DaemonKind::Bird => match base {
-                    Some(b) => {
-                        routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await
-                    }
-                    None => anyhow::bail!(
-                        "checking a BIRD fragment needs the base bird.conf that includes it (--base)"
-                    ),
-                },
-            };
-            result.context("check failed")?;
-            eprintln!(
-                "ok: the {} fragment for {} is valid",
-                r.daemon.name(),
-                r.source.config.display()
-            );
-            Ok(())
-        }
-        Command::Standalone(a) => {
-            routelb::render::model::validate_interface_name(&a.source.lb_interface)
-                .map_err(anyhow::Error::msg)?;
-            let opts = routelb::standalone::Options {
-                state: a
-                    .state
-                    .clone()
-                    .unwrap_or_else(|| a.source.config.join(".routelb-state.json")),
-                config: a.source.config,
-                daemon: a.daemon,
-                driver: a.daemon_args.driver(a.daemon),
-                templates: a.source.templates,
-                lb_interface: a.source.lb_interface,
-                node: a.source.node,
-                resync: a.resync,
-            };
-            if a.dry_run {
-                let d = routelb::standalone::dry_run(&opts)?;
-                match a.output {
-                    OutputFormat::Text => print!("{}", d.text()),
-                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
-                }
-                return Ok(());
-            }
-            routelb::standalone::run(opts, a.once, cancel_on_signal()).await
-        }
-        Command::Apply(a) => {
-            let (manifests, templates) = a.source.manifests_and_templates(a.daemon)?;
-            let driver = a.daemon_args.driver(a.daemon);
-            let instances = driver
-                .instances()
+        Command::Check(r) => check(r).await,
+        Command::Standalone(a) => standalone(a).await,
+        Command::Apply(a) => apply(a).await,
+        Command::Agent(a) => agent(a).await,
+        Command::Allocator(a) => allocator(a).await,
+    }
+}
+
+/// Renders, then validates with the daemon's own parser.
+async fn check(r: RenderArgs) -> anyhow::Result<()> {
+    let (base, fragment, invalid) = render_dir(&r)?;
+    anyhow::ensure!(
+        invalid == 0,
+        "check failed: {invalid} invalid object(s) in {}, see the warnings above",
+        r.source.config.display()
+    );
+    let result = match r.daemon {
+        DaemonKind::Frr => {
+            let full = format!("{}\n{fragment}", base.unwrap_or_default());
+            routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
+                .validate(&full)
                 .await
-                .context("reading the daemon's routing instances")?;
-            let out = routelb::offline::render(
-                &manifests,
-                &templates,
-                a.source.node.as_deref(),
-                &a.source.lb_interface,
-                &instances,
-            )?;
-            for p in &out.problems {
-                tracing::warn!("{p}");
-            }
-            let outcome = driver
-                .apply(&out.fragment)
-                .await
-                .context("applying the fragment")?;
-            eprintln!(
-                "{}: {} line(s) in {:.1} ms",
-                if outcome.changed {
-                    "applied"
-                } else {
-                    "unchanged"
-                },
-                outcome.commands,
-                outcome.elapsed.as_secs_f64() * 1e3
-            );
-            Ok(())
         }
-        Command::Agent(a) => {
-            routelb::render::model::validate_interface_name(&a.lb_interface)
-                .map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(
-                a.renew_period < a.lease_duration,
-                "--renew-period must be shorter than --lease-duration"
-            );
-            anyhow::ensure!(
-                a.address_lifetime >= Duration::from_secs(3),
-                "--address-lifetime must be at least 3s"
-            );
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            let metrics = Arc::new(routelb::metrics::AgentMetrics::new());
-            let health = Arc::new(Health::default());
-            let cancel = cancel_on_signal();
-            let server = tokio::spawn(routelb::metrics::serve(
-                a.metrics_addr,
-                metrics.clone(),
-                health.clone(),
-            ));
-            let cfg = routelb::agent::Config {
-                node: a.node_name,
-                class: a.lb_class,
-                require_class: a.require_class,
-                lease_namespace: a.lease_namespace,
-                lease_duration: a.lease_duration,
-                renew_period: a.renew_period,
-                address_lifetime: a.address_lifetime,
-                lb_interface: a.lb_interface,
-                driver: a.daemon_args.driver(a.daemon),
-                daemon: a.daemon,
-                templates: a.templates,
-                resync: a.resync,
-            };
-            tokio::select! {
-                r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,
-                r = server => r.context("metrics server")?.context("metrics server"),
-            }
+        DaemonKind::Bird => match base {
+            Some(b) => routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await,
+            None => anyhow::bail!(
+                "checking a BIRD fragment needs the base bird.conf that includes it (--base)"
+            ),
+        },
+    };
+    result.context("check failed")?;
+    eprintln!(
+        "ok: the {} fragment for {} is valid",
+        r.daemon.name(),
+        r.source.config.display()
+    );
+    Ok(())
+}
+
+async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {
+    routelb::render::model::validate_interface_name(&a.source.lb_interface)
+        .map_err(anyhow::Error::msg)?;
+    let opts = routelb::standalone::Options {
+        state: a
+            .state
+            .clone()
+            .unwrap_or_else(|| a.source.config.join(".routelb-state.json")),
+        config: a.source.config,
+        daemon: a.daemon,
+        driver: a.daemon_args.driver(a.daemon),
+        templates: a.source.templates,
+        lb_interface: a.source.lb_interface,
+        node: a.source.node,
+        resync: a.resync,
+    };
+    if a.dry_run {
+        let d = routelb::standalone::dry_run(&opts)?;
+        match a.output {
+            OutputFormat::Text => print!("{}", d.text()),
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
         }
-        Command::Allocator(a) => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            let metrics = Arc::new(Metrics::new());
-            let health = Arc::new(Health::default());
-            let cancel = cancel_on_signal();
-            let server = tokio::spawn(routelb::metrics::serve(
-                a.metrics_addr,
-                metrics.clone(),
-                health.clone(),
-            ));
-            let cfg = allocator::Config {
-                class: a.lb_class,
-                require_class: a.require_class,
-                lease: LeaseConfig {
-                    namespace: a.leader_election_namespace,
-                    name: a.leader_election_lease,
-                    identity: a.identity.unwrap_or_else(default_identity),
-                    lease_duration: a.lease_duration,
-                    renew_period: a.renew_period,
-                },
-                write_concurrency: a.write_concurrency,
-                node_lease_namespace: a.node_lease_namespace,
-            };
-            tokio::select! {
-                r = allocator::run(client, cfg, metrics, health, cancel) => r,
-                r = server => r.context("metrics server")?.context("metrics server"),
-            }
-        }
+        return Ok(());
+    }
+    routelb::standalone::run(opts, a.once, cancel_on_signal()).await
+}
+
+/// Renders against the running daemon's instances and applies once.
+async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
+    let (manifests, templates) = a.source.manifests_and_templates(a.daemon)?;
+    let driver = a.daemon_args.driver(a.daemon);
+    let instances = driver
+        .instances()
+        .await
+        .context("reading the daemon's routing instances")?;
+    let out = routelb::offline::render(
+        &manifests,
+        &templates,
+        a.source.node.as_deref(),
+        &a.source.lb_interface,
+        &instances,
+    )?;
+    for p in &out.problems {
+        tracing::warn!("{p}");
+    }
+    let outcome = driver
+        .apply(&out.fragment)
+        .await
+        .context("applying the fragment")?;
+    eprintln!(
+        "{}: {} line(s) in {:.1} ms",
+        if outcome.changed {
+            "applied"
+        } else {
+            "unchanged"
+        },
+        outcome.commands,
+        outcome.elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    routelb::render::model::validate_interface_name(&a.lb_interface).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        a.renew_period < a.lease_duration,
+        "--renew-period must be shorter than --lease-duration"
+    );
+    anyhow::ensure!(
+        a.address_lifetime >= Duration::from_secs(3),
+        "--address-lifetime must be at least 3s"
+    );
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(routelb::metrics::AgentMetrics::new());
+    let health = Arc::new(Health::default());
+    let cancel = cancel_on_signal();
+    let server = tokio::spawn(routelb::metrics::serve(
+        a.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
+    let cfg = routelb::agent::Config {
+        node: a.node_name,
+        class: a.lb_class,
+        require_class: a.require_class,
+        lease_namespace: a.lease_namespace,
+        lease_duration: a.lease_duration,
+        renew_period: a.renew_period,
+        address_lifetime: a.address_lifetime,
+        lb_interface: a.lb_interface,
+        driver: a.daemon_args.driver(a.daemon),
+        daemon: a.daemon,
+        templates: a.templates,
+        resync: a.resync,
+    };
+    tokio::select! {
+        r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,
+        r = server => r.context("metrics server")?.context("metrics server"),
+    }
+}
+
+async fn allocator(a: AllocatorArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let cancel = cancel_on_signal();
+    let server = tokio::spawn(routelb::metrics::serve(
+        a.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
+    let cfg = allocator::Config {
+        class: a.lb_class,
+        require_class: a.require_class,
+        lease: LeaseConfig {
+            namespace: a.leader_election_namespace,
+            name: a.leader_election_lease,
+            identity: a.identity.unwrap_or_else(default_identity),
+            lease_duration: a.lease_duration,
+            renew_period: a.renew_period,
+        },
+        write_concurrency: a.write_concurrency,
+        node_lease_namespace: a.node_lease_namespace,
+    };
+    tokio::select! {
+        r = allocator::run(client, cfg, metrics, health, cancel) => r,
+        r = server => r.context("metrics server")?.context("metrics server"),
     }
 }
 

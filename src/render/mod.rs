@@ -9,7 +9,7 @@ use tera::{Context, Tera};
 
 pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput, build};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DaemonKind {
     Frr,
     Bird,
