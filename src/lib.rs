@@ -1,33 +1,36 @@
 //! routelb: LoadBalancer addresses for bare-metal Kubernetes, announced through the routing
 //! daemon already on each node (FRR or BIRD).
 //!
-//! Pure core, one module per step: [`ipam`] (and [`allocator::changes`]), [`election`],
-//! [`plan`], [`render`], [`agent::status`]. Shells: [`allocator`] and [`agent`] (Kubernetes),
-//! [`netlink`] and [`garp`] (the kernel), [`daemon`] (vtysh/birdc), [`metrics`] (Prometheus and
-//! health endpoints), [`telemetry`] (logs).
+//! Pure core, one module per step: [`ipam`], [`election`], [`plan`], [`render`], and each
+//! role's deciders ([`allocator::decide`], [`agent::decide`], [`standalone::allocate`]), over
+//! shared plain types ([`node`], [`service`], [`status`], [`last_valid`]). Shells: the roles'
+//! `mod.rs` (Kubernetes), [`netlink`] and [`garp`] (the kernel), [`daemon`] (FRR's vty sockets,
+//! birdc), [`metrics`] (Prometheus and health endpoints), [`telemetry`] (logs).
+//! docs/architecture.md has the module map. Modules only the crate uses are `pub(crate)`, so
+//! the compiler reports what nothing uses.
 
 pub mod agent;
 pub mod allocator;
 pub mod api;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod crdgen;
 pub mod daemon;
 pub mod election;
-pub mod events;
-pub mod files;
-pub mod garp;
+pub(crate) mod events;
+pub(crate) mod files;
+pub(crate) mod garp;
 pub mod ipam;
-pub mod last_valid;
+pub(crate) mod last_valid;
 pub mod manifests;
 pub mod membership;
 pub mod metrics;
 pub mod netlink;
 pub mod node;
 pub mod offline;
-pub mod plan;
+pub(crate) mod plan;
 pub mod render;
-pub mod service;
+pub(crate) mod service;
 pub mod standalone;
-pub mod status;
+pub(crate) mod status;
 pub mod telemetry;
-pub mod watch;
+pub(crate) mod watch;

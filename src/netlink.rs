@@ -244,13 +244,6 @@ impl Netlink {
         Ok(())
     }
 
-    pub async fn del_address(&self, index: u32, address: IfAddress) -> Result<(), NetlinkError> {
-        if let Some(msg) = self.owned_messages(index).await?.remove(&address) {
-            self.handle.address().del(msg).execute().await?;
-        }
-        Ok(())
-    }
-
     /// Makes routelb's addresses on the interface exactly `desired`: adds what is missing (with
     /// `lifetime`, if any; with `refresh`, every desired address is re-added so its lifetime
     /// starts again), removes what routelb added earlier and no longer wants. Addresses
