@@ -150,9 +150,7 @@ async fn on_daemon_started(
     kind: &mut PassKind,
 ) -> bool {
     restarts::settle(&mut sources.restarts).await;
-    tracing::info!(daemon, "daemon started; checking what it holds");
-    agent.applier.retry_now();
-    agent.instance_backoff.reset();
+    agent.daemon.daemon_started(daemon);
     kind.check_daemon = true;
     true
 }

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Driver;
+use crate::daemon::session::DaemonNext;
 use crate::metrics::{AgentMetrics, Health};
 use crate::netlink::Netlink;
 use crate::render::DaemonKind;
@@ -137,17 +138,19 @@ pub async fn run(
 
 /// Runs a pass; returns when to run the next one if nothing else happens first.
 async fn after_pass(agent: &mut Agent, kind: PassKind) -> Option<Duration> {
-    match agent.pass(kind).await {
-        Ok(true) if agent.instances_missing => {
-            // A daemon that just started may not have loaded its configuration yet.
-            Some((agent.instance_backoff.fail() / 4).min(agent.cfg.resync))
-        }
-        Ok(true) => {
-            agent.instance_backoff.reset();
-            None
-        }
-        Ok(false) => Some(agent.applier.backoff().unwrap_or(Duration::from_secs(1))),
-        Err(e) => Some(agent.error_policy(&e)),
+    let o = match agent.pass(kind).await {
+        Ok(o) => o,
+        Err(e) => return Some(agent.error_policy(&e)),
+    };
+    let resync = agent.cfg.resync;
+    let daemon = match agent.daemon.next(o.daemon_ok, o.instances_missing, resync) {
+        DaemonNext::Idle => None,
+        DaemonNext::RetryIn(d) => Some(d),
+    };
+    if o.addresses_ok {
+        daemon
+    } else {
+        Some(daemon.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))))
     }
 }
 

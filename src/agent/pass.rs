@@ -14,8 +14,7 @@ use super::decide::{self, Identity, Placement, Reported, Resolved, Snapshot};
 use super::tasks::Write;
 use super::{Config, endpoints, status};
 use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
-use crate::backoff::Backoff;
-use crate::daemon::applier::Applier;
+use crate::daemon::session::DaemonSession;
 use crate::election::Member;
 use crate::last_valid::Memory;
 use crate::membership;
@@ -23,8 +22,6 @@ use crate::metrics::{AgentMetrics, KindLabels, ResultLabels};
 use crate::netlink::{InterfaceOutcome, Netlink};
 use crate::node::{IfAddress, NodeInterface};
 use crate::plan::Plan;
-use crate::render::Templates;
-use crate::render::model::Instances;
 
 /// Why a pass stopped early. Nothing is withdrawn when it does: the next pass starts over.
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +57,10 @@ pub struct Agent {
     pub cfg: Config,
     pub id: Identity,
     pub nl: Netlink,
-    pub applier: Applier,
+    pub daemon: DaemonSession,
     pub caches: Caches,
     pub metrics: Arc<AgentMetrics>,
     pub writes: mpsc::UnboundedSender<Write>,
-    instances: Option<Instances>,
-    templates: Option<Templates>,
-    /// Why the templates on disk were not loaded, while they are not.
-    template_error: Option<String>,
     memory: Memory,
     liveness: membership::Liveness,
     members: Vec<Member>,
@@ -80,10 +73,14 @@ pub struct Agent {
     not_announced: Vec<ServiceNote>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
-    /// Whether a policy exports through an instance the daemon lacks: its instances are read
-    /// again soon (a daemon that just started may not have loaded its configuration yet).
+}
+
+/// How a pass went, for when to run the next one.
+pub struct PassOutcome {
+    pub addresses_ok: bool,
+    pub daemon_ok: bool,
+    /// Whether a policy exports through an instance the daemon lacks.
     pub instances_missing: bool,
-    pub instance_backoff: Backoff,
 }
 
 impl Agent {
@@ -102,16 +99,13 @@ impl Agent {
                 class: cfg.class.clone(),
                 require_class: cfg.require_class,
             },
-            applier: Applier::new(cfg.driver.clone()),
+            daemon: DaemonSession::new(cfg.driver.clone(), cfg.daemon, cfg.templates.clone()),
             liveness: membership::Liveness::new(&cfg.node),
             cfg,
             nl,
             caches,
             metrics,
             writes,
-            instances: None,
-            templates: None,
-            template_error: None,
             memory: Memory::default(),
             members: vec![],
             me,
@@ -121,24 +115,20 @@ impl Agent {
             not_announced: vec![],
             problems: BTreeSet::new(),
             last_status: None,
-            instances_missing: false,
-            instance_backoff: Backoff::default(),
         }
     }
 
-    /// One pass; true when everything converged.
-    pub async fn pass(&mut self, kind: PassKind) -> Result<bool, AgentError> {
+    /// One pass: gather, decide, carry out.
+    pub async fn pass(&mut self, kind: PassKind) -> Result<PassOutcome, AgentError> {
         let started = Instant::now();
-        let instance_error = self.refresh_instances(kind.check_daemon).await;
-        self.refresh_templates(kind.reload_templates)?;
+        let instance_error = self.daemon.refresh_instances(kind.check_daemon).await;
+        if let Some(e) = &instance_error {
+            tracing::warn!(error = %e, "daemon not read");
+        }
+        self.daemon.refresh_templates(kind.reload_templates)?;
         let facts = self.nl.interfaces().await?;
         let resolved = self.resolve(&facts);
-        self.instances_missing = resolved.instances_missing;
-        let fragment = self
-            .templates
-            .as_ref()
-            .expect("loaded above")
-            .render(&resolved.built.data)?;
+        let fragment = self.daemon.templates().render(&resolved.built.data)?;
         self.announce_me(&resolved.me);
         self.update_members(&resolved.me);
         let readiness = endpoints::readiness(&self.caches.slices.state());
@@ -152,7 +142,11 @@ impl Agent {
         self.metrics
             .pass_duration
             .observe(started.elapsed().as_secs_f64());
-        Ok(addresses_ok && daemon_ok)
+        Ok(PassOutcome {
+            addresses_ok,
+            daemon_ok,
+            instances_missing: resolved.instances_missing,
+        })
     }
 
     /// The one place a failed pass is logged and counted; returns when to try again.
@@ -165,48 +159,6 @@ impl Agent {
             .inc();
         tracing::warn!(error = %e, "pass failed; nothing was withdrawn");
         std::time::Duration::from_secs(2)
-    }
-
-    /// Reads the daemon's instances when asked or unknown. Without them the daemon gets
-    /// nothing: a fragment rendered for no instance would take every `redistribute` line away
-    /// from a daemon that is merely slow. Returns why they could not be read.
-    async fn refresh_instances(&mut self, check_daemon: bool) -> Option<String> {
-        if !(check_daemon || self.instances.is_none()) {
-            return None;
-        }
-        match self.cfg.driver.instances().await {
-            Ok(i) => {
-                self.instances = Some(i);
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the daemon's routing instances");
-                Some(format!("cannot read the daemon's routing instances: {e}"))
-            }
-        }
-    }
-
-    /// (Re)loads the templates. A set that does not load (a bad edit of the ConfigMap) leaves
-    /// the last good one in use and is reported until it is fixed.
-    fn refresh_templates(&mut self, reload: bool) -> Result<(), AgentError> {
-        if !(reload || self.templates.is_none()) {
-            return Ok(());
-        }
-        match Templates::load(self.cfg.daemon, self.cfg.templates.as_deref()) {
-            Ok(t) => {
-                if self.template_error.take().is_some() || self.templates.is_some() {
-                    tracing::info!("templates loaded");
-                }
-                self.templates = Some(t);
-                Ok(())
-            }
-            Err(e) if self.templates.is_some() => {
-                tracing::warn!(error = %e, "templates not loaded; the last good ones stay in use");
-                self.template_error = Some(e.to_string());
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     fn resolve(&mut self, facts: &[NodeInterface]) -> Resolved {
@@ -234,7 +186,7 @@ impl Agent {
             namespace_labels: &namespace_labels,
             node_labels: &node_labels,
             facts,
-            instances: self.instances.as_ref(),
+            instances: self.daemon.instances(),
         };
         decide::resolve(&self.id, &snapshot, &mut self.memory)
     }
@@ -338,13 +290,11 @@ impl Agent {
     /// The daemon, only when the fragment changed (or to repair it), and only with its
     /// instances known; true when it holds the fragment.
     async fn sync_daemon(&mut self, fragment: &str, check: bool) -> bool {
-        if self.instances.is_none() {
-            return false;
-        }
-        let Some(result) = self.applier.sync(fragment, check).await else {
-            return true;
-        };
-        if let Some(last) = &self.applier.last {
+        let before = self.daemon.applier.last_time;
+        let ok = self.daemon.sync(fragment, check).await;
+        if self.daemon.applier.last_time != before
+            && let Some(last) = &self.daemon.applier.last
+        {
             self.metrics
                 .daemon_applies
                 .get_or_create(&ResultLabels {
@@ -352,19 +302,12 @@ impl Agent {
                 })
                 .inc();
         }
-        if result.is_err() {
-            // The base configuration may have changed (an instance added): read it again.
-            self.instances = None;
-        }
-        result.is_ok()
+        ok
     }
 
     /// Events, NodeState: what [`decide::report`] says, each Event once.
     fn report(&mut self, r: &Resolved, p: &Placement, instance_error: Option<String>) {
-        let template_problem = self
-            .template_error
-            .as_ref()
-            .map(|e| format!("templates: {e} (the last good templates stay in use)"));
+        let template_problem = self.daemon.template_problem();
         let reports = decide::report(
             &self.id,
             &self.reported,
@@ -388,6 +331,7 @@ impl Agent {
     fn report_node(&mut self) {
         let problems: Vec<String> = self.problems.iter().cloned().collect();
         let last_apply_time = self
+            .daemon
             .applier
             .last_time
             .map(|t| humantime::format_rfc3339_seconds(t).to_string());
@@ -402,7 +346,7 @@ impl Agent {
                 held: &self.held,
                 lb_interface: &self.cfg.lb_interface,
                 address_errors: &self.address_errors,
-                last_apply: self.applier.last.as_ref(),
+                last_apply: self.daemon.applier.last.as_ref(),
                 last_apply_time: last_apply_time.as_deref(),
                 problems: &problems,
                 not_announced: &self.not_announced,

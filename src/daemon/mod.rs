@@ -7,6 +7,7 @@ pub mod bird_config;
 pub mod frr;
 pub mod frr_config;
 pub mod restarts;
+pub mod session;
 pub mod vty;
 
 use std::time::Duration;

@@ -5,14 +5,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::State;
-use super::{Allocated, Options, allocate, render, state, templates};
+use super::{Allocated, Options, allocate, render, state};
 use crate::backoff::Backoff;
-use crate::daemon::applier::Applier;
+use crate::daemon::session::{DaemonNext, DaemonSession};
 use crate::manifests::{self, Manifests};
 use crate::netlink::Netlink;
 use crate::plan;
-use crate::render::Templates;
-use crate::render::model::Instances;
 
 /// Messages logged once while they hold, not once per pass.
 #[derive(Default)]
@@ -64,17 +62,11 @@ pub(super) enum Next {
 pub(super) struct Session {
     pub(super) opts: Options,
     nl: Netlink,
-    applier: Applier,
+    daemon: DaemonSession,
     state: State,
     _lock: state::Lock,
-    instances: Option<Instances>,
-    templates: Option<Templates>,
+    /// Retries after failures on the host's side (the state file, netlink).
     backoff: Backoff,
-    /// Retries while the daemon does not answer.
-    daemon_backoff: Backoff,
-    /// Retries while an instance a policy needs is missing: FRR may be up before it has
-    /// loaded its configuration.
-    instance_backoff: Backoff,
     notes: Notes,
     placed: Option<Placed>,
 }
@@ -86,14 +78,10 @@ impl Session {
         let state = state::load(&opts.state)?;
         Ok(Session {
             nl: Netlink::connect()?,
-            applier: Applier::new(opts.driver.clone()),
+            daemon: DaemonSession::new(opts.driver.clone(), opts.daemon, opts.templates.clone()),
             state,
             _lock: lock,
-            instances: None,
-            templates: None,
             backoff: Backoff::default(),
-            daemon_backoff: Backoff::default(),
-            instance_backoff: Backoff::default(),
             notes: Notes::default(),
             placed: None,
             opts,
@@ -199,38 +187,19 @@ impl Session {
         wake: Wake,
     ) -> (Next, Vec<String>) {
         let mut problems = Vec::new();
-        if wake.check_daemon || self.instances.is_none() {
-            match self.opts.driver.instances().await {
-                Ok(i) => {
-                    self.instances = Some(i);
-                    self.daemon_backoff.reset();
-                }
-                Err(e) => {
-                    problems.push(format!("cannot read the daemon's routing instances: {e}"));
-                    self.instances = None;
-                    return (Next::RetryIn(self.daemon_backoff.fail()), problems);
-                }
-            }
+        problems.extend(self.daemon.refresh_instances(wake.check_daemon).await);
+        if let Err(e) = self.daemon.refresh_templates(wake.check_daemon) {
+            problems.push(format!("templates: {e}; nothing is applied to the daemon"));
+            return (Next::WaitForEdit, problems);
         }
-        if wake.check_daemon || self.templates.is_none() {
-            match templates(&self.opts) {
-                Ok(t) => self.templates = Some(t),
-                Err(e) if self.templates.is_some() => {
-                    problems.push(format!("templates: {e} (the last good ones stay in use)"))
-                }
-                Err(e) => {
-                    problems.push(format!("templates: {e}; nothing is applied to the daemon"));
-                    return (Next::WaitForEdit, problems);
-                }
-            }
-        }
-        let (Some(instances), Some(templates)) = (&self.instances, &self.templates) else {
-            unreachable!("read above")
+        problems.extend(self.daemon.template_problem());
+        let Some(instances) = self.daemon.instances() else {
+            return (self.daemon_next(false, false), problems);
         };
         let rendered = match render(
             m,
             a,
-            templates,
+            self.daemon.templates(),
             self.opts.node.as_deref(),
             &self.opts.lb_interface,
             instances,
@@ -242,35 +211,26 @@ impl Session {
             }
         };
         problems.extend(rendered.problems.iter().map(ToString::to_string));
-        let instance_missing = rendered
+        let missing = rendered
             .problems
             .iter()
             .any(|p| p.reason == "InstanceMissing");
-        if let Some(Err(_)) = self
-            .applier
+        let in_sync = self
+            .daemon
             .sync(&rendered.fragment, wake.check_daemon)
-            .await
-        {
-            // The base configuration may have changed (an instance added): read it again.
-            self.instances = None;
-            let wait = self.applier.backoff().unwrap_or(Duration::from_secs(1));
-            return (Next::RetryIn(wait), problems);
+            .await;
+        (self.daemon_next(in_sync, missing), problems)
+    }
+
+    fn daemon_next(&mut self, in_sync: bool, missing: bool) -> Next {
+        match self.daemon.next(in_sync, missing, self.opts.resync) {
+            DaemonNext::Idle => Next::Idle,
+            DaemonNext::RetryIn(d) => Next::RetryIn(d),
         }
-        if instance_missing {
-            // Read the instances again soon: a daemon that just started may not have loaded
-            // its configuration yet, and the network team may be adding the instance.
-            let wait = self.instance_backoff.fail() / 4;
-            return (Next::RetryIn(wait.min(self.opts.resync)), problems);
-        }
-        self.instance_backoff.reset();
-        (Next::Idle, problems)
     }
 
     /// A daemon (re)started: what it lost is repaired at once, whatever backoff it earned.
     pub(super) fn daemon_started(&mut self, daemon: &str) {
-        tracing::info!(daemon, "daemon started; checking what it holds");
-        self.applier.retry_now();
-        self.instance_backoff.reset();
-        self.daemon_backoff.reset();
+        self.daemon.daemon_started(daemon);
     }
 }
