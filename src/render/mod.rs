@@ -1,13 +1,21 @@
-//! Rendering: the data contract ([`model`]) through Tera templates into a daemon fragment.
-//! Pure apart from reading a template directory when one is given.
+//! Rendering: policies resolved ([`policy`]) into the data contract ([`model`]), through Tera
+//! templates into a daemon fragment. Pure apart from reading a template directory when one is
+//! given.
 
+mod bgp;
+mod build;
+mod igp;
+mod lists;
 pub mod model;
+pub mod policy;
+mod services;
 
 use std::path::Path;
 
 use tera::{Context, Tera};
 
-pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput, build};
+pub use build::build;
+pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DaemonKind {

@@ -1,0 +1,65 @@
+//! [`build`]: the data contract for one node (or any node) from pools, policies, services and
+//! the daemon's instances. Policies are resolved first ([`super::policy`]); then prefix lists
+//! ([`super::lists`], [`super::services`]) and the targets of each protocol ([`super::bgp`],
+//! [`super::igp`]) are built from them.
+
+use super::model::{Built, CONTRACT, FragmentData, RenderInput};
+use super::{bgp, igp, lists, policy, services};
+use crate::api::Protocol;
+use crate::api::values;
+
+/// The contract for `input`, what could not be honoured, and the routed pools this node
+/// exports.
+pub fn build(input: &RenderInput) -> Built {
+    // Node selectors count only when rendering for a node.
+    let node_labels = input.node.map(|_| input.node_labels);
+    let mut resolved = policy::resolve(input.pools, input.policies, node_labels);
+    let mut problems = std::mem::take(&mut resolved.problems);
+    let pool_lists = lists::pool_lists(&resolved);
+    let service_lists = services::service_lists(&resolved, input.services, &mut problems);
+    let inst = input.instances;
+    let bgp = bgp::targets(
+        resolved.rules(Protocol::Bgp),
+        &pool_lists,
+        &service_lists,
+        &inst.bgp,
+        &mut problems,
+    );
+    let ospf = igp::ospf(
+        resolved.rules(Protocol::Ospf),
+        &pool_lists,
+        inst,
+        &mut problems,
+    );
+    let isis = igp::isis(
+        resolved.rules(Protocol::Isis),
+        &pool_lists,
+        &inst.isis,
+        &mut problems,
+    );
+    let rip = igp::rip(
+        resolved.rules(Protocol::Rip),
+        &pool_lists,
+        inst,
+        &mut problems,
+    );
+    let mut prefix_lists = pool_lists.into_lists();
+    prefix_lists.extend(service_lists.into_iter().map(|s| s.list));
+    let node = input.node.filter(|n| values::is_dns_name(n));
+    let data = FragmentData {
+        contract: CONTRACT,
+        generator: format!("routelb {}", env!("CARGO_PKG_VERSION")),
+        node: node.unwrap_or_default().to_string(),
+        lb_interface: input.lb_interface.to_string(),
+        prefix_lists,
+        bgp,
+        ospf,
+        isis,
+        rip,
+    };
+    Built {
+        data,
+        problems,
+        exported_pools: resolved.exported_pools,
+    }
+}
