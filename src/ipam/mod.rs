@@ -6,6 +6,7 @@
 //!    is never renumbered; where two claim one address the older keeps it;
 //! 2. give addresses to services that have none (or lack a family they now want).
 
+mod error;
 mod range;
 mod service;
 
@@ -13,9 +14,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 
-use crate::api::{AddressPoolSpec, PoolMode};
+use crate::api::{AddressPoolSpec, Aggregation, PoolMode};
+pub use error::{PoolError, PoolProblem, RangeError, RequestError};
 pub use range::{Addr, Family, IpRange, normalize, parse_range, to_cidrs};
 pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, ingress_ips, managed, serves};
 
@@ -35,46 +38,35 @@ pub struct Pool {
 
 impl Pool {
     /// Parses an AddressPool spec; the error lists every problem found.
-    pub fn from_spec(name: &str, spec: &AddressPoolSpec) -> Result<Pool, String> {
+    pub fn from_spec(name: &str, spec: &AddressPoolSpec) -> Result<Pool, PoolError> {
         let mut problems = Vec::new();
         let mut ranges = Vec::new();
         if spec.addresses.is_empty() {
-            problems.push("spec.addresses is empty".to_string());
+            problems.push(PoolProblem::NoAddresses);
         }
         for entry in &spec.addresses {
             match parse_range(entry) {
                 Ok(r) => ranges.push(r),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.into()),
             }
         }
         let ranges = normalize(ranges);
         if let Some(agg) = &spec.aggregation {
-            if agg.ipv4.is_some_and(|l| l > 32) {
-                problems.push("spec.aggregation.ipv4 must be 0-32".into());
-            }
-            if agg.ipv6.is_some_and(|l| l > 128) {
-                problems.push("spec.aggregation.ipv6 must be 0-128".into());
-            }
-            problems.extend(aggregation_outside_pool(&ranges, agg));
+            problems.extend(aggregation_problems(&ranges, agg));
         }
         let alloc = spec.allocation.clone().unwrap_or_default();
-        let mut selector = |what: &str,
-                            sel: Option<
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-        >| {
-            sel.and_then(|s| {
-                Selector::try_from(s)
-                    .map_err(|e| problems.push(format!("{what}: {e}")))
-                    .ok()
-            })
-        };
         let namespace_selector = selector(
             "spec.allocation.namespaceSelector",
             alloc.namespace_selector,
+            &mut problems,
         );
-        let service_selector = selector("spec.allocation.serviceSelector", alloc.service_selector);
+        let service_selector = selector(
+            "spec.allocation.serviceSelector",
+            alloc.service_selector,
+            &mut problems,
+        );
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(PoolError { problems });
         }
         Ok(Pool {
             name: name.to_string(),
@@ -120,9 +112,36 @@ impl Pool {
     }
 }
 
+/// A label selector of the spec (at `field`), or the problem that it does not parse.
+fn selector(
+    field: &'static str,
+    sel: Option<LabelSelector>,
+    problems: &mut Vec<PoolProblem>,
+) -> Option<Selector> {
+    Selector::try_from(sel?)
+        .map_err(|e| {
+            problems.push(PoolProblem::Selector {
+                field,
+                reason: e.to_string(),
+            })
+        })
+        .ok()
+}
+
+/// Prefix lengths longer than an address, then aggregates that leave the pool.
+fn aggregation_problems(ranges: &[IpRange], agg: &Aggregation) -> Vec<PoolProblem> {
+    let mut problems: Vec<PoolProblem> = [("ipv4", agg.ipv4, 32), ("ipv6", agg.ipv6, 128)]
+        .into_iter()
+        .filter(|(_, len, max)| len.is_some_and(|l| l > *max))
+        .map(|(field, _, max)| PoolProblem::AggregationTooLong { field, max })
+        .collect();
+    problems.extend(aggregation_outside_pool(ranges, agg));
+    problems
+}
+
 /// An aggregate shorter than a block of the pool would announce addresses outside it (with
 /// length 0, a default route): refused, per family, naming the first block it does not fit.
-fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -> Vec<String> {
+fn aggregation_outside_pool(ranges: &[IpRange], agg: &Aggregation) -> Vec<PoolProblem> {
     let mut problems = Vec::new();
     for (family, len, field) in [
         (Family::V4, agg.ipv4, "ipv4"),
@@ -135,11 +154,12 @@ fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -
             .flat_map(|r| to_cidrs(r).into_iter().map(move |c| (r.family, c)))
             .find(|(_, (_, block_len))| len < *block_len);
         if let Some((family, (value, block_len))) = too_wide {
-            problems.push(format!(
-                "spec.aggregation.{field} {len} is shorter than the pool's block {}/{block_len}: \
-                 the aggregate would announce addresses outside the pool",
-                IpAddr::from(Addr { family, value })
-            ));
+            problems.push(PoolProblem::AggregateOutsidePool {
+                field,
+                len,
+                block: IpAddr::from(Addr { family, value }),
+                block_len,
+            });
         }
     }
     problems
@@ -148,11 +168,11 @@ fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -
 /// Why a service has no address. The text is shown to users as is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocationError {
-    InvalidRequest(String),
+    InvalidRequest(RequestError),
     PoolNotFound(String),
     PoolInvalid {
         pool: String,
-        reason: String,
+        reason: PoolError,
     },
     PoolNotAdmitted(String),
     NoMatchingPool,
@@ -271,7 +291,7 @@ pub struct Outcome {
 }
 
 /// A pool as given to [`allocate`]: parsed, or the reason it could not be.
-pub type PoolInput = (String, Result<Pool, String>);
+pub type PoolInput = (String, Result<Pool, PoolError>);
 
 /// Who holds an address: a service, or a sharing group (namespace, key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -289,7 +309,7 @@ struct Group {
 
 struct State<'a> {
     pools: BTreeMap<&'a str, &'a Pool>,
-    invalid: BTreeMap<&'a str, &'a str>,
+    invalid: BTreeMap<&'a str, &'a PoolError>,
     used: HashMap<Addr, Holder>,
     groups: HashMap<(String, String), Group>,
     /// Per (pool, family): index into that pool's ranges and the next value to try. Only grows
@@ -310,7 +330,7 @@ pub fn allocate(pools: &[PoolInput], services: &[ServiceRequest]) -> Outcome {
             .collect(),
         invalid: pools
             .iter()
-            .filter_map(|(n, p)| p.as_ref().err().map(|e| (n.as_str(), e.as_str())))
+            .filter_map(|(n, p)| p.as_ref().err().map(|e| (n.as_str(), e)))
             .collect(),
         used: HashMap::with_capacity(services.len() * 2),
         groups: HashMap::new(),
@@ -686,7 +706,7 @@ impl<'a> State<'a> {
                     return Decision::Failed(match self.invalid.get(name) {
                         Some(reason) => AllocationError::PoolInvalid {
                             pool: name.into(),
-                            reason: reason.to_string(),
+                            reason: (*reason).clone(),
                         },
                         None => AllocationError::PoolNotFound(name.into()),
                     });
@@ -859,7 +879,7 @@ impl<'a> State<'a> {
         for (name, p) in pools {
             let entry = reports.entry(name.clone()).or_default();
             if let Err(e) = p {
-                entry.invalid = Some(e.clone());
+                entry.invalid = Some(e.to_string());
             }
         }
         // Overlaps: sweep all ranges ordered by start.
@@ -939,14 +959,6 @@ impl Decision {
             Decision::Failed(_) => None,
         }
     }
-}
-
-/// Per-pool data other parts (the agent, the planner) need, keyed by name.
-pub fn pool_modes(pools: &[PoolInput]) -> BTreeMap<String, PoolMode> {
-    pools
-        .iter()
-        .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n.clone(), p.mode)))
-        .collect()
 }
 
 #[cfg(test)]

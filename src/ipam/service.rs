@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 
+use super::error::RequestError;
 use super::range::Family;
 use crate::api::annotations;
 
@@ -63,7 +64,7 @@ pub struct ServiceRequest {
     pub family_policy: FamilyPolicy,
     pub requested_pool: Option<String>,
     /// Addresses from `routelb.io/addresses` or `spec.loadBalancerIP`, or why they are unreadable.
-    pub requested: Result<Vec<IpAddr>, String>,
+    pub requested: Result<Vec<IpAddr>, RequestError>,
     pub sharing_key: Option<String>,
     pub ports: Vec<Port>,
     /// What `status.loadBalancer.ingress` holds now.
@@ -131,18 +132,19 @@ impl ServiceRequest {
     }
 
     /// Requested addresses must be of wanted families, at most one per family.
-    pub(super) fn check_families(&self, requested: &[IpAddr]) -> Result<(), String> {
+    pub(super) fn check_families(&self, requested: &[IpAddr]) -> Result<(), RequestError> {
         let wanted = self.wanted_families();
         for (i, a) in requested.iter().enumerate() {
             let f = Family::of(a);
             if !wanted.contains(&f) {
-                return Err(format!(
-                    "requested address {a} is {f} but the service is {} only",
-                    wanted[0]
-                ));
+                return Err(RequestError::WrongFamily {
+                    address: *a,
+                    family: f,
+                    only: wanted[0],
+                });
             }
             if requested[..i].iter().any(|b| Family::of(b) == f) {
-                return Err(format!("more than one {f} address requested"));
+                return Err(RequestError::FamilyTwice(f));
             }
         }
         Ok(())
@@ -197,16 +199,16 @@ impl ServiceRequest {
         // A pool name or sharing key longer than any legal one is a bad request, refused
         // without echoing it (it would fill every message that names it).
         let mut requested = requested;
-        let mut bounded = |k: &str| {
+        let mut bounded = |k: &'static str| {
             let v = non_empty(k)?;
             if v.len() <= MAX_NAME_ANNOTATION {
                 return Some(v);
             }
             if requested.is_ok() {
-                requested = Err(format!(
-                    "{k} is {} bytes long; at most {MAX_NAME_ANNOTATION}",
-                    v.len()
-                ));
+                requested = Err(RequestError::NameTooLong {
+                    annotation: k,
+                    len: v.len(),
+                });
             }
             None
         };
@@ -253,16 +255,13 @@ pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, String> {
+fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, RequestError> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse::<IpAddr>().map_err(|_| {
-                format!(
-                    "{:?} is not an IP address",
-                    s.chars().take(64).collect::<String>()
-                )
+            s.parse::<IpAddr>().map_err(|_| RequestError::NotAnAddress {
+                value: s.chars().take(64).collect(),
             })
         })
         .collect()
