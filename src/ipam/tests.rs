@@ -930,3 +930,97 @@ fn a_name_too_long_makes_the_request_invalid_without_echoing_it() {
         format!("{:?} is not an IP address", "p".repeat(64))
     );
 }
+
+#[test]
+fn held_addresses_are_one_per_wanted_family_in_its_order() {
+    let a = |s: &str| Addr::from(ip(s));
+    let mut s = svc("s", 1);
+    s.families = vec![Family::V6];
+    s.family_policy = FamilyPolicy::PreferDualStack;
+    s.current = vec![ip("10.0.0.1"), ip("2001:db8::1"), ip("10.0.0.2")];
+    assert_eq!(held_addresses(&s), [a("2001:db8::1"), a("10.0.0.1")]);
+    s.family_policy = FamilyPolicy::SingleStack;
+    assert_eq!(held_addresses(&s), [a("2001:db8::1")]);
+}
+
+#[test]
+fn what_is_held_answers_an_unchanged_or_unreadable_request() {
+    let held = [Addr::from(ip("10.0.0.1"))];
+    let mut warnings = vec![];
+    let mut s = svc("s", 1);
+    assert!(still_requested(&s, &held, &mut warnings));
+    s.requested = Ok(vec![ip("10.0.0.1")]);
+    assert!(still_requested(&s, &held, &mut warnings));
+    s.requested = Ok(vec![ip("10.0.0.2")]);
+    assert!(!still_requested(&s, &held, &mut warnings));
+    assert!(warnings.is_empty());
+    s.requested = Err(RequestError::NotAnAddress { value: "x".into() });
+    assert!(still_requested(&s, &held, &mut warnings));
+    assert_eq!(
+        warnings,
+        [r#"ignoring the request: "x" is not an IP address"#]
+    );
+}
+
+#[test]
+fn a_sharing_group_fits_or_says_why_not() {
+    let a = |s: &str| Addr::from(ip(s));
+    let why = |s: &ServiceRequest, addrs: &[Addr], requested: &[Addr]| {
+        group_fits(s, "k", "a", addrs, requested)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let single = svc("s", 1);
+    let mut dual = svc("d", 1);
+    dual.family_policy = FamilyPolicy::PreferDualStack;
+    let mut elsewhere = svc("e", 1);
+    elsewhere.requested_pool = Some("b".into());
+    assert_eq!(why(&single, &[a("10.0.0.1")], &[a("10.0.0.1")]), None);
+    assert_eq!(
+        why(&single, &[], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" has no IPv4 address"#)
+    );
+    assert_eq!(
+        why(&dual, &[], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" has no address of the families this service wants"#)
+    );
+    assert_eq!(
+        why(&single, &[a("10.0.0.1")], &[a("10.0.0.2")]).as_deref(),
+        Some(r#"cannot share: requested addresses differ from 10.0.0.1 used by sharing key "k""#)
+    );
+    assert_eq!(
+        why(&elsewhere, &[a("10.0.0.1")], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" uses pool "a", not "b""#)
+    );
+}
+
+#[test]
+fn a_plan_takes_kept_addresses_first_and_names_the_families_short() {
+    let a = |s: &str| Addr::from(ip(s));
+    let (v4, v6) = (Family::V4, Family::V6);
+    let p = Pool::from_spec("a", &spec(&["10.0.0.0/31", "2001:db8::/127"])).unwrap();
+    let mut st = State {
+        pools: [("a", &p)].into(),
+        invalid: BTreeMap::new(),
+        used: HashMap::new(),
+        groups: HashMap::new(),
+        cursors: HashMap::new(),
+        services: &[],
+    };
+    // What the service keeps first, then the lowest free address; nothing is taken.
+    assert_eq!(
+        st.plan(&p, &[v4, v6], &[v4, v6], &[a("2001:db8::1")]),
+        Ok(vec![a("10.0.0.0"), a("2001:db8::1")])
+    );
+    assert_eq!(st.plan(&p, &[v4], &[v4], &[]), Ok(vec![a("10.0.0.0")]));
+    // A family without a free address is short only if required...
+    st.used.insert(a("2001:db8::"), Holder::Service(0));
+    st.used.insert(a("2001:db8::1"), Holder::Service(0));
+    assert_eq!(st.plan(&p, &[v4, v6], &[], &[]), Ok(vec![a("10.0.0.0")]));
+    assert_eq!(st.plan(&p, &[v4, v6], &[v4, v6], &[]), Err(vec![v6]));
+    // ...or when nothing at all is free: then every wanted family is.
+    st.used.insert(a("10.0.0.0"), Holder::Service(0));
+    st.used.insert(a("10.0.0.1"), Holder::Service(0));
+    assert_eq!(st.plan(&p, &[v4, v6], &[], &[]), Err(vec![v4, v6]));
+    assert_eq!(shown_families(&[v4, v6]), "IPv4/IPv6");
+}
