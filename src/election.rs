@@ -141,97 +141,131 @@ pub fn elect(candidates: &[Candidate], members: &[Member], lb_interface: &str) -
 
 fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
     let key = &c.service.key;
-    let pool = &c.service.pool;
-    let no_endpoints = c.withdraw_without_endpoints && !c.endpoints.any;
-    let endpoint_ok = |m: &Member| !c.local_traffic || c.endpoints.nodes.contains(&m.node);
     let placements: Vec<Placement> = c
         .service
         .addresses
         .iter()
-        .map(|&address| {
-            let unheld = |why: String| Placement {
-                address,
-                holders: vec![],
-                unheld: Some(why),
-            };
-            if no_endpoints {
-                return unheld("no ready endpoints".into());
-            }
-            match c.mode {
-                PoolMode::Local => {
-                    let able: Vec<(&Member, &String)> = members
-                        .iter()
-                        .filter_map(|m| {
-                            m.subnets
-                                .iter()
-                                .find(|(_, s)| s.contains(&address))
-                                .map(|(i, _)| (m, i))
-                        })
-                        .collect();
-                    if able.is_empty() {
-                        return unheld(format!(
-                            "no live node has a subnet holding {address} (local pool {pool})"
-                        ));
-                    }
-                    // Ranked by the address, not the service: Services sharing an address (a
-                    // sharing key) must elect the same holder.
-                    let eligible = ranked(
-                        able.iter().map(|(m, _)| *m).filter(|m| endpoint_ok(m)),
-                        &address.to_string(),
-                    );
-                    let Some(winner) = eligible.first() else {
-                        return unheld(format!(
-                            "no node on the subnet of {address} has a ready endpoint (externalTrafficPolicy: Local)"
-                        ));
-                    };
-                    let interface = able
-                        .iter()
-                        .find(|(m, _)| m.node == winner.node)
-                        .map(|(_, i)| (*i).clone())
-                        .expect("the winner is able");
-                    Placement {
-                        address,
-                        holders: vec![Holder {
-                            node: winner.node.clone(),
-                            interface,
-                        }],
-                        unheld: None,
-                    }
-                }
-                PoolMode::Routed => {
-                    let announcing: Vec<&Member> = members
-                        .iter()
-                        .filter(|m| m.routed_pools.contains(pool))
-                        .collect();
-                    if announcing.is_empty() {
-                        return unheld(format!(
-                            "no live node announces pool {pool} (no RoutingPolicy selects it for any node)"
-                        ));
-                    }
-                    let holders: Vec<Holder> =
-                        ranked(announcing.into_iter().filter(|m| endpoint_ok(m)), &key.to_string())
-                            .into_iter()
-                            .map(|m| Holder {
-                                node: m.node.clone(),
-                                interface: lb_interface.to_string(),
-                            })
-                            .collect();
-                    if holders.is_empty() {
-                        return unheld(
-                            "no node announcing the pool has a ready endpoint (externalTrafficPolicy: Local)"
-                                .into(),
-                        );
-                    }
-                    Placement {
-                        address,
-                        holders,
-                        unheld: None,
-                    }
-                }
-            }
+        .map(|&address| place(c, address, members, lb_interface))
+        .collect();
+    let reporter = reporter(&placements, members, key);
+    Decision {
+        key: key.clone(),
+        pool: c.service.pool.clone(),
+        placements,
+        reporter,
+    }
+}
+
+/// Who holds one of the service's addresses, or why nobody does.
+fn place(c: &Candidate, address: IpAddr, members: &[Member], lb_interface: &str) -> Placement {
+    let holders = if c.withdraw_without_endpoints && !c.endpoints.any {
+        Err("no ready endpoints".to_string())
+    } else {
+        match c.mode {
+            PoolMode::Local => local_holder(c, address, members).map(|h| vec![h]),
+            PoolMode::Routed => routed_holders(c, members, lb_interface),
+        }
+    };
+    match holders {
+        Ok(holders) => Placement {
+            address,
+            holders,
+            unheld: None,
+        },
+        Err(why) => Placement {
+            address,
+            holders: vec![],
+            unheld: Some(why),
+        },
+    }
+}
+
+/// Whether `m` may hold the service's addresses as far as its endpoints go: under
+/// `externalTrafficPolicy: Local`, only with a ready endpoint.
+fn endpoint_ok(c: &Candidate, m: &Member) -> bool {
+    !c.local_traffic || c.endpoints.nodes.contains(&m.node)
+}
+
+/// The one holder of a local address: among the live nodes with a subnet holding it (and an
+/// endpoint, if need be), the one ranking highest for the address, on that subnet's interface.
+fn local_holder(c: &Candidate, address: IpAddr, members: &[Member]) -> Result<Holder, String> {
+    let pool = &c.service.pool;
+    let able: Vec<(&Member, &String)> = members
+        .iter()
+        .filter_map(|m| {
+            m.subnets
+                .iter()
+                .find(|(_, s)| s.contains(&address))
+                .map(|(i, _)| (m, i))
         })
         .collect();
-    let reporter = placements
+    if able.is_empty() {
+        return Err(format!(
+            "no live node has a subnet holding {address} (local pool {pool})"
+        ));
+    }
+    // Ranked by the address, not the service: Services sharing an address (a sharing key)
+    // must elect the same holder.
+    let eligible = ranked(
+        able.iter().map(|(m, _)| *m).filter(|m| endpoint_ok(c, m)),
+        &address.to_string(),
+    );
+    let Some(winner) = eligible.first() else {
+        return Err(format!(
+            "no node on the subnet of {address} has a ready endpoint (externalTrafficPolicy: Local)"
+        ));
+    };
+    let interface = able
+        .iter()
+        .find(|(m, _)| m.node == winner.node)
+        .map(|(_, i)| (*i).clone())
+        .expect("the winner is able");
+    Ok(Holder {
+        node: winner.node.clone(),
+        interface,
+    })
+}
+
+/// The holders of a routed address: every live node announcing its pool (with an endpoint,
+/// if need be), ranked for the service, on the load-balancer interface.
+fn routed_holders(
+    c: &Candidate,
+    members: &[Member],
+    lb_interface: &str,
+) -> Result<Vec<Holder>, String> {
+    let pool = &c.service.pool;
+    let announcing: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.routed_pools.contains(pool))
+        .collect();
+    if announcing.is_empty() {
+        return Err(format!(
+            "no live node announces pool {pool} (no RoutingPolicy selects it for any node)"
+        ));
+    }
+    let holders: Vec<Holder> = ranked(
+        announcing.into_iter().filter(|m| endpoint_ok(c, m)),
+        &c.service.key.to_string(),
+    )
+    .into_iter()
+    .map(|m| Holder {
+        node: m.node.clone(),
+        interface: lb_interface.to_string(),
+    })
+    .collect();
+    if holders.is_empty() {
+        return Err(
+            "no node announcing the pool has a ready endpoint (externalTrafficPolicy: Local)"
+                .into(),
+        );
+    }
+    Ok(holders)
+}
+
+/// The node that reports the service: its best-ranked holder, else the live node ranking
+/// highest for the service, so someone says why it is not announced.
+fn reporter(placements: &[Placement], members: &[Member], key: &ServiceKey) -> Option<String> {
+    placements
         .iter()
         .find_map(|p| p.holders.first())
         .map(|h| h.node.clone())
@@ -239,13 +273,7 @@ fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
             ranked(members.iter(), &key.to_string())
                 .first()
                 .map(|m| m.node.clone())
-        });
-    Decision {
-        key: key.clone(),
-        pool: pool.clone(),
-        placements,
-        reporter,
-    }
+        })
 }
 
 /// The part of each service this node holds, for the planner.
@@ -525,4 +553,50 @@ mod tests {
     }
 
     const PINNED_RANK: &str = "c7c6dd002dc3ac95";
+
+    #[test]
+    fn unheld_services_are_reported_by_the_node_ranking_highest_for_them() {
+        let members = lan();
+        let key = ServiceKey::new("default", "web");
+        let nobody = Placement {
+            address: "10.9.0.1".parse().unwrap(),
+            holders: vec![],
+            unheld: Some("no ready endpoints".into()),
+        };
+        let best = ranked(members.iter(), "default/web")[0].node.clone();
+        assert_eq!(
+            reporter(std::slice::from_ref(&nobody), &members, &key),
+            Some(best)
+        );
+        // A holder reports, whoever ranks highest.
+        let held = Placement {
+            holders: vec![Holder {
+                node: "d".into(),
+                interface: "kube-lb0".into(),
+            }],
+            unheld: None,
+            ..nobody.clone()
+        };
+        assert_eq!(
+            reporter(&[nobody, held], &members, &key).as_deref(),
+            Some("d")
+        );
+        assert_eq!(reporter(&[], &[], &key), None);
+    }
+
+    #[test]
+    fn no_endpoints_withdraws_before_the_mode_is_looked_at() {
+        let s = svc("web", "nowhere", &["192.0.2.1"]);
+        let none = ready(&[]);
+        let mut c = cand(&s, PoolMode::Local, &none);
+        c.withdraw_without_endpoints = true;
+        let p = place(&c, s.addresses[0], &lan(), "kube-lb0");
+        assert_eq!(p.unheld.as_deref(), Some("no ready endpoints"));
+        c.withdraw_without_endpoints = false;
+        let p = place(&c, s.addresses[0], &lan(), "kube-lb0");
+        assert_eq!(
+            p.unheld.as_deref(),
+            Some("no live node has a subnet holding 192.0.2.1 (local pool nowhere)")
+        );
+    }
 }

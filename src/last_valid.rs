@@ -25,7 +25,9 @@ impl Checked for AddressPool {
     const KIND: &'static str = "AddressPool";
 
     fn check(&self) -> Result<(), String> {
-        Pool::from_spec(&self.name_any(), &self.spec).map(|_| ())
+        Pool::from_spec(&self.name_any(), &self.spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn remembered(&self) -> Self {

@@ -282,25 +282,7 @@ fn load_text(
             ),
         ));
     }
-    yaml_scan::scan(text, MAX_DEPTH, nodes_left).map_err(|r| {
-        let what = match r.over {
-            yaml_scan::Over::Depth => format!(
-                "lists and maps nested deeper than {MAX_DEPTH} levels (the limit for a document)"
-            ),
-            yaml_scan::Over::Nodes => format!(
-                "more than {MAX_NODES} YAML nodes (the limit for a directory; scalars, lists and \
-                 maps, an alias counting as the nodes it stands for)"
-            ),
-            yaml_scan::Over::RecursiveAlias(name) => {
-                format!("alias *{} inside the node it names", shown_bytes(&name))
-            }
-        };
-        error(
-            file,
-            r.document,
-            format!("{what}, at line {} column {}", r.line, r.column),
-        )
-    })?;
+    yaml_scan::scan(text, MAX_DEPTH, nodes_left).map_err(|r| refused(file, r))?;
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = index + 1;
         let v = serde_yaml::Value::deserialize(doc)
@@ -308,52 +290,30 @@ fn load_text(
         if v.is_null() {
             continue;
         }
-        let doc = Doc { file, index };
-        let kind = match v.get("kind") {
-            Some(serde_yaml::Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => return Err(doc.error("document has no kind")),
-        };
-        // Cluster-scoped kinds are keyed by name, Services by namespace/name.
-        match kind.as_str() {
-            "AddressPool" => {
-                let p: AddressPool = doc.parse(v, Strict::Own)?;
-                let name = doc.name(&p.metadata, "an AddressPool", Rule::Subdomain)?;
-                doc.define(m, "AddressPool", name)?;
-                m.pools.push(p);
-            }
-            "RoutingPolicy" => {
-                let p: RoutingPolicy = doc.parse(v, Strict::Own)?;
-                let name = doc.name(&p.metadata, "a RoutingPolicy", Rule::Subdomain)?;
-                doc.define(m, "RoutingPolicy", name)?;
-                m.policies.push(p);
-            }
-            "Service" => {
-                let mut s: Service = doc.parse(v, Strict::Core(m))?;
-                let name = doc.name(&s.metadata, "a Service", Rule::Dns1035Label)?;
-                let ns = s.metadata.namespace.get_or_insert_with(|| "default".into());
-                doc.define(m, "Service", format!("{ns}/{name}"))?;
-                m.services.push(s);
-            }
-            "Node" => {
-                let n: Node = doc.parse(v, Strict::Core(m))?;
-                let name = doc.name(&n.metadata, "a Node", Rule::Subdomain)?;
-                doc.define(m, "Node", name)?;
-                m.nodes.push(n);
-            }
-            "Namespace" => {
-                let n: Namespace = doc.parse(v, Strict::Core(m))?;
-                let name = doc.name(&n.metadata, "a Namespace", Rule::Label)?;
-                doc.define(m, "Namespace", name)?;
-                m.namespaces.push(n);
-            }
-            other => m.ignored.push(format!(
-                "{}: {}",
-                file.display(),
-                short(&other.escape_debug().to_string())
-            )),
-        }
+        Doc { file, index }.load(v, m)?;
     }
     Ok(())
+}
+
+/// The error for a file the YAML scan refused: over a limit, and where.
+fn refused(file: &Path, r: yaml_scan::Refusal) -> ManifestError {
+    let what = match r.over {
+        yaml_scan::Over::Depth => format!(
+            "lists and maps nested deeper than {MAX_DEPTH} levels (the limit for a document)"
+        ),
+        yaml_scan::Over::Nodes => format!(
+            "more than {MAX_NODES} YAML nodes (the limit for a directory; scalars, lists and \
+             maps, an alias counting as the nodes it stands for)"
+        ),
+        yaml_scan::Over::RecursiveAlias(name) => {
+            format!("alias *{} inside the node it names", shown_bytes(&name))
+        }
+    };
+    error(
+        file,
+        r.document,
+        format!("{what}, at line {} column {}", r.line, r.column),
+    )
 }
 
 /// What an unknown field is: an error for routelb's own kinds, a warning for core kinds.
@@ -408,6 +368,54 @@ struct Doc<'a> {
 impl Doc<'_> {
     fn error(&self, message: impl Into<String>) -> ManifestError {
         error(self.file, self.index, message)
+    }
+
+    /// Reads the document `v` into `m` by its kind; kinds routelb does not read are listed as
+    /// ignored. Cluster-scoped kinds are keyed by name, Services by namespace/name.
+    fn load(&self, v: serde_yaml::Value, m: &mut Manifests) -> Result<(), ManifestError> {
+        let kind = match v.get("kind") {
+            Some(serde_yaml::Value::String(k)) if !k.is_empty() => k.clone(),
+            _ => return Err(self.error("document has no kind")),
+        };
+        match kind.as_str() {
+            "AddressPool" => {
+                let p: AddressPool = self.parse(v, Strict::Own)?;
+                let name = self.name(&p.metadata, "an AddressPool", Rule::Subdomain)?;
+                self.define(m, "AddressPool", name)?;
+                m.pools.push(p);
+            }
+            "RoutingPolicy" => {
+                let p: RoutingPolicy = self.parse(v, Strict::Own)?;
+                let name = self.name(&p.metadata, "a RoutingPolicy", Rule::Subdomain)?;
+                self.define(m, "RoutingPolicy", name)?;
+                m.policies.push(p);
+            }
+            "Service" => {
+                let mut s: Service = self.parse(v, Strict::Core(m))?;
+                let name = self.name(&s.metadata, "a Service", Rule::Dns1035Label)?;
+                let ns = s.metadata.namespace.get_or_insert_with(|| "default".into());
+                self.define(m, "Service", format!("{ns}/{name}"))?;
+                m.services.push(s);
+            }
+            "Node" => {
+                let n: Node = self.parse(v, Strict::Core(m))?;
+                let name = self.name(&n.metadata, "a Node", Rule::Subdomain)?;
+                self.define(m, "Node", name)?;
+                m.nodes.push(n);
+            }
+            "Namespace" => {
+                let n: Namespace = self.parse(v, Strict::Core(m))?;
+                let name = self.name(&n.metadata, "a Namespace", Rule::Label)?;
+                self.define(m, "Namespace", name)?;
+                m.namespaces.push(n);
+            }
+            other => m.ignored.push(format!(
+                "{}: {}",
+                self.file.display(),
+                short(&other.escape_debug().to_string())
+            )),
+        }
+        Ok(())
     }
 
     /// Checks `apiVersion` and parses the document, collecting the fields `T` does not read.

@@ -26,9 +26,27 @@ pub struct NodeReport<'a> {
 }
 
 pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateStatus {
-    let interfaces: Vec<InterfaceAddresses> = r
-        .held
-        .iter()
+    let address_count = r.held.values().map(|a| a.len() as u32).sum();
+    let apply = apply_state(r.last_apply, r.last_apply_time);
+    let conditions = node_conditions(r, address_count, &apply)
+        .into_iter()
+        .map(|(type_, ok, reason, message)| condition(type_, ok, reason, message, None, old, now))
+        .collect();
+    NodeStateStatus {
+        daemon: Some(r.daemon.to_string()),
+        interfaces: interfaces(r.held),
+        address_count,
+        announced_prefixes: announced_prefixes(r.held, r.lb_interface),
+        fragment_hash: apply.fragment_hash,
+        last_apply: apply.last_apply,
+        not_announced: r.not_announced.to_vec(),
+        conditions,
+    }
+}
+
+/// routelb's addresses per interface, as `address/length`; interfaces without any left out.
+fn interfaces(held: &BTreeMap<String, BTreeSet<IfAddress>>) -> Vec<InterfaceAddresses> {
+    held.iter()
         .filter(|(_, a)| !a.is_empty())
         .map(|(iface, addrs)| InterfaceAddresses {
             interface: iface.clone(),
@@ -37,12 +55,16 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
                 .map(|(ip, len)| format!("{ip}/{len}"))
                 .collect(),
         })
-        .collect();
-    let address_count = r.held.values().map(|a| a.len() as u32).sum();
-    // Prefixes on the load-balancer interface reach the daemon as connected routes.
-    let announced_prefixes = r
-        .held
-        .get(r.lb_interface)
+        .collect()
+}
+
+/// The prefixes of the addresses on the load-balancer interface, sorted and distinct: they
+/// reach the daemon as connected routes.
+fn announced_prefixes(
+    held: &BTreeMap<String, BTreeSet<IfAddress>>,
+    lb_interface: &str,
+) -> Vec<String> {
+    held.get(lb_interface)
         .map(|a| {
             a.iter()
                 .map(|(ip, len)| {
@@ -54,113 +76,113 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
                 .into_iter()
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    let (fragment_hash, last_apply, applied_ok, apply_msg) = match r.last_apply {
-        None => (
-            None,
-            None,
-            false,
-            "the daemon has not been configured yet".to_string(),
-        ),
-        Some(a) => {
-            let (hash, result, ok, message) = match a {
-                LastApply::Applied { hash } => (Some(hash), "Applied", true, None),
-                LastApply::Unchanged { hash } => (Some(hash), "Unchanged", true, None),
-                LastApply::Refused { hash, message } => {
-                    (Some(hash), "Refused", false, Some(message.clone()))
-                }
-                LastApply::Failed { message } => (None, "Failed", false, Some(message.clone())),
-            };
-            let msg = match &message {
-                Some(m) => format!("{result}: {m}"),
-                None => format!("fragment {} is in place", hash.cloned().unwrap_or_default()),
-            };
-            (
-                hash.cloned(),
-                Some(ApplyResult {
-                    result: result.into(),
-                    time: r.last_apply_time.unwrap_or("unknown").into(),
-                    message,
-                }),
-                ok,
-                msg,
-            )
-        }
+/// What the last apply to the daemon means for the status.
+struct ApplyState {
+    /// The fragment in place, if one is.
+    fragment_hash: Option<String>,
+    last_apply: Option<ApplyResult>,
+    ok: bool,
+    /// The `DaemonConfigured` message.
+    message: String,
+}
+
+fn apply_state(last: Option<&LastApply>, time: Option<&str>) -> ApplyState {
+    let Some(a) = last else {
+        return ApplyState {
+            fragment_hash: None,
+            last_apply: None,
+            ok: false,
+            message: "the daemon has not been configured yet".to_string(),
+        };
     };
-    let addresses_ok = r.address_errors.is_empty();
-    let mut conditions = vec![
-        condition(
-            "AddressesConverged",
-            addresses_ok,
-            if addresses_ok {
-                "Converged"
-            } else {
-                "AddressError"
-            },
-            if addresses_ok {
-                format!("{address_count} addresses held as planned")
-            } else {
-                r.address_errors.join("; ")
-            },
-            None,
-            old,
-            now,
-        ),
-        condition(
-            "DaemonConfigured",
-            applied_ok,
-            if applied_ok { "Applied" } else { "NotApplied" },
-            apply_msg,
-            None,
-            old,
-            now,
-        ),
-        condition(
-            "RoutingProblems",
-            !r.problems.is_empty(),
-            if r.problems.is_empty() {
-                "None"
-            } else {
-                "Problems"
-            },
-            if r.problems.is_empty() {
-                "every policy for this node can be honoured".into()
-            } else {
-                r.problems.join("; ")
-            },
-            None,
-            old,
-            now,
-        ),
-    ];
-    let ready = addresses_ok && applied_ok;
-    conditions.insert(
-        0,
-        condition(
-            "Ready",
-            ready,
-            if ready { "Converged" } else { "NotConverged" },
-            if ready {
-                "addresses and daemon configuration are as planned".into()
-            } else {
-                "see the other conditions".into()
-            },
-            None,
-            old,
-            now,
-        ),
-    );
-    NodeStateStatus {
-        daemon: Some(r.daemon.to_string()),
-        interfaces,
-        address_count,
-        announced_prefixes,
-        fragment_hash,
-        last_apply,
-        not_announced: r.not_announced.to_vec(),
-        conditions,
+    let (hash, result, ok, message) = match a {
+        LastApply::Applied { hash } => (Some(hash), "Applied", true, None),
+        LastApply::Unchanged { hash } => (Some(hash), "Unchanged", true, None),
+        LastApply::Refused { hash, message } => {
+            (Some(hash), "Refused", false, Some(message.clone()))
+        }
+        LastApply::Failed { message } => (None, "Failed", false, Some(message.clone())),
+    };
+    let shown = match &message {
+        Some(m) => format!("{result}: {m}"),
+        None => format!("fragment {} is in place", hash.cloned().unwrap_or_default()),
+    };
+    ApplyState {
+        fragment_hash: hash.cloned(),
+        last_apply: Some(ApplyResult {
+            result: result.into(),
+            time: time.unwrap_or("unknown").into(),
+            message,
+        }),
+        ok,
+        message: shown,
     }
+}
+
+/// The node's conditions as (type, status, reason, message), in the order they are written.
+/// Every message is non-empty: old API servers read "" as absent, and it is required.
+fn node_conditions(
+    r: &NodeReport,
+    address_count: u32,
+    apply: &ApplyState,
+) -> [(&'static str, bool, &'static str, String); 4] {
+    let addresses_ok = r.address_errors.is_empty();
+    let ready = addresses_ok && apply.ok;
+    [
+        if ready {
+            (
+                "Ready",
+                true,
+                "Converged",
+                "addresses and daemon configuration are as planned".into(),
+            )
+        } else {
+            (
+                "Ready",
+                false,
+                "NotConverged",
+                "see the other conditions".into(),
+            )
+        },
+        if addresses_ok {
+            (
+                "AddressesConverged",
+                true,
+                "Converged",
+                format!("{address_count} addresses held as planned"),
+            )
+        } else {
+            (
+                "AddressesConverged",
+                false,
+                "AddressError",
+                r.address_errors.join("; "),
+            )
+        },
+        if apply.ok {
+            ("DaemonConfigured", true, "Applied", apply.message.clone())
+        } else {
+            (
+                "DaemonConfigured",
+                false,
+                "NotApplied",
+                apply.message.clone(),
+            )
+        },
+        if r.problems.is_empty() {
+            (
+                "RoutingProblems",
+                false,
+                "None",
+                "every policy for this node can be honoured".into(),
+            )
+        } else {
+            ("RoutingProblems", true, "Problems", r.problems.join("; "))
+        },
+    ]
 }
 
 /// Whether two statuses differ in anything but condition timestamps.
@@ -247,5 +269,78 @@ mod tests {
                 &now(),
             )
         ));
+    }
+
+    #[test]
+    fn the_last_apply_tells_the_fragment_in_place_and_why_not() {
+        let none = apply_state(None, None);
+        assert_eq!(
+            (none.fragment_hash, none.last_apply, none.ok),
+            (None, None, false)
+        );
+        assert_eq!(none.message, "the daemon has not been configured yet");
+
+        let applied = apply_state(Some(&LastApply::Unchanged { hash: "abc".into() }), None);
+        assert_eq!(applied.fragment_hash.as_deref(), Some("abc"));
+        assert!(applied.ok);
+        assert_eq!(applied.message, "fragment abc is in place");
+        assert_eq!(
+            applied.last_apply,
+            Some(ApplyResult {
+                result: "Unchanged".into(),
+                time: "unknown".into(),
+                message: None,
+            })
+        );
+
+        let failed = apply_state(
+            Some(&LastApply::Failed {
+                message: "vtysh: connection refused".into(),
+            }),
+            Some("2026-11-27T00:00:00Z"),
+        );
+        assert_eq!((failed.fragment_hash, failed.ok), (None, false));
+        assert_eq!(failed.message, "Failed: vtysh: connection refused");
+        let last = failed.last_apply.unwrap();
+        assert_eq!(
+            (last.result.as_str(), last.time.as_str()),
+            ("Failed", "2026-11-27T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_converged_node_is_ready() {
+        let held = BTreeMap::new();
+        let report = NodeReport {
+            daemon: "bird",
+            held: &held,
+            lb_interface: "kube-lb0",
+            address_errors: &[],
+            last_apply: None,
+            last_apply_time: None,
+            problems: &[],
+            not_announced: &[],
+        };
+        let applied = apply_state(Some(&LastApply::Applied { hash: "h".into() }), None);
+        let table = node_conditions(&report, 2, &applied);
+        let summary: Vec<_> = table
+            .iter()
+            .map(|(t, ok, reason, _)| (*t, *ok, *reason))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Ready", true, "Converged"),
+                ("AddressesConverged", true, "Converged"),
+                ("DaemonConfigured", true, "Applied"),
+                ("RoutingProblems", false, "None"),
+            ]
+        );
+        assert_eq!(table[1].3, "2 addresses held as planned");
+        // Not configured yet: not ready, and the daemon condition says why.
+        let table = node_conditions(&report, 2, &apply_state(None, None));
+        assert_eq!(&table[0].0, &"Ready");
+        assert!(!table[0].1);
+        assert_eq!(table[2].2, "NotApplied");
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{
     AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values,
 };
-use crate::ipam::{Decision, PoolReport};
+use crate::ipam::{Counts, Decision, PoolReport};
 use crate::status::{EventSpec, condition};
 
 /// Changes to one Service. Empty means nothing to write.
@@ -152,96 +152,65 @@ pub fn pool_status(
     now: &Time,
 ) -> AddressPoolStatus {
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let ipv4 = FamilyCounts {
-        allocated: saturate(report.v4.allocated),
-        available: saturate(report.v4.available),
-    };
-    let ipv6 = FamilyCounts {
-        allocated: saturate(report.v6.allocated),
-        available: saturate(report.v6.available),
-    };
-    let conditions = vec![
-        match &report.invalid {
-            None => condition(
-                "Ready",
-                true,
-                "Valid",
-                "addresses can be allocated".into(),
-                generation,
-                old_conditions,
-                now,
-            ),
-            Some(e) => condition(
-                "Ready",
-                false,
-                "Invalid",
-                e.clone(),
-                generation,
-                old_conditions,
-                now,
-            ),
-        },
-        match &report.invalid {
-            None => condition(
-                "Invalid",
-                false,
-                "Valid",
-                "every entry parses".into(),
-                generation,
-                old_conditions,
-                now,
-            ),
-            Some(e) => condition(
-                "Invalid",
-                true,
-                "ParseError",
-                e.clone(),
-                generation,
-                old_conditions,
-                now,
-            ),
-        },
-        if report.overlaps.is_empty() {
-            condition(
-                "Overlapping",
-                false,
-                "NoOverlap",
-                "no other pool shares these ranges".into(),
-                generation,
-                old_conditions,
-                now,
-            )
-        } else {
-            condition(
-                "Overlapping",
-                true,
-                "RangesOverlap",
-                format!(
-                    "ranges overlap pool(s) {}; an address is still never given twice",
-                    report.overlaps.join(", ")
-                ),
-                generation,
-                old_conditions,
-                now,
-            )
-        },
-    ];
+    let ipv4 = family_counts(report.v4);
+    let ipv6 = family_counts(report.v6);
+    let conditions = pool_conditions(report)
+        .into_iter()
+        .map(|(type_, ok, reason, message)| {
+            condition(type_, ok, reason, message, generation, old_conditions, now)
+        })
+        .collect();
     AddressPoolStatus {
-        allocated_summary: Some(format!(
-            "{}/{}",
-            short(ipv4.allocated),
-            short(ipv6.allocated)
-        )),
-        available_summary: Some(format!(
-            "{}/{}",
-            short(ipv4.available),
-            short(ipv6.available)
-        )),
+        allocated_summary: Some(summary(ipv4.allocated, ipv6.allocated)),
+        available_summary: Some(summary(ipv4.available, ipv6.available)),
         ipv4,
         ipv6,
         conditions,
         observed_generation: generation,
     }
+}
+
+fn family_counts(c: Counts) -> FamilyCounts {
+    FamilyCounts {
+        allocated: saturate(c.allocated),
+        available: saturate(c.available),
+    }
+}
+
+/// `ipv4/ipv6`, as the printer columns show counts.
+fn summary(v4: u64, v6: u64) -> String {
+    format!("{}/{}", short(v4), short(v6))
+}
+
+/// A pool's conditions as (type, status, reason, message), in the order they are written.
+fn pool_conditions(report: &PoolReport) -> [(&'static str, bool, &'static str, String); 3] {
+    let ready = match &report.invalid {
+        None => ("Ready", true, "Valid", "addresses can be allocated".into()),
+        Some(e) => ("Ready", false, "Invalid", e.clone()),
+    };
+    let invalid = match &report.invalid {
+        None => ("Invalid", false, "Valid", "every entry parses".into()),
+        Some(e) => ("Invalid", true, "ParseError", e.clone()),
+    };
+    let overlapping = if report.overlaps.is_empty() {
+        (
+            "Overlapping",
+            false,
+            "NoOverlap",
+            "no other pool shares these ranges".into(),
+        )
+    } else {
+        (
+            "Overlapping",
+            true,
+            "RangesOverlap",
+            format!(
+                "ranges overlap pool(s) {}; an address is still never given twice",
+                report.overlaps.join(", ")
+            ),
+        )
+    };
+    [ready, invalid, overlapping]
 }
 
 /// Events for a pool whose conditions turned bad.
@@ -376,7 +345,7 @@ pub fn pool_status_differs(a: &AddressPoolStatus, b: &AddressPoolStatus) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::{AllocationError, Assignment, Counts};
+    use crate::ipam::{AllocationError, Assignment};
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
 
     fn now() -> Time {
@@ -515,5 +484,41 @@ mod tests {
         assert!(!pool_status_differs(&s, &again));
         assert_eq!(s.conditions, again.conditions);
         assert!(pool_events(&again, Some(&s)).is_empty());
+    }
+
+    #[test]
+    fn an_invalid_pool_is_not_ready_and_says_why() {
+        let report = PoolReport {
+            invalid: Some("spec.addresses is empty".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pool_conditions(&report),
+            [
+                (
+                    "Ready",
+                    false,
+                    "Invalid",
+                    "spec.addresses is empty".to_string()
+                ),
+                (
+                    "Invalid",
+                    true,
+                    "ParseError",
+                    "spec.addresses is empty".into()
+                ),
+                (
+                    "Overlapping",
+                    false,
+                    "NoOverlap",
+                    "no other pool shares these ranges".into()
+                ),
+            ]
+        );
+        let s = pool_status(&report, None, None, &now());
+        assert_eq!(s.allocated_summary.as_deref(), Some("0/0"));
+        let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Invalid", "Overlapping"]);
+        assert_eq!(pool_events(&s, None)[0].reason, "InvalidPool");
     }
 }

@@ -4,7 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{IsisAttributes, OspfAttributes, RipAttributes, RoutingPolicySpec};
+use super::{
+    BgpAttributes, IsisAttributes, OspfAttributes, RipAttributes, RoutingPolicySpec,
+    ServiceOverrides,
+};
 
 /// A BGP standard community, `asn:value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -255,37 +258,58 @@ pub fn validate_policy(spec: &RoutingPolicySpec) -> Result<(), Vec<String>> {
         problems.push("spec.protocols is empty: name at least one of bgp, ospf, isis, rip".into());
     }
     if let Some(bgp) = &spec.bgp {
-        for (field, n) in [
-            ("communities", bgp.communities.len()),
-            ("largeCommunities", bgp.large_communities.len()),
-        ] {
-            if n > MAX_POLICY_COMMUNITIES {
-                problems.push(format!(
-                    "spec.bgp.{field} has {n} entries; at most {MAX_POLICY_COMMUNITIES}"
-                ));
-            }
-        }
-        for c in &bgp.communities {
-            if let Err(e) = c.parse::<Community>() {
-                problems.push(format!("spec.bgp.communities: {e}"));
-            }
-        }
-        for c in &bgp.large_communities {
-            if let Err(e) = c.parse::<LargeCommunity>() {
-                problems.push(format!("spec.bgp.largeCommunities: {e}"));
-            }
-        }
-        if let Some(n) = bgp.as_path_prepend
-            && !(1..=10).contains(&n)
-        {
-            problems.push(format!("spec.bgp.asPathPrepend {n} must be 1-10"));
-        }
-        if let Some(vrf) = &bgp.vrf
-            && let Err(e) = validate_vrf_name(vrf)
-        {
-            problems.push(format!("spec.bgp.vrf: {e}"));
+        problems.extend(bgp_problems(bgp));
+    }
+    problems.extend(metric_problems(spec));
+    if let Some(o) = &spec.service_overrides {
+        problems.extend(override_problems(o));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// `spec.bgp`: how many communities, whether each parses, the prepend count and the VRF name.
+fn bgp_problems(bgp: &BgpAttributes) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (field, n) in [
+        ("communities", bgp.communities.len()),
+        ("largeCommunities", bgp.large_communities.len()),
+    ] {
+        if n > MAX_POLICY_COMMUNITIES {
+            problems.push(format!(
+                "spec.bgp.{field} has {n} entries; at most {MAX_POLICY_COMMUNITIES}"
+            ));
         }
     }
+    for c in &bgp.communities {
+        if let Err(e) = c.parse::<Community>() {
+            problems.push(format!("spec.bgp.communities: {e}"));
+        }
+    }
+    for c in &bgp.large_communities {
+        if let Err(e) = c.parse::<LargeCommunity>() {
+            problems.push(format!("spec.bgp.largeCommunities: {e}"));
+        }
+    }
+    if let Some(n) = bgp.as_path_prepend
+        && !(1..=10).contains(&n)
+    {
+        problems.push(format!("spec.bgp.asPathPrepend {n} must be 1-10"));
+    }
+    if let Some(vrf) = &bgp.vrf
+        && let Err(e) = validate_vrf_name(vrf)
+    {
+        problems.push(format!("spec.bgp.vrf: {e}"));
+    }
+    problems
+}
+
+/// The OSPF, IS-IS and RIP metrics (and OSPF metric type), each in its protocol's range.
+fn metric_problems(spec: &RoutingPolicySpec) -> Vec<String> {
+    let mut problems = Vec::new();
     if let Some(OspfAttributes {
         metric,
         metric_type,
@@ -314,24 +338,24 @@ pub fn validate_policy(spec: &RoutingPolicySpec) -> Result<(), Vec<String>> {
     {
         problems.push(format!("spec.rip.metric {m} must be 1-16"));
     }
-    if let Some(o) = &spec.service_overrides {
-        if o.bgp_communities.len() > MAX_OVERRIDE_RANGES {
-            problems.push(format!(
-                "spec.serviceOverrides.bgpCommunities has {} entries; at most {MAX_OVERRIDE_RANGES}",
-                o.bgp_communities.len()
-            ));
-        }
-        for r in &o.bgp_communities {
-            if let Err(e) = r.parse::<CommunityRange>() {
-                problems.push(format!("spec.serviceOverrides.bgpCommunities: {e}"));
-            }
+    problems
+}
+
+/// `spec.serviceOverrides`: how many community ranges, and whether each parses.
+fn override_problems(o: &ServiceOverrides) -> Vec<String> {
+    let mut problems = Vec::new();
+    if o.bgp_communities.len() > MAX_OVERRIDE_RANGES {
+        problems.push(format!(
+            "spec.serviceOverrides.bgpCommunities has {} entries; at most {MAX_OVERRIDE_RANGES}",
+            o.bgp_communities.len()
+        ));
+    }
+    for r in &o.bgp_communities {
+        if let Err(e) = r.parse::<CommunityRange>() {
+            problems.push(format!("spec.serviceOverrides.bgpCommunities: {e}"));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 #[cfg(test)]
@@ -434,5 +458,71 @@ mod tests {
         };
         let problems = validate_policy(&spec).unwrap_err();
         assert_eq!(problems.len(), 6, "{problems:#?}");
+    }
+
+    #[test]
+    fn each_part_of_a_policy_names_its_field() {
+        let bgp = BgpAttributes {
+            communities: vec!["x:1".into()],
+            large_communities: vec!["1:2".into()],
+            as_path_prepend: Some(0),
+            vrf: Some("red\n}".into()),
+            ..Default::default()
+        };
+        let p = bgp_problems(&bgp);
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert!(p[0].starts_with("spec.bgp.communities: "), "{}", p[0]);
+        assert!(p[1].starts_with("spec.bgp.largeCommunities: "), "{}", p[1]);
+        assert_eq!(p[2], "spec.bgp.asPathPrepend 0 must be 1-10");
+        assert!(p[3].starts_with("spec.bgp.vrf: "), "{}", p[3]);
+        let many = BgpAttributes {
+            communities: vec!["65000:1".into(); MAX_POLICY_COMMUNITIES + 1],
+            ..Default::default()
+        };
+        assert_eq!(
+            bgp_problems(&many),
+            ["spec.bgp.communities has 65 entries; at most 64"]
+        );
+
+        let spec = RoutingPolicySpec {
+            pool_selector: None,
+            node_selector: None,
+            protocols: vec![],
+            bgp: None,
+            ospf: Some(OspfAttributes {
+                metric: Some(16_777_215),
+                metric_type: Some(2),
+            }),
+            isis: Some(IsisAttributes {
+                metric: Some(16_777_216),
+                ..Default::default()
+            }),
+            rip: Some(RipAttributes { metric: Some(0) }),
+            service_overrides: None,
+        };
+        assert_eq!(
+            metric_problems(&spec),
+            [
+                "spec.ospf.metric 16777215 must be 0-16777214",
+                "spec.isis.metric 16777216 must be 0-16777215",
+                "spec.rip.metric 0 must be 1-16",
+            ]
+        );
+
+        let o = ServiceOverrides {
+            bgp_communities: vec!["65000:0-65000:99".into(); MAX_OVERRIDE_RANGES + 1],
+        };
+        assert_eq!(
+            override_problems(&o),
+            ["spec.serviceOverrides.bgpCommunities has 65 entries; at most 64"]
+        );
+        let o = ServiceOverrides {
+            bgp_communities: vec!["65000:9-65000:1".into()],
+        };
+        let p = override_problems(&o);
+        assert!(
+            p.len() == 1 && p[0].starts_with("spec.serviceOverrides.bgpCommunities: "),
+            "{p:#?}"
+        );
     }
 }

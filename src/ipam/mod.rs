@@ -6,6 +6,7 @@
 //!    is never renumbered; where two claim one address the older keeps it;
 //! 2. give addresses to services that have none (or lack a family they now want).
 
+mod error;
 mod range;
 mod service;
 
@@ -13,9 +14,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 
-use crate::api::{AddressPoolSpec, PoolMode};
+use crate::api::{AddressPoolSpec, Aggregation, PoolMode};
+pub use error::{PoolError, PoolProblem, RangeError, RequestError};
 pub use range::{Addr, Family, IpRange, normalize, parse_range, to_cidrs};
 pub use service::{FamilyPolicy, Port, ServiceKey, ServiceRequest, ingress_ips, managed, serves};
 
@@ -35,46 +38,35 @@ pub struct Pool {
 
 impl Pool {
     /// Parses an AddressPool spec; the error lists every problem found.
-    pub fn from_spec(name: &str, spec: &AddressPoolSpec) -> Result<Pool, String> {
+    pub fn from_spec(name: &str, spec: &AddressPoolSpec) -> Result<Pool, PoolError> {
         let mut problems = Vec::new();
         let mut ranges = Vec::new();
         if spec.addresses.is_empty() {
-            problems.push("spec.addresses is empty".to_string());
+            problems.push(PoolProblem::NoAddresses);
         }
         for entry in &spec.addresses {
             match parse_range(entry) {
                 Ok(r) => ranges.push(r),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.into()),
             }
         }
         let ranges = normalize(ranges);
         if let Some(agg) = &spec.aggregation {
-            if agg.ipv4.is_some_and(|l| l > 32) {
-                problems.push("spec.aggregation.ipv4 must be 0-32".into());
-            }
-            if agg.ipv6.is_some_and(|l| l > 128) {
-                problems.push("spec.aggregation.ipv6 must be 0-128".into());
-            }
-            problems.extend(aggregation_outside_pool(&ranges, agg));
+            problems.extend(aggregation_problems(&ranges, agg));
         }
         let alloc = spec.allocation.clone().unwrap_or_default();
-        let mut selector = |what: &str,
-                            sel: Option<
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-        >| {
-            sel.and_then(|s| {
-                Selector::try_from(s)
-                    .map_err(|e| problems.push(format!("{what}: {e}")))
-                    .ok()
-            })
-        };
         let namespace_selector = selector(
             "spec.allocation.namespaceSelector",
             alloc.namespace_selector,
+            &mut problems,
         );
-        let service_selector = selector("spec.allocation.serviceSelector", alloc.service_selector);
+        let service_selector = selector(
+            "spec.allocation.serviceSelector",
+            alloc.service_selector,
+            &mut problems,
+        );
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(PoolError { problems });
         }
         Ok(Pool {
             name: name.to_string(),
@@ -120,9 +112,36 @@ impl Pool {
     }
 }
 
+/// A label selector of the spec (at `field`), or the problem that it does not parse.
+fn selector(
+    field: &'static str,
+    sel: Option<LabelSelector>,
+    problems: &mut Vec<PoolProblem>,
+) -> Option<Selector> {
+    Selector::try_from(sel?)
+        .map_err(|e| {
+            problems.push(PoolProblem::Selector {
+                field,
+                reason: e.to_string(),
+            })
+        })
+        .ok()
+}
+
+/// Prefix lengths longer than an address, then aggregates that leave the pool.
+fn aggregation_problems(ranges: &[IpRange], agg: &Aggregation) -> Vec<PoolProblem> {
+    let mut problems: Vec<PoolProblem> = [("ipv4", agg.ipv4, 32), ("ipv6", agg.ipv6, 128)]
+        .into_iter()
+        .filter(|(_, len, max)| len.is_some_and(|l| l > *max))
+        .map(|(field, _, max)| PoolProblem::AggregationTooLong { field, max })
+        .collect();
+    problems.extend(aggregation_outside_pool(ranges, agg));
+    problems
+}
+
 /// An aggregate shorter than a block of the pool would announce addresses outside it (with
 /// length 0, a default route): refused, per family, naming the first block it does not fit.
-fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -> Vec<String> {
+fn aggregation_outside_pool(ranges: &[IpRange], agg: &Aggregation) -> Vec<PoolProblem> {
     let mut problems = Vec::new();
     for (family, len, field) in [
         (Family::V4, agg.ipv4, "ipv4"),
@@ -135,11 +154,12 @@ fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -
             .flat_map(|r| to_cidrs(r).into_iter().map(move |c| (r.family, c)))
             .find(|(_, (_, block_len))| len < *block_len);
         if let Some((family, (value, block_len))) = too_wide {
-            problems.push(format!(
-                "spec.aggregation.{field} {len} is shorter than the pool's block {}/{block_len}: \
-                 the aggregate would announce addresses outside the pool",
-                IpAddr::from(Addr { family, value })
-            ));
+            problems.push(PoolProblem::AggregateOutsidePool {
+                field,
+                len,
+                block: IpAddr::from(Addr { family, value }),
+                block_len,
+            });
         }
     }
     problems
@@ -148,11 +168,11 @@ fn aggregation_outside_pool(ranges: &[IpRange], agg: &crate::api::Aggregation) -
 /// Why a service has no address. The text is shown to users as is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocationError {
-    InvalidRequest(String),
+    InvalidRequest(RequestError),
     PoolNotFound(String),
     PoolInvalid {
         pool: String,
-        reason: String,
+        reason: PoolError,
     },
     PoolNotAdmitted(String),
     NoMatchingPool,
@@ -271,7 +291,7 @@ pub struct Outcome {
 }
 
 /// A pool as given to [`allocate`]: parsed, or the reason it could not be.
-pub type PoolInput = (String, Result<Pool, String>);
+pub type PoolInput = (String, Result<Pool, PoolError>);
 
 /// Who holds an address: a service, or a sharing group (namespace, key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -289,7 +309,7 @@ struct Group {
 
 struct State<'a> {
     pools: BTreeMap<&'a str, &'a Pool>,
-    invalid: BTreeMap<&'a str, &'a str>,
+    invalid: BTreeMap<&'a str, &'a PoolError>,
     used: HashMap<Addr, Holder>,
     groups: HashMap<(String, String), Group>,
     /// Per (pool, family): index into that pool's ranges and the next value to try. Only grows
@@ -310,7 +330,7 @@ pub fn allocate(pools: &[PoolInput], services: &[ServiceRequest]) -> Outcome {
             .collect(),
         invalid: pools
             .iter()
-            .filter_map(|(n, p)| p.as_ref().err().map(|e| (n.as_str(), e.as_str())))
+            .filter_map(|(n, p)| p.as_ref().err().map(|e| (n.as_str(), e)))
             .collect(),
         used: HashMap::with_capacity(services.len() * 2),
         groups: HashMap::new(),
@@ -429,85 +449,26 @@ impl<'a> State<'a> {
     /// Pass 1: what the service already holds and may keep.
     fn keep_existing(&mut self, i: usize) -> Keep {
         let svc = &self.services[i];
-        let wanted = svc.wanted_families();
-        let mut held: Vec<Addr> = svc
-            .current
-            .iter()
-            .map(|ip| Addr::from(*ip))
-            .filter(|a| wanted.contains(&a.family))
-            .collect();
-        held.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
-        held.dedup_by_key(|a| a.family);
+        let held = held_addresses(svc);
         if held.is_empty() {
             return Keep::Nothing;
         }
         let mut warnings = Vec::new();
-        // A changed request (other addresses, other pool) is honoured by allocating anew; an
-        // unreadable one is reported but does not take a live service's address away.
-        match &svc.requested {
-            Ok(requested) if requested.iter().any(|r| !held.contains(&Addr::from(*r))) => {
-                return Keep::Nothing;
-            }
-            Ok(_) => {}
-            Err(e) => warnings.push(format!("ignoring the request: {e}")),
+        if !still_requested(svc, &held, &mut warnings) {
+            return Keep::Nothing;
         }
         let attributed = self.pool_of(svc, &held);
         let pool = attributed.map(|a| a.pool.name.as_str());
-        if let Some(req) = &svc.requested_pool
-            && pool != Some(req.as_str())
-        {
-            // A requested pool that is invalid (a bad edit) takes nothing away: the address is
-            // kept until the pool is fixed.
-            match self.invalid.get(req.as_str()) {
-                Some(reason) => warnings.push(format!("pool {req:?} is invalid: {reason}")),
-                None => return Keep::Nothing,
-            }
+        if !self.in_requested_pool(svc, pool, &mut warnings) {
+            return Keep::Nothing;
         }
-        for a in &held {
-            if let Some(h) = self.used.get(a) {
-                let shareable = matches!(h, Holder::Group(ns, key)
-                    if svc.sharing_key.as_deref() == Some(key) && *ns == svc.key.namespace);
-                if !shareable {
-                    return Keep::Lost(format!(
-                        "address {} is also claimed by older {}; allocating another",
-                        IpAddr::from(*a),
-                        self.holder_name(h)
-                    ));
-                }
-            }
+        if let Some(lost) = self.claimed_by_older(svc, &held) {
+            return Keep::Lost(lost);
         }
         let admitted = attributed.is_some_and(|a| a.admitted);
-        let pool_name = match pool {
-            Some(p) => {
-                if !admitted {
-                    warnings.push(format!(
-                        "pool {p:?} does not admit this service (its namespaces or selectors); \
-                         the address is kept so traffic is not interrupted, but per-service \
-                         attributes are not honoured: delete the service or set \
-                         routelb.io/addresses to renumber it"
-                    ));
-                }
-                p.to_string()
-            }
-            None => {
-                let shown: Vec<String> =
-                    held.iter().map(|a| IpAddr::from(*a).to_string()).collect();
-                warnings.push(format!(
-                    "address {} is no longer in any pool; kept so traffic is not interrupted: \
-                     delete the service or set routelb.io/addresses to renumber it",
-                    shown.join(", ")
-                ));
-                svc.current_pool.clone().unwrap_or_default()
-            }
-        };
-        if let Some(key) = &svc.sharing_key {
-            if let Err(e) = self.join_group(i, key, &pool_name, &held) {
-                return Keep::Lost(format!("{e}; allocating another address"));
-            }
-        } else {
-            for a in &held {
-                self.used.insert(*a, Holder::Service(i));
-            }
+        let pool_name = kept_pool_name(svc, pool, admitted, &held, &mut warnings);
+        if let Err(e) = self.hold(i, &pool_name, &held, &held) {
+            return Keep::Lost(format!("{e}; allocating another address"));
         }
         let assignment = Assignment {
             pool: pool_name,
@@ -515,24 +476,89 @@ impl<'a> State<'a> {
             warnings,
             admitted,
         };
-        let missing_required = svc
-            .required_families()
-            .iter()
-            .any(|f| !held.iter().any(|a| a.family == *f));
-        let missing_wanted = wanted.iter().any(|f| !held.iter().any(|a| a.family == *f));
-        let pool_offers_missing = pool.is_some_and(|p| {
-            wanted
-                .iter()
-                .any(|f| !held.iter().any(|a| a.family == *f) && self.pools[p].has_family(*f))
-        });
         // A group's addresses are fixed by its first member; dual-stack additions are refused
         // there rather than renumbering the others.
-        if svc.sharing_key.is_none()
-            && (missing_required || (missing_wanted && pool_offers_missing))
-        {
+        if svc.sharing_key.is_none() && self.lacks_family(svc, pool, &held) {
             Keep::Partial(assignment)
         } else {
             Keep::Complete(assignment)
+        }
+    }
+
+    /// Whether the service keeps what it holds although the pool it asks for is another (or
+    /// asks for none). A requested pool that is invalid (a bad edit) takes nothing away: the
+    /// address is kept, with a warning, until the pool is fixed.
+    fn in_requested_pool(
+        &self,
+        svc: &ServiceRequest,
+        pool: Option<&str>,
+        warnings: &mut Vec<String>,
+    ) -> bool {
+        let Some(req) = &svc.requested_pool else {
+            return true;
+        };
+        if pool == Some(req.as_str()) {
+            return true;
+        }
+        match self.invalid.get(req.as_str()) {
+            Some(reason) => {
+                warnings.push(format!("pool {req:?} is invalid: {reason}"));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Why the service cannot keep `held`: an older service, or a sharing group it is not
+    /// part of, already claimed one of the addresses.
+    fn claimed_by_older(&self, svc: &ServiceRequest, held: &[Addr]) -> Option<String> {
+        held.iter().find_map(|a| {
+            let h = self.used.get(a)?;
+            let shareable = matches!(h, Holder::Group(ns, key)
+                if svc.sharing_key.as_deref() == Some(key) && *ns == svc.key.namespace);
+            (!shareable).then(|| {
+                format!(
+                    "address {} is also claimed by older {}; allocating another",
+                    IpAddr::from(*a),
+                    self.holder_name(h)
+                )
+            })
+        })
+    }
+
+    /// Whether a service keeping `held` (from `pool`) should get another family in pass 2:
+    /// one it requires, or one it wants that its pool offers.
+    fn lacks_family(&self, svc: &ServiceRequest, pool: Option<&str>, held: &[Addr]) -> bool {
+        let lacks = |f: &Family| !held.iter().any(|a| a.family == *f);
+        let wanted = svc.wanted_families();
+        let missing_required = svc.required_families().iter().any(lacks);
+        let missing_wanted = wanted.iter().any(lacks);
+        let pool_offers_missing = pool.is_some_and(|p| {
+            wanted
+                .iter()
+                .any(|f| lacks(f) && self.pools[p].has_family(*f))
+        });
+        missing_required || (missing_wanted && pool_offers_missing)
+    }
+
+    /// Records that service `i` holds addresses from `pool`: through its sharing group (all
+    /// of them: the group starts with them, or must already have them), or on its own (`new`,
+    /// those not recorded yet).
+    fn hold(
+        &mut self,
+        i: usize,
+        pool: &str,
+        all: &[Addr],
+        new: &[Addr],
+    ) -> Result<(), AllocationError> {
+        match &self.services[i].sharing_key {
+            Some(key) => self.join_group(i, key, pool, all),
+            None => {
+                for a in new {
+                    self.used.insert(*a, Holder::Service(i));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -549,14 +575,9 @@ impl<'a> State<'a> {
         match self.groups.get_mut(&gid) {
             Some(g) => {
                 if g.pool != pool || !addresses.iter().all(|a| g.addresses.contains(a)) {
-                    let shown: Vec<String> = g
-                        .addresses
-                        .iter()
-                        .map(|a| IpAddr::from(*a).to_string())
-                        .collect();
                     return Err(AllocationError::Sharing(format!(
                         "sharing key {key:?} already uses {} from pool {:?}",
-                        shown.join(", "),
+                        shown(&g.addresses),
                         g.pool
                     )));
                 }
@@ -605,141 +626,163 @@ impl<'a> State<'a> {
     /// Pass 2: addresses for a service that has none, or lacks a family it wants.
     fn assign_new(&mut self, i: usize, partial: Option<Assignment>) -> Decision {
         let svc = &self.services[i];
-        let requested = match &svc.requested {
-            Ok(r) => r.clone(),
-            Err(e) => return Decision::Failed(AllocationError::InvalidRequest(e.clone())),
+        let requested = match valid_request(svc) {
+            Ok(r) => r,
+            Err(e) => return Decision::Failed(e),
         };
-        if let Err(e) = svc.check_families(&requested) {
-            return Decision::Failed(AllocationError::InvalidRequest(e));
-        }
         let (warnings, held, held_pool) = match partial {
             Some(p) => (
                 p.warnings,
-                p.addresses,
+                p.addresses.iter().map(|ip| Addr::from(*ip)).collect(),
                 Some(p.pool).filter(|n| !n.is_empty()),
             ),
             None => (vec![], vec![], None),
         };
-
         // Join an existing sharing group rather than allocating.
-        if let Some(key) = &svc.sharing_key {
-            let gid = (svc.key.namespace.clone(), key.clone());
-            if let Some(g) = self.groups.get(&gid) {
-                let wanted = svc.wanted_families();
-                let mut addrs: Vec<Addr> = g
-                    .addresses
+        if let Some(key) = &svc.sharing_key
+            && let Some((pool, addrs)) = self.group_addresses(svc, key)
+        {
+            return self.share(i, key, pool, addrs, &requested, warnings);
+        }
+        let candidates = match self.candidates(svc, held_pool.as_deref(), &requested) {
+            Ok(c) => c,
+            Err(e) => return Decision::Failed(e),
+        };
+        self.allocate_from(i, &candidates, &held, &requested, warnings)
+    }
+
+    /// The pool and the addresses (those of the families the service wants, in its order) of
+    /// the service's sharing group, if the group exists.
+    fn group_addresses(&self, svc: &ServiceRequest, key: &str) -> Option<(String, Vec<Addr>)> {
+        let g = self
+            .groups
+            .get(&(svc.key.namespace.clone(), key.to_string()))?;
+        let wanted = svc.wanted_families();
+        let mut addrs: Vec<Addr> = g
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| wanted.contains(&a.family))
+            .collect();
+        addrs.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
+        Some((g.pool.clone(), addrs))
+    }
+
+    /// Service `i` takes its sharing group's addresses, if they are what it asks for.
+    fn share(
+        &mut self,
+        i: usize,
+        key: &str,
+        pool: String,
+        addrs: Vec<Addr>,
+        requested: &[Addr],
+        warnings: Vec<String>,
+    ) -> Decision {
+        let svc = &self.services[i];
+        if let Err(e) = group_fits(svc, key, &pool, &addrs, requested) {
+            return Decision::Failed(e);
+        }
+        if let Err(e) = self.join_group(i, key, &pool, &addrs) {
+            return Decision::Failed(e);
+        }
+        let admitted = self.pools.get(pool.as_str()).is_some_and(|p| p.admits(svc));
+        Decision::Assigned(Assignment {
+            pool,
+            addresses: addrs.into_iter().map(IpAddr::from).collect(),
+            warnings,
+            admitted,
+        })
+    }
+
+    /// The pools the service may get addresses from, best first: the pool of what it holds
+    /// already, else the pool it asks for, else every pool that serves it; then only those
+    /// holding the addresses it asks for, which must be free.
+    fn candidates(
+        &self,
+        svc: &ServiceRequest,
+        held_pool: Option<&str>,
+        requested: &[Addr],
+    ) -> Result<Vec<&'a Pool>, AllocationError> {
+        let mut pools = self.eligible_pools(svc, held_pool, !requested.is_empty())?;
+        if !requested.is_empty() {
+            pools.retain(|p| requested.iter().all(|a| p.usable(*a)));
+            if pools.is_empty() {
+                let outside = requested
                     .iter()
-                    .copied()
-                    .filter(|a| wanted.contains(&a.family))
-                    .collect();
-                addrs.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
-                let pool = g.pool.clone();
-                if let Some(f) = svc
-                    .required_families()
-                    .into_iter()
-                    .find(|f| !addrs.iter().any(|a| a.family == *f))
-                {
-                    return Decision::Failed(AllocationError::Sharing(format!(
-                        "sharing key {key:?} has no {f} address"
-                    )));
-                }
-                if addrs.is_empty() {
-                    return Decision::Failed(AllocationError::Sharing(format!(
-                        "sharing key {key:?} has no address of the families this service wants"
-                    )));
-                }
-                if requested.iter().any(|r| !addrs.contains(&Addr::from(*r))) {
-                    let shown: Vec<String> =
-                        addrs.iter().map(|a| IpAddr::from(*a).to_string()).collect();
-                    return Decision::Failed(AllocationError::Sharing(format!(
-                        "requested addresses differ from {} used by sharing key {key:?}",
-                        shown.join(", ")
-                    )));
-                }
-                if let Some(req) = &svc.requested_pool
-                    && *req != pool
-                {
-                    return Decision::Failed(AllocationError::Sharing(format!(
-                        "sharing key {key:?} uses pool {pool:?}, not {req:?}"
-                    )));
-                }
-                if let Err(e) = self.join_group(i, key, &pool, &addrs) {
-                    return Decision::Failed(e);
-                }
-                let admitted = self.pools.get(pool.as_str()).is_some_and(|p| p.admits(svc));
-                return Decision::Assigned(Assignment {
-                    pool,
-                    addresses: addrs.into_iter().map(IpAddr::from).collect(),
-                    warnings,
-                    admitted,
-                });
+                    .find(|a| !self.pools.values().any(|p| p.usable(**a) && p.admits(svc)))
+                    .unwrap_or(&requested[0]);
+                return Err(AllocationError::RequestedOutsidePools(IpAddr::from(
+                    *outside,
+                )));
             }
         }
-
-        let candidates: Vec<&'a Pool> = match (held_pool.as_deref(), svc.requested_pool.as_deref())
+        if pools.is_empty() {
+            return Err(AllocationError::NoMatchingPool);
+        }
+        if let Some((a, h)) = requested
+            .iter()
+            .find_map(|a| self.used.get(a).map(|h| (a, h)))
         {
-            (Some(p), _) => self.pools.get(p).into_iter().copied().collect(),
+            return Err(AllocationError::RequestedInUse {
+                address: IpAddr::from(*a),
+                holder: self.holder_name(h),
+            });
+        }
+        Ok(pools)
+    }
+
+    /// The pool of what the service holds, the pool it asks for (which must exist, be valid
+    /// and admit it), or the pools that admit it and assign automatically (or, when it asks
+    /// for addresses, at all), by priority then name.
+    fn eligible_pools(
+        &self,
+        svc: &ServiceRequest,
+        held_pool: Option<&str>,
+        requests_addresses: bool,
+    ) -> Result<Vec<&'a Pool>, AllocationError> {
+        match (held_pool, svc.requested_pool.as_deref()) {
+            (Some(p), _) => Ok(self.pools.get(p).into_iter().copied().collect()),
             (None, Some(name)) => match self.pools.get(name) {
-                Some(p) if p.admits(svc) => vec![*p],
-                Some(_) => return Decision::Failed(AllocationError::PoolNotAdmitted(name.into())),
-                None => {
-                    return Decision::Failed(match self.invalid.get(name) {
-                        Some(reason) => AllocationError::PoolInvalid {
-                            pool: name.into(),
-                            reason: reason.to_string(),
-                        },
-                        None => AllocationError::PoolNotFound(name.into()),
-                    });
-                }
+                Some(p) if p.admits(svc) => Ok(vec![*p]),
+                Some(_) => Err(AllocationError::PoolNotAdmitted(name.into())),
+                None => Err(match self.invalid.get(name) {
+                    Some(reason) => AllocationError::PoolInvalid {
+                        pool: name.into(),
+                        reason: (*reason).clone(),
+                    },
+                    None => AllocationError::PoolNotFound(name.into()),
+                }),
             },
             (None, None) => {
                 let mut ps: Vec<&'a Pool> = self
                     .pools
                     .values()
                     .copied()
-                    .filter(|p| p.admits(svc) && (p.auto_assign || !requested.is_empty()))
+                    .filter(|p| p.admits(svc) && (p.auto_assign || requests_addresses))
                     .collect();
                 ps.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
-                ps
-            }
-        };
-        let requested_addrs: Vec<Addr> = requested.iter().map(|r| Addr::from(*r)).collect();
-        let candidates: Vec<&'a Pool> = if requested_addrs.is_empty() {
-            candidates
-        } else {
-            let holding: Vec<&'a Pool> = candidates
-                .into_iter()
-                .filter(|p| requested_addrs.iter().all(|a| p.usable(*a)))
-                .collect();
-            if holding.is_empty() {
-                let outside = requested_addrs
-                    .iter()
-                    .find(|a| !self.pools.values().any(|p| p.usable(**a) && p.admits(svc)))
-                    .unwrap_or(&requested_addrs[0]);
-                return Decision::Failed(AllocationError::RequestedOutsidePools(IpAddr::from(
-                    *outside,
-                )));
-            }
-            holding
-        };
-        if candidates.is_empty() {
-            return Decision::Failed(AllocationError::NoMatchingPool);
-        }
-        for a in &requested_addrs {
-            if let Some(h) = self.used.get(a) {
-                return Decision::Failed(AllocationError::RequestedInUse {
-                    address: IpAddr::from(*a),
-                    holder: self.holder_name(h),
-                });
+                Ok(ps)
             }
         }
+    }
 
+    /// Service `i` gets its addresses from the first candidate with enough free ones; else
+    /// why none could give them (exhaustion first, then a missing family).
+    fn allocate_from(
+        &mut self,
+        i: usize,
+        candidates: &[&'a Pool],
+        held: &[Addr],
+        requested: &[Addr],
+        warnings: Vec<String>,
+    ) -> Decision {
+        let svc = &self.services[i];
         let wanted = svc.wanted_families();
         let required = svc.required_families();
-        let held_addrs: Vec<Addr> = held.iter().map(|ip| Addr::from(*ip)).collect();
         let mut last_error = None;
         let mut exhausted = Vec::new();
-        for pool in &candidates {
+        let kept: Vec<Addr> = held.iter().chain(requested).copied().collect();
+        for pool in candidates {
             if let Some(f) = required.iter().find(|f| !pool.has_family(**f)) {
                 last_error = Some(AllocationError::FamilyUnavailable {
                     pool: pool.name.clone(),
@@ -747,54 +790,10 @@ impl<'a> State<'a> {
                 });
                 continue;
             }
-            // Plan per family without taking anything, so a failed dual-stack attempt leaks nothing.
-            let mut plan: Vec<Addr> = Vec::new();
-            let mut short = Vec::new();
-            for f in &wanted {
-                if let Some(a) = held_addrs
-                    .iter()
-                    .chain(&requested_addrs)
-                    .find(|a| a.family == *f)
-                {
-                    plan.push(*a);
-                } else if !pool.has_family(*f) {
-                    continue;
-                } else if let Some(a) = self.peek_free(pool, *f) {
-                    plan.push(a);
-                } else if required.contains(f) {
-                    short.push(*f);
-                }
+            match self.plan(pool, &wanted, &required, &kept) {
+                Ok(plan) => return self.give(i, pool, plan, held, warnings),
+                Err(missing) => exhausted.push((pool.name.clone(), shown_families(&missing))),
             }
-            if !short.is_empty() || plan.is_empty() {
-                let missing = if short.is_empty() { &wanted } else { &short };
-                let fams: Vec<&str> = missing.iter().map(|f| f.k8s_name()).collect();
-                exhausted.push((pool.name.clone(), fams.join("/")));
-                continue;
-            }
-            let new: Vec<Addr> = plan
-                .iter()
-                .copied()
-                .filter(|a| !held_addrs.contains(a))
-                .collect();
-            for a in &new {
-                self.take(pool, *a);
-            }
-            if let Some(key) = &svc.sharing_key {
-                // The first member of a sharing group: the group starts with these addresses.
-                if let Err(e) = self.join_group(i, key, &pool.name, &plan) {
-                    return Decision::Failed(e);
-                }
-            } else {
-                for a in &new {
-                    self.used.insert(*a, Holder::Service(i));
-                }
-            }
-            return Decision::Assigned(Assignment {
-                pool: pool.name.clone(),
-                addresses: plan.into_iter().map(IpAddr::from).collect(),
-                warnings,
-                admitted: pool.admits(svc),
-            });
         }
         if let Some((_, families)) = exhausted.first() {
             let families = families.clone();
@@ -804,6 +803,63 @@ impl<'a> State<'a> {
             });
         }
         Decision::Failed(last_error.unwrap_or(AllocationError::NoMatchingPool))
+    }
+
+    /// An address per wanted family: the one in `kept` (held, then requested) of that family,
+    /// else the lowest free one of `pool`. Takes nothing, so a failed dual-stack attempt leaks
+    /// nothing. Fails with the families short: the required ones without a free address, or
+    /// every wanted one when none could be found.
+    fn plan(
+        &mut self,
+        pool: &'a Pool,
+        wanted: &[Family],
+        required: &[Family],
+        kept: &[Addr],
+    ) -> Result<Vec<Addr>, Vec<Family>> {
+        let mut plan: Vec<Addr> = Vec::new();
+        let mut short = Vec::new();
+        for f in wanted {
+            if let Some(a) = kept.iter().find(|a| a.family == *f) {
+                plan.push(*a);
+            } else if !pool.has_family(*f) {
+                continue;
+            } else if let Some(a) = self.peek_free(pool, *f) {
+                plan.push(a);
+            } else if required.contains(f) {
+                short.push(*f);
+            }
+        }
+        if short.is_empty() && !plan.is_empty() {
+            Ok(plan)
+        } else if short.is_empty() {
+            Err(wanted.to_vec())
+        } else {
+            Err(short)
+        }
+    }
+
+    /// Service `i` takes `plan` from `pool` (what it did not hold already is taken now).
+    fn give(
+        &mut self,
+        i: usize,
+        pool: &'a Pool,
+        plan: Vec<Addr>,
+        held: &[Addr],
+        warnings: Vec<String>,
+    ) -> Decision {
+        let new: Vec<Addr> = plan.iter().copied().filter(|a| !held.contains(a)).collect();
+        for a in &new {
+            self.take(pool, *a);
+        }
+        if let Err(e) = self.hold(i, &pool.name, &plan, &new) {
+            return Decision::Failed(e);
+        }
+        Decision::Assigned(Assignment {
+            pool: pool.name.clone(),
+            addresses: plan.into_iter().map(IpAddr::from).collect(),
+            warnings,
+            admitted: pool.admits(&self.services[i]),
+        })
     }
 
     /// The lowest free usable address of family `f` in `pool`, at or after its cursor.
@@ -859,7 +915,7 @@ impl<'a> State<'a> {
         for (name, p) in pools {
             let entry = reports.entry(name.clone()).or_default();
             if let Err(e) = p {
-                entry.invalid = Some(e.clone());
+                entry.invalid = Some(e.to_string());
             }
         }
         // Overlaps: sweep all ranges ordered by start.
@@ -926,6 +982,127 @@ impl<'a> State<'a> {
     }
 }
 
+// The pure steps of the two passes that need nothing of the state.
+
+/// What the service holds of the families it wants, at most one per family, in its order.
+fn held_addresses(svc: &ServiceRequest) -> Vec<Addr> {
+    let wanted = svc.wanted_families();
+    let mut held: Vec<Addr> = svc
+        .current
+        .iter()
+        .map(|ip| Addr::from(*ip))
+        .filter(|a| wanted.contains(&a.family))
+        .collect();
+    held.sort_by_key(|a| wanted.iter().position(|f| *f == a.family));
+    held.dedup_by_key(|a| a.family);
+    held
+}
+
+/// Whether what the service holds still answers its request. A changed request (other
+/// addresses) is honoured by allocating anew; an unreadable one is reported but does not take
+/// a live service's address away.
+fn still_requested(svc: &ServiceRequest, held: &[Addr], warnings: &mut Vec<String>) -> bool {
+    match &svc.requested {
+        Ok(requested) => requested.iter().all(|r| held.contains(&Addr::from(*r))),
+        Err(e) => {
+            warnings.push(format!("ignoring the request: {e}"));
+            true
+        }
+    }
+}
+
+/// The pool kept addresses are reported under: the pool holding them, with a warning if it
+/// does not admit the service; else, with a warning, the pool they were last known to be from.
+fn kept_pool_name(
+    svc: &ServiceRequest,
+    pool: Option<&str>,
+    admitted: bool,
+    held: &[Addr],
+    warnings: &mut Vec<String>,
+) -> String {
+    match pool {
+        Some(p) => {
+            if !admitted {
+                warnings.push(format!(
+                    "pool {p:?} does not admit this service (its namespaces or selectors); \
+                     the address is kept so traffic is not interrupted, but per-service \
+                     attributes are not honoured: delete the service or set \
+                     routelb.io/addresses to renumber it"
+                ));
+            }
+            p.to_string()
+        }
+        None => {
+            warnings.push(format!(
+                "address {} is no longer in any pool; kept so traffic is not interrupted: \
+                 delete the service or set routelb.io/addresses to renumber it",
+                shown(held)
+            ));
+            svc.current_pool.clone().unwrap_or_default()
+        }
+    }
+}
+
+/// The requested addresses, if the request is readable and its families fit the service.
+fn valid_request(svc: &ServiceRequest) -> Result<Vec<Addr>, AllocationError> {
+    let requested = svc
+        .requested
+        .clone()
+        .map_err(AllocationError::InvalidRequest)?;
+    svc.check_families(&requested)
+        .map_err(AllocationError::InvalidRequest)?;
+    Ok(requested.into_iter().map(Addr::from).collect())
+}
+
+/// Why a service cannot take its sharing group's addresses `addrs` from `pool`, if it cannot.
+fn group_fits(
+    svc: &ServiceRequest,
+    key: &str,
+    pool: &str,
+    addrs: &[Addr],
+    requested: &[Addr],
+) -> Result<(), AllocationError> {
+    let refuse = |why: String| Err(AllocationError::Sharing(why));
+    if let Some(f) = svc
+        .required_families()
+        .into_iter()
+        .find(|f| !addrs.iter().any(|a| a.family == *f))
+    {
+        return refuse(format!("sharing key {key:?} has no {f} address"));
+    }
+    if addrs.is_empty() {
+        return refuse(format!(
+            "sharing key {key:?} has no address of the families this service wants"
+        ));
+    }
+    if requested.iter().any(|r| !addrs.contains(r)) {
+        return refuse(format!(
+            "requested addresses differ from {} used by sharing key {key:?}",
+            shown(addrs)
+        ));
+    }
+    if let Some(req) = &svc.requested_pool
+        && req != pool
+    {
+        return refuse(format!(
+            "sharing key {key:?} uses pool {pool:?}, not {req:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Addresses as users read them: `a, b`.
+fn shown(addrs: &[Addr]) -> String {
+    let shown: Vec<String> = addrs.iter().map(|a| IpAddr::from(*a).to_string()).collect();
+    shown.join(", ")
+}
+
+/// Families as `IPv4/IPv6`.
+fn shown_families(families: &[Family]) -> String {
+    let names: Vec<&str> = families.iter().map(|f| f.k8s_name()).collect();
+    names.join("/")
+}
+
 impl PoolReport {
     pub fn ready(&self) -> bool {
         self.invalid.is_none()
@@ -939,14 +1116,6 @@ impl Decision {
             Decision::Failed(_) => None,
         }
     }
-}
-
-/// Per-pool data other parts (the agent, the planner) need, keyed by name.
-pub fn pool_modes(pools: &[PoolInput]) -> BTreeMap<String, PoolMode> {
-    pools
-        .iter()
-        .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n.clone(), p.mode)))
-        .collect()
 }
 
 #[cfg(test)]

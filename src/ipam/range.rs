@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use super::error::RangeError;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     V4,
@@ -136,41 +138,21 @@ impl fmt::Display for IpRange {
 
 /// Parses one pool entry: a CIDR (`192.0.2.0/24`), a single address, or an inclusive range
 /// `a-b` of one family.
-pub fn parse_range(entry: &str) -> Result<IpRange, String> {
+pub fn parse_range(entry: &str) -> Result<IpRange, RangeError> {
     let s = entry.trim();
     let shown: String = s.chars().take(80).collect();
-    let not_an_entry = || format!("{shown:?} is neither a CIDR, an address nor a range a-b");
     if let Some((a, b)) = s.split_once('-') {
-        let (a, b) = match (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(_), Err(_)) => return Err(not_an_entry()),
-            (Err(_), _) => return Err(format!("{shown:?}: {:?} is not an IP address", a.trim())),
-            (_, Err(_)) => return Err(format!("{shown:?}: {:?} is not an IP address", b.trim())),
-        };
-        let (a, b) = (Addr::from(a), Addr::from(b));
-        if a.family != b.family {
-            return Err(format!("{shown:?}: a range cannot mix IPv4 and IPv6"));
-        }
-        if a.value > b.value {
-            return Err(format!(
-                "{shown:?}: the range is backwards (first address is after the last)"
-            ));
-        }
-        return Ok(IpRange {
-            family: a.family,
-            first: a.value,
-            last: b.value,
-        });
+        return parse_bounds(a.trim(), b.trim(), shown);
     }
     if s.contains('/') {
-        let net: IpNet = s
-            .parse()
-            .map_err(|_| format!("{shown:?} is neither a CIDR, an address nor a range a-b"))?;
+        let net: IpNet = s.parse().map_err(|_| RangeError::NotAnEntry {
+            entry: shown.clone(),
+        })?;
         if net.network() != net.addr() {
-            return Err(format!(
-                "{shown:?}: host bits are set (did you mean {}?)",
-                net.trunc()
-            ));
+            return Err(RangeError::HostBitsSet {
+                entry: shown,
+                network: net.trunc(),
+            });
         }
         let first = Addr::from(net.network());
         let last = Addr::from(net.broadcast());
@@ -182,12 +164,43 @@ pub fn parse_range(entry: &str) -> Result<IpRange, String> {
     }
     let ip: IpAddr = s
         .parse()
-        .map_err(|_| format!("{shown:?} is neither a CIDR, an address nor a range a-b"))?;
+        .map_err(|_| RangeError::NotAnEntry { entry: shown })?;
     let a = Addr::from(ip);
     Ok(IpRange {
         family: a.family,
         first: a.value,
         last: a.value,
+    })
+}
+
+/// The range `a-b` (both trimmed) of the entry shown as `entry`.
+fn parse_bounds(a: &str, b: &str, entry: String) -> Result<IpRange, RangeError> {
+    let (a, b) = match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => (Addr::from(a), Addr::from(b)),
+        (Err(_), Err(_)) => return Err(RangeError::NotAnEntry { entry }),
+        (Err(_), _) => {
+            return Err(RangeError::NotAnAddress {
+                entry,
+                bound: a.into(),
+            });
+        }
+        (_, Err(_)) => {
+            return Err(RangeError::NotAnAddress {
+                entry,
+                bound: b.into(),
+            });
+        }
+    };
+    if a.family != b.family {
+        return Err(RangeError::MixedFamilies { entry });
+    }
+    if a.value > b.value {
+        return Err(RangeError::Backwards { entry });
+    }
+    Ok(IpRange {
+        family: a.family,
+        first: a.value,
+        last: b.value,
     })
 }
 
@@ -260,6 +273,7 @@ mod tests {
         assert!(
             parse_range("192.0.2.1/24")
                 .unwrap_err()
+                .to_string()
                 .contains("192.0.2.0/24")
         );
         assert!(parse_range("192.0.2.9-192.0.2.1").is_err());

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 
+use super::error::RequestError;
 use super::range::Family;
 use crate::api::annotations;
 
@@ -63,7 +64,7 @@ pub struct ServiceRequest {
     pub family_policy: FamilyPolicy,
     pub requested_pool: Option<String>,
     /// Addresses from `routelb.io/addresses` or `spec.loadBalancerIP`, or why they are unreadable.
-    pub requested: Result<Vec<IpAddr>, String>,
+    pub requested: Result<Vec<IpAddr>, RequestError>,
     pub sharing_key: Option<String>,
     pub ports: Vec<Port>,
     /// What `status.loadBalancer.ingress` holds now.
@@ -131,18 +132,19 @@ impl ServiceRequest {
     }
 
     /// Requested addresses must be of wanted families, at most one per family.
-    pub(super) fn check_families(&self, requested: &[IpAddr]) -> Result<(), String> {
+    pub(super) fn check_families(&self, requested: &[IpAddr]) -> Result<(), RequestError> {
         let wanted = self.wanted_families();
         for (i, a) in requested.iter().enumerate() {
             let f = Family::of(a);
             if !wanted.contains(&f) {
-                return Err(format!(
-                    "requested address {a} is {f} but the service is {} only",
-                    wanted[0]
-                ));
+                return Err(RequestError::WrongFamily {
+                    address: *a,
+                    family: f,
+                    only: wanted[0],
+                });
             }
             if requested[..i].iter().any(|b| Family::of(b) == f) {
-                return Err(format!("more than one {f} address requested"));
+                return Err(RequestError::FamilyTwice(f));
             }
         }
         Ok(())
@@ -154,65 +156,23 @@ impl ServiceRequest {
         namespace_labels: &BTreeMap<String, String>,
     ) -> ServiceRequest {
         let meta = &svc.metadata;
-        let ann = meta.annotations.clone().unwrap_or_default();
-        let spec = svc.spec.clone().unwrap_or_default();
-        let families = spec
-            .ip_families
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|f| match f.as_str() {
-                "IPv4" => Some(Family::V4),
-                "IPv6" => Some(Family::V6),
-                _ => None,
-            })
-            .collect();
-        let family_policy = match spec.ip_family_policy.as_deref() {
-            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
-            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
-            _ => FamilyPolicy::SingleStack,
-        };
-        let requested = match (
-            ann.get(annotations::ADDRESSES),
-            spec.load_balancer_ip.as_deref(),
-        ) {
-            (Some(list), _) => parse_address_list(list),
-            (None, Some(ip)) if !ip.is_empty() => parse_address_list(ip),
-            _ => Ok(vec![]),
-        };
-        let ports = spec
-            .ports
-            .unwrap_or_default()
-            .iter()
-            .map(|p| Port {
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                port: p.port,
-            })
-            .collect();
-        let current = ingress_ips(svc);
-        let non_empty = |k: &str| {
-            ann.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        // A pool name or sharing key longer than any legal one is a bad request, refused
-        // without echoing it (it would fill every message that names it).
-        let mut requested = requested;
-        let mut bounded = |k: &str| {
-            let v = non_empty(k)?;
-            if v.len() <= MAX_NAME_ANNOTATION {
-                return Some(v);
+        let (no_annotations, no_spec) = (BTreeMap::new(), ServiceSpec::default());
+        let ann = meta.annotations.as_ref().unwrap_or(&no_annotations);
+        let spec = svc.spec.as_ref().unwrap_or(&no_spec);
+        let mut requested = requested_addresses(ann, spec);
+        // A name too long makes the request invalid, unless it already is.
+        let mut name = |k: &'static str| match name_annotation(ann, k) {
+            Ok(v) => v,
+            Err(e) => {
+                if requested.is_ok() {
+                    requested = Err(e);
+                }
+                None
             }
-            if requested.is_ok() {
-                requested = Err(format!(
-                    "{k} is {} bytes long; at most {MAX_NAME_ANNOTATION}",
-                    v.len()
-                ));
-            }
-            None
         };
-        let requested_pool = bounded(annotations::POOL);
-        let sharing_key = bounded(annotations::SHARING_KEY);
-        let current_pool = bounded(annotations::POOL_USED);
+        let requested_pool = name(annotations::POOL);
+        let sharing_key = name(annotations::SHARING_KEY);
+        let current_pool = name(annotations::POOL_USED);
         ServiceRequest {
             key: ServiceKey::new(
                 meta.namespace.clone().unwrap_or_default(),
@@ -224,16 +184,82 @@ impl ServiceRequest {
                 .map_or(i64::MAX, |t| t.0.as_second()),
             labels: meta.labels.clone().unwrap_or_default(),
             namespace_labels: namespace_labels.clone(),
-            families,
-            family_policy,
+            families: families(spec),
+            family_policy: family_policy(spec),
             requested_pool,
             requested,
             sharing_key,
-            ports,
-            current,
+            ports: ports(spec),
+            current: ingress_ips(svc),
             current_pool,
         }
     }
+}
+
+/// `spec.ipFamilies`, in order, those routelb knows.
+fn families(spec: &ServiceSpec) -> Vec<Family> {
+    spec.ip_families
+        .iter()
+        .flatten()
+        .filter_map(|f| match f.as_str() {
+            "IPv4" => Some(Family::V4),
+            "IPv6" => Some(Family::V6),
+            _ => None,
+        })
+        .collect()
+}
+
+fn family_policy(spec: &ServiceSpec) -> FamilyPolicy {
+    match spec.ip_family_policy.as_deref() {
+        Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+        Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+        _ => FamilyPolicy::SingleStack,
+    }
+}
+
+/// The addresses asked for: `routelb.io/addresses`, else a non-empty `spec.loadBalancerIP`.
+fn requested_addresses(
+    ann: &BTreeMap<String, String>,
+    spec: &ServiceSpec,
+) -> Result<Vec<IpAddr>, RequestError> {
+    match (
+        ann.get(annotations::ADDRESSES),
+        spec.load_balancer_ip.as_deref(),
+    ) {
+        (Some(list), _) => parse_address_list(list),
+        (None, Some(ip)) if !ip.is_empty() => parse_address_list(ip),
+        _ => Ok(vec![]),
+    }
+}
+
+fn ports(spec: &ServiceSpec) -> Vec<Port> {
+    spec.ports
+        .iter()
+        .flatten()
+        .map(|p| Port {
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            port: p.port,
+        })
+        .collect()
+}
+
+/// A pool name or sharing key from annotation `k`: trimmed, `None` when absent or blank. One
+/// longer than any legal one is a bad request, refused without echoing it (it would fill every
+/// message that names it).
+fn name_annotation(
+    ann: &BTreeMap<String, String>,
+    k: &'static str,
+) -> Result<Option<String>, RequestError> {
+    let Some(v) = ann.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.len() > MAX_NAME_ANNOTATION {
+        return Err(RequestError::NameTooLong {
+            annotation: k,
+            len: v.len(),
+        });
+    }
+    Ok(Some(v.to_string()))
 }
 
 /// The longest pool name (a DNS-1123 subdomain) or sharing key read from an annotation.
@@ -253,16 +279,13 @@ pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, String> {
+fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, RequestError> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse::<IpAddr>().map_err(|_| {
-                format!(
-                    "{:?} is not an IP address",
-                    s.chars().take(64).collect::<String>()
-                )
+            s.parse::<IpAddr>().map_err(|_| RequestError::NotAnAddress {
+                value: s.chars().take(64).collect(),
             })
         })
         .collect()

@@ -1,10 +1,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use proptest::prelude::*;
 
+use super::service::MAX_NAME_ANNOTATION;
 use super::*;
-use crate::api::{AddressPoolSpec, AllocationPolicy};
+use crate::api::{AddressPoolSpec, AllocationPolicy, annotations};
 
 fn spec(addresses: &[&str]) -> AddressPoolSpec {
     AddressPoolSpec {
@@ -151,7 +156,7 @@ fn requested_addresses() {
     wrong_family.families = vec![Family::V4];
     wrong_family.requested = Ok(vec![ip("2001:db8::1")]);
     let mut garbage = svc("garbage", 10);
-    garbage.requested = Err("\"x\" is not an IP address".into());
+    garbage.requested = Err(RequestError::NotAnAddress { value: "x".into() });
     let o = allocate(
         &pools,
         &[
@@ -678,9 +683,344 @@ fn aggregates_wider_than_the_pool_are_refused() {
         match (parsed, refused) {
             (Ok(_), None) => {}
             (Err(e), Some(block)) => {
+                let e = e.to_string();
                 assert!(e.contains(block) && e.contains("outside the pool"), "{e}")
             }
             (r, _) => panic!("{addresses:?} {v4:?} {v6:?}: {r:?}"),
         }
     }
+}
+
+#[test]
+fn error_messages_are_stable() {
+    // Users read these in pool conditions and Service annotations; the docs quote them.
+    let entry = |s: &str| parse_range(s).unwrap_err().to_string();
+    let neither = |shown: &str| format!("{shown:?} is neither a CIDR, an address nor a range a-b");
+    assert_eq!(entry(" nonsense "), neither("nonsense"));
+    assert_eq!(entry("10.0.0.0/33"), neither("10.0.0.0/33"));
+    assert_eq!(entry("x-y"), neither("x-y"));
+    assert_eq!(entry(&"x".repeat(100)), neither(&"x".repeat(80)));
+    assert_eq!(
+        entry("10.0.0.1 - x"),
+        r#""10.0.0.1 - x": "x" is not an IP address"#
+    );
+    assert_eq!(
+        entry("10.0.0.1-2001:db8::1"),
+        r#""10.0.0.1-2001:db8::1": a range cannot mix IPv4 and IPv6"#
+    );
+    assert_eq!(
+        entry("10.0.0.9-10.0.0.1"),
+        r#""10.0.0.9-10.0.0.1": the range is backwards (first address is after the last)"#
+    );
+    assert_eq!(
+        entry("10.0.0.1/24"),
+        r#""10.0.0.1/24": host bits are set (did you mean 10.0.0.0/24?)"#
+    );
+
+    // A pool's error lists every problem, in the order of the spec's fields.
+    let (_, parsed) = pool_with("p", &[], |s| {
+        s.aggregation = Some(crate::api::Aggregation {
+            ipv4: Some(33),
+            ipv6: Some(129),
+        })
+    });
+    let e = parsed.unwrap_err();
+    assert_eq!(
+        e.problems,
+        [
+            PoolProblem::NoAddresses,
+            PoolProblem::AggregationTooLong {
+                field: "ipv4",
+                max: 32
+            },
+            PoolProblem::AggregationTooLong {
+                field: "ipv6",
+                max: 128
+            },
+        ]
+    );
+    assert_eq!(
+        e.to_string(),
+        "spec.addresses is empty; spec.aggregation.ipv4 must be 0-32; \
+         spec.aggregation.ipv6 must be 0-128"
+    );
+    let (_, parsed) = pool_with("p", &["10.0.0.0/24", "x"], |s| {
+        s.aggregation = Some(crate::api::Aggregation {
+            ipv4: Some(16),
+            ipv6: None,
+        })
+    });
+    assert_eq!(
+        parsed.unwrap_err().to_string(),
+        r#""x" is neither a CIDR, an address nor a range a-b; spec.aggregation.ipv4 16 is shorter than the pool's block 10.0.0.0/24: the aggregate would announce addresses outside the pool"#
+    );
+    let (_, parsed) = pool_with("p", &["10.0.0.0/24"], |s| {
+        s.allocation = Some(AllocationPolicy {
+            service_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "Near".into(),
+                    values: None,
+                }]),
+                match_labels: None,
+            }),
+            ..Default::default()
+        })
+    });
+    let e = parsed.unwrap_err();
+    assert!(
+        matches!(
+            &e.problems[..],
+            [PoolProblem::Selector {
+                field: "spec.allocation.serviceSelector",
+                ..
+            }]
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("spec.allocation.serviceSelector: "),
+        "{e}"
+    );
+
+    // What a Service asks for.
+    let mut s = svc("s", 1);
+    s.families = vec![Family::V4];
+    assert_eq!(
+        s.check_families(&[ip("2001:db8::1")])
+            .unwrap_err()
+            .to_string(),
+        "requested address 2001:db8::1 is IPv6 but the service is IPv4 only"
+    );
+    s.family_policy = FamilyPolicy::PreferDualStack;
+    let e = s
+        .check_families(&[ip("10.0.0.1"), ip("2001:db8::1"), ip("10.0.0.2")])
+        .unwrap_err();
+    assert_eq!(e, RequestError::FamilyTwice(Family::V4));
+    assert_eq!(e.to_string(), "more than one IPv4 address requested");
+    assert_eq!(
+        AllocationError::InvalidRequest(e).to_string(),
+        "invalid request: more than one IPv4 address requested"
+    );
+}
+
+fn k8s_service(annotations: &[(&str, &str)], spec: ServiceSpec) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some("web".into()),
+            name: Some("shop".into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reads_a_service() {
+    let spec = ServiceSpec {
+        ip_families: Some(vec!["IPv6".into(), "IPv4".into()]),
+        ip_family_policy: Some("PreferDualStack".into()),
+        load_balancer_ip: Some("192.0.2.9".into()),
+        ports: Some(vec![
+            ServicePort {
+                port: 53,
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            },
+            ServicePort {
+                port: 80,
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let s = k8s_service(
+        &[
+            (annotations::ADDRESSES, " 2001:db8::1 , 192.0.2.1,"),
+            (annotations::POOL, " edge "),
+            (annotations::SHARING_KEY, "  "),
+        ],
+        spec.clone(),
+    );
+    let r = ServiceRequest::from_service(&s, &BTreeMap::new());
+    assert_eq!(r.key, ServiceKey::new("web", "shop"));
+    // No creation time: the youngest, losing every conflict.
+    assert_eq!(r.created, i64::MAX);
+    assert_eq!(r.families, [Family::V6, Family::V4]);
+    assert_eq!(r.family_policy, FamilyPolicy::PreferDualStack);
+    // The annotation wins over spec.loadBalancerIP.
+    assert_eq!(r.requested, Ok(vec![ip("2001:db8::1"), ip("192.0.2.1")]));
+    assert_eq!(r.requested_pool.as_deref(), Some("edge"));
+    assert_eq!(r.sharing_key, None);
+    assert_eq!(
+        r.ports,
+        [
+            Port {
+                protocol: "UDP".into(),
+                port: 53
+            },
+            Port {
+                protocol: "TCP".into(),
+                port: 80
+            }
+        ]
+    );
+    let r = ServiceRequest::from_service(&k8s_service(&[], spec), &BTreeMap::new());
+    assert_eq!(r.requested, Ok(vec![ip("192.0.2.9")]));
+    assert_eq!(r.family_policy, FamilyPolicy::PreferDualStack);
+    let r =
+        ServiceRequest::from_service(&k8s_service(&[], ServiceSpec::default()), &BTreeMap::new());
+    assert_eq!(r.requested, Ok(vec![]));
+    assert_eq!(r.family_policy, FamilyPolicy::SingleStack);
+}
+
+#[test]
+fn a_name_too_long_makes_the_request_invalid_without_echoing_it() {
+    let long = "p".repeat(MAX_NAME_ANNOTATION + 1);
+    let s = k8s_service(
+        &[
+            (annotations::SHARING_KEY, &long),
+            (annotations::POOL, &long),
+            (annotations::ADDRESSES, "10.0.0.1"),
+        ],
+        ServiceSpec::default(),
+    );
+    let r = ServiceRequest::from_service(&s, &BTreeMap::new());
+    assert_eq!((r.requested_pool, r.sharing_key), (None, None));
+    // The first one read (the pool) is named.
+    let e = r.requested.unwrap_err();
+    assert_eq!(
+        e,
+        RequestError::NameTooLong {
+            annotation: annotations::POOL,
+            len: 254
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "routelb.io/pool is 254 bytes long; at most 253"
+    );
+    // An unreadable address is the error already: it stays.
+    let s = k8s_service(
+        &[
+            (annotations::ADDRESSES, &format!("10.0.0.1,{long}")),
+            (annotations::POOL, &long),
+        ],
+        ServiceSpec::default(),
+    );
+    let e = ServiceRequest::from_service(&s, &BTreeMap::new())
+        .requested
+        .unwrap_err();
+    assert_eq!(
+        e,
+        RequestError::NotAnAddress {
+            value: "p".repeat(64)
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("{:?} is not an IP address", "p".repeat(64))
+    );
+}
+
+#[test]
+fn held_addresses_are_one_per_wanted_family_in_its_order() {
+    let a = |s: &str| Addr::from(ip(s));
+    let mut s = svc("s", 1);
+    s.families = vec![Family::V6];
+    s.family_policy = FamilyPolicy::PreferDualStack;
+    s.current = vec![ip("10.0.0.1"), ip("2001:db8::1"), ip("10.0.0.2")];
+    assert_eq!(held_addresses(&s), [a("2001:db8::1"), a("10.0.0.1")]);
+    s.family_policy = FamilyPolicy::SingleStack;
+    assert_eq!(held_addresses(&s), [a("2001:db8::1")]);
+}
+
+#[test]
+fn what_is_held_answers_an_unchanged_or_unreadable_request() {
+    let held = [Addr::from(ip("10.0.0.1"))];
+    let mut warnings = vec![];
+    let mut s = svc("s", 1);
+    assert!(still_requested(&s, &held, &mut warnings));
+    s.requested = Ok(vec![ip("10.0.0.1")]);
+    assert!(still_requested(&s, &held, &mut warnings));
+    s.requested = Ok(vec![ip("10.0.0.2")]);
+    assert!(!still_requested(&s, &held, &mut warnings));
+    assert!(warnings.is_empty());
+    s.requested = Err(RequestError::NotAnAddress { value: "x".into() });
+    assert!(still_requested(&s, &held, &mut warnings));
+    assert_eq!(
+        warnings,
+        [r#"ignoring the request: "x" is not an IP address"#]
+    );
+}
+
+#[test]
+fn a_sharing_group_fits_or_says_why_not() {
+    let a = |s: &str| Addr::from(ip(s));
+    let why = |s: &ServiceRequest, addrs: &[Addr], requested: &[Addr]| {
+        group_fits(s, "k", "a", addrs, requested)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let single = svc("s", 1);
+    let mut dual = svc("d", 1);
+    dual.family_policy = FamilyPolicy::PreferDualStack;
+    let mut elsewhere = svc("e", 1);
+    elsewhere.requested_pool = Some("b".into());
+    assert_eq!(why(&single, &[a("10.0.0.1")], &[a("10.0.0.1")]), None);
+    assert_eq!(
+        why(&single, &[], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" has no IPv4 address"#)
+    );
+    assert_eq!(
+        why(&dual, &[], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" has no address of the families this service wants"#)
+    );
+    assert_eq!(
+        why(&single, &[a("10.0.0.1")], &[a("10.0.0.2")]).as_deref(),
+        Some(r#"cannot share: requested addresses differ from 10.0.0.1 used by sharing key "k""#)
+    );
+    assert_eq!(
+        why(&elsewhere, &[a("10.0.0.1")], &[]).as_deref(),
+        Some(r#"cannot share: sharing key "k" uses pool "a", not "b""#)
+    );
+}
+
+#[test]
+fn a_plan_takes_kept_addresses_first_and_names_the_families_short() {
+    let a = |s: &str| Addr::from(ip(s));
+    let (v4, v6) = (Family::V4, Family::V6);
+    let p = Pool::from_spec("a", &spec(&["10.0.0.0/31", "2001:db8::/127"])).unwrap();
+    let mut st = State {
+        pools: [("a", &p)].into(),
+        invalid: BTreeMap::new(),
+        used: HashMap::new(),
+        groups: HashMap::new(),
+        cursors: HashMap::new(),
+        services: &[],
+    };
+    // What the service keeps first, then the lowest free address; nothing is taken.
+    assert_eq!(
+        st.plan(&p, &[v4, v6], &[v4, v6], &[a("2001:db8::1")]),
+        Ok(vec![a("10.0.0.0"), a("2001:db8::1")])
+    );
+    assert_eq!(st.plan(&p, &[v4], &[v4], &[]), Ok(vec![a("10.0.0.0")]));
+    // A family without a free address is short only if required...
+    st.used.insert(a("2001:db8::"), Holder::Service(0));
+    st.used.insert(a("2001:db8::1"), Holder::Service(0));
+    assert_eq!(st.plan(&p, &[v4, v6], &[], &[]), Ok(vec![a("10.0.0.0")]));
+    assert_eq!(st.plan(&p, &[v4, v6], &[v4, v6], &[]), Err(vec![v6]));
+    // ...or when nothing at all is free: then every wanted family is.
+    st.used.insert(a("10.0.0.0"), Holder::Service(0));
+    st.used.insert(a("10.0.0.1"), Holder::Service(0));
+    assert_eq!(st.plan(&p, &[v4, v6], &[], &[]), Err(vec![v4, v6]));
+    assert_eq!(shown_families(&[v4, v6]), "IPv4/IPv6");
 }
