@@ -1,24 +1,35 @@
-#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! The node agent end to end: real API server, allocator, agents in network-namespace nodes
 //! with FRR or BIRD, and an upstream FRR router whose kernel table and neighbour cache are the
 //! judges. Needs root, FRR, BIRD and the test API server (KUBECONFIG), as CI provides.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod apiproxy;
+    pub mod cluster;
+    pub mod daemon;
+    pub mod files;
+    pub mod lock;
+    pub mod objects;
+    pub mod script;
+    pub mod wait;
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cluster::{Agent, Cluster};
-use common::{Allocator, create_service, service, unique, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use routelb::api::{AddressPool, NodeState, RoutingPolicy};
 use serde_json::json;
+use support::allocator::Allocator;
+use support::api::{self, unique};
+use support::cluster::{Agent, Cluster};
+use support::objects::{self, create_service, service};
+use support::{lock, wait};
 
 /// What one test sets up in the cluster: a namespace (also holding the node Leases), a routed
 /// and a local pool inside the lab's ranges, a policy announcing the routed pool, and an
@@ -33,10 +44,10 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new(c: &Cluster, proto: &str) -> Setup {
-        let client = common::client().await;
+    async fn new(api_server: &lock::Held, c: &Cluster, proto: &str) -> Setup {
+        let client = api::client(api_server).await;
         let ns = unique("agent");
-        common::ensure_namespace(&client, &ns, &[]).await;
+        api::ensure_namespace(&client, &ns, &[]).await;
         let x = c.index();
         let routed = unique("rt");
         let local = unique("lan");
@@ -93,11 +104,12 @@ impl Setup {
             .map(|i| Agent::start(c, i, &self.ns, extra))
             .collect();
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(Duration::from_secs(30), || async {
-            (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
+        wait::up_to(Duration::from_secs(30))
+            .until(|| async {
+                (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
         tokio::time::sleep(Duration::from_millis(700)).await;
         agents
     }
@@ -117,7 +129,7 @@ impl Setup {
         } else {
             1
         };
-        common::wait_ips(&self.client, &self.ns, name, want).await
+        objects::wait_ips(&self.client, &self.ns, name, want).await
     }
 
     async fn delete_service(&self, name: &str) {
@@ -136,12 +148,14 @@ impl Setup {
     }
 
     async fn wait_announcing(&self, name: &str, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(Duration::from_secs(20), || async {
-            let a = self.announcing(name).await.unwrap_or_default();
-            pred(&a).then_some(a)
-        })
-        .await
-        .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async {
+                let a = self.announcing(name).await.unwrap_or_default();
+                pred(&a).then_some(a)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
+            .value
     }
 
     /// An EndpointSlice for the service, in whichever version the server serves, with one
@@ -220,9 +234,9 @@ const FAST: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"
 /// Routed addresses over `proto`: every node announces (ECMP at the router), the annotation
 /// and NodeState say so, another service changes no daemon configuration, deletion withdraws.
 async fn routed(proto: &str, daemon: &str, name: &str) {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up(name, 3, proto, daemon);
-    let s = Setup::new(&c, proto).await;
+    let s = Setup::new(&api_server, &c, proto).await;
     let agents = s.agents(&c, &FAST).await;
     let ips = s
         .service(
@@ -233,6 +247,7 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
         .await;
     for ip in &ips {
         c.wait_nexthops(&host(ip), 3, Duration::from_secs(30))
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
     let ann = s
@@ -244,15 +259,17 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
             "{ann}"
         );
     }
-    common::wait_event(&s.client, &s.ns, "web", "Announcing").await;
-    let state = wait_for(Duration::from_secs(10), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        ips.iter()
-            .all(|ip| st.announced_prefixes.contains(&host(ip)))
-            .then_some(st)
-    })
-    .await
-    .expect("NodeState of node 1 lists both addresses");
+    objects::wait_event(&s.client, &s.ns, "web", "Announcing").await;
+    let state = wait::up_to(Duration::from_secs(10))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            ips.iter()
+                .all(|ip| st.announced_prefixes.contains(&host(ip)))
+                .then_some(st)
+        })
+        .await
+        .expect("NodeState of node 1 lists both addresses")
+        .value;
     assert_eq!(state.daemon.as_deref(), Some(daemon));
     assert!(state.address_count >= 2, "{state:?}");
     assert!(state.fragment_hash.is_some());
@@ -273,12 +290,14 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
     let before: Vec<usize> = agents.iter().map(applies).collect();
     let more = s.service("api", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&more[0]), 3, Duration::from_secs(30))
+        .await
         .unwrap();
     assert_eq!(agents.iter().map(applies).collect::<Vec<_>>(), before);
 
     s.delete_service("web").await;
     for ip in &ips {
         c.wait_nexthops(&host(ip), 0, Duration::from_secs(30))
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
     for i in 1..=3 {
@@ -309,9 +328,9 @@ async fn routed_bgp_bird_dual_stack_ecmp() {
 /// failover move them; a dead agent's address expires with its lifetime.
 #[tokio::test(flavor = "multi_thread")]
 async fn local_election_and_failover() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-local", 3, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let mut args = FAST.to_vec();
     args.extend(["--address-lifetime", "6s"]);
     let mut agents = s.agents(&c, &args).await;
@@ -328,11 +347,13 @@ async fn local_election_and_failover() {
         let ip = ip.clone();
         let c = &c;
         async move {
-            wait_for(Duration::from_secs(20), || async {
-                let h = c.holders(&ip);
-                (h.len() == 1 && Some(h[0]) != not).then(|| h[0])
-            })
-            .await
+            wait::up_to(Duration::from_secs(20))
+                .until(|| async {
+                    let h = c.holders(&ip);
+                    (h.len() == 1 && Some(h[0]) != not).then(|| h[0])
+                })
+                .await
+                .map(|w| w.value)
         }
     };
     let holder = single(&v4, None)
@@ -347,10 +368,10 @@ async fn local_election_and_failover() {
             .contains(&format!("{v4}/24"))
     );
     let mac = |i: usize| c.node_var(i, "MAC").to_lowercase();
-    let neigh = wait_for(Duration::from_secs(5), || async {
-        c.router_neigh(&v4).filter(|m| *m == mac(holder))
-    })
-    .await;
+    let neigh = wait::up_to(Duration::from_secs(5))
+        .until(|| async { c.router_neigh(&v4).filter(|m| *m == mac(holder)) })
+        .await
+        .map(|w| w.value);
     assert!(
         neigh.is_some(),
         "the router never learned {v4} at node {holder} (GARP)"
@@ -391,11 +412,10 @@ async fn local_election_and_failover() {
         "the leaving agent deleted its lease"
     );
     for (ip, h) in [(&v4, next), (&v6, next6)] {
-        wait_for(Duration::from_secs(5), || async {
-            c.router_neigh(ip).filter(|m| *m == mac(h))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the router never learned {ip} at node {h} (GARP/NA)"));
+        wait::up_to(Duration::from_secs(5))
+            .until(|| async { c.router_neigh(ip).filter(|m| *m == mac(h)) })
+            .await
+            .unwrap_or_else(|| panic!("the router never learned {ip} at node {h} (GARP/NA)"));
     }
     let want = announcing(next, next6);
     s.wait_announcing("lan", |a| a == want).await;
@@ -404,48 +424,47 @@ async fn local_election_and_failover() {
         // neighbour advertisement is seen updating the router's entry.
         agents[holder6 - 1].stop_gracefully();
         let moved6 = single(&v6, Some(holder6)).await.expect("v6 moved");
-        wait_for(Duration::from_secs(5), || async {
-            c.router_neigh(&v6).filter(|m| *m == mac(moved6))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the router never learned {v6} at node {moved6} (NA)"));
+        wait::up_to(Duration::from_secs(5))
+            .until(|| async { c.router_neigh(&v6).filter(|m| *m == mac(moved6)) })
+            .await
+            .unwrap_or_else(|| panic!("the router never learned {v6} at node {moved6} (NA)"));
         agents[holder6 - 1].restart();
         single(&v6, None).await.expect("v6 settles");
     }
-    common::wait_event(&s.client, &s.ns, "lan", "AnnouncementMoved").await;
+    objects::wait_event(&s.client, &s.ns, "lan", "AnnouncementMoved").await;
 
     // Hard: the new holder's node dies (agent killed, link down).
     let t = Instant::now();
     agents[next - 1].kill_hard();
     c.ip_node(next, &["link", "set", "eth0", "down"]);
-    let third = wait_for(Duration::from_secs(15), || async {
-        let h: Vec<usize> = c.holders(&v4).into_iter().filter(|&h| h != next).collect();
-        (h.len() == 1).then(|| h[0])
-    })
-    .await
-    .unwrap_or_else(|| panic!("no hard takeover\n{}", logs(&agents)));
+    let third = wait::up_to(Duration::from_secs(15))
+        .until(|| async {
+            let h: Vec<usize> = c.holders(&v4).into_iter().filter(|&h| h != next).collect();
+            (h.len() == 1).then(|| h[0])
+        })
+        .await
+        .unwrap_or_else(|| panic!("no hard takeover\n{}", logs(&agents)))
+        .value;
     eprintln!("hard failover (lease 1.5 s): {:?}", t.elapsed());
     assert!(third != holder && third != next);
     // The dead agent's address goes away by itself: its lifetime is not refreshed.
-    wait_for(Duration::from_secs(15), || async {
-        (!c.holders(&v4).contains(&next)).then_some(())
-    })
-    .await
-    .expect("the dead agent's address expired");
+    wait::up_to(Duration::from_secs(15))
+        .until(|| async { (!c.holders(&v4).contains(&next)).then_some(()) })
+        .await
+        .expect("the dead agent's address expired");
 
     // The first node comes back: the address returns to its best-ranked node, and only one
     // node holds it at any time after the move settles.
     agents[holder - 1].restart();
-    wait_for(Duration::from_secs(15), || async {
-        (c.holders(&v4) == vec![holder]).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "the address did not return to node {holder}\n{}",
-            logs(&agents)
-        )
-    });
+    wait::up_to(Duration::from_secs(15))
+        .until(|| async { (c.holders(&v4) == vec![holder]).then_some(()) })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the address did not return to node {holder}\n{}",
+                logs(&agents)
+            )
+        });
     s.cleanup().await;
 }
 
@@ -453,9 +472,9 @@ async fn local_election_and_failover() {
 /// follows the endpoints. withdraw-when-no-endpoints applies under Cluster policy too.
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_decide_who_announces() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-etp", 3, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let n = |i: usize| c.node_name(i);
 
@@ -472,13 +491,16 @@ async fn endpoints_decide_who_announces() {
     assert_eq!(c.nexthops(&p), 0);
     s.endpoints("etp", &[(n(2), true), (n(3), false)]).await;
     c.wait_nexthops(&p, 1, Duration::from_secs(20))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     assert!(c.route(&p).contains(c.node_var(2, "V4")), "{}", c.route(&p));
     s.wait_announcing("etp", |a| a == format!("{}/kube-lb0", n(2)))
         .await;
     s.endpoints("etp", &[(n(1), true), (n(2), false), (n(3), true)])
         .await;
-    c.wait_nexthops(&p, 2, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&p, 2, Duration::from_secs(20))
+        .await
+        .unwrap();
     let r = c.route(&p);
     assert!(
         r.contains(c.node_var(1, "V4"))
@@ -491,9 +513,11 @@ async fn endpoints_decide_who_announces() {
     })
     .await;
     s.endpoints("etp", &[(n(1), false)]).await;
-    c.wait_nexthops(&p, 0, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&p, 0, Duration::from_secs(20))
+        .await
+        .unwrap();
     s.wait_announcing("etp", |a| a.is_empty()).await;
-    common::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
+    objects::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
 
     // A local address under ETP Local goes to a node with an endpoint.
     let lan = s
@@ -504,17 +528,15 @@ async fn endpoints_decide_who_announces() {
         )
         .await;
     s.endpoints("etp-lan", &[(n(3), true)]).await;
-    wait_for(Duration::from_secs(20), || async {
-        (c.holders(&lan[0]) == vec![3]).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("the local address never went to node 3\n{}", logs(&agents)));
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (c.holders(&lan[0]) == vec![3]).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("the local address never went to node 3\n{}", logs(&agents)));
     s.endpoints("etp-lan", &[(n(3), false), (n(1), true)]).await;
-    wait_for(Duration::from_secs(20), || async {
-        (c.holders(&lan[0]) == vec![1]).then_some(())
-    })
-    .await
-    .expect("the local address followed the endpoint to node 1");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (c.holders(&lan[0]) == vec![1]).then_some(()) })
+        .await
+        .expect("the local address followed the endpoint to node 1");
 
     // Cluster policy with withdraw-when-no-endpoints.
     create_service(
@@ -527,13 +549,15 @@ async fn endpoints_decide_who_announces() {
         ),
     )
     .await;
-    let strict = common::wait_ips(&s.client, &s.ns, "strict", 1).await;
+    let strict = objects::wait_ips(&s.client, &s.ns, "strict", 1).await;
     let sp = host(&strict[0]);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(c.nexthops(&sp), 0, "announced without endpoints");
     // A ready endpoint anywhere (even on a node without an agent) and every node announces.
     s.endpoints("strict", &[("elsewhere".into(), true)]).await;
-    c.wait_nexthops(&sp, 3, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&sp, 3, Duration::from_secs(20))
+        .await
+        .unwrap();
     s.cleanup().await;
 }
 
@@ -592,13 +616,16 @@ async fn steady(c: &Cluster, s: &Setup, agents: &[Agent]) -> (String, String, us
     let local = s.service("l", &s.local, json!({})).await;
     let p = host(&routed[0]);
     c.wait_nexthops(&p, c.nodes, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(agents)));
-    let holder = wait_for(Duration::from_secs(20), || async {
-        let h = c.holders(&local[0]);
-        (h.len() == 1).then(|| h[0])
-    })
-    .await
-    .expect("one holder");
+    let holder = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let h = c.holders(&local[0]);
+            (h.len() == 1).then(|| h[0])
+        })
+        .await
+        .expect("one holder")
+        .value;
     (p, local[0].clone(), holder)
 }
 
@@ -606,9 +633,9 @@ async fn steady(c: &Cluster, s: &Setup, agents: &[Agent]) -> (String, String, us
 /// withdrawal, no second holder, nothing moves.
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_restart_does_not_flap() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-restart", 2, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let mut agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
@@ -637,9 +664,9 @@ async fn agent_restart_does_not_flap() {
 /// is withdrawn and nothing moves, during the outage or after it.
 #[tokio::test(flavor = "multi_thread")]
 async fn api_outage_withdraws_nothing() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-outage", 2, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     s.wait_announcing("l", |a| !a.is_empty()).await;
@@ -660,7 +687,7 @@ async fn api_outage_withdraws_nothing() {
         "withdrew or moved: {glitches:?}\n{}",
         logs(&agents)
     );
-    let reasons = common::event_reasons(&s.client, &s.ns, "l").await;
+    let reasons = objects::event_reasons(&s.client, &s.ns, "l").await;
     assert!(
         !reasons
             .iter()
@@ -670,6 +697,7 @@ async fn api_outage_withdraws_nothing() {
     // And the agents work again: a new service is announced.
     let again = s.service("after", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&again[0]), 2, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.cleanup().await;
 }
@@ -678,9 +706,9 @@ async fn api_outage_withdraws_nothing() {
 /// says so in NodeState; the fixed file is picked up again.
 #[tokio::test(flavor = "multi_thread")]
 async fn template_directory_is_watched() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-tmpl", 1, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let dir = std::path::PathBuf::from(c.var("CLUSTER_DIR")).join("templates");
     for d in ["frr", "bird"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -701,6 +729,7 @@ async fn template_directory_is_watched() {
     let agents = s.agents(&c, &args).await;
     let ips = s.service("web", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&ips[0]), 1, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
 
     let problems = |st: &routelb::api::NodeStateStatus| {
@@ -713,26 +742,30 @@ async fn template_directory_is_watched() {
     let bgp = dir.join("frr/bgp.conf.tera");
     let good = std::fs::read_to_string(&bgp).unwrap();
     std::fs::write(&bgp, format!("{good}\n{{% if %}}\n")).unwrap();
-    let st = wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        (problems(&st).0 == "True").then_some(st)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the broken template was not reported\n{}", logs(&agents)));
+    let st = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            (problems(&st).0 == "True").then_some(st)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the broken template was not reported\n{}", logs(&agents)))
+        .value;
     assert!(problems(&st).1.contains("templates"), "{:?}", problems(&st));
     // The last good fragment stays: the route is still there, and new services still work.
     assert_eq!(c.nexthops(&host(&ips[0])), 1);
     let more = s.service("more", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&more[0]), 1, Duration::from_secs(30))
+        .await
         .unwrap();
 
     std::fs::write(&bgp, &good).unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        (problems(&st).0 == "False").then_some(())
-    })
-    .await
-    .expect("the fixed template was picked up");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            (problems(&st).0 == "False").then_some(())
+        })
+        .await
+        .expect("the fixed template was picked up");
     s.cleanup().await;
 }
 
@@ -741,13 +774,14 @@ async fn template_directory_is_watched() {
 /// why until the pool is fixed.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_pool_edits_withdraw_nothing() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-pool", 1, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let ips = s.service("web", &s.routed, json!({})).await;
     let p = host(&ips[0]);
     c.wait_nexthops(&p, 1, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     let w = Watch::start(&c, vec![(p.clone(), 1)], None);
     let pools: Api<AddressPool> = Api::all(s.client.clone());
@@ -763,14 +797,16 @@ async fn bad_pool_edits_withdraw_nothing() {
         let s = &s;
         let c = &c;
         async move {
-            wait_for(Duration::from_secs(20), || async {
-                let st = s.node_state(&c.node_name(1)).await?.status?;
-                st.conditions
-                    .iter()
-                    .any(|k| k.type_ == "RoutingProblems" && k.message.contains(what))
-                    .then_some(())
-            })
-            .await
+            wait::up_to(Duration::from_secs(20))
+                .until(|| async {
+                    let st = s.node_state(&c.node_name(1)).await?.status?;
+                    st.conditions
+                        .iter()
+                        .any(|k| k.type_ == "RoutingProblems" && k.message.contains(what))
+                        .then_some(())
+                })
+                .await
+                .map(|w| w.value)
         }
     };
     reported("invalid")
@@ -789,15 +825,16 @@ async fn bad_pool_edits_withdraw_nothing() {
         )
         .await
         .unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        st.conditions
-            .iter()
-            .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
-            .then_some(())
-    })
-    .await
-    .expect("the fixed pool is no longer reported");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            st.conditions
+                .iter()
+                .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
+                .then_some(())
+        })
+        .await
+        .expect("the fixed pool is no longer reported");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (samples, glitches) = w.finish();
     assert!(samples > 20, "watched only {samples} times");
@@ -810,6 +847,6 @@ async fn bad_pool_edits_withdraw_nothing() {
         .get("web")
         .await
         .unwrap();
-    assert_eq!(common::ingress_ips(&svc), ips, "the address was kept");
+    assert_eq!(objects::ingress_ips(&svc), ips, "the address was kept");
     s.cleanup().await;
 }
