@@ -16,14 +16,15 @@ mod support {
 }
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use routelb::api::{AddressPool, NodeState, RoutingPolicy};
+use routelb::api::{AddressPool, NodeState, NodeStateStatus, RoutingPolicy, annotations};
 use serde_json::json;
 use support::allocator::Allocator;
 use support::api::{self, unique};
@@ -97,8 +98,8 @@ impl Setup {
     }
 
     /// Agents on every node; `extra` flags for all of them. Returns once every agent's Lease
-    /// exists and a renewal later, so all agents see each other (agents starting at the same
-    /// moment each see themselves alone at first, and briefly act on that).
+    /// exists and every agent sees every node (agents starting at the same moment each see
+    /// themselves alone at first, and briefly act on that).
     async fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
         let agents: Vec<Agent> = (1..=c.nodes)
             .map(|i| Agent::start(c, i, &self.ns, extra))
@@ -110,7 +111,10 @@ impl Setup {
             })
             .await
             .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async { agents.iter().all(|a| a.sees_every_node(c)).then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("the agents never all saw each other\n{}", logs(&agents)));
         agents
     }
 
@@ -199,6 +203,21 @@ impl Setup {
             .get(node)
             .await
             .ok()
+    }
+
+    /// Waits until the node's NodeState status satisfies `pred`; that status.
+    async fn wait_node_state(
+        &self,
+        node: &str,
+        pred: impl Fn(&NodeStateStatus) -> bool,
+    ) -> Option<NodeStateStatus> {
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async {
+                let st = self.node_state(node).await?.status?;
+                pred(&st).then_some(st)
+            })
+            .await
+            .map(|w| w.value)
     }
 
     async fn cleanup(&self) {
@@ -551,7 +570,25 @@ async fn endpoints_decide_who_announces() {
     .await;
     let strict = objects::wait_ips(&s.client, &s.ns, "strict", 1).await;
     let sp = host(&strict[0]);
-    std::thread::sleep(Duration::from_secs(1));
+    // What an agent needs to consider a Service (the allocator writes it after the address).
+    objects::wait_annotation(&s.client, &s.ns, "strict", annotations::POOL_USED, |v| {
+        v.is_some()
+    })
+    .await;
+    // Not a sleep but an event that implies the absence: a Service created after `strict` is
+    // complete reaches every agent through the same ordered watch, so once all three nodes
+    // announce it, every agent has planned with `strict` in view. Had one decided to announce
+    // `strict`, its address would be on that node by then, and its route at the router no
+    // later than the marker's.
+    let marker = s.service("marker", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&marker[0]), 3, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert_eq!(
+        c.holders(&strict[0]),
+        Vec::<usize>::new(),
+        "placed without endpoints"
+    );
     assert_eq!(c.nexthops(&sp), 0, "announced without endpoints");
     // A ready endpoint anywhere (even on a node without an agent) and every node announces.
     s.endpoints("strict", &[("elsewhere".into(), true)]).await;
@@ -561,52 +598,108 @@ async fn endpoints_decide_who_announces() {
     s.cleanup().await;
 }
 
-/// Watches the router and the nodes while something happens: records moments when a route
-/// had other nexthops than `routes` say, or the local address was not on its one holder.
+/// What the watcher checks at every look.
+enum Expect {
+    /// The router's route to the prefix has this many nexthops.
+    Route(String, usize),
+    /// Exactly these nodes hold the address on an interface.
+    HeldBy(String, Vec<usize>),
+}
+
+/// The longest the watcher may go without looking. It looks every 20 ms plus the time of one
+/// `ip` command per check, so this is ~20 times its usual gap: only a watcher that stalled
+/// fails it, on a fast machine or a slow one.
+const BLIND_SPOT: Duration = Duration::from_secs(1);
+
+/// Watches the router and the nodes while something happens: records moments when what is
+/// expected did not hold, and the longest time it went without looking.
 struct Watch {
     stop: Arc<AtomicBool>,
-    samples: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<Watched>>,
+}
+
+struct Watched {
+    samples: usize,
+    longest_gap: Duration,
+    glitches: Vec<String>,
 }
 
 impl Watch {
-    fn start(c: &Cluster, routes: Vec<(String, usize)>, local: Option<(String, usize)>) -> Watch {
+    /// Returns once the watcher has looked a first time.
+    fn start(c: &Cluster, expect: Vec<Expect>) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let (s, n) = (stop.clone(), samples.clone());
+        let s = stop.clone();
         let c = Cluster::attach(c);
+        let (first, looked) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                for (p, want) in &routes {
-                    let got = c.nexthops(p);
-                    if got != *want {
-                        seen.push(format!("{p}: {got} nexthops"));
+            let mut w = Watched {
+                samples: 0,
+                longest_gap: Duration::ZERO,
+                glitches: Vec::new(),
+            };
+            let mut last = Instant::now();
+            loop {
+                for e in &expect {
+                    match e {
+                        Expect::Route(p, want) => {
+                            let got = c.nexthops(p);
+                            if got != *want {
+                                w.glitches.push(format!("{p}: {got} nexthops"));
+                            }
+                        }
+                        Expect::HeldBy(ip, want) => {
+                            let got = c.holders(ip);
+                            if got != *want {
+                                w.glitches.push(format!("{ip} held by {got:?}"));
+                            }
+                        }
                     }
                 }
-                if let Some((ip, holder)) = &local {
-                    let h = c.holders(ip);
-                    if h != vec![*holder] {
-                        seen.push(format!("{ip} held by {h:?}"));
-                    }
+                // Looked at `now`: the gap since the last look, or since the start.
+                let now = Instant::now();
+                if w.samples > 0 {
+                    w.longest_gap = w.longest_gap.max(now - last);
                 }
-                n.fetch_add(1, Ordering::Relaxed);
+                last = now;
+                w.samples += 1;
+                if w.samples == 1 {
+                    let _ = first.send(());
+                }
+                if s.load(Ordering::Relaxed) {
+                    return w;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            seen
         });
+        looked.recv().expect("the watcher looks");
         Watch {
             stop,
-            samples,
             thread: Some(thread),
         }
     }
 
-    /// Stops watching; returns what went wrong, if anything.
-    fn finish(mut self) -> (usize, Vec<String>) {
+    /// Stops watching, after one last look; what it saw. Fails if it went blind.
+    fn finish(mut self) -> Watched {
         self.stop.store(true, Ordering::Relaxed);
-        let seen = self.thread.take().unwrap().join().unwrap();
-        (self.samples.load(Ordering::Relaxed), seen)
+        let w = self.thread.take().unwrap().join().unwrap();
+        eprintln!(
+            "watched {} times, at most {:?} apart",
+            w.samples, w.longest_gap
+        );
+        assert!(
+            w.longest_gap <= BLIND_SPOT,
+            "the watcher went {:?} without looking ({} looks)",
+            w.longest_gap,
+            w.samples
+        );
+        w
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // A test that failed before finishing: the watcher stops too.
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -638,15 +731,38 @@ async fn agent_restart_does_not_flap() {
     let s = Setup::new(&api_server, &c, "bgp").await;
     let mut agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
-    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 2),
+            Expect::HeldBy(local.clone(), vec![holder]),
+        ],
+    );
+    let restarted = Instant::now();
     agents[holder - 1].restart();
-    // Long enough for the new process to sync, elect and converge several times.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 50, "watched only {samples} times");
+    // The period watched is the thing under test: the new process syncing, electing and
+    // converging, several times over. It lasts 5 s, and in any case until the new process has
+    // synced and sees both nodes, so that its whole start is watched.
+    let started = &agents[holder - 1];
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            (started.log_text().matches("caches synced").count() >= 2
+                && started.sees_every_node(&c))
+            .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the restarted agent never saw both nodes\n{}",
+                logs(&agents)
+            )
+        });
+    tokio::time::sleep_until((restarted + Duration::from_secs(5)).into()).await;
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "flapped: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "flapped: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
     assert!(
@@ -670,21 +786,58 @@ async fn api_outage_withdraws_nothing() {
     let agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     s.wait_announcing("l", |a| !a.is_empty()).await;
-    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 2),
+            Expect::HeldBy(local.clone(), vec![holder]),
+        ],
+    );
     for a in &agents {
         a.proxy.cut(true);
     }
+    // The periods watched are the thing under test: 30 s without the API server, then the
+    // reconnection and the grace period after it.
     tokio::time::sleep(Duration::from_secs(30)).await;
+    for a in &agents {
+        assert!(
+            a.log_text().contains("cannot renew the node lease"),
+            "agent n{} never noticed the outage\n{}",
+            a.node,
+            a.log_tail()
+        );
+    }
+    let restored = Instant::now();
     for a in &agents {
         a.proxy.cut(false);
     }
-    // Through reconnection and the grace period after it.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 500, "watched only {samples} times");
+    // 6 s after the API server is back, and in any case two lease durations (the grace
+    // period, then the judgement after it) after every agent's renewals get through again.
+    let back = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            agents
+                .iter()
+                .all(|a| {
+                    let log = a.log_text();
+                    log.rfind("node lease renewed again") > log.rfind("cannot renew the node lease")
+                })
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the agents' renewals never got through again\n{}",
+                logs(&agents)
+            )
+        });
+    let until =
+        (restored + Duration::from_secs(6)).max(restored + back.took + Duration::from_secs(3));
+    tokio::time::sleep_until(until.into()).await;
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "withdrew or moved: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "withdrew or moved: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
     let reasons = objects::event_reasons(&s.client, &s.ns, "l").await;
@@ -783,7 +936,21 @@ async fn bad_pool_edits_withdraw_nothing() {
     c.wait_nexthops(&p, 1, Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
-    let w = Watch::start(&c, vec![(p.clone(), 1)], None);
+    let node = c.node_name(1);
+    let before = s
+        .wait_node_state(&node, |st| {
+            st.announced_prefixes.contains(&p) && st.fragment_hash.is_some()
+        })
+        .await
+        .expect("NodeState lists the address")
+        .fragment_hash;
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 1),
+            Expect::HeldBy(ips[0].clone(), vec![1]),
+        ],
+    );
     let pools: Api<AddressPool> = Api::all(s.client.clone());
     pools
         .patch(
@@ -793,26 +960,23 @@ async fn bad_pool_edits_withdraw_nothing() {
         )
         .await
         .unwrap();
-    let reported = |what: &'static str| {
-        let s = &s;
-        let c = &c;
-        async move {
-            wait::up_to(Duration::from_secs(20))
-                .until(|| async {
-                    let st = s.node_state(&c.node_name(1)).await?.status?;
-                    st.conditions
-                        .iter()
-                        .any(|k| k.type_ == "RoutingProblems" && k.message.contains(what))
-                        .then_some(())
-                })
-                .await
-                .map(|w| w.value)
-        }
-    };
-    reported("invalid")
+    // No sleeps to prove that nothing was withdrawn: NodeState is written at the end of the
+    // pass that read the edit, after it converged the node's addresses (watched on the node
+    // itself, where a removal shows at once) and applied its fragment to the daemon. The
+    // fragment it reports is the one from before the edit, so the daemon was given nothing
+    // that could withdraw a route.
+    let st = s
+        .wait_node_state(&node, |st| {
+            st.conditions
+                .iter()
+                .any(|k| k.type_ == "RoutingProblems" && k.message.contains("invalid"))
+        })
         .await
         .unwrap_or_else(|| panic!("the invalid pool was not reported\n{}", logs(&agents)));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        st.fragment_hash, before,
+        "the invalid pool changed the fragment"
+    );
     // Fixed again: the problem goes away, the address stays.
     pools
         .patch(
@@ -825,22 +989,23 @@ async fn bad_pool_edits_withdraw_nothing() {
         )
         .await
         .unwrap();
-    wait::up_to(Duration::from_secs(20))
-        .until(|| async {
-            let st = s.node_state(&c.node_name(1)).await?.status?;
+    let st = s
+        .wait_node_state(&node, |st| {
             st.conditions
                 .iter()
                 .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
-                .then_some(())
         })
         .await
         .expect("the fixed pool is no longer reported");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 20, "watched only {samples} times");
+    assert_eq!(
+        st.fragment_hash, before,
+        "the fixed pool changed the fragment"
+    );
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "withdrawn: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "withdrawn: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
     let svc: Service = Api::namespaced(s.client.clone(), &s.ns)

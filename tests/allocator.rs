@@ -330,8 +330,17 @@ async fn standby_takes_over_without_reassigning() {
     let second = Allocator::start(&ns, "second", &[]);
     create_service(&c, service(&ns, "before", json!({}))).await;
     let before = wait_ips(&c, &ns, "before", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!second.is_leader().await, "two leaders");
+    // The standby runs (caches synced, so its loop reports leadership) and its election,
+    // which started with the process, tries every renew period (500 ms). Watched for one
+    // renew period, the period under test, it never leads while the leader renews.
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { second.is_ready().await.then_some(()) })
+        .await
+        .expect("second is ready");
+    let led = wait::up_to(Duration::from_millis(500))
+        .until(|| async { second.is_leader().await.then_some(()) })
+        .await;
+    assert!(led.is_none(), "two leaders");
 
     // Hard failure: the standby waits for the lease to expire (3 s here), then leads.
     first.kill_hard();
@@ -345,7 +354,11 @@ async fn standby_takes_over_without_reassigning() {
 
     // Graceful: SIGTERM releases the lease, a third replica takes over within one renew period.
     let third = Allocator::start(&ns, "third", &[]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Running as a standby: caches synced, and its election tries every renew period.
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { third.is_ready().await.then_some(()) })
+        .await
+        .expect("third is ready");
     second.stop_gracefully();
     wait::up_to(Duration::from_secs(5))
         .until(|| async { third.is_leader().await.then_some(()) })

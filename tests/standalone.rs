@@ -210,7 +210,20 @@ fn files_in_routes_out(name: &str, node: &str) {
         "kind: Service\nmetadata: {name: \"x y\"}\n",
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Not a sleep but the event: standalone has read the broken directory and said it changes
+    // nothing. That pass touched neither the node's addresses nor the daemon, so both routes
+    // are still announced.
+    until(Duration::from_secs(10), || {
+        running
+            .log_text()
+            .contains("nothing changes until the directory parses again")
+    })
+    .unwrap_or_else(|| panic!("the broken file was not reported:\n{}", running.log_text()));
+    let held = node_addresses(&lab);
+    assert!(
+        held.contains("203.0.113.1/32") && held.contains("203.0.113.2/32"),
+        "{held}"
+    );
     assert!(lab.router_has("203.0.113.1/32") && lab.router_has("203.0.113.2/32"));
 
     running.stop();

@@ -315,7 +315,6 @@ impl Agent {
     /// "live nodes changed" it logged after its last "caches synced" names them all. (Agents
     /// that start together each see themselves alone at first, and briefly act on that.) Needs
     /// info logs, as the agents have unless ROUTELB_TEST_AGENT_LOG says otherwise.
-    #[allow(dead_code)] // the agent benchmark
     pub fn sees_every_node(&self, c: &Cluster) -> bool {
         let log = self.log_text();
         let current = log.rsplit("caches synced").next().unwrap_or_default();
