@@ -1,4 +1,3 @@
-#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! Agent benchmarks on the cluster lab with the real API server, allocator and agents (root,
 //! FRR, BIRD, KUBECONFIG from `integration/k8s/control-plane.sh up`):
 //! 1. Service created → address on the node's interface → route in the upstream router's
@@ -8,43 +7,48 @@
 //!
 //! Run: `cargo bench --bench agent`. Figures go to docs/benchmarks.md.
 
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support"]
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod apiproxy;
+    pub mod cluster;
+    pub mod daemon;
+    pub mod files;
+    pub mod lock;
+    pub mod objects;
+    pub mod script;
+    pub mod stats;
+    pub mod wait;
+}
 
 use std::time::{Duration, Instant};
 
-use cluster::{Agent, Cluster};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use routelb::api::{AddressPool, RoutingPolicy};
 use serde_json::json;
+use support::cluster::{Agent, Cluster};
+use support::stats::{ms, percentile};
+use support::{api, lock, objects, wait};
 
 const LEASE: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"];
-
-fn pct(v: &[Duration], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1e3
-}
 
 fn row(what: &str, v: &[Duration]) {
     println!(
         "| {what} | {} | {:.0} | {:.0} | {:.0} |",
         v.len(),
-        pct(v, 0.5),
-        pct(v, 0.99),
-        pct(v, 1.0)
+        ms(percentile(v, 0.5)),
+        ms(percentile(v, 0.99)),
+        ms(percentile(v, 1.0))
     );
 }
 
 async fn pools(client: &Client, c: &Cluster, tag: &str, proto: &str) -> (String, String) {
     let x = c.index();
-    let routed = common::unique("brt");
-    let local = common::unique("blan");
+    let routed = api::unique("brt");
+    let local = api::unique("blan");
     let api: Api<AddressPool> = Api::all(client.clone());
     for (name, mode, addrs) in [
         (&routed, "routed", json!([format!("198.18.{x}.0/25")])),
@@ -64,7 +68,7 @@ async fn pools(client: &Client, c: &Cluster, tag: &str, proto: &str) -> (String,
     }
     let pol: RoutingPolicy = serde_json::from_value(json!({
         "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
-        "metadata": { "name": common::unique("bpol") },
+        "metadata": { "name": api::unique("bpol") },
         "spec": { "poolSelector": { "matchLabels": { "bench": tag } }, "protocols": [proto] },
     }))
     .unwrap();
@@ -76,19 +80,27 @@ async fn pools(client: &Client, c: &Cluster, tag: &str, proto: &str) -> (String,
 }
 
 fn svc(ns: &str, name: &str, pool: &str) -> Service {
-    common::service(
+    objects::service(
         ns,
         name,
         json!({ "metadata": { "annotations": { "routelb.io/pool": pool } } }),
     )
 }
 
+/// Agents on every node, once they all see each other.
 async fn start_agents(c: &Cluster, ns: &str) -> Vec<Agent> {
     let agents: Vec<Agent> = (1..=c.nodes)
         .map(|i| Agent::start(c, i, ns, &LEASE))
         .collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    all_see_each_other(c, &agents).await;
     agents
+}
+
+async fn all_see_each_other(c: &Cluster, agents: &[Agent]) {
+    wait::up_to(Duration::from_secs(30))
+        .until(|| async { agents.iter().all(|a| a.sees_every_node(c)).then_some(()) })
+        .await
+        .expect("the agents see each other");
 }
 
 /// Create → address on node 1's kube-lb0 → route at the router with every node as nexthop;
@@ -96,8 +108,8 @@ async fn start_agents(c: &Cluster, ns: &str) -> Vec<Agent> {
 async fn create_to_route(client: &Client, daemon: &str, proto: &str, n: usize) {
     let name = format!("bn-{}-{proto}", &daemon[..1]);
     let c = Cluster::up(&name, 2, proto, daemon);
-    let ns = common::unique("bench");
-    common::ensure_namespace(client, &ns, &[]).await;
+    let ns = api::unique("bench");
+    api::ensure_namespace(client, &ns, &[]).await;
     let (routed, _) = pools(client, &c, &ns, proto).await;
     let _agents = start_agents(&c, &ns).await;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -107,10 +119,8 @@ async fn create_to_route(client: &Client, daemon: &str, proto: &str, n: usize) {
     let mut prefixes = vec![];
     for i in 0..n {
         let t0 = Instant::now();
-        api.create(&PostParams::default(), &svc(&ns, &format!("s{i}"), &routed))
-            .await
-            .unwrap();
-        let ip = common::wait_ips(client, &ns, &format!("s{i}"), 1).await[0].clone();
+        objects::create_service(client, svc(&ns, &format!("s{i}"), &routed)).await;
+        let ip = objects::wait_ips(client, &ns, &format!("s{i}"), 1).await[0].clone();
         let prefix = format!("{ip}/32");
         let mut on_nic = None;
         loop {
@@ -134,7 +144,9 @@ async fn create_to_route(client: &Client, daemon: &str, proto: &str, n: usize) {
         api.delete(&format!("s{i}"), &DeleteParams::default())
             .await
             .unwrap();
-        c.wait_nexthops(prefix, 0, Duration::from_secs(30)).unwrap();
+        c.wait_nexthops(prefix, 0, Duration::from_secs(30))
+            .await
+            .unwrap();
         gone.push(t0.elapsed());
     }
     row(
@@ -151,44 +163,39 @@ async fn create_to_route(client: &Client, daemon: &str, proto: &str, n: usize) {
     );
 }
 
+/// The one node holding the address, once there is one.
+async fn single_holder(c: &Cluster, ip: &str) -> usize {
+    wait::up_to(Duration::from_secs(30))
+        .every(Duration::from_millis(10))
+        .until(|| async {
+            let h = c.holders(ip);
+            (h.len() == 1).then(|| h[0])
+        })
+        .await
+        .unwrap_or_else(|| panic!("no single holder: {:?}", c.holders(ip)))
+        .value
+}
+
 /// The local address moves from its holder to another node.
 async fn failover(client: &Client, reps: usize) {
     let c = Cluster::up("bn-fail", 3, "bgp", "frr");
-    let ns = common::unique("bench");
-    common::ensure_namespace(client, &ns, &[]).await;
+    let ns = api::unique("bench");
+    api::ensure_namespace(client, &ns, &[]).await;
     let (_, local) = pools(client, &c, &ns, "bgp").await;
     let mut agents = start_agents(&c, &ns).await;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &svc(&ns, "vip", &local))
-        .await
-        .unwrap();
-    let ip = common::wait_ips(client, &ns, "vip", 1).await[0].clone();
-    let settle = |c: &Cluster| {
-        let t = Instant::now();
-        loop {
-            let h = c.holders(&ip);
-            if h.len() == 1 {
-                return h[0];
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "no single holder: {h:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    objects::create_service(client, svc(&ns, "vip", &local)).await;
+    let ip = objects::wait_ips(client, &ns, "vip", 1).await[0].clone();
+    // As often as `ip` answers: the move is what is measured.
     let moved = |c: &Cluster, from: usize| {
-        let t = Instant::now();
-        loop {
-            if c.holders(&ip).iter().any(|&h| h != from) {
-                return t.elapsed();
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "never moved");
-        }
+        wait::up_to(Duration::from_secs(30))
+            .every(Duration::ZERO)
+            .until_blocking(|| c.holders(&ip).iter().any(|&h| h != from).then_some(()))
+            .expect("never moved")
+            .took
     };
     let (mut graceful, mut hard) = (vec![], vec![]);
     for _ in 0..reps {
-        let h = settle(&c);
+        let h = single_holder(&c, &ip).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let pid = agents[h - 1].child.as_ref().unwrap().id();
         let t0 = Instant::now();
@@ -200,9 +207,9 @@ async fn failover(client: &Client, reps: usize) {
         graceful.push(t0.elapsed());
         agents[h - 1].stop_gracefully();
         agents[h - 1].restart();
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        all_see_each_other(&c, &agents).await;
 
-        let h = settle(&c);
+        let h = single_holder(&c, &ip).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t0 = Instant::now();
         agents[h - 1].kill_hard();
@@ -211,7 +218,7 @@ async fn failover(client: &Client, reps: usize) {
         hard.push(t0.elapsed());
         c.ip_node(h, &["link", "set", "eth0", "up"]);
         agents[h - 1].restart();
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        all_see_each_other(&c, &agents).await;
     }
     row("local address failover, graceful (SIGTERM)", &graceful);
     row(
@@ -222,8 +229,9 @@ async fn failover(client: &Client, reps: usize) {
 
 #[tokio::main]
 async fn main() {
-    let client = common::client().await;
-    let _allocator = common::Allocator::start(&common::unique("balloc"), "bench", &[]);
+    let api_server = lock::api_server();
+    let client = api::client(&api_server).await;
+    let _allocator = support::allocator::Allocator::start(&api::unique("balloc"), "bench", &[]);
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,52 +1,37 @@
 //! End to end on the local API server: Service created → status.loadBalancer.ingress set.
 //! Needs KUBECONFIG (integration/k8s/control-plane.sh up). Run: `cargo bench --bench allocator_e2e`.
 
+#[path = "../tests/support"]
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod lock;
+    pub mod stats;
+    pub mod wait;
+}
+
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
 use serde_json::json;
+use support::allocator::{free_port, http_get};
+use support::stats::{ms, percentile};
+use support::{api, lock, wait};
 
 const SERVICES: usize = 200;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    for (_, crd) in routelb::crdgen::all() {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-    }
-    let _ = routelb::api::AddressPool::crd_name();
-    let ns = format!(
-        "bench-{}-{:x}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos() | 1
-    );
-    let nss: Api<Namespace> = Api::all(client.clone());
-    for name in [
-        ns.as_str(),
-        "routelb-system",
-        routelb::membership::DEFAULT_NAMESPACE,
-    ] {
-        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-        nss.patch(
-            name,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&n),
-        )
-        .await?;
-    }
+    let api_server = lock::api_server();
+    let client = api::client(&api_server).await;
+    let ns = api::unique("bench");
+    api::ensure_namespace(&client, &ns, &[]).await;
     let pools: Api<routelb::api::AddressPool> = Api::all(client.clone());
     let pool_name = format!("{ns}-pool");
     let pool: routelb::api::AddressPool = serde_json::from_value(json!({
@@ -56,9 +41,7 @@ async fn main() -> anyhow::Result<()> {
     }))?;
     pools.create(&PostParams::default(), &pool).await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port();
     let mut alloc = Command::new(env!("CARGO_BIN_EXE_routelb"))
         .args([
             "allocator",
@@ -70,16 +53,33 @@ async fn main() -> anyhow::Result<()> {
         .env("ROUTELB_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let m = http_get(port, "/metrics").await?;
+            m.lines().any(|l| l == "routelb_is_leader 1").then_some(())
+        })
+        .await
+        .expect("the allocator leads");
 
     // Watch first, so every status update is seen the moment the API server sends it.
     let api: Api<Service> = Api::namespaced(client.clone(), &ns);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let (listed, watching) = tokio::sync::oneshot::channel();
     let watch_api = api.clone();
     tokio::spawn(async move {
-        let mut stream =
-            std::pin::pin!(watcher(watch_api, watcher::Config::default()).applied_objects());
-        while let Some(Ok(svc)) = stream.next().await {
+        let mut listed = Some(listed);
+        let mut stream = std::pin::pin!(watcher(watch_api, watcher::Config::default()));
+        while let Some(Ok(event)) = stream.next().await {
+            let svc = match event {
+                watcher::Event::InitDone => {
+                    if let Some(l) = listed.take() {
+                        let _ = l.send(());
+                    }
+                    continue;
+                }
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => s,
+                _ => continue,
+            };
             let has_ip = svc
                 .status
                 .as_ref()
@@ -91,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watch runs (its initial list is done) before anything is created.
+    watching.await?;
 
     let mut created: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Vec::new();
@@ -117,11 +118,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64()
-            * 1e3
-    };
+    let pct = |p: f64| ms(percentile(&latencies, p));
     println!(
         "Service created -> status.loadBalancer.ingress, {} services one at a time: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),

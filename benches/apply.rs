@@ -21,9 +21,18 @@ use routelb::daemon::frr::FrrApply;
 use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
 
-#[path = "../tests/support/lab.rs"]
-mod support;
-use support::Lab;
+#[path = "../tests/support"]
+mod support {
+    pub mod daemon;
+    pub mod files;
+    pub mod lab;
+    pub mod lock;
+    pub mod script;
+    pub mod stats;
+}
+
+use support::lab::Lab;
+use support::stats::{median, ms, percentile};
 
 fn manifests(addresses: &[String], proto: &str) -> Manifests {
     let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
@@ -55,11 +64,6 @@ async fn fragment(driver: &Driver, daemon: DaemonKind, m: &Manifests) -> String 
     )
     .unwrap()
     .fragment
-}
-
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    v[v.len() / 2].as_secs_f64() * 1e3
 }
 
 async fn policy_change_table() {
@@ -119,7 +123,11 @@ async fn policy_change_table() {
         } else {
             format!("{before:?} -> {after:?}")
         };
-        let (d, r, b) = (median(diff_t), median(reload_t), median(bird_t));
+        let (d, r, b) = (
+            ms(median(&diff_t)),
+            ms(median(&reload_t)),
+            ms(median(&bird_t)),
+        );
         println!(
             "| {n} | {d:.0} ms | {r:.0} ms | {:.1}x | {b:.1} ms | {lines} | {resets} | {:.2} s |",
             r / d,
@@ -163,13 +171,6 @@ fn wait_line(
             return Some(at);
         }
     }
-}
-
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 * p).ceil() as usize)
-        .saturating_sub(1)
-        .min(v.len() - 1)]
 }
 
 async fn convergence_table() {
@@ -246,10 +247,10 @@ async fn convergence_table() {
         } else {
             println!(
                 "| {node} | {proto} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
-                pct(adds.clone(), 0.5),
-                pct(adds, 0.99),
-                pct(dels.clone(), 0.5),
-                pct(dels, 0.99)
+                percentile(&adds, 0.5),
+                percentile(&adds, 0.99),
+                percentile(&dels, 0.5),
+                percentile(&dels, 0.99)
             );
         }
     }
@@ -280,9 +281,7 @@ fn restart_table() {
         "\n## A restarted bgpd under routelb standalone ({ROUNDS} restarts, 100 pool prefixes)\n"
     );
     let lab = Lab::up("brst", "frr", "bgp");
-    let dir = std::env::temp_dir().join(format!("routelb-bench-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::files::scratch("bench-restart");
     let pool: Vec<String> = addresses(100).iter().map(|a| format!("\"{a}\"")).collect();
     std::fs::write(
         dir.join("pool.yaml"),
@@ -304,7 +303,7 @@ fn restart_table() {
             "--resync",
             "300s",
         ])
-        .args(["--frr-pathspace", lab.var("LAB_NODE_FRR")])
+        .args(lab.daemon().flags())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -391,15 +390,15 @@ fn restart_table() {
         } else {
             println!(
                 "| {what} | {:.0} ms | {:.0} ms |",
-                pct(v.clone(), 0.5),
-                pct(v, 1.0)
+                percentile(&v, 0.5),
+                percentile(&v, 1.0)
             );
         }
     }
     println!(
         "| routelb's repair after the base configuration loaded | {:.0} ms | {:.0} ms |",
-        pct(after_load.clone(), 0.5),
-        pct(after_load, 1.0)
+        percentile(&after_load, 0.5),
+        percentile(&after_load, 1.0)
     );
 }
 

@@ -1,12 +1,18 @@
 //! IPAM in the pure core: 10,000 services across 10 pools. Run: `cargo bench --bench ipam`.
 //! Prints the median and worst of several runs per scenario; figures go to docs/benchmarks.md.
 
+#[path = "../tests/support"]
+mod support {
+    pub mod stats;
+}
+
 use std::time::{Duration, Instant};
 
 use routelb::api::{AddressPoolSpec, AllocationPolicy, PoolMode};
 use routelb::ipam::{
     Decision, FamilyPolicy, Pool, PoolInput, Port, ServiceKey, ServiceRequest, allocate,
 };
+use support::stats::{median, ms, percentile};
 
 fn pools(dual: bool) -> Vec<PoolInput> {
     (0..10)
@@ -61,11 +67,10 @@ fn measure(label: &str, runs: usize, mut f: impl FnMut() -> usize) {
         assigned = f();
         times.push(t.elapsed());
     }
-    times.sort();
     println!(
         "{label:<58} median {:>8.2} ms   max {:>8.2} ms   ({assigned} services assigned)",
-        times[runs / 2].as_secs_f64() * 1e3,
-        times[runs - 1].as_secs_f64() * 1e3
+        ms(median(&times)),
+        ms(percentile(&times, 1.0))
     );
 }
 

@@ -60,9 +60,9 @@ bash integration/deploy-check.sh
 
 log "containerlab topologies (static check, then each rebuilt in network namespaces)"
 cargo build --quiet --locked
-ROUTELB_BIN=target/debug/routelb bash integration/containerlab-check.sh
+ROUTELB_BIN=${CARGO_TARGET_DIR:-target}/debug/routelb bash integration/containerlab-check.sh
 for t in bgp ospf isis; do
-  ROUTELB_BIN=target/debug/routelb bash integration/lab/clab-netns.sh check "$t"
+  ROUTELB_BIN=${CARGO_TARGET_DIR:-target}/debug/routelb bash integration/lab/clab-netns.sh check "$t"
 done
 
 log "cargo test"

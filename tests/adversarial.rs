@@ -4,17 +4,18 @@
 //! against the BGP example's base), so one tenant's input can never freeze routing for all;
 //! and every refusal must say what was refused without echoing a huge value.
 
-use std::path::{Path, PathBuf};
+mod support {
+    pub mod files;
+}
+
+use std::path::Path;
 
 use routelb::daemon::bird::BirdDriver;
 use routelb::daemon::frr::{FrrApply, FrrDriver};
 use routelb::manifests::{Manifests, load_str};
 use routelb::offline;
 use routelb::render::{DaemonKind, Templates};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::files::{root, scratch};
 
 const POLICY: &str = r#"
 apiVersion: routelb.io/v1alpha1
@@ -212,9 +213,7 @@ fn hostile_rows_render_what_the_daemons_accept_and_say_what_was_refused() {
 /// A bad entry in a pool that no Service uses yet is reported by `render` and fails `check`.
 #[test]
 fn check_fails_on_an_invalid_pool_nobody_uses_yet() {
-    let dir = std::env::temp_dir().join(format!("routelb-badpool-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("badpool");
     std::fs::write(
         dir.join("pool.yaml"),
         format!(

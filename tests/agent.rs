@@ -1,24 +1,36 @@
-#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! The node agent end to end: real API server, allocator, agents in network-namespace nodes
 //! with FRR or BIRD, and an upstream FRR router whose kernel table and neighbour cache are the
 //! judges. Needs root, FRR, BIRD and the test API server (KUBECONFIG), as CI provides.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod apiproxy;
+    pub mod cluster;
+    pub mod daemon;
+    pub mod files;
+    pub mod lock;
+    pub mod objects;
+    pub mod script;
+    pub mod wait;
+}
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cluster::{Agent, Cluster};
-use common::{Allocator, create_service, service, unique, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use routelb::api::{AddressPool, NodeState, RoutingPolicy};
+use routelb::api::{AddressPool, NodeState, NodeStateStatus, RoutingPolicy, annotations};
 use serde_json::json;
+use support::allocator::Allocator;
+use support::api::{self, unique};
+use support::cluster::{Agent, Cluster};
+use support::objects::{self, create_service, service};
+use support::{lock, wait};
 
 /// What one test sets up in the cluster: a namespace (also holding the node Leases), a routed
 /// and a local pool inside the lab's ranges, a policy announcing the routed pool, and an
@@ -33,10 +45,10 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new(c: &Cluster, proto: &str) -> Setup {
-        let client = common::client().await;
+    async fn new(api_server: &lock::Held, c: &Cluster, proto: &str) -> Setup {
+        let client = api::client(api_server).await;
         let ns = unique("agent");
-        common::ensure_namespace(&client, &ns, &[]).await;
+        api::ensure_namespace(&client, &ns, &[]).await;
         let x = c.index();
         let routed = unique("rt");
         let local = unique("lan");
@@ -86,19 +98,23 @@ impl Setup {
     }
 
     /// Agents on every node; `extra` flags for all of them. Returns once every agent's Lease
-    /// exists and a renewal later, so all agents see each other (agents starting at the same
-    /// moment each see themselves alone at first, and briefly act on that).
+    /// exists and every agent sees every node (agents starting at the same moment each see
+    /// themselves alone at first, and briefly act on that).
     async fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
         let agents: Vec<Agent> = (1..=c.nodes)
             .map(|i| Agent::start(c, i, &self.ns, extra))
             .collect();
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(Duration::from_secs(30), || async {
-            (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        wait::up_to(Duration::from_secs(30))
+            .until(|| async {
+                (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async { agents.iter().all(|a| a.sees_every_node(c)).then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("the agents never all saw each other\n{}", logs(&agents)));
         agents
     }
 
@@ -117,7 +133,7 @@ impl Setup {
         } else {
             1
         };
-        common::wait_ips(&self.client, &self.ns, name, want).await
+        objects::wait_ips(&self.client, &self.ns, name, want).await
     }
 
     async fn delete_service(&self, name: &str) {
@@ -136,12 +152,14 @@ impl Setup {
     }
 
     async fn wait_announcing(&self, name: &str, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(Duration::from_secs(20), || async {
-            let a = self.announcing(name).await.unwrap_or_default();
-            pred(&a).then_some(a)
-        })
-        .await
-        .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async {
+                let a = self.announcing(name).await.unwrap_or_default();
+                pred(&a).then_some(a)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
+            .value
     }
 
     /// An EndpointSlice for the service, in whichever version the server serves, with one
@@ -187,6 +205,21 @@ impl Setup {
             .ok()
     }
 
+    /// Waits until the node's NodeState status satisfies `pred`; that status.
+    async fn wait_node_state(
+        &self,
+        node: &str,
+        pred: impl Fn(&NodeStateStatus) -> bool,
+    ) -> Option<NodeStateStatus> {
+        wait::up_to(Duration::from_secs(20))
+            .until(|| async {
+                let st = self.node_state(node).await?.status?;
+                pred(&st).then_some(st)
+            })
+            .await
+            .map(|w| w.value)
+    }
+
     async fn cleanup(&self) {
         let _ = Api::<RoutingPolicy>::all(self.client.clone())
             .delete(&self.policy, &DeleteParams::default())
@@ -220,9 +253,9 @@ const FAST: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"
 /// Routed addresses over `proto`: every node announces (ECMP at the router), the annotation
 /// and NodeState say so, another service changes no daemon configuration, deletion withdraws.
 async fn routed(proto: &str, daemon: &str, name: &str) {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up(name, 3, proto, daemon);
-    let s = Setup::new(&c, proto).await;
+    let s = Setup::new(&api_server, &c, proto).await;
     let agents = s.agents(&c, &FAST).await;
     let ips = s
         .service(
@@ -233,6 +266,7 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
         .await;
     for ip in &ips {
         c.wait_nexthops(&host(ip), 3, Duration::from_secs(30))
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
     let ann = s
@@ -244,15 +278,17 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
             "{ann}"
         );
     }
-    common::wait_event(&s.client, &s.ns, "web", "Announcing").await;
-    let state = wait_for(Duration::from_secs(10), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        ips.iter()
-            .all(|ip| st.announced_prefixes.contains(&host(ip)))
-            .then_some(st)
-    })
-    .await
-    .expect("NodeState of node 1 lists both addresses");
+    objects::wait_event(&s.client, &s.ns, "web", "Announcing").await;
+    let state = wait::up_to(Duration::from_secs(10))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            ips.iter()
+                .all(|ip| st.announced_prefixes.contains(&host(ip)))
+                .then_some(st)
+        })
+        .await
+        .expect("NodeState of node 1 lists both addresses")
+        .value;
     assert_eq!(state.daemon.as_deref(), Some(daemon));
     assert!(state.address_count >= 2, "{state:?}");
     assert!(state.fragment_hash.is_some());
@@ -273,12 +309,14 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
     let before: Vec<usize> = agents.iter().map(applies).collect();
     let more = s.service("api", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&more[0]), 3, Duration::from_secs(30))
+        .await
         .unwrap();
     assert_eq!(agents.iter().map(applies).collect::<Vec<_>>(), before);
 
     s.delete_service("web").await;
     for ip in &ips {
         c.wait_nexthops(&host(ip), 0, Duration::from_secs(30))
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     }
     for i in 1..=3 {
@@ -309,9 +347,9 @@ async fn routed_bgp_bird_dual_stack_ecmp() {
 /// failover move them; a dead agent's address expires with its lifetime.
 #[tokio::test(flavor = "multi_thread")]
 async fn local_election_and_failover() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-local", 3, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let mut args = FAST.to_vec();
     args.extend(["--address-lifetime", "6s"]);
     let mut agents = s.agents(&c, &args).await;
@@ -328,11 +366,13 @@ async fn local_election_and_failover() {
         let ip = ip.clone();
         let c = &c;
         async move {
-            wait_for(Duration::from_secs(20), || async {
-                let h = c.holders(&ip);
-                (h.len() == 1 && Some(h[0]) != not).then(|| h[0])
-            })
-            .await
+            wait::up_to(Duration::from_secs(20))
+                .until(|| async {
+                    let h = c.holders(&ip);
+                    (h.len() == 1 && Some(h[0]) != not).then(|| h[0])
+                })
+                .await
+                .map(|w| w.value)
         }
     };
     let holder = single(&v4, None)
@@ -347,10 +387,10 @@ async fn local_election_and_failover() {
             .contains(&format!("{v4}/24"))
     );
     let mac = |i: usize| c.node_var(i, "MAC").to_lowercase();
-    let neigh = wait_for(Duration::from_secs(5), || async {
-        c.router_neigh(&v4).filter(|m| *m == mac(holder))
-    })
-    .await;
+    let neigh = wait::up_to(Duration::from_secs(5))
+        .until(|| async { c.router_neigh(&v4).filter(|m| *m == mac(holder)) })
+        .await
+        .map(|w| w.value);
     assert!(
         neigh.is_some(),
         "the router never learned {v4} at node {holder} (GARP)"
@@ -391,11 +431,10 @@ async fn local_election_and_failover() {
         "the leaving agent deleted its lease"
     );
     for (ip, h) in [(&v4, next), (&v6, next6)] {
-        wait_for(Duration::from_secs(5), || async {
-            c.router_neigh(ip).filter(|m| *m == mac(h))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the router never learned {ip} at node {h} (GARP/NA)"));
+        wait::up_to(Duration::from_secs(5))
+            .until(|| async { c.router_neigh(ip).filter(|m| *m == mac(h)) })
+            .await
+            .unwrap_or_else(|| panic!("the router never learned {ip} at node {h} (GARP/NA)"));
     }
     let want = announcing(next, next6);
     s.wait_announcing("lan", |a| a == want).await;
@@ -404,48 +443,47 @@ async fn local_election_and_failover() {
         // neighbour advertisement is seen updating the router's entry.
         agents[holder6 - 1].stop_gracefully();
         let moved6 = single(&v6, Some(holder6)).await.expect("v6 moved");
-        wait_for(Duration::from_secs(5), || async {
-            c.router_neigh(&v6).filter(|m| *m == mac(moved6))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the router never learned {v6} at node {moved6} (NA)"));
+        wait::up_to(Duration::from_secs(5))
+            .until(|| async { c.router_neigh(&v6).filter(|m| *m == mac(moved6)) })
+            .await
+            .unwrap_or_else(|| panic!("the router never learned {v6} at node {moved6} (NA)"));
         agents[holder6 - 1].restart();
         single(&v6, None).await.expect("v6 settles");
     }
-    common::wait_event(&s.client, &s.ns, "lan", "AnnouncementMoved").await;
+    objects::wait_event(&s.client, &s.ns, "lan", "AnnouncementMoved").await;
 
     // Hard: the new holder's node dies (agent killed, link down).
     let t = Instant::now();
     agents[next - 1].kill_hard();
     c.ip_node(next, &["link", "set", "eth0", "down"]);
-    let third = wait_for(Duration::from_secs(15), || async {
-        let h: Vec<usize> = c.holders(&v4).into_iter().filter(|&h| h != next).collect();
-        (h.len() == 1).then(|| h[0])
-    })
-    .await
-    .unwrap_or_else(|| panic!("no hard takeover\n{}", logs(&agents)));
+    let third = wait::up_to(Duration::from_secs(15))
+        .until(|| async {
+            let h: Vec<usize> = c.holders(&v4).into_iter().filter(|&h| h != next).collect();
+            (h.len() == 1).then(|| h[0])
+        })
+        .await
+        .unwrap_or_else(|| panic!("no hard takeover\n{}", logs(&agents)))
+        .value;
     eprintln!("hard failover (lease 1.5 s): {:?}", t.elapsed());
     assert!(third != holder && third != next);
     // The dead agent's address goes away by itself: its lifetime is not refreshed.
-    wait_for(Duration::from_secs(15), || async {
-        (!c.holders(&v4).contains(&next)).then_some(())
-    })
-    .await
-    .expect("the dead agent's address expired");
+    wait::up_to(Duration::from_secs(15))
+        .until(|| async { (!c.holders(&v4).contains(&next)).then_some(()) })
+        .await
+        .expect("the dead agent's address expired");
 
     // The first node comes back: the address returns to its best-ranked node, and only one
     // node holds it at any time after the move settles.
     agents[holder - 1].restart();
-    wait_for(Duration::from_secs(15), || async {
-        (c.holders(&v4) == vec![holder]).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "the address did not return to node {holder}\n{}",
-            logs(&agents)
-        )
-    });
+    wait::up_to(Duration::from_secs(15))
+        .until(|| async { (c.holders(&v4) == vec![holder]).then_some(()) })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the address did not return to node {holder}\n{}",
+                logs(&agents)
+            )
+        });
     s.cleanup().await;
 }
 
@@ -453,9 +491,9 @@ async fn local_election_and_failover() {
 /// follows the endpoints. withdraw-when-no-endpoints applies under Cluster policy too.
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_decide_who_announces() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-etp", 3, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let n = |i: usize| c.node_name(i);
 
@@ -472,13 +510,16 @@ async fn endpoints_decide_who_announces() {
     assert_eq!(c.nexthops(&p), 0);
     s.endpoints("etp", &[(n(2), true), (n(3), false)]).await;
     c.wait_nexthops(&p, 1, Duration::from_secs(20))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     assert!(c.route(&p).contains(c.node_var(2, "V4")), "{}", c.route(&p));
     s.wait_announcing("etp", |a| a == format!("{}/kube-lb0", n(2)))
         .await;
     s.endpoints("etp", &[(n(1), true), (n(2), false), (n(3), true)])
         .await;
-    c.wait_nexthops(&p, 2, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&p, 2, Duration::from_secs(20))
+        .await
+        .unwrap();
     let r = c.route(&p);
     assert!(
         r.contains(c.node_var(1, "V4"))
@@ -491,9 +532,11 @@ async fn endpoints_decide_who_announces() {
     })
     .await;
     s.endpoints("etp", &[(n(1), false)]).await;
-    c.wait_nexthops(&p, 0, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&p, 0, Duration::from_secs(20))
+        .await
+        .unwrap();
     s.wait_announcing("etp", |a| a.is_empty()).await;
-    common::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
+    objects::wait_event(&s.client, &s.ns, "etp", "NotAnnounced").await;
 
     // A local address under ETP Local goes to a node with an endpoint.
     let lan = s
@@ -504,17 +547,15 @@ async fn endpoints_decide_who_announces() {
         )
         .await;
     s.endpoints("etp-lan", &[(n(3), true)]).await;
-    wait_for(Duration::from_secs(20), || async {
-        (c.holders(&lan[0]) == vec![3]).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("the local address never went to node 3\n{}", logs(&agents)));
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (c.holders(&lan[0]) == vec![3]).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("the local address never went to node 3\n{}", logs(&agents)));
     s.endpoints("etp-lan", &[(n(3), false), (n(1), true)]).await;
-    wait_for(Duration::from_secs(20), || async {
-        (c.holders(&lan[0]) == vec![1]).then_some(())
-    })
-    .await
-    .expect("the local address followed the endpoint to node 1");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (c.holders(&lan[0]) == vec![1]).then_some(()) })
+        .await
+        .expect("the local address followed the endpoint to node 1");
 
     // Cluster policy with withdraw-when-no-endpoints.
     create_service(
@@ -527,62 +568,138 @@ async fn endpoints_decide_who_announces() {
         ),
     )
     .await;
-    let strict = common::wait_ips(&s.client, &s.ns, "strict", 1).await;
+    let strict = objects::wait_ips(&s.client, &s.ns, "strict", 1).await;
     let sp = host(&strict[0]);
-    std::thread::sleep(Duration::from_secs(1));
+    // What an agent needs to consider a Service (the allocator writes it after the address).
+    objects::wait_annotation(&s.client, &s.ns, "strict", annotations::POOL_USED, |v| {
+        v.is_some()
+    })
+    .await;
+    // Not a sleep but an event that implies the absence: a Service created after `strict` is
+    // complete reaches every agent through the same ordered watch, so once all three nodes
+    // announce it, every agent has planned with `strict` in view. Had one decided to announce
+    // `strict`, its address would be on that node by then, and its route at the router no
+    // later than the marker's.
+    let marker = s.service("marker", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&marker[0]), 3, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert_eq!(
+        c.holders(&strict[0]),
+        Vec::<usize>::new(),
+        "placed without endpoints"
+    );
     assert_eq!(c.nexthops(&sp), 0, "announced without endpoints");
     // A ready endpoint anywhere (even on a node without an agent) and every node announces.
     s.endpoints("strict", &[("elsewhere".into(), true)]).await;
-    c.wait_nexthops(&sp, 3, Duration::from_secs(20)).unwrap();
+    c.wait_nexthops(&sp, 3, Duration::from_secs(20))
+        .await
+        .unwrap();
     s.cleanup().await;
 }
 
-/// Watches the router and the nodes while something happens: records moments when a route
-/// had other nexthops than `routes` say, or the local address was not on its one holder.
+/// What the watcher checks at every look.
+enum Expect {
+    /// The router's route to the prefix has this many nexthops.
+    Route(String, usize),
+    /// Exactly these nodes hold the address on an interface.
+    HeldBy(String, Vec<usize>),
+}
+
+/// The longest the watcher may go without looking. It looks every 20 ms plus the time of one
+/// `ip` command per check, so this is ~20 times its usual gap: only a watcher that stalled
+/// fails it, on a fast machine or a slow one.
+const BLIND_SPOT: Duration = Duration::from_secs(1);
+
+/// Watches the router and the nodes while something happens: records moments when what is
+/// expected did not hold, and the longest time it went without looking.
 struct Watch {
     stop: Arc<AtomicBool>,
-    samples: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<Watched>>,
+}
+
+struct Watched {
+    samples: usize,
+    longest_gap: Duration,
+    glitches: Vec<String>,
 }
 
 impl Watch {
-    fn start(c: &Cluster, routes: Vec<(String, usize)>, local: Option<(String, usize)>) -> Watch {
+    /// Returns once the watcher has looked a first time.
+    fn start(c: &Cluster, expect: Vec<Expect>) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let (s, n) = (stop.clone(), samples.clone());
+        let s = stop.clone();
         let c = Cluster::attach(c);
+        let (first, looked) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                for (p, want) in &routes {
-                    let got = c.nexthops(p);
-                    if got != *want {
-                        seen.push(format!("{p}: {got} nexthops"));
+            let mut w = Watched {
+                samples: 0,
+                longest_gap: Duration::ZERO,
+                glitches: Vec::new(),
+            };
+            let mut last = Instant::now();
+            loop {
+                for e in &expect {
+                    match e {
+                        Expect::Route(p, want) => {
+                            let got = c.nexthops(p);
+                            if got != *want {
+                                w.glitches.push(format!("{p}: {got} nexthops"));
+                            }
+                        }
+                        Expect::HeldBy(ip, want) => {
+                            let got = c.holders(ip);
+                            if got != *want {
+                                w.glitches.push(format!("{ip} held by {got:?}"));
+                            }
+                        }
                     }
                 }
-                if let Some((ip, holder)) = &local {
-                    let h = c.holders(ip);
-                    if h != vec![*holder] {
-                        seen.push(format!("{ip} held by {h:?}"));
-                    }
+                // Looked at `now`: the gap since the last look, or since the start.
+                let now = Instant::now();
+                if w.samples > 0 {
+                    w.longest_gap = w.longest_gap.max(now - last);
                 }
-                n.fetch_add(1, Ordering::Relaxed);
+                last = now;
+                w.samples += 1;
+                if w.samples == 1 {
+                    let _ = first.send(());
+                }
+                if s.load(Ordering::Relaxed) {
+                    return w;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            seen
         });
+        looked.recv().expect("the watcher looks");
         Watch {
             stop,
-            samples,
             thread: Some(thread),
         }
     }
 
-    /// Stops watching; returns what went wrong, if anything.
-    fn finish(mut self) -> (usize, Vec<String>) {
+    /// Stops watching, after one last look; what it saw. Fails if it went blind.
+    fn finish(mut self) -> Watched {
         self.stop.store(true, Ordering::Relaxed);
-        let seen = self.thread.take().unwrap().join().unwrap();
-        (self.samples.load(Ordering::Relaxed), seen)
+        let w = self.thread.take().unwrap().join().unwrap();
+        eprintln!(
+            "watched {} times, at most {:?} apart",
+            w.samples, w.longest_gap
+        );
+        assert!(
+            w.longest_gap <= BLIND_SPOT,
+            "the watcher went {:?} without looking ({} looks)",
+            w.longest_gap,
+            w.samples
+        );
+        w
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // A test that failed before finishing: the watcher stops too.
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -592,13 +709,16 @@ async fn steady(c: &Cluster, s: &Setup, agents: &[Agent]) -> (String, String, us
     let local = s.service("l", &s.local, json!({})).await;
     let p = host(&routed[0]);
     c.wait_nexthops(&p, c.nodes, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(agents)));
-    let holder = wait_for(Duration::from_secs(20), || async {
-        let h = c.holders(&local[0]);
-        (h.len() == 1).then(|| h[0])
-    })
-    .await
-    .expect("one holder");
+    let holder = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let h = c.holders(&local[0]);
+            (h.len() == 1).then(|| h[0])
+        })
+        .await
+        .expect("one holder")
+        .value;
     (p, local[0].clone(), holder)
 }
 
@@ -606,20 +726,43 @@ async fn steady(c: &Cluster, s: &Setup, agents: &[Agent]) -> (String, String, us
 /// withdrawal, no second holder, nothing moves.
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_restart_does_not_flap() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-restart", 2, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let mut agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
-    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 2),
+            Expect::HeldBy(local.clone(), vec![holder]),
+        ],
+    );
+    let restarted = Instant::now();
     agents[holder - 1].restart();
-    // Long enough for the new process to sync, elect and converge several times.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 50, "watched only {samples} times");
+    // The period watched is the thing under test: the new process syncing, electing and
+    // converging, several times over. It lasts 5 s, and in any case until the new process has
+    // synced and sees both nodes, so that its whole start is watched.
+    let started = &agents[holder - 1];
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            (started.log_text().matches("caches synced").count() >= 2
+                && started.sees_every_node(&c))
+            .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the restarted agent never saw both nodes\n{}",
+                logs(&agents)
+            )
+        });
+    tokio::time::sleep_until((restarted + Duration::from_secs(5)).into()).await;
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "flapped: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "flapped: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
     assert!(
@@ -637,30 +780,67 @@ async fn agent_restart_does_not_flap() {
 /// is withdrawn and nothing moves, during the outage or after it.
 #[tokio::test(flavor = "multi_thread")]
 async fn api_outage_withdraws_nothing() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-outage", 2, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let (p, local, holder) = steady(&c, &s, &agents).await;
     s.wait_announcing("l", |a| !a.is_empty()).await;
-    let w = Watch::start(&c, vec![(p.clone(), 2)], Some((local.clone(), holder)));
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 2),
+            Expect::HeldBy(local.clone(), vec![holder]),
+        ],
+    );
     for a in &agents {
         a.proxy.cut(true);
     }
+    // The periods watched are the thing under test: 30 s without the API server, then the
+    // reconnection and the grace period after it.
     tokio::time::sleep(Duration::from_secs(30)).await;
+    for a in &agents {
+        assert!(
+            a.log_text().contains("cannot renew the node lease"),
+            "agent n{} never noticed the outage\n{}",
+            a.node,
+            a.log_tail()
+        );
+    }
+    let restored = Instant::now();
     for a in &agents {
         a.proxy.cut(false);
     }
-    // Through reconnection and the grace period after it.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 500, "watched only {samples} times");
+    // 6 s after the API server is back, and in any case two lease durations (the grace
+    // period, then the judgement after it) after every agent's renewals get through again.
+    let back = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            agents
+                .iter()
+                .all(|a| {
+                    let log = a.log_text();
+                    log.rfind("node lease renewed again") > log.rfind("cannot renew the node lease")
+                })
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the agents' renewals never got through again\n{}",
+                logs(&agents)
+            )
+        });
+    let until =
+        (restored + Duration::from_secs(6)).max(restored + back.took + Duration::from_secs(3));
+    tokio::time::sleep_until(until.into()).await;
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "withdrew or moved: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "withdrew or moved: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
-    let reasons = common::event_reasons(&s.client, &s.ns, "l").await;
+    let reasons = objects::event_reasons(&s.client, &s.ns, "l").await;
     assert!(
         !reasons
             .iter()
@@ -670,6 +850,7 @@ async fn api_outage_withdraws_nothing() {
     // And the agents work again: a new service is announced.
     let again = s.service("after", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&again[0]), 2, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.cleanup().await;
 }
@@ -678,9 +859,9 @@ async fn api_outage_withdraws_nothing() {
 /// says so in NodeState; the fixed file is picked up again.
 #[tokio::test(flavor = "multi_thread")]
 async fn template_directory_is_watched() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-tmpl", 1, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let dir = std::path::PathBuf::from(c.var("CLUSTER_DIR")).join("templates");
     for d in ["frr", "bird"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -701,6 +882,7 @@ async fn template_directory_is_watched() {
     let agents = s.agents(&c, &args).await;
     let ips = s.service("web", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&ips[0]), 1, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
 
     let problems = |st: &routelb::api::NodeStateStatus| {
@@ -713,26 +895,30 @@ async fn template_directory_is_watched() {
     let bgp = dir.join("frr/bgp.conf.tera");
     let good = std::fs::read_to_string(&bgp).unwrap();
     std::fs::write(&bgp, format!("{good}\n{{% if %}}\n")).unwrap();
-    let st = wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        (problems(&st).0 == "True").then_some(st)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the broken template was not reported\n{}", logs(&agents)));
+    let st = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            (problems(&st).0 == "True").then_some(st)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the broken template was not reported\n{}", logs(&agents)))
+        .value;
     assert!(problems(&st).1.contains("templates"), "{:?}", problems(&st));
     // The last good fragment stays: the route is still there, and new services still work.
     assert_eq!(c.nexthops(&host(&ips[0])), 1);
     let more = s.service("more", &s.routed, json!({})).await;
     c.wait_nexthops(&host(&more[0]), 1, Duration::from_secs(30))
+        .await
         .unwrap();
 
     std::fs::write(&bgp, &good).unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        (problems(&st).0 == "False").then_some(())
-    })
-    .await
-    .expect("the fixed template was picked up");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = s.node_state(&c.node_name(1)).await?.status?;
+            (problems(&st).0 == "False").then_some(())
+        })
+        .await
+        .expect("the fixed template was picked up");
     s.cleanup().await;
 }
 
@@ -741,15 +927,30 @@ async fn template_directory_is_watched() {
 /// why until the pool is fixed.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_pool_edits_withdraw_nothing() {
-    let _serial = common::serial();
+    let api_server = lock::api_server();
     let c = Cluster::up("ag-pool", 1, "bgp", "frr");
-    let s = Setup::new(&c, "bgp").await;
+    let s = Setup::new(&api_server, &c, "bgp").await;
     let agents = s.agents(&c, &FAST).await;
     let ips = s.service("web", &s.routed, json!({})).await;
     let p = host(&ips[0]);
     c.wait_nexthops(&p, 1, Duration::from_secs(30))
+        .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
-    let w = Watch::start(&c, vec![(p.clone(), 1)], None);
+    let node = c.node_name(1);
+    let before = s
+        .wait_node_state(&node, |st| {
+            st.announced_prefixes.contains(&p) && st.fragment_hash.is_some()
+        })
+        .await
+        .expect("NodeState lists the address")
+        .fragment_hash;
+    let w = Watch::start(
+        &c,
+        vec![
+            Expect::Route(p.clone(), 1),
+            Expect::HeldBy(ips[0].clone(), vec![1]),
+        ],
+    );
     let pools: Api<AddressPool> = Api::all(s.client.clone());
     pools
         .patch(
@@ -759,24 +960,23 @@ async fn bad_pool_edits_withdraw_nothing() {
         )
         .await
         .unwrap();
-    let reported = |what: &'static str| {
-        let s = &s;
-        let c = &c;
-        async move {
-            wait_for(Duration::from_secs(20), || async {
-                let st = s.node_state(&c.node_name(1)).await?.status?;
-                st.conditions
-                    .iter()
-                    .any(|k| k.type_ == "RoutingProblems" && k.message.contains(what))
-                    .then_some(())
-            })
-            .await
-        }
-    };
-    reported("invalid")
+    // No sleeps to prove that nothing was withdrawn: NodeState is written at the end of the
+    // pass that read the edit, after it converged the node's addresses (watched on the node
+    // itself, where a removal shows at once) and applied its fragment to the daemon. The
+    // fragment it reports is the one from before the edit, so the daemon was given nothing
+    // that could withdraw a route.
+    let st = s
+        .wait_node_state(&node, |st| {
+            st.conditions
+                .iter()
+                .any(|k| k.type_ == "RoutingProblems" && k.message.contains("invalid"))
+        })
         .await
         .unwrap_or_else(|| panic!("the invalid pool was not reported\n{}", logs(&agents)));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        st.fragment_hash, before,
+        "the invalid pool changed the fragment"
+    );
     // Fixed again: the problem goes away, the address stays.
     pools
         .patch(
@@ -789,27 +989,29 @@ async fn bad_pool_edits_withdraw_nothing() {
         )
         .await
         .unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        let st = s.node_state(&c.node_name(1)).await?.status?;
-        st.conditions
-            .iter()
-            .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
-            .then_some(())
-    })
-    .await
-    .expect("the fixed pool is no longer reported");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (samples, glitches) = w.finish();
-    assert!(samples > 20, "watched only {samples} times");
+    let st = s
+        .wait_node_state(&node, |st| {
+            st.conditions
+                .iter()
+                .any(|k| k.type_ == "RoutingProblems" && k.status == "False")
+        })
+        .await
+        .expect("the fixed pool is no longer reported");
+    assert_eq!(
+        st.fragment_hash, before,
+        "the fixed pool changed the fragment"
+    );
+    let watched = w.finish();
     assert!(
-        glitches.is_empty(),
-        "withdrawn: {glitches:?}\n{}",
+        watched.glitches.is_empty(),
+        "withdrawn: {:?}\n{}",
+        watched.glitches,
         logs(&agents)
     );
     let svc: Service = Api::namespaced(s.client.clone(), &s.ns)
         .get("web")
         .await
         .unwrap();
-    assert_eq!(common::ingress_ips(&svc), ips, "the address was kept");
+    assert_eq!(objects::ingress_ips(&svc), ips, "the address was kept");
     s.cleanup().await;
 }

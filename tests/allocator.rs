@@ -1,18 +1,26 @@
-#![allow(clippy::await_holding_lock)] // the serial() guard is held for a whole test on purpose
 //! The allocator against a real kube-apiserver (integration/k8s/control-plane.sh).
 //! Every test uses its own namespace and pools restricted to it, and runs alone.
 
-mod common;
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod lock;
+    pub mod objects;
+    pub mod wait;
+}
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use routelb::api::{AddressPool, annotations};
 use serde_json::json;
+use support::allocator::{Allocator, http_get};
+use support::api::*;
+use support::objects::*;
+use support::{lock, wait};
 
 fn only(ns: &str, addresses: &[&str]) -> serde_json::Value {
     json!({ "addresses": addresses, "allocation": { "namespaces": [ns] } })
@@ -20,8 +28,8 @@ fn only(ns: &str, addresses: &[&str]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn allocates_distinct_addresses_and_reports_pool_status() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("alloc");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -43,12 +51,14 @@ async fn allocates_distinct_addresses_and_reports_pool_status() {
     }
     wait_event(&c, &ns, "s0", "Allocated").await;
     let pools: Api<AddressPool> = Api::all(c.clone());
-    let status = wait_for(Duration::from_secs(10), || async {
-        let st = pools.get(&pool).await.ok()?.status?;
-        (st.ipv4.allocated == 5).then_some(st)
-    })
-    .await
-    .expect("pool status counts 5");
+    let status = wait::up_to(Duration::from_secs(10))
+        .until(|| async {
+            let st = pools.get(&pool).await.ok()?.status?;
+            (st.ipv4.allocated == 5).then_some(st)
+        })
+        .await
+        .expect("pool status counts 5")
+        .value;
     assert_eq!(status.ipv4.available, 3);
     assert!(
         status
@@ -65,8 +75,8 @@ async fn allocates_distinct_addresses_and_reports_pool_status() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dual_stack_families() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("dual");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -112,8 +122,8 @@ async fn dual_stack_families() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sharing_key_shares_when_ports_do_not_collide() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("share");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -147,8 +157,8 @@ async fn sharing_key_shares_when_ports_do_not_collide() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_addresses_are_honoured_or_refused() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("req");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -199,18 +209,19 @@ async fn requested_addresses_are_honoured_or_refused() {
     )
     .await
     .unwrap();
-    wait_for(Duration::from_secs(20), || async {
-        (ingress_ips(&api.get("ann").await.ok()?) == ["10.10.4.10"]).then_some(())
-    })
-    .await
-    .expect("moved to the newly requested address");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            (ingress_ips(&api.get("ann").await.ok()?) == ["10.10.4.10"]).then_some(())
+        })
+        .await
+        .expect("moved to the newly requested address");
     delete_pool(&c, &pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pool_selectors_and_priority() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("sel");
     ensure_namespace(&c, &ns, &[("team", "blue")]).await;
     let (general, blue, named) = (
@@ -263,8 +274,8 @@ async fn pool_selectors_and_priority() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_never_renumbers() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("restart");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -305,23 +316,31 @@ async fn restart_never_renumbers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn standby_takes_over_without_reassigning() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("ha");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
     create_pool(&c, &pool, only(&ns, &["10.10.10.0/28"])).await;
     let first = Allocator::start(&ns, "first", &[]);
-    wait_for(Duration::from_secs(10), || async {
-        first.is_leader().await.then_some(())
-    })
-    .await
-    .expect("first leads");
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { first.is_leader().await.then_some(()) })
+        .await
+        .expect("first leads");
     let second = Allocator::start(&ns, "second", &[]);
     create_service(&c, service(&ns, "before", json!({}))).await;
     let before = wait_ips(&c, &ns, "before", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!second.is_leader().await, "two leaders");
+    // The standby runs (caches synced, so its loop reports leadership) and its election,
+    // which started with the process, tries every renew period (500 ms). Watched for one
+    // renew period, the period under test, it never leads while the leader renews.
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { second.is_ready().await.then_some(()) })
+        .await
+        .expect("second is ready");
+    let led = wait::up_to(Duration::from_millis(500))
+        .until(|| async { second.is_leader().await.then_some(()) })
+        .await;
+    assert!(led.is_none(), "two leaders");
 
     // Hard failure: the standby waits for the lease to expire (3 s here), then leads.
     first.kill_hard();
@@ -335,13 +354,16 @@ async fn standby_takes_over_without_reassigning() {
 
     // Graceful: SIGTERM releases the lease, a third replica takes over within one renew period.
     let third = Allocator::start(&ns, "third", &[]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Running as a standby: caches synced, and its election tries every renew period.
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { third.is_ready().await.then_some(()) })
+        .await
+        .expect("third is ready");
     second.stop_gracefully();
-    wait_for(Duration::from_secs(5), || async {
-        third.is_leader().await.then_some(())
-    })
-    .await
-    .expect("third took over after a graceful stop");
+    wait::up_to(Duration::from_secs(5))
+        .until(|| async { third.is_leader().await.then_some(()) })
+        .await
+        .expect("third took over after a graceful stop");
     create_service(&c, service(&ns, "after", json!({}))).await;
     wait_ips(&c, &ns, "after", 1).await;
     let api: Api<Service> = Api::namespaced(c.clone(), &ns);
@@ -352,8 +374,8 @@ async fn standby_takes_over_without_reassigning() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn releases_on_delete_and_type_change_and_ignores_other_classes() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("rel");
     ensure_namespace(&c, &ns, &[]).await;
     let pool = format!("{ns}-pool");
@@ -373,13 +395,14 @@ async fn releases_on_delete_and_type_change_and_ignores_other_classes() {
     .await
     .unwrap();
     let s = wait_annotation(&c, &ns, "a", annotations::POOL_USED, |v| v.is_none()).await;
-    wait_for(Duration::from_secs(10), || async {
-        ingress_ips(&api.get("a").await.ok()?)
-            .is_empty()
-            .then_some(())
-    })
-    .await
-    .expect("ingress cleared");
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async {
+            ingress_ips(&api.get("a").await.ok()?)
+                .is_empty()
+                .then_some(())
+        })
+        .await
+        .expect("ingress cleared");
     assert!(s.annotations().get(annotations::ALLOCATION_ERROR).is_none());
     wait_event(&c, &ns, "a", "AddressReleased").await;
     // Delete: the address goes back to the pool and is reused.
@@ -397,8 +420,8 @@ async fn releases_on_delete_and_type_change_and_ignores_other_classes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("bad");
     ensure_namespace(&c, &ns, &[]).await;
     let (bad, a, b) = (format!("{ns}-bad"), format!("{ns}-a"), format!("{ns}-b"));
@@ -407,15 +430,17 @@ async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
     create_pool(&c, &b, only(&ns, &["10.10.13.8-10.10.13.20"])).await;
     let _al = Allocator::start(&ns, "a", &[]);
     let pools: Api<AddressPool> = Api::all(c.clone());
-    let st = wait_for(Duration::from_secs(20), || async {
-        let st = pools.get(&bad).await.ok()?.status?;
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Invalid" && c.status == "True")
-            .then_some(st)
-    })
-    .await
-    .expect("Invalid condition");
+    let st = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = pools.get(&bad).await.ok()?.status?;
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "Invalid" && c.status == "True")
+                .then_some(st)
+        })
+        .await
+        .expect("Invalid condition")
+        .value;
     let invalid = st.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
     assert!(
         invalid.message.contains("10.10.12.0/24") && invalid.message.contains("not-an-address"),
@@ -427,15 +452,17 @@ async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "False")
     );
-    let st = wait_for(Duration::from_secs(20), || async {
-        let st = pools.get(&a).await.ok()?.status?;
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Overlapping" && c.status == "True")
-            .then_some(st)
-    })
-    .await
-    .expect("Overlapping condition");
+    let st = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = pools.get(&a).await.ok()?.status?;
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "Overlapping" && c.status == "True")
+                .then_some(st)
+        })
+        .await
+        .expect("Overlapping condition")
+        .value;
     assert!(
         st.conditions
             .iter()
@@ -451,8 +478,8 @@ async fn invalid_and_overlapping_pools_surface_as_conditions_and_events() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routing_policies_report_their_validity() {
-    let _g = serial();
-    let c = client().await;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
     let ns = unique("pol");
     let policies: Api<routelb::api::RoutingPolicy> = Api::all(c.clone());
     let (good, bad) = (format!("{ns}-good"), format!("{ns}-bad"));
@@ -476,12 +503,14 @@ async fn routing_policies_report_their_validity() {
     let cond = |name: String, type_: &'static str| {
         let policies = policies.clone();
         async move {
-            wait_for(Duration::from_secs(20), || async {
-                let st = policies.get(&name).await.ok()?.status?;
-                st.conditions.into_iter().find(|c| c.type_ == type_)
-            })
-            .await
-            .unwrap_or_else(|| panic!("{name}: no {type_} condition"))
+            wait::up_to(Duration::from_secs(20))
+                .until(|| async {
+                    let st = policies.get(&name).await.ok()?.status?;
+                    st.conditions.into_iter().find(|c| c.type_ == type_)
+                })
+                .await
+                .unwrap_or_else(|| panic!("{name}: no {type_} condition"))
+                .value
         }
     };
     assert_eq!(cond(good.clone(), "Ready").await.status, "True");

@@ -2,11 +2,13 @@
 //! After changing a type: `cargo run -- crds` is the truth; refresh with
 //! `UPDATE_CRDS=1 cargo test --test crds`.
 
-use std::path::Path;
+mod support {
+    pub mod files;
+}
 
 #[test]
 fn committed_crds_match_the_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let dir = support::files::root().join("crds");
     let update = std::env::var_os("UPDATE_CRDS").is_some();
     let mut drifted = Vec::new();
     for (file, crd) in routelb::crdgen::all() {

@@ -1,21 +1,19 @@
 //! Reading a directory of manifests refuses hostile or broken input clearly (naming the file and
 //! the offending thing), quickly, and without hanging; valid input still loads.
 
+mod support {
+    pub mod files;
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use routelb::manifests::{ManifestError, Manifests, load_dir};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::files::root;
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("routelb-manifests-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::files::scratch(&format!("manifests-{name}"))
 }
 
 /// What a directory entry is.

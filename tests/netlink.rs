@@ -1,10 +1,16 @@
 //! The netlink shell against the real kernel, inside a network namespace this test makes (the
 //! test binary re-runs itself under `ip netns exec`). Needs root and iproute2.
 
+mod support {
+    pub mod wait;
+}
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::wait;
 
 use routelb::netlink::{LbInterface, Netlink};
 use routelb::node::IfAddress;
@@ -135,11 +141,17 @@ fn lb_interface_and_owned_addresses() {
             .await
             .unwrap();
         assert_eq!(nl.owned_addresses(index).await.unwrap(), leased);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !nl.owned_addresses(index).await.unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "leased addresses never expired");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait::up_to(Duration::from_secs(10))
+            .every(Duration::from_millis(200))
+            .until(|| async {
+                nl.owned_addresses(index)
+                    .await
+                    .unwrap()
+                    .is_empty()
+                    .then_some(())
+            })
+            .await
+            .expect("leased addresses expire");
         assert!(ip_addrs("kube-lb0").contains("10.9.9.9/32"));
 
         // Scale: 1,000 addresses in, then out.

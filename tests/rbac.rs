@@ -13,10 +13,15 @@
 //! `deploy/optional/node-bound-writes` (a ValidatingAdmissionPolicy, Kubernetes 1.30+) does it,
 //! and the test API server (v1.20) cannot run it.
 
-mod common;
+mod support {
+    pub mod api;
+    pub mod files;
+    pub mod lock;
+    pub mod wait;
+}
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
@@ -31,6 +36,8 @@ use routelb::election::Member;
 use routelb::membership;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::files::root;
+use support::{api, lock, wait};
 
 const SYSTEM: &str = "routelb-system";
 const LEADER_LEASE: &str = "routelb-allocator";
@@ -38,10 +45,6 @@ const AGENT: &str = "system:serviceaccount:routelb-system:routelb-agent";
 const ALLOCATOR: &str = "system:serviceaccount:routelb-system:routelb-allocator";
 /// Set on every RBAC object this test creates, with the run's suffix as value.
 const TEST_LABEL: &str = "routelb-test-rbac";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Every document of a multi-document YAML file, as JSON.
 fn documents(path: &Path) -> Vec<Value> {
@@ -57,7 +60,7 @@ fn documents(path: &Path) -> Vec<Value> {
 fn base_rbac() -> Vec<Value> {
     ["namespace.yaml", "rbac-allocator.yaml", "rbac-agent.yaml"]
         .iter()
-        .flat_map(|f| documents(&repo().join("deploy/base").join(f)))
+        .flat_map(|f| documents(&root().join("deploy/base").join(f)))
         .collect()
 }
 
@@ -216,12 +219,13 @@ async fn wait_effective(admin: &Client, binding: &Value, docs: &[Value]) {
     }))
     .unwrap();
     let api: Api<SubjectAccessReview> = Api::all(admin.clone());
-    common::wait_for(Duration::from_secs(20), || async {
-        let r = api.create(&PostParams::default(), &sar).await.ok()?;
-        r.status?.allowed.then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("binding {} never took effect", binding["metadata"]["name"]));
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let r = api.create(&PostParams::default(), &sar).await.ok()?;
+            r.status?.allowed.then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("binding {} never took effect", binding["metadata"]["name"]));
 }
 
 /// Results of the checks, as failures to report all at once.
@@ -265,8 +269,10 @@ impl Checks {
 
 #[tokio::test]
 async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
-    let admin = common::client().await;
-    let suffix = common::unique("rbac");
+    // RBAC objects and the leader Lease are cluster-wide, and `api::client` tidies up.
+    let api_server = lock::api_server();
+    let admin = api::client(&api_server).await;
+    let suffix = api::unique("rbac");
     remove_stale_rbac(&admin, &suffix).await;
     let node_ns = membership::DEFAULT_NAMESPACE;
 
@@ -283,12 +289,12 @@ async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
     }
     // The agents' Lease namespace exists whatever the manifests say (so that the checks below
     // are about rights, not about a missing namespace).
-    common::ensure_namespace(&admin, node_ns, &[]).await;
+    api::ensure_namespace(&admin, node_ns, &[]).await;
     let apply = PatchParams::apply("routelb-tests").force();
     for d in &docs {
         let name = d["metadata"]["name"].as_str().unwrap();
         if kind(d) == "Namespace" {
-            common::ensure_namespace(&admin, name, &[]).await;
+            api::ensure_namespace(&admin, name, &[]).await;
             continue;
         }
         api_for(&admin, d)
@@ -495,9 +501,9 @@ async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
 /// reads from the files is what kustomize renders.
 #[test]
 fn no_kustomization_moves_objects_between_namespaces() {
-    let mut kustomizations = vec![repo().join("deploy/base/kustomization.yaml")];
+    let mut kustomizations = vec![root().join("deploy/base/kustomization.yaml")];
     for dir in ["deploy/overlays", "deploy/optional", "containerlab"] {
-        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
             let k = e.unwrap().path().join("kustomization.yaml");
             if k.exists() {
                 kustomizations.push(k);
@@ -519,7 +525,7 @@ fn no_kustomization_moves_objects_between_namespaces() {
         "ClusterRoleBinding",
         "CustomResourceDefinition",
     ];
-    for e in std::fs::read_dir(repo().join("deploy/base")).unwrap() {
+    for e in std::fs::read_dir(root().join("deploy/base")).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_none_or(|x| x != "yaml")
             || path.file_name().unwrap() == "kustomization.yaml"

@@ -1,16 +1,17 @@
 //! Rendering without a cluster: golden files pin every template's output for every example,
 //! the daemons' own parsers accept it, and hostile input never reaches the fragment.
 
+mod support {
+    pub mod files;
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use routelb::manifests::{Manifests, load_dir, load_str};
 use routelb::offline;
 use routelb::render::{DaemonKind, Templates};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::files::root;
 
 fn examples() -> Vec<(&'static str, DaemonKind)> {
     vec![
@@ -132,10 +133,7 @@ fn check_fails_with_the_daemons_message() {
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("routelb-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::files::scratch(&format!("test-{name}"))
 }
 
 #[test]

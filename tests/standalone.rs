@@ -2,17 +2,23 @@
 //! directory; a Service file added → its route at the upstream router; deleted → withdrawn;
 //! a restart keeps every address. Needs root, iproute2 and frr.
 
+mod support {
+    pub mod daemon;
+    pub mod files;
+    pub mod lab;
+    pub mod lock;
+    pub mod script;
+    pub mod wait;
+}
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "support/lab.rs"]
-mod support;
-use support::Lab;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::files::{root, scratch};
+use support::lab::Lab;
+use support::wait;
 
 fn service(dir: &Path, name: &str) {
     std::fs::write(
@@ -22,50 +28,76 @@ fn service(dir: &Path, name: &str) {
     .unwrap();
 }
 
-fn start(lab: &Lab, dir: &Path, state: &Path) -> Child {
-    start_with(lab, dir, state, &[])
+/// `routelb standalone` in the lab's node, its log in a file beside the directory; killed when
+/// dropped.
+struct Standalone {
+    child: Child,
+    log: PathBuf,
 }
 
-fn start_with(lab: &Lab, dir: &Path, state: &Path, extra: &[&str]) -> Child {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", lab.var("LAB_NODE_NS")])
-        .arg(env!("CARGO_BIN_EXE_routelb"))
-        .args([
-            "standalone",
-            "--config",
-            dir.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ]);
-    if lab.var("LAB_NODE_KIND") == "bird" {
-        cmd.args([
-            "--daemon",
-            "bird",
-            "--bird-socket",
-            lab.var("LAB_BIRD_SOCKET"),
-        ])
-        .args(["--bird-include", lab.var("LAB_BIRD_INCLUDE")]);
-    } else {
-        cmd.args([
-            "--daemon",
-            "frr",
-            "--frr-pathspace",
-            lab.var("LAB_NODE_FRR"),
-        ]);
+impl Standalone {
+    fn start(lab: &Lab, dir: &Path, state: &Path) -> Standalone {
+        Self::start_with(lab, dir, state, &[])
     }
-    cmd.args(extra).stdout(Stdio::null()).spawn().unwrap()
+
+    fn start_with(lab: &Lab, dir: &Path, state: &Path, extra: &[&str]) -> Standalone {
+        let log = dir.with_extension("log");
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", lab.var("LAB_NODE_NS")])
+            .arg(env!("CARGO_BIN_EXE_routelb"))
+            .args([
+                "standalone",
+                "--config",
+                dir.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .args(lab.daemon().flags())
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Standalone { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
 
-/// Polls `f` every 10 ms until it holds; how long that took, or None after `limit`.
-fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while !f() {
-        if t.elapsed() > limit {
-            return None;
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- routelb standalone ({}):\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    Some(t.elapsed())
+}
+
+/// Polls `f` every 10 ms until it holds, for at most `limit`.
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    wait::up_to(limit)
+        .every(Duration::from_millis(10))
+        .until_blocking(|| f().then_some(()))
+        .map(|w| w.took)
 }
 
 fn node_has_address(lab: &Lab, dev: &str, addr: &str) -> bool {
@@ -87,17 +119,17 @@ fn bgpd_config(lab: &Lab) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// How long until the prefix is present (or absent) at the router; fails after 30 s.
 fn wait(lab: &Lab, prefix: &str, present: bool) -> Duration {
-    let t = Instant::now();
-    while lab.router_has(prefix) != present {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
+    until(Duration::from_secs(30), || {
+        lab.router_has(prefix) == present
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "{prefix} never became {}",
             if present { "present" } else { "absent" }
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    t.elapsed()
+        )
+    })
 }
 
 fn node_addresses(lab: &Lab) -> String {
@@ -132,10 +164,7 @@ fn files_in_routes_out_bird() {
 
 fn files_in_routes_out(name: &str, node: &str) {
     let lab = Lab::up(name, node, "bgp");
-    let dir =
-        std::env::temp_dir().join(format!("routelb-standalone-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&format!("standalone-{name}"));
     let state = dir.join("state.json");
     std::fs::write(
         dir.join("pool.yaml"),
@@ -143,7 +172,7 @@ fn files_in_routes_out(name: &str, node: &str) {
          apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
     )
     .unwrap();
-    let mut child = start(&lab, &dir, &state);
+    let running = Standalone::start(&lab, &dir, &state);
 
     service(&dir, "a");
     let t = wait(&lab, "203.0.113.1/32", true);
@@ -159,10 +188,9 @@ fn files_in_routes_out(name: &str, node: &str) {
     assert!(lab.router_has("203.0.113.2/32"));
 
     // Restart with a new service added while down: b keeps its address, c gets the free one.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.stop();
     service(&dir, "c");
-    let mut child = start(&lab, &dir, &state);
+    let running = Standalone::start(&lab, &dir, &state);
     std::fs::write(dir.join("touch.yaml"), "").unwrap();
     wait(&lab, "203.0.113.1/32", true);
     assert!(
@@ -182,11 +210,23 @@ fn files_in_routes_out(name: &str, node: &str) {
         "kind: Service\nmetadata: {name: \"x y\"}\n",
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Not a sleep but the event: standalone has read the broken directory and said it changes
+    // nothing. That pass touched neither the node's addresses nor the daemon, so both routes
+    // are still announced.
+    until(Duration::from_secs(10), || {
+        running
+            .log_text()
+            .contains("nothing changes until the directory parses again")
+    })
+    .unwrap_or_else(|| panic!("the broken file was not reported:\n{}", running.log_text()));
+    let held = node_addresses(&lab);
+    assert!(
+        held.contains("203.0.113.1/32") && held.contains("203.0.113.2/32"),
+        "{held}"
+    );
     assert!(lab.router_has("203.0.113.1/32") && lab.router_has("203.0.113.2/32"));
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -225,13 +265,6 @@ fn routelb(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("routelb-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A state file that cannot be read is refused, named, and left as it is: it is the only
@@ -353,7 +386,8 @@ fn addresses_do_not_wait_for_a_daemon_that_is_down() {
     .unwrap();
     lab.stop_daemon("bgpd");
     lab.stop_daemon("zebra");
-    let mut child = start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
+    let running =
+        Standalone::start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
     service(&dir, "lan");
     let want = format!("{subnet}.200/24");
     let placed = until(Duration::from_secs(15), || {
@@ -366,8 +400,7 @@ fn addresses_do_not_wait_for_a_daemon_that_is_down() {
         !node_has_address(&lab, lab.var("LAB_NODE_IF"), &want)
     });
     assert!(removed.is_some(), "{want} not removed while FRR is down");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -384,7 +417,8 @@ fn a_restarted_daemon_is_repaired_at_once() {
     )
     .unwrap();
     service(&dir, "a");
-    let mut child = start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
+    let running =
+        Standalone::start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
     wait(&lab, "203.0.113.1/32", true);
     let repaired = |c: &str| {
         c.contains("ip prefix-list ROUTELB-POOL-demo-V4")
@@ -403,8 +437,7 @@ fn a_restarted_daemon_is_repaired_at_once() {
         let route = wait(&lab, "203.0.113.1/32", true);
         println!("  → route at the router again after {route:?} (BGP session re-established)");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,8 +6,6 @@
 //! `cut(true)` drops every connection and refuses new ones: the node loses the API server,
 //! as in an outage.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -28,8 +26,6 @@ pub struct ApiProxy {
     stop: Arc<AtomicBool>,
     cut: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
-    port: u16,
-    netns: String,
 }
 
 impl ApiProxy {
@@ -94,13 +90,7 @@ impl ApiProxy {
         rx.recv()
             .unwrap()
             .unwrap_or_else(|e| panic!("proxy in {netns} on port {port}: {e}"));
-        ApiProxy {
-            stop,
-            cut,
-            open,
-            port,
-            netns: netns.to_string(),
-        }
+        ApiProxy { stop, cut, open }
     }
 
     /// Cuts the node off the API server (drops connections, refuses new ones), or restores it.

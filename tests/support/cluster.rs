@@ -1,64 +1,58 @@
 //! The multi-node lab (integration/lab/cluster.sh) and routelb agents running in its node
-//! namespaces against the test API server. Shared by tests/agent.rs and benches/agent.rs.
-
-#![allow(dead_code)]
+//! namespaces against the test API server.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[path = "apiproxy.rs"]
-mod apiproxy;
-pub use apiproxy::ApiProxy;
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("integration/lab/cluster.sh")
-}
+use super::apiproxy::ApiProxy;
+use super::daemon::NodeDaemon;
+use super::{lock, script, wait};
 
 pub struct Cluster {
     pub name: String,
     env: HashMap<String, String>,
     pub nodes: usize,
-    /// Torn down when dropped (false for a view from another thread).
-    owned: bool,
+    /// The cluster's lock (see [`lock::lab`]); `None` for a view from another thread, which
+    /// changes nothing when dropped.
+    held: Option<lock::Held>,
 }
 
 impl Cluster {
     /// `nodes` nodes running `daemon` (frr, bird) speaking `proto` (bgp, ospf) to one router.
     pub fn up(name: &str, nodes: usize, proto: &str, daemon: &str) -> Cluster {
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", name, "--nodes", &nodes.to_string(), "--proto", proto])
-            .args(["--daemon", daemon])
-            .output()
-            .expect("cluster.sh runs");
-        assert!(
-            out.status.success(),
-            "cluster up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let held = lock::lab(name);
+        let out = script::run_ok(
+            "cluster.sh",
+            &[
+                "up",
+                name,
+                "--nodes",
+                &nodes.to_string(),
+                "--proto",
+                proto,
+                "--daemon",
+                daemon,
+            ],
         );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect();
         Cluster {
             name: name.to_string(),
-            env,
+            env: script::variables(&out.stdout),
             nodes,
-            owned: true,
+            held: Some(held),
         }
     }
 
     /// Another handle on the same cluster, for a watching thread; dropping it changes nothing.
+    #[allow(dead_code)] // agent tests
     pub fn attach(c: &Cluster) -> Cluster {
         Cluster {
             name: c.name.clone(),
             env: c.env.clone(),
             nodes: c.nodes,
-            owned: false,
+            held: None,
         }
     }
 
@@ -122,31 +116,30 @@ impl Cluster {
         }
     }
 
-    /// Waits until the router has the prefix with `nexthops` paths (0: no route). Returns the
-    /// time it took.
-    pub fn wait_nexthops(
+    /// Waits until the router has the prefix with `nexthops` paths (0: no route), polling
+    /// every 5 ms. Returns the time it took.
+    pub async fn wait_nexthops(
         &self,
         prefix: &str,
         nexthops: usize,
         timeout: Duration,
     ) -> Result<Duration, String> {
-        let t = Instant::now();
-        loop {
-            let n = self.nexthops(prefix);
-            if n == nexthops {
-                return Ok(t.elapsed());
-            }
-            if t.elapsed() > timeout {
-                return Err(format!(
-                    "{prefix}: {n} nexthops at the router after {timeout:?}, wanted {nexthops}; route: {}",
+        wait::up_to(timeout)
+            .every(Duration::from_millis(5))
+            .until(|| async { (self.nexthops(prefix) == nexthops).then_some(()) })
+            .await
+            .map(|w| w.took)
+            .ok_or_else(|| {
+                format!(
+                    "{prefix}: {} nexthops at the router after {timeout:?}, wanted {nexthops}; route: {}",
+                    self.nexthops(prefix),
                     self.route(prefix)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+                )
+            })
     }
 
     /// The router's neighbour entry (MAC) for an address on the shared segment.
+    #[allow(dead_code)] // agent tests
     pub fn router_neigh(&self, ip: &str) -> Option<String> {
         let out = self.ip_in(self.var("CLUSTER_RTR_NS"), &["neigh", "show", ip]);
         let words: Vec<&str> = out.split_whitespace().collect();
@@ -158,6 +151,7 @@ impl Cluster {
     }
 
     /// One ping from the router to an address (fills its neighbour cache); panics on no reply.
+    #[allow(dead_code)] // agent tests
     pub fn ping_from_router(&self, ip: &str) {
         let st = Command::new("ip")
             .args([
@@ -175,6 +169,20 @@ impl Cluster {
         assert!(st.success(), "{ip} does not answer the router");
     }
 
+    /// Node `i`'s daemon.
+    pub fn daemon(&self, i: usize) -> NodeDaemon {
+        if self.var("CLUSTER_DAEMON") == "bird" {
+            NodeDaemon::Bird {
+                socket: self.node_var(i, "BIRD_SOCKET").into(),
+                include: self.node_var(i, "BIRD_INCLUDE").into(),
+            }
+        } else {
+            NodeDaemon::Frr {
+                pathspace: self.node_var(i, "FRR").into(),
+            }
+        }
+    }
+
     /// Which nodes have the address on an interface (by `ip addr`).
     pub fn holders(&self, ip: &str) -> Vec<usize> {
         (1..=self.nodes)
@@ -190,22 +198,23 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // ROUTELB_KEEP_LAB=1 keeps the namespaces, daemons and agent logs for a post-mortem.
-        if !self.owned || std::env::var_os("ROUTELB_KEEP_LAB").is_some() {
+        if self.held.is_none() || std::env::var_os("ROUTELB_KEEP_LAB").is_some() {
             return;
         }
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["down", &self.name])
-            .stderr(Stdio::null())
-            .status();
+        // The lock (a field) is released after this: nobody takes the cluster over half torn
+        // down.
+        let _ = script::run("cluster.sh", &["down", &self.name]);
     }
 }
 
 /// A `routelb agent` process in a node namespace, with its own path to the API server.
 pub struct Agent {
     pub child: Option<Child>,
+    #[allow(dead_code)] // agent tests (failure messages)
     pub node: usize,
     pub log: PathBuf,
+    /// The agent's path to the API server, alive as long as the agent.
+    #[allow(dead_code)] // agent tests cut it
     pub proxy: ApiProxy,
     args: Vec<String>,
     ns: String,
@@ -225,25 +234,11 @@ impl Agent {
             "--metrics-addr".into(),
             "127.0.0.1:9091".into(),
         ];
-        if c.var("CLUSTER_DAEMON") == "bird" {
-            args.extend(
-                [
-                    "--daemon",
-                    "bird",
-                    "--bird-socket",
-                    c.node_var(i, "BIRD_SOCKET"),
-                    "--bird-include",
-                    c.node_var(i, "BIRD_INCLUDE"),
-                ]
-                .map(String::from),
-            );
-        } else {
-            args.extend(
-                ["--daemon", "frr", "--frr-pathspace", c.node_var(i, "FRR")].map(String::from),
-            );
-        }
+        args.extend(c.daemon(i).flags());
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = PathBuf::from(c.var("CLUSTER_DIR")).join(format!("agent-n{i}.log"));
+        // A reused cluster keeps the logs of earlier runs; restarts of this agent append.
+        let _ = std::fs::remove_file(&log);
         let mut a = Agent {
             child: None,
             node: i,
@@ -270,6 +265,8 @@ impl Agent {
                 "ROUTELB_LOG_LEVEL",
                 std::env::var("ROUTELB_TEST_AGENT_LOG").unwrap_or("info,kube=warn".into()),
             )
+            // Plain text: tests read the log.
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -301,11 +298,31 @@ impl Agent {
         }
     }
 
-    /// The agent's log so far, for failure messages.
+    /// The agent's log so far (every process started for this node, appended).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The end of the log, for failure messages.
+    #[allow(dead_code)] // agent tests
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Whether the agent's latest process sees every node of the cluster as live: the last
+    /// "live nodes changed" it logged after its last "caches synced" names them all. (Agents
+    /// that start together each see themselves alone at first, and briefly act on that.) Needs
+    /// info logs, as the agents have unless ROUTELB_TEST_AGENT_LOG says otherwise.
+    pub fn sees_every_node(&self, c: &Cluster) -> bool {
+        let log = self.log_text();
+        let current = log.rsplit("caches synced").next().unwrap_or_default();
+        current
+            .lines()
+            .rev()
+            .find(|l| l.contains("live nodes changed"))
+            .is_some_and(|l| (1..=c.nodes).all(|i| l.contains(&format!("\"{}\"", c.node_name(i)))))
     }
 }
 

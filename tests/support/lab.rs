@@ -1,49 +1,37 @@
-//! The namespace lab (integration/lab/lab.sh) from Rust: shared by tests/lab.rs,
-//! tests/standalone.rs and benches/apply.rs. A `Lab` is torn down when dropped.
-
-#![allow(dead_code)] // each user needs a different part
+//! The namespace lab (integration/lab/lab.sh): a node running FRR or BIRD and an upstream FRR
+//! router. A `Lab` holds the lab's lock (see [`lock::lab`]) and is torn down when dropped.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use routelb::daemon::Driver;
 use routelb::daemon::bird::BirdDriver;
 use routelb::daemon::frr::{FrrApply, FrrDriver};
 
-fn lab_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("integration/lab/lab.sh")
-}
+use super::daemon::NodeDaemon;
+use super::{lock, script};
 
 pub struct Lab {
     pub name: String,
     env: HashMap<String, String>,
+    _held: lock::Held,
 }
 
 impl Lab {
     /// A node (`frr` or `bird`) and an FRR router speaking `proto` (bgp, ospf, isis, rip),
     /// ready to carry routes.
     pub fn up(name: &str, node: &str, proto: &str) -> Lab {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .args([
+        let held = lock::lab(name);
+        let out = script::run_ok(
+            "lab.sh",
+            &[
                 "up", name, "--node", node, "--router", "frr", "--proto", proto,
-            ])
-            .output()
-            .expect("lab.sh runs");
-        assert!(
-            out.status.success(),
-            "lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect();
         Lab {
             name: name.to_string(),
-            env,
+            env: script::variables(&out.stdout),
+            _held: held,
         }
     }
 
@@ -55,7 +43,22 @@ impl Lab {
             .unwrap_or_else(|| panic!("lab did not report {k}"))
     }
 
+    /// The node's daemon.
+    pub fn daemon(&self) -> NodeDaemon {
+        if self.var("LAB_NODE_KIND") == "bird" {
+            NodeDaemon::Bird {
+                socket: self.var("LAB_BIRD_SOCKET").into(),
+                include: self.var("LAB_BIRD_INCLUDE").into(),
+            }
+        } else {
+            NodeDaemon::Frr {
+                pathspace: self.var("LAB_NODE_FRR").into(),
+            }
+        }
+    }
+
     /// `ip` in the node's namespace; panics when it fails.
+    #[allow(dead_code)] // lab tests
     pub fn ip(&self, args: &[&str]) {
         let st = Command::new("ip")
             .args(["-n", self.var("LAB_NODE_NS")])
@@ -67,50 +70,37 @@ impl Lab {
 
     /// Kills one of the node's FRR daemons (-9), starts it again and loads frr.conf into it,
     /// as watchfrr does: the daemon comes back without routelb's objects.
-    #[allow(dead_code)] // not every test binary restarts daemons
     pub fn restart_daemon(&self, daemon: &str) {
-        self.lab_command("restart-daemon", daemon);
+        script::run_ok("lab.sh", &["restart-daemon", &self.name, daemon]);
     }
 
     /// Starts one more FRR daemon on the node (e.g. staticd, which takes none of routelb's
     /// objects).
-    #[allow(dead_code)]
+    #[allow(dead_code)] // lab tests
     pub fn start_daemon(&self, daemon: &str) {
-        self.lab_command("start-daemon", daemon);
+        script::run_ok("lab.sh", &["start-daemon", &self.name, daemon]);
     }
 
     /// Kills one of the node's FRR daemons (-9); its vty socket file stays, as FRR leaves it.
-    #[allow(dead_code)]
+    #[allow(dead_code)] // lab and standalone tests
     pub fn stop_daemon(&self, daemon: &str) {
-        self.lab_command("stop-daemon", daemon);
+        script::run_ok("lab.sh", &["stop-daemon", &self.name, daemon]);
     }
 
-    fn lab_command(&self, command: &str, daemon: &str) {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .args([command, &self.name, daemon])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{command} {daemon}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Milliseconds until the prefix is present/absent in the router's kernel table.
+    /// Milliseconds until the prefix is present/absent in the router's kernel table (lab.sh
+    /// polls every 5 ms).
+    #[allow(dead_code)] // lab tests and benchmarks
     pub fn wait_route(&self, prefix: &str, want: &str, timeout_s: u32) -> Result<u64, String> {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .args([
+        let out = script::run(
+            "lab.sh",
+            &[
                 "wait-route",
                 &self.name,
                 prefix,
                 want,
                 &timeout_s.to_string(),
-            ])
-            .output()
-            .unwrap();
+            ],
+        );
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout)
                 .trim()
@@ -122,6 +112,7 @@ impl Lab {
     }
 
     /// Whether the router's kernel table has the prefix now.
+    #[allow(dead_code)] // lab and standalone tests
     pub fn router_has(&self, prefix: &str) -> bool {
         let out = Command::new("ip")
             .args([
@@ -146,6 +137,7 @@ impl Lab {
     }
 
     /// The router's established-session counters per neighbour; they grow when a session resets.
+    #[allow(dead_code)] // lab tests and benchmarks
     pub fn bgp_connections(&self) -> String {
         let v: serde_json::Value =
             serde_json::from_str(&self.router_vtysh("show bgp neighbors json")).unwrap_or_default();
@@ -162,26 +154,20 @@ impl Lab {
     }
 
     /// A driver for the node's daemon, in `mode` when it is FRR.
+    #[allow(dead_code)] // lab tests and benchmarks
     pub fn driver(&self, mode: FrrApply) -> Driver {
-        if self.var("LAB_NODE_KIND") == "bird" {
-            Driver::Bird(BirdDriver::new(
-                self.var("LAB_BIRD_SOCKET").into(),
-                self.var("LAB_BIRD_INCLUDE").into(),
-            ))
-        } else {
-            Driver::Frr(FrrDriver::new(
-                Some(self.var("LAB_NODE_FRR").to_string()),
-                mode,
-            ))
+        match self.daemon() {
+            NodeDaemon::Bird { socket, include } => {
+                Driver::Bird(BirdDriver::new(socket.into(), include.into()))
+            }
+            NodeDaemon::Frr { pathspace } => Driver::Frr(FrrDriver::new(Some(pathspace), mode)),
         }
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(lab_script())
-            .args(["down", &self.name])
-            .output();
+        // The lock (a field) is released after this: nobody takes the lab over half torn down.
+        let _ = script::run("lab.sh", &["down", &self.name]);
     }
 }
