@@ -7,6 +7,14 @@
 #
 #   bash integration/lab/lab.sh up NAME --node frr|bird --proto bgp|ospf|isis|rip [--router frr]
 #                                       [--index N] [--fresh] [--no-wait] [--timeout S]
+#                                       [--node-conf FILE] [--router-conf FILE] [--ready-sessions N]
+#                                       [--daemons "zebra bgpd bfdd"]
+#        --node-conf / --router-conf: the node's (frr.conf or bird.conf) or the router's
+#        (frr.conf) base configuration instead of the built-in one, for bases in the shape other
+#        tools generate. @NODE_V4@ @RTR_V4@ @NODE_V6@ @RTR_V6@ @NODE_AS@ @RTR_AS@ @NODE_IF@
+#        @RTR_IF@ @LB_IF@ @HOSTNAME@ @BIRD_INCLUDE@ @BIRD_LOG@ in it are replaced by the lab's
+#        values. With --router-conf and --proto bgp the lab is ready once the router has
+#        --ready-sessions (default 2) BGP sessions Established, in any VRF.
 #   bash integration/lab/lab.sh down NAME
 #   bash integration/lab/lab.sh down-all
 #   bash integration/lab/lab.sh wait-ready NAME [timeout_s]
@@ -83,7 +91,8 @@ print_env() {
     LAB_NODE_V4 LAB_RTR_V4 LAB_NODE_V6 LAB_RTR_V6 LAB_NODE_AS LAB_RTR_AS LAB_ISIS_TAG \
     LAB_FRR_BINDIR LAB_RTR_FRR LAB_RTR_FRR_CONFDIR LAB_RTR_FRR_CONF LAB_RTR_VTYSH \
     LAB_NODE_FRR LAB_NODE_FRR_CONFDIR LAB_NODE_FRR_CONF LAB_NODE_VTYSH \
-    LAB_BIRD_SOCKET LAB_BIRD_CONF LAB_BIRD_INCLUDE LAB_BIRD_PID LAB_BIRDC; do
+    LAB_BIRD_SOCKET LAB_BIRD_CONF LAB_BIRD_INCLUDE LAB_BIRD_PID LAB_BIRDC \
+    LAB_NODE_CONF_SRC LAB_RTR_CONF_SRC LAB_READY_SESSIONS LAB_FRR_DAEMONS; do
     if [ -n "${!v:-}" ]; then
       printf '%s=%q\n' "$v" "${!v}"
     fi
@@ -140,6 +149,12 @@ frr_conf() {
     me_v4=$LAB_RTR_V4 peer_v4=$LAB_NODE_V4 peer_v6=$LAB_NODE_V6
     me_as=$RTR_AS peer_as=$NODE_AS ifname=$RTR_IF sysid=0000.0000.0001 host=$LAB_RTR_FRR
   fi
+  local custom=${LAB_RTR_CONF_SRC:-}
+  [ "$side" = node ] && custom=${LAB_NODE_CONF_SRC:-}
+  if [ -n "$custom" ]; then
+    custom_conf "$custom" "$host"
+    return
+  fi
   frr_conf_header "$host"
   case $LAB_PROTO in
   bgp) frr_bgp_conf "$me_as" "$me_v4" "$peer_as" "$peer_v4" "$peer_v6" ;;
@@ -187,7 +202,10 @@ EOC
   esac
 }
 
-frr_daemons() { frr_daemons_for "$LAB_PROTO"; }
+# The FRR daemons both sides run: the protocol's, or --daemons.
+frr_daemons() {
+  if [ -n "${LAB_FRR_DAEMONS:-}" ]; then echo "$LAB_FRR_DAEMONS"; else frr_daemons_for "$LAB_PROTO"; fi
+}
 
 # Start one FRR instance: $1 = namespace, $2 = pathspace, $3 = node|rtr.
 start_frr() {
@@ -200,7 +218,22 @@ start_frr() {
 
 # ---------------------------------------------------------------- BIRD configs
 
+# A base configuration given with --node-conf/--router-conf, with the lab's values in it.
+custom_conf() {
+  local src=$1 host=$2
+  sed -e "s|@NODE_V4@|$LAB_NODE_V4|g" -e "s|@RTR_V4@|$LAB_RTR_V4|g" \
+    -e "s|@NODE_V6@|$LAB_NODE_V6|g" -e "s|@RTR_V6@|$LAB_RTR_V6|g" \
+    -e "s|@NODE_AS@|$NODE_AS|g" -e "s|@RTR_AS@|$RTR_AS|g" \
+    -e "s|@NODE_IF@|$NODE_IF|g" -e "s|@RTR_IF@|$RTR_IF|g" -e "s|@LB_IF@|$LB_IF|g" \
+    -e "s|@HOSTNAME@|$host|g" -e "s|@BIRD_INCLUDE@|${LAB_BIRD_INCLUDE:-}|g" \
+    -e "s|@BIRD_LOG@|$LAB_DIR/bird/bird.log|g" "$src"
+}
+
 bird_conf() {
+  if [ -n "${LAB_NODE_CONF_SRC:-}" ]; then
+    custom_conf "$LAB_NODE_CONF_SRC" "$LAB_NAME-node"
+    return
+  fi
   bird_conf_base "$LAB_DIR/bird/bird.log" "$LAB_NODE_V4" "$LAB_BIRD_INCLUDE"
   case $LAB_PROTO in
   bgp) bird_bgp_block "$NODE_AS" "$RTR_AS" "$LAB_NODE_V4" "$LAB_RTR_V4" "$LAB_NODE_V6" "$LAB_RTR_V6" ;;
@@ -237,6 +270,11 @@ proto_ready() {
   local out
   case $LAB_PROTO in
   bgp)
+    if [ -n "${LAB_RTR_CONF_SRC:-}" ]; then
+      out=$(frr_vtysh "$LAB_RTR_FRR" -c "show bgp vrf all neighbors json" 2>/dev/null) || return 1
+      [ "$(grep -o '"bgpState":"Established"' <<<"$out" | wc -l)" -ge "${LAB_READY_SESSIONS:-2}" ]
+      return
+    fi
     out=$(frr_vtysh "$LAB_RTR_FRR" -c "show bgp neighbors $LAB_NODE_V4 json" \
       -c "show bgp neighbors $LAB_NODE_V6 json" 2>/dev/null) || return 1
     [ "$(grep -o '"bgpState":"Established"' <<<"$out" | wc -l)" -eq 2 ]
@@ -323,6 +361,7 @@ lab_healthy() {
 
 cmd_up() {
   local name="" node="" router=frr proto="" index="" fresh=0 wait=1 timeout=60
+  local node_conf="" router_conf="" ready_sessions=2 daemons=""
   while [ $# -gt 0 ]; do
     case $1 in
     --node) node=${2:?}; shift 2 ;;
@@ -332,6 +371,10 @@ cmd_up() {
     --timeout) timeout=${2:?}; shift 2 ;;
     --fresh) fresh=1; shift ;;
     --no-wait) wait=0; shift ;;
+    --node-conf) node_conf=$(realpath "${2:?}"); shift 2 ;;
+    --router-conf) router_conf=$(realpath "${2:?}"); shift 2 ;;
+    --ready-sessions) ready_sessions=${2:?}; shift 2 ;;
+    --daemons) daemons=${2:?}; shift 2 ;;
     -*) die "up: unknown option $1" ;;
     *) [ -z "$name" ] || die "up: extra argument $1"; name=$1; shift ;;
     esac
@@ -359,6 +402,8 @@ cmd_up() {
     (
       load_state "$name"
       [ "$fresh" = 0 ] && [ "$LAB_NODE_KIND" = "$node" ] && [ "$LAB_PROTO" = "$proto" ] &&
+        [ "${LAB_NODE_CONF_SRC:-}" = "$node_conf" ] && [ "${LAB_RTR_CONF_SRC:-}" = "$router_conf" ] &&
+        [ "${LAB_FRR_DAEMONS:-}" = "$daemons" ] &&
         { [ -z "$index" ] || [ "$LAB_INDEX" = "$index" ]; } && lab_healthy
     ) && {
       log "$name: already up, reusing it"
@@ -401,6 +446,8 @@ cmd_up() {
     LAB_BIRDC="$LAB_DIR/bin/birdc"
   fi
   LAB_LB_IF_KIND=""
+  LAB_NODE_CONF_SRC=$node_conf LAB_RTR_CONF_SRC=$router_conf LAB_READY_SESSIONS=$ready_sessions
+  LAB_FRR_DAEMONS=$daemons
 
   rm -rf "$LAB_DIR"
   mkdir -p "$LAB_DIR/bin" "$LAB_DIR/frr"
