@@ -87,6 +87,20 @@ impl FrrDriver {
         Ok(frr_config::units(&frr_config::merge(trees)).concat())
     }
 
+    /// What `daemon` (`bgpd`, `ospfd`…) answers to a show command, over the kept
+    /// connection; `Ok(None)` when that daemon does not run, `Rejected` when it refuses the
+    /// command.
+    pub async fn show(&self, daemon: &str, command: &str) -> Result<Option<String>, DaemonError> {
+        match self.vty.show(daemon, command).await? {
+            None => Ok(None),
+            Some(r) if r.ok() => Ok(Some(r.output)),
+            Some(r) => Err(DaemonError::Rejected(format!(
+                "{daemon}: {command}: {}",
+                r.message()
+            ))),
+        }
+    }
+
     /// The directory holding the daemons' vty sockets.
     pub fn vty_dir(&self) -> &std::path::Path {
         self.vty.dir()

@@ -451,6 +451,32 @@ impl Vty {
         Ok(results)
     }
 
+    /// Runs one (show) command on one daemon over its kept connection: what the daemon
+    /// answered, or `None` when that daemon does not run. For reading state (advertised
+    /// routes, probes) without vtysh.
+    pub async fn show(&self, daemon: &str, command: &str) -> Result<Option<Reply>, DaemonError> {
+        let mut conns = self.checkout().await?;
+        let Some(mut conn) = conns.remove(daemon) else {
+            self.checkin(conns).await;
+            return Ok(None);
+        };
+        let reply = conn.command(command).await;
+        match reply {
+            Ok(r) => {
+                conns.insert(daemon.to_string(), conn);
+                self.checkin(conns).await;
+                Ok(Some(r))
+            }
+            Err(e) => {
+                self.checkin(conns).await;
+                self.mark_restarted();
+                Err(DaemonError::Unreachable(format!(
+                    "{daemon}: {command}: {e}"
+                )))
+            }
+        }
+    }
+
     /// Every daemon's running configuration, by daemon.
     pub async fn running_configs(&self) -> Result<Vec<(String, String)>, DaemonError> {
         let replies = self
