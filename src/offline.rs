@@ -31,6 +31,7 @@ pub fn assume_all_instances(asn: u32) -> Instances {
         isis: vec!["routelb".into()],
         rip: true,
         ripng: true,
+        ..Instances::default()
     }
 }
 

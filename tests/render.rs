@@ -17,6 +17,7 @@ fn examples() -> Vec<(&'static str, DaemonKind)> {
     vec![
         ("bgp", DaemonKind::Frr),
         ("bgp", DaemonKind::Bird),
+        ("frr-k8s", DaemonKind::Frr),
         ("ospf", DaemonKind::Frr),
         ("ospf", DaemonKind::Bird),
         ("isis", DaemonKind::Frr),

@@ -66,7 +66,8 @@ pub struct Resolved {
     pub me: Member,
     /// Invalid pools and policies, and what happens to them.
     pub problems: Vec<String>,
-    /// Whether a policy exports through an instance the daemon lacks.
+    /// Whether a policy exports through an instance (or hooks into a route-map) the daemon
+    /// lacks.
     pub instances_missing: bool,
 }
 
@@ -91,9 +92,16 @@ pub fn resolve(id: &Identity, s: &Snapshot, memory: &mut Memory) -> Resolved {
     if s.instances.is_none() {
         // Rendered for no instance only to learn what this node exports; "missing" would be
         // noise.
-        built.problems.retain(|p| p.reason != "InstanceMissing");
+        built
+            .problems
+            .retain(|p| !matches!(p.reason, "InstanceMissing" | "RouteMapMissing"));
     }
-    let instances_missing = built.problems.iter().any(|p| p.reason == "InstanceMissing");
+    // A route-map to hook into counts as an instance: the base's generator (frr-k8s) may
+    // create it moments after its neighbor.
+    let instances_missing = built
+        .problems
+        .iter()
+        .any(|p| matches!(p.reason, "InstanceMissing" | "RouteMapMissing"));
     let me = member(id, s.facts, built.exported_pools.clone());
     Resolved {
         inputs,

@@ -220,6 +220,12 @@ pub struct BgpAttributes {
     /// Name of a VRF whose BGP instance exports the pools (it must exist in the base config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrf: Option<String>,
+    /// Outbound route-maps the base configuration owns (as in `neighbor X route-map NAME out`)
+    /// that routelb adds permit entries to, matching the pools' prefix lists, at sequence
+    /// numbers 64000-64999 (reserved for routelb), so a base whose outbound policy permits only
+    /// its own prefixes also sends the Service addresses. FRR only; each route-map must exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_route_maps: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -304,6 +304,50 @@ fn bgp_problems(bgp: &BgpAttributes) -> Vec<String> {
     {
         problems.push(format!("spec.bgp.vrf: {e}"));
     }
+    problems.extend(route_map_problems(&bgp.outbound_route_maps));
+    problems
+}
+
+/// At most this many route-maps in `spec.bgp.outboundRouteMaps` (one per neighbor or
+/// peer-group is the common case).
+pub const MAX_OUTBOUND_ROUTE_MAPS: usize = 64;
+/// The longest route-map name accepted: room for an IPv6 neighbor address, a VRF name and a
+/// suffix, as frr-k8s names its maps (`fd00::1-red-out`).
+pub const MAX_ROUTE_MAP_NAME: usize = 63;
+/// The prefix of every object routelb owns in FRR ([`crate::daemon::frr_config::PREFIX`]).
+const OWNED_PREFIX: &str = "ROUTELB-";
+
+/// A route-map name FRR reads as one word and no parser can misread: 1-63 letters, digits,
+/// `-`, `_`, `.` or `:` (frr-k8s names maps after neighbor addresses, IPv6 ones included).
+pub fn is_route_map_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ROUTE_MAP_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// `spec.bgp.outboundRouteMaps`: how many, each a valid name and not one of routelb's own.
+fn route_map_problems(names: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if names.len() > MAX_OUTBOUND_ROUTE_MAPS {
+        problems.push(format!(
+            "spec.bgp.outboundRouteMaps has {} entries; at most {MAX_OUTBOUND_ROUTE_MAPS}",
+            names.len()
+        ));
+    }
+    for name in names {
+        if !is_route_map_name(name) {
+            problems.push(format!(
+                "spec.bgp.outboundRouteMaps: route-map name {} must be 1-{MAX_ROUTE_MAP_NAME} letters, digits, '-', '_', '.' or ':'",
+                shown(name)
+            ));
+        } else if name.to_ascii_uppercase().starts_with(OWNED_PREFIX) {
+            problems.push(format!(
+                "spec.bgp.outboundRouteMaps: {name:?} is one of routelb's own names ({OWNED_PREFIX}*); name a route-map of the base configuration"
+            ));
+        }
+    }
     problems
 }
 
@@ -445,6 +489,7 @@ mod tests {
                 med: None,
                 as_path_prepend: Some(11),
                 vrf: Some("red\n}".into()),
+                outbound_route_maps: vec!["ROUTELB-BGP-V4".into()],
             }),
             ospf: Some(OspfAttributes {
                 metric: Some(10),
@@ -457,7 +502,7 @@ mod tests {
             }),
         };
         let problems = validate_policy(&spec).unwrap_err();
-        assert_eq!(problems.len(), 6, "{problems:#?}");
+        assert_eq!(problems.len(), 7, "{problems:#?}");
     }
 
     #[test]
@@ -475,6 +520,34 @@ mod tests {
         assert!(p[1].starts_with("spec.bgp.largeCommunities: "), "{}", p[1]);
         assert_eq!(p[2], "spec.bgp.asPathPrepend 0 must be 1-10");
         assert!(p[3].starts_with("spec.bgp.vrf: "), "{}", p[3]);
+        let hooks = BgpAttributes {
+            outbound_route_maps: vec![
+                "10.0.0.1-out".into(),
+                "fd00:30::1-red-out".into(),
+                "peer out".into(),
+                "x\n}".into(),
+                "ROUTELB-BGP-V4".into(),
+                "routelb-mine".into(),
+                "a".repeat(MAX_ROUTE_MAP_NAME + 1),
+                String::new(),
+            ],
+            ..Default::default()
+        };
+        let p = bgp_problems(&hooks);
+        assert_eq!(p.len(), 6, "{p:#?}");
+        assert!(
+            p.iter()
+                .all(|m| m.starts_with("spec.bgp.outboundRouteMaps: "))
+        );
+        assert!(p[2].contains("routelb's own"), "{}", p[2]);
+        let many = BgpAttributes {
+            outbound_route_maps: vec!["peer-out".into(); MAX_OUTBOUND_ROUTE_MAPS + 1],
+            ..Default::default()
+        };
+        assert_eq!(
+            bgp_problems(&many),
+            ["spec.bgp.outboundRouteMaps has 65 entries; at most 64"]
+        );
         let many = BgpAttributes {
             communities: vec!["65000:1".into(); MAX_POLICY_COMMUNITIES + 1],
             ..Default::default()

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::render::model::{BgpInstance, Instances};
+use crate::render::model::{BaseRouteMap, BgpInstance, HOOK_SEQ, Instances};
 
 /// A configuration line and the lines nested under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,15 +89,60 @@ pub struct Owned {
 
 pub const PREFIX: &str = "ROUTELB-";
 
+/// The name and sequence number of a `route-map NAME permit|deny SEQ` line, and whether it
+/// permits.
+fn route_map_head(line: &str) -> Option<(&str, bool, u32)> {
+    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["route-map", name, action @ ("permit" | "deny"), seq] => {
+            Some((name, *action == "permit", seq.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a top-level route-map entry is routelb's: an entry of one of its own `ROUTELB-*`
+/// maps, or one it added to a base map (`spec.bgp.outboundRouteMaps`): numbered in
+/// [`HOOK_SEQ`] and marked as routelb's by a line naming a `ROUTELB-*` object or a
+/// `description routelb_…` (as the template writes). The base's own entries, in any range, are never routelb's.
+pub fn is_owned_route_map(node: &Node) -> bool {
+    let Some((name, _, seq)) = route_map_head(&node.line) else {
+        // `route-map NAME` forms routelb never writes (e.g. `route-map delay-timer`).
+        return node.line.starts_with("route-map ")
+            && node
+                .line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|name| name.starts_with(PREFIX));
+    };
+    if name.starts_with(PREFIX) {
+        return true;
+    }
+    HOOK_SEQ.contains(&seq)
+        && node.children.iter().any(|c| {
+            c.line.starts_with("description routelb_")
+                || c.line.split_whitespace().any(|w| w.starts_with(PREFIX))
+        })
+}
+
 /// What kind of command a line is, to remember which daemons do not take which: its first two
 /// words, `no ` dropped and routelb's names hidden (`route-map <name>`, `set community`,
 /// `router bgp`, `ip prefix-list`).
 pub fn kind(line: &str) -> String {
     let line = line.trim();
     let line = line.strip_prefix("no ").unwrap_or(line);
+    // A route-map's name is hidden whoever named it: a daemon that refuses one route-map
+    // refuses them all, routelb's and those of the base it hooks into.
+    let route_map = line.starts_with("route-map ");
     line.split_whitespace()
         .take(2)
-        .map(|w| if w.starts_with(PREFIX) { "<name>" } else { w })
+        .enumerate()
+        .map(|(i, w)| {
+            if w.starts_with(PREFIX) || (route_map && i == 1) {
+                "<name>"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -231,12 +276,7 @@ pub fn owned(tree: &[Node]) -> Owned {
     for n in tree {
         if let Some(key) = prefix_key(&n.line) {
             o.prefix_entries.insert(key, n.line.clone());
-        } else if n.line.starts_with("route-map ")
-            && n.line
-                .split_whitespace()
-                .nth(1)
-                .is_some_and(|name| name.starts_with(PREFIX))
-        {
+        } else if is_owned_route_map(n) {
             // Sorted: the daemon shows an entry's lines in the order they were added, and
             // their order means nothing.
             let mut lines: Vec<String> = n.children.iter().map(|c| c.line.clone()).collect();
@@ -306,7 +346,27 @@ pub fn instances(tree: &[Node]) -> Instances {
             _ => {}
         }
     }
+    inst.route_maps = base_route_maps(tree);
     inst
+}
+
+/// The base's own route-maps (routelb's entries left out), with what decides whether routelb
+/// can hook into them: a catch-all deny, entries in routelb's reserved range.
+pub fn base_route_maps(tree: &[Node]) -> BTreeMap<String, BaseRouteMap> {
+    let mut maps: BTreeMap<String, BaseRouteMap> = BTreeMap::new();
+    for n in tree.iter().filter(|n| !is_owned_route_map(n)) {
+        let Some((name, permit, seq)) = route_map_head(&n.line) else {
+            continue;
+        };
+        let map = maps.entry(name.to_string()).or_default();
+        if !permit && !n.children.iter().any(|c| c.line.starts_with("match ")) {
+            map.catch_all_deny = Some(map.catch_all_deny.map_or(seq, |s| s.min(seq)));
+        }
+        if HOOK_SEQ.contains(&seq) {
+            map.in_reserved.push(seq);
+        }
+    }
+    maps
 }
 
 /// One step of a change, sent from the top of configuration mode: enter each `context` line
@@ -445,12 +505,7 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
     let tree = parse(&body);
     let not_owned = |n: &Node, depth: usize| {
         let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
-        let owned_map = depth == 0
-            && n.line.starts_with("route-map ")
-            && n.line
-                .split_whitespace()
-                .nth(1)
-                .is_some_and(|name| name.starts_with(PREFIX));
+        let owned_map = depth == 0 && is_owned_route_map(n);
         !(owned_line || owned_map)
     };
     for n in &tree {
@@ -684,6 +739,85 @@ exit
                 "ip prefix-list ROUTELB-POOL-a-V4 seq 10 permit 192.0.2.3/32",
             ]
         );
+    }
+
+    /// A base in frr-k8s's shape with routelb's entries in its outbound route-map.
+    const HOOKED: &str = "ip prefix-list 10.0.0.1-pl-ipv4 seq 1 permit 198.18.10.1/32
+ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32
+route-map 10.0.0.1-in deny 20
+exit
+route-map 10.0.0.1-out permit 1
+ match ip address prefix-list 10.0.0.1-pl-ipv4
+exit
+route-map 10.0.0.1-out permit 64123
+ description routelb_pool_a
+ match ip address prefix-list ROUTELB-POOL-a-V4
+exit
+route-map 10.0.0.1-out permit 64900
+ match ip address prefix-list TEAM-OWN
+exit
+route-map TEAM-NOTE permit 64124
+ description routelb-like but the team's
+exit
+route-map 10.0.0.1-out deny 65535
+exit
+";
+
+    #[test]
+    fn hooked_entries_are_owned_and_the_bases_are_not() {
+        let tree = parse(HOOKED);
+        let o = owned(&tree);
+        let heads: Vec<&str> = o.route_maps.keys().map(String::as_str).collect();
+        assert_eq!(heads, ["route-map 10.0.0.1-out permit 64123"]);
+        let maps = instances(&tree).route_maps;
+        let names: Vec<&str> = maps.keys().map(String::as_str).collect();
+        assert_eq!(names, ["10.0.0.1-in", "10.0.0.1-out", "TEAM-NOTE"]);
+        assert_eq!(maps["10.0.0.1-in"].catch_all_deny, Some(20));
+        // The team's own entry in the reserved range is reported, not taken over.
+        assert_eq!(maps["10.0.0.1-out"].in_reserved, [64_900]);
+        assert_eq!(maps["10.0.0.1-out"].catch_all_deny, Some(65_535));
+        assert_eq!(maps["TEAM-NOTE"].in_reserved, [64_124]);
+        assert_eq!(
+            kind("route-map 10.0.0.1-out permit 64123"),
+            "route-map <name>"
+        );
+    }
+
+    #[test]
+    fn hooks_go_in_after_their_lists_and_out_before_them_leaving_the_base_alone() {
+        let base_only = "ip prefix-list 10.0.0.1-pl-ipv4 seq 1 permit 198.18.10.1/32
+route-map 10.0.0.1-out permit 1
+ match ip address prefix-list 10.0.0.1-pl-ipv4
+exit
+";
+        let running = owned(&parse(base_only));
+        assert_eq!(running, Owned::default());
+        let desired = owned(&parse(HOOKED));
+        let added = flat(&diff(&running, &desired));
+        assert_eq!(
+            added,
+            [
+                "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
+                "route-map 10.0.0.1-out permit 64123 / description routelb_pool_a / match ip address prefix-list ROUTELB-POOL-a-V4",
+            ]
+        );
+        let removed = flat(&diff(&desired, &running));
+        assert_eq!(
+            removed,
+            [
+                "no route-map 10.0.0.1-out permit 64123",
+                "no ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
+            ]
+        );
+        // frr-reload.py of the base file leaves the base's entries and drops routelb's: the
+        // owned objects then differ from the fragment's, so a sync check sees the loss.
+        assert_ne!(owned(&parse(base_only)), desired);
+        // The full file for frr-reload.py keeps the base's entries and replaces routelb's.
+        let full = full_config(HOOKED, "");
+        assert!(full.contains("route-map 10.0.0.1-out permit 1\n"));
+        assert!(full.contains("route-map 10.0.0.1-out permit 64900\n"));
+        assert!(full.contains("route-map 10.0.0.1-out deny 65535\n"));
+        assert!(!full.contains("64123"));
     }
 
     #[test]

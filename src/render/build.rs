@@ -4,7 +4,7 @@
 //! [`super::igp`]) are built from them.
 
 use super::model::{Built, CONTRACT, FragmentData, RenderInput};
-use super::{bgp, igp, lists, policy, services};
+use super::{bgp, hooks, igp, lists, policy, services};
 use crate::api::Protocol;
 use crate::api::values;
 
@@ -23,6 +23,12 @@ pub fn build(input: &RenderInput) -> Built {
         &pool_lists,
         &service_lists,
         &inst.bgp,
+        &mut problems,
+    );
+    let route_map_hooks = hooks::hooks(
+        resolved.rules(Protocol::Bgp),
+        &pool_lists,
+        inst,
         &mut problems,
     );
     let ospf = igp::ospf(
@@ -56,6 +62,7 @@ pub fn build(input: &RenderInput) -> Built {
         ospf,
         isis,
         rip,
+        route_map_hooks,
     };
     Built {
         data,

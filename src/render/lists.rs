@@ -25,11 +25,18 @@ impl PrefixMatch {
 
     /// A hash of what the entry matches: stable across runs and versions (FNV-1a).
     pub(super) fn stable_hash(&self) -> u64 {
-        let key = format!("{} {} {}", self.prefix, self.min_len, self.max_len);
-        key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        fnv1a(&format!(
+            "{} {} {}",
+            self.prefix, self.min_len, self.max_len
+        ))
     }
+}
+
+/// FNV-1a of `key`: stable across runs, platforms and versions, unlike `std`'s hasher.
+pub(super) fn fnv1a(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Pool prefix lists longer than this are split into several, by a hash of each prefix: FRR

@@ -4,6 +4,7 @@
 
 mod bgp;
 mod build;
+mod hooks;
 mod igp;
 mod lists;
 pub mod model;

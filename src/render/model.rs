@@ -25,6 +25,19 @@ pub struct Instances {
     pub isis: Vec<String>,
     pub rip: bool,
     pub ripng: bool,
+    /// The base's own route-maps (FRR), by name: what routelb may hook into
+    /// (`spec.bgp.outboundRouteMaps`). routelb's own entries do not count.
+    pub route_maps: BTreeMap<String, BaseRouteMap>,
+}
+
+/// What routelb needs to know of one of the base's route-maps before it adds entries to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BaseRouteMap {
+    /// The lowest sequence number of a `deny` entry without `match` lines: it denies every
+    /// route, so entries after it are never reached.
+    pub catch_all_deny: Option<u32>,
+    /// The base's own entries inside [`HOOK_SEQ`], which routelb reserves for itself.
+    pub in_reserved: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +71,32 @@ pub struct FragmentData {
     /// One target per IS-IS instance and level.
     pub isis: Vec<Target>,
     pub rip: Option<Target>,
+    /// Entries routelb adds to the base's own outbound route-maps
+    /// (`spec.bgp.outboundRouteMaps`), by route-map name.
+    pub route_map_hooks: Vec<RouteMapHook>,
+}
+
+/// One of the base's route-maps, with the permit entries routelb adds to it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RouteMapHook {
+    /// The base's name for it, e.g. `172.30.0.1-out`.
+    pub route_map: String,
+    /// By sequence number, each in [`HOOK_SEQ`].
+    pub entries: Vec<HookEntry>,
+}
+
+/// `route-map <hook> permit <seq>` matching one prefix list in one family. It sets nothing:
+/// the route carries the policy's attributes from `redistribute`, and setting them again
+/// here would prepend the AS path twice.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HookEntry {
+    pub seq: u32,
+    /// `V4` or `V6`.
+    pub family: String,
+    /// The PrefixList's FRR name, without the `-V4`/`-V6` suffix.
+    pub frr_list: String,
+    /// `pool web`, for the description.
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -184,6 +223,16 @@ impl Problem {
         }
     }
 
+    /// A route-map named in `spec.bgp.outboundRouteMaps` that routelb cannot hook into as
+    /// asked; `reason` says why.
+    pub(super) fn hook(policy: &str, reason: &'static str, message: String) -> Problem {
+        Problem {
+            policy: Some(policy.to_string()),
+            reason,
+            message,
+        }
+    }
+
     pub(super) fn service_refused(policy: Option<&str>, message: String) -> Problem {
         Problem {
             policy: policy.map(str::to_string),
@@ -225,6 +274,11 @@ pub(super) fn families(entries: &[Entry]) -> (bool, bool) {
 /// Route-map sequence numbers: per-service entries first, so their communities win.
 pub(super) const SERVICE_SEQ_START: u32 = 10;
 pub(super) const RULE_SEQ_START: u32 = 50_000;
+
+/// The sequence numbers routelb reserves in the base's route-maps it hooks into: after the
+/// entries generators and people number from 1 or 10 upwards, before the `deny 65535` (or
+/// 65000-65535) catch-alls hand-written maps often end with. FRR takes 1-65535.
+pub const HOOK_SEQ: std::ops::RangeInclusive<u32> = 64_000..=64_999;
 
 /// Interface names the kernel accepts and no daemon parser can misread.
 pub fn validate_interface_name(name: &str) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! of [`build`] as a whole (order of lists and problems, independence from input order).
 
 mod bgp;
+mod hooks;
 mod igp;
 mod lists;
 mod policy;
@@ -91,6 +92,7 @@ fn all_instances() -> Instances {
         isis: vec!["core".into()],
         rip: true,
         ripng: true,
+        route_maps: [("peer-out".to_string(), BaseRouteMap::default())].into(),
     }
 }
 
@@ -368,6 +370,7 @@ fn arb_instances() -> impl Strategy<Value = Instances> {
             isis: tags.into_iter().map(str::to_string).collect(),
             rip,
             ripng,
+            ..Instances::default()
         })
 }
 
