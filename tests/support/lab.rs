@@ -20,14 +20,20 @@ pub struct Lab {
 impl Lab {
     /// A node (`frr` or `bird`) and an FRR router speaking `proto` (bgp, ospf, isis, rip),
     /// ready to carry routes.
+    #[allow(dead_code)] // tests of the default lab
     pub fn up(name: &str, node: &str, proto: &str) -> Lab {
+        Self::up_with(name, node, proto, &[])
+    }
+
+    /// [`Lab::up`] with more `lab.sh up` options (`--node-conf FILE`, `--daemons "..."`).
+    #[allow(dead_code)] // tests of bases in other tools' shapes
+    pub fn up_with(name: &str, node: &str, proto: &str, extra: &[&str]) -> Lab {
         let held = lock::lab(name);
-        let out = script::run_ok(
-            "lab.sh",
-            &[
-                "up", name, "--node", node, "--router", "frr", "--proto", proto,
-            ],
-        );
+        let mut args = vec![
+            "up", name, "--node", node, "--router", "frr", "--proto", proto,
+        ];
+        args.extend_from_slice(extra);
+        let out = script::run_ok("lab.sh", &args);
         Lab {
             name: name.to_string(),
             env: script::variables(&out.stdout),
@@ -70,6 +76,7 @@ impl Lab {
 
     /// Kills one of the node's FRR daemons (-9), starts it again and loads frr.conf into it,
     /// as watchfrr does: the daemon comes back without routelb's objects.
+    #[allow(dead_code)] // lab tests
     pub fn restart_daemon(&self, daemon: &str) {
         script::run_ok("lab.sh", &["restart-daemon", &self.name, daemon]);
     }
