@@ -156,6 +156,53 @@ fn without_instances_nothing_is_reported_missing_but_exports_are_known() {
 }
 
 #[test]
+fn a_route_map_to_hook_into_is_looked_for_again_like_an_instance() {
+    let services = [lb("web", "default", "web", "203.0.113.1")];
+    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
+    let policies = [RoutingPolicy::new(
+        "hooked",
+        serde_json::from_value(json!({
+            "protocols": ["bgp"],
+            "bgp": {"outboundRouteMaps": ["peer-out"]},
+        }))
+        .unwrap(),
+    )];
+    let no_ns = BTreeMap::new();
+    let no_labels = Labels::new();
+    let without_map = instances();
+    let with_map = Instances {
+        route_maps: [("peer-out".to_string(), Default::default())].into(),
+        ..instances()
+    };
+    let snapshot = |inst| Snapshot {
+        services: &services,
+        pools: &pools,
+        policies: &policies,
+        namespace_labels: &no_ns,
+        node_labels: &no_labels,
+        facts: &[],
+        instances: inst,
+    };
+    let r = resolve(
+        &id("n1"),
+        &snapshot(Some(&without_map)),
+        &mut Memory::default(),
+    );
+    assert!(r.instances_missing);
+    assert_eq!(r.built.problems[0].reason, "RouteMapMissing");
+    let r = resolve(
+        &id("n1"),
+        &snapshot(Some(&with_map)),
+        &mut Memory::default(),
+    );
+    assert!(!r.instances_missing && r.built.problems.is_empty());
+    assert_eq!(r.built.data.route_map_hooks[0].route_map, "peer-out");
+    // Instances not read yet: nothing is missing, only unknown.
+    let r = resolve(&id("n1"), &snapshot(None), &mut Memory::default());
+    assert!(!r.instances_missing && r.built.problems.is_empty());
+}
+
+#[test]
 fn each_event_goes_out_once() {
     let services = [lb("web", "default", "web", "203.0.113.1")];
     let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
