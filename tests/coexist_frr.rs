@@ -322,3 +322,125 @@ async fn frr_k8s_base_with_outbound_route_map_hooks() {
         "the base's own routes changed"
     );
 }
+
+/// `routelb standalone` in the lab's node, killed (and its log shown on failure) when dropped.
+struct Standalone {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Standalone {
+    fn start(lab: &Lab, dir: &Path) -> Standalone {
+        let log = dir.with_extension("log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", lab.var("LAB_NODE_NS")])
+            .arg(env!("CARGO_BIN_EXE_routelb"))
+            .args(["standalone", "--config", dir.to_str().unwrap(), "--state"])
+            .arg(dir.with_extension("state"))
+            .args(lab.daemon().flags())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Standalone { child, log }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- routelb standalone:\n{log}");
+        }
+    }
+}
+
+/// The user's whole part, with the real binary: a pool, a policy naming the base's outbound
+/// route-maps, a Service file. Nothing is added to FRR by hand.
+#[tokio::test]
+async fn standalone_next_to_an_frr_k8s_base_needs_only_the_policy_option() {
+    let _one = support::lock::exclusive("lab-tests");
+    let corpus = files::root().join("tests/corpus/frr-k8s/frr.conf");
+    let lab = Lab::up_with(
+        "hkfs",
+        "frr",
+        "bgp",
+        &[
+            "--fresh",
+            "--node-conf",
+            corpus.to_str().unwrap(),
+            "--daemons",
+            "zebra bgpd bfdd",
+        ],
+    );
+    for p in [BASE_V4, BASE_V6] {
+        lab.wait_route(p, "present", 30)
+            .unwrap_or_else(|e| panic!("the base's {p} at the router: {e}"));
+    }
+    let sessions = lab.bgp_connections();
+    let dir = files::scratch("coexist-frr-k8s");
+    let _ = std::fs::remove_file(dir.with_extension("state"));
+    std::fs::write(
+        dir.join("routing.yaml"),
+        format!(
+            r#"apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata: {{name: web}}
+spec: {{addresses: ["{SVC_V4}", "{SVC_V6}"]}}
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata: {{name: upstream}}
+spec:
+  protocols: [bgp]
+  bgp: {{outboundRouteMaps: ["{}-out", "{}-out"]}}
+"#,
+            lab.var("LAB_RTR_V4"),
+            lab.var("LAB_RTR_V6")
+        ),
+    )
+    .unwrap();
+    let _routelb = Standalone::start(&lab, &dir);
+    // The fragment, hooks included, is in place before any Service exists.
+    let driver = lab.driver(FrrApply::Diff);
+    let out_v4 = format!("{}-out", lab.var("LAB_RTR_V4"));
+    wait::up_to(Duration::from_secs(30))
+        .every(Duration::from_millis(50))
+        .until(|| async {
+            route_map_text(&driver, &out_v4)
+                .await
+                .contains("ROUTELB-POOL-web-V4")
+                .then_some(())
+        })
+        .await
+        .expect("routelb hooked into the base's route-map");
+
+    let svc = dir.join("svc-web.yaml");
+    let started = Instant::now();
+    std::fs::write(
+        &svc,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 80, protocol: TCP}]}\n",
+    )
+    .unwrap();
+    for p in [SVC_V4, SVC_V6] {
+        lab.wait_route(p, "present", 30)
+            .unwrap_or_else(|e| panic!("{p} at the router: {e}"));
+    }
+    println!(
+        "standalone: Service file written → both routes at the router: {} ms",
+        started.elapsed().as_millis()
+    );
+    std::fs::remove_file(&svc).unwrap();
+    for p in [SVC_V4, SVC_V6] {
+        lab.wait_route(p, "absent", 30)
+            .unwrap_or_else(|e| panic!("{p} withdrawn: {e}"));
+    }
+    for p in [BASE_V4, BASE_V6] {
+        assert!(router_has(&lab, p), "the base's {p} went away");
+    }
+    assert_eq!(lab.bgp_connections(), sessions, "a BGP session was reset");
+}
