@@ -64,7 +64,7 @@ fn missing(policy: &str, name: &str) -> Problem {
         policy,
         "RouteMapMissing",
         format!(
-            "spec.bgp.outboundRouteMaps names route-map {name}, which the daemon's configuration does not have; routelb creates none (a name the base does not have is most likely a typo) and adds its entries once the base has it"
+            "spec.bgp.outboundRouteMaps names route-map {name}, which the daemon's configuration does not have; routelb creates none (a name the base does not have is most likely a typo) and adds its entries once the base has it; BIRD has no route-maps: call routelb_export_bgp() from the export filter instead"
         ),
     )
 }
