@@ -225,6 +225,10 @@ pub struct BgpAttributes {
     /// numbers 64000-64999 (reserved for routelb), so a base whose outbound policy permits only
     /// its own prefixes also sends the Service addresses. FRR only; each route-map must exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9._:-]+$"))
+    )]
     pub outbound_route_maps: Vec<String>,
 }
 
