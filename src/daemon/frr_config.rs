@@ -206,6 +206,21 @@ impl Owned {
         }
     }
 
+    /// routelb's entries in the base's own route-maps (`spec.bgp.outboundRouteMaps`): route-map
+    /// name → their sequence numbers. For probes that check them without reading the whole
+    /// running configuration (`show route-map NAME`).
+    pub fn hook_entries(&self) -> BTreeMap<String, BTreeSet<u32>> {
+        let mut out: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for head in self.route_maps.keys() {
+            if let Some((name, _, seq)) = route_map_head(head)
+                && !name.starts_with(PREFIX)
+            {
+                out.entry(name.to_string()).or_default().insert(seq);
+            }
+        }
+        out
+    }
+
     /// The first of these objects that none of `holders` has, as a command: what no daemon
     /// would take.
     pub fn uncovered(&self, holders: &[&Owned]) -> Option<String> {
@@ -780,6 +795,10 @@ exit
         assert_eq!(
             kind("route-map 10.0.0.1-out permit 64123"),
             "route-map <name>"
+        );
+        assert_eq!(
+            o.hook_entries(),
+            BTreeMap::from([("10.0.0.1-out".to_string(), BTreeSet::from([64_123]))])
         );
     }
 
