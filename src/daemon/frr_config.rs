@@ -103,10 +103,11 @@ fn route_map_head(line: &str) -> Option<(&str, bool, u32)> {
 /// Whether a top-level route-map entry is routelb's: an entry of one of its own `ROUTELB-*`
 /// maps, or one it added to a base map (`spec.bgp.outboundRouteMaps`): numbered in
 /// [`HOOK_SEQ`] and marked as routelb's by a line naming a `ROUTELB-*` object or a
-/// `description routelb_…` (as the template writes). The base's own entries, in any range, are never routelb's.
+/// `description routelb_…` (as the template writes). The base's own entries, in any range,
+/// are never routelb's.
 pub fn is_owned_route_map(node: &Node) -> bool {
     let Some((name, _, seq)) = route_map_head(&node.line) else {
-        // `route-map NAME` forms routelb never writes (e.g. `route-map delay-timer`).
+        // Another form of `route-map` line: routelb's when it names one of its maps.
         return node.line.starts_with("route-map ")
             && node
                 .line
