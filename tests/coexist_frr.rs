@@ -5,7 +5,8 @@
 //! there; with it, it reaches the router in both families with no line added to the base, no
 //! session reset and the base's own routes untouched; taking the option away leaves the
 //! base's route-maps exactly as they were; frr-reload.py of the base file (as frr-k8s
-//! reconciles) removes routelb's objects and the driver sees it. Needs root, iproute2, frr.
+//! reconciles) removes routelb's objects and the driver sees it; the same holds in reload mode,
+//! and `routelb standalone` needs nothing but the policy option. Needs root, iproute2, frr.
 
 use std::path::Path;
 use std::process::Command;
@@ -442,5 +443,42 @@ spec:
     for p in [BASE_V4, BASE_V6] {
         assert!(router_has(&lab, p), "the base's {p} went away");
     }
+    assert_eq!(lab.bgp_connections(), sessions, "a BGP session was reset");
+}
+
+/// `--frr-apply reload` (frr-reload.py with the running configuration, routelb's objects
+/// replaced): the hook entries go in and come out the same way, the base's route-map intact.
+#[tokio::test]
+async fn reload_mode_hooks_and_unhooks_too() {
+    let _one = support::lock::exclusive("lab-tests");
+    let corpus = files::root().join("tests/corpus/frr-k8s/frr.conf");
+    let lab = Lab::up_with(
+        "hkfr",
+        "frr",
+        "bgp",
+        &[
+            "--fresh",
+            "--node-conf",
+            corpus.to_str().unwrap(),
+            "--daemons",
+            "zebra bgpd bfdd",
+        ],
+    );
+    let driver = lab.driver(FrrApply::Reload);
+    let out_v4 = format!("{}-out", lab.var("LAB_RTR_V4"));
+    let out_v6 = format!("{}-out", lab.var("LAB_RTR_V6"));
+    let base_map = route_map_text(&driver, &out_v4).await;
+    let sessions = lab.bgp_connections();
+    let hooked = render(&driver, &[&out_v4, &out_v6]).await;
+    driver.apply(&hooked).await.expect("frr-reload.py applies");
+    assert!(driver.in_sync(&hooked).await.unwrap());
+    lb(&lab, "add", SVC_V4);
+    lab.wait_route(SVC_V4, "present", 30)
+        .expect("Service at the router");
+    let plain = render(&driver, &[]).await;
+    driver.apply(&plain).await.expect("unhook applies");
+    lab.wait_route(SVC_V4, "absent", 30)
+        .expect("dropped again once unhooked");
+    assert_eq!(route_map_text(&driver, &out_v4).await, base_map);
     assert_eq!(lab.bgp_connections(), sessions, "a BGP session was reset");
 }
