@@ -445,3 +445,54 @@ fn next_to_calico_bird2_with_add_path() {
     );
     coexist(&lab);
 }
+
+/// The BIRD 1.x driver on its own: instances from both daemons (`local as` from a template),
+/// a fragment whose IPv6 half bird6 refuses changes neither daemon, and a BIRD 2 driver
+/// pointed at BIRD 1.6 says which flag to use.
+#[tokio::test]
+async fn bird1_driver_checks_both_halves_before_touching_either() {
+    use routelb::daemon::DaemonError;
+    use routelb::daemon::bird::BirdDriver;
+    let lab = CorpusLab::up("bdd1", "bird1", &[]);
+    let driver = BirdDriver::bird1(
+        lab.var("LAB_BIRD_SOCKET").into(),
+        lab.var("LAB_BIRD_INCLUDE").into(),
+        lab.var("LAB_BIRD6_SOCKET").into(),
+        lab.var("LAB_BIRD6_INCLUDE").into(),
+    );
+    let instances = driver.instances().await.unwrap();
+    assert_eq!(instances.bgp.len(), 1, "{instances:?}");
+    assert_eq!(instances.bgp[0].asn, 64512);
+
+    let m = routelb::manifests::load_dir(&root().join("examples/bgp")).unwrap();
+    let templates = routelb::render::Templates::embedded(routelb::render::DaemonKind::Bird1);
+    let good = routelb::offline::render(&m, &templates.unwrap(), None, "kube-lb0", &instances)
+        .unwrap()
+        .fragment;
+    assert!(driver.apply(&good).await.unwrap().changed);
+    assert!(driver.in_sync(&good).await.unwrap());
+
+    let broken = format!("{good}function routelb_broken( {{\n");
+    let err = driver.apply(&broken).await.unwrap_err();
+    assert!(matches!(err, DaemonError::Invalid(_)), "{err}");
+    let (v4, v6) = routelb::render::split_bird1(&good);
+    assert_eq!(
+        std::fs::read_to_string(lab.var("LAB_BIRD_INCLUDE")).unwrap(),
+        v4
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.var("LAB_BIRD6_INCLUDE")).unwrap(),
+        v6
+    );
+    assert!(driver.in_sync(&good).await.unwrap());
+
+    let bird2 = BirdDriver::new(
+        lab.var("LAB_BIRD_SOCKET").into(),
+        lab.var("LAB_BIRD_INCLUDE").into(),
+    );
+    let err = bird2.instances().await.unwrap_err().to_string();
+    assert!(
+        err.contains("BIRD 1.6") && err.contains("--daemon bird1"),
+        "{err}"
+    );
+}

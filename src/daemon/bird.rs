@@ -159,14 +159,35 @@ impl BirdDriver {
         Ok(true)
     }
 
-    /// Applies each daemon's part (see [`BirdDaemon::apply`]); stops at the first failure.
+    /// Applies each daemon's part (see [`BirdDaemon::apply`]): every part is written and
+    /// checked first, so a part one daemon refuses leaves every daemon as it was; then each
+    /// daemon is reconfigured and confirmed.
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
-        let mut reconfigured = 0;
+        let mut staged = Vec::new();
         for (d, part) in self.daemons.iter().zip(self.parts(fragment)) {
-            if d.apply(part, self.confirm_timeout).await? {
-                reconfigured += 1;
+            match d.stage(part).await {
+                Ok(Some(s)) => staged.push((d, s)),
+                Ok(None) => {}
+                Err(e) => {
+                    for (d, s) in staged {
+                        d.abandon(s);
+                    }
+                    return Err(e);
+                }
             }
+        }
+        let reconfigured = staged.len();
+        // Every daemon gets its part even when one fails (say bird's base lost the include):
+        // the other family keeps working. The first failure is returned.
+        let mut failed = None;
+        for (d, s) in staged {
+            if let Err(e) = d.commit(s, self.confirm_timeout).await {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(ApplyOutcome {
             changed: reconfigured > 0,

@@ -40,7 +40,10 @@ pub fn config_path(check: &str) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.trim()))
 }
 
-/// Whether the include is as the journal says the last apply left it (see
+/// A fragment written and checked, not applied yet: what it replaced.
+pub struct Staged(Previous);
+
+/// The include's content before an apply, as the journal keeps it (see
 /// [`BirdDaemon::journal`]).
 enum Previous {
     Content(String),
@@ -90,20 +93,39 @@ impl BirdDaemon {
     /// restored on any failure before BIRD took the new one. Returns whether BIRD was
     /// reconfigured.
     pub async fn apply(&self, fragment: &str, confirm: Duration) -> Result<bool, DaemonError> {
+        match self.stage(fragment).await? {
+            Some(staged) => self.commit(staged, confirm).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The first half of an apply: writes the fragment (its predecessor kept in the journal)
+    /// and has BIRD check it. `None` when BIRD already runs it. A refused fragment is undone.
+    pub async fn stage(&self, fragment: &str) -> Result<Option<Staged>, DaemonError> {
         self.recover_interrupted_apply()?;
         self.ensure_include()?;
         if self.in_sync(fragment).await? {
-            return Ok(false);
+            return Ok(None);
         }
         let previous = self.read_include()?;
         self.begin_journal(&previous)?;
-        let checked = self.write_and_check(fragment).await;
-        if let Err(e) = checked {
-            return Err(self.undo(&previous, e));
+        match self.write_and_check(fragment).await {
+            Ok(()) => Ok(Some(Staged(previous))),
+            Err(e) => Err(self.undo(&previous, e)),
         }
+    }
+
+    /// Puts back what [`Self::stage`] replaced, when another daemon refused its part.
+    pub fn abandon(&self, staged: Staged) {
+        let _ = self.undo(&staged.0, DaemonError::Rejected(String::new()));
+    }
+
+    /// The second half: reconfigures with a timeout, confirms once BIRD still answers, and
+    /// checks that the base includes the file.
+    pub async fn commit(&self, staged: Staged, confirm: Duration) -> Result<(), DaemonError> {
         let timeout = confirm.as_secs().max(1);
         if let Err(e) = self.command(&format!("configure timeout {timeout}")).await {
-            let e = self.undo(&previous, e);
+            let e = self.undo(&staged.0, e);
             let _ = self.command("configure undo").await;
             return Err(e);
         }
@@ -111,8 +133,7 @@ impl BirdDaemon {
         self.command("show status").await?;
         self.command("configure confirm").await?;
         self.end_journal()?;
-        self.confirm_includes().await?;
-        Ok(true)
+        self.confirm_includes().await
     }
 
     async fn write_and_check(&self, fragment: &str) -> Result<(), DaemonError> {
