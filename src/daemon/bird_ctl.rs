@@ -84,8 +84,23 @@ pub struct CtlError {
     pub message: String,
 }
 
+/// How long one command may take, connection and reply included: a BIRD that stopped
+/// answering must not hold an apply for ever.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Connects, reads the greeting, sends `command`, returns BIRD's version and the reply.
 pub async fn command(socket: &Path, command: &str) -> Result<(String, Reply), CtlError> {
+    tokio::time::timeout(COMMAND_TIMEOUT, exchange(socket, command))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CtlError {
+                socket: socket.display().to_string(),
+                message: format!("no answer to {command:?} within {COMMAND_TIMEOUT:?}"),
+            })
+        })
+}
+
+async fn exchange(socket: &Path, command: &str) -> Result<(String, Reply), CtlError> {
     let fail = |message: String| CtlError {
         socket: socket.display().to_string(),
         message,
@@ -153,6 +168,36 @@ mod tests {
             .unwrap();
         assert!(reply.is_error());
         assert!(reply.text().contains("Unable to open included file"));
+    }
+
+    /// A control socket that greets as BIRD 1.6.8 and answers one command as BIRD does.
+    #[tokio::test]
+    async fn speaks_to_a_control_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bird6.ctl");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 1.6.8 ready.\n").await.unwrap();
+            let mut lines = BufReader::new(read).lines();
+            let asked = lines.next_line().await.unwrap().unwrap();
+            write
+                .write_all(b"0002-Reading configuration from /etc/bird/bird6.conf\n8002 /etc/bird/bird6.conf, line 2: syntax error\n")
+                .await
+                .unwrap();
+            asked
+        });
+        let (version, reply) = command(&path, "configure check").await.unwrap();
+        assert_eq!(server.await.unwrap(), "configure check");
+        assert_eq!(version, "1.6.8");
+        assert!(reply.is_error());
+        assert_eq!(reply.code, 8002);
+        assert!(reply.text().contains("line 2: syntax error"));
+        let err = command(&dir.path().join("none.ctl"), "show status")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot connect"), "{err}");
     }
 
     #[test]
