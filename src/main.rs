@@ -365,9 +365,7 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
                 .validate(&full)
                 .await
         }
-        DaemonKind::Bird1 => anyhow::bail!(
-            "check --daemon bird1 is not supported yet; render it and load it with bird -p / bird6 -p"
-        ),
+        DaemonKind::Bird1 => check_bird1(&r, base, &fragment).await,
         DaemonKind::Bird => match base {
             Some(b) => routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await,
             None => anyhow::bail!(
@@ -382,6 +380,29 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
         r.source.config.display()
     );
     Ok(())
+}
+
+/// BIRD 1.x: bird.conf (the base) and the bird6.conf beside it, each with its half, parsed by
+/// BIRD 1.x's `bird -p` / `bird6 -p` from $ROUTELB_BIRD1_SBIN (default /usr/sbin).
+async fn check_bird1(
+    r: &RenderArgs,
+    base: Option<String>,
+    fragment: &str,
+) -> Result<(), routelb::daemon::DaemonError> {
+    let missing = || {
+        routelb::daemon::DaemonError::Invalid(
+            "checking a BIRD 1.x fragment needs the base bird.conf and the bird6.conf beside it (--base)".into(),
+        )
+    };
+    let base = base.ok_or_else(missing)?;
+    let dir = r
+        .base
+        .as_ref()
+        .and_then(|b| b.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| r.source.config.clone());
+    let base6 = std::fs::read_to_string(dir.join("bird6.conf")).map_err(|_| missing())?;
+    let sbin = std::env::var_os("ROUTELB_BIRD1_SBIN").map_or("/usr/sbin".into(), PathBuf::from);
+    routelb::daemon::bird::BirdDriver::validate_bird1(&base, &base6, fragment, &sbin).await
 }
 
 async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {

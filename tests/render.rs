@@ -423,3 +423,44 @@ fn bird1_fragments_are_pinned_and_load_in_bird_1_6() {
         }
     }
 }
+
+/// `routelb check --daemon bird1` parses each half with BIRD 1.6 against bird.conf and the
+/// bird6.conf beside it, and names the daemon whose parser refused its half.
+#[test]
+fn check_validates_bird1_fragments_against_both_bases() {
+    let sbin = bird1_sbin();
+    let dir = tempdir("bird1-check");
+    let include = dir.join("routelb.conf");
+    std::fs::write(dir.join("bird.conf"), bird1_base(&include, "10.0.0.2")).unwrap();
+    let include6 = dir.join("routelb6.conf");
+    std::fs::write(dir.join("bird6.conf"), bird1_base(&include6, "fd00::2")).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_routelb"))
+            .args(["check", "--daemon", "bird1", "--config"])
+            .arg(root().join("examples/bgp"))
+            .arg("--base")
+            .arg(dir.join("bird.conf"))
+            .env("ROUTELB_BIRD1_SBIN", &sbin)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // bird6's base calls a function nobody defines: bird6's parser refuses, and says so.
+    let broken = bird1_base(&include6, "fd00::2").replace(
+        "export where routelb_export_rip();",
+        "export where routelb_export_nothing();",
+    );
+    std::fs::write(dir.join("bird6.conf"), broken).unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bird6: ") && err.contains("not a function"),
+        "{err}"
+    );
+}

@@ -239,6 +239,70 @@ impl BirdDriver {
     }
 }
 
+impl BirdDriver {
+    /// Validates a BIRD 1.x fragment with BIRD 1.x's own parsers: its IPv4 half with
+    /// `<sbin>/bird -p` against `base` (bird.conf), its IPv6 half with `<sbin>/bird6 -p` against
+    /// `base6` (bird6.conf), each base's routelb include pointed at its half. Needs no running
+    /// BIRD.
+    pub async fn validate_bird1(
+        base: &str,
+        base6: &str,
+        fragment: &str,
+        sbin: &Path,
+    ) -> Result<(), DaemonError> {
+        let (v4, v6) = crate::render::split_bird1(fragment);
+        for (daemon, base, part) in [("bird", base, v4), ("bird6", base6, v6)] {
+            parse_with_include(&sbin.join(daemon), base, part)
+                .await
+                .map_err(|e| match e {
+                    DaemonError::Invalid(m) => DaemonError::Invalid(format!("{daemon}: {m}")),
+                    e => e,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// `binary -p` on `base` whose `include "…routelb…";` line points at `part` instead.
+async fn parse_with_include(binary: &Path, base: &str, part: &str) -> Result<(), DaemonError> {
+    let frag = super::temp_file("bird-fragment", part)?;
+    let mut replaced = false;
+    let conf: String = base
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("include") && t.contains("routelb") {
+                replaced = true;
+                format!("include \"{}\";", frag.path().display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !replaced {
+        return Err(DaemonError::Invalid(
+            "the base configuration has no `include \"…routelb….conf\";` line for routelb's fragment".into(),
+        ));
+    }
+    let main = super::temp_file("bird-main", &conf)?;
+    let out = Command::new(binary)
+        .arg("-p")
+        .arg("-c")
+        .arg(main.path())
+        .output()
+        .await
+        .map_err(|e| DaemonError::Unreachable(format!("cannot run {}: {e}", binary.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(DaemonError::Invalid(bird_message(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))))
+}
+
 fn bird_message(out: &str) -> String {
     out.lines()
         .filter(|l| !l.starts_with("BIRD ") && !l.trim().is_empty())
