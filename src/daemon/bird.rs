@@ -139,14 +139,37 @@ impl BirdDriver {
                 reply.text().trim()
             ))
         })?;
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            DaemonError::Unreachable(format!(
-                "cannot read {} ({}'s configuration) to find its protocols: {e}",
-                path.display(),
-                d.name
-            ))
-        })?;
-        Ok(bird_config::instances_in(&text, dialect))
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(bird_config::instances_in(&text, dialect)),
+            Err(e) => {
+                let why = format!(
+                    "cannot read {} ({}'s configuration): {e}",
+                    path.display(),
+                    d.name
+                );
+                self.bird1_instances_shown(d, dialect, why).await
+            }
+        }
+    }
+
+    /// BIRD 1.x instances from what the daemon shows, when its file cannot be read: enough
+    /// unless a BGP protocol's local AS stays unknown (an eBGP session).
+    async fn bird1_instances_shown(
+        &self,
+        d: &BirdDaemon,
+        dialect: Dialect,
+        why: String,
+    ) -> Result<Instances, DaemonError> {
+        let shown = d.text("show protocols all").await?;
+        let (found, unknown) = bird_config::instances_from_show_bird1(&shown, dialect);
+        if unknown.is_empty() {
+            tracing::debug!(daemon = d.name, %why, "instances read from show protocols");
+            return Ok(found);
+        }
+        Err(DaemonError::Unreachable(format!(
+            "{why}; and BIRD 1.x does not show the local AS of BGP protocol(s) {}: make the file readable to routelb at that path",
+            unknown.join(", ")
+        )))
     }
 
     /// Whether every daemon runs its part of the fragment and has `routelb_direct`.

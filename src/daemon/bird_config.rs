@@ -211,6 +211,48 @@ pub fn instances_from_show(output: &str) -> Instances {
     inst
 }
 
+/// Instances from BIRD 1.x's `show protocols all`, whose family is the daemon's. BIRD 1.x shows
+/// no BGP protocol's local AS: an iBGP session (`Session: internal`) has the neighbor's; the
+/// names of BGP protocols whose AS stays unknown come back beside the instances.
+pub fn instances_from_show_bird1(output: &str, dialect: Dialect) -> (Instances, Vec<String>) {
+    let v6 = dialect == Dialect::Bird1V6;
+    let mut inst = Instances::default();
+    let mut unknown = Vec::new();
+    // (name, neighbor AS, internal) of the BGP protocol being read.
+    let mut bgp: Option<(String, Option<u32>, bool)> = None;
+    let mut finish =
+        |bgp: &mut Option<(String, Option<u32>, bool)>, inst: &mut Instances| match bgp.take() {
+            Some((_, Some(asn), true)) if inst.bgp.iter().any(|b| b.asn == asn) => {}
+            Some((_, Some(asn), true)) => inst.bgp.push(BgpInstance { asn, vrf: None }),
+            Some((name, _, _)) => unknown.push(name),
+            None => {}
+        };
+    for line in output.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if !line.starts_with(' ') && cols.len() >= 4 {
+            finish(&mut bgp, &mut inst);
+            match cols[1] {
+                "BGP" => bgp = Some((cols[0].to_string(), None, false)),
+                "OSPF" if v6 => inst.ospf6 = true,
+                "OSPF" => inst.ospf = true,
+                "RIP" if v6 => inst.ripng = true,
+                "RIP" => inst.rip = true,
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(b) = bgp.as_mut() {
+            match cols.as_slice() {
+                ["Neighbor", "AS:", asn, ..] => b.1 = asn.parse().ok(),
+                ["Session:", kind, ..] => b.2 = *kind == "internal",
+                _ => {}
+            }
+        }
+    }
+    finish(&mut bgp, &mut inst);
+    (inst, unknown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +306,34 @@ ospf6      OSPF       master6    up     12:00:00.000  Running
             }]
         );
         assert!(i.ospf && i.ospf6 && !i.rip);
+    }
+
+    #[test]
+    fn bird1_show_output_gives_ibgp_as_and_names_the_rest() {
+        let out = "BIRD 1.6.8 ready.
+name     proto    table    state  since       info
+Mesh_10_0_0_3 BGP      master   up     11:53:55    Established
+  Preference:     100
+  BGP state:          Established
+    Neighbor address: 10.0.0.3
+    Neighbor AS:      64512
+    Session:          internal multihop AS4 add-path-rx add-path-tx
+Global_tor BGP      master   up     11:53:55    Established
+  BGP state:          Established
+    Neighbor AS:      64500
+    Session:          external AS4
+ospf1    OSPF     master   up     11:53:55    Running
+";
+        let (i, unknown) = instances_from_show_bird1(out, Dialect::Bird1V6);
+        assert_eq!(
+            i.bgp,
+            vec![BgpInstance {
+                asn: 64512,
+                vrf: None
+            }]
+        );
+        assert!(i.ospf6 && !i.ospf);
+        assert_eq!(unknown, vec!["Global_tor".to_string()]);
     }
 
     /// Calico's shape: `local as` only in the template the protocols inherit.
