@@ -426,6 +426,26 @@ fn next_to_calico_bird1_dual_stack() {
     coexist(&lab);
 }
 
+/// Calico writes `add paths on;`; towards a peer without ADD-PATH, BIRD 1.6 sends only the best
+/// of the two direct copies: the same base with ADD-PATH off.
+#[test]
+fn next_to_calico_bird1_without_add_path() {
+    let dir = scratch("bird1-no-add-path");
+    let mut confs = Vec::new();
+    for (flag, file) in [("--node-conf", "bird.conf"), ("--node6-conf", "bird6.conf")] {
+        let text = std::fs::read_to_string(corpus(&format!("calico-bird1/{file}"))).unwrap();
+        assert!(text.contains("add paths on;"));
+        std::fs::write(
+            dir.join(file),
+            text.replace("add paths on;", "add paths off;"),
+        )
+        .unwrap();
+        confs.push((flag, dir.join(file)));
+    }
+    let lab = CorpusLab::up("bdc4", "bird1", &confs);
+    coexist(&lab);
+}
+
 #[test]
 fn next_to_calico_bird2_without_add_path() {
     let lab = CorpusLab::up(
