@@ -24,6 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# BIRD 1.6 (Calico's node BGP) conflicts with bird2: unpacked into ~/.cache/routelb/bird1, once.
+bash -c '. integration/lab/lib.sh && bird1_fetch'
+
 # Labs and clusters left over by an interrupted run would hold namespaces and daemons.
 bash integration/lab/lab.sh down-all >/dev/null 2>&1 || true
 bash integration/lab/cluster.sh down-all >/dev/null 2>&1 || true

@@ -162,6 +162,12 @@ struct DaemonArgs {
     /// The file routelb owns, included by the base bird.conf.
     #[arg(long, default_value = "/etc/bird/routelb.conf")]
     bird_include: PathBuf,
+    /// BIRD 1.x (--daemon bird1): bird6's control socket (IPv6).
+    #[arg(long, default_value = "/run/bird/bird6.ctl")]
+    bird6_socket: PathBuf,
+    /// BIRD 1.x (--daemon bird1): the file routelb owns, included by the base bird6.conf.
+    #[arg(long, default_value = "/etc/bird/routelb6.conf")]
+    bird6_include: PathBuf,
 }
 
 impl DaemonArgs {
@@ -176,6 +182,12 @@ impl DaemonArgs {
             DaemonKind::Bird => Driver::Bird(BirdDriver::new(
                 self.bird_socket.clone(),
                 self.bird_include.clone(),
+            )),
+            DaemonKind::Bird1 => Driver::Bird(BirdDriver::bird1(
+                self.bird_socket.clone(),
+                self.bird_include.clone(),
+                self.bird6_socket.clone(),
+                self.bird6_include.clone(),
             )),
         }
     }
@@ -282,11 +294,13 @@ struct AllocatorArgs {
     node_lease_namespace: String,
 }
 
-/// `frr` or `bird`, listed in `--help` (the render module knows nothing of clap).
+/// `frr`, `bird` (BIRD 2) or `bird1` (BIRD 1.x: bird + bird6), listed in `--help` (the render
+/// module knows nothing of clap).
 fn daemon_kind() -> impl clap::builder::TypedValueParser<Value = DaemonKind> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(["frr", "bird"]).map(|s| match s.as_str() {
+    clap::builder::PossibleValuesParser::new(["frr", "bird", "bird1"]).map(|s| match s.as_str() {
         "frr" => DaemonKind::Frr,
+        "bird1" => DaemonKind::Bird1,
         _ => DaemonKind::Bird,
     })
 }
@@ -351,6 +365,7 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
                 .validate(&full)
                 .await
         }
+        DaemonKind::Bird1 => check_bird1(&r, base, &fragment).await,
         DaemonKind::Bird => match base {
             Some(b) => routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await,
             None => anyhow::bail!(
@@ -365,6 +380,29 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
         r.source.config.display()
     );
     Ok(())
+}
+
+/// BIRD 1.x: bird.conf (the base) and the bird6.conf beside it, each with its half, parsed by
+/// BIRD 1.x's `bird -p` / `bird6 -p` from $ROUTELB_BIRD1_SBIN (default /usr/sbin).
+async fn check_bird1(
+    r: &RenderArgs,
+    base: Option<String>,
+    fragment: &str,
+) -> Result<(), routelb::daemon::DaemonError> {
+    let missing = || {
+        routelb::daemon::DaemonError::Invalid(
+            "checking a BIRD 1.x fragment needs the base bird.conf and the bird6.conf beside it (--base)".into(),
+        )
+    };
+    let base = base.ok_or_else(missing)?;
+    let dir = r
+        .base
+        .as_ref()
+        .and_then(|b| b.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| r.source.config.clone());
+    let base6 = std::fs::read_to_string(dir.join("bird6.conf")).map_err(|_| missing())?;
+    let sbin = std::env::var_os("ROUTELB_BIRD1_SBIN").map_or("/usr/sbin".into(), PathBuf::from);
+    routelb::daemon::bird::BirdDriver::validate_bird1(&base, &base6, fragment, &sbin).await
 }
 
 async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub fn instances_from_base(daemon: DaemonKind, text: &str) -> Instances {
     match daemon {
         DaemonKind::Frr => frr_config::instances(&frr_config::parse(text)),
         DaemonKind::Bird => bird_config::instances_from_config(text),
+        DaemonKind::Bird1 => bird_config::instances_in(text, bird_config::Dialect::Bird1V4),
     }
 }
 
@@ -220,7 +221,7 @@ pub fn render_assigned(
 pub fn base_in_dir(dir: &Path, daemon: DaemonKind) -> Option<(std::path::PathBuf, String)> {
     let path = dir.join(match daemon {
         DaemonKind::Frr => "frr.conf",
-        DaemonKind::Bird => "bird.conf",
+        DaemonKind::Bird | DaemonKind::Bird1 => "bird.conf",
     });
     std::fs::read_to_string(&path).ok().map(|t| (path, t))
 }

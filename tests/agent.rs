@@ -345,6 +345,56 @@ async fn routed_bgp_bird_dual_stack_ecmp() {
 
 /// Local addresses: one holder on the subnet, announced with GARP/NA; graceful and hard
 /// failover move them; a dead agent's address expires with its lifetime.
+/// Another tool rewrites a BIRD node's bird.conf without routelb's include and reloads BIRD:
+/// the agent's next resync reports `BaseConfigNoInclude` in the node's NodeState, as a failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn bird_base_without_the_include_is_reported_in_nodestate() {
+    let api_server = lock::api_server();
+    let c = Cluster::up("ag-bnoinc", 1, "bgp", "bird");
+    let s = Setup::new(&api_server, &c, "bgp").await;
+    let mut args = FAST.to_vec();
+    args.extend(["--resync", "1s"]);
+    let agents = s.agents(&c, &args).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&ips[0]), 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let node = c.node_name(1);
+    s.wait_node_state(&node, |st| st.fragment_hash.is_some())
+        .await
+        .expect("the fragment is applied first");
+
+    let conf = c.node_var(1, "BIRD_CONF");
+    let rewritten: String = std::fs::read_to_string(conf)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("include"))
+        .map(|l| l.replace("export where routelb_export_bgp();", "export none;") + "\n")
+        .collect();
+    std::fs::write(conf, rewritten).unwrap();
+    let out = std::process::Command::new(c.node_var(1, "BIRDC"))
+        .arg("configure")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("Reconfigur"), "{out}");
+
+    let reported = |st: &NodeStateStatus| {
+        st.conditions.iter().any(|c| {
+            c.type_ == "DaemonConfigured"
+                && c.status == "False"
+                && c.message.contains("BaseConfigNoInclude")
+        })
+    };
+    let st = s
+        .wait_node_state(&node, reported)
+        .await
+        .unwrap_or_else(|| panic!("never reported\n{}", logs(&agents)));
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "False", "{st:?}");
+    s.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn local_election_and_failover() {
     let api_server = lock::api_server();

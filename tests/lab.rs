@@ -151,7 +151,7 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
     let good = applier.last_good().unwrap().to_string();
     let broken = match node {
         DaemonKind::Frr => format!("{good}route-map ROUTELB-BROKEN permit 10\n frobnicate\nexit\n"),
-        DaemonKind::Bird => format!("{good}function routelb_broken( {{\n"),
+        DaemonKind::Bird | DaemonKind::Bird1 => format!("{good}function routelb_broken( {{\n"),
     };
     let err = applier.converge(&broken).await.unwrap_err();
     assert!(matches!(err, DaemonError::Invalid(_)), "{err}");
@@ -178,7 +178,7 @@ async fn exercise(node: DaemonKind, proto: Protocol, lab_proto: &str) {
                 .unwrap();
             assert!(out.status.success());
         }
-        DaemonKind::Bird => {
+        DaemonKind::Bird | DaemonKind::Bird1 => {
             std::fs::write(lab.var("LAB_BIRD_INCLUDE"), "# emptied by hand\n").unwrap()
         }
     }

@@ -225,7 +225,7 @@ fn names_that_kubernetes_would_refuse_are_refused_in_files_too() {
 fn hostile_input_never_reaches_the_fragment() {
     let mut m = Manifests::default();
     load_str(HOSTILE, Path::new("hostile.yaml"), &mut m).unwrap();
-    for daemon in [DaemonKind::Frr, DaemonKind::Bird] {
+    for daemon in [DaemonKind::Frr, DaemonKind::Bird, DaemonKind::Bird1] {
         let inst = offline::assume_all_instances(64512);
         let out = offline::render(
             &m,
@@ -283,6 +283,9 @@ fn hostile_input_never_reaches_the_fragment() {
                 "protocol direct",
                 "ipv4;",
                 "ipv6;",
+                "ipv4 { preference 250; };",
+                "ipv6 { preference 250; };",
+                "preference 250;",
                 "interface \"kube-lb0\"",
                 "}",
                 "define ROUTELB_",
@@ -344,4 +347,121 @@ fn missing_instances_are_reported_not_invented() {
         .expect("reported");
     assert_eq!(p.policy.as_deref(), Some("upstream"));
     assert!(p.message.contains("BGP"));
+}
+
+/// Where `integration/run-tests.sh` (and `lab.sh up --node bird1`) unpack Debian's BIRD 1.6.
+fn bird1_sbin() -> PathBuf {
+    let dir = std::env::var_os("ROUTELB_BIRD1_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/routelb/bird1")
+        });
+    dir.join("usr/sbin")
+}
+
+/// A bird.conf / bird6.conf in BIRD 1.x syntax that includes `include` and calls every
+/// function the fragment defines, the way a network team's filters would.
+fn bird1_base(include: &Path, neighbor: &str) -> String {
+    format!(
+        "router id 10.0.0.1;\ninclude \"{}\";\n\
+         filter to_peers {{ if routelb_export_bgp() then accept; reject; }}\n\
+         protocol bgp up {{ local as 64512; neighbor {neighbor} as 64500; export filter to_peers; }}\n\
+         protocol ospf {{ export where routelb_export_ospf(); area 0 {{ interface \"eth0\"; }}; }}\n\
+         protocol rip {{ export where routelb_export_rip(); interface \"eth0\"; }}\n",
+        include.display()
+    )
+}
+
+/// BIRD 1.x fragments: pinned by golden files, and both halves load in BIRD 1.6's own parsers
+/// (`bird -p` for IPv4, `bird6 -p` for IPv6).
+#[test]
+fn bird1_fragments_are_pinned_and_load_in_bird_1_6() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let sbin = bird1_sbin();
+    assert!(
+        sbin.join("bird").exists() && sbin.join("bird6").exists(),
+        "BIRD 1.6 is not unpacked in {} (integration/run-tests.sh does it: apt-get download bird; dpkg -x)",
+        sbin.display()
+    );
+    let dir = tempdir("bird1-parse");
+    for name in ["bgp", "ospf", "rip"] {
+        let m = load_dir(&root().join("examples").join(name)).unwrap();
+        let out = offline::render(
+            &m,
+            &Templates::embedded(DaemonKind::Bird1).unwrap(),
+            None,
+            "kube-lb0",
+            &offline::assume_all_instances(64512),
+        )
+        .unwrap();
+        let path = root().join(format!("tests/golden/{name}.bird1.conf"));
+        if update {
+            std::fs::write(&path, &out.fragment).unwrap();
+        } else {
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap_or_default(),
+                out.fragment,
+                "{} differs; review and refresh with UPDATE_GOLDEN=1",
+                path.display()
+            );
+        }
+        let (v4, v6) = routelb::render::split_bird1(&out.fragment);
+        assert!(!v4.is_empty() && !v6.is_empty(), "{}", out.fragment);
+        for (daemon, part, neighbor) in [("bird", v4, "10.0.0.2"), ("bird6", v6, "fd00::2")] {
+            let include = dir.join(format!("{name}-{daemon}-routelb.conf"));
+            std::fs::write(&include, part).unwrap();
+            let conf = dir.join(format!("{name}-{daemon}.conf"));
+            std::fs::write(&conf, bird1_base(&include, neighbor)).unwrap();
+            let run = Command::new(sbin.join(daemon))
+                .args(["-p", "-c", conf.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{name}: {daemon} -p refused its half: {}\n{part}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+    }
+}
+
+/// `routelb check --daemon bird1` parses each half with BIRD 1.6 against bird.conf and the
+/// bird6.conf beside it, and names the daemon whose parser refused its half.
+#[test]
+fn check_validates_bird1_fragments_against_both_bases() {
+    let sbin = bird1_sbin();
+    let dir = tempdir("bird1-check");
+    let include = dir.join("routelb.conf");
+    std::fs::write(dir.join("bird.conf"), bird1_base(&include, "10.0.0.2")).unwrap();
+    let include6 = dir.join("routelb6.conf");
+    std::fs::write(dir.join("bird6.conf"), bird1_base(&include6, "fd00::2")).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_routelb"))
+            .args(["check", "--daemon", "bird1", "--config"])
+            .arg(root().join("examples/bgp"))
+            .arg("--base")
+            .arg(dir.join("bird.conf"))
+            .env("ROUTELB_BIRD1_SBIN", &sbin)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // bird6's base calls a function nobody defines: bird6's parser refuses, and says so.
+    let broken = bird1_base(&include6, "fd00::2").replace(
+        "export where routelb_export_rip();",
+        "export where routelb_export_nothing();",
+    );
+    std::fs::write(dir.join("bird6.conf"), broken).unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bird6: ") && err.contains("not a function"),
+        "{err}"
+    );
 }

@@ -5,10 +5,14 @@
 # the way routelb does in production (vtysh / birdc + include file) and check the result
 # in the router namespace's kernel routing table.
 #
-#   bash integration/lab/lab.sh up NAME --node frr|bird --proto bgp|ospf|isis|rip [--router frr]
+#   bash integration/lab/lab.sh up NAME --node frr|bird|bird1 --proto bgp|ospf|isis|rip [--router frr]
 #                                       [--index N] [--fresh] [--no-wait] [--timeout S]
-#                                       [--node-conf FILE] [--router-conf FILE] [--ready-sessions N]
-#                                       [--daemons "zebra bgpd bfdd"]
+#                                       [--node-conf FILE] [--node6-conf FILE] [--router-conf FILE]
+#                                       [--ready-sessions N] [--daemons "zebra bgpd bfdd"]
+#        --node bird1: BIRD 1.6 (Debian's "bird", unpacked into ~/.cache/routelb/bird1 on first
+#        use), `bird` with bird.conf for IPv4 and `bird6` with bird6.conf for IPv6, each with its
+#        own control socket and routelb include (LAB_BIRD_* and LAB_BIRD6_*); --proto bgp only.
+#        --node6-conf: bird6.conf's base (placeholders as below, plus @BIRD6_INCLUDE@).
 #        --node-conf / --router-conf: the node's (frr.conf or bird.conf) or the router's
 #        (frr.conf) base configuration instead of the built-in one, for bases in the shape other
 #        tools generate. @NODE_V4@ @RTR_V4@ @NODE_V6@ @RTR_V6@ @NODE_AS@ @RTR_AS@ @NODE_IF@
@@ -21,6 +25,7 @@
 #   bash integration/lab/lab.sh wait-route NAME PREFIX [present|absent] [timeout_s] [--since EPOCH]
 #   bash integration/lab/lab.sh vtysh NAME node|rtr VTYSH-ARGS...
 #   bash integration/lab/lab.sh birdc NAME BIRDC-ARGS...
+#   bash integration/lab/lab.sh birdc6 NAME BIRDC-ARGS...   # --node bird1: bird6
 #   bash integration/lab/lab.sh restart-daemon NAME DAEMON  # kill -9 one of the node's FRR
 #                                       daemons, start it again and load frr.conf into it
 #   bash integration/lab/lab.sh start-daemon NAME DAEMON    # one more FRR daemon on the node
@@ -92,6 +97,8 @@ print_env() {
     LAB_FRR_BINDIR LAB_RTR_FRR LAB_RTR_FRR_CONFDIR LAB_RTR_FRR_CONF LAB_RTR_VTYSH \
     LAB_NODE_FRR LAB_NODE_FRR_CONFDIR LAB_NODE_FRR_CONF LAB_NODE_VTYSH \
     LAB_BIRD_SOCKET LAB_BIRD_CONF LAB_BIRD_INCLUDE LAB_BIRD_PID LAB_BIRDC \
+    LAB_BIRD6_SOCKET LAB_BIRD6_CONF LAB_BIRD6_INCLUDE LAB_BIRD6_PID LAB_BIRDC6 LAB_BIRD1_SBIN \
+    LAB_NODE6_CONF_SRC \
     LAB_NODE_CONF_SRC LAB_RTR_CONF_SRC LAB_READY_SESSIONS LAB_FRR_DAEMONS; do
     if [ -n "${!v:-}" ]; then
       printf '%s=%q\n' "$v" "${!v}"
@@ -226,6 +233,7 @@ custom_conf() {
     -e "s|@NODE_AS@|$NODE_AS|g" -e "s|@RTR_AS@|$RTR_AS|g" \
     -e "s|@NODE_IF@|$NODE_IF|g" -e "s|@RTR_IF@|$RTR_IF|g" -e "s|@LB_IF@|$LB_IF|g" \
     -e "s|@HOSTNAME@|$host|g" -e "s|@BIRD_INCLUDE@|${LAB_BIRD_INCLUDE:-}|g" \
+    -e "s|@BIRD6_INCLUDE@|${LAB_BIRD6_INCLUDE:-}|g" -e "s|@BIRD6_LOG@|$LAB_DIR/bird/bird6.log|g" \
     -e "s|@BIRD_LOG@|$LAB_DIR/bird/bird.log|g" "$src"
 }
 
@@ -257,9 +265,33 @@ EOC
 
 start_bird() {
   mkdir -p "$LAB_DIR/bird"
+  if [ "$LAB_NODE_KIND" = bird1 ]; then
+    start_bird1
+    return
+  fi
   bird_include_initial >"$LAB_BIRD_INCLUDE"
   bird_conf >"$LAB_BIRD_CONF"
   bird_start "$LAB_NODE_NS" "$LAB_BIRD_CONF" "$LAB_BIRD_SOCKET" "$LAB_BIRD_PID"
+}
+
+# BIRD 1.6: bird (IPv4 session) and bird6 (IPv6 session), each with its config and include.
+start_bird1() {
+  bird1_include_initial >"$LAB_BIRD_INCLUDE"
+  bird1_include_initial >"$LAB_BIRD6_INCLUDE"
+  if [ -n "${LAB_NODE_CONF_SRC:-}" ]; then
+    custom_conf "$LAB_NODE_CONF_SRC" "$LAB_NAME-node" >"$LAB_BIRD_CONF"
+  else
+    bird1_bgp_conf "$LAB_DIR/bird/bird.log" "$LAB_NODE_V4" "$LAB_BIRD_INCLUDE" "$NODE_AS" "$RTR_AS" \
+      "$LAB_NODE_V4" "$LAB_RTR_V4" >"$LAB_BIRD_CONF"
+  fi
+  if [ -n "${LAB_NODE6_CONF_SRC:-}" ]; then
+    custom_conf "$LAB_NODE6_CONF_SRC" "$LAB_NAME-node" >"$LAB_BIRD6_CONF"
+  else
+    bird1_bgp_conf "$LAB_DIR/bird/bird6.log" "$LAB_NODE_V4" "$LAB_BIRD6_INCLUDE" "$NODE_AS" "$RTR_AS" \
+      "$LAB_NODE_V6" "$LAB_RTR_V6" >"$LAB_BIRD6_CONF"
+  fi
+  bird_start "$LAB_NODE_NS" "$LAB_BIRD_CONF" "$LAB_BIRD_SOCKET" "$LAB_BIRD_PID" "$LAB_BIRD1_SBIN/bird"
+  bird_start "$LAB_NODE_NS" "$LAB_BIRD6_CONF" "$LAB_BIRD6_SOCKET" "$LAB_BIRD6_PID" "$LAB_BIRD1_SBIN/bird6"
 }
 
 # ---------------------------------------------------------------- readiness
@@ -338,7 +370,7 @@ cmd_wait_ready() {
 lab_pids() { # prints "pid" lines of the lab's daemons
   local f
   for f in "$FRR_RUN/$LAB_RTR_FRR"/*.pid ${LAB_NODE_FRR:+"$FRR_RUN/$LAB_NODE_FRR"/*.pid} \
-    ${LAB_BIRD_PID:+"$LAB_BIRD_PID"}; do
+    ${LAB_BIRD_PID:+"$LAB_BIRD_PID"} ${LAB_BIRD6_PID:+"$LAB_BIRD6_PID"}; do
     [ -r "$f" ] && cat "$f"
   done
   return 0
@@ -349,7 +381,11 @@ lab_healthy() {
   ip netns pids "$LAB_NODE_NS" >/dev/null 2>&1 || return 1
   ip netns pids "$LAB_RTR_NS" >/dev/null 2>&1 || return 1
   want=$(wc -w <<<"$(frr_daemons)")
-  if [ "$LAB_NODE_KIND" = frr ]; then want=$((want * 2)); else want=$((want + 1)); fi
+  case $LAB_NODE_KIND in
+  frr) want=$((want * 2)) ;;
+  bird1) want=$((want + 2)) ;;
+  *) want=$((want + 1)) ;;
+  esac
   for pid in $(lab_pids); do
     kill -0 "$pid" 2>/dev/null || return 1
     n=$((n + 1))
@@ -361,7 +397,7 @@ lab_healthy() {
 
 cmd_up() {
   local name="" node="" router=frr proto="" index="" fresh=0 wait=1 timeout=60
-  local node_conf="" router_conf="" ready_sessions=2 daemons=""
+  local node_conf="" node6_conf="" router_conf="" ready_sessions=2 daemons=""
   while [ $# -gt 0 ]; do
     case $1 in
     --node) node=${2:?}; shift 2 ;;
@@ -372,6 +408,7 @@ cmd_up() {
     --fresh) fresh=1; shift ;;
     --no-wait) wait=0; shift ;;
     --node-conf) node_conf=$(realpath "${2:?}"); shift 2 ;;
+    --node6-conf) node6_conf=$(realpath "${2:?}"); shift 2 ;;
     --router-conf) router_conf=$(realpath "${2:?}"); shift 2 ;;
     --ready-sessions) ready_sessions=${2:?}; shift 2 ;;
     --daemons) daemons=${2:?}; shift 2 ;;
@@ -381,7 +418,10 @@ cmd_up() {
   done
   [ -n "$name" ] || die "up: NAME required"
   check_name "$name"
-  case $node in frr | bird) ;; *) die "up: --node frr|bird required" ;; esac
+  case $node in frr | bird | bird1) ;; *) die "up: --node frr|bird|bird1 required" ;; esac
+  if [ "$node" = bird1 ] && [ "$proto" != bgp ]; then
+    die "up: --node bird1 runs --proto bgp only"
+  fi
   [ "$router" = frr ] || die "up: only --router frr is supported (the router side is always FRR)"
   case $proto in bgp | ospf | isis | rip) ;; *) die "up: --proto bgp|ospf|isis|rip required" ;; esac
   if [ "$node" = bird ] && [ "$proto" = isis ]; then
@@ -389,6 +429,7 @@ cmd_up() {
   fi
   require_frr
   [ "$node" = bird ] && require_bird
+  [ "$node" = bird1 ] && bird1_fetch
   # cluster.sh names its router namespace and FRR pathspace NAME-rtr as well.
   [ ! -e "$CLUSTER_ROOT/$name/state" ] || die "up: '$name' is a cluster.sh cluster; pick another name"
 
@@ -403,6 +444,7 @@ cmd_up() {
       load_state "$name"
       [ "$fresh" = 0 ] && [ "$LAB_NODE_KIND" = "$node" ] && [ "$LAB_PROTO" = "$proto" ] &&
         [ "${LAB_NODE_CONF_SRC:-}" = "$node_conf" ] && [ "${LAB_RTR_CONF_SRC:-}" = "$router_conf" ] &&
+        [ "${LAB_NODE6_CONF_SRC:-}" = "$node6_conf" ] &&
         [ "${LAB_FRR_DAEMONS:-}" = "$daemons" ] &&
         { [ -z "$index" ] || [ "$LAB_INDEX" = "$index" ]; } && lab_healthy
     ) && {
@@ -437,6 +479,8 @@ cmd_up() {
   LAB_RTR_FRR_CONF="$LAB_DIR/frr/$name-rtr/frr.conf" LAB_RTR_VTYSH="$LAB_DIR/bin/vtysh-rtr"
   LAB_NODE_FRR="" LAB_NODE_FRR_CONFDIR="" LAB_NODE_FRR_CONF="" LAB_NODE_VTYSH=""
   LAB_BIRD_SOCKET="" LAB_BIRD_CONF="" LAB_BIRD_INCLUDE="" LAB_BIRD_PID="" LAB_BIRDC=""
+  LAB_BIRD6_SOCKET="" LAB_BIRD6_CONF="" LAB_BIRD6_INCLUDE="" LAB_BIRD6_PID="" LAB_BIRDC6=""
+  LAB_BIRD1_SBIN=""
   if [ "$node" = frr ]; then
     LAB_NODE_FRR="$name-node" LAB_NODE_FRR_CONFDIR="$LAB_DIR/frr"
     LAB_NODE_FRR_CONF="$LAB_DIR/frr/$name-node/frr.conf" LAB_NODE_VTYSH="$LAB_DIR/bin/vtysh-node"
@@ -445,8 +489,14 @@ cmd_up() {
     LAB_BIRD_INCLUDE="$LAB_DIR/bird/routelb.conf" LAB_BIRD_PID="$LAB_DIR/bird/bird.pid"
     LAB_BIRDC="$LAB_DIR/bin/birdc"
   fi
+  if [ "$node" = bird1 ]; then
+    LAB_BIRD6_SOCKET="$LAB_DIR/bird/bird6.ctl" LAB_BIRD6_CONF="$LAB_DIR/bird/bird6.conf"
+    LAB_BIRD6_INCLUDE="$LAB_DIR/bird/routelb6.conf" LAB_BIRD6_PID="$LAB_DIR/bird/bird6.pid"
+    LAB_BIRDC6="$LAB_DIR/bin/birdc6" LAB_BIRD1_SBIN=$BIRD1_SBIN
+  fi
   LAB_LB_IF_KIND=""
   LAB_NODE_CONF_SRC=$node_conf LAB_RTR_CONF_SRC=$router_conf LAB_READY_SESSIONS=$ready_sessions
+  LAB_NODE6_CONF_SRC=$node6_conf
   LAB_FRR_DAEMONS=$daemons
 
   rm -rf "$LAB_DIR"
@@ -481,7 +531,10 @@ write_wrappers() {
     write_vtysh_wrapper "$LAB_DIR/bin/vtysh-node" "$LAB_DIR/frr" "$LAB_NODE_FRR" "lab $LAB_NAME's node FRR"
   fi
   write_vtysh_dropin "$LAB_FRR_BINDIR"
-  if [ -n "$LAB_BIRDC" ]; then
+  if [ -n "$LAB_BIRDC6" ]; then
+    write_birdc_wrapper "$LAB_BIRDC" "$LAB_BIRD_SOCKET" "lab $LAB_NAME's node bird (1.6)" "$LAB_BIRD1_SBIN/birdc"
+    write_birdc_wrapper "$LAB_BIRDC6" "$LAB_BIRD6_SOCKET" "lab $LAB_NAME's node bird6 (1.6)" "$LAB_BIRD1_SBIN/birdc6"
+  elif [ -n "$LAB_BIRDC" ]; then
     write_birdc_wrapper "$LAB_BIRDC" "$LAB_BIRD_SOCKET" "lab $LAB_NAME's node BIRD"
   fi
 }
@@ -615,7 +668,15 @@ cmd_birdc() {
   shift
   load_state "$name"
   [ -n "$LAB_BIRD_SOCKET" ] || die "$name: the node runs FRR, not BIRD"
-  birdc -s "$LAB_BIRD_SOCKET" "$@"
+  "$LAB_BIRDC" "$@"
+}
+
+cmd_birdc6() {
+  local name=${1:?birdc6 NAME ARGS...}
+  shift
+  load_state "$name"
+  [ -n "${LAB_BIRD6_SOCKET:-}" ] || die "$name: the node runs no bird6 (--node bird1)"
+  "$LAB_BIRDC6" "$@"
 }
 
 cmd_env() {
@@ -639,7 +700,8 @@ cmd_status() {
   if [ "$LAB_NODE_KIND" = frr ]; then
     frr_vtysh "$LAB_NODE_FRR" "${c[@]}" || true
   else
-    birdc -s "$LAB_BIRD_SOCKET" show protocols || true
+    "$LAB_BIRDC" show protocols || true
+    [ -z "${LAB_BIRDC6:-}" ] || "$LAB_BIRDC6" show protocols || true
   fi
   echo "-- router kernel routes"
   ip -n "$LAB_RTR_NS" -4 route show || true
@@ -674,6 +736,7 @@ main() {
   wait-route) cmd_wait_route "$@" ;;
   vtysh) cmd_vtysh "$@" ;;
   birdc) cmd_birdc "$@" ;;
+  birdc6) cmd_birdc6 "$@" ;;
   restart-daemon) cmd_restart_daemon "$@" ;;
   start-daemon) cmd_start_daemon "$@" ;;
   stop-daemon) cmd_stop_daemon "$@" ;;

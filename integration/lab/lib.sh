@@ -32,6 +32,33 @@ require_frr() {
 
 require_bird() { command -v bird >/dev/null || die "BIRD not installed (apt-get install -y bird2)"; }
 
+# BIRD 1.6 (Calico's node BGP: bird for IPv4, bird6 for IPv6). Debian 12 ships it as package
+# "bird", which conflicts with bird2, so it is unpacked (not installed) into a cache directory.
+BIRD1_DIR="${ROUTELB_BIRD1_DIR:-${HOME:-/root}/.cache/routelb/bird1}"
+BIRD1_SBIN="$BIRD1_DIR/usr/sbin"
+
+# Downloads and unpacks Debian's bird 1.6 once (idempotent), and installs the libraries its
+# binaries miss (bird/bird6 need only libc; birdc/birdc6 readline and tinfo).
+bird1_fetch() {
+  local tmp missing
+  if [ ! -x "$BIRD1_SBIN/bird6" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && { apt-get download bird >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download bird >/dev/null; }; }) ||
+      die "cannot download Debian's bird (1.6) package"
+    mkdir -p "$BIRD1_DIR"
+    dpkg -x "$tmp"/bird_*.deb "$BIRD1_DIR"
+    rm -rf "$tmp"
+    log "BIRD 1.6 unpacked in $BIRD1_DIR"
+  fi
+  missing=$(ldd "$BIRD1_SBIN"/bird "$BIRD1_SBIN"/bird6 "$BIRD1_SBIN"/birdc "$BIRD1_SBIN"/birdc6 |
+    awk '/not found/ { print $1 }' | sort -u)
+  if [ -n "$missing" ]; then
+    log "BIRD 1.6 misses $(echo $missing); installing libreadline8 libtinfo6"
+    apt-get install -y -qq --no-install-recommends libreadline8 libtinfo6 >/dev/null
+  fi
+}
+
 # ---------------------------------------------------------------- processes
 
 # Run a command in namespace $1 with its own UTS namespace whose hostname is $2.
@@ -515,18 +542,71 @@ function routelb_export_rip() { return false; }
 EOF
 }
 
-# bird_start NS CONF SOCKET PIDFILE (CONF and its include already written)
+# bird_start NS CONF SOCKET PIDFILE [BINARY] (CONF and its include already written; BINARY:
+# bird by default, or BIRD 1.6's bird / bird6)
 bird_start() {
-  bird -p -c "$2" || die "bird rejected $2"
-  ip netns exec "$1" bird -c "$2" -s "$3" -P "$4" 9>&- # 9: the creation lock, see frr_start
-  wait_for_path "$3" 10 "bird control socket"
+  local bin=${5:-bird}
+  "$bin" -p -c "$2" || die "$bin rejected $2"
+  ip netns exec "$1" "$bin" -c "$2" -s "$3" -P "$4" 9>&- # 9: the creation lock, see frr_start
+  wait_for_path "$3" 10 "$(basename "$bin") control socket"
 }
 
-write_birdc_wrapper() { # PATH SOCKET DESCRIPTION
+write_birdc_wrapper() { # PATH SOCKET DESCRIPTION [BIRDC]
   cat >"$1" <<EOF
 #!/bin/sh
 # birdc for $3.
-exec birdc -s "$2" "\$@"
+exec ${4:-birdc} -s "$2" "\$@"
 EOF
   chmod 0755 "$1"
+}
+
+# The initial routelb include of a BIRD 1.x daemon, as bird_include_initial.
+bird1_include_initial() {
+  cat <<EOF
+# Placeholder written by the lab; routelb rewrites this file and runs "configure".
+protocol direct routelb_direct {
+  interface "$LB_IF";
+}
+
+function routelb_export_bgp() { return false; }
+function routelb_export_ospf() { return false; }
+function routelb_export_rip() { return false; }
+EOF
+}
+
+# A BIRD 1.x node's bird.conf (IPv4) or bird6.conf (IPv6) for BGP to the router.
+# bird1_bgp_conf LOGFILE ROUTER_ID INCLUDE LOCAL_AS PEER_AS SRC PEER
+bird1_bgp_conf() {
+  cat <<EOF
+# Base BIRD 1.x config of a lab node: one daemon per family, each including its own file.
+log "$1" all;
+router id $2;
+
+include "$3";
+
+protocol device {
+  scan time 10;
+}
+
+protocol kernel {
+  import none;
+  export none;
+}
+
+template bgp rtr_tpl {
+  local as $4;
+  hold time 9;
+  keepalive time 3;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 5;
+}
+
+protocol bgp rtr from rtr_tpl {
+  source address $6;
+  neighbor $7 as $5;
+  import all;
+  export where routelb_export_bgp();
+}
+EOF
 }

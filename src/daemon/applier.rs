@@ -138,6 +138,9 @@ impl Applier {
                 self.next_attempt = self.backoff().map(|d| Instant::now() + d);
                 self.last = Some(match &e {
                     DaemonError::Unreachable(m) => LastApply::Failed { message: m.clone() },
+                    DaemonError::BaseConfigNoInclude(_) => LastApply::Failed {
+                        message: e.to_string(),
+                    },
                     DaemonError::File(f) => LastApply::Failed {
                         message: f.to_string(),
                     },

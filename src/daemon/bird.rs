@@ -1,201 +1,220 @@
-//! The BIRD driver: routelb owns one file that the base bird.conf includes. A new fragment is
-//! written atomically, checked with `configure check`, then applied with `configure timeout`
-//! and confirmed, so an apply that breaks BIRD's control socket undoes itself.
+//! The BIRD driver: routelb owns one include file per BIRD daemon — BIRD 2's one daemon, or
+//! BIRD 1.x's `bird` (IPv4) and `bird6` (IPv6), each with its own control socket and include.
+//! Each daemon's include is applied the same way ([`super::bird_daemon`]): written durably,
+//! checked with `configure check`, applied with `configure timeout` and confirmed, so an apply
+//! that breaks BIRD's control socket undoes itself; `routelb_direct` must exist afterwards.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use super::{ApplyOutcome, DaemonError, bird_config};
+use super::bird_config::{self, Dialect};
+use super::bird_daemon::BirdDaemon;
+use super::{ApplyOutcome, DaemonError};
 use crate::render::model::Instances;
+
+/// Which BIRD: chosen by `--daemon bird|bird1`, and checked against the version each daemon
+/// names in its greeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BirdVersion {
+    Bird2,
+    Bird1,
+}
 
 #[derive(Clone, Debug)]
 pub struct BirdDriver {
-    pub socket: PathBuf,
-    pub include: PathBuf,
-    pub birdc: PathBuf,
+    pub version: BirdVersion,
+    /// BIRD 2: one. BIRD 1.x: `bird`, then `bird6`.
+    pub daemons: Vec<BirdDaemon>,
     /// How long BIRD waits for `configure confirm` before undoing a reconfiguration.
     pub confirm_timeout: Duration,
 }
 
 impl BirdDriver {
+    /// BIRD 2: one daemon, one include for both families.
     pub fn new(socket: PathBuf, include: PathBuf) -> Self {
         BirdDriver {
-            socket,
-            include,
-            birdc: "birdc".into(),
+            version: BirdVersion::Bird2,
+            daemons: vec![BirdDaemon {
+                name: "bird",
+                socket,
+                include,
+            }],
             confirm_timeout: Duration::from_secs(30),
         }
     }
 
-    async fn birdc(&self, args: &[&str]) -> Result<String, DaemonError> {
-        let (ok, text) = self.birdc_raw(args).await?;
-        if ok {
-            Ok(text)
+    /// BIRD 1.x: `bird` for IPv4 and `bird6` for IPv6, each with its socket and include.
+    pub fn bird1(socket: PathBuf, include: PathBuf, socket6: PathBuf, include6: PathBuf) -> Self {
+        BirdDriver {
+            version: BirdVersion::Bird1,
+            daemons: vec![
+                BirdDaemon {
+                    name: "bird",
+                    socket,
+                    include,
+                },
+                BirdDaemon {
+                    name: "bird6",
+                    socket: socket6,
+                    include: include6,
+                },
+            ],
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Every daemon's control socket.
+    pub fn sockets(&self) -> impl Iterator<Item = &Path> {
+        self.daemons.iter().map(|d| d.socket.as_path())
+    }
+
+    /// Each daemon's part of a fragment: all of it (BIRD 2), or the IPv4 and IPv6 includes.
+    fn parts<'a>(&self, fragment: &'a str) -> Vec<&'a str> {
+        match self.version {
+            BirdVersion::Bird2 => vec![fragment],
+            BirdVersion::Bird1 => {
+                let (v4, v6) = crate::render::split_bird1(fragment);
+                vec![v4, v6]
+            }
+        }
+    }
+
+    /// Fails when the daemon's greeting names another major version than the driver's.
+    fn check_version(&self, daemon: &BirdDaemon, version: &str) -> Result<(), DaemonError> {
+        let (want, flag) = match self.version {
+            BirdVersion::Bird2 => ("2.", "--daemon bird"),
+            BirdVersion::Bird1 => ("1.", "--daemon bird1"),
+        };
+        if version.starts_with(want) {
+            return Ok(());
+        }
+        let hint = if version.starts_with("1.") {
+            "run routelb with --daemon bird1 (--bird-socket/--bird-include for bird, --bird6-socket/--bird6-include for bird6)"
         } else {
-            Err(DaemonError::Rejected(bird_message(&text)))
-        }
+            "run routelb with --daemon bird"
+        };
+        Err(DaemonError::Unreachable(format!(
+            "BIRD {version} answers at {} ({}), but routelb runs with {flag}: {hint}",
+            daemon.socket.display(),
+            daemon.name
+        )))
     }
 
-    /// Runs birdc; returns whether it exited successfully and everything it printed.
-    async fn birdc_raw(&self, args: &[&str]) -> Result<(bool, String), DaemonError> {
-        let out = Command::new(&self.birdc)
-            .arg("-s")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .await
-            .map_err(|e| {
-                DaemonError::Unreachable(format!("cannot run {}: {e}", self.birdc.display()))
-            })?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if text.contains("Unable to connect") || text.contains("Unable to create socket") {
-            return Err(DaemonError::Unreachable(text.trim().to_string()));
-        }
-        Ok((out.status.success(), text))
-    }
-
+    /// The routing instances: BIRD 2 from `show protocols all`; BIRD 1.x from the files the
+    /// daemons read (1.x does not show a BGP protocol's local AS), each daemon's family its own.
+    /// Writes an include that exports nothing where there is none yet.
     pub async fn instances(&self) -> Result<Instances, DaemonError> {
-        Ok(bird_config::instances_from_show(
-            &self.birdc(&["show", "protocols", "all"]).await?,
-        ))
+        let mut all = Instances::default();
+        for (i, d) in self.daemons.iter().enumerate() {
+            d.ensure_include()?;
+            let found = match self.version {
+                BirdVersion::Bird2 => {
+                    let (version, reply) = d.command("show protocols all").await?;
+                    self.check_version(d, &version)?;
+                    bird_config::instances_from_show(&reply.text())
+                }
+                BirdVersion::Bird1 => {
+                    let dialect = [Dialect::Bird1V4, Dialect::Bird1V6][i.min(1)];
+                    self.bird1_instances(d, dialect).await?
+                }
+            };
+            all = bird_config::merge(all, found);
+        }
+        Ok(all)
     }
 
-    /// Whether BIRD runs routelb's fragment: the include file holds it and `routelb_direct`
-    /// exists (it does not after BIRD started with a broken or missing file).
+    async fn bird1_instances(
+        &self,
+        d: &BirdDaemon,
+        dialect: Dialect,
+    ) -> Result<Instances, DaemonError> {
+        let (version, reply) = d.command("configure check").await?;
+        self.check_version(d, &version)?;
+        let path = super::bird_daemon::config_path(&reply.text()).ok_or_else(|| {
+            DaemonError::Rejected(format!(
+                "{} did not say which file it reads: {}",
+                d.name,
+                reply.text().trim()
+            ))
+        })?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(bird_config::instances_in(&text, dialect)),
+            Err(e) => {
+                let why = format!(
+                    "cannot read {} ({}'s configuration): {e}",
+                    path.display(),
+                    d.name
+                );
+                self.bird1_instances_shown(d, dialect, why).await
+            }
+        }
+    }
+
+    /// BIRD 1.x instances from what the daemon shows, when its file cannot be read: enough
+    /// unless a BGP protocol's local AS stays unknown (an eBGP session).
+    async fn bird1_instances_shown(
+        &self,
+        d: &BirdDaemon,
+        dialect: Dialect,
+        why: String,
+    ) -> Result<Instances, DaemonError> {
+        let shown = d.text("show protocols all").await?;
+        let (found, unknown) = bird_config::instances_from_show_bird1(&shown, dialect);
+        if unknown.is_empty() {
+            tracing::debug!(daemon = d.name, %why, "instances read from show protocols");
+            return Ok(found);
+        }
+        Err(DaemonError::Unreachable(format!(
+            "{why}; and BIRD 1.x does not show the local AS of BGP protocol(s) {}: make the file readable to routelb at that path",
+            unknown.join(", ")
+        )))
+    }
+
+    /// Whether every daemon runs its part of the fragment and has `routelb_direct`.
     pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
-        let on_disk = std::fs::read_to_string(&self.include).unwrap_or_default();
-        if on_disk != fragment {
-            return Ok(false);
+        for (d, part) in self.daemons.iter().zip(self.parts(fragment)) {
+            if !d.in_sync(part).await? {
+                return Ok(false);
+            }
         }
-        let protocols = self.birdc(&["show", "protocols"]).await?;
-        Ok(protocols.lines().any(|l| l.starts_with("routelb_direct")))
+        Ok(true)
     }
 
-    fn write_include(&self, text: &str) -> Result<(), DaemonError> {
-        Ok(crate::files::write_durably(&self.include, text, 0o644)?)
-    }
-
-    /// Where the include's last good content waits while a new fragment is checked. BIRD's
-    /// `configure check` reads the include itself, so the candidate must be there during the
-    /// check; should routelb die before it restores a refused one, the next apply (its next
-    /// start) puts this back first.
-    fn journal(&self) -> PathBuf {
-        let mut name = self.include.file_name().unwrap_or_default().to_os_string();
-        name.push(".last-good");
-        self.include.with_file_name(name)
-    }
-
-    /// Keeps the include's current content (or that there was none) aside while a new one is
-    /// checked: `+` and the content, or `-`.
-    fn begin_journal(&self, previous: Option<&str>) -> Result<(), DaemonError> {
-        let entry = match previous {
-            Some(p) => format!("+{p}"),
-            None => "-".to_string(),
-        };
-        Ok(crate::files::write_durably(&self.journal(), &entry, 0o600)?)
-    }
-
-    /// Puts the include back as the journal says it was: its content, or no file.
-    fn restore(&self, previous: Option<&str>) -> Result<(), DaemonError> {
-        match previous {
-            Some(p) => self.write_include(p),
-            None => match std::fs::remove_file(&self.include) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(crate::files::FileError::new(&self.include, e).into()),
-            },
-        }
-    }
-
-    /// The include's content, or None when there is none yet.
-    fn read_include(&self) -> Result<Option<String>, DaemonError> {
-        match std::fs::read_to_string(&self.include) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::files::FileError::new(&self.include, e).into()),
-        }
-    }
-
-    /// Restores the include from an apply that did not finish (see [`Self::journal`]).
-    fn recover_interrupted_apply(&self) -> Result<(), DaemonError> {
-        let journal = self.journal();
-        let entry = match std::fs::read_to_string(&journal) {
-            Ok(entry) => entry,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(crate::files::FileError::new(&journal, e).into()),
-        };
-        tracing::warn!(include = %self.include.display(), "an earlier apply did not finish; restoring the include's last good content");
-        self.restore(entry.strip_prefix('+'))?;
-        self.end_journal()
-    }
-
-    fn end_journal(&self) -> Result<(), DaemonError> {
-        let journal = self.journal();
-        match std::fs::remove_file(&journal) {
-            Ok(()) => Ok(crate::files::sync_dir(
-                journal.parent().unwrap_or(Path::new(".")),
-            )?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(crate::files::FileError::new(&journal, e).into()),
-        }
-    }
-
-    /// Writes the fragment, checks, reconfigures with a timeout and confirms. On any failure the
-    /// previous file is restored (and BIRD reconfigured to it if it had been touched).
+    /// Applies each daemon's part (see [`BirdDaemon::apply`]): every part is written and
+    /// checked first, so a part one daemon refuses leaves every daemon as it was; then each
+    /// daemon is reconfigured and confirmed.
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
-        self.recover_interrupted_apply()?;
-        if self.in_sync(fragment).await? {
-            return Ok(ApplyOutcome {
-                changed: false,
-                commands: 0,
-                elapsed: started.elapsed(),
-            });
-        }
-        let previous = self.read_include()?;
-        self.begin_journal(previous.as_deref())?;
-        let restore = |why: DaemonError| {
-            if let Err(e) = self.restore(previous.as_deref()) {
-                tracing::warn!(error = %e, "could not restore the include; the next apply will");
-                return why;
+        let mut staged = Vec::new();
+        for (d, part) in self.daemons.iter().zip(self.parts(fragment)) {
+            match d.stage(part).await {
+                Ok(Some(s)) => staged.push((d, s)),
+                Ok(None) => {}
+                Err(e) => {
+                    for (d, s) in staged {
+                        d.abandon(s);
+                    }
+                    return Err(e);
+                }
             }
-            let _ = self.end_journal();
-            why
-        };
-        self.write_include(fragment).map_err(restore)?;
-        let (_, check) = self
-            .birdc_raw(&["configure", "check"])
-            .await
-            .map_err(restore)?;
-        if !check.contains("Configuration OK") {
-            return Err(restore(DaemonError::Invalid(bird_message(&check))));
         }
-        let timeout = self.confirm_timeout.as_secs().max(1).to_string();
-        let reconf = self
-            .birdc(&["configure", "timeout", &timeout])
-            .await
-            .map_err(restore)?;
-        if !(reconf.contains("Reconfigured") || reconf.contains("Reconfiguration in progress")) {
-            let err = restore(DaemonError::Rejected(bird_message(&reconf)));
-            let _ = self.birdc(&["configure", "undo"]).await;
-            return Err(err);
+        let reconfigured = staged.len();
+        // Every daemon gets its part even when one fails (say bird's base lost the include):
+        // the other family keeps working. The first failure is returned.
+        let mut failed = None;
+        for (d, s) in staged {
+            if let Err(e) = d.commit(s, self.confirm_timeout).await {
+                failed.get_or_insert(e);
+            }
         }
-        // Still answering on its socket after the change: keep it.
-        self.birdc(&["show", "status"]).await?;
-        let confirm = self.birdc(&["configure", "confirm"]).await?;
-        if !confirm.contains("confirmed") && !confirm.contains("Reconfiguration confirmed") {
-            tracing::debug!(output = %confirm.trim(), "configure confirm");
+        if let Some(e) = failed {
+            return Err(e);
         }
-        self.end_journal()?;
         Ok(ApplyOutcome {
-            changed: true,
-            commands: 1,
+            changed: reconfigured > 0,
+            commands: reconfigured,
             elapsed: started.elapsed(),
         })
     }
@@ -243,35 +262,73 @@ impl BirdDriver {
     }
 }
 
+impl BirdDriver {
+    /// Validates a BIRD 1.x fragment with BIRD 1.x's own parsers: its IPv4 half with
+    /// `<sbin>/bird -p` against `base` (bird.conf), its IPv6 half with `<sbin>/bird6 -p` against
+    /// `base6` (bird6.conf), each base's routelb include pointed at its half. Needs no running
+    /// BIRD.
+    pub async fn validate_bird1(
+        base: &str,
+        base6: &str,
+        fragment: &str,
+        sbin: &Path,
+    ) -> Result<(), DaemonError> {
+        let (v4, v6) = crate::render::split_bird1(fragment);
+        for (daemon, base, part) in [("bird", base, v4), ("bird6", base6, v6)] {
+            parse_with_include(&sbin.join(daemon), base, part)
+                .await
+                .map_err(|e| match e {
+                    DaemonError::Invalid(m) => DaemonError::Invalid(format!("{daemon}: {m}")),
+                    e => e,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// `binary -p` on `base` whose `include "…routelb…";` line points at `part` instead.
+async fn parse_with_include(binary: &Path, base: &str, part: &str) -> Result<(), DaemonError> {
+    let frag = super::temp_file("bird-fragment", part)?;
+    let mut replaced = false;
+    let conf: String = base
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("include") && t.contains("routelb") {
+                replaced = true;
+                format!("include \"{}\";", frag.path().display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !replaced {
+        return Err(DaemonError::Invalid(
+            "the base configuration has no `include \"…routelb….conf\";` line for routelb's fragment".into(),
+        ));
+    }
+    let main = super::temp_file("bird-main", &conf)?;
+    let out = Command::new(binary)
+        .arg("-p")
+        .arg("-c")
+        .arg(main.path())
+        .output()
+        .await
+        .map_err(|e| DaemonError::Unreachable(format!("cannot run {}: {e}", binary.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(DaemonError::Invalid(bird_message(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))))
+}
+
 fn bird_message(out: &str) -> String {
     out.lines()
         .filter(|l| !l.starts_with("BIRD ") && !l.trim().is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_interrupted_apply_is_undone_before_anything_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let include = dir.path().join("routelb.conf");
-        // routelb died after writing a candidate BIRD would refuse, before restoring the last
-        // good content it had kept aside.
-        std::fs::write(&include, "candidate BIRD refused\n").unwrap();
-        std::fs::write(dir.path().join("routelb.conf.last-good"), "+last good\n").unwrap();
-        let driver = BirdDriver::new(dir.path().join("no-bird.ctl"), include.clone());
-        let r = driver.apply("next fragment\n").await;
-        assert!(matches!(r, Err(DaemonError::Unreachable(_))), "{r:?}");
-        assert_eq!(std::fs::read_to_string(&include).unwrap(), "last good\n");
-        assert!(!dir.path().join("routelb.conf.last-good").exists());
-
-        // The first apply ever (no include before): undone by removing the candidate.
-        std::fs::write(&include, "candidate BIRD refused\n").unwrap();
-        std::fs::write(dir.path().join("routelb.conf.last-good"), "-").unwrap();
-        let _ = driver.apply("next fragment\n").await;
-        assert!(!include.exists());
-    }
 }

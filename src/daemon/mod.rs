@@ -4,6 +4,8 @@
 pub mod applier;
 pub mod bird;
 pub mod bird_config;
+pub mod bird_ctl;
+pub mod bird_daemon;
 pub mod frr;
 pub mod frr_config;
 pub mod restarts;
@@ -24,6 +26,10 @@ pub enum DaemonError {
     Rejected(String),
     #[error("daemon unreachable: {0}")]
     Unreachable(String),
+    /// BIRD took the configuration, but routelb's include is not in it (another tool rewrote
+    /// the base without the `include` line): nothing routelb exports is announced.
+    #[error("BaseConfigNoInclude: {0}")]
+    BaseConfigNoInclude(String),
     /// A file routelb writes for the daemon (BIRD's include, a parser's input) could not be.
     #[error("{0}")]
     File(#[from] crate::files::FileError),

@@ -13,27 +13,38 @@ use tokio::sync::mpsc;
 
 use super::Driver;
 
-/// Sockets whose appearance means a restart: FRR's `*.vty` in a directory, or BIRD's one socket.
+/// Sockets whose appearance means a restart: FRR's `*.vty` in a directory, or BIRD's sockets
+/// (BIRD 1.x: `bird`'s and `bird6`'s) in the first one's directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Sockets {
     AnyVty(PathBuf),
-    One(PathBuf, OsString),
+    Named(PathBuf, Vec<OsString>),
 }
 
 impl Sockets {
     fn of(driver: &Driver) -> Sockets {
         match driver {
             Driver::Frr(d) => Sockets::AnyVty(d.vty_dir().to_path_buf()),
-            Driver::Bird(d) => Sockets::One(
-                d.socket.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                d.socket.file_name().unwrap_or_default().to_os_string(),
-            ),
+            Driver::Bird(d) => {
+                let dir = d
+                    .sockets()
+                    .next()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("/"))
+                    .to_path_buf();
+                let names = d
+                    .sockets()
+                    .filter(|s| s.parent() == Some(dir.as_path()))
+                    .filter_map(|s| s.file_name().map(|n| n.to_os_string()))
+                    .collect();
+                Sockets::Named(dir, names)
+            }
         }
     }
 
     fn dir(&self) -> &Path {
         match self {
-            Sockets::AnyVty(d) | Sockets::One(d, _) => d,
+            Sockets::AnyVty(d) | Sockets::Named(d, _) => d,
         }
     }
 
@@ -47,7 +58,12 @@ impl Sockets {
                 .then(|| path.file_stem()?.to_str().map(str::to_string))
                 .flatten()
                 .filter(|d| d != "watchfrr"),
-            Sockets::One(_, name) => (path.file_name()? == name).then(|| "bird".to_string()),
+            Sockets::Named(_, names) => {
+                let name = path.file_name()?;
+                names
+                    .contains(&name.to_os_string())
+                    .then(|| name.to_string_lossy().into_owned())
+            }
         }
     }
 }
@@ -130,10 +146,17 @@ mod tests {
         ] {
             assert_eq!(frr.daemon(Path::new(other)), None, "{other}");
         }
-        let bird = Sockets::One("/run/bird".into(), "bird.ctl".into());
+        let bird = Sockets::Named(
+            "/run/bird".into(),
+            vec!["bird.ctl".into(), "bird6.ctl".into()],
+        );
         assert_eq!(
             bird.daemon(Path::new("/run/bird/bird.ctl")).as_deref(),
-            Some("bird")
+            Some("bird.ctl")
+        );
+        assert_eq!(
+            bird.daemon(Path::new("/run/bird/bird6.ctl")).as_deref(),
+            Some("bird6.ctl")
         );
         assert_eq!(bird.daemon(Path::new("/run/bird/bird.pid")), None);
     }

@@ -21,7 +21,24 @@ pub use model::{CONTRACT, FragmentData, Instances, Problem, RenderInput};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DaemonKind {
     Frr,
+    /// BIRD 2: one daemon, one include for both families.
     Bird,
+    /// BIRD 1.x (1.6): `bird` for IPv4 and `bird6` for IPv6, one include each. The fragment
+    /// holds both, the IPv6 half after [`BIRD1_V6_MARKER`]; see [`split_bird1`].
+    Bird1,
+}
+
+/// The line that starts the `bird6` (IPv6) half of a BIRD 1.x fragment.
+pub const BIRD1_V6_MARKER: &str = "# ---- routelb: bird6 (IPv6) include follows ----";
+
+/// A BIRD 1.x fragment's two includes: `bird`'s (IPv4) and `bird6`'s (IPv6). A fragment with
+/// no marker is all IPv4.
+pub fn split_bird1(fragment: &str) -> (&str, &str) {
+    let marker = format!("{BIRD1_V6_MARKER}\n");
+    match fragment.find(&marker) {
+        Some(at) => (&fragment[..at], &fragment[at + marker.len()..]),
+        None => (fragment, ""),
+    }
 }
 
 impl DaemonKind {
@@ -29,14 +46,20 @@ impl DaemonKind {
         match self {
             DaemonKind::Frr => "frr",
             DaemonKind::Bird => "bird",
+            DaemonKind::Bird1 => "bird1",
         }
+    }
+
+    /// Whether this is one of the BIRD versions.
+    pub fn is_bird(self) -> bool {
+        matches!(self, DaemonKind::Bird | DaemonKind::Bird1)
     }
 
     /// Template files, in the order their output is concatenated.
     fn files(self) -> &'static [&'static str] {
         match self {
             DaemonKind::Frr => &["base", "bgp", "ospf", "ospf6", "isis", "rip", "ripng"],
-            DaemonKind::Bird => &["base", "bgp", "ospf", "rip"],
+            DaemonKind::Bird | DaemonKind::Bird1 => &["base", "bgp", "ospf", "rip"],
         }
     }
 }
@@ -60,6 +83,10 @@ const EMBEDDED: &[(&str, &str, &str)] = embedded![
     "bird" / "bgp",
     "bird" / "ospf",
     "bird" / "rip",
+    "bird1" / "base",
+    "bird1" / "bgp",
+    "bird1" / "ospf",
+    "bird1" / "rip",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -181,33 +208,49 @@ impl Templates {
         self.daemon
     }
 
-    /// Renders the whole fragment.
+    /// Renders the whole fragment. BIRD 1.x templates are rendered once per family (`family`
+    /// is 4, then 6), the two includes joined by [`BIRD1_V6_MARKER`].
     pub fn render(&self, data: &FragmentData) -> Result<String, TemplateError> {
-        let ctx = Context::from_serialize(data).expect("the contract always serializes");
+        let mut ctx = Context::from_serialize(data).expect("the contract always serializes");
+        if self.daemon != DaemonKind::Bird1 {
+            return self.render_files(&ctx);
+        }
+        ctx.insert("family", &4);
+        let v4 = self.render_files(&ctx)?;
+        ctx.insert("family", &6);
+        let v6 = self.render_files(&ctx)?;
+        Ok(format!("{v4}{BIRD1_V6_MARKER}\n{v6}"))
+    }
+
+    fn render_files(&self, ctx: &Context) -> Result<String, TemplateError> {
         let mut out = String::new();
         for file in self.daemon.files() {
             let part = self
                 .tera
-                .render(file, &ctx)
+                .render(file, ctx)
                 .map_err(|e| TemplateError::Tera {
                     file: format!("{}/{file}", self.daemon.name()),
                     message: tera_message(&e),
                 })?;
             out.push_str(&part);
         }
-        // Templates may leave blank lines where a block was skipped; keep the output tidy.
-        let mut tidy = String::with_capacity(out.len());
-        let mut blank = false;
-        for line in out.lines() {
-            let is_blank = line.trim().is_empty();
-            if !(is_blank && blank) {
-                tidy.push_str(line.trim_end());
-                tidy.push('\n');
-            }
-            blank = is_blank;
-        }
-        Ok(tidy)
+        Ok(tidy(&out))
     }
+}
+
+/// Templates may leave blank lines where a block was skipped; keep the output tidy.
+fn tidy(out: &str) -> String {
+    let mut tidy = String::with_capacity(out.len());
+    let mut blank = false;
+    for line in out.lines() {
+        let is_blank = line.trim().is_empty();
+        if !(is_blank && blank) {
+            tidy.push_str(line.trim_end());
+            tidy.push('\n');
+        }
+        blank = is_blank;
+    }
+    tidy
 }
 
 #[cfg(test)]
