@@ -210,6 +210,10 @@ impl BirdDriver {
         fragment: &str,
     ) -> Result<(), DaemonError> {
         let frag = super::temp_file("bird-fragment", fragment)?;
+        // BIRD resolves a relative include from the including file's directory: the copy is
+        // elsewhere, so its includes name the base's directory in full.
+        let base_dir = base_dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
+        let base_dir = base_dir.as_deref();
         let mut replaced = false;
         let conf: String = base
             .lines()
