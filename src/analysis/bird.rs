@@ -163,6 +163,8 @@ pub struct BirdBase {
     missing_includes: Vec<String>,
     /// Whether the syntax is BIRD 1.x (protocol-level import/export, no channels).
     pub v1: bool,
+    protocol_level_filters: bool,
+    channels: bool,
 }
 
 /// The index just past the block that opens at `t[open]` (`{`/`[`/`(`), or the end.
@@ -208,6 +210,7 @@ pub fn read(sources: &Sources) -> BirdBase {
         };
         base.read_file(&tokenize(text, file));
     }
+    base.v1 = base.protocol_level_filters && !base.channels;
     base
 }
 
@@ -297,12 +300,13 @@ impl BirdBase {
                         .position(|x| x.text == "{")
                         .and_then(|open| channel_export(&stmt[open + 1..close_of(stmt, open) - 1]));
                     p.channels.insert(c.to_string(), export);
+                    self.channels = true;
                 }
                 "export" => {
                     p.export = parse_export(&stmt[1..]);
-                    self.v1 = true;
+                    self.protocol_level_filters = true;
                 }
-                "import" => self.v1 = true,
+                "import" => self.protocol_level_filters = true,
                 "interface" if p.kind == "direct" => {
                     p.interfaces = Some(interface_patterns(stmt));
                 }

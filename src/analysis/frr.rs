@@ -107,6 +107,7 @@ struct Peer {
     remote_as: Option<String>,
     local_as: Option<u32>,
     interface: bool,
+    shutdown: bool,
     af: [AfFilters; 2],
 }
 
@@ -424,6 +425,7 @@ impl BgpRouter {
             ["peer-group", group] => peer.group = Some(group.to_string()),
             ["remote-as", asn, ..] => peer.remote_as = Some(asn.to_string()),
             ["local-as", asn, ..] => peer.local_as = asn.parse().ok(),
+            ["shutdown", ..] => peer.shutdown = true,
             _ => return !is_af_line(rest),
         }
         true
@@ -922,7 +924,8 @@ impl FrrBase {
         let neighbors: Vec<Effective> = r
             .peers
             .iter()
-            .filter(|(_, p)| !p.is_group)
+            // A neighbor shut down sends nothing, by its operator's choice.
+            .filter(|(_, p)| !p.is_group && !p.shutdown)
             .map(|(name, peer)| Effective {
                 name,
                 peer,

@@ -249,6 +249,9 @@ fn ebgp_requires_policy_depends_on_the_defaults_profile() {
         "router bgp 64512\n no bgp ebgp-requires-policy\n",
     );
     assert!(frr(&fixed, &bgp(V4, &[])).is_empty());
+    // A neighbor shut down is left alone.
+    let shut = format!("{EBGP_BARE} neighbor 10.0.0.2 shutdown\n");
+    assert!(frr(&shut, &bgp(V4, &[])).is_empty());
     // `local-as` makes a session with the same remote AS internal.
     let local =
         "router bgp 64512\n neighbor 10.0.0.2 remote-as 64600\n neighbor 10.0.0.2 local-as 64600\n";
@@ -603,5 +606,65 @@ fn bird1_protocol_level_exports_per_file_family() {
     assert!(e[0].contains("rejects 2001:db8:100::7/128"), "{e:?}");
     let base = bird::read(&bird_sources(&[("bird.conf", CALICO1_MAIN)]));
     assert!(base.v1);
+    assert!(!bird::read(&bird_sources(&[("bird.conf", CALICO2)])).v1);
     assert_eq!(base.bgp_asns(), [64512]);
+}
+
+#[test]
+fn exports_stand_for_every_pool_block_and_service_address() {
+    use crate::manifests::{Manifests, load_str};
+    use crate::render::{DaemonKind, Templates};
+    let yaml = r#"
+apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata: {name: web, labels: {announce: bgp}}
+spec: {addresses: ["198.51.100.0/24", "2001:db8:100::/120"]}
+---
+apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata: {name: edge, labels: {announce: bgp}}
+spec:
+  addresses: ["203.0.113.0/24"]
+  aggregation: {ipv4: 24}
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: up}
+spec:
+  poolSelector: {matchLabels: {announce: bgp}}
+  protocols: [bgp, ospf]
+  bgp: {communities: ["64512:100"]}
+"#;
+    let mut m = Manifests::default();
+    load_str(yaml, std::path::Path::new("t.yaml"), &mut m).unwrap();
+    let out = crate::offline::render(
+        &m,
+        &Templates::embedded(DaemonKind::Frr).unwrap(),
+        None,
+        "kube-lb0",
+        &crate::offline::assume_all_instances(64512),
+    )
+    .unwrap();
+    let addresses = ["198.51.100.7".parse().unwrap()];
+    let e = exports(&out.data, &addresses);
+    let bgp = e
+        .iter()
+        .find(|x| x.protocol == Protocol::Bgp { vrf: None })
+        .unwrap();
+    assert_eq!(
+        bgp.v4,
+        nets(&[
+            "198.51.100.0/32",
+            "198.51.100.7/32",
+            "198.51.100.255/32",
+            "203.0.113.0/24"
+        ])
+    );
+    assert_eq!(
+        bgp.v6,
+        nets(&["2001:db8:100::/128", "2001:db8:100::ff/128"])
+    );
+    assert!(bgp.attributes);
+    let ospf = e.iter().find(|x| x.protocol == Protocol::Ospf).unwrap();
+    assert!(!ospf.attributes && ospf.v4.len() == 4);
 }
