@@ -261,7 +261,7 @@ pub fn findings(
 ) -> Vec<Finding> {
     let exports = analysis::exports(&out.data, &out.addresses);
     match base {
-        Base::Frr(text) => analysis::frr::check(&frr_config::parse(text), &exports, hooked),
+        Base::Frr(text) => analysis::frr::check(&analysis::frr::parse_base(text), &exports, hooked),
         Base::Bird(files) => {
             let v1 = files.iter().any(|(s, _)| bird::read(s).v1);
             files

@@ -1138,6 +1138,101 @@ fn kind_word(kind: OutFilter) -> &'static str {
     }
 }
 
+/// Parses a base configuration the way vtysh reads a file: by context, not indentation. Lines
+/// written without indentation inside `router …`, `address-family …` or `route-map …` (FRR
+/// accepts those files) are indented before [`crate::daemon::frr_config::parse`] reads them,
+/// so no neighbor or entry is missed.
+pub fn parse_base(text: &str) -> Vec<Node> {
+    crate::daemon::frr_config::parse(&normalize(text))
+}
+
+/// Commands that leave any block (vtysh walks up to the node that has them).
+const TOP_LEVEL: &[&str] = &[
+    "router ",
+    "route-map ",
+    "interface ",
+    "vrf ",
+    "bfd",
+    "line ",
+    "key chain ",
+    "segment-routing",
+    "pbr-map ",
+    "nexthop-group ",
+    "ip prefix-list ",
+    "ipv6 prefix-list ",
+    "access-list ",
+    "ipv6 access-list ",
+    "ip route ",
+    "ipv6 route ",
+    "ip nht ",
+    "ipv6 nht ",
+    "ip forwarding",
+    "ipv6 forwarding",
+    "ip router-id",
+    "bgp as-path ",
+    "bgp community-list ",
+    "bgp extcommunity-list ",
+    "bgp large-community-list ",
+    "hostname ",
+    "log ",
+    "frr ",
+    "service ",
+    "password ",
+    "enable ",
+    "debug ",
+    "agentx",
+    "end",
+];
+
+fn normalize(text: &str) -> String {
+    // (inside a block, and which: `router bgp`, `router ripng`…), inside an address-family.
+    let mut block: Option<String> = None;
+    let mut in_af = false;
+    let mut out = String::with_capacity(text.len());
+    for raw in text.lines() {
+        let line = raw.trim();
+        let indented = raw.len() > raw.trim_start().len();
+        if indented || line.is_empty() || line.starts_with('!') || line.starts_with('#') {
+            out.push_str(raw);
+            out.push('\n');
+            continue;
+        }
+        let child_ipv6 = block.as_deref() == Some("router ripng") && line.starts_with("ipv6 ");
+        match line {
+            "exit-address-family" => in_af = false,
+            "exit" if in_af => in_af = false,
+            "exit" => block = None,
+            _ if !child_ipv6 && TOP_LEVEL.iter().any(|t| line.starts_with(t)) => {
+                in_af = false;
+                let opens = [
+                    "router ",
+                    "route-map ",
+                    "interface ",
+                    "vrf ",
+                    "bfd",
+                    "key chain ",
+                ];
+                block = opens.iter().any(|o| line.starts_with(o)).then(|| {
+                    line.split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+                out.push_str(line);
+            }
+            _ if block.is_some() => {
+                let depth = if in_af { 2 } else { 1 };
+                out.push_str(&" ".repeat(depth));
+                out.push_str(line);
+                in_af |= line.starts_with("address-family ");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 pub(super) mod tests_api {
     pub fn matches_empty(regex: &str) -> Option<bool> {

@@ -668,3 +668,32 @@ spec:
     let ospf = e.iter().find(|x| x.protocol == Protocol::Ospf).unwrap();
     assert!(!ospf.attributes && ospf.v4.len() == 4);
 }
+
+#[test]
+fn a_base_written_without_indentation_is_read_by_context() {
+    let flat = "ip prefix-list OUT seq 5 permit 10.0.0.0/8 le 32
+route-map OUT permit 10
+match ip address prefix-list OUT
+exit
+router bgp 64512
+no bgp ebgp-requires-policy
+neighbor 10.0.0.2 remote-as 64500
+address-family ipv4 unicast
+neighbor 10.0.0.2 route-map OUT out
+exit-address-family
+exit
+access-list NODE seq 5 permit 10.0.0.0/24
+router ospf
+distribute-list NODE out connected
+";
+    let tree = frr::parse_base(flat);
+    let e = errors(&frr::check(&tree, &bgp(V4, &[]), &BTreeSet::new()));
+    assert!(
+        e[0].contains("route-map OUT denies 198.51.100.7/32"),
+        "{e:?}"
+    );
+    let ospf = [export(Protocol::Ospf, V4, &[])];
+    assert_eq!(errors(&frr::check(&tree, &ospf, &BTreeSet::new())).len(), 1);
+    // An indented base reads the same either way.
+    assert_eq!(frr::parse_base(FRR_K8S), parse(FRR_K8S));
+}
