@@ -807,7 +807,7 @@ fn missing_list(kind: &str, name: &str) -> Verdict {
 /// route-maps into which routelb inserts its own permit entries (they permit its prefixes).
 pub fn check(tree: &[Node], exports: &[Export], hooked: &BTreeSet<String>) -> Vec<Finding> {
     let base = read(tree);
-    let mut out = Vec::new();
+    let mut out = redistribution_findings(tree, exports);
     for e in exports {
         match &e.protocol {
             Protocol::Bgp { vrf } => {
@@ -1229,6 +1229,96 @@ fn normalize(text: &str) -> String {
             _ => out.push_str(line),
         }
         out.push('\n');
+    }
+    out
+}
+
+/// A `redistribute connected` line of the base's own in a router (and address family) that
+/// routelb also redistributes connected routes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Redistribution {
+    /// `router bgp 64512`, `router ospf`…, as written.
+    router: String,
+    family: Family,
+    line: String,
+}
+
+fn redistributions(tree: &[Node]) -> Vec<Redistribution> {
+    let mut out = Vec::new();
+    let mut add = |router: &str, family: Family, n: &Node| {
+        let w: Vec<&str> = n.line.split_whitespace().collect();
+        let connected = matches!(
+            w.as_slice(),
+            ["redistribute", "connected", ..] | ["redistribute", "ipv4" | "ipv6", "connected", ..]
+        );
+        if connected && !n.line.contains(crate::daemon::frr_config::PREFIX) {
+            out.push(Redistribution {
+                router: router.to_string(),
+                family,
+                line: n.line.clone(),
+            });
+        }
+    };
+    for r in tree.iter().filter(|n| n.line.starts_with("router ")) {
+        let kind = r.line.split_whitespace().nth(1).unwrap_or_default();
+        for c in &r.children {
+            match (kind, family_of_af(&c.line)) {
+                ("bgp", Some(family)) => c.children.iter().for_each(|l| add(&r.line, family, l)),
+                ("bgp" | "ospf" | "rip", None) => add(&r.line, Family::V4, c),
+                ("ospf6" | "ripng", None) => add(&r.line, Family::V6, c),
+                ("isis", None) => {
+                    let family = if c.line.contains(" ipv6 ") {
+                        Family::V6
+                    } else {
+                        Family::V4
+                    };
+                    add(&r.line, family, c)
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether routelb's redistribution for `e` lands in this router: the routers it writes to.
+fn routelb_redistributes(e: &Export, router: &str, family: Family) -> bool {
+    let w: Vec<&str> = router.split_whitespace().collect();
+    match (&e.protocol, w.as_slice()) {
+        (Protocol::Bgp { vrf }, ["router", "bgp", _, rest @ ..]) => {
+            let theirs = match rest {
+                ["vrf", v, ..] => Some(*v),
+                _ => None,
+            };
+            theirs == vrf.as_deref()
+        }
+        (Protocol::Ospf, ["router", "ospf", ..]) => family == Family::V4,
+        (Protocol::Ospf, ["router", "ospf6", ..]) => family == Family::V6,
+        (Protocol::Rip, ["router", "rip", ..]) => family == Family::V4,
+        (Protocol::Rip, ["router", "ripng", ..]) => family == Family::V6,
+        (Protocol::Isis { tag }, ["router", "isis", t, ..]) => t == tag,
+        _ => false,
+    }
+}
+
+/// The base's own `redistribute connected` where routelb writes its own: FRR keeps one per
+/// source, so routelb's replaces it and the base's connected routes then pass routelb's
+/// route-map (the pools only).
+fn redistribution_findings(tree: &[Node], exports: &[Export]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in redistributions(tree) {
+        let clash = exports.iter().any(|e| {
+            !e.prefixes(r.family).is_empty() && routelb_redistributes(e, &r.router, r.family)
+        });
+        if clash {
+            out.push(Finding::warning(
+                format!("{} ({} unicast)", r.router, r.family.name()),
+                format!(
+                    "the base's `{}` is replaced by routelb's `redistribute connected route-map ROUTELB-…` (FRR keeps one per source): the base's own connected routes then pass routelb's route-map, which permits the pools only; announce them with `network` lines instead",
+                    r.line
+                ),
+            ));
+        }
     }
     out
 }

@@ -697,3 +697,31 @@ distribute-list NODE out connected
     // An indented base reads the same either way.
     assert_eq!(frr::parse_base(FRR_K8S), parse(FRR_K8S));
 }
+
+#[test]
+fn the_bases_own_redistribute_connected_is_replaced_by_routelbs() {
+    let base = "route-map LOOPBACKS permit 10
+ match interface lo
+router bgp 65011
+ no bgp ebgp-requires-policy
+ neighbor 10.0.0.2 remote-as 64500
+ address-family ipv4 unicast
+  redistribute connected route-map LOOPBACKS
+ exit-address-family
+router ospf
+ redistribute connected
+";
+    let w = warnings(&frr(base, &bgp(V4, &[])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("warning: router bgp 65011 (ipv4 unicast): the base's `redistribute connected route-map LOOPBACKS` is replaced"), "{w:?}");
+    let w = warnings(&frr(base, &[export(Protocol::Ospf, V4, &[])]));
+    assert!(
+        w[0].starts_with("warning: router ospf (ipv4 unicast)"),
+        "{w:?}"
+    );
+    let fixed = base.replace(
+        "  redistribute connected route-map LOOPBACKS\n",
+        "  network 10.0.0.11/32\n",
+    );
+    assert!(frr(&fixed, &bgp(V4, &[])).is_empty());
+}
