@@ -264,28 +264,42 @@ pub fn findings(
         Base::Frr(text) => analysis::frr::check(&analysis::frr::parse_base(text), &exports, hooked),
         Base::Bird(files) => {
             let v1 = files.iter().any(|(s, _)| bird::read(s).v1);
-            files
+            let mut out: Vec<Finding> = files
                 .iter()
                 .enumerate()
                 // BIRD 2 carries both families in one file: only the first is read.
                 .filter(|(i, _)| v1 || *i == 0)
                 .flat_map(|(_, (s, family))| bird::check(s, &exports, *family, lb_interface))
-                .collect()
+                .collect();
+            for family in analysis::Family::BOTH {
+                let exported = exports.iter().any(|e| !e.prefixes(family).is_empty());
+                if v1 && exported && !files.iter().any(|(_, f)| *f == family) {
+                    out.push(Finding::warning(
+                        "BIRD 1.x",
+                        format!(
+                            "{} routes are another daemon's (bird / bird6) and its configuration was not found beside the base: routelb's {} prefixes were not checked",
+                            family.name(),
+                            family.name()
+                        ),
+                    ));
+                }
+            }
+            out
         }
     }
 }
 
 /// Reads a BIRD base and the files it includes (relative paths from the including file's
 /// directory, as BIRD resolves them; routelb's own include is not read), and, beside a
-/// `bird.conf`, BIRD 1.x's `bird6.conf`.
+/// `bird.conf` (Calico: `bird.cfg`), BIRD 1.x's `bird6.conf` (`bird6.cfg`).
 pub fn read_bird_base(path: &Path, text: &str) -> Vec<(bird::Sources, analysis::Family)> {
     let mut out = vec![(bird_sources(path, text), family_of_file(path))];
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if name == "bird.conf" {
-        let six = path.with_file_name("bird6.conf");
+    if let Some(ext) = name.strip_prefix("bird.") {
+        let six = path.with_file_name(format!("bird6.{ext}"));
         if let Ok(t) = std::fs::read_to_string(&six) {
             out.push((bird_sources(&six, &t), analysis::Family::V6));
         }

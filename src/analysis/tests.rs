@@ -610,8 +610,8 @@ fn bird1_protocol_level_exports_per_file_family() {
     assert_eq!(base.bgp_asns(), [64512]);
 }
 
-#[test]
-fn exports_stand_for_every_pool_block_and_service_address() {
+/// The examples' kind of manifests, rendered for every instance.
+fn rendered() -> crate::offline::Offline {
     use crate::manifests::{Manifests, load_str};
     use crate::render::{DaemonKind, Templates};
     let yaml = r#"
@@ -637,14 +637,19 @@ spec:
 "#;
     let mut m = Manifests::default();
     load_str(yaml, std::path::Path::new("t.yaml"), &mut m).unwrap();
-    let out = crate::offline::render(
+    crate::offline::render(
         &m,
         &Templates::embedded(DaemonKind::Frr).unwrap(),
         None,
         "kube-lb0",
         &crate::offline::assume_all_instances(64512),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn exports_stand_for_every_pool_block_and_service_address() {
+    let out = rendered();
     let addresses = ["198.51.100.7".parse().unwrap()];
     let e = exports(&out.data, &addresses);
     let bgp = e
@@ -724,4 +729,26 @@ router ospf
         "  network 10.0.0.11/32\n",
     );
     assert!(frr(&fixed, &bgp(V4, &[])).is_empty());
+}
+
+#[test]
+fn a_bird1_base_without_its_bird6_file_leaves_ipv6_unchecked() {
+    let fixed = CALICO1_IPAM.replace("{\n", "{\n  if routelb_export_bgp() then accept;\n");
+    let sources = bird_sources(&[("bird.conf", CALICO1_MAIN), ("bird_ipam.cfg", &fixed)]);
+    let base = crate::offline::Base::Bird(vec![(sources.clone(), Family::V4)]);
+    let f = crate::offline::findings(&base, &rendered(), "kube-lb0", &BTreeSet::new());
+    assert!(errors(&f).is_empty(), "{f:?}");
+    assert!(
+        warnings(&f)
+            .iter()
+            .any(|w| w.contains("ipv6 prefixes were not checked")),
+        "{f:?}"
+    );
+    let six = bird_sources(&[("bird6.conf", CALICO1_MAIN), ("bird_ipam.cfg", &fixed)]);
+    let both = crate::offline::Base::Bird(vec![(sources, Family::V4), (six, Family::V6)]);
+    let f = crate::offline::findings(&both, &rendered(), "kube-lb0", &BTreeSet::new());
+    assert!(
+        !warnings(&f).iter().any(|w| w.contains("not checked")),
+        "{f:?}"
+    );
 }
