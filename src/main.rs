@@ -46,8 +46,10 @@ enum Command {
     /// Print the FRR or BIRD fragment for the AddressPool, RoutingPolicy and Service manifests in
     /// a directory. No cluster, no root, no daemon needed.
     Render(RenderArgs),
-    /// Render the fragment and validate it with the daemon's own parser (vtysh --dryrun, bird -p);
-    /// exits non-zero with the daemon's message when it is refused.
+    /// Render the fragment, report what the base configuration would drop of it (outbound
+    /// route-maps, prefix-lists, distribute-lists, BIRD export filters…), and validate it with
+    /// the daemon's own parser (vtysh --dryrun, bird -p); exits non-zero on an error finding or
+    /// when the daemon refuses it.
     Check(RenderArgs),
     /// Render the fragment for a directory of manifests against a running FRR or BIRD (its
     /// routing instances are read from it) and apply it once: validate, then send only what
@@ -349,18 +351,7 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
     // The base's route-maps routelb inserts its permit entries into; none until RoutingPolicy
     // names them.
     let hooked = std::collections::BTreeSet::new();
-    let findings = match &rendered.base {
-        Some((path, text)) => {
-            let base = match r.daemon {
-                DaemonKind::Frr => routelb::offline::Base::Frr(text.clone()),
-                DaemonKind::Bird => {
-                    routelb::offline::Base::Bird(routelb::offline::read_bird_base(path, text))
-                }
-            };
-            routelb::offline::findings(&base, &rendered.out, &r.source.lb_interface, &hooked)
-        }
-        None => vec![],
-    };
+    let findings = base_findings(&r, &rendered, &hooked);
     for f in &findings {
         eprintln!("{f}");
     }
@@ -368,12 +359,9 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
         .base
         .as_ref()
         .and_then(|(p, _)| p.parent())
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                d
-            }
+        .map(|d| match d.as_os_str().is_empty() {
+            true => std::path::Path::new("."),
+            false => d,
         });
     let fragment = &rendered.out.fragment;
     let result = match (r.daemon, &rendered.base) {
@@ -419,6 +407,24 @@ async fn check(r: RenderArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// What the base configuration (if any) would drop of what was rendered.
+fn base_findings(
+    r: &RenderArgs,
+    rendered: &Rendered,
+    hooked: &std::collections::BTreeSet<String>,
+) -> Vec<routelb::analysis::Finding> {
+    let Some((path, text)) = &rendered.base else {
+        return vec![];
+    };
+    let base = match r.daemon {
+        DaemonKind::Frr => routelb::offline::Base::Frr(text.clone()),
+        DaemonKind::Bird => {
+            routelb::offline::Base::Bird(routelb::offline::read_bird_base(path, text))
+        }
+    };
+    routelb::offline::findings(&base, &rendered.out, &r.source.lb_interface, hooked)
 }
 
 fn is_bird1(text: &str) -> bool {
