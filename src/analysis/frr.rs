@@ -118,6 +118,8 @@ struct BgpRouter {
     ebgp_requires_policy: Option<bool>,
     no_default_v4: bool,
     default_v6: bool,
+    /// `bgp confederation peers`: sessions to them are not eBGP to bgpd.
+    confederation_peers: Vec<u32>,
     /// In configuration order.
     peers: Vec<(String, Peer)>,
 }
@@ -373,6 +375,11 @@ fn read_bgp(asn: u32, rest: &[&str], children: &[Node]) -> BgpRouter {
             "bgp ebgp-requires-policy" => r.ebgp_requires_policy = Some(true),
             "no bgp default ipv4-unicast" => r.no_default_v4 = true,
             "bgp default ipv6-unicast" => r.default_v6 = true,
+            line if line.starts_with("bgp confederation peers ") => r.confederation_peers.extend(
+                line.split_whitespace()
+                    .skip(3)
+                    .filter_map(|a| a.parse::<u32>().ok()),
+            ),
             line if line.starts_with("address-family ") => {
                 if let Some(family) = family_of_af(line) {
                     for l in &c.children {
@@ -876,7 +883,10 @@ impl Effective<'_> {
         match remote {
             "external" => Some(true),
             "internal" => Some(false),
-            n => n.parse::<u32>().ok().map(|n| n != local),
+            n => n
+                .parse::<u32>()
+                .ok()
+                .map(|n| n != local && !router.confederation_peers.contains(&n)),
         }
     }
 

@@ -252,6 +252,10 @@ fn ebgp_requires_policy_depends_on_the_defaults_profile() {
     // A neighbor shut down is left alone.
     let shut = format!("{EBGP_BARE} neighbor 10.0.0.2 shutdown\n");
     assert!(frr(&shut, &bgp(V4, &[])).is_empty());
+    // A confederation peer is not eBGP to bgpd.
+    let confed =
+        format!("{EBGP_BARE} bgp confederation peers 64600\n").replace("external", "64600");
+    assert!(frr(&confed, &bgp(V4, &[])).is_empty());
     // `local-as` makes a session with the same remote AS internal.
     let local =
         "router bgp 64512\n neighbor 10.0.0.2 remote-as 64600\n neighbor 10.0.0.2 local-as 64600\n";
