@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod analysis;
 pub mod api;
 pub(crate) mod backoff;
 pub mod crdgen;

@@ -46,8 +46,10 @@ enum Command {
     /// Print the FRR or BIRD fragment for the AddressPool, RoutingPolicy and Service manifests in
     /// a directory. No cluster, no root, no daemon needed.
     Render(RenderArgs),
-    /// Render the fragment and validate it with the daemon's own parser (vtysh --dryrun, bird -p);
-    /// exits non-zero with the daemon's message when it is refused.
+    /// Render the fragment, report what the base configuration would drop of it (outbound
+    /// route-maps, prefix-lists, distribute-lists, BIRD export filters…), and validate it with
+    /// the daemon's own parser (vtysh --dryrun, bird -p); exits non-zero on an error finding or
+    /// when the daemon refuses it.
     Check(RenderArgs),
     /// Render the fragment for a directory of manifests against a running FRR or BIRD (its
     /// routing instances are read from it) and apply it once: validate, then send only what
@@ -338,8 +340,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render(r) => {
-            let (_, fragment, _) = render_dir(&r)?;
-            print!("{fragment}");
+            print!("{}", render_dir(&r)?.out.fragment);
             Ok(())
         }
         Command::Check(r) => check(r).await,
@@ -350,34 +351,83 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Renders, then validates with the daemon's own parser.
+/// Renders, reports what the base would drop of it ([`routelb::analysis`]), then validates
+/// with the daemon's own parser. Fails on invalid objects, on any finding that is an error, and
+/// on a refusal by the parser.
 async fn check(r: RenderArgs) -> anyhow::Result<()> {
-    let (base, fragment, invalid) = render_dir(&r)?;
+    let rendered = render_dir(&r)?;
     anyhow::ensure!(
-        invalid == 0,
-        "check failed: {invalid} invalid object(s) in {}, see the warnings above",
+        rendered.invalid == 0,
+        "check failed: {} invalid object(s) in {}, see the warnings above",
+        rendered.invalid,
         r.source.config.display()
     );
-    let result = match r.daemon {
-        DaemonKind::Frr => {
-            let full = format!("{}\n{fragment}", base.unwrap_or_default());
+    // The base's route-maps routelb inserts its permit entries into (RoutingPolicy
+    // `spec.bgp.outboundRouteMaps` that the base has): they pass the pools' prefixes.
+    let hooked = rendered
+        .out
+        .data
+        .route_map_hooks
+        .iter()
+        .map(|h| h.route_map.clone())
+        .collect();
+    let findings = base_findings(&r, &rendered, &hooked);
+    for f in &findings {
+        eprintln!("{f}");
+    }
+    let base_dir = rendered
+        .base
+        .as_ref()
+        .and_then(|(p, _)| p.parent())
+        .map(|d| match d.as_os_str().is_empty() {
+            true => std::path::Path::new("."),
+            false => d,
+        });
+    let fragment = &rendered.out.fragment;
+    let result = match (r.daemon, &rendered.base) {
+        (DaemonKind::Frr, base) => {
+            let full = format!(
+                "{}\n{fragment}",
+                base.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default()
+            );
             routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
                 .validate(&full)
                 .await
         }
-        DaemonKind::Bird1 => check_bird1(&r, base, &fragment).await,
-        DaemonKind::Bird => match base {
-            Some(b) => routelb::daemon::bird::BirdDriver::validate_with_base(&b, &fragment).await,
-            None => anyhow::bail!(
-                "checking a BIRD fragment needs the base bird.conf that includes it (--base)"
-            ),
-        },
+        (DaemonKind::Bird1, base) => {
+            check_bird1(&r, base.as_ref().map(|(_, t)| t.clone()), fragment).await
+        }
+        (DaemonKind::Bird, Some((_, text))) if is_bird1(text) => {
+            eprintln!(
+                "note: the base is BIRD 1.x syntax; `bird -p` here is BIRD 2, so it was not run"
+            );
+            Ok(())
+        }
+        (DaemonKind::Bird, Some((_, text))) => {
+            routelb::daemon::bird::BirdDriver::validate_with_base(text, base_dir, fragment).await
+        }
+        (DaemonKind::Bird, None) => anyhow::bail!(
+            "checking a BIRD fragment needs the base bird.conf that includes it (--base)"
+        ),
     };
     result.context("check failed")?;
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == routelb::analysis::Severity::Error)
+        .count();
+    anyhow::ensure!(
+        errors == 0,
+        "check failed: the base configuration would drop routelb's prefixes ({errors} error(s) above)"
+    );
     eprintln!(
-        "ok: the {} fragment for {} is valid",
+        "ok: the {} fragment for {} is valid{}",
         r.daemon.name(),
-        r.source.config.display()
+        r.source.config.display(),
+        match (&rendered.base, findings.is_empty()) {
+            (None, _) => " (no base configuration to analyse)",
+            (Some(_), true) => ", and the base passes routelb's prefixes",
+            (Some(_), false) => "; see the warnings above",
+        }
     );
     Ok(())
 }
@@ -403,6 +453,31 @@ async fn check_bird1(
     let base6 = std::fs::read_to_string(dir.join("bird6.conf")).map_err(|_| missing())?;
     let sbin = std::env::var_os("ROUTELB_BIRD1_SBIN").map_or("/usr/sbin".into(), PathBuf::from);
     routelb::daemon::bird::BirdDriver::validate_bird1(&base, &base6, fragment, &sbin).await
+}
+
+/// What the base configuration (if any) would drop of what was rendered.
+fn base_findings(
+    r: &RenderArgs,
+    rendered: &Rendered,
+    hooked: &std::collections::BTreeSet<String>,
+) -> Vec<routelb::analysis::Finding> {
+    let Some((path, text)) = &rendered.base else {
+        return vec![];
+    };
+    let base = match r.daemon {
+        DaemonKind::Frr => routelb::offline::Base::Frr(text.clone()),
+        DaemonKind::Bird | DaemonKind::Bird1 => {
+            routelb::offline::Base::Bird(routelb::offline::read_bird_base(path, text))
+        }
+    };
+    routelb::offline::findings(&base, &rendered.out, &r.source.lb_interface, hooked)
+}
+
+fn is_bird1(text: &str) -> bool {
+    let sources = routelb::analysis::bird::Sources {
+        files: vec![("bird.conf".into(), Some(text.to_string()))],
+    };
+    routelb::analysis::bird::read(&sources).v1
 }
 
 async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {
@@ -539,19 +614,28 @@ async fn allocator(a: AllocatorArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Renders the directory's manifests; returns the base configuration (if any), the fragment
-/// and how many pools and policies are invalid. Problems (invalid pools and policies, missing
-/// instances, services without addresses) go to stderr.
-fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String, usize)> {
+/// What [`render_dir`] rendered.
+struct Rendered {
+    /// The base configuration's path and text, if there is one.
+    base: Option<(PathBuf, String)>,
+    out: routelb::offline::Offline,
+    /// How many pools and policies are invalid.
+    invalid: usize,
+}
+
+/// Renders the directory's manifests against the base configuration (if any). Problems
+/// (invalid pools and policies, missing instances, services without addresses) go to stderr.
+fn render_dir(r: &RenderArgs) -> anyhow::Result<Rendered> {
     let (manifests, templates) = r.source.manifests_and_templates(r.daemon)?;
     let base = match &r.base {
-        Some(p) => {
-            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-        }
-        None => routelb::offline::base_in_dir(&r.source.config, r.daemon).map(|(_, t)| t),
+        Some(p) => Some((
+            p.clone(),
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )),
+        None => routelb::offline::base_in_dir(&r.source.config, r.daemon),
     };
     let instances = match &base {
-        Some(text) => routelb::offline::instances_from_base(r.daemon, text),
+        Some((_, text)) => routelb::offline::instances_from_base(r.daemon, text),
         None => {
             eprintln!(
                 "note: no base configuration; assuming every routing instance exists (BGP AS {})",
@@ -584,5 +668,5 @@ fn render_dir(r: &RenderArgs) -> anyhow::Result<(Option<String>, String, usize)>
             .iter()
             .filter(|p| p.reason == "Invalid")
             .count();
-    Ok((base, out.fragment, invalid))
+    Ok(Rendered { base, out, invalid })
 }

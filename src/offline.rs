@@ -1,11 +1,13 @@
 //! The pipeline without a cluster: manifests from a directory → IPAM → data contract →
 //! fragment. Used by `routelb render`, `routelb check` and the golden-file tests.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
 
+use crate::analysis::{self, Finding, bird};
 use crate::api::{DEFAULT_LB_CLASS, annotations};
 use crate::daemon::{bird_config, frr_config};
 use crate::ipam::{self, Pool, PoolInput, ServiceRequest};
@@ -15,6 +17,7 @@ use crate::render::{DaemonKind, FragmentData, Templates, build};
 use crate::service::ServiceAddresses;
 
 /// Instances found in a base configuration file, for rendering without a running daemon.
+/// BIRD: protocols that take `local as` from a template count too.
 pub fn instances_from_base(daemon: DaemonKind, text: &str) -> Instances {
     match daemon {
         DaemonKind::Frr => frr_config::instances(&frr_config::parse(text)),
@@ -144,6 +147,8 @@ pub struct Offline {
     /// From IPAM (see [`Assigned`]); empty from [`render_assigned`].
     pub invalid_pools: Vec<String>,
     pub notes: Vec<String>,
+    /// The addresses of the Services rendered.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Renders a directory's manifests; `problems` also name invalid pools and why services have
@@ -214,6 +219,10 @@ pub fn render_assigned(
         problems: built.problems,
         invalid_pools: vec![],
         notes: vec![],
+        addresses: services
+            .iter()
+            .flat_map(|s| s.addresses.iter().copied())
+            .collect(),
     })
 }
 
@@ -224,4 +233,104 @@ pub fn base_in_dir(dir: &Path, daemon: DaemonKind) -> Option<(std::path::PathBuf
         DaemonKind::Bird | DaemonKind::Bird1 => "bird.conf",
     });
     std::fs::read_to_string(&path).ok().map(|t| (path, t))
+}
+
+/// A base configuration as `check` reads it: FRR's text, or BIRD's files (each main file with
+/// the files it includes, and the family a BIRD 1.x file carries).
+pub enum Base {
+    Frr(String),
+    Bird(Vec<(bird::Sources, analysis::Family)>),
+}
+
+/// What the base would drop of what `out` exports (see [`crate::analysis`]). `hooked`: the
+/// base's route-maps routelb inserts its permit entries into (they permit its prefixes).
+pub fn findings(
+    base: &Base,
+    out: &Offline,
+    lb_interface: &str,
+    hooked: &BTreeSet<String>,
+) -> Vec<Finding> {
+    let exports = analysis::exports(&out.data, &out.addresses);
+    match base {
+        Base::Frr(text) => analysis::frr::check(&analysis::frr::parse_base(text), &exports, hooked),
+        Base::Bird(files) => {
+            let v1 = files.iter().any(|(s, _)| bird::read(s).v1);
+            let mut out: Vec<Finding> = files
+                .iter()
+                .enumerate()
+                // BIRD 2 carries both families in one file: only the first is read.
+                .filter(|(i, _)| v1 || *i == 0)
+                .flat_map(|(_, (s, family))| bird::check(s, &exports, *family, lb_interface))
+                .collect();
+            for family in analysis::Family::BOTH {
+                let exported = exports.iter().any(|e| !e.prefixes(family).is_empty());
+                if v1 && exported && !files.iter().any(|(_, f)| *f == family) {
+                    out.push(Finding::warning(
+                        "BIRD 1.x",
+                        format!(
+                            "{} routes are another daemon's (bird / bird6) and its configuration was not found beside the base: routelb's {} prefixes were not checked",
+                            family.name(),
+                            family.name()
+                        ),
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Reads a BIRD base and the files it includes (relative paths from the including file's
+/// directory, as BIRD resolves them; routelb's own include is not read), and, beside a
+/// `bird.conf` (Calico: `bird.cfg`), BIRD 1.x's `bird6.conf` (`bird6.cfg`).
+pub fn read_bird_base(path: &Path, text: &str) -> Vec<(bird::Sources, analysis::Family)> {
+    let mut out = vec![(bird_sources(path, text), family_of_file(path))];
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if let Some(ext) = name.strip_prefix("bird.") {
+        let six = path.with_file_name(format!("bird6.{ext}"));
+        if let Ok(t) = std::fs::read_to_string(&six) {
+            out.push((bird_sources(&six, &t), analysis::Family::V6));
+        }
+    }
+    out
+}
+
+fn family_of_file(path: &Path) -> analysis::Family {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    match name.contains('6') {
+        true => analysis::Family::V6,
+        false => analysis::Family::V4,
+    }
+}
+
+fn bird_sources(path: &Path, text: &str) -> bird::Sources {
+    let mut files = vec![(path.display().to_string(), Some(text.to_string()))];
+    let mut queue: Vec<(PathBuf, String)> = vec![(path.to_path_buf(), text.to_string())];
+    while let Some((from, text)) = queue.pop() {
+        for inc in bird::includes(&text) {
+            if bird::is_routelb_include(&inc) || files.len() > 64 {
+                continue;
+            }
+            let p = from.parent().unwrap_or(Path::new(".")).join(&inc);
+            let shown = p.display().to_string();
+            if files.iter().any(|(f, _)| *f == shown) {
+                continue;
+            }
+            let read = std::fs::read_to_string(&p).ok();
+            if let Some(t) = &read {
+                queue.push((p.clone(), t.clone()));
+            }
+            files.push((shown, read));
+        }
+    }
+    files
+        .iter_mut()
+        .for_each(|(f, _)| *f = f.rsplit('/').next().unwrap_or(f).to_string());
+    bird::Sources { files }
 }

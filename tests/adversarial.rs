@@ -190,7 +190,11 @@ fn check(row: &Row, daemon: DaemonKind, rt: &tokio::runtime::Runtime) -> Result<
             if let Some(w) = words.clone().find(|w| w.len() > 64) {
                 return Err(format!("BIRD symbol of {} characters: {w}", w.len()));
             }
-            rt.block_on(BirdDriver::validate_with_base(&bird_base(), &out.fragment))
+            rt.block_on(BirdDriver::validate_with_base(
+                &bird_base(),
+                None,
+                &out.fragment,
+            ))
         }
         DaemonKind::Bird1 => return Err("BIRD 1.x is parsed by tests/render.rs".into()),
     };

@@ -220,17 +220,35 @@ impl BirdDriver {
     }
 
     /// Validates a fragment with BIRD's parser (`bird -p`), against a copy of the base config
-    /// whose routelb include points at the fragment. Needs no running BIRD.
-    pub async fn validate_with_base(base: &str, fragment: &str) -> Result<(), DaemonError> {
+    /// whose routelb include points at the fragment. The base's other relative includes are
+    /// resolved from `base_dir` (the base's own directory), as BIRD resolves them from the
+    /// file that includes them, so they keep working. Needs no running BIRD.
+    pub async fn validate_with_base(
+        base: &str,
+        base_dir: Option<&Path>,
+        fragment: &str,
+    ) -> Result<(), DaemonError> {
         let frag = super::temp_file("bird-fragment", fragment)?;
+        // BIRD resolves a relative include from the including file's directory: the copy is
+        // elsewhere, so its includes name the base's directory in full.
+        let base_dir = base_dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
+        let base_dir = base_dir.as_deref();
         let mut replaced = false;
         let conf: String = base
             .lines()
             .map(|l| {
                 let t = l.trim_start();
-                if t.starts_with("include") && t.contains("routelb") {
+                let Some(path) = t
+                    .strip_prefix("include")
+                    .and_then(|rest| rest.split('"').nth(1))
+                else {
+                    return l.to_string();
+                };
+                if path.contains("routelb") {
                     replaced = true;
                     format!("include \"{}\";", frag.path().display())
+                } else if let Some(dir) = base_dir.filter(|_| !path.starts_with('/')) {
+                    l.replacen(path, &dir.join(path).display().to_string(), 1)
                 } else {
                     l.to_string()
                 }
@@ -243,10 +261,12 @@ impl BirdDriver {
             ));
         }
         let main = super::temp_file("bird-main", &conf)?;
-        let out = Command::new("bird")
-            .arg("-p")
-            .arg("-c")
-            .arg(main.path())
+        let mut cmd = Command::new("bird");
+        cmd.arg("-p").arg("-c").arg(main.path());
+        if let Some(dir) = base_dir {
+            cmd.current_dir(dir);
+        }
+        let out = cmd
             .output()
             .await
             .map_err(|e| DaemonError::Unreachable(format!("cannot run bird: {e}")))?;
