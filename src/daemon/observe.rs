@@ -1,0 +1,204 @@
+//! Asks the daemon what really leaves the node (I/O only; [`super::advertised`] parses and
+//! judges): FRR over the kept vty connections — per BGP neighbor and family its advertised
+//! routes, the external LSAs ospfd and ospf6d originate — and BIRD through birdc — per BGP,
+//! OSPF or RIP protocol the routes it exported. Only what `expected` needs is asked.
+
+use std::collections::BTreeSet;
+
+use tokio::process::Command;
+
+use super::advertised::{self, Exit, Expected, Family, Protocol};
+use super::bird::BirdDriver;
+use super::frr::FrrDriver;
+use super::{DaemonError, Driver};
+
+/// What the daemon advertises, and the protocols it could not be asked about (IS-IS and RIP
+/// on FRR, for now): those are left out of the verdict rather than judged unadvertised.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub exits: Vec<Exit>,
+    pub unverified: BTreeSet<Protocol>,
+}
+
+pub async fn observe(driver: &Driver, expected: &Expected) -> Result<Observed, DaemonError> {
+    let wants = |p: Protocol| expected.keys().any(|(q, _)| *q == p);
+    match driver {
+        Driver::Frr(d) => {
+            let mut o = Observed::default();
+            if wants(Protocol::Bgp) {
+                o.exits.extend(frr_bgp(d, expected).await?);
+            }
+            if wants(Protocol::Ospf) {
+                o.exits.extend(frr_ospf(d).await?);
+            }
+            o.unverified = [Protocol::Isis, Protocol::Rip]
+                .into_iter()
+                .filter(|p| wants(*p))
+                .collect();
+            Ok(o)
+        }
+        Driver::Bird(d) => Ok(Observed {
+            exits: bird(d, expected).await?,
+            unverified: BTreeSet::new(),
+        }),
+    }
+}
+
+fn malformed(e: String) -> DaemonError {
+    DaemonError::Rejected(format!("unexpected answer: {e}"))
+}
+
+/// One exit per BGP neighbor and family, in the VRFs routelb exports through.
+async fn frr_bgp(d: &FrrDriver, expected: &Expected) -> Result<Vec<Exit>, DaemonError> {
+    let Some(json) = d.show("bgpd", "show bgp vrf all neighbors json").await? else {
+        return Ok(vec![]);
+    };
+    let neighbors = advertised::parse_bgp_neighbors(&json).map_err(malformed)?;
+    let mut exits = vec![];
+    for n in neighbors {
+        if !expected.contains_key(&(Protocol::Bgp, n.vrf.clone())) {
+            continue;
+        }
+        for (family, filters) in &n.families {
+            let advertised = if n.established {
+                let cmd = format!(
+                    "show bgp{} {} unicast neighbors {} advertised-routes json",
+                    n.vrf
+                        .as_ref()
+                        .map(|v| format!(" vrf {v}"))
+                        .unwrap_or_default(),
+                    family.name(),
+                    n.neighbor
+                );
+                let json = d.show("bgpd", &cmd).await?.unwrap_or_default();
+                advertised::parse_bgp_advertised(&json).map_err(malformed)?
+            } else {
+                BTreeSet::new()
+            };
+            exits.push(Exit {
+                protocol: Protocol::Bgp,
+                vrf: n.vrf.clone(),
+                name: n.label(),
+                family: *family,
+                up: n.established,
+                advertised,
+                filters: filters.clone(),
+            });
+        }
+    }
+    Ok(exits)
+}
+
+/// ospfd's and ospf6d's self-originated external LSAs; the distribute-lists of `router ospf`
+/// are read from ospfd's running configuration only when needed to explain a gap.
+async fn frr_ospf(d: &FrrDriver) -> Result<Vec<Exit>, DaemonError> {
+    let mut exits = vec![];
+    let v4 = d
+        .show(
+            "ospfd",
+            "show ip ospf database external self-originate json",
+        )
+        .await?;
+    if let Some(json) = v4 {
+        exits.push(Exit {
+            protocol: Protocol::Ospf,
+            vrf: None,
+            name: "router ospf".into(),
+            family: Family::V4,
+            up: true,
+            advertised: advertised::parse_ospf_external(&json).map_err(malformed)?,
+            filters: vec![],
+        });
+    }
+    let v6 = d
+        .show(
+            "ospf6d",
+            "show ipv6 ospf6 database as-external self-originated json",
+        )
+        .await?;
+    if let Some(json) = v6 {
+        exits.push(Exit {
+            protocol: Protocol::Ospf,
+            vrf: None,
+            name: "router ospf6".into(),
+            family: Family::V6,
+            up: true,
+            advertised: advertised::parse_ospf6_external(&json).map_err(malformed)?,
+            filters: vec![],
+        });
+    }
+    Ok(exits)
+}
+
+/// Fills in the filters of the exits that miss something and whose filters are read from
+/// the running configuration (OSPF's distribute-lists): a full configuration read, so only
+/// when a verification found a gap.
+pub async fn explain(driver: &Driver, exits: &mut [Exit], gaps: &BTreeSet<ipnet::IpNet>) {
+    let Driver::Frr(d) = driver else { return };
+    let ospf = exits
+        .iter()
+        .any(|e| e.name == "router ospf" && gaps.iter().any(|g| !e.advertised.contains(g)));
+    if !ospf {
+        return;
+    }
+    if let Ok(Some(running)) = d.show("ospfd", "show running-config").await {
+        let lists = advertised::ospf_distribute_lists(&running, "router ospf");
+        for e in exits.iter_mut().filter(|e| e.name == "router ospf") {
+            e.filters = lists.clone();
+        }
+    }
+}
+
+/// One exit per BIRD BGP/OSPF/RIP protocol and channel: the routes it exported.
+async fn bird(d: &BirdDriver, expected: &Expected) -> Result<Vec<Exit>, DaemonError> {
+    let protocols =
+        advertised::parse_bird_protocols(&birdc(d, &["show", "protocols", "all"]).await?);
+    let mut exits = vec![];
+    for p in protocols {
+        if !expected.contains_key(&(p.protocol, None)) {
+            continue;
+        }
+        let routes = if p.up {
+            let text = birdc(d, &["show", "route", "exported", &p.name]).await?;
+            advertised::parse_bird_routes(&text)
+        } else {
+            BTreeSet::new()
+        };
+        for (family, filter) in &p.channels {
+            exits.push(Exit {
+                protocol: p.protocol,
+                vrf: None,
+                name: format!("protocol {}", p.name),
+                family: *family,
+                up: p.up,
+                advertised: routes
+                    .iter()
+                    .filter(|n| Family::of(n) == *family)
+                    .copied()
+                    .collect(),
+                filters: vec![format!("export filter {filter}")],
+            });
+        }
+    }
+    Ok(exits)
+}
+
+async fn birdc(d: &BirdDriver, args: &[&str]) -> Result<String, DaemonError> {
+    let out = Command::new(&d.birdc)
+        .arg("-s")
+        .arg(&d.socket)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| DaemonError::Unreachable(format!("cannot run {}: {e}", d.birdc.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.contains("Unable to connect") {
+        return Err(DaemonError::Unreachable(format!(
+            "birdc {}: {}{}",
+            args.join(" "),
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(text)
+}
