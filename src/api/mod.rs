@@ -349,7 +349,9 @@ pub struct AdvertisementStatus {
     #[serde(default)]
     pub peers: Vec<PeerAdvertisement>,
     /// This node's prefixes that reach no peer at all: the node does not announce them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, empty too: the status is merge-patched, and an absent list would keep
+    /// the old one.
+    #[serde(default)]
     pub unadvertised: Vec<String>,
 }
 

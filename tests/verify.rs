@@ -1,0 +1,430 @@
+//! Announcements verified at the daemon, on the conformance corpus: a base that drops the
+//! Service prefixes (without its hand-added lines) is reported with the filter and the peer
+//! that drops them; with the lines, the Service reaches the router in both families, no
+//! session resets, the base's own routes stay, and removal withdraws only routelb's prefix.
+//! Needs root and FRR (the namespace lab); the agent test also needs the test API server.
+
+mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod apiproxy;
+    pub mod corpus;
+    pub mod files;
+    pub mod lock;
+    pub mod objects;
+    pub mod script;
+    pub mod wait;
+}
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use routelb::daemon::Driver;
+use routelb::daemon::advertised::{self, Expected, Protocol, Verification};
+use routelb::daemon::observe;
+use support::corpus::{self, CorpusLab};
+
+const SVC4: &str = "203.0.113.7/32";
+const SVC6: &str = "2001:db8:ffff::7/128";
+
+fn nets(v: &[&str]) -> BTreeSet<IpNet> {
+    v.iter().map(|n| n.parse().unwrap()).collect()
+}
+
+/// routelb's fragment for one pool (203.0.113.0/24, 2001:db8:ffff::/48) exported by
+/// `protocol` (`bgp` or `ospf`), as the templates render it.
+fn fragment(protocol: &str, asn: &str) -> String {
+    let lists = "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32\n\
+                 ipv6 prefix-list ROUTELB-POOL-a-V6 seq 5 permit 2001:db8:ffff::/48 le 128\n";
+    let maps = |rm: &str| {
+        format!(
+            "route-map {rm}-V4 permit 50000\n match ip address prefix-list ROUTELB-POOL-a-V4\nexit\n\
+             route-map {rm}-V6 permit 50000\n match ipv6 address prefix-list ROUTELB-POOL-a-V6\nexit\n"
+        )
+    };
+    match protocol {
+        "bgp" => format!(
+            "{lists}{}router bgp {asn}\n address-family ipv4 unicast\n  redistribute connected route-map ROUTELB-BGP-V4\n exit-address-family\n address-family ipv6 unicast\n  redistribute connected route-map ROUTELB-BGP-V6\n exit-address-family\nexit\n",
+            maps("ROUTELB-BGP")
+        ),
+        _ => format!(
+            "{lists}{}router ospf\n redistribute connected route-map ROUTELB-OSPF-V4\nexit\nrouter ospf6\n redistribute connected route-map ROUTELB-OSPF-V6\nexit\n",
+            maps("ROUTELB-OSPF")
+        ),
+    }
+}
+
+/// One verification, as the agent runs it (without the wait for confirmation).
+async fn verification(driver: &Driver, expected: &Expected) -> Verification {
+    let o = observe::observe(driver, expected).await.unwrap();
+    let expected = advertised::only_verified(expected.clone(), &o.unverified);
+    let mut exits = o.exits;
+    let missing = advertised::missing(&expected, &exits);
+    observe::explain(driver, &mut exits, &missing).await;
+    advertised::verify(&expected, &exits)
+}
+
+/// Waits until a verification satisfies `pred`; panics with the last one otherwise.
+async fn wait_verification(
+    driver: &Driver,
+    expected: &Expected,
+    pred: impl Fn(&Verification) -> bool,
+) -> Verification {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = verification(driver, expected).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verification never as expected; last: {v:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn expected(protocol: Protocol, prefixes: &[&str]) -> Expected {
+    [((protocol, None), nets(prefixes))].into()
+}
+
+fn service_up(lab: &CorpusLab) {
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+}
+
+#[test]
+fn corpus_bases_add_at_most_two_lines() {
+    for (base, file) in [
+        ("unnumbered-leaf", "node.frr.conf"),
+        ("ospf-distribute-list", "node.frr.conf"),
+    ] {
+        let text = std::fs::read_to_string(corpus::base_path(base, file)).unwrap();
+        let n = corpus::added_lines(&text);
+        assert!((1..=2).contains(&n), "{base}: {n} hand-added lines");
+        assert_eq!(
+            corpus::without_added(&text).lines().count(),
+            text.lines().count() - 2 * n
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unnumbered_leaf_without_added_lines_names_the_route_map() {
+    let lab = CorpusLab::up("vf-unn0", "unnumbered-leaf", "bgp", false);
+    let driver = lab.driver();
+    service_up(&lab);
+    driver
+        .apply(&fragment("bgp", lab.var("LAB_NODE_AS")))
+        .await
+        .unwrap();
+    let exp = expected(Protocol::Bgp, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| v.unadvertised.len() == 2).await;
+    assert!(!v.verdict.ok);
+    assert_eq!(v.verdict.reason, "FilteredByPeerPolicy");
+    for want in [
+        "neighbor eth-rtr (peer-group FABRIC) route-map FABRIC-OUT denies 203.0.113.7/32",
+        "neighbor eth-rtr (peer-group FABRIC) route-map FABRIC-OUT denies 2001:db8:ffff::7/128",
+    ] {
+        assert!(v.verdict.message.contains(want), "{}", v.verdict.message);
+    }
+    // The base's own routes do reach the router: the session is up, the filter is the cause.
+    assert!(!lab.router_route("198.18.40.1/32").is_empty());
+    assert!(lab.router_route(SVC4).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unnumbered_leaf_with_added_lines_reaches_the_router() {
+    let lab = CorpusLab::up("vf-unn1", "unnumbered-leaf", "bgp", true);
+    let driver = lab.driver();
+    let own = [
+        "198.18.40.1/32",
+        "198.18.41.0/24",
+        "2001:db8:4040::1/128",
+        "2001:db8:4041::/64",
+    ];
+    for p in own {
+        lab.wait_route(p, "present").unwrap();
+    }
+    let routes_before: Vec<String> = own.iter().map(|p| lab.router_route(p)).collect();
+    let sessions = lab.bgp_connections();
+    driver
+        .apply(&fragment("bgp", lab.var("LAB_NODE_AS")))
+        .await
+        .unwrap();
+    service_up(&lab);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present").unwrap();
+    }
+    let exp = expected(Protocol::Bgp, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| v.verdict.ok).await;
+    assert_eq!(v.peers.len(), 2, "{v:#?}");
+    assert!(
+        v.peers
+            .iter()
+            .all(|p| p.advertised == 1 && p.missing.is_empty())
+    );
+    // Removal: routelb's prefix goes, the base's stay as they were, no session reset.
+    lab.ip(&["addr", "del", SVC4, "dev", "kube-lb0"]);
+    lab.wait_route(SVC4, "absent").unwrap();
+    assert!(!lab.router_route(SVC6).is_empty());
+    let routes_after: Vec<String> = own.iter().map(|p| lab.router_route(p)).collect();
+    assert_eq!(routes_before, routes_after);
+    assert_eq!(sessions, lab.bgp_connections());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_distribute_list_without_added_line_names_it() {
+    let lab = CorpusLab::up("vf-ospf0", "ospf-distribute-list", "ospf", false);
+    let driver = lab.driver();
+    service_up(&lab);
+    driver.apply(&fragment("ospf", "")).await.unwrap();
+    // ospf6d has no distribute-list: the IPv6 prefix gets out.
+    lab.wait_route(SVC6, "present").unwrap();
+    let exp = expected(Protocol::Ospf, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| !v.unadvertised.is_empty()).await;
+    assert_eq!(
+        v.unadvertised.keys().copied().collect::<BTreeSet<_>>(),
+        nets(&[SVC4])
+    );
+    assert_eq!(v.verdict.reason, "FilteredByPeerPolicy");
+    assert_eq!(
+        v.verdict.message,
+        "router ospf distribute-list HOST-OWN out connected denies 203.0.113.7/32"
+    );
+    assert!(lab.router_route(SVC4).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_distribute_list_with_added_line_reaches_the_router() {
+    let lab = CorpusLab::up("vf-ospf1", "ospf-distribute-list", "ospf", true);
+    let driver = lab.driver();
+    driver.apply(&fragment("ospf", "")).await.unwrap();
+    service_up(&lab);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present").unwrap();
+    }
+    let exp = expected(Protocol::Ospf, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| v.verdict.ok).await;
+    assert_eq!(v.peers.len(), 2, "{v:#?}");
+    lab.ip(&["addr", "del", SVC4, "dev", "kube-lb0"]);
+    lab.wait_route(SVC4, "absent").unwrap();
+    assert!(!lab.router_route(SVC6).is_empty());
+}
+
+/// The base's own `redistribute connected` (its loopback, let out by the distribute-list)
+/// must survive routelb's fragment and its removal. It does not today: FRR keeps one
+/// `redistribute connected` per OSPF instance, so routelb's `redistribute connected route-map
+/// ROUTELB-OSPF-V4` replaces the base's line (the loopback's LSA is flushed), and removing
+/// the fragment removes redistribution altogether. Fixing it belongs to the fragment's
+/// rendering (frr_config/templates); run with `--ignored` to see it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "routelb's redistribute line replaces the base's own `redistribute connected`"]
+async fn ospf_base_keeps_its_own_redistributed_loopback() {
+    let lab = CorpusLab::up("vf-ospf2", "ospf-distribute-list", "ospf", true);
+    let driver = lab.driver();
+    lab.ip(&["addr", "add", "198.18.50.1/32", "dev", "lo"]);
+    lab.wait_route("198.18.50.1/32", "present").unwrap();
+    let before = lab.router_route("198.18.50.1/32");
+    driver.apply(&fragment("ospf", "")).await.unwrap();
+    service_up(&lab);
+    lab.wait_route(SVC4, "present").unwrap();
+    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    driver.apply("").await.unwrap();
+    lab.wait_route(SVC4, "absent").unwrap();
+    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+}
+
+/// The agent, driven through the test API server: NodeState names the filtering peer, the
+/// Service is not announced from the node and says why; once the user adds the two lines the
+/// condition turns True and the node announces again.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_reports_the_filtering_peer_in_node_state() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::ResourceExt;
+    use kube::api::{Api, PostParams};
+    use routelb::api::{AddressPool, NodeState, RoutingPolicy};
+    use serde_json::json;
+    use support::allocator::Allocator;
+    use support::api::{self, unique};
+    use support::objects;
+
+    let api_server = support::lock::api_server();
+    let lab = CorpusLab::up("vf-agent", "unnumbered-leaf", "bgp", false);
+    let client = api::client(&api_server).await;
+    let ns = unique("verify");
+    api::ensure_namespace(&client, &ns, &[]).await;
+    let (pool, policy) = (unique("rt"), unique("pol"));
+    let p: AddressPool = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+        "metadata": { "name": pool, "labels": { "routelb-test": ns } },
+        "spec": { "addresses": ["203.0.113.0/28", "2001:db8:ffff::/124"], "mode": "routed" },
+    }))
+    .unwrap();
+    Api::<AddressPool>::all(client.clone())
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    let rp: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": policy },
+        "spec": { "poolSelector": { "matchLabels": { "routelb-test": ns } }, "protocols": ["bgp"] },
+    }))
+    .unwrap();
+    Api::<RoutingPolicy>::all(client.clone())
+        .create(&PostParams::default(), &rp)
+        .await
+        .unwrap();
+    let _allocator = Allocator::start(&unique("alloc"), "alloc", &["--node-lease-namespace", &ns]);
+    let node = "vf-agent-node";
+    let _agent = NsAgent::start(&lab, node, &ns);
+    objects::create_service(
+        &client,
+        objects::service(
+            &ns,
+            "web",
+            json!({ "metadata": { "annotations": { "routelb.io/pool": pool } },
+                    "spec": { "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"] } }),
+        ),
+    )
+    .await;
+    let ips = objects::wait_ips(&client, &ns, "web", 2).await;
+    let states: Api<NodeState> = Api::all(client.clone());
+    let condition = |want: &'static str| {
+        let states = states.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let st = states.get(node).await.ok().and_then(|s| s.status);
+                let c = st.as_ref().and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == "Advertised")
+                        .cloned()
+                });
+                if let (Some(st), Some(c)) = (st, c)
+                    && c.status == want
+                {
+                    return (st, c);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "Advertised never {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (st, c) = condition("False").await;
+    assert_eq!(c.reason, "FilteredByPeerPolicy", "{c:?}");
+    assert!(
+        c.message
+            .contains("neighbor eth-rtr (peer-group FABRIC) route-map FABRIC-OUT denies"),
+        "{}",
+        c.message
+    );
+    let adv = st.advertisement.expect("advertisement reported");
+    assert_eq!(adv.unadvertised.len(), 2, "{adv:?}");
+    assert!(
+        adv.peers
+            .iter()
+            .all(|p| p.missing == 1 && p.up && p.filters == ["route-map FABRIC-OUT"]),
+        "{adv:?}"
+    );
+    // The allocator does not count the node as announcing, and says why.
+    objects::wait_event(&client, &ns, "web", "NotAnnounced").await;
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert!(
+        svc.annotations().get("routelb.io/announcing").is_none(),
+        "{:?}",
+        svc.annotations()
+    );
+
+    // The user adds the two lines: the daemon advertises, the node announces.
+    let vtysh = std::process::Command::new(lab.var("LAB_NODE_VTYSH"))
+        .args([
+            "-c",
+            "conf t",
+            "-c",
+            "route-map FABRIC-OUT permit 500",
+            "-c",
+            "match source-protocol connected",
+        ])
+        .status()
+        .unwrap();
+    assert!(vtysh.success());
+    for ip in &ips {
+        let p = if ip.contains(':') {
+            format!("{ip}/128")
+        } else {
+            format!("{ip}/32")
+        };
+        lab.wait_route(&p, "present").unwrap();
+    }
+    let (st, c) = condition("True").await;
+    assert_eq!(c.reason, "Advertised");
+    assert!(st.advertisement.unwrap().unadvertised.is_empty());
+    let want = format!("{node}/kube-lb0");
+    objects::wait_annotation(&client, &ns, "web", "routelb.io/announcing", |a| {
+        a == Some(&want)
+    })
+    .await;
+    let _ = Api::<RoutingPolicy>::all(client.clone())
+        .delete(&policy, &Default::default())
+        .await;
+    let _ = Api::<AddressPool>::all(client.clone())
+        .delete(&pool, &Default::default())
+        .await;
+}
+
+/// `routelb agent` in the lab's node namespace, with its own path to the API server.
+struct NsAgent {
+    child: std::process::Child,
+    _proxy: support::apiproxy::ApiProxy,
+}
+
+impl NsAgent {
+    fn start(lab: &CorpusLab, node: &str, lease_ns: &str) -> NsAgent {
+        let ns = lab.var("LAB_NODE_NS");
+        let proxy = support::apiproxy::ApiProxy::start(ns, 6444);
+        let log = std::fs::File::create(format!("/tmp/routelb-{}-agent.log", lab.name)).unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(env!("CARGO_BIN_EXE_routelb"))
+            .args(["agent", "--node-name", node, "--lease-namespace", lease_ns])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:9091",
+                "--lease-duration",
+                "1500ms",
+                "--renew-period",
+                "300ms",
+            ])
+            .args([
+                "--daemon",
+                "frr",
+                "--frr-pathspace",
+                lab.var("LAB_NODE_FRR"),
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("routelb starts");
+        NsAgent {
+            child,
+            _proxy: proxy,
+        }
+    }
+}
+
+impl Drop for NsAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
