@@ -428,3 +428,76 @@ impl Drop for NsAgent {
         let _ = self.child.wait();
     }
 }
+
+/// Cost of one verification at `n` prefixes (half IPv4, half IPv6) over the unnumbered leaf:
+/// wall time and bgpd CPU, printed. `cargo test --test verify -- --ignored verification_cost
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: prints figures"]
+async fn verification_cost() {
+    let lab = CorpusLab::up("vf-bench", "unnumbered-leaf", "bgp", true);
+    let driver = lab.driver();
+    let lists = "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 10.200.0.0/16 le 32\n\
+                 ipv6 prefix-list ROUTELB-POOL-a-V6 seq 5 permit 2001:db8:eeee::/48 le 128\n";
+    let text = fragment("bgp", lab.var("LAB_NODE_AS"));
+    let text = format!("{lists}{}", text.split_once("le 128\n").unwrap().1);
+    let text = text.replace("203.0.113.0/24", "10.200.0.0/16");
+    driver.apply(&text).await.unwrap();
+    let pid_file = format!("/var/run/frr/{}/bgpd.pid", lab.var("LAB_NODE_FRR"));
+    let pid = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<u64> = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        Duration::from_millis((f[0] + f[1]) * 10)
+    };
+    let mut have = 0;
+    for n in [1000usize, 5000] {
+        let mut batch = String::new();
+        let mut all = vec![];
+        for i in have / 2..n / 2 {
+            let (hi, lo) = (i / 250, i % 250 + 1);
+            batch.push_str(&format!("address add 10.200.{hi}.{lo}/32 dev kube-lb0\n"));
+            batch.push_str(&format!(
+                "address add 2001:db8:eeee::{i:x}:1/128 dev kube-lb0\n"
+            ));
+        }
+        for i in 0..n / 2 {
+            all.push(format!("10.200.{}.{}/32", i / 250, i % 250 + 1));
+            all.push(format!("2001:db8:eeee::{i:x}:1/128"));
+        }
+        have = n;
+        let file = std::env::temp_dir().join("vf-bench.batch");
+        std::fs::write(&file, batch).unwrap();
+        lab.ip(&["-batch", file.to_str().unwrap()]);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let exp = expected(Protocol::Bgp, &all);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !verification(&driver, &exp).await.verdict.ok {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} prefixes never all advertised"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let rounds = 5;
+        let (cpu0, t0) = (cpu(), std::time::Instant::now());
+        for _ in 0..rounds {
+            assert!(verification(&driver, &exp).await.verdict.ok);
+        }
+        let (wall, used) = (t0.elapsed() / rounds, (cpu() - cpu0) / rounds);
+        eprintln!(
+            "verification at {n} prefixes (1 unnumbered neighbor, 2 families): wall {wall:?}, bgpd CPU {used:?}"
+        );
+    }
+}
