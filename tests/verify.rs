@@ -501,3 +501,49 @@ async fn verification_cost() {
         );
     }
 }
+
+/// `routelb standalone` logs the same verification: a warning naming the peer and its
+/// route-map when a Service's prefix reaches no peer.
+#[test]
+fn standalone_warns_when_a_prefix_reaches_no_peer() {
+    let lab = CorpusLab::up("vf-sa", "unnumbered-leaf", "bgp", false);
+    let dir = support::files::scratch("vf-sa-config");
+    std::fs::write(
+        dir.join("pool.yaml"),
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
+         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {type: LoadBalancer, ports: [{port: 80, protocol: TCP}]}\n",
+    )
+    .unwrap();
+    let state = dir.with_extension("state.json");
+    let log = dir.with_extension("log");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.var("LAB_NODE_NS")])
+        .arg(env!("CARGO_BIN_EXE_routelb"))
+        .args(["standalone", "--config", dir.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args([
+            "--daemon",
+            "frr",
+            "--frr-pathspace",
+            lab.var("LAB_NODE_FRR"),
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let want = "not advertised: neighbor eth-rtr (peer-group FABRIC) route-map FABRIC-OUT denies 203.0.113.1/32";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(want) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains(want), "{text}");
+    assert!(text.contains("prefixes reach no peer"), "{text}");
+}

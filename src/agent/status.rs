@@ -8,10 +8,10 @@ use crate::api::{
     AdvertisementStatus, ApplyResult, InterfaceAddresses, NodeStateStatus, PeerAdvertisement,
     ServiceNote,
 };
-use crate::daemon::advertised::{NAMED_MISSING, Verdict, Verification};
+use crate::daemon::advertised::{NAMED_MISSING, Verification};
 use crate::daemon::applier::LastApply;
 use crate::node::IfAddress;
-use crate::status::{EventSpec, condition};
+use crate::status::condition;
 
 /// What the node status is made of.
 pub struct NodeReport<'a> {
@@ -224,24 +224,6 @@ fn node_conditions(
     ]
 }
 
-/// The Event when the `Advertised` verdict changes (status or reason); the first verdict
-/// is told only when it is bad.
-pub fn advertised_event(before: Option<&Verdict>, now: &Verdict) -> Option<EventSpec> {
-    let same = |b: &Verdict| (b.ok, b.reason) == (now.ok, now.reason);
-    if before.is_some_and(same) || (before.is_none() && now.ok) {
-        return None;
-    }
-    Some(EventSpec {
-        warning: !now.ok,
-        reason: now.reason,
-        note: if now.ok {
-            format!("every prefix reaches its peers again: {}", now.message)
-        } else {
-            now.message.clone()
-        },
-    })
-}
-
 /// Whether two statuses differ in anything but condition timestamps.
 pub fn status_differs(a: &NodeStateStatus, b: &NodeStateStatus) -> bool {
     let strip = |s: &NodeStateStatus| NodeStateStatus {
@@ -402,25 +384,5 @@ mod tests {
         assert_eq!(&table[0].0, &"Ready");
         assert!(!table[0].1);
         assert_eq!(table[2].2, "NotApplied");
-    }
-
-    #[test]
-    fn an_event_when_the_advertised_verdict_changes() {
-        let v = |ok, reason: &'static str| Verdict {
-            ok,
-            reason,
-            message: format!("{reason} message"),
-        };
-        let filtered = v(false, "FilteredByPeerPolicy");
-        assert_eq!(advertised_event(None, &v(true, "Advertised")), None);
-        let e = advertised_event(None, &filtered).unwrap();
-        assert_eq!((e.warning, e.reason), (true, "FilteredByPeerPolicy"));
-        assert_eq!(e.note, "FilteredByPeerPolicy message");
-        assert_eq!(advertised_event(Some(&filtered), &filtered), None);
-        let e = advertised_event(Some(&filtered), &v(false, "NoPeer")).unwrap();
-        assert_eq!(e.reason, "NoPeer");
-        let e = advertised_event(Some(&filtered), &v(true, "Advertised")).unwrap();
-        assert!(!e.warning);
-        assert!(e.note.starts_with("every prefix reaches its peers again"));
     }
 }

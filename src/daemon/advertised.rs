@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::render::model::{FragmentData, PrefixList, Target};
+use crate::status::EventSpec;
 
 /// How many missing prefixes a peer's report names; the counts cover the rest.
 pub const NAMED_MISSING: usize = 5;
@@ -330,6 +331,24 @@ fn verdict(peers: &[PeerReport], no_peer: &[String], expected: &Expected) -> Ver
             )
         },
     }
+}
+
+/// The Event when the `Advertised` verdict changes (status or reason); the first verdict
+/// is told only when it is bad.
+pub fn event(before: Option<&Verdict>, now: &Verdict) -> Option<EventSpec> {
+    let same = |b: &Verdict| (b.ok, b.reason) == (now.ok, now.reason);
+    if before.is_some_and(same) || (before.is_none() && now.ok) {
+        return None;
+    }
+    Some(EventSpec {
+        warning: !now.ok,
+        reason: now.reason,
+        note: if now.ok {
+            format!("every prefix reaches its peers again: {}", now.message)
+        } else {
+            now.message.clone()
+        },
+    })
 }
 
 /// A BGP neighbor as `show bgp vrf all neighbors json` describes it: per family it is active

@@ -4,13 +4,55 @@
 //! OSPF or RIP protocol the routes it exported. Only what `expected` needs is asked.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use ipnet::IpNet;
 use tokio::process::Command;
 
-use super::advertised::{self, Exit, Expected, Family, Protocol};
+use super::advertised::{self, Exit, Expected, Family, Protocol, Verification};
 use super::bird::BirdDriver;
 use super::frr::FrrDriver;
 use super::{DaemonError, Driver};
+use crate::render::model::FragmentData;
+
+/// How long one verification may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Verifications one after the other, for the agent and standalone alike.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    /// Prefixes missing at the previous verification. A gap seen for the first time may be
+    /// the daemon still converging (bgpd's route-map delay timer, update coalescing): it is
+    /// judged only when the next verification still sees it.
+    suspects: BTreeSet<IpNet>,
+}
+
+impl Verifier {
+    /// Asks the daemon and judges `prefixes` (the load-balancer interface's) against the
+    /// fragment's targets. Also returns whether a new gap waits for the next verification to
+    /// be confirmed (then verify again soon).
+    pub async fn verify(
+        &mut self,
+        driver: &Driver,
+        data: &FragmentData,
+        prefixes: &BTreeSet<IpNet>,
+    ) -> Result<(Verification, bool), DaemonError> {
+        let expected = advertised::expected(data, prefixes);
+        let observed = tokio::time::timeout(TIMEOUT, observe(driver, &expected))
+            .await
+            .map_err(|_| {
+                DaemonError::Unreachable(format!("no answer within {TIMEOUT:?} to verifying"))
+            })??;
+        let expected = advertised::only_verified(expected, &observed.unverified);
+        let mut exits = observed.exits;
+        let missing = advertised::missing(&expected, &exits);
+        let fresh: BTreeSet<IpNet> = missing.difference(&self.suspects).copied().collect();
+        self.suspects = missing.clone();
+        explain(driver, &mut exits, &missing).await;
+        let v = advertised::verify(&advertised::without(&expected, &fresh), &exits);
+        Ok((v, !fresh.is_empty()))
+    }
+}
 
 /// What the daemon advertises, and the protocols it could not be asked about (IS-IS and RIP
 /// on FRR, for now): those are left out of the verdict rather than judged unadvertised.

@@ -345,3 +345,23 @@ fn messages_name_a_few_prefixes_and_count_the_rest() {
     );
     assert_eq!(v.unadvertised.len(), 8);
 }
+
+#[test]
+fn an_event_when_the_advertised_verdict_changes() {
+    let v = |ok, reason: &'static str| Verdict {
+        ok,
+        reason,
+        message: format!("{reason} message"),
+    };
+    let filtered = v(false, "FilteredByPeerPolicy");
+    assert_eq!(event(None, &v(true, "Advertised")), None);
+    let e = event(None, &filtered).unwrap();
+    assert_eq!((e.warning, e.reason), (true, "FilteredByPeerPolicy"));
+    assert_eq!(e.note, "FilteredByPeerPolicy message");
+    assert_eq!(event(Some(&filtered), &filtered), None);
+    let e = event(Some(&filtered), &v(false, "NoPeer")).unwrap();
+    assert_eq!(e.reason, "NoPeer");
+    let e = event(Some(&filtered), &v(true, "Advertised")).unwrap();
+    assert!(!e.warning);
+    assert!(e.note.starts_with("every prefix reaches its peers again"));
+}
