@@ -9,7 +9,10 @@ mod support {
     pub mod api;
     pub mod apiproxy;
     pub mod corpus;
+    pub mod daemon;
     pub mod files;
+    #[allow(dead_code)] // this file uses only the BIRD lab
+    pub mod lab;
     pub mod lock;
     pub mod objects;
     pub mod script;
@@ -546,4 +549,55 @@ fn standalone_warns_when_a_prefix_reaches_no_peer() {
     let _ = child.wait();
     assert!(text.contains(want), "{text}");
     assert!(text.contains("prefixes reach no peer"), "{text}");
+}
+
+/// BIRD: `show route exported <protocol>` per BGP protocol. With the lab's export filter
+/// calling `routelb_export_bgp()` both families reach their sessions; with a function that
+/// lets nothing through, the protocol and its export filter are named.
+#[tokio::test(flavor = "multi_thread")]
+async fn bird_exports_verified_per_protocol() {
+    use routelb::daemon::frr::FrrApply;
+    let lab = support::lab::Lab::up("vf-bird", "bird", "bgp");
+    let driver = lab.driver(FrrApply::Diff);
+    let include = |export: &str| {
+        format!(
+            "protocol direct routelb_direct {{ ipv4; ipv6; interface \"kube-lb0\"; }}\n\
+             function routelb_service() {{\n\
+               if proto != \"routelb_direct\" || source != RTS_DEVICE then return false;\n\
+               if net.type = NET_IP4 then return net ~ [ 203.0.113.0/24+ ];\n\
+               if net.type = NET_IP6 then return net ~ [ 2001:db8:ffff::/48+ ];\n\
+               return false;\n\
+             }}\n\
+             function routelb_export_bgp() {{ return {export}; }}\n\
+             function routelb_export_ospf() {{ return false; }}\n\
+             function routelb_export_rip() {{ return false; }}\n"
+        )
+    };
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+    driver.apply(&include("routelb_service()")).await.unwrap();
+    let exp = expected(Protocol::Bgp, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| v.verdict.ok).await;
+    let peers: Vec<_> = v
+        .peers
+        .iter()
+        .map(|p| (p.exit.name.as_str(), p.exit.family, p.advertised))
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("protocol rtr4", advertised::Family::V4, 1),
+            ("protocol rtr6", advertised::Family::V6, 1)
+        ]
+    );
+    driver.apply(&include("false")).await.unwrap();
+    let v = wait_verification(&driver, &exp, |v| v.unadvertised.len() == 2).await;
+    assert_eq!(v.verdict.reason, "FilteredByPeerPolicy");
+    assert!(
+        v.verdict
+            .message
+            .contains("protocol rtr4 export filter (unnamed) denies 203.0.113.7/32"),
+        "{}",
+        v.verdict.message
+    );
 }
