@@ -36,8 +36,9 @@ fn nets(v: &[&str]) -> BTreeSet<IpNet> {
 }
 
 /// routelb's fragment for one pool (203.0.113.0/24, 2001:db8:ffff::/48) exported by
-/// `protocol` (`bgp` or `ospf`), as the templates render it.
-fn fragment(protocol: &str, asn: &str) -> String {
+/// `protocol` (`bgp`, `ospf`, `isis`, `rip`), as the templates render it; `instance` is the
+/// BGP AS or the IS-IS area tag.
+fn fragment(protocol: &str, instance: &str) -> String {
     let lists = "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32\n\
                  ipv6 prefix-list ROUTELB-POOL-a-V6 seq 5 permit 2001:db8:ffff::/48 le 128\n";
     let maps = |rm: &str| {
@@ -48,8 +49,16 @@ fn fragment(protocol: &str, asn: &str) -> String {
     };
     match protocol {
         "bgp" => format!(
-            "{lists}{}router bgp {asn}\n address-family ipv4 unicast\n  redistribute connected route-map ROUTELB-BGP-V4\n exit-address-family\n address-family ipv6 unicast\n  redistribute connected route-map ROUTELB-BGP-V6\n exit-address-family\nexit\n",
+            "{lists}{}router bgp {instance}\n address-family ipv4 unicast\n  redistribute connected route-map ROUTELB-BGP-V4\n exit-address-family\n address-family ipv6 unicast\n  redistribute connected route-map ROUTELB-BGP-V6\n exit-address-family\nexit\n",
             maps("ROUTELB-BGP")
+        ),
+        "isis" => format!(
+            "{lists}{}router isis {instance}\n redistribute ipv4 connected level-2 route-map ROUTELB-ISIS-V4\n redistribute ipv6 connected level-2 route-map ROUTELB-ISIS-V6\nexit\n",
+            maps("ROUTELB-ISIS")
+        ),
+        "rip" => format!(
+            "{lists}{}router rip\n redistribute connected route-map ROUTELB-RIP-V4\nexit\nrouter ripng\n redistribute connected route-map ROUTELB-RIP-V6\nexit\n",
+            maps("ROUTELB-RIP")
         ),
         _ => format!(
             "{lists}{}router ospf\n redistribute connected route-map ROUTELB-OSPF-V4\nexit\nrouter ospf6\n redistribute connected route-map ROUTELB-OSPF-V6\nexit\n",
@@ -600,4 +609,60 @@ async fn bird_exports_verified_per_protocol() {
         "{}",
         v.verdict.message
     );
+}
+
+/// IS-IS: this node's own LSP carries both prefixes.
+#[tokio::test(flavor = "multi_thread")]
+async fn isis_own_lsp_verified() {
+    use routelb::daemon::frr::FrrApply;
+    let lab = support::lab::Lab::up("vf-isis", "frr", "isis");
+    let driver = lab.driver(FrrApply::Diff);
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+    driver
+        .apply(&fragment("isis", lab.var("LAB_ISIS_TAG")))
+        .await
+        .unwrap();
+    let exp = expected(Protocol::Isis, &[SVC4, SVC6]);
+    let v = wait_verification(&driver, &exp, |v| v.verdict.ok).await;
+    let names: BTreeSet<&str> = v.peers.iter().map(|p| p.exit.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [format!("router isis {}", lab.var("LAB_ISIS_TAG")).as_str()].into()
+    );
+    // Without the redistribution, the LSP no longer carries them.
+    driver.apply("").await.unwrap();
+    let v = wait_verification(&driver, &exp, |v| v.unadvertised.len() == 2).await;
+    assert_eq!(v.verdict.reason, "NotAdvertised");
+}
+
+/// RIP: an outgoing distribute-list that denies the Service prefix is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn rip_distribute_list_out_named() {
+    use routelb::daemon::frr::FrrApply;
+    let lab = support::lab::Lab::up("vf-rip", "frr", "rip");
+    let driver = lab.driver(FrrApply::Diff);
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+    driver.apply(&fragment("rip", "")).await.unwrap();
+    let exp = expected(Protocol::Rip, &[SVC4, SVC6]);
+    wait_verification(&driver, &exp, |v| v.verdict.ok).await;
+    let st = std::process::Command::new(lab.var("LAB_NODE_VTYSH"))
+        .args([
+            "-c",
+            "conf t",
+            "-c",
+            "access-list OWN seq 5 permit 198.18.0.0/16",
+        ])
+        .args(["-c", "router rip", "-c", "distribute-list OWN out eth-rtr"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    lab.wait_route(SVC4, "absent", 30).unwrap();
+    let v = wait_verification(&driver, &exp, |v| !v.unadvertised.is_empty()).await;
+    assert_eq!(
+        v.verdict.message,
+        "router rip distribute-list OWN out eth-rtr denies 203.0.113.7/32"
+    );
+    assert_eq!(v.unadvertised.len(), 1);
 }

@@ -538,6 +538,131 @@ pub fn parse_bird_protocols(text: &str) -> Vec<BirdProtocol> {
     out
 }
 
+/// Per IS-IS area (`router isis TAG`), the prefixes this router's own LSPs (marked `*` in
+/// `show isis database detail`) carry, by family.
+pub fn parse_isis_own(text: &str) -> BTreeMap<String, BTreeSet<IpNet>> {
+    let mut out: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
+    let (mut area, mut own) = (String::new(), false);
+    for line in text.lines() {
+        if let Some(a) = line.strip_prefix("Area ").and_then(|a| a.strip_suffix(':')) {
+            area = a.to_string();
+            continue;
+        }
+        if !line.starts_with(' ') {
+            // An LSP header: `name.00-00   *   162 ...` for this router's own.
+            own = line.split_whitespace().nth(1) == Some("*");
+            continue;
+        }
+        let reach = line.split_once("Reachability: ").map(|(_, r)| r);
+        if let (true, Some(r)) = (own, reach)
+            && let Some(net) = r.split_whitespace().next().and_then(|n| n.parse().ok())
+        {
+            out.entry(area.clone()).or_default().insert(net);
+        }
+    }
+    out
+}
+
+/// The redistributed routes (sub-code `(r)`) in `show ip rip` or `show ipv6 ripng`.
+pub fn parse_rip_redistributed(text: &str) -> BTreeSet<IpNet> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let code = w.next()?;
+            code.ends_with("(r)").then_some(())?;
+            w.next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// The outgoing distribute-lists in `show ip rip status` (`show ipv6 ripng status`): the one
+/// for all interfaces and the per-interface ones, as (interface or `*`, list).
+pub fn parse_rip_out_lists(status: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut outgoing = false;
+    for line in status.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Outgoing update filter list for all interface is ") {
+            outgoing = true;
+            if rest != "not set" {
+                out.push(("*".to_string(), rest.to_string()));
+            }
+        } else if t.starts_with("Incoming update filter list") {
+            outgoing = false;
+        } else if let (true, Some((iface, list))) = (outgoing, t.split_once(" filtered by ")) {
+            if list != "nothing" {
+                out.push((iface.to_string(), list.to_string()));
+            }
+        } else {
+            outgoing = false;
+        }
+    }
+    out
+}
+
+/// Whether the zebra-style access-list `name` (`access-list NAME [seq N] permit|deny
+/// PREFIX [exact-match]|any`, `ipv6 access-list` alike) in `running` permits `net`. A list
+/// that does not exist filters nothing, as in FRR; an existing one ends in an implicit deny.
+pub fn access_list_permits(running: &str, name: &str, net: &IpNet) -> bool {
+    let mut exists = false;
+    for line in running.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let w: &[&str] = match w.as_slice() {
+            ["ipv6", rest @ ..] => rest,
+            all => all,
+        };
+        let w: Vec<&str> = match w {
+            ["access-list", n, "seq", _, rest @ ..] if *n == name => rest.to_vec(),
+            ["access-list", n, rest @ ..] if *n == name => rest.to_vec(),
+            _ => continue,
+        };
+        exists = true;
+        let matched = match w.as_slice() {
+            [_, "any"] => true,
+            [_, p, more @ ..] => p.parse::<IpNet>().is_ok_and(|p| {
+                p.contains(net) && (more != ["exact-match"] || p.prefix_len() == net.prefix_len())
+            }),
+            _ => false,
+        };
+        if matched {
+            return w[0] == "permit";
+        }
+    }
+    !exists
+}
+
+/// What RIP/RIPng sends of its redistributed routes given its outgoing distribute-lists
+/// (`(interface or *, list)`) and the access-lists in `running`: a route passes the list for
+/// all interfaces, and at least one interface's own list when there are such. Also the
+/// filters, described.
+pub fn rip_sent(
+    redistributed: &BTreeSet<IpNet>,
+    lists: &[(String, String)],
+    running: &str,
+) -> (BTreeSet<IpNet>, Vec<String>) {
+    let permits = |list: &str, n: &IpNet| access_list_permits(running, list, n);
+    let per_iface: Vec<&(String, String)> = lists.iter().filter(|(i, _)| i != "*").collect();
+    let sent = redistributed
+        .iter()
+        .filter(|n| {
+            lists
+                .iter()
+                .filter(|(i, _)| i == "*")
+                .all(|(_, l)| permits(l, n))
+        })
+        .filter(|n| per_iface.is_empty() || per_iface.iter().any(|(_, l)| permits(l, n)))
+        .copied()
+        .collect();
+    let filters = lists
+        .iter()
+        .map(|(i, l)| match i.as_str() {
+            "*" => format!("distribute-list {l} out"),
+            _ => format!("distribute-list {l} out {i}"),
+        })
+        .collect();
+    (sent, filters)
+}
+
 #[cfg(test)]
 #[path = "advertised/tests.rs"]
 mod tests;

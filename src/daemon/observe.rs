@@ -54,8 +54,8 @@ impl Verifier {
     }
 }
 
-/// What the daemon advertises, and the protocols it could not be asked about (IS-IS and RIP
-/// on FRR, for now): those are left out of the verdict rather than judged unadvertised.
+/// What the daemon advertises, and the protocols it could not be asked about: those are left
+/// out of the verdict rather than judged unadvertised.
 #[derive(Debug, Default)]
 pub struct Observed {
     pub exits: Vec<Exit>,
@@ -73,10 +73,12 @@ pub async fn observe(driver: &Driver, expected: &Expected) -> Result<Observed, D
             if wants(Protocol::Ospf) {
                 o.exits.extend(frr_ospf(d).await?);
             }
-            o.unverified = [Protocol::Isis, Protocol::Rip]
-                .into_iter()
-                .filter(|p| wants(*p))
-                .collect();
+            if wants(Protocol::Isis) {
+                o.exits.extend(frr_isis(d).await?);
+            }
+            if wants(Protocol::Rip) {
+                o.exits.extend(frr_rip(d).await?);
+            }
             Ok(o)
         }
         Driver::Bird(d) => Ok(Observed {
@@ -167,6 +169,80 @@ async fn frr_ospf(d: &FrrDriver) -> Result<Vec<Exit>, DaemonError> {
             up: true,
             advertised: advertised::parse_ospf6_external(&json).map_err(malformed)?,
             filters: vec![],
+        });
+    }
+    Ok(exits)
+}
+
+/// Per IS-IS area and family, the reachability this router's own LSPs carry.
+async fn frr_isis(d: &FrrDriver) -> Result<Vec<Exit>, DaemonError> {
+    let Some(text) = d.show("isisd", "show isis database detail").await? else {
+        return Ok(vec![]);
+    };
+    let mut exits = vec![];
+    for (area, nets) in advertised::parse_isis_own(&text) {
+        for family in [Family::V4, Family::V6] {
+            exits.push(Exit {
+                protocol: Protocol::Isis,
+                vrf: None,
+                name: format!("router isis {area}"),
+                family,
+                up: true,
+                advertised: nets
+                    .iter()
+                    .filter(|n| Family::of(n) == family)
+                    .copied()
+                    .collect(),
+                filters: vec![],
+            });
+        }
+    }
+    Ok(exits)
+}
+
+/// RIP and RIPng: the redistributed routes each holds, less what its outgoing
+/// distribute-lists deny (read from the daemon's configuration only when it has some).
+async fn frr_rip(d: &FrrDriver) -> Result<Vec<Exit>, DaemonError> {
+    let mut exits = vec![];
+    for (daemon, table, status, name, family) in [
+        (
+            "ripd",
+            "show ip rip",
+            "show ip rip status",
+            "router rip",
+            Family::V4,
+        ),
+        (
+            "ripngd",
+            "show ipv6 ripng",
+            "show ipv6 ripng status",
+            "router ripng",
+            Family::V6,
+        ),
+    ] {
+        let (Some(routes), Some(status)) =
+            (d.show(daemon, table).await?, d.show(daemon, status).await?)
+        else {
+            continue;
+        };
+        let lists = advertised::parse_rip_out_lists(&status);
+        let running = if lists.is_empty() {
+            String::new()
+        } else {
+            d.show(daemon, "show running-config")
+                .await?
+                .unwrap_or_default()
+        };
+        let redistributed = advertised::parse_rip_redistributed(&routes);
+        let (advertised, filters) = advertised::rip_sent(&redistributed, &lists, &running);
+        exits.push(Exit {
+            protocol: Protocol::Rip,
+            vrf: None,
+            name: name.into(),
+            family,
+            up: true,
+            advertised,
+            filters,
         });
     }
     Ok(exits)

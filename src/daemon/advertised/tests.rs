@@ -365,3 +365,65 @@ fn an_event_when_the_advertised_verdict_changes() {
     assert!(!e.warning);
     assert!(e.note.starts_with("every prefix reaches its peers again"));
 }
+
+#[test]
+fn isis_own_lsp_reachability() {
+    let own = parse_isis_own(&fixture("isis-database-detail.txt"));
+    assert_eq!(
+        own["LAB"],
+        nets(&[
+            "172.30.56.0/24",
+            "203.0.113.7/32",
+            "fd00:30:56::/64",
+            "2001:db8:ffff::7/128"
+        ])
+    );
+    assert_eq!(own.len(), 1);
+}
+
+#[test]
+fn rip_redistributed_routes_and_outgoing_lists() {
+    assert_eq!(
+        parse_rip_redistributed(&fixture("rip.txt")),
+        nets(&["203.0.113.7/32"])
+    );
+    assert_eq!(
+        parse_rip_redistributed(&fixture("ripng.txt")),
+        nets(&["2001:db8:ffff::7/128"])
+    );
+    assert_eq!(
+        parse_rip_out_lists(&fixture("rip-status.txt")),
+        [("eth-rtr".to_string(), "OWN".to_string())]
+    );
+}
+
+#[test]
+fn zebra_access_lists() {
+    let running = "access-list OWN seq 5 permit 198.18.0.0/16\naccess-list OWN seq 10 deny 203.0.113.9/32 exact-match\naccess-list OWN seq 15 permit 203.0.113.0/24 exact-match\nipv6 access-list OWN6 seq 5 permit any\n";
+    let net = |n: &str| n.parse::<IpNet>().unwrap();
+    assert!(access_list_permits(running, "OWN", &net("198.18.5.0/24")));
+    assert!(!access_list_permits(running, "OWN", &net("203.0.113.9/32")));
+    // exact-match: the /24 itself, not a /32 inside it; then the implicit deny.
+    assert!(access_list_permits(running, "OWN", &net("203.0.113.0/24")));
+    assert!(!access_list_permits(running, "OWN", &net("203.0.113.7/32")));
+    assert!(access_list_permits(
+        running,
+        "OWN6",
+        &net("2001:db8::1/128")
+    ));
+    // A list that does not exist filters nothing.
+    assert!(access_list_permits(running, "NOPE", &net("203.0.113.7/32")));
+}
+
+#[test]
+fn rip_sends_what_its_distribute_lists_permit() {
+    let running = "access-list OWN seq 5 permit 198.18.0.0/16\n";
+    let redistributed = nets(&["198.18.1.1/32", "203.0.113.7/32"]);
+    let lists = [("eth-rtr".to_string(), "OWN".to_string())];
+    let (sent, filters) = rip_sent(&redistributed, &lists, running);
+    assert_eq!(sent, nets(&["198.18.1.1/32"]));
+    assert_eq!(filters, ["distribute-list OWN out eth-rtr"]);
+    let (sent, filters) = rip_sent(&redistributed, &[], running);
+    assert_eq!(sent, redistributed);
+    assert!(filters.is_empty());
+}
