@@ -407,7 +407,7 @@ fn neighbor_families(afi: &Value) -> Vec<(Family, Vec<String>)> {
         .into_iter()
         .filter_map(|(key, family)| {
             let info = afi.get(key)?;
-            let filters = FILTERS
+            let mut filters: Vec<String> = FILTERS
                 .iter()
                 .filter_map(|(field, kind)| {
                     let name = info[*field].as_str()?;
@@ -415,6 +415,10 @@ fn neighbor_families(afi: &Value) -> Vec<(Family, Vec<String>)> {
                     Some(format!("{kind} {}", name.trim_start_matches('*')))
                 })
                 .collect();
+            // FRR's default for eBGP: nothing goes out without an outbound policy.
+            if info.get("outboundEbgpRequiresPolicy").is_some() {
+                filters.push("bgp ebgp-requires-policy (no outbound policy)".into());
+            }
             Some((family, filters))
         })
         .collect()

@@ -427,3 +427,17 @@ fn rip_sends_what_its_distribute_lists_permit() {
     assert_eq!(sent, redistributed);
     assert!(filters.is_empty());
 }
+
+#[test]
+fn ebgp_requires_policy_without_a_policy_is_a_filter() {
+    let n = parse_bgp_neighbors(&fixture("bgp-neighbors-ebgp-requires-policy.json")).unwrap();
+    assert_eq!(n.len(), 2);
+    for neighbor in &n {
+        assert!(neighbor.established);
+        assert_eq!(neighbor.families.len(), 1, "{neighbor:?}");
+        assert_eq!(
+            neighbor.families[0].1,
+            ["bgp ebgp-requires-policy (no outbound policy)"]
+        );
+    }
+}
