@@ -3,13 +3,13 @@
 //! routes, the external LSAs ospfd and ospf6d originate — and BIRD through birdc — per BGP,
 //! OSPF or RIP protocol the routes it exported. Only what `expected` needs is asked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::process::Command;
 
-use super::advertised::{self, Exit, Expected, Family, Protocol, Verification};
+use super::advertised::{self, BgpNeighbor, Exit, Expected, Family, Protocol, Verification};
 use super::bird::BirdDriver;
 use super::frr::FrrDriver;
 use super::{DaemonError, Driver};
@@ -92,30 +92,37 @@ fn malformed(e: String) -> DaemonError {
     DaemonError::Rejected(format!("unexpected answer: {e}"))
 }
 
-/// One exit per BGP neighbor and family, in the VRFs routelb exports through.
+/// One exit per BGP neighbor and family, in the VRFs routelb exports through. The routes
+/// come from the update-group view, one answer per VRF and family for all its neighbors; a
+/// neighbor whose subgroup that answer lacks is asked on its own.
 async fn frr_bgp(d: &FrrDriver, expected: &Expected) -> Result<Vec<Exit>, DaemonError> {
     let Some(json) = d.show("bgpd", "show bgp vrf all neighbors json").await? else {
         return Ok(vec![]);
     };
-    let neighbors = advertised::parse_bgp_neighbors(&json).map_err(malformed)?;
+    let neighbors: Vec<BgpNeighbor> = advertised::parse_bgp_neighbors(&json)
+        .map_err(malformed)?
+        .into_iter()
+        .filter(|n| expected.contains_key(&(Protocol::Bgp, n.vrf.clone())))
+        .collect();
+    let mut groups: BTreeMap<(Option<String>, Family), Subgroups> = BTreeMap::new();
     let mut exits = vec![];
-    for n in neighbors {
-        if !expected.contains_key(&(Protocol::Bgp, n.vrf.clone())) {
-            continue;
-        }
-        for (family, filters) in &n.families {
+    for n in &neighbors {
+        for f in &n.families {
             let advertised = if n.established {
-                let cmd = format!(
-                    "show bgp{} {} unicast neighbors {} advertised-routes json",
-                    n.vrf
-                        .as_ref()
-                        .map(|v| format!(" vrf {v}"))
-                        .unwrap_or_default(),
-                    family.name(),
-                    n.neighbor
-                );
-                let json = d.show("bgpd", &cmd).await?.unwrap_or_default();
-                advertised::parse_bgp_advertised(&json).map_err(malformed)?
+                let key = (n.vrf.clone(), f.family);
+                if !groups.contains_key(&key) {
+                    let cmd = format!(
+                        "show bgp{} {} unicast update-groups advertised-routes",
+                        vrf_arg(&n.vrf),
+                        f.family.name()
+                    );
+                    let text = d.show("bgpd", &cmd).await?.unwrap_or_default();
+                    groups.insert(key.clone(), advertised::parse_bgp_update_groups(&text));
+                }
+                match f.subgroup.and_then(|g| groups[&key].get(&g)) {
+                    Some(routes) => routes.clone(),
+                    None => neighbor_routes(d, n, f.family).await?,
+                }
             } else {
                 BTreeSet::new()
             };
@@ -123,14 +130,38 @@ async fn frr_bgp(d: &FrrDriver, expected: &Expected) -> Result<Vec<Exit>, Daemon
                 protocol: Protocol::Bgp,
                 vrf: n.vrf.clone(),
                 name: n.label(),
-                family: *family,
+                family: f.family,
                 up: n.established,
                 advertised,
-                filters: filters.clone(),
+                filters: f.filters.clone(),
             });
         }
     }
     Ok(exits)
+}
+
+type Subgroups = BTreeMap<(u64, u64), BTreeSet<IpNet>>;
+
+fn vrf_arg(vrf: &Option<String>) -> String {
+    vrf.as_ref()
+        .map(|v| format!(" vrf {v}"))
+        .unwrap_or_default()
+}
+
+/// One neighbor's advertised routes, asked on their own.
+async fn neighbor_routes(
+    d: &FrrDriver,
+    n: &BgpNeighbor,
+    family: Family,
+) -> Result<BTreeSet<IpNet>, DaemonError> {
+    let cmd = format!(
+        "show bgp{} {} unicast neighbors {} advertised-routes json",
+        vrf_arg(&n.vrf),
+        family.name(),
+        n.neighbor
+    );
+    let json = d.show("bgpd", &cmd).await?.unwrap_or_default();
+    advertised::parse_bgp_advertised(&json).map_err(malformed)
 }
 
 /// ospfd's and ospf6d's self-originated external LSAs; the distribute-lists of `router ospf`

@@ -135,8 +135,16 @@ fn frr_unnumbered_neighbors_and_their_outbound_filters() {
             peer_group: Some("FABRIC".into()),
             established: true,
             families: vec![
-                (Family::V4, vec!["route-map FABRIC-OUT".into()]),
-                (Family::V6, vec!["route-map FABRIC-OUT".into()]),
+                BgpFamily {
+                    family: Family::V4,
+                    filters: vec!["route-map FABRIC-OUT".into()],
+                    subgroup: Some((1, 1)),
+                },
+                BgpFamily {
+                    family: Family::V6,
+                    filters: vec!["route-map FABRIC-OUT".into()],
+                    subgroup: Some((2, 2)),
+                },
             ],
         }]
     );
@@ -436,8 +444,34 @@ fn ebgp_requires_policy_without_a_policy_is_a_filter() {
         assert!(neighbor.established);
         assert_eq!(neighbor.families.len(), 1, "{neighbor:?}");
         assert_eq!(
-            neighbor.families[0].1,
+            neighbor.families[0].filters,
             ["bgp ebgp-requires-policy (no outbound policy)"]
         );
     }
+}
+
+#[test]
+fn frr_update_groups_advertised_routes() {
+    let v4 = parse_bgp_update_groups(&fixture("bgp-update-groups-v4.txt"));
+    assert_eq!(
+        v4,
+        [(
+            (1, 1),
+            nets(&["198.18.40.1/32", "198.18.41.0/24", "203.0.113.7/32"])
+        )]
+        .into()
+    );
+    // Long IPv6 networks stand alone on their line.
+    let v6 = parse_bgp_update_groups(&fixture("bgp-update-groups-v6.txt"));
+    assert_eq!(
+        v6[&(2, 2)],
+        nets(&[
+            "2001:db8:4040::1/128",
+            "2001:db8:4041::/64",
+            "2001:db8:ffff::7/128"
+        ])
+    );
+    let n = parse_bgp_neighbors(&fixture("bgp-neighbors-unnumbered-ug.json")).unwrap();
+    let groups: Vec<_> = n[0].families.iter().map(|f| f.subgroup).collect();
+    assert_eq!(groups, [Some((1, 1)), Some((2, 2))]);
 }
