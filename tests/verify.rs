@@ -289,7 +289,8 @@ async fn agent_reports_the_filtering_peer_in_node_state() {
         .await
         .unwrap();
     let _allocator = Allocator::start(&unique("alloc"), "alloc", &["--node-lease-namespace", &ns]);
-    let node = "vf-agent-node";
+    // A fresh name: the NodeState's Events (in `default`) of earlier runs cannot count.
+    let node = &unique("vf-node");
     let _agent = NsAgent::start(&lab, node, &ns);
     objects::create_service(
         &client,
@@ -344,6 +345,7 @@ async fn agent_reports_the_filtering_peer_in_node_state() {
             .all(|p| p.missing == 1 && p.up && p.filters == ["route-map FABRIC-OUT"]),
         "{adv:?}"
     );
+    objects::wait_event(&client, "default", node, "FilteredByPeerPolicy").await;
     // The allocator does not count the node as announcing, and says why.
     objects::wait_event(&client, &ns, "web", "NotAnnounced").await;
     let svc = Api::<Service>::namespaced(client.clone(), &ns)
@@ -380,6 +382,7 @@ async fn agent_reports_the_filtering_peer_in_node_state() {
     let (st, c) = condition("True").await;
     assert_eq!(c.reason, "Advertised");
     assert!(st.advertisement.unwrap().unadvertised.is_empty());
+    objects::wait_event(&client, "default", node, "Advertised").await;
     let want = format!("{node}/kube-lb0");
     objects::wait_annotation(&client, &ns, "web", "routelb.io/announcing", |a| {
         a == Some(&want)

@@ -475,3 +475,19 @@ fn frr_update_groups_advertised_routes() {
     let groups: Vec<_> = n[0].families.iter().map(|f| f.subgroup).collect();
     assert_eq!(groups, [Some((1, 1)), Some((2, 2))]);
 }
+
+#[test]
+fn bgp_neighbors_in_a_vrf_and_down() {
+    // `show bgp vrf all neighbors json` keys each VRF by name; a session that is not
+    // Established advertises nothing and is no filter's fault.
+    let json = r#"{"default":{"vrfId":0,"vrfName":"default"},
+        "red":{"vrfId":5,"vrfName":"red","10.9.0.1":{"bgpState":"Active",
+        "addressFamilyInfo":{"ipv4Unicast":{"routeMapForOutgoingAdvertisements":"*red-out"}}}}}"#;
+    let n = parse_bgp_neighbors(json).unwrap();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].vrf.as_deref(), Some("red"));
+    assert!(!n[0].established);
+    // `*`: named but not configured.
+    assert_eq!(n[0].families[0].filters, ["route-map red-out"]);
+    assert_eq!(n[0].families[0].subgroup, None);
+}
