@@ -330,8 +330,9 @@ pub struct NodeStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyResult>,
     /// Services that no node announces, with why, as seen by the node that reports on them
-    /// (one node per service, chosen by the election).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (one node per service, chosen by the election). Always written, empty too: the status
+    /// is merge-patched, and an absent list would keep the old reasons.
+    #[serde(default)]
     pub not_announced: Vec<ServiceNote>,
     /// What the daemon really advertises, asked of it after every apply and periodically;
     /// absent until the first verification.
