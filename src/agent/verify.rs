@@ -56,6 +56,9 @@ impl Agent {
             }
             let _ = self.writes.send(Write::NodeEvent(event));
         }
+        self.metrics
+            .unadvertised_prefixes
+            .set(v.unadvertised.len() as i64);
         self.verification.last = Some(v);
         self.report_node();
     }
