@@ -145,6 +145,8 @@ pub struct AgentMetrics {
     /// Addresses held, by pool mode (`local`, `routed`).
     pub addresses: Family<KindLabels, Gauge>,
     pub live_nodes: Gauge,
+    /// This node's prefixes its daemon advertises to no peer, as last verified.
+    pub unadvertised_prefixes: Gauge,
     /// 1 while this agent can renew its Lease.
     pub api_reachable: Gauge,
     pub passes: Counter,
@@ -172,6 +174,7 @@ impl AgentMetrics {
         let m = AgentMetrics {
             addresses: Family::default(),
             live_nodes: Gauge::default(),
+            unadvertised_prefixes: Gauge::default(),
             api_reachable: Gauge::default(),
             passes: Counter::default(),
             pass_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -192,6 +195,11 @@ impl AgentMetrics {
             "live_nodes",
             "Nodes with a live routelb Lease, as this agent sees them",
             m.live_nodes.clone(),
+        );
+        r.register(
+            "unadvertised_prefixes",
+            "This node's load-balancer prefixes its daemon advertises to no peer (verified at the daemon)",
+            m.unadvertised_prefixes.clone(),
         );
         r.register(
             "api_reachable",

@@ -36,6 +36,8 @@ pub enum Event {
     Refresh,
     /// A failed or incomplete pass asked to be retried now.
     Retry,
+    /// Time to ask the daemon what it really advertises.
+    Verify,
 }
 
 /// Everything the loop waits on.
@@ -50,6 +52,9 @@ pub struct Sources {
     pub resync: Interval,
     pub refresh: Interval,
     pub retry_at: Option<Instant>,
+    /// The periodic verification of what the daemon advertises, and one soon after a change.
+    pub verify: Interval,
+    pub verify_at: Option<Instant>,
 }
 
 impl Sources {
@@ -57,6 +62,13 @@ impl Sources {
         let retry_at = self.retry_at;
         let retry = async move {
             match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let verify_at = self.verify_at;
+        let verify_soon = async move {
+            match verify_at {
                 Some(t) => tokio::time::sleep_until(t).await,
                 None => std::future::pending().await,
             }
@@ -72,6 +84,8 @@ impl Sources {
             _ = self.resync.tick() => Event::Resync,
             _ = self.refresh.tick() => Event::Refresh,
             _ = retry => Event::Retry,
+            _ = self.verify.tick() => Event::Verify,
+            _ = verify_soon => Event::Verify,
         }
     }
 }
@@ -101,7 +115,17 @@ pub async fn handle(
             kind.check_daemon = true;
             true
         }
+        Event::Verify => on_verify(agent, sources).await,
     }
+}
+
+/// Verifies what the daemon advertises; never a pass (a filtered prefix is the base's to fix).
+async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
+    sources.verify_at = agent
+        .verify()
+        .await
+        .map(|d| tokio::time::Instant::now() + d);
+    false
 }
 
 /// A pass only if somebody came or went: renewals arrive from every node all the time.

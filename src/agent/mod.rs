@@ -20,6 +20,7 @@ pub mod events;
 pub mod pass;
 pub mod status;
 pub mod tasks;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub async fn run(
         resync: skip_first_tick(cfg.resync).await,
         refresh: skip_first_tick(cfg.address_lifetime / 3).await,
         retry_at: None,
+        verify: skip_first_tick(verify::PERIOD).await,
+        verify_at: None,
     };
     let nl = Netlink::connect()?;
     let mut agent = Agent::new(cfg.clone(), nl, caches, metrics.clone(), writes, me_tx);
@@ -119,6 +122,7 @@ pub async fn run(
         let retry = after_pass(&mut agent, kind).await;
         health.set_ready(true);
         sources.retry_at = retry.map(|d| tokio::time::Instant::now() + d);
+        sources.verify_at = Some(tokio::time::Instant::now() + verify::SETTLE);
         kind = PassKind::default();
         loop {
             let event = sources.next().await;

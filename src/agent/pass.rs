@@ -22,6 +22,7 @@ use crate::metrics::{AgentMetrics, KindLabels, ResultLabels};
 use crate::netlink::{InterfaceOutcome, Netlink};
 use crate::node::{IfAddress, NodeInterface};
 use crate::plan::Plan;
+use crate::render::model::FragmentData;
 
 /// Why a pass stopped early. Nothing is withdrawn when it does: the next pass starts over.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,10 @@ pub struct Agent {
     not_announced: Vec<ServiceNote>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
+    /// The template data of the last pass: which prefixes each protocol should carry.
+    pub(super) fragment_data: Option<FragmentData>,
+    /// What the daemon advertises, as last verified ([`super::verify`]).
+    pub(super) verification: super::verify::State,
 }
 
 /// How a pass went, for when to run the next one.
@@ -115,6 +120,8 @@ impl Agent {
             not_announced: vec![],
             problems: BTreeSet::new(),
             last_status: None,
+            fragment_data: None,
+            verification: Default::default(),
         }
     }
 
@@ -138,6 +145,7 @@ impl Agent {
             .await;
         let daemon_ok = self.sync_daemon(&fragment, kind.check_daemon).await;
         self.report(&resolved, &placement, instance_error);
+        self.fragment_data = Some(resolved.built.data);
         self.metrics.passes.inc();
         self.metrics
             .pass_duration
@@ -328,7 +336,18 @@ impl Agent {
         self.report_node();
     }
 
-    fn report_node(&mut self) {
+    /// routelb's prefixes on the load-balancer interface, as the daemon sees them.
+    pub(super) fn lb_prefixes(&self) -> BTreeSet<ipnet::IpNet> {
+        self.held
+            .get(&self.cfg.lb_interface)
+            .into_iter()
+            .flatten()
+            .filter_map(|(ip, len)| ipnet::IpNet::new(*ip, *len).ok())
+            .map(|n| n.trunc())
+            .collect()
+    }
+
+    pub(super) fn report_node(&mut self) {
         let problems: Vec<String> = self.problems.iter().cloned().collect();
         let last_apply_time = self
             .daemon
@@ -350,6 +369,7 @@ impl Agent {
                 last_apply_time: last_apply_time.as_deref(),
                 problems: &problems,
                 not_announced: &self.not_announced,
+                advertised: self.verification.last.as_ref(),
             },
             &old,
             &Time(k8s_openapi::jiff::Timestamp::now()),

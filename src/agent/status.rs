@@ -4,7 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{ApplyResult, InterfaceAddresses, NodeStateStatus, ServiceNote};
+use crate::api::{
+    AdvertisementStatus, ApplyResult, InterfaceAddresses, NodeStateStatus, PeerAdvertisement,
+    ServiceNote,
+};
+use crate::daemon::advertised::{NAMED_MISSING, Verification};
 use crate::daemon::applier::LastApply;
 use crate::node::IfAddress;
 use crate::status::condition;
@@ -23,13 +27,20 @@ pub struct NodeReport<'a> {
     /// Routing problems on this node (policies that cannot be honoured here).
     pub problems: &'a [String],
     pub not_announced: &'a [ServiceNote],
+    /// The last verification of what the daemon advertises, once there is one.
+    pub advertised: Option<&'a Verification>,
 }
 
 pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateStatus {
     let address_count = r.held.values().map(|a| a.len() as u32).sum();
     let apply = apply_state(r.last_apply, r.last_apply_time);
+    let advertised = r.advertised.map(|v| {
+        let d = &v.verdict;
+        ("Advertised", d.ok, d.reason, d.message.clone())
+    });
     let conditions = node_conditions(r, address_count, &apply)
         .into_iter()
+        .chain(advertised)
         .map(|(type_, ok, reason, message)| condition(type_, ok, reason, message, None, old, now))
         .collect();
     NodeStateStatus {
@@ -40,7 +51,35 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         fragment_hash: apply.fragment_hash,
         last_apply: apply.last_apply,
         not_announced: r.not_announced.to_vec(),
+        advertisement: r.advertised.map(advertisement),
         conditions,
+    }
+}
+
+/// The verification as NodeState shows it: counts per peer, a few missing prefixes named.
+pub fn advertisement(v: &Verification) -> AdvertisementStatus {
+    AdvertisementStatus {
+        peers: v
+            .peers
+            .iter()
+            .map(|r| PeerAdvertisement {
+                protocol: r.exit.protocol.name().into(),
+                vrf: r.exit.vrf.clone(),
+                peer: r.exit.name.clone(),
+                family: r.exit.family.name().into(),
+                up: r.exit.up,
+                advertised: r.advertised as u32,
+                missing: r.missing.len() as u32,
+                missing_prefixes: r
+                    .missing
+                    .iter()
+                    .take(NAMED_MISSING)
+                    .map(ToString::to_string)
+                    .collect(),
+                filters: r.exit.filters.clone(),
+            })
+            .collect(),
+        unadvertised: v.unadvertised.keys().map(ToString::to_string).collect(),
     }
 }
 
@@ -236,6 +275,7 @@ mod tests {
                 last_apply_time: Some("2026-11-27T00:00:00Z"),
                 problems: &["InstanceMissing: no router ospf".into()],
                 not_announced: &[],
+                advertised: None,
             },
             &[],
             &now(),
@@ -264,6 +304,7 @@ mod tests {
                     last_apply_time: Some("2026-11-27T00:00:01Z"),
                     problems: &["InstanceMissing: no router ospf".into()],
                     not_announced: &[],
+                    advertised: None,
                 },
                 &s.conditions,
                 &now(),
@@ -320,6 +361,7 @@ mod tests {
             last_apply_time: None,
             problems: &[],
             not_announced: &[],
+            advertised: None,
         };
         let applied = apply_state(Some(&LastApply::Applied { hash: "h".into() }), None);
         let table = node_conditions(&report, 2, &applied);

@@ -2,7 +2,8 @@
 //! `routelb.io/announcing` annotation (`node/interface`, comma-separated) and the Events when
 //! announcing starts, moves or stops. The allocator is the only writer of Services; the agents
 //! report what they hold in their NodeState, and the node that reports on a service nobody
-//! announces says why there.
+//! announces says why there. A node that holds a routed address its daemon advertises to no
+//! peer (NodeState `advertisement.unadvertised`, verified at the daemon) does not announce it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -10,7 +11,7 @@ use std::net::IpAddr;
 use kube::ResourceExt;
 
 use super::changes::ServiceChange;
-use crate::api::{NodeState, annotations};
+use crate::api::{NodeState, NodeStateStatus, annotations};
 use crate::status::EventSpec;
 
 /// What live nodes hold, by address, and why services are not announced, by `namespace/name`.
@@ -18,6 +19,8 @@ use crate::status::EventSpec;
 pub struct Announcements {
     by_address: HashMap<IpAddr, BTreeSet<String>>,
     reasons: HashMap<String, String>,
+    /// Addresses held but advertised to no peer: per address, `node: why`.
+    unadvertised: HashMap<IpAddr, BTreeSet<String>>,
 }
 
 impl Announcements {
@@ -32,10 +35,18 @@ impl Announcements {
             let Some(status) = st.status.as_ref().filter(|_| live.contains(&node)) else {
                 continue;
             };
+            let silent = unadvertised(status);
             for iface in &status.interfaces {
                 for addr in &iface.addresses {
-                    let ip = addr.split('/').next().and_then(|i| i.parse().ok());
+                    let ip: Option<IpAddr> = addr.split('/').next().and_then(|i| i.parse().ok());
                     if let Some(ip) = ip {
+                        if silent.iter().any(|n| n.contains(&ip)) {
+                            a.unadvertised
+                                .entry(ip)
+                                .or_default()
+                                .insert(format!("{node}: {}", why_unadvertised(status)));
+                            continue;
+                        }
                         a.by_address
                             .entry(ip)
                             .or_default()
@@ -50,6 +61,19 @@ impl Announcements {
         a
     }
 
+    /// Why no node announces `ips`: a holder's daemon advertises them to no peer, else none.
+    fn silence(&self, ips: &[IpAddr]) -> Option<String> {
+        let notes: BTreeSet<&String> = ips
+            .iter()
+            .filter_map(|ip| self.unadvertised.get(ip))
+            .flatten()
+            .collect();
+        (!notes.is_empty()).then(|| {
+            let notes: Vec<&str> = notes.into_iter().map(String::as_str).collect();
+            format!("held but advertised to no peer: {}", notes.join("; "))
+        })
+    }
+
     /// The annotation value for a service with these addresses; empty when nobody holds one.
     pub fn value(&self, ips: &[IpAddr]) -> String {
         let set: BTreeSet<&String> = ips
@@ -59,6 +83,26 @@ impl Announcements {
             .collect();
         set.into_iter().cloned().collect::<Vec<_>>().join(",")
     }
+}
+
+/// The prefixes a node's daemon advertises to no peer, as last verified.
+fn unadvertised(status: &NodeStateStatus) -> Vec<ipnet::IpNet> {
+    status
+        .advertisement
+        .iter()
+        .flat_map(|a| &a.unadvertised)
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The node's `Advertised` condition message.
+fn why_unadvertised(status: &NodeStateStatus) -> &str {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Advertised")
+        .map(|c| c.message.as_str())
+        .unwrap_or("not advertised")
 }
 
 /// Adds the announcing annotation and its Event to a service's change. `ips` are the
@@ -87,10 +131,11 @@ pub fn add_change(
             reason: "NotAnnounced",
             note: format!(
                 "no node announces the service: {}",
-                seen.reasons
+                seen.silence(ips).unwrap_or_else(|| seen
+                    .reasons
                     .get(key)
-                    .map(String::as_str)
-                    .unwrap_or("no live node holds its addresses")
+                    .cloned()
+                    .unwrap_or_else(|| "no live node holds its addresses".into()))
             ),
         },
         (true, false) => EventSpec {
@@ -111,7 +156,7 @@ pub fn add_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{InterfaceAddresses, NodeStateSpec, NodeStateStatus, ServiceNote};
+    use crate::api::{AdvertisementStatus, InterfaceAddresses, NodeStateSpec, ServiceNote};
 
     fn state(node: &str, ifaces: &[(&str, &[&str])], notes: &[(&str, &str)]) -> NodeState {
         let mut s = NodeState::new(node, NodeStateSpec {});
@@ -165,6 +210,59 @@ mod tests {
         );
         assert_eq!(seen.value(&ips(&["10.0.0.9"])), "b/eth0");
         assert_eq!(seen.value(&ips(&["10.9.9.9"])), "");
+    }
+
+    #[test]
+    fn a_node_whose_daemon_advertises_an_address_to_no_peer_does_not_announce_it() {
+        let mut filtered = state(
+            "a",
+            &[
+                ("kube-lb0", &["203.0.113.5/32", "203.0.113.6/32"]),
+                ("eth0", &["10.0.0.9/24"]),
+            ],
+            &[],
+        );
+        let status = filtered.status.as_mut().unwrap();
+        status.advertisement = Some(AdvertisementStatus {
+            peers: vec![],
+            unadvertised: vec!["203.0.113.5/32".into()],
+        });
+        status.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Advertised".into(),
+            status: "False".into(),
+            reason: "FilteredByPeerPolicy".into(),
+            message: "neighbor 10.0.0.2 route-map peer-out denies 203.0.113.5/32".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        }];
+        let states = [
+            filtered,
+            state("b", &[("kube-lb0", &["203.0.113.5/32"])], &[]),
+        ];
+        let seen = Announcements::collect(&states, &["a".to_string()].into());
+        assert_eq!(seen.value(&ips(&["203.0.113.5"])), "");
+        // Its other routed address, and local ones (never in `unadvertised`), are unaffected.
+        assert_eq!(seen.value(&ips(&["203.0.113.6"])), "a/kube-lb0");
+        assert_eq!(seen.value(&ips(&["10.0.0.9"])), "a/eth0");
+        let mut c = ServiceChange::default();
+        add_change(
+            &mut c,
+            "ns/web",
+            Some("a/kube-lb0"),
+            &ips(&["203.0.113.5"]),
+            &seen,
+        );
+        assert_eq!(c.annotations[annotations::ANNOUNCING], None);
+        assert_eq!(c.events[0].reason, "NotAnnounced");
+        assert_eq!(
+            c.events[0].note,
+            "no node announces the service: held but advertised to no peer: a: neighbor 10.0.0.2 route-map peer-out denies 203.0.113.5/32"
+        );
+        // Both nodes live: b still announces it.
+        let seen = Announcements::collect(&states, &["a".to_string(), "b".to_string()].into());
+        assert_eq!(seen.value(&ips(&["203.0.113.5"])), "b/kube-lb0");
     }
 
     #[test]

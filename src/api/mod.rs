@@ -340,11 +340,55 @@ pub struct NodeStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyResult>,
     /// Services that no node announces, with why, as seen by the node that reports on them
-    /// (one node per service, chosen by the election).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (one node per service, chosen by the election). Always written, empty too: the status
+    /// is merge-patched, and an absent list would keep the old reasons.
+    #[serde(default)]
     pub not_announced: Vec<ServiceNote>,
+    /// What the daemon really advertises, asked of it after every apply and periodically;
+    /// absent until the first verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertisement: Option<AdvertisementStatus>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// This node's prefixes as the daemon advertises them, per peer (BGP neighbor and family),
+/// OSPF/IS-IS/RIP process or BIRD protocol.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvertisementStatus {
+    #[serde(default)]
+    pub peers: Vec<PeerAdvertisement>,
+    /// This node's prefixes that reach no peer at all: the node does not announce them.
+    /// Always written, empty too: the status is merge-patched, and an absent list would keep
+    /// the old one.
+    #[serde(default)]
+    pub unadvertised: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerAdvertisement {
+    /// `bgp`, `ospf`, `isis` or `rip`.
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+    /// `neighbor 10.0.0.2`, `neighbor eth0 (peer-group FABRIC)`, `router ospf`,
+    /// `protocol rtr4` (BIRD).
+    pub peer: String,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// Whether the session is up (BGP Established); a peer that is down advertises nothing.
+    pub up: bool,
+    /// How many of this node's prefixes meant for this peer it gets, and how many it does not.
+    pub advertised: u32,
+    pub missing: u32,
+    /// The first few missing prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_prefixes: Vec<String>,
+    /// The outbound filters configured towards this peer (`route-map peer-out`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -1,6 +1,7 @@
 //! Daemon I/O: finding routing instances and applying fragments, for FRR and BIRD. The pure
 //! parts (parsing configurations, diffing) live in `frr_config` and `bird_config`.
 
+pub mod advertised;
 pub mod applier;
 pub mod bird;
 pub mod bird_config;
@@ -8,6 +9,7 @@ pub mod bird_ctl;
 pub mod bird_daemon;
 pub mod frr;
 pub mod frr_config;
+pub mod observe;
 pub mod restarts;
 pub mod session;
 pub mod vty;

@@ -10,6 +10,7 @@
 mod dry_run;
 mod session;
 pub mod state;
+mod verify;
 
 pub use dry_run::{DryRun, DryRunService, dry_run};
 use session::{Next, Session, Wake};

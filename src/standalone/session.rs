@@ -69,6 +69,10 @@ pub(super) struct Session {
     backoff: Backoff,
     notes: Notes,
     placed: Option<Placed>,
+    /// What the daemon really advertises, verified in the background.
+    verification: super::verify::Background,
+    /// routelb's prefixes on the load-balancer interface after the last convergence.
+    lb_prefixes: BTreeSet<ipnet::IpNet>,
 }
 
 impl Session {
@@ -84,6 +88,8 @@ impl Session {
             backoff: Backoff::default(),
             notes: Notes::default(),
             placed: None,
+            verification: super::verify::Background::start(opts.driver.clone()),
+            lb_prefixes: BTreeSet::new(),
             opts,
         })
     }
@@ -157,6 +163,13 @@ impl Session {
             }
         };
         let planned = plan::plan(&a.assigned, &a.pools, &self.opts.lb_interface, &node_ifaces);
+        self.lb_prefixes = planned
+            .interfaces
+            .get(&self.opts.lb_interface)
+            .into_iter()
+            .flatten()
+            .filter_map(|(ip, len)| ipnet::IpNet::new(*ip, *len).ok().map(|n| n.trunc()))
+            .collect();
         for n in &planned.unplaced {
             tracing::debug!("{n}");
         }
@@ -219,6 +232,8 @@ impl Session {
             .daemon
             .sync(&rendered.fragment, wake.check_daemon)
             .await;
+        self.verification
+            .update(rendered.data, self.lb_prefixes.clone());
         (self.daemon_next(in_sync, missing), problems)
     }
 

@@ -1,0 +1,65 @@
+//! The agent's verification of what the daemon advertises (shell): after every pass that
+//! may have changed something (a little later, for the daemon to converge) and every
+//! [`PERIOD`], ask the daemon ([`crate::daemon::observe`]), judge
+//! ([`crate::daemon::advertised`]), and report: NodeState's `advertisement` and `Advertised`
+//! condition, an Event when the verdict changes.
+
+use std::time::Duration;
+
+use super::pass::Agent;
+use super::tasks::Write;
+use crate::daemon::advertised::{self, Verification};
+use crate::daemon::observe::Verifier;
+
+/// How often the daemon is asked when nothing changed.
+pub const PERIOD: Duration = Duration::from_secs(10);
+/// How long after a change it is asked: bgpd's route-map delay timer (1 s in the documented
+/// base) and update coalescing come first.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// What outlives one verification.
+#[derive(Debug, Default)]
+pub struct State {
+    pub last: Option<Verification>,
+    verifier: Verifier,
+}
+
+impl Agent {
+    /// Verifies once; returns when to verify again if a gap waits to be confirmed.
+    pub async fn verify(&mut self) -> Option<Duration> {
+        let data = self.fragment_data.as_ref()?;
+        let prefixes = self.lb_prefixes();
+        let driver = self.cfg.driver.clone();
+        match self
+            .verification
+            .verifier
+            .verify(&driver, data, &prefixes)
+            .await
+        {
+            Ok((v, recheck)) => {
+                self.record(v);
+                recheck.then_some(SETTLE)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not verify what the daemon advertises");
+                None
+            }
+        }
+    }
+
+    fn record(&mut self, v: Verification) {
+        let before = self.verification.last.as_ref().map(|l| &l.verdict);
+        if let Some(event) = advertised::event(before, &v.verdict) {
+            if event.warning {
+                tracing::warn!(reason = event.reason, "{}", event.note);
+            } else {
+                tracing::info!(reason = event.reason, "{}", event.note);
+            }
+            let _ = self.writes.send(Write::NodeEvent(event));
+        }
+        self.metrics
+            .unadvertised_prefixes
+            .set(v.unadvertised.len() as i64);
+        self.verification.last = Some(v);
+        self.report_node();
+    }
+}
