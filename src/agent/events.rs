@@ -10,9 +10,12 @@ use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 
 use super::pass::{Agent, PassKind};
+use super::tasks::Write;
 use crate::daemon::restarts::{self, RestartWatch};
-use crate::metrics::AgentMetrics;
+use crate::daemon::session;
+use crate::metrics::{AgentMetrics, DaemonLabels};
 use crate::netlink::Netlink;
+use crate::status::EventSpec;
 
 /// What can wake the agent.
 #[derive(Debug)]
@@ -36,6 +39,8 @@ pub enum Event {
     Refresh,
     /// A failed or incomplete pass asked to be retried now.
     Retry,
+    /// Time to probe FRR for routelb objects another tool removed or changed.
+    DriftProbe,
 }
 
 /// Everything the loop waits on.
@@ -50,6 +55,8 @@ pub struct Sources {
     pub resync: Interval,
     pub refresh: Interval,
     pub retry_at: Option<Instant>,
+    /// The drift probe's timer; none when disabled.
+    pub drift_probe: Option<Interval>,
 }
 
 impl Sources {
@@ -72,6 +79,7 @@ impl Sources {
             _ = self.resync.tick() => Event::Resync,
             _ = self.refresh.tick() => Event::Refresh,
             _ = retry => Event::Retry,
+            _ = session::probe_tick(&mut self.drift_probe) => Event::DriftProbe,
         }
     }
 }
@@ -101,7 +109,71 @@ pub async fn handle(
             kind.check_daemon = true;
             true
         }
+        Event::DriftProbe => on_drift_probe(agent, metrics, kind).await,
     }
+}
+
+/// Probes FRR for routelb objects another tool removed or changed and repairs them: a Warning
+/// Event on this node's NodeState naming them, a metric, `status.lastDriftRepair`. A pass
+/// follows only when the repair failed (it reads the daemon afresh).
+async fn on_drift_probe(agent: &mut Agent, metrics: &AgentMetrics, kind: &mut PassKind) -> bool {
+    let announced = agent.announced();
+    let Some(repair) = agent.daemon.repair_drift(announced).await else {
+        return false;
+    };
+    for daemon in repair.daemons() {
+        metrics
+            .drift_repairs
+            .get_or_create(&DaemonLabels {
+                daemon: daemon.into(),
+            })
+            .inc();
+    }
+    let lost = repair.lost();
+    let error = repair.result.as_ref().err().cloned();
+    let note = match &error {
+        None => format!(
+            "restored what another tool removed or changed: {}",
+            lost.join("; ")
+        ),
+        Some(e) => format!(
+            "another tool removed or changed: {}; restoring failed: {e}",
+            lost.join("; ")
+        ),
+    };
+    let _ = agent.writes.send(Write::NodeEvent(EventSpec {
+        warning: true,
+        reason: "DriftRepaired",
+        note: shorten(note, 1000),
+    }));
+    agent.last_drift_repair = Some(crate::api::DriftRepairStatus {
+        time: humantime::format_rfc3339_seconds(repair.time).to_string(),
+        lost,
+        error: error.clone(),
+    });
+    agent.report_node();
+    if error.is_some() {
+        kind.check_daemon = true;
+    }
+    error.is_some()
+}
+
+/// At most `max` bytes (an Event's note holds 1 KiB), cut at a character boundary.
+fn shorten(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// The drift probe's timer (see [`session::probe_timer`]).
+pub fn probe_timer(period: Duration) -> Option<Interval> {
+    session::probe_timer(period)
 }
 
 /// A pass only if somebody came or went: renewals arrive from every node all the time.

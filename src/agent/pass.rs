@@ -73,6 +73,8 @@ pub struct Agent {
     not_announced: Vec<ServiceNote>,
     problems: BTreeSet<String>,
     last_status: Option<NodeStateStatus>,
+    /// The last repair of objects another tool removed or changed, for NodeState.
+    pub last_drift_repair: Option<crate::api::DriftRepairStatus>,
 }
 
 /// How a pass went, for when to run the next one.
@@ -115,6 +117,7 @@ impl Agent {
             not_announced: vec![],
             problems: BTreeSet::new(),
             last_status: None,
+            last_drift_repair: None,
         }
     }
 
@@ -189,6 +192,14 @@ impl Agent {
             instances: self.daemon.instances(),
         };
         decide::resolve(&self.id, &snapshot, &mut self.memory)
+    }
+
+    /// The addresses this node announces now (on the load-balancer interface).
+    pub fn announced(&self) -> Vec<std::net::IpAddr> {
+        self.held
+            .get(&self.cfg.lb_interface)
+            .map(|a| a.iter().map(|(ip, _)| *ip).collect())
+            .unwrap_or_default()
     }
 
     /// Hands this node's facts to the lease task when they changed.
@@ -328,7 +339,7 @@ impl Agent {
         self.report_node();
     }
 
-    fn report_node(&mut self) {
+    pub(super) fn report_node(&mut self) {
         let problems: Vec<String> = self.problems.iter().cloned().collect();
         let last_apply_time = self
             .daemon
@@ -340,7 +351,7 @@ impl Agent {
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default();
-        let s = status::node_status(
+        let mut s = status::node_status(
             &status::NodeReport {
                 daemon: self.cfg.daemon.name(),
                 held: &self.held,
@@ -354,6 +365,7 @@ impl Agent {
             &old,
             &Time(k8s_openapi::jiff::Timestamp::now()),
         );
+        s.last_drift_repair = self.last_drift_repair.clone();
         if self
             .last_status
             .as_ref()

@@ -41,6 +41,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         last_apply: apply.last_apply,
         not_announced: r.not_announced.to_vec(),
         conditions,
+        last_drift_repair: None,
     }
 }
 

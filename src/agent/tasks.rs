@@ -23,8 +23,16 @@ use crate::status::EventSpec;
 
 /// A write the shell hands to the writer.
 pub enum Write {
-    ServiceEvent { key: ServiceKey, event: EventSpec },
-    PolicyEvent { policy: String, event: EventSpec },
+    ServiceEvent {
+        key: ServiceKey,
+        event: EventSpec,
+    },
+    PolicyEvent {
+        policy: String,
+        event: EventSpec,
+    },
+    /// An Event on this node's NodeState.
+    NodeEvent(EventSpec),
     NodeStatus(NodeStateStatus),
 }
 
@@ -54,6 +62,15 @@ pub async fn writer(
                     api_version: Some(RoutingPolicy::api_version(&()).into()),
                     kind: Some("RoutingPolicy".into()),
                     name: Some(policy),
+                    ..Default::default()
+                };
+                events.publish(&reference, event).await;
+            }
+            Write::NodeEvent(event) => {
+                let reference = ObjectReference {
+                    api_version: Some(NodeState::api_version(&()).into()),
+                    kind: Some("NodeState".into()),
+                    name: Some(node.clone()),
                     ..Default::default()
                 };
                 events.publish(&reference, event).await;

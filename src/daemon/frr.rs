@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio::process::Command;
 
+use super::drift;
 use super::frr_config::{self, Owned};
 use super::vty::{self, Vty};
 use super::{ApplyOutcome, DaemonError};
@@ -42,6 +43,8 @@ pub struct FrrDriver {
     /// router context with its redistribute lines) that already passed `vtysh --dryrun`: only
     /// objects of a new shape are checked again.
     validated: Arc<Mutex<HashSet<String>>>,
+    /// The addresses announced now ([`FrrDriver::set_announced`]).
+    announced: Arc<Mutex<Vec<std::net::IpAddr>>>,
 }
 
 /// routelb's objects in each daemon, by daemon name.
@@ -71,6 +74,7 @@ impl FrrDriver {
             known: Arc::default(),
             ignores: Arc::default(),
             validated: Arc::default(),
+            announced: Arc::default(),
         }
     }
 
@@ -181,6 +185,28 @@ impl FrrDriver {
         Ok(self.shares(&held, &desired) == held)
     }
 
+    /// Asks each daemon a few small show commands ([`drift`]) and compares the answers with
+    /// what it should hold since the last apply: what another tool removed or changed, named.
+    /// `None` when nothing is known to compare with (no apply yet, a failure or a resync
+    /// since, `reload` mode): the next apply reads the daemons anyway.
+    pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
+        let Some(held) = self.known.lock().expect("not poisoned").clone() else {
+            return Ok(None);
+        };
+        let commands = held
+            .iter()
+            .map(|(d, o)| (d.clone(), drift::commands(o)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        let answers = self.vty.show_each(commands).await?;
+        let empty = BTreeMap::new();
+        Ok(Some(
+            held.iter()
+                .flat_map(|(d, o)| drift::compare(d, o, answers.get(d).unwrap_or(&empty)))
+                .collect(),
+        ))
+    }
+
     /// Reads routelb's objects from every daemon's running configuration.
     async fn read_held(&self) -> Result<Held, DaemonError> {
         Ok(self
@@ -288,8 +314,7 @@ impl FrrDriver {
             .collect();
         let lines = lines.len();
         if !plan.is_empty() {
-            let answers = self.vty.configure(plan.clone()).await?;
-            let unknown = vty::learn(&plan, &answers).map_err(DaemonError::Rejected)?;
+            let unknown = self.send(plan).await?;
             let before = self.ignores.lock().expect("not poisoned").clone();
             {
                 let mut ignores = self.ignores.lock().expect("not poisoned");
@@ -307,6 +332,35 @@ impl FrrDriver {
         let shares = self.shares(&held, desired);
         *self.known.lock().expect("not poisoned") = Some(shares);
         Ok(lines)
+    }
+
+    /// Sends a plan, in two steps when it is a bulk load: what the announced addresses need
+    /// first ([`drift::urgent_first`]), so their routes do not wait for thousands of other
+    /// entries. Returns each "unknown command" answer as (daemon, kind of line).
+    async fn send(
+        &self,
+        plan: BTreeMap<String, Vec<frr_config::Change>>,
+    ) -> Result<Vec<(String, String)>, DaemonError> {
+        let announced = self.announced.lock().expect("not poisoned").clone();
+        let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
+        for (daemon, changes) in plan {
+            let (now, after) = drift::urgent_first(&changes, &announced, vty::BATCH_FROM_LINES);
+            first.insert(daemon.clone(), now);
+            if !after.is_empty() {
+                later.insert(daemon, after);
+            }
+        }
+        let mut unknown = Vec::new();
+        for step in [first, later].into_iter().filter(|p| !p.is_empty()) {
+            let answers = self.vty.configure(step.clone()).await?;
+            unknown.extend(vty::learn(&step, &answers).map_err(DaemonError::Rejected)?);
+        }
+        Ok(unknown)
+    }
+
+    /// The addresses announced now, whose prefix-list entries a bulk load sends first.
+    pub fn set_announced(&self, addresses: Vec<std::net::IpAddr>) {
+        *self.announced.lock().expect("not poisoned") = addresses;
     }
 
     async fn apply_reload(&self, fragment: &str, desired: &Owned) -> Result<usize, DaemonError> {
