@@ -109,7 +109,7 @@ struct AgentArgs {
     /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
     /// another tool removed or changed (frr-reload.py, a person); 0 disables (they wait for
     /// the resync).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     drift_probe: Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9091")]
@@ -142,7 +142,7 @@ struct StandaloneArgs {
     /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
     /// another tool removed or changed (frr-reload.py, a person); 0 disables (they wait for
     /// the resync).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     drift_probe: Duration,
     #[command(flatten)]
     daemon_args: DaemonArgs,

@@ -3,13 +3,20 @@
 //! base file (as frr-k8s reconciles), a person's `no ip prefix-list`, a `no redistribute` in
 //! `router bgp`. The resync is five minutes away: only the drift probe can notice. Each time
 //! the objects are back in bgpd, the route is back at the router, and a warning names what was
-//! lost. Needs root, iproute2, frr and frr-pythontools.
+//! lost. The agent reports a repair on its NodeState (Event, status, metric). Needs root,
+//! iproute2, frr and frr-pythontools; the agent test also the test API server (KUBECONFIG).
 
+#[allow(dead_code)] // each test file uses part of the support code
 mod support {
+    pub mod allocator;
+    pub mod api;
+    pub mod apiproxy;
+    pub mod cluster;
     pub mod daemon;
     pub mod files;
     pub mod lab;
     pub mod lock;
+    pub mod objects;
     pub mod script;
     pub mod wait;
 }
@@ -42,7 +49,7 @@ impl Standalone {
             .args(["netns", "exec", lab.var("LAB_NODE_NS")])
             .arg(env!("CARGO_BIN_EXE_routelb"))
             .args(["standalone", "--config", dir.to_str().unwrap()])
-            .args(["--resync", "300s", "--drift-probe", "1s"])
+            .args(["--resync", "300s", "--drift-probe", "500ms"])
             .args(lab.daemon().flags())
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -183,4 +190,102 @@ fn objects_another_tool_removes_are_restored_without_waiting_for_the_resync() {
     );
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent: a person deletes routelb's route-map on the node; the probe puts it back and
+/// the agent says so on the node's NodeState — a `DriftRepaired` Warning Event,
+/// `status.lastDriftRepair` naming the route-map, and the metric.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_reports_a_repair_on_the_node_state() {
+    use kube::Api;
+    use kube::api::{DeleteParams, PostParams};
+    use routelb::api::{AddressPool, NodeState, RoutingPolicy};
+    use serde_json::json;
+    use support::{api, cluster, objects};
+
+    let api_server = support::lock::api_server();
+    let c = cluster::Cluster::up("drc", 1, "bgp", "frr");
+    let client = api::client(&api_server).await;
+    let ns = api::unique("drift");
+    api::ensure_namespace(&client, &ns, &[]).await;
+    let (pool, policy) = (api::unique("dp"), api::unique("dpol"));
+    let x = c.index();
+    let p: AddressPool = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+        "metadata": { "name": pool, "labels": { "routelb-test": ns } },
+        "spec": { "addresses": [format!("198.18.{x}.0/27")], "mode": "routed" },
+    }))
+    .unwrap();
+    let pools: Api<AddressPool> = Api::all(client.clone());
+    pools.create(&PostParams::default(), &p).await.unwrap();
+    let rp: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": policy },
+        "spec": { "poolSelector": { "matchLabels": { "routelb-test": ns } }, "protocols": ["bgp"] },
+    }))
+    .unwrap();
+    let policies: Api<RoutingPolicy> = Api::all(client.clone());
+    policies.create(&PostParams::default(), &rp).await.unwrap();
+    let _allocator = support::allocator::Allocator::start(
+        &api::unique("alloc"),
+        "alloc",
+        &["--node-lease-namespace", &ns],
+    );
+    let agent = cluster::Agent::start(&c, 1, &ns, &["--resync", "300s", "--drift-probe", "500ms"]);
+    let svc = objects::service(
+        &ns,
+        "web",
+        json!({ "metadata": { "annotations": { "routelb.io/pool": pool } }, "spec": {} }),
+    );
+    objects::create_service(&client, svc).await;
+    let ip = objects::wait_ips(&client, &ns, "web", 1).await.remove(0);
+    let host = format!("{ip}/32");
+    c.wait_nexthops(&host, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail()));
+
+    let support::daemon::NodeDaemon::Frr { pathspace } = c.daemon(1) else {
+        unreachable!("an FRR cluster")
+    };
+    let out = Command::new("vtysh")
+        .args(["-N", &pathspace, "-c", "configure terminal"])
+        .args(["-c", "no route-map ROUTELB-BGP-V4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let node = c.node_name(1);
+    let states: Api<NodeState> = Api::all(client.clone());
+    let repaired = wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            let st = states.get(&node).await.ok()?.status?;
+            st.last_drift_repair.filter(|r| {
+                r.lost
+                    .iter()
+                    .any(|l| l.contains("route-map ROUTELB-BGP-V4"))
+            })
+        })
+        .await
+        .unwrap_or_else(|| panic!("no lastDriftRepair\n{}", agent.log_tail()))
+        .value;
+    assert_eq!(repaired.error, None, "{repaired:?}");
+    // Cluster-scoped objects' Events live in `default`.
+    objects::wait_event(&client, "default", &node, "DriftRepaired").await;
+    c.wait_nexthops(&host, 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("route not back: {e}\n{}", agent.log_tail()));
+    let metrics = Command::new("ip")
+        .args(["netns", "exec", c.node_var(1, "NS")])
+        .args(["curl", "-s", "http://127.0.0.1:9091/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("routelb_agent_drift_repairs_total{daemon=\"bgpd\"}")),
+        "{metrics}"
+    );
+    let _ = policies.delete(&policy, &DeleteParams::default()).await;
+    let _ = pools.delete(&pool, &DeleteParams::default()).await;
 }

@@ -91,18 +91,66 @@ pub struct ListSummary {
     pub last: u64,
 }
 
+/// What the probe compares a daemon's answers with: its share of the owned objects, in the
+/// shape the show commands describe them. Computed once per apply, not once per probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// `ip prefix-list NAME` → count and sequence range.
+    lists: BTreeMap<String, ListSummary>,
+    /// `route-map NAME permit N` → the lines `show route-map` shows, sorted.
+    route_maps: BTreeMap<String, Vec<String>>,
+    /// Each redistribute line (with its context, as the finding names it) and its route-map.
+    redistribute: Vec<(String, String)>,
+}
+
+impl Expected {
+    pub fn of(owned: &Owned) -> Expected {
+        Expected {
+            lists: expected_lists(owned),
+            route_maps: owned
+                .route_maps
+                .iter()
+                .map(|(head, lines)| {
+                    let shown = lines.iter().filter(|l| shown(l)).cloned().collect();
+                    (head.clone(), shown)
+                })
+                .collect(),
+            redistribute: owned
+                .redistribute
+                .iter()
+                .filter_map(|((path, _), line)| {
+                    let map = line.split_whitespace().skip_while(|w| *w != "route-map");
+                    let map = map.clone().nth(1)?.to_string();
+                    let mut object = path.join(" / ");
+                    object.push_str(" / ");
+                    object.push_str(line);
+                    Some((object, map))
+                })
+                .collect(),
+        }
+    }
+
+    /// The route-maps holding owned entries, by name.
+    fn route_map_names(&self) -> BTreeSet<&str> {
+        self.route_maps
+            .keys()
+            .filter_map(|head| head.split_whitespace().nth(1))
+            .collect()
+    }
+}
+
 /// The show commands that probe a daemon expected to hold `expected`, in a fixed order.
-pub fn commands(expected: &Owned) -> Vec<String> {
+pub fn commands(expected: &Expected) -> Vec<String> {
     let mut out = Vec::new();
-    let lists = expected_lists(expected);
-    if lists.keys().any(|l| l.starts_with("ip ")) {
+    if expected.lists.keys().any(|l| l.starts_with("ip ")) {
         out.push(PREFIX_SUMMARY_V4.to_string());
     }
-    if lists.keys().any(|l| l.starts_with("ipv6 ")) {
+    if expected.lists.keys().any(|l| l.starts_with("ipv6 ")) {
         out.push(PREFIX_SUMMARY_V6.to_string());
     }
     out.extend(
-        route_map_names(expected)
+        expected
+            .route_map_names()
             .into_iter()
             .map(|n| format!("show route-map {n}")),
     );
@@ -114,7 +162,11 @@ pub fn commands(expected: &Owned) -> Vec<String> {
 
 /// What `daemon`, expected to hold `expected`, lost or changed according to its answers to
 /// [`commands`] (command → output). A command without an answer proves nothing.
-pub fn compare(daemon: &str, expected: &Owned, answers: &BTreeMap<String, String>) -> Vec<Finding> {
+pub fn compare(
+    daemon: &str,
+    expected: &Expected,
+    answers: &BTreeMap<String, String>,
+) -> Vec<Finding> {
     let finding = |object: String, change: Change| Finding {
         daemon: daemon.to_string(),
         object,
@@ -127,8 +179,8 @@ pub fn compare(daemon: &str, expected: &Owned, answers: &BTreeMap<String, String
             observed_lists.extend(prefix_summary(afi, text));
         }
     }
-    let lists = expected_lists(expected);
-    for (list, want) in &lists {
+    let lists = &expected.lists;
+    for (list, want) in lists {
         if !answers.contains_key(summary_command(list)) {
             continue;
         }
@@ -153,10 +205,10 @@ pub fn compare(daemon: &str, expected: &Owned, answers: &BTreeMap<String, String
             ));
         }
     }
-    for name in route_map_names(expected) {
+    for name in expected.route_map_names() {
         if let Some(text) = answers.get(&format!("show route-map {name}")) {
             out.extend(
-                route_map_findings(&name, expected, &route_map(text))
+                route_map_findings(name, expected, &route_map(text))
                     .into_iter()
                     .map(|(o, c)| finding(o, c)),
             );
@@ -164,16 +216,9 @@ pub fn compare(daemon: &str, expected: &Owned, answers: &BTreeMap<String, String
     }
     if let Some(text) = answers.get(UNUSED_ROUTE_MAPS) {
         let unused = unused_route_maps(text);
-        for ((path, _), line) in &expected.redistribute {
-            let map = line
-                .split_whitespace()
-                .skip_while(|w| *w != "route-map")
-                .nth(1);
-            if map.is_some_and(|m| unused.contains(m)) {
-                let mut object = path.join(" / ");
-                object.push_str(" / ");
-                object.push_str(line);
-                out.push(finding(object, Change::Lost));
+        for (object, map) in &expected.redistribute {
+            if unused.contains(map) {
+                out.push(finding(object.clone(), Change::Lost));
             }
         }
     }
@@ -221,15 +266,6 @@ pub fn expected_lists(expected: &Owned) -> BTreeMap<String, ListSummary> {
         s.last = s.last.max(seq);
     }
     out
-}
-
-/// The route-maps holding owned entries, by name.
-fn route_map_names(expected: &Owned) -> BTreeSet<String> {
-    expected
-        .route_maps
-        .keys()
-        .filter_map(|head| head.split_whitespace().nth(1).map(str::to_string))
-        .collect()
 }
 
 /// Parses `show ip[v6] prefix-list summary`: `<DAEMON>: ip prefix-list NAME:` then
@@ -333,7 +369,7 @@ fn shown(line: &str) -> bool {
 /// owns, also entries it does not know.
 fn route_map_findings(
     name: &str,
-    expected: &Owned,
+    expected: &Expected,
     observed: &BTreeMap<String, Vec<String>>,
 ) -> Vec<(String, Change)> {
     let mut out = Vec::new();
@@ -343,11 +379,10 @@ fn route_map_findings(
             out.push((head.clone(), Change::Lost));
             continue;
         };
-        let want: Vec<&String> = want.iter().filter(|l| shown(l)).collect();
         let lost: Vec<&str> = want
             .iter()
             .filter(|l| !have.contains(l))
-            .map(|l| l.as_str())
+            .map(String::as_str)
             .collect();
         let added: Vec<&str> = have
             .iter()
@@ -506,13 +541,17 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
 
     /// The fragment's objects, and an entry routelb keeps in the team's route-map (helper
     /// "hook"'s outbound route-map entries, in their reserved sequence range).
-    fn expected() -> Owned {
+    fn owned_objects() -> Owned {
         let mut o = owned(&parse(FRAGMENT));
         o.route_maps.insert(
             "route-map TEAM-OUT permit 65000".into(),
             vec!["match ip address prefix-list ROUTELB-POOL-a-V4".into()],
         );
         o
+    }
+
+    fn expected() -> Expected {
+        Expected::of(&owned_objects())
     }
 
     fn named(findings: &[Finding]) -> Vec<String> {
@@ -535,8 +574,8 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
         let zebra = owned(&parse(
             "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 192.0.2.0/24\n",
         ));
-        assert_eq!(commands(&zebra), [PREFIX_SUMMARY_V4]);
-        assert!(commands(&Owned::default()).is_empty());
+        assert_eq!(commands(&Expected::of(&zebra)), [PREFIX_SUMMARY_V4]);
+        assert!(commands(&Expected::default()).is_empty());
     }
 
     #[test]
@@ -711,7 +750,7 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
         );
         assert_eq!(s.len(), 2);
         assert_eq!(
-            expected_lists(&expected())["ip prefix-list ROUTELB-POOL-a-V4"],
+            expected_lists(&owned_objects())["ip prefix-list ROUTELB-POOL-a-V4"],
             s["ip prefix-list ROUTELB-POOL-a-V4"]
         );
     }

@@ -36,6 +36,9 @@ pub struct FrrDriver {
     /// after reading the running configuration. Cleared on any error, on a resync and when a
     /// daemon restarted, so the next apply reads the daemons again.
     known: Arc<Mutex<Option<Held>>>,
+    /// What the drift probe expects of each daemon, computed from `known` at the first probe
+    /// after it changed.
+    expected: Arc<Mutex<Option<Arc<Expectations>>>>,
     /// Per daemon, the kinds of line ([`frr_config::kind_in`]) it answered "unknown command"
     /// to: it is not sent them again, and not expected to hold them.
     ignores: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
@@ -49,6 +52,9 @@ pub struct FrrDriver {
 
 /// routelb's objects in each daemon, by daemon name.
 type Held = BTreeMap<String, Owned>;
+
+/// What the drift probe expects of each daemon, by daemon name.
+type Expectations = BTreeMap<String, drift::Expected>;
 
 /// Where FRR keeps its daemons' vty sockets: Debian's and FRR's own packages use /var/run/frr.
 pub const DEFAULT_VTY_DIR: &str = "/var/run/frr";
@@ -72,6 +78,7 @@ impl FrrDriver {
             reload_script: "/usr/lib/frr/frr-reload.py".into(),
             vty: Arc::new(Vty::new(dir)),
             known: Arc::default(),
+            expected: Arc::default(),
             ignores: Arc::default(),
             validated: Arc::default(),
             announced: Arc::default(),
@@ -113,7 +120,7 @@ impl FrrDriver {
     /// Drops what is known of the daemon's objects: the next apply reads them again. For a
     /// resync, which must notice objects lost to a restart or edited by hand.
     pub fn forget(&self) {
-        *self.known.lock().expect("not poisoned") = None;
+        self.set_known(None);
     }
 
     /// The routing instances in the running configuration.
@@ -190,21 +197,46 @@ impl FrrDriver {
     /// `None` when nothing is known to compare with (no apply yet, a failure or a resync
     /// since, `reload` mode): the next apply reads the daemons anyway.
     pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
-        let Some(held) = self.known.lock().expect("not poisoned").clone() else {
+        let Some(expected) = self.expected() else {
             return Ok(None);
         };
-        let commands = held
+        let commands = expected
             .iter()
-            .map(|(d, o)| (d.clone(), drift::commands(o)))
+            .map(|(d, e)| (d.clone(), drift::commands(e)))
             .filter(|(_, c)| !c.is_empty())
             .collect();
         let answers = self.vty.show_each(commands).await?;
         let empty = BTreeMap::new();
         Ok(Some(
-            held.iter()
-                .flat_map(|(d, o)| drift::compare(d, o, answers.get(d).unwrap_or(&empty)))
+            expected
+                .iter()
+                .flat_map(|(d, e)| drift::compare(d, e, answers.get(d).unwrap_or(&empty)))
                 .collect(),
         ))
+    }
+
+    /// What each daemon should answer the probe, while what it holds is known.
+    fn expected(&self) -> Option<Arc<Expectations>> {
+        let mut cached = self.expected.lock().expect("not poisoned");
+        if cached.is_none() {
+            let known = self.known.lock().expect("not poisoned");
+            *cached = known.as_ref().map(|held| {
+                Arc::new(
+                    held.iter()
+                        .map(|(d, o)| (d.clone(), drift::Expected::of(o)))
+                        .collect(),
+                )
+            });
+        }
+        cached.clone()
+    }
+
+    fn set_known(&self, held: Option<Held>) {
+        // Both locks, in this order (as `expected` takes them), so no probe sees one without
+        // the other.
+        let mut expected = self.expected.lock().expect("not poisoned");
+        *self.known.lock().expect("not poisoned") = held;
+        *expected = None;
     }
 
     /// Reads routelb's objects from every daemon's running configuration.
@@ -330,7 +362,7 @@ impl FrrDriver {
             }
         }
         let shares = self.shares(&held, desired);
-        *self.known.lock().expect("not poisoned") = Some(shares);
+        self.set_known(Some(shares));
         Ok(lines)
     }
 
