@@ -231,7 +231,20 @@ async fn the_agent_reports_a_repair_on_the_node_state() {
         "alloc",
         &["--node-lease-namespace", &ns],
     );
-    let agent = cluster::Agent::start(&c, 1, &ns, &["--resync", "300s", "--drift-probe", "500ms"]);
+    // The NodeState and Events of an earlier run on this cluster must not answer for this one.
+    let node = c.node_name(1);
+    let states: Api<NodeState> = Api::all(client.clone());
+    let _ = states.delete(&node, &DeleteParams::default()).await;
+    let repaired_events = || async {
+        objects::event_reasons(&client, "default", &node)
+            .await
+            .iter()
+            .filter(|r| *r == "DriftRepaired")
+            .count()
+    };
+    let events_before = repaired_events().await;
+    let flags = ["--resync", "300s", "--drift-probe", "500ms"];
+    let agent = cluster::Agent::start(&c, 1, &ns, &flags);
     let svc = objects::service(
         &ns,
         "web",
@@ -254,8 +267,6 @@ async fn the_agent_reports_a_repair_on_the_node_state() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    let node = c.node_name(1);
-    let states: Api<NodeState> = Api::all(client.clone());
     let repaired = wait::up_to(Duration::from_secs(20))
         .until(|| async {
             let st = states.get(&node).await.ok()?.status?;
@@ -270,7 +281,10 @@ async fn the_agent_reports_a_repair_on_the_node_state() {
         .value;
     assert_eq!(repaired.error, None, "{repaired:?}");
     // Cluster-scoped objects' Events live in `default`.
-    objects::wait_event(&client, "default", &node, "DriftRepaired").await;
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (repaired_events().await > events_before).then_some(()) })
+        .await
+        .expect("a DriftRepaired Event on the NodeState");
     c.wait_nexthops(&host, 1, Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("route not back: {e}\n{}", agent.log_tail()));

@@ -144,7 +144,7 @@ async fn on_drift_probe(agent: &mut Agent, metrics: &AgentMetrics, kind: &mut Pa
     let _ = agent.writes.send(Write::NodeEvent(EventSpec {
         warning: true,
         reason: "DriftRepaired",
-        note: shorten(note, 1000),
+        note,
     }));
     agent.last_drift_repair = Some(crate::api::DriftRepairStatus {
         time: humantime::format_rfc3339_seconds(repair.time).to_string(),
@@ -156,19 +156,6 @@ async fn on_drift_probe(agent: &mut Agent, metrics: &AgentMetrics, kind: &mut Pa
         kind.check_daemon = true;
     }
     error.is_some()
-}
-
-/// At most `max` bytes (an Event's note holds 1 KiB), cut at a character boundary.
-fn shorten(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max - '…'.len_utf8();
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
 }
 
 /// The drift probe's timer (see [`session::probe_timer`]).
