@@ -446,7 +446,8 @@ pub fn urgent_first(
     (first, later)
 }
 
-/// The prefix of an added prefix-list entry (`ip prefix-list N seq 5 permit P [ge|le …]`).
+/// The prefix of an added permit entry (`ip prefix-list N seq 5 permit P [ge|le …]`). A deny
+/// entry is never deferred: without it, more would pass than the fragment lets through.
 fn added_entry_prefix(line: &str) -> Option<ipnet::IpNet> {
     let w: Vec<&str> = line.split_whitespace().collect();
     match w.as_slice() {
@@ -456,7 +457,7 @@ fn added_entry_prefix(line: &str) -> Option<ipnet::IpNet> {
             _,
             "seq",
             _,
-            "permit" | "deny",
+            "permit",
             prefix,
             ..,
         ] => prefix.parse().ok(),
@@ -729,6 +730,12 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
         );
         assert!(first.contains(&"redistribute connected route-map ROUTELB-BGP-V4".to_string()));
         assert!(first.contains(&"route-map ROUTELB-BGP-V4 permit 50000".to_string()));
+        let deny = crate::daemon::frr_config::Change {
+            context: vec![],
+            lines: vec!["ip prefix-list ROUTELB-POOL-b-V4 seq 1 deny 10.9.0.0/16".into()],
+        };
+        let with_deny = [lost.clone(), vec![deny.clone()]].concat();
+        assert!(urgent_first(&with_deny, &announced, 50).0.contains(&deny));
         let (all, none) = urgent_first(&lost, &announced, 100);
         assert_eq!(
             (all, none),
