@@ -108,6 +108,11 @@ struct AgentArgs {
     /// How often the daemon is checked for lost objects (a restart) when nothing changed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     resync: Duration,
+    /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
+    /// another tool removed or changed (frr-reload.py, a person); 0 disables (they wait for
+    /// the resync).
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    drift_probe: Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9091")]
     metrics_addr: SocketAddr,
@@ -136,6 +141,11 @@ struct StandaloneArgs {
     /// How often the daemon is checked for lost objects (a restart) when nothing changed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     resync: Duration,
+    /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
+    /// another tool removed or changed (frr-reload.py, a person); 0 disables (they wait for
+    /// the resync).
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    drift_probe: Duration,
     #[command(flatten)]
     daemon_args: DaemonArgs,
 }
@@ -495,6 +505,7 @@ async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {
         lb_interface: a.source.lb_interface,
         node: a.source.node,
         resync: a.resync,
+        drift_probe: a.drift_probe,
     };
     if a.dry_run {
         let d = routelb::standalone::dry_run(&opts)?;
@@ -576,6 +587,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         daemon: a.daemon,
         templates: a.templates,
         resync: a.resync,
+        drift_probe: a.drift_probe,
     };
     tokio::select! {
         r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,

@@ -140,6 +140,11 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DaemonLabels {
+    pub daemon: String,
+}
+
 /// The node agent's metrics.
 pub struct AgentMetrics {
     /// Addresses held, by pool mode (`local`, `routed`).
@@ -156,6 +161,8 @@ pub struct AgentMetrics {
     pub released: Counter,
     pub netlink_errors: Counter,
     pub daemon_applies: Family<ResultLabels, Counter>,
+    /// Repairs of objects another tool removed or changed, by FRR daemon that lost them.
+    pub drift_repairs: Family<DaemonLabels, Counter>,
     pub write_errors: Family<KindLabels, Counter>,
     /// Passes that stopped early, by what failed.
     pub pass_errors: Family<KindLabels, Counter>,
@@ -182,6 +189,7 @@ impl AgentMetrics {
             released: Counter::default(),
             netlink_errors: Counter::default(),
             daemon_applies: Family::default(),
+            drift_repairs: Family::default(),
             write_errors: Family::default(),
             pass_errors: Family::default(),
             registry: Registry::default(),
@@ -231,6 +239,11 @@ impl AgentMetrics {
             "daemon_applies",
             "Fragment applications, by result",
             m.daemon_applies.clone(),
+        );
+        r.register(
+            "drift_repairs",
+            "Repairs of routelb objects another tool removed or changed, by daemon",
+            m.drift_repairs.clone(),
         );
         r.register(
             "write_errors",

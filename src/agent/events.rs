@@ -10,9 +10,12 @@ use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 
 use super::pass::{Agent, PassKind};
+use super::tasks::Write;
 use crate::daemon::restarts::{self, RestartWatch};
-use crate::metrics::AgentMetrics;
+use crate::daemon::session;
+use crate::metrics::{AgentMetrics, DaemonLabels};
 use crate::netlink::Netlink;
+use crate::status::EventSpec;
 
 /// What can wake the agent.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub enum Event {
     Retry,
     /// Time to ask the daemon what it really advertises.
     Verify,
+    /// Time to probe FRR for routelb objects another tool removed or changed.
+    DriftProbe,
 }
 
 /// Everything the loop waits on.
@@ -55,6 +60,8 @@ pub struct Sources {
     /// The periodic verification of what the daemon advertises, and one soon after a change.
     pub verify: Interval,
     pub verify_at: Option<Instant>,
+    /// The drift probe's timer; none when disabled.
+    pub drift_probe: Option<Interval>,
 }
 
 impl Sources {
@@ -86,6 +93,7 @@ impl Sources {
             _ = retry => Event::Retry,
             _ = self.verify.tick() => Event::Verify,
             _ = verify_soon => Event::Verify,
+            _ = session::probe_tick(&mut self.drift_probe) => Event::DriftProbe,
         }
     }
 }
@@ -116,6 +124,7 @@ pub async fn handle(
             true
         }
         Event::Verify => on_verify(agent, sources).await,
+        Event::DriftProbe => on_drift_probe(agent, metrics, kind).await,
     }
 }
 
@@ -126,6 +135,56 @@ async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
         .await
         .map(|d| tokio::time::Instant::now() + d);
     false
+}
+
+/// Probes FRR for routelb objects another tool removed or changed and repairs them: a Warning
+/// Event on this node's NodeState naming them, a metric, `status.lastDriftRepair`. A pass
+/// follows only when the repair failed (it reads the daemon afresh).
+async fn on_drift_probe(agent: &mut Agent, metrics: &AgentMetrics, kind: &mut PassKind) -> bool {
+    let announced = agent.announced();
+    let Some(repair) = agent.daemon.repair_drift(announced).await else {
+        return false;
+    };
+    for daemon in repair.daemons() {
+        metrics
+            .drift_repairs
+            .get_or_create(&DaemonLabels {
+                daemon: daemon.into(),
+            })
+            .inc();
+    }
+    let lost = repair.lost();
+    let error = repair.result.as_ref().err().cloned();
+    let note = match &error {
+        None => format!(
+            "restored what another tool removed or changed: {}",
+            lost.join("; ")
+        ),
+        Some(e) => format!(
+            "another tool removed or changed: {}; restoring failed: {e}",
+            lost.join("; ")
+        ),
+    };
+    let _ = agent.writes.send(Write::NodeEvent(EventSpec {
+        warning: true,
+        reason: "DriftRepaired",
+        note,
+    }));
+    agent.last_drift_repair = Some(crate::api::DriftRepairStatus {
+        time: humantime::format_rfc3339_seconds(repair.time).to_string(),
+        lost,
+        error: error.clone(),
+    });
+    agent.report_node();
+    if error.is_some() {
+        kind.check_daemon = true;
+    }
+    error.is_some()
+}
+
+/// The drift probe's timer (see [`session::probe_timer`]).
+pub fn probe_timer(period: Duration) -> Option<Interval> {
+    session::probe_timer(period)
 }
 
 /// A pass only if somebody came or went: renewals arrive from every node all the time.

@@ -60,6 +60,8 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     /// How often the daemon is checked for lost objects (a restart) when nothing changed.
     pub resync: Duration,
+    /// How often FRR is probed for objects another tool removed or changed; zero: never.
+    pub drift_probe: Duration,
 }
 
 pub async fn run(
@@ -106,6 +108,7 @@ pub async fn run(
         restarts: crate::daemon::restarts::watch_or_warn(&cfg.driver),
         resync: skip_first_tick(cfg.resync).await,
         refresh: skip_first_tick(cfg.address_lifetime / 3).await,
+        drift_probe: events::probe_timer(cfg.drift_probe),
         retry_at: None,
         verify: skip_first_tick(verify::PERIOD).await,
         verify_at: None,

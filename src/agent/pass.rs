@@ -78,6 +78,8 @@ pub struct Agent {
     pub(super) fragment_data: Option<FragmentData>,
     /// What the daemon advertises, as last verified ([`super::verify`]).
     pub(super) verification: super::verify::State,
+    /// The last repair of objects another tool removed or changed, for NodeState.
+    pub last_drift_repair: Option<crate::api::DriftRepairStatus>,
 }
 
 /// How a pass went, for when to run the next one.
@@ -122,6 +124,7 @@ impl Agent {
             last_status: None,
             fragment_data: None,
             verification: Default::default(),
+            last_drift_repair: None,
         }
     }
 
@@ -197,6 +200,14 @@ impl Agent {
             instances: self.daemon.instances(),
         };
         decide::resolve(&self.id, &snapshot, &mut self.memory)
+    }
+
+    /// The addresses this node announces now (on the load-balancer interface).
+    pub fn announced(&self) -> Vec<std::net::IpAddr> {
+        self.held
+            .get(&self.cfg.lb_interface)
+            .map(|a| a.iter().map(|(ip, _)| *ip).collect())
+            .unwrap_or_default()
     }
 
     /// Hands this node's facts to the lease task when they changed.
@@ -359,7 +370,7 @@ impl Agent {
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default();
-        let s = status::node_status(
+        let mut s = status::node_status(
             &status::NodeReport {
                 daemon: self.cfg.daemon.name(),
                 held: &self.held,
@@ -374,13 +385,14 @@ impl Agent {
             &old,
             &Time(k8s_openapi::jiff::Timestamp::now()),
         );
+        s.last_drift_repair = self.last_drift_repair.clone();
         if self
             .last_status
             .as_ref()
             .is_none_or(|old| status::status_differs(old, &s))
         {
             self.last_status = Some(s.clone());
-            let _ = self.writes.send(Write::NodeStatus(s));
+            let _ = self.writes.send(Write::NodeStatus(Box::new(s)));
         }
     }
 

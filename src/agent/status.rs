@@ -53,6 +53,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         not_announced: r.not_announced.to_vec(),
         advertisement: r.advertised.map(advertisement),
         conditions,
+        last_drift_repair: None,
     }
 }
 

@@ -31,7 +31,7 @@ pub enum Write {
         policy: String,
         event: EventSpec,
     },
-    NodeStatus(NodeStateStatus),
+    NodeStatus(Box<NodeStateStatus>),
     /// An Event about this node, on its NodeState.
     NodeEvent(EventSpec),
 }
@@ -76,7 +76,7 @@ pub async fn writer(
                 events.publish(&reference, event).await;
             }
             Write::NodeStatus(status) => {
-                if let Err(e) = write_node_status(&client, &node, status).await {
+                if let Err(e) = write_node_status(&client, &node, *status).await {
                     metrics
                         .write_errors
                         .get_or_create(&KindLabels {

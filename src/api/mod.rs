@@ -350,6 +350,23 @@ pub struct NodeStateStatus {
     pub advertisement: Option<AdvertisementStatus>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The last time routelb restored objects that another tool removed or changed in the
+    /// daemon (FRR: found by the drift probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_repair: Option<DriftRepairStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftRepairStatus {
+    /// RFC 3339.
+    pub time: String,
+    /// What was lost or changed, per daemon and object
+    /// (`bgpd: ip prefix-list ROUTELB-POOL-web-V4 lost`).
+    pub lost: Vec<String>,
+    /// Why restoring them failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// This node's prefixes as the daemon advertises them, per peer (BGP neighbor and family),

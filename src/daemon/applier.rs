@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::drift::Finding;
 use super::{ApplyOutcome, DaemonError, Driver};
 
 /// The outcome of the last attempt, for status and metrics.
@@ -37,6 +38,30 @@ pub struct Applier {
     pub last_time: Option<std::time::SystemTime>,
     failures: u32,
     next_attempt: Option<Instant>,
+    /// What the last probe found that a full read then showed was not so (a show format this
+    /// FRR prints differently): not repaired again while the probe finds exactly this.
+    refuted: Option<Vec<Finding>>,
+}
+
+/// Objects another tool removed or changed, found by a probe, and their repair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftRepair {
+    pub findings: Vec<Finding>,
+    pub time: std::time::SystemTime,
+    /// The repair's apply, or why it failed.
+    pub result: Result<ApplyOutcome, String>,
+}
+
+impl DriftRepair {
+    /// What was lost or changed, one item per object (at most 20, then a count).
+    pub fn lost(&self) -> Vec<String> {
+        super::drift::describe(&self.findings, 20)
+    }
+
+    /// The daemons that lost something.
+    pub fn daemons(&self) -> std::collections::BTreeSet<&str> {
+        self.findings.iter().map(|f| f.daemon.as_str()).collect()
+    }
 }
 
 pub fn fragment_hash(fragment: &str) -> String {
@@ -53,6 +78,7 @@ impl Applier {
             last_time: None,
             failures: 0,
             next_attempt: None,
+            refuted: None,
         }
     }
 
@@ -102,6 +128,11 @@ impl Applier {
         }
         let result = self.converge(fragment).await;
         match &result {
+            Ok(o) if o.changed && !changed => tracing::warn!(
+                lines = o.commands,
+                ms = o.elapsed.as_millis() as u64,
+                "the daemon no longer held routelb's objects as applied (a restart, another tool): restored"
+            ),
             Ok(o) if o.changed => tracing::info!(
                 lines = o.commands,
                 ms = o.elapsed.as_millis() as u64,
@@ -115,6 +146,57 @@ impl Applier {
         Some(result)
     }
 
+    /// Probes the daemon for objects another tool removed or changed since the last good
+    /// apply and, when it finds some, repairs them from a full read. `None` when nothing was
+    /// found (or there is nothing to compare with, or a retry after a failure is not due).
+    pub async fn repair_drift(&mut self) -> Option<DriftRepair> {
+        let good = self.last_good.clone()?;
+        if !self.due() {
+            return None;
+        }
+        let findings = match self.driver.probe().await {
+            Ok(Some(f)) if !f.is_empty() => f,
+            Ok(_) => {
+                self.refuted = None;
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "drift probe failed");
+                return None;
+            }
+        };
+        if self.refuted.as_ref() == Some(&findings) {
+            return None;
+        }
+        let time = std::time::SystemTime::now();
+        self.driver.forget();
+        let result = self.converge(&good).await;
+        let lost = super::drift::describe(&findings, 20).join("; ");
+        match &result {
+            Ok(o) if !o.changed => {
+                tracing::debug!(found = %lost, "the probe's findings did not hold on a full read");
+                self.refuted = Some(findings);
+                return None;
+            }
+            Ok(o) => tracing::warn!(
+                %lost,
+                lines = o.commands,
+                ms = o.elapsed.as_millis() as u64,
+                "routelb's objects were removed or changed by another tool: restored"
+            ),
+            Err(e) => tracing::warn!(
+                %lost,
+                error = %e,
+                "routelb's objects were removed or changed by another tool; restoring them failed"
+            ),
+        }
+        Some(DriftRepair {
+            findings,
+            time,
+            result: result.map_err(|e| e.to_string()),
+        })
+    }
+
     /// Brings the daemon to `fragment`. The driver compares with what the daemon runs, so this
     /// also repairs a daemon that restarted or was edited by hand. On refusal the daemon is put
     /// back on the last good fragment.
@@ -123,6 +205,9 @@ impl Applier {
         self.last_time = Some(std::time::SystemTime::now());
         match self.driver.apply(fragment).await {
             Ok(outcome) => {
+                if outcome.changed {
+                    self.refuted = None;
+                }
                 self.last_good = Some(fragment.to_string());
                 self.failures = 0;
                 self.next_attempt = None;

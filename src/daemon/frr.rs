@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio::process::Command;
 
+use super::drift;
 use super::frr_config::{self, Owned};
 use super::vty::{self, Vty};
 use super::{ApplyOutcome, DaemonError};
@@ -35,6 +36,9 @@ pub struct FrrDriver {
     /// after reading the running configuration. Cleared on any error, on a resync and when a
     /// daemon restarted, so the next apply reads the daemons again.
     known: Arc<Mutex<Option<Held>>>,
+    /// What the drift probe expects of each daemon, computed from `known` at the first probe
+    /// after it changed.
+    expected: Arc<Mutex<Option<Arc<Expectations>>>>,
     /// Per daemon, the kinds of line ([`frr_config::kind_in`]) it answered "unknown command"
     /// to: it is not sent them again, and not expected to hold them.
     ignores: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
@@ -42,10 +46,15 @@ pub struct FrrDriver {
     /// router context with its redistribute lines) that already passed `vtysh --dryrun`: only
     /// objects of a new shape are checked again.
     validated: Arc<Mutex<HashSet<String>>>,
+    /// The addresses announced now ([`FrrDriver::set_announced`]).
+    announced: Arc<Mutex<Vec<std::net::IpAddr>>>,
 }
 
 /// routelb's objects in each daemon, by daemon name.
 type Held = BTreeMap<String, Owned>;
+
+/// What the drift probe expects of each daemon, by daemon name.
+type Expectations = BTreeMap<String, drift::Expected>;
 
 /// Where FRR keeps its daemons' vty sockets: Debian's and FRR's own packages use /var/run/frr.
 pub const DEFAULT_VTY_DIR: &str = "/var/run/frr";
@@ -69,8 +78,10 @@ impl FrrDriver {
             reload_script: "/usr/lib/frr/frr-reload.py".into(),
             vty: Arc::new(Vty::new(dir)),
             known: Arc::default(),
+            expected: Arc::default(),
             ignores: Arc::default(),
             validated: Arc::default(),
+            announced: Arc::default(),
         }
     }
 
@@ -109,7 +120,7 @@ impl FrrDriver {
     /// Drops what is known of the daemon's objects: the next apply reads them again. For a
     /// resync, which must notice objects lost to a restart or edited by hand.
     pub fn forget(&self) {
-        *self.known.lock().expect("not poisoned") = None;
+        self.set_known(None);
     }
 
     /// The routing instances in the running configuration.
@@ -179,6 +190,53 @@ impl FrrDriver {
         }
         let held = self.read_held().await?;
         Ok(self.shares(&held, &desired) == held)
+    }
+
+    /// Asks each daemon a few small show commands ([`drift`]) and compares the answers with
+    /// what it should hold since the last apply: what another tool removed or changed, named.
+    /// `None` when nothing is known to compare with (no apply yet, a failure or a resync
+    /// since, `reload` mode): the next apply reads the daemons anyway.
+    pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
+        let Some(expected) = self.expected() else {
+            return Ok(None);
+        };
+        let commands = expected
+            .iter()
+            .map(|(d, e)| (d.clone(), drift::commands(e)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        let answers = self.vty.show_each(commands).await?;
+        let empty = BTreeMap::new();
+        Ok(Some(
+            expected
+                .iter()
+                .flat_map(|(d, e)| drift::compare(d, e, answers.get(d).unwrap_or(&empty)))
+                .collect(),
+        ))
+    }
+
+    /// What each daemon should answer the probe, while what it holds is known.
+    fn expected(&self) -> Option<Arc<Expectations>> {
+        let mut cached = self.expected.lock().expect("not poisoned");
+        if cached.is_none() {
+            let known = self.known.lock().expect("not poisoned");
+            *cached = known.as_ref().map(|held| {
+                Arc::new(
+                    held.iter()
+                        .map(|(d, o)| (d.clone(), drift::Expected::of(o)))
+                        .collect(),
+                )
+            });
+        }
+        cached.clone()
+    }
+
+    fn set_known(&self, held: Option<Held>) {
+        // Both locks, in this order (as `expected` takes them), so no probe sees one without
+        // the other.
+        let mut expected = self.expected.lock().expect("not poisoned");
+        *self.known.lock().expect("not poisoned") = held;
+        *expected = None;
     }
 
     /// Reads routelb's objects from every daemon's running configuration.
@@ -288,8 +346,7 @@ impl FrrDriver {
             .collect();
         let lines = lines.len();
         if !plan.is_empty() {
-            let answers = self.vty.configure(plan.clone()).await?;
-            let unknown = vty::learn(&plan, &answers).map_err(DaemonError::Rejected)?;
+            let unknown = self.send(plan).await?;
             let before = self.ignores.lock().expect("not poisoned").clone();
             {
                 let mut ignores = self.ignores.lock().expect("not poisoned");
@@ -305,8 +362,37 @@ impl FrrDriver {
             }
         }
         let shares = self.shares(&held, desired);
-        *self.known.lock().expect("not poisoned") = Some(shares);
+        self.set_known(Some(shares));
         Ok(lines)
+    }
+
+    /// Sends a plan, in two steps when it is a bulk load: what the announced addresses need
+    /// first ([`drift::urgent_first`]), so their routes do not wait for thousands of other
+    /// entries. Returns each "unknown command" answer as (daemon, kind of line).
+    async fn send(
+        &self,
+        plan: BTreeMap<String, Vec<frr_config::Change>>,
+    ) -> Result<Vec<(String, String)>, DaemonError> {
+        let announced = self.announced.lock().expect("not poisoned").clone();
+        let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
+        for (daemon, changes) in plan {
+            let (now, after) = drift::urgent_first(&changes, &announced, vty::BATCH_FROM_LINES);
+            first.insert(daemon.clone(), now);
+            if !after.is_empty() {
+                later.insert(daemon, after);
+            }
+        }
+        let mut unknown = Vec::new();
+        for step in [first, later].into_iter().filter(|p| !p.is_empty()) {
+            let answers = self.vty.configure(step.clone()).await?;
+            unknown.extend(vty::learn(&step, &answers).map_err(DaemonError::Rejected)?);
+        }
+        Ok(unknown)
+    }
+
+    /// The addresses announced now, whose prefix-list entries a bulk load sends first.
+    pub fn set_announced(&self, addresses: Vec<std::net::IpAddr>) {
+        *self.announced.lock().expect("not poisoned") = addresses;
     }
 
     async fn apply_reload(&self, fragment: &str, desired: &Owned) -> Result<usize, DaemonError> {

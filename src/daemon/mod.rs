@@ -7,6 +7,7 @@ pub mod bird;
 pub mod bird_config;
 pub mod bird_ctl;
 pub mod bird_daemon;
+pub mod drift;
 pub mod frr;
 pub mod frr_config;
 pub mod observe;
@@ -86,6 +87,23 @@ impl Driver {
     pub fn forget(&self) {
         if let Driver::Frr(d) = self {
             d.forget();
+        }
+    }
+
+    /// What another tool removed or changed of routelb's objects since the last apply, by a
+    /// cheap probe ([`drift`]); `None` when there is nothing to compare with. FRR only: BIRD's
+    /// fragment is a file routelb owns.
+    pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
+        match self {
+            Driver::Frr(d) => d.probe().await,
+            Driver::Bird(_) => Ok(None),
+        }
+    }
+
+    /// The addresses announced now: a bulk repair restores what their routes need first.
+    pub fn set_announced(&self, addresses: Vec<std::net::IpAddr>) {
+        if let Driver::Frr(d) = self {
+            d.set_announced(addresses);
         }
     }
 

@@ -3,11 +3,12 @@
 //! routing instances (read again on a check, after a failure, and soon while one a policy needs
 //! is missing), and the templates (a set that stops loading leaves the last good one in use).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Driver;
-use super::applier::Applier;
+use super::applier::{Applier, DriftRepair};
 use crate::backoff::Backoff;
 use crate::render::model::Instances;
 use crate::render::{DaemonKind, TemplateError, Templates};
@@ -141,6 +142,19 @@ impl DaemonSession {
         }
     }
 
+    /// Probes for objects another tool removed or changed and repairs them (see
+    /// [`Applier::repair_drift`]), what the `announced` addresses need first; only while the daemon is known and in sync. A repair that
+    /// fails leaves the next pass to read the daemon afresh.
+    pub async fn repair_drift(&mut self, announced: Vec<IpAddr>) -> Option<DriftRepair> {
+        self.instances.as_ref()?;
+        self.driver.set_announced(announced);
+        let repair = self.applier.repair_drift().await?;
+        if repair.result.is_err() {
+            self.instances = None;
+        }
+        Some(repair)
+    }
+
     /// When to come back to the daemon after a pass: soon while an instance is missing, with
     /// backoff while it fails or does not answer, never when in sync.
     pub fn next(&mut self, in_sync: bool, instances_missing: bool, resync: Duration) -> DaemonNext {
@@ -163,6 +177,27 @@ impl DaemonSession {
         self.applier.retry_now();
         self.missing.reset();
         self.unreachable.reset();
+    }
+}
+
+/// The drift probe's timer; none when disabled. Ticks missed while a pass ran (an apply in
+/// flight) are not made up: the next probe comes a period after the pass, so a probe never
+/// runs during an apply.
+pub fn probe_timer(period: Duration) -> Option<tokio::time::Interval> {
+    (!period.is_zero()).then(|| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    })
+}
+
+/// The next tick of a probe timer; never, without one.
+pub async fn probe_tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -477,6 +477,35 @@ impl Vty {
         }
     }
 
+    /// Runs each daemon's (show) commands over its kept connection, all daemons at once: per
+    /// daemon, command → what it answered. Daemons not named get nothing; a command a daemon
+    /// refuses has no answer. For probes that must stay cheap: no process, no new connection.
+    pub async fn show_each(
+        &self,
+        commands: BTreeMap<String, Vec<String>>,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, DaemonError> {
+        let commands = Arc::new(commands);
+        let answers = self
+            .on_each(move |daemon, mut conn| {
+                let commands = commands.clone();
+                async move {
+                    let mut out = BTreeMap::new();
+                    for c in commands.get(&daemon).map(Vec::as_slice).unwrap_or_default() {
+                        match conn.command(c).await {
+                            Ok(r) if r.ok() => {
+                                out.insert(c.clone(), r.output);
+                            }
+                            Ok(_) => {}
+                            Err(e) => return (conn, Err(e)),
+                        }
+                    }
+                    (conn, Ok(out))
+                }
+            })
+            .await?;
+        Ok(answers.into_iter().collect())
+    }
+
     /// Every daemon's running configuration, by daemon.
     pub async fn running_configs(&self) -> Result<Vec<(String, String)>, DaemonError> {
         let replies = self

@@ -21,6 +21,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::api::{AddressPool, RoutingPolicy};
+use crate::daemon::session::{probe_tick, probe_timer};
 use crate::daemon::{Driver, restarts};
 use crate::manifests::Manifests;
 use crate::offline::{self, HeldAddresses};
@@ -40,6 +41,9 @@ pub struct Options {
     pub node: Option<String>,
     /// How often the daemon is checked for lost objects (a restart) even when nothing changed.
     pub resync: Duration,
+    /// How often the daemon is probed for objects another tool removed or changed (FRR);
+    /// zero: never, they wait for the resync.
+    pub drift_probe: Duration,
 }
 
 /// What IPAM decided for the directory, and the state to keep.
@@ -197,56 +201,31 @@ pub async fn run(
     let mut restarts = restarts::watch_or_warn(&session.opts.driver);
     let mut resync = tokio::time::interval(resync_every);
     resync.tick().await;
+    let mut probe = probe_timer(session.opts.drift_probe);
     let mut wake = Wake {
         check_daemon: true,
         daemon_only: false,
     };
     loop {
-        let next = session.pass(wake).await;
-        let retry = match next {
+        let retry = match session.pass(wake).await {
             Next::RetryIn(d) => Some(tokio::time::Instant::now() + d),
             Next::Idle | Next::WaitForEdit => None,
         };
-        let event = tokio::select! {
-            _ = cancel.cancelled() => break,
-            Some(()) = edits.recv() => Event::Edited,
-            Some(daemon) = restarts::next(&mut restarts) => Event::DaemonStarted(daemon),
-            _ = resync.tick() => Event::Resync,
-            _ = sleep_until(retry) => Event::Retry,
-        };
-        wake = match event {
-            Event::Edited => {
-                // Let an editor finish writing, and take a burst of events as one change.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while edits.try_recv().is_ok() {}
-                Wake::default()
+        // Events that need no pass (a probe that found nothing) wait for the next one.
+        wake = loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                Some(()) = edits.recv() => Event::Edited,
+                Some(daemon) = restarts::next(&mut restarts) => Event::DaemonStarted(daemon),
+                _ = resync.tick() => Event::Resync,
+                _ = probe_tick(&mut probe) => Event::DriftProbe,
+                _ = sleep_until(retry) => Event::Retry,
+            };
+            if let Some(w) = on_event(event, &mut session, &mut edits, &mut restarts).await {
+                break w;
             }
-            Event::DaemonStarted(daemon) => {
-                restarts::settle(&mut restarts).await;
-                session.daemon_started(&daemon);
-                Wake {
-                    check_daemon: true,
-                    daemon_only: true,
-                }
-            }
-            // The resync also re-converges addresses: someone may have removed one by hand.
-            Event::Resync => {
-                if restarts.is_none() {
-                    // The daemon may have been installed or started since.
-                    restarts = restarts::watch(&session.opts.driver).ok();
-                }
-                Wake {
-                    check_daemon: true,
-                    daemon_only: false,
-                }
-            }
-            Event::Retry => Wake {
-                check_daemon: true,
-                daemon_only: true,
-            },
         };
     }
-    Ok(())
 }
 
 /// What woke the loop.
@@ -254,7 +233,48 @@ enum Event {
     Edited,
     DaemonStarted(String),
     Resync,
+    DriftProbe,
     Retry,
+}
+
+/// What pass an event calls for, if any.
+async fn on_event(
+    event: Event,
+    session: &mut Session,
+    edits: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    restarts: &mut Option<restarts::RestartWatch>,
+) -> Option<Wake> {
+    let daemon_only = Wake {
+        check_daemon: true,
+        daemon_only: true,
+    };
+    match event {
+        Event::Edited => {
+            // Let an editor finish writing, and take a burst of events as one change.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while edits.try_recv().is_ok() {}
+            Some(Wake::default())
+        }
+        Event::DaemonStarted(daemon) => {
+            restarts::settle(restarts).await;
+            session.daemon_started(&daemon);
+            Some(daemon_only)
+        }
+        // The resync also re-converges addresses: someone may have removed one by hand.
+        Event::Resync => {
+            if restarts.is_none() {
+                // The daemon may have been installed or started since.
+                *restarts = restarts::watch(&session.opts.driver).ok();
+            }
+            Some(Wake {
+                check_daemon: true,
+                daemon_only: false,
+            })
+        }
+        // A repair that failed leaves it to a pass that reads the daemon afresh.
+        Event::DriftProbe => session.repair_drift().await.then_some(daemon_only),
+        Event::Retry => Some(daemon_only),
+    }
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

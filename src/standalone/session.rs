@@ -244,6 +244,22 @@ impl Session {
         }
     }
 
+    /// Probes the daemon for objects another tool removed or changed, and repairs them (the
+    /// repair logs a warning naming them). True when the repair failed: a pass must read the
+    /// daemon afresh.
+    pub(super) async fn repair_drift(&mut self) -> bool {
+        let announced = self
+            .placed
+            .iter()
+            .flat_map(|p| &p.a.assigned)
+            .flat_map(|s| s.addresses.iter().copied())
+            .collect();
+        self.daemon
+            .repair_drift(announced)
+            .await
+            .is_some_and(|r| r.result.is_err())
+    }
+
     /// A daemon (re)started: what it lost is repaired at once, whatever backoff it earned.
     pub(super) fn daemon_started(&mut self, daemon: &str) {
         self.daemon.daemon_started(daemon);

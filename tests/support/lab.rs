@@ -76,7 +76,7 @@ impl Lab {
 
     /// Kills one of the node's FRR daemons (-9), starts it again and loads frr.conf into it,
     /// as watchfrr does: the daemon comes back without routelb's objects.
-    #[allow(dead_code)] // lab tests
+    #[allow(dead_code)] // lab tests and benchmarks
     pub fn restart_daemon(&self, daemon: &str) {
         script::run_ok("lab.sh", &["restart-daemon", &self.name, daemon]);
     }
