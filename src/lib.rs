@@ -18,6 +18,7 @@ pub mod crdgen;
 pub mod daemon;
 pub mod election;
 pub(crate) mod events;
+pub mod family;
 pub(crate) mod files;
 pub(crate) mod garp;
 pub mod ipam;

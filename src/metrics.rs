@@ -194,68 +194,72 @@ impl AgentMetrics {
             pass_errors: Family::default(),
             registry: Registry::default(),
         };
+        m.register(&mut r);
+        AgentMetrics { registry: r, ..m }
+    }
+
+    fn register(&self, r: &mut Registry) {
         r.register(
             "addresses",
             "Addresses this node holds, by pool mode",
-            m.addresses.clone(),
+            self.addresses.clone(),
         );
         r.register(
             "live_nodes",
             "Nodes with a live routelb Lease, as this agent sees them",
-            m.live_nodes.clone(),
+            self.live_nodes.clone(),
         );
         r.register(
             "unadvertised_prefixes",
             "This node's load-balancer prefixes its daemon advertises to no peer (verified at the daemon)",
-            m.unadvertised_prefixes.clone(),
+            self.unadvertised_prefixes.clone(),
         );
         r.register(
             "api_reachable",
             "1 while this agent can renew its node Lease",
-            m.api_reachable.clone(),
+            self.api_reachable.clone(),
         );
-        r.register("passes", "Planning passes", m.passes.clone());
+        r.register("passes", "Planning passes", self.passes.clone());
         r.register(
             "pass_duration_seconds",
             "One pass: elect, plan, converge addresses and daemon",
-            m.pass_duration.clone(),
+            self.pass_duration.clone(),
         );
         r.register(
             "acquired",
             "Addresses newly put on an interface",
-            m.acquired.clone(),
+            self.acquired.clone(),
         );
         r.register(
             "released",
             "Addresses taken off an interface",
-            m.released.clone(),
+            self.released.clone(),
         );
         r.register(
             "netlink_errors",
             "Failed interface or address changes",
-            m.netlink_errors.clone(),
+            self.netlink_errors.clone(),
         );
         r.register(
             "daemon_applies",
             "Fragment applications, by result",
-            m.daemon_applies.clone(),
+            self.daemon_applies.clone(),
         );
         r.register(
             "drift_repairs",
             "Repairs of routelb objects another tool removed or changed, by daemon",
-            m.drift_repairs.clone(),
+            self.drift_repairs.clone(),
         );
         r.register(
             "write_errors",
             "Failed writes to the API server, by object kind",
-            m.write_errors.clone(),
+            self.write_errors.clone(),
         );
         r.register(
             "pass_errors",
             "Passes that stopped early (nothing withdrawn), by what failed",
-            m.pass_errors.clone(),
+            self.pass_errors.clone(),
         );
-        AgentMetrics { registry: r, ..m }
     }
 }
 

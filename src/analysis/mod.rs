@@ -97,30 +97,7 @@ impl Export {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
-
-    pub fn of(net: &IpNet) -> Family {
-        match net {
-            IpNet::V4(_) => Family::V4,
-            IpNet::V6(_) => Family::V6,
-        }
-    }
-
-    /// `ipv4` / `ipv6`, as both daemons spell address families.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        }
-    }
-}
+pub use crate::family::Family;
 
 /// At most this many prefixes stand for one family of one instance.
 const MAX_SAMPLES: usize = 64;
