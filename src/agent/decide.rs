@@ -92,16 +92,11 @@ pub fn resolve(id: &Identity, s: &Snapshot, memory: &mut Memory) -> Resolved {
     if s.instances.is_none() {
         // Rendered for no instance only to learn what this node exports; "missing" would be
         // noise.
-        built
-            .problems
-            .retain(|p| !matches!(p.reason, "InstanceMissing" | "RouteMapMissing"));
+        built.problems.retain(|p| !p.waits_for_base());
     }
     // A route-map to hook into counts as an instance: the base's generator (frr-k8s) may
     // create it moments after its neighbor.
-    let instances_missing = built
-        .problems
-        .iter()
-        .any(|p| matches!(p.reason, "InstanceMissing" | "RouteMapMissing"));
+    let instances_missing = built.problems.iter().any(|p| p.waits_for_base());
     let me = member(id, s.facts, built.exported_pools.clone());
     Resolved {
         inputs,

@@ -204,6 +204,13 @@ pub struct Built {
 }
 
 impl Problem {
+    /// Something the base lacks that its own tool may add moments later (a routing instance,
+    /// a route-map to hook into, which frr-k8s creates after its neighbor): worth reading the
+    /// daemon again soon rather than at the next resync.
+    pub fn waits_for_base(&self) -> bool {
+        matches!(self.reason, "InstanceMissing" | "RouteMapMissing")
+    }
+
     pub(super) fn invalid(policy: &str, message: String) -> Problem {
         Problem {
             policy: Some(policy.to_string()),

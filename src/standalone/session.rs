@@ -224,10 +224,7 @@ impl Session {
             }
         };
         problems.extend(rendered.problems.iter().map(ToString::to_string));
-        let missing = rendered
-            .problems
-            .iter()
-            .any(|p| p.reason == "InstanceMissing");
+        let missing = rendered.problems.iter().any(|p| p.waits_for_base());
         let in_sync = self
             .daemon
             .sync(&rendered.fragment, wake.check_daemon)
