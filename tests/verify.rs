@@ -67,6 +67,46 @@ fn fragment(protocol: &str, instance: &str) -> String {
     }
 }
 
+/// routelb's fragment for the same pool as [`fragment`], rendered by the templates for the
+/// instances the node's running configuration holds (so with the fallback entries that keep
+/// the base's own `redistribute connected`), exported by `protocol` (`bgp`, `ospf`).
+async fn rendered(driver: &Driver, protocol: &str) -> String {
+    use routelb::api::{AddressPool, RoutingPolicy};
+    use routelb::render::{DaemonKind, RenderInput, Templates, build};
+    use serde_json::json;
+    let Driver::Frr(frr) = driver else {
+        panic!("an FRR lab")
+    };
+    let instances = frr.instances().await.unwrap();
+    let pool: AddressPool = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+        "metadata": { "name": "a", "labels": { "routelb-test": "redist" } },
+        "spec": { "addresses": ["203.0.113.0/24", "2001:db8:ffff::/48"], "mode": "routed" },
+    }))
+    .unwrap();
+    let policy: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": "p" },
+        "spec": { "poolSelector": { "matchLabels": { "routelb-test": "redist" } },
+                  "protocols": [protocol] },
+    }))
+    .unwrap();
+    let built = build(&RenderInput {
+        node: None,
+        node_labels: &Default::default(),
+        lb_interface: "kube-lb0",
+        pools: &[pool],
+        policies: &[policy],
+        services: &[],
+        instances: &instances,
+    });
+    assert!(built.problems.is_empty(), "{:?}", built.problems);
+    Templates::embedded(DaemonKind::Frr)
+        .unwrap()
+        .render(&built.data)
+        .unwrap()
+}
+
 /// One verification, as the agent runs it (without the wait for confirmation).
 async fn verification(driver: &Driver, expected: &Expected) -> Verification {
     let o = observe::observe(driver, expected).await.unwrap();
@@ -226,24 +266,40 @@ async fn ospf_distribute_list_with_added_line_reaches_the_router() {
 }
 
 /// The base's own `redistribute connected` (its loopback, let out by the distribute-list)
-/// must survive routelb's fragment and its removal. It does not today: FRR keeps one
-/// `redistribute connected` per OSPF instance, so routelb's `redistribute connected route-map
-/// ROUTELB-OSPF-V4` replaces the base's line (the loopback's LSA is flushed), and removing
-/// the fragment removes redistribution altogether. Fixing it belongs to the fragment's
-/// rendering (frr_config/templates); run with `--ignored` to see it.
+/// survives routelb's fragment and its removal: FRR keeps one `redistribute connected` per
+/// OSPF instance, so routelb's line replaces the base's, and routelb's route-map ends with an
+/// entry that passes what the base's line passed; removing the fragment sends the base's line
+/// back. The loopback's route at the router (its metric included) never changes.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "routelb's redistribute line replaces the base's own `redistribute connected`"]
 async fn ospf_base_keeps_its_own_redistributed_loopback() {
-    let lab = CorpusLab::up("vf-ospf2", "ospf-distribute-list", "ospf", true);
+    let lab = CorpusLab::up("rd-ospf", "ospf-distribute-list", "ospf", true);
     let driver = lab.driver();
     lab.ip(&["addr", "add", "198.18.50.1/32", "dev", "lo"]);
     lab.wait_route("198.18.50.1/32", "present").unwrap();
     let before = lab.router_route("198.18.50.1/32");
-    driver.apply(&fragment("ospf", "")).await.unwrap();
+    let fragment = rendered(&driver, "ospf").await;
+    assert!(
+        fragment.contains(
+            "route-map ROUTELB-OSPF-V4 permit 65535\n description base: redistribute connected\n"
+        ),
+        "{fragment}"
+    );
+    driver.apply(&fragment).await.unwrap();
     service_up(&lab);
     lab.wait_route(SVC4, "present").unwrap();
     assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    // What the daemon holds renders the same fragment again: the base's line is remembered.
+    assert_eq!(rendered(&driver, "ospf").await, fragment);
+    // Removal gives the base its line back. (The base's distribute-list lets the pool out
+    // too, so the base's line itself would pass a Service address still on kube-lb0.)
     driver.apply("").await.unwrap();
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert!(running.contains("\n redistribute connected\n"), "{running}");
+    assert!(!running.contains("ROUTELB"), "{running}");
+    lab.ip(&["addr", "del", SVC4, "dev", "kube-lb0"]);
     lab.wait_route(SVC4, "absent").unwrap();
     assert_eq!(lab.router_route("198.18.50.1/32"), before);
 }
