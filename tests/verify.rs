@@ -744,3 +744,76 @@ async fn rip_distribute_list_out_named() {
     );
     assert_eq!(v.unadvertised.len(), 1);
 }
+
+/// The attributes the router received `prefix` with: AS path, MED, communities.
+fn router_attributes(lab: &CorpusLab, prefix: &str) -> String {
+    let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.router_vtysh(&format!("show bgp {afi} unicast {prefix} json")))
+            .unwrap_or_default();
+    let paths = v["paths"].as_array().cloned().unwrap_or_default();
+    let mut out: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "aspath={} med={} community={}",
+                p["aspath"]["string"], p["metric"], p["community"]["string"]
+            )
+        })
+        .collect();
+    out.sort();
+    out.join("; ")
+}
+
+/// A leaf that announces its loopback by `redistribute connected route-map LOOPBACKS` (a
+/// community and a MED set there): routelb's line replaces the base's in each address family,
+/// and the loopback reaches the router with the same attributes before, during and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn bgp_leaf_keeps_its_redistributed_loopback_with_its_attributes() {
+    let lab = CorpusLab::up("rd-leaf", "leaf-redistribute", "bgp", true);
+    let driver = lab.driver();
+    let own = ["198.18.60.1/32", "2001:db8:6060::1/128"];
+    for p in own {
+        lab.ip(&["addr", "add", p, "dev", "lo"]);
+        lab.wait_route(p, "present").unwrap();
+    }
+    let attributes = || own.map(|p| router_attributes(&lab, p));
+    let before = attributes();
+    for a in &before {
+        assert!(a.contains("med=77 community=\"65000:100\""), "{a}");
+    }
+    let sessions = lab.bgp_connections();
+    let fragment = rendered(&driver, "bgp").await;
+    for family in ["V4", "V6"] {
+        let want = format!(
+            "route-map ROUTELB-BGP-{family} permit 65535\n description base: redistribute connected route-map LOOPBACKS\n call LOOPBACKS\n"
+        );
+        assert!(fragment.contains(&want), "{fragment}");
+    }
+    driver.apply(&fragment).await.unwrap();
+    service_up(&lab);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present").unwrap();
+    }
+    assert_eq!(attributes(), before);
+    // routelb's own entries come first: the Service prefix has none of LOOPBACKS' attributes.
+    assert!(!router_attributes(&lab, SVC4).contains("65000:100"));
+    assert_eq!(rendered(&driver, "bgp").await, fragment);
+    driver.apply("").await.unwrap();
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "absent").unwrap();
+    }
+    assert_eq!(attributes(), before);
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert_eq!(
+        running
+            .matches("  redistribute connected route-map LOOPBACKS\n")
+            .count(),
+        2,
+        "{running}"
+    );
+    assert_eq!(sessions, lab.bgp_connections());
+}
