@@ -25,6 +25,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use routelb::daemon::Driver;
 use routelb::daemon::advertised::{self, Expected, Protocol, Verification};
+use routelb::daemon::frr::{FrrApply, FrrDriver};
 use routelb::daemon::observe;
 use support::corpus::{self, CorpusLab};
 
@@ -265,29 +266,51 @@ async fn ospf_distribute_list_with_added_line_reaches_the_router() {
     assert!(!lab.router_route(SVC6).is_empty());
 }
 
+/// The router's OSPF route to `prefix`: its type (`N E2`, `N E1`) and cost.
+fn router_ospf_route(lab: &CorpusLab, prefix: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.router_vtysh("show ip ospf route json")).unwrap_or_default();
+    let r = &v[prefix];
+    format!(
+        "{} cost={} type2cost={}",
+        r["routeType"], r["cost"], r["type2cost"]
+    )
+}
+
 /// The base's own `redistribute connected` (its loopback, let out by the distribute-list)
 /// survives routelb's fragment and its removal: FRR keeps one `redistribute connected` per
 /// OSPF instance, so routelb's line replaces the base's, and routelb's route-map ends with an
 /// entry that passes what the base's line passed; removing the fragment sends the base's line
-/// back. The loopback's route at the router (its metric included) never changes.
-#[tokio::test(flavor = "multi_thread")]
-async fn ospf_base_keeps_its_own_redistributed_loopback() {
-    let lab = CorpusLab::up("rd-ospf", "ospf-distribute-list", "ospf", true);
-    let driver = lab.driver();
-    lab.ip(&["addr", "add", "198.18.50.1/32", "dev", "lo"]);
-    lab.wait_route("198.18.50.1/32", "present").unwrap();
-    let before = lab.router_route("198.18.50.1/32");
+/// back. The loopback's route at the router (kernel route, OSPF route type and cost) never
+/// changes. `base_line`: the base's line set before routelb, instead of the corpus's.
+async fn ospf_loopback_kept(name: &str, mode: FrrApply, base_line: Option<&str>, route_type: &str) {
+    let lab = CorpusLab::up(name, "ospf-distribute-list", "ospf", true);
+    let driver = Driver::Frr(FrrDriver::new(Some(lab.var("LAB_NODE_FRR").into()), mode));
+    if let Some(line) = base_line {
+        lab.node_configure(&["router ospf", line]);
+    }
+    let line = base_line.unwrap_or("redistribute connected");
+    let lo = "198.18.50.1/32";
+    lab.ip(&["addr", "add", lo, "dev", "lo"]);
+    lab.wait_route(lo, "present").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !router_ospf_route(&lab, lo).contains(route_type) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            router_ospf_route(&lab, lo)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_router = || (lab.router_route(lo), router_ospf_route(&lab, lo));
+    let before = at_router();
     let fragment = rendered(&driver, "ospf").await;
-    assert!(
-        fragment.contains(
-            "route-map ROUTELB-OSPF-V4 permit 65535\n description base: redistribute connected\n"
-        ),
-        "{fragment}"
-    );
+    let want = format!("route-map ROUTELB-OSPF-V4 permit 65535\n description base: {line}\n");
+    assert!(fragment.contains(&want), "{fragment}");
     driver.apply(&fragment).await.unwrap();
     service_up(&lab);
     lab.wait_route(SVC4, "present").unwrap();
-    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    assert_eq!(at_router(), before);
     // What the daemon holds renders the same fragment again: the base's line is remembered.
     assert_eq!(rendered(&driver, "ospf").await, fragment);
     // Removal gives the base its line back. (The base's distribute-list lets the pool out
@@ -297,11 +320,47 @@ async fn ospf_base_keeps_its_own_redistributed_loopback() {
         unreachable!()
     };
     let running = frr.running_config().await.unwrap();
-    assert!(running.contains("\n redistribute connected\n"), "{running}");
+    assert!(running.contains(&format!("\n {line}\n")), "{running}");
     assert!(!running.contains("ROUTELB"), "{running}");
     lab.ip(&["addr", "del", SVC4, "dev", "kube-lb0"]);
     lab.wait_route(SVC4, "absent").unwrap();
-    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    if mode == FrrApply::Reload {
+        // frr-reload.py sends `no redistribute …` before the base's line: the loopback is
+        // withdrawn for a moment, and comes back as it was.
+        lab.wait_route(lo, "present").unwrap();
+    }
+    assert_eq!(at_router(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_own_redistributed_loopback() {
+    ospf_loopback_kept(
+        "rd-ospf",
+        FrrApply::Diff,
+        None,
+        "\"N E2\" cost=10 type2cost=20",
+    )
+    .await;
+}
+
+/// `metric` and `metric-type` of the base's line: the fallback's `set metric` and `set
+/// metric-type` give the loopback the same external type and cost.
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_loopback_metric_and_type() {
+    ospf_loopback_kept(
+        "rd-ospfm",
+        FrrApply::Diff,
+        Some("redistribute connected metric 30 metric-type 1"),
+        "\"N E1\"",
+    )
+    .await;
+}
+
+/// The same through `frr-reload.py` (`--frr-apply reload`): the full file it gets holds the
+/// base's line again once routelb's goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_own_redistributed_loopback_under_frr_reload() {
+    ospf_loopback_kept("rd-ospfr", FrrApply::Reload, None, "\"N E2\"").await;
 }
 
 /// The agent, driven through the test API server: NodeState names the filtering peer, the
