@@ -876,3 +876,174 @@ async fn bgp_leaf_keeps_its_redistributed_loopback_with_its_attributes() {
     );
     assert_eq!(sessions, lab.bgp_connections());
 }
+
+/// The router's kernel route for `prefix` in a namespace lab.
+fn lab_router_route(lab: &support::lab::Lab, prefix: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", lab.var("LAB_RTR_NS")])
+        .arg(if prefix.contains(':') { "-6" } else { "-4" })
+        .args(["route", "show", "exact", prefix])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What the router's IS-IS or RIP knows of `prefix`: the node's LSP's reachability lines
+/// (with the metric), or the RIP/RIPng table's line (with the metric; without its timer).
+fn router_igp_view(lab: &support::lab::Lab, proto: &str, prefix: &str) -> String {
+    let cmd = match (proto, prefix.contains(':')) {
+        ("isis", _) => "show isis database detail",
+        (_, false) => "show ip rip",
+        (_, true) => "show ipv6 ripng",
+    };
+    let out = std::process::Command::new(lab.var("LAB_RTR_VTYSH"))
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(prefix))
+        .map(|l| {
+            let mut w: Vec<&str> = l.split_whitespace().collect();
+            if proto == "rip" {
+                w.pop();
+            }
+            w.join(" ")
+        })
+        .collect();
+    lines.sort();
+    lines.join("; ")
+}
+
+/// IS-IS and RIP/RIPng bases that redistribute their loopbacks themselves, with a metric and
+/// a route-map that sets another: routelb's fallback entries keep both loopbacks at the router
+/// as they were, and removing routelb's fragment gives the base its lines back (the Service
+/// prefixes, which the base's route-map does not pass, leave).
+/// `lines`: (router context, line); `@TAG@` stands for the lab's IS-IS tag.
+/// `own`: the loopbacks the base redistributes.
+async fn igp_loopbacks_kept(name: &str, proto: &str, lines: &[(&str, &str)], own: &[&str]) {
+    use routelb::daemon::frr::FrrApply;
+    let lab = support::lab::Lab::up(name, "frr", proto);
+    let driver = lab.driver(FrrApply::Diff);
+    let vtysh = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(lab.var("LAB_NODE_VTYSH"));
+        cmd.args(["-c", "configure terminal"]);
+        for a in args {
+            cmd.args(["-c", a]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    };
+    // By prefix: isisd's `match interface` passes every connected route.
+    vtysh(&["ip prefix-list LO-V4 seq 5 permit 198.18.70.1/32"]);
+    vtysh(&["ipv6 prefix-list LO-V6 seq 5 permit 2001:db8:7070::1/128"]);
+    for (seq, family) in [(10, "ip"), (20, "ipv6")] {
+        let v = if family == "ip" { "V4" } else { "V6" };
+        vtysh(&[
+            &format!("route-map LOOPBACKS permit {seq}"),
+            &format!("match {family} address prefix-list LO-{v}"),
+            "set metric 5",
+        ]);
+    }
+    for (router, l) in lines {
+        let router = match router.contains("@TAG@") {
+            true => router.replace("@TAG@", lab.var("LAB_ISIS_TAG")),
+            false => router.to_string(),
+        };
+        vtysh(&[&router, l]);
+    }
+    for p in ["198.18.70.1/32", "2001:db8:7070::1/128"] {
+        lab.ip(&["addr", "add", p, "dev", "lo"]);
+    }
+    for &p in own {
+        lab.wait_route(p, "present", 30).unwrap();
+    }
+    let at_router = || {
+        own.iter()
+            .map(|p| (lab_router_route(&lab, p), router_igp_view(&lab, proto, p)))
+            .collect::<Vec<_>>()
+    };
+    let before = at_router();
+    for (_, view) in &before {
+        assert!(!view.is_empty(), "{before:?}");
+    }
+    let fragment = rendered(&driver, proto).await;
+    assert_eq!(
+        fragment
+            .matches(" permit 65535\n description base: ")
+            .count(),
+        lines.len(),
+        "{fragment}"
+    );
+    driver.apply(&fragment).await.unwrap();
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present", 30).unwrap();
+    }
+    assert_eq!(at_router(), before);
+    assert_eq!(rendered(&driver, proto).await, fragment);
+    driver.apply("").await.unwrap();
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert!(!running.contains("ROUTELB"), "{running}");
+    for (_, line) in lines {
+        assert!(running.contains(&format!("\n {line}\n")), "{running}");
+    }
+    for p in [SVC4, SVC6] {
+        if let Err(e) = lab.wait_route(p, "absent", 30) {
+            panic!("{e}\n{running}\n{}", router_igp_view(&lab, proto, p));
+        }
+    }
+    if proto == "rip" {
+        // RIP takes routelb's line out before the base's comes back (ripd applies the
+        // route-map only when zebra hands it a route): the loopbacks leave for a moment.
+        for &p in own {
+            lab.wait_route(p, "present", 30).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while at_router() != before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(at_router(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isis_base_keeps_its_own_redistributed_loopbacks() {
+    igp_loopbacks_kept(
+        "rd-isis",
+        "isis",
+        &[
+            (
+                "router isis @TAG@",
+                "redistribute ipv4 connected level-2 metric 30 route-map LOOPBACKS",
+            ),
+            (
+                "router isis @TAG@",
+                "redistribute ipv6 connected level-2 metric 30 route-map LOOPBACKS",
+            ),
+        ],
+        &["198.18.70.1/32", "2001:db8:7070::1/128"],
+    )
+    .await;
+}
+
+/// RIP only: ripngd 8.4 has no `match ipv6 address prefix-list`, so a RIPng base's route-map
+/// cannot pick its loopback this way (the RIPng side here is routelb's alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn rip_base_keeps_its_own_redistributed_loopbacks() {
+    igp_loopbacks_kept(
+        "rd-rip",
+        "rip",
+        &[(
+            "router rip",
+            "redistribute connected metric 2 route-map LOOPBACKS",
+        )],
+        &["198.18.70.1/32"],
+    )
+    .await;
+}

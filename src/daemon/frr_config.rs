@@ -577,8 +577,17 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
     //    routelb's replaced it (before step 5 removes the fallback entry that recorded it).
     for (key, line) in &running.redistribute {
         if !desired.redistribute.contains_key(key) {
-            let back = replaced_base_line(&running.route_maps, line);
-            changes.push(in_context(&key.0, back.unwrap_or(format!("no {line}"))));
+            let lines = match replaced_base_line(&running.route_maps, line) {
+                // ripd and ripngd apply a redistribute route-map only when zebra hands them a
+                // route: replaced in place, the line would leave routelb's prefixes announced.
+                Some(back) if is_rip(&key.0) => vec![format!("no {line}"), back],
+                Some(back) => vec![back],
+                None => vec![format!("no {line}")],
+            };
+            changes.push(Change {
+                context: key.0.clone(),
+                lines,
+            });
         }
     }
     // 2. Prefix-list entries. First out: changed ones (FRR refuses a second rule at the same
@@ -653,6 +662,12 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// Whether a context is RIP's or RIPng's.
+fn is_rip(path: &[String]) -> bool {
+    path.first()
+        .is_some_and(|r| matches!(r.split_whitespace().nth(1), Some("rip" | "ripng")))
 }
 
 /// `ip prefix-list NAME` of a prefix-entry key `ip prefix-list NAME seq N`.
@@ -1136,6 +1151,12 @@ exit
                 "no route-map ROUTELB-OSPF-V4 permit 65535",
                 "no ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
             ]
+        );
+        // RIP takes the line out first: ripd would keep announcing what routelb's passed.
+        let rip = |text: &str| owned(&parse(&text.replace("router ospf", "router rip")));
+        assert_eq!(
+            flat(&diff(&rip(REPLACED), &Owned::default()))[0],
+            "router rip / no redistribute connected route-map ROUTELB-OSPF-V4 / redistribute connected metric 30 route-map LOOPBACKS"
         );
         // Without a fallback entry (the base had no line), routelb's line just goes.
         let own_only = REPLACED
