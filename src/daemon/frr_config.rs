@@ -573,23 +573,8 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
         context: path.to_vec(),
         lines: vec![line],
     };
-    // 1. Redistribute lines that go away entirely: the base's own line comes back where
-    //    routelb's replaced it (before step 5 removes the fallback entry that recorded it).
-    for (key, line) in &running.redistribute {
-        if !desired.redistribute.contains_key(key) {
-            let lines = match replaced_base_line(&running.route_maps, line) {
-                // ripd and ripngd apply a redistribute route-map only when zebra hands them a
-                // route: replaced in place, the line would leave routelb's prefixes announced.
-                Some(back) if is_rip(&key.0) => vec![format!("no {line}"), back],
-                Some(back) => vec![back],
-                None => vec![format!("no {line}")],
-            };
-            changes.push(Change {
-                context: key.0.clone(),
-                lines,
-            });
-        }
-    }
+    // 1. Redistribute lines that go away entirely.
+    changes.extend(redistribute_removals(running, desired));
     // 2. Prefix-list entries. First out: changed ones (FRR refuses a second rule at the same
     //    sequence number) and, in lists that stay, the ones no longer wanted: FRR silently
     //    ignores a prefix added while the list still holds it at another sequence number, so
@@ -659,6 +644,28 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
     for (key, line) in &running.prefix_entries {
         if !desired.prefix_entries.contains_key(key) && !removed.contains(key) {
             changes.push(Change::top(format!("no {line}")));
+        }
+    }
+    changes
+}
+
+/// Redistribute lines that go away entirely: the base's own line comes back where routelb's
+/// replaced it (before step 5 of [`diff`] removes the fallback entry that recorded it).
+fn redistribute_removals(running: &Owned, desired: &Owned) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (key, line) in &running.redistribute {
+        if !desired.redistribute.contains_key(key) {
+            let lines = match replaced_base_line(&running.route_maps, line) {
+                // ripd and ripngd apply a redistribute route-map only when zebra hands them a
+                // route: replaced in place, the line would leave routelb's prefixes announced.
+                Some(back) if is_rip(&key.0) => vec![format!("no {line}"), back],
+                Some(back) => vec![back],
+                None => vec![format!("no {line}")],
+            };
+            changes.push(Change {
+                context: key.0.clone(),
+                lines,
+            });
         }
     }
     changes
