@@ -465,3 +465,94 @@ fn check_validates_bird1_fragments_against_both_bases() {
         "{err}"
     );
 }
+
+/// Where the base already redistributes connected routes, each of routelb's route-maps there
+/// ends with `permit 65535`, which reproduces the base's line (its metric, metric type and
+/// route-map), and FRR's parser accepts it; every protocol routelb redistributes into.
+#[test]
+fn the_bases_own_redistribution_gets_a_fallback_entry() {
+    let cases = [
+        (
+            "bgp",
+            " address-family ipv4 unicast\n",
+            "  redistribute connected metric 7 route-map LOOPBACKS\n",
+            "ROUTELB-BGP-V4",
+        ),
+        (
+            "ospf",
+            "\nrouter ospf\n",
+            " redistribute connected metric 30 metric-type 1 route-map LOOPBACKS\n",
+            "ROUTELB-OSPF-V4",
+        ),
+        (
+            "ospf",
+            "\nrouter ospf6\n",
+            " redistribute connected metric 30 route-map LOOPBACKS\n",
+            "ROUTELB-OSPF-V6",
+        ),
+        (
+            "isis",
+            "\nrouter isis core\n",
+            " redistribute ipv6 connected level-2 metric 30 route-map LOOPBACKS\n",
+            "ROUTELB-ISIS-L2-V6",
+        ),
+        (
+            "rip",
+            "\nrouter rip\n",
+            " redistribute connected metric 3 route-map LOOPBACKS\n",
+            "ROUTELB-RIP-V4",
+        ),
+        (
+            "rip",
+            "\nrouter ripng\n",
+            " redistribute connected route-map LOOPBACKS\n",
+            "ROUTELB-RIP-V6",
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (example, after, line, map) in cases {
+        let dir = root().join("examples").join(example);
+        let m = load_dir(&dir).unwrap();
+        let (_, base) = offline::base_in_dir(&dir, DaemonKind::Frr).unwrap();
+        assert!(base.contains(after), "{example}: {after:?}");
+        let base = base.replacen(after, &format!("{after}{line}"), 1);
+        let inst = offline::instances_from_base(DaemonKind::Frr, &base);
+        let out = offline::render(
+            &m,
+            &Templates::embedded(DaemonKind::Frr).unwrap(),
+            None,
+            "kube-lb0",
+            &inst,
+        )
+        .unwrap();
+        let f = &out.fragment;
+        let entry = f
+            .split(&format!("route-map {map} permit 65535\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{example}: no fallback in {map}:\n{f}"));
+        let entry = entry.split("exit\n").next().unwrap();
+        let want_description = format!(" description base: {}", line.trim());
+        assert!(entry.starts_with(&want_description), "{entry}");
+        assert!(entry.ends_with(" call LOOPBACKS\n"), "{entry}");
+        let metric = line.split(" metric ").nth(1).map(|r| r.split(' ').next());
+        if let Some(Some(m)) = metric {
+            assert!(entry.contains(&format!(" set metric {m}\n")), "{entry}");
+        }
+        assert_eq!(
+            entry.contains(" set metric-type type-1\n"),
+            line.contains("metric-type 1")
+        );
+        // The fallback comes after every entry routelb numbers itself.
+        let seqs: Vec<u32> = f
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("route-map {map} permit ")))
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(seqs.iter().max(), Some(&65_535), "{seqs:?}");
+        rt.block_on(
+            routelb::daemon::frr::FrrDriver::new(None, routelb::daemon::frr::FrrApply::Diff)
+                .validate(f),
+        )
+        .unwrap();
+    }
+}

@@ -25,6 +25,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use routelb::daemon::Driver;
 use routelb::daemon::advertised::{self, Expected, Protocol, Verification};
+use routelb::daemon::frr::{FrrApply, FrrDriver};
 use routelb::daemon::observe;
 use support::corpus::{self, CorpusLab};
 
@@ -65,6 +66,46 @@ fn fragment(protocol: &str, instance: &str) -> String {
             maps("ROUTELB-OSPF")
         ),
     }
+}
+
+/// routelb's fragment for the same pool as [`fragment`], rendered by the templates for the
+/// instances the node's running configuration holds (so with the fallback entries that keep
+/// the base's own `redistribute connected`), exported by `protocol` (`bgp`, `ospf`).
+async fn rendered(driver: &Driver, protocol: &str) -> String {
+    use routelb::api::{AddressPool, RoutingPolicy};
+    use routelb::render::{DaemonKind, RenderInput, Templates, build};
+    use serde_json::json;
+    let Driver::Frr(frr) = driver else {
+        panic!("an FRR lab")
+    };
+    let instances = frr.instances().await.unwrap();
+    let pool: AddressPool = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+        "metadata": { "name": "a", "labels": { "routelb-test": "redist" } },
+        "spec": { "addresses": ["203.0.113.0/24", "2001:db8:ffff::/48"], "mode": "routed" },
+    }))
+    .unwrap();
+    let policy: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": "p" },
+        "spec": { "poolSelector": { "matchLabels": { "routelb-test": "redist" } },
+                  "protocols": [protocol] },
+    }))
+    .unwrap();
+    let built = build(&RenderInput {
+        node: None,
+        node_labels: &Default::default(),
+        lb_interface: "kube-lb0",
+        pools: &[pool],
+        policies: &[policy],
+        services: &[],
+        instances: &instances,
+    });
+    assert!(built.problems.is_empty(), "{:?}", built.problems);
+    Templates::embedded(DaemonKind::Frr)
+        .unwrap()
+        .render(&built.data)
+        .unwrap()
 }
 
 /// One verification, as the agent runs it (without the wait for confirmation).
@@ -225,27 +266,101 @@ async fn ospf_distribute_list_with_added_line_reaches_the_router() {
     assert!(!lab.router_route(SVC6).is_empty());
 }
 
+/// The router's OSPF route to `prefix`: its type (`N E2`, `N E1`) and cost.
+fn router_ospf_route(lab: &CorpusLab, prefix: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.router_vtysh("show ip ospf route json")).unwrap_or_default();
+    let r = &v[prefix];
+    format!(
+        "{} cost={} type2cost={}",
+        r["routeType"], r["cost"], r["type2cost"]
+    )
+}
+
 /// The base's own `redistribute connected` (its loopback, let out by the distribute-list)
-/// must survive routelb's fragment and its removal. It does not today: FRR keeps one
-/// `redistribute connected` per OSPF instance, so routelb's `redistribute connected route-map
-/// ROUTELB-OSPF-V4` replaces the base's line (the loopback's LSA is flushed), and removing
-/// the fragment removes redistribution altogether. Fixing it belongs to the fragment's
-/// rendering (frr_config/templates); run with `--ignored` to see it.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "routelb's redistribute line replaces the base's own `redistribute connected`"]
-async fn ospf_base_keeps_its_own_redistributed_loopback() {
-    let lab = CorpusLab::up("vf-ospf2", "ospf-distribute-list", "ospf", true);
-    let driver = lab.driver();
-    lab.ip(&["addr", "add", "198.18.50.1/32", "dev", "lo"]);
-    lab.wait_route("198.18.50.1/32", "present").unwrap();
-    let before = lab.router_route("198.18.50.1/32");
-    driver.apply(&fragment("ospf", "")).await.unwrap();
+/// survives routelb's fragment and its removal: FRR keeps one `redistribute connected` per
+/// OSPF instance, so routelb's line replaces the base's, and routelb's route-map ends with an
+/// entry that passes what the base's line passed; removing the fragment sends the base's line
+/// back. The loopback's route at the router (kernel route, OSPF route type and cost) never
+/// changes. `base_line`: the base's line set before routelb, instead of the corpus's.
+async fn ospf_loopback_kept(name: &str, mode: FrrApply, base_line: Option<&str>, route_type: &str) {
+    let lab = CorpusLab::up(name, "ospf-distribute-list", "ospf", true);
+    let driver = Driver::Frr(FrrDriver::new(Some(lab.var("LAB_NODE_FRR").into()), mode));
+    if let Some(line) = base_line {
+        lab.node_configure(&["router ospf", line]);
+    }
+    let line = base_line.unwrap_or("redistribute connected");
+    let lo = "198.18.50.1/32";
+    lab.ip(&["addr", "add", lo, "dev", "lo"]);
+    lab.wait_route(lo, "present").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !router_ospf_route(&lab, lo).contains(route_type) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            router_ospf_route(&lab, lo)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_router = || (lab.router_route(lo), router_ospf_route(&lab, lo));
+    let before = at_router();
+    let fragment = rendered(&driver, "ospf").await;
+    let want = format!("route-map ROUTELB-OSPF-V4 permit 65535\n description base: {line}\n");
+    assert!(fragment.contains(&want), "{fragment}");
+    driver.apply(&fragment).await.unwrap();
     service_up(&lab);
     lab.wait_route(SVC4, "present").unwrap();
-    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    assert_eq!(at_router(), before);
+    // What the daemon holds renders the same fragment again: the base's line is remembered.
+    assert_eq!(rendered(&driver, "ospf").await, fragment);
+    // Removal gives the base its line back. (The base's distribute-list lets the pool out
+    // too, so the base's line itself would pass a Service address still on kube-lb0.)
     driver.apply("").await.unwrap();
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert!(running.contains(&format!("\n {line}\n")), "{running}");
+    assert!(!running.contains("ROUTELB"), "{running}");
+    lab.ip(&["addr", "del", SVC4, "dev", "kube-lb0"]);
     lab.wait_route(SVC4, "absent").unwrap();
-    assert_eq!(lab.router_route("198.18.50.1/32"), before);
+    if mode == FrrApply::Reload {
+        // frr-reload.py sends `no redistribute …` before the base's line: the loopback is
+        // withdrawn for a moment, and comes back as it was.
+        lab.wait_route(lo, "present").unwrap();
+    }
+    assert_eq!(at_router(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_own_redistributed_loopback() {
+    ospf_loopback_kept(
+        "rd-ospf",
+        FrrApply::Diff,
+        None,
+        "\"N E2\" cost=10 type2cost=20",
+    )
+    .await;
+}
+
+/// `metric` and `metric-type` of the base's line: the fallback's `set metric` and `set
+/// metric-type` give the loopback the same external type and cost.
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_loopback_metric_and_type() {
+    ospf_loopback_kept(
+        "rd-ospfm",
+        FrrApply::Diff,
+        Some("redistribute connected metric 30 metric-type 1"),
+        "\"N E1\"",
+    )
+    .await;
+}
+
+/// The same through `frr-reload.py` (`--frr-apply reload`): the full file it gets holds the
+/// base's line again once routelb's goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn ospf_base_keeps_its_own_redistributed_loopback_under_frr_reload() {
+    ospf_loopback_kept("rd-ospfr", FrrApply::Reload, None, "\"N E2\"").await;
 }
 
 /// The agent, driven through the test API server: NodeState names the filtering peer, the
@@ -687,4 +802,248 @@ async fn rip_distribute_list_out_named() {
         "router rip distribute-list OWN out eth-rtr denies 203.0.113.7/32"
     );
     assert_eq!(v.unadvertised.len(), 1);
+}
+
+/// The attributes the router received `prefix` with: AS path, MED, communities.
+fn router_attributes(lab: &CorpusLab, prefix: &str) -> String {
+    let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.router_vtysh(&format!("show bgp {afi} unicast {prefix} json")))
+            .unwrap_or_default();
+    let paths = v["paths"].as_array().cloned().unwrap_or_default();
+    let mut out: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "aspath={} med={} community={}",
+                p["aspath"]["string"], p["metric"], p["community"]["string"]
+            )
+        })
+        .collect();
+    out.sort();
+    out.join("; ")
+}
+
+/// A leaf that announces its loopback by `redistribute connected route-map LOOPBACKS` (a
+/// community and a MED set there): routelb's line replaces the base's in each address family,
+/// and the loopback reaches the router with the same attributes before, during and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn bgp_leaf_keeps_its_redistributed_loopback_with_its_attributes() {
+    let lab = CorpusLab::up("rd-leaf", "leaf-redistribute", "bgp", true);
+    let driver = lab.driver();
+    let own = ["198.18.60.1/32", "2001:db8:6060::1/128"];
+    for p in own {
+        lab.ip(&["addr", "add", p, "dev", "lo"]);
+        lab.wait_route(p, "present").unwrap();
+    }
+    let attributes = || own.map(|p| router_attributes(&lab, p));
+    let before = attributes();
+    for a in &before {
+        assert!(a.contains("med=77 community=\"65000:100\""), "{a}");
+    }
+    let sessions = lab.bgp_connections();
+    let fragment = rendered(&driver, "bgp").await;
+    for family in ["V4", "V6"] {
+        let want = format!(
+            "route-map ROUTELB-BGP-{family} permit 65535\n description base: redistribute connected route-map LOOPBACKS\n call LOOPBACKS\n"
+        );
+        assert!(fragment.contains(&want), "{fragment}");
+    }
+    driver.apply(&fragment).await.unwrap();
+    service_up(&lab);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present").unwrap();
+    }
+    assert_eq!(attributes(), before);
+    // routelb's own entries come first: the Service prefix has none of LOOPBACKS' attributes.
+    assert!(!router_attributes(&lab, SVC4).contains("65000:100"));
+    assert_eq!(rendered(&driver, "bgp").await, fragment);
+    driver.apply("").await.unwrap();
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "absent").unwrap();
+    }
+    assert_eq!(attributes(), before);
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert_eq!(
+        running
+            .matches("  redistribute connected route-map LOOPBACKS\n")
+            .count(),
+        2,
+        "{running}"
+    );
+    assert_eq!(sessions, lab.bgp_connections());
+}
+
+/// The router's kernel route for `prefix` in a namespace lab.
+fn lab_router_route(lab: &support::lab::Lab, prefix: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", lab.var("LAB_RTR_NS")])
+        .arg(if prefix.contains(':') { "-6" } else { "-4" })
+        .args(["route", "show", "exact", prefix])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What the router's IS-IS or RIP knows of `prefix`: the node's LSP's reachability lines
+/// (with the metric), or the RIP/RIPng table's line (with the metric; without its timer).
+fn router_igp_view(lab: &support::lab::Lab, proto: &str, prefix: &str) -> String {
+    let cmd = match (proto, prefix.contains(':')) {
+        ("isis", _) => "show isis database detail",
+        (_, false) => "show ip rip",
+        (_, true) => "show ipv6 ripng",
+    };
+    let out = std::process::Command::new(lab.var("LAB_RTR_VTYSH"))
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(prefix))
+        .map(|l| {
+            let mut w: Vec<&str> = l.split_whitespace().collect();
+            if proto == "rip" {
+                w.pop();
+            }
+            w.join(" ")
+        })
+        .collect();
+    lines.sort();
+    lines.join("; ")
+}
+
+/// IS-IS and RIP/RIPng bases that redistribute their loopbacks themselves, with a metric and
+/// a route-map that sets another: routelb's fallback entries keep both loopbacks at the router
+/// as they were, and removing routelb's fragment gives the base its lines back (the Service
+/// prefixes, which the base's route-map does not pass, leave).
+/// `lines`: (router context, line); `@TAG@` stands for the lab's IS-IS tag.
+/// `own`: the loopbacks the base redistributes.
+async fn igp_loopbacks_kept(name: &str, proto: &str, lines: &[(&str, &str)], own: &[&str]) {
+    use routelb::daemon::frr::FrrApply;
+    let lab = support::lab::Lab::up(name, "frr", proto);
+    let driver = lab.driver(FrrApply::Diff);
+    let vtysh = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(lab.var("LAB_NODE_VTYSH"));
+        cmd.args(["-c", "configure terminal"]);
+        for a in args {
+            cmd.args(["-c", a]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    };
+    // By prefix: isisd's `match interface` passes every connected route.
+    vtysh(&["ip prefix-list LO-V4 seq 5 permit 198.18.70.1/32"]);
+    vtysh(&["ipv6 prefix-list LO-V6 seq 5 permit 2001:db8:7070::1/128"]);
+    for (seq, family) in [(10, "ip"), (20, "ipv6")] {
+        let v = if family == "ip" { "V4" } else { "V6" };
+        vtysh(&[
+            &format!("route-map LOOPBACKS permit {seq}"),
+            &format!("match {family} address prefix-list LO-{v}"),
+            "set metric 5",
+        ]);
+    }
+    for (router, l) in lines {
+        let router = match router.contains("@TAG@") {
+            true => router.replace("@TAG@", lab.var("LAB_ISIS_TAG")),
+            false => router.to_string(),
+        };
+        vtysh(&[&router, l]);
+    }
+    for p in ["198.18.70.1/32", "2001:db8:7070::1/128"] {
+        lab.ip(&["addr", "add", p, "dev", "lo"]);
+    }
+    for &p in own {
+        lab.wait_route(p, "present", 30).unwrap();
+    }
+    let at_router = || {
+        own.iter()
+            .map(|p| (lab_router_route(&lab, p), router_igp_view(&lab, proto, p)))
+            .collect::<Vec<_>>()
+    };
+    let before = at_router();
+    for (_, view) in &before {
+        assert!(!view.is_empty(), "{before:?}");
+    }
+    let fragment = rendered(&driver, proto).await;
+    assert_eq!(
+        fragment
+            .matches(" permit 65535\n description base: ")
+            .count(),
+        lines.len(),
+        "{fragment}"
+    );
+    driver.apply(&fragment).await.unwrap();
+    lab.ip(&["addr", "add", SVC4, "dev", "kube-lb0"]);
+    lab.ip(&["addr", "add", SVC6, "dev", "kube-lb0"]);
+    for p in [SVC4, SVC6] {
+        lab.wait_route(p, "present", 30).unwrap();
+    }
+    assert_eq!(at_router(), before);
+    assert_eq!(rendered(&driver, proto).await, fragment);
+    driver.apply("").await.unwrap();
+    let Driver::Frr(frr) = &driver else {
+        unreachable!()
+    };
+    let running = frr.running_config().await.unwrap();
+    assert!(!running.contains("ROUTELB"), "{running}");
+    for (_, line) in lines {
+        assert!(running.contains(&format!("\n {line}\n")), "{running}");
+    }
+    for p in [SVC4, SVC6] {
+        if let Err(e) = lab.wait_route(p, "absent", 30) {
+            panic!("{e}\n{running}\n{}", router_igp_view(&lab, proto, p));
+        }
+    }
+    if proto == "rip" {
+        // RIP takes routelb's line out before the base's comes back (ripd applies the
+        // route-map only when zebra hands it a route): the loopbacks leave for a moment.
+        for &p in own {
+            lab.wait_route(p, "present", 30).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while at_router() != before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(at_router(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isis_base_keeps_its_own_redistributed_loopbacks() {
+    igp_loopbacks_kept(
+        "rd-isis",
+        "isis",
+        &[
+            (
+                "router isis @TAG@",
+                "redistribute ipv4 connected level-2 metric 30 route-map LOOPBACKS",
+            ),
+            (
+                "router isis @TAG@",
+                "redistribute ipv6 connected level-2 metric 30 route-map LOOPBACKS",
+            ),
+        ],
+        &["198.18.70.1/32", "2001:db8:7070::1/128"],
+    )
+    .await;
+}
+
+/// RIP only: ripngd 8.4 has no `match ipv6 address prefix-list`, so a RIPng base's route-map
+/// cannot pick its loopback this way (the RIPng side here is routelb's alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn rip_base_keeps_its_own_redistributed_loopbacks() {
+    igp_loopbacks_kept(
+        "rd-rip",
+        "rip",
+        &[(
+            "router rip",
+            "redistribute connected metric 2 route-map LOOPBACKS",
+        )],
+        &["198.18.70.1/32"],
+    )
+    .await;
 }

@@ -1312,19 +1312,22 @@ fn routelb_redistributes(e: &Export, router: &str, family: Family) -> bool {
 }
 
 /// The base's own `redistribute connected` where routelb writes its own: FRR keeps one per
-/// source, so routelb's replaces it and the base's connected routes then pass routelb's
-/// route-map (the pools only).
+/// source, so routelb's replaces it. routelb's route-map then ends with an entry that passes
+/// what the base's line passed, as it did, and gives the line back when routelb's goes
+/// ([`crate::render::fallback`]): nothing is lost, nothing to report. A line with an option
+/// no route-map entry reproduces (`tag`, a route-map's `on-match`…) is reported.
 fn redistribution_findings(tree: &[Node], exports: &[Export]) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in redistributions(tree) {
         let clash = exports.iter().any(|e| {
             !e.prefixes(r.family).is_empty() && routelb_redistributes(e, &r.router, r.family)
         });
-        if clash {
+        let kept = crate::daemon::frr_config::parse_base_redistribute(&r.line).is_some();
+        if clash && !kept {
             out.push(Finding::warning(
                 format!("{} ({} unicast)", r.router, r.family.name()),
                 format!(
-                    "the base's `{}` is replaced by routelb's `redistribute connected route-map ROUTELB-…` (FRR keeps one per source): the base's own connected routes then pass routelb's route-map, which permits the pools only; announce them with `network` lines instead",
+                    "the base's `{}` is replaced by routelb's `redistribute connected route-map ROUTELB-…` (FRR keeps one per source), and routelb's route-map cannot reproduce its options (it does for `metric`, `metric-type` and `route-map`): the base's own connected routes then pass routelb's route-map, which permits the pools only; drop the other options or announce those routes with `network` lines",
                     r.line
                 ),
             ));

@@ -708,7 +708,7 @@ distribute-list NODE out connected
 }
 
 #[test]
-fn the_bases_own_redistribute_connected_is_replaced_by_routelbs() {
+fn the_bases_own_redistribute_connected_is_kept_unless_routelb_cannot_reproduce_it() {
     let base = "route-map LOOPBACKS permit 10
  match interface lo
 router bgp 65011
@@ -718,21 +718,19 @@ router bgp 65011
   redistribute connected route-map LOOPBACKS
  exit-address-family
 router ospf
- redistribute connected
+ redistribute connected metric 30 metric-type 1
 ";
-    let w = warnings(&frr(base, &bgp(V4, &[])));
+    // routelb's route-map ends with an entry reproducing each: nothing to report.
+    assert!(warnings(&frr(base, &bgp(V4, &[]))).is_empty());
+    assert!(warnings(&frr(base, &[export(Protocol::Ospf, V4, &[])])).is_empty());
+    let tagged = base.replace(" metric-type 1\n", " metric-type 1 tag 7\n");
+    let w = warnings(&frr(&tagged, &[export(Protocol::Ospf, V4, &[])]));
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("warning: router bgp 65011 (ipv4 unicast): the base's `redistribute connected route-map LOOPBACKS` is replaced"), "{w:?}");
-    let w = warnings(&frr(base, &[export(Protocol::Ospf, V4, &[])]));
     assert!(
-        w[0].starts_with("warning: router ospf (ipv4 unicast)"),
+        w[0].starts_with("warning: router ospf (ipv4 unicast): the base's `redistribute connected metric 30 metric-type 1 tag 7` is replaced"),
         "{w:?}"
     );
-    let fixed = base.replace(
-        "  redistribute connected route-map LOOPBACKS\n",
-        "  network 10.0.0.11/32\n",
-    );
-    assert!(frr(&fixed, &bgp(V4, &[])).is_empty());
+    assert!(warnings(&frr(&tagged, &bgp(V4, &[]))).is_empty());
 }
 
 #[test]

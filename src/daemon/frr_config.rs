@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::render::model::{BaseRouteMap, BgpInstance, HOOK_SEQ, Instances};
+use crate::render::model::{
+    BASE_FALLBACK_MARK, BASE_FALLBACK_SEQ, BaseRedistribute, BaseRouteMap, BgpInstance, HOOK_SEQ,
+    Instances,
+};
 
 /// A configuration line and the lines nested under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,7 +366,159 @@ pub fn instances(tree: &[Node]) -> Instances {
         }
     }
     inst.route_maps = base_route_maps(tree);
+    inst.redistributed = base_redistributions(tree);
     inst
+}
+
+/// The base's own `redistribute connected` lines where routelb puts its own, by the name of
+/// routelb's route-map there. Where routelb's line has replaced the base's, the base's is the
+/// one its route-map's fallback entry recorded.
+pub fn base_redistributions(tree: &[Node]) -> BTreeMap<String, BaseRedistribute> {
+    let mut out = BTreeMap::new();
+    for n in tree {
+        let Some((name, true, BASE_FALLBACK_SEQ)) = route_map_head(&n.line) else {
+            continue;
+        };
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        let kept = n
+            .children
+            .iter()
+            .find_map(|c| base_line_of_description(&c.line));
+        if let Some(base) = kept.and_then(parse_base_redistribute) {
+            out.insert(name.to_string(), base);
+        }
+    }
+    fn walk(nodes: &[Node], path: &mut Vec<String>, out: &mut BTreeMap<String, BaseRedistribute>) {
+        for n in nodes {
+            if redistribute_key(&n.line).is_none()
+                && let Some(name) = routelb_map_at(path, &n.line)
+                && let Some(base) = parse_base_redistribute(&n.line)
+            {
+                out.insert(name, base);
+            }
+            if !n.children.is_empty() {
+                path.push(n.line.clone());
+                walk(&n.children, path, out);
+                path.pop();
+            }
+        }
+    }
+    for n in tree.iter().filter(|n| n.line.starts_with("router ")) {
+        walk(&n.children, &mut vec![n.line.clone()], &mut out);
+    }
+    out
+}
+
+/// The base's line a fallback entry's `description base: <line>` recorded.
+fn base_line_of_description(line: &str) -> Option<&str> {
+    line.strip_prefix("description ")?
+        .strip_prefix(BASE_FALLBACK_MARK)
+}
+
+/// The name of routelb's route-map for a `redistribute … connected` line at `path` (the
+/// enclosing `router …` and `address-family …` lines), where the templates put routelb's own
+/// line; `None` anywhere else.
+pub fn routelb_map_at(path: &[String], line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let router: Vec<&str> = path.first()?.split_whitespace().collect();
+    let af = path.get(1).map(String::as_str);
+    let (map, family) = match (router.as_slice(), af, words.as_slice()) {
+        (["router", "bgp", _], Some(af), ["redistribute", "connected", ..]) if path.len() == 2 => {
+            ("ROUTELB-BGP".to_string(), bgp_family(af)?)
+        }
+        (["router", "bgp", _, "vrf", vrf], Some(af), ["redistribute", "connected", ..])
+            if path.len() == 2 =>
+        {
+            (format!("ROUTELB-BGP-{vrf}"), bgp_family(af)?)
+        }
+        (_, Some(_), _) => return None,
+        (["router", "ospf"], None, ["redistribute", "connected", ..]) => {
+            ("ROUTELB-OSPF".into(), "V4")
+        }
+        (["router", "ospf6"], None, ["redistribute", "connected", ..]) => {
+            ("ROUTELB-OSPF".into(), "V6")
+        }
+        (["router", "rip"], None, ["redistribute", "connected", ..]) => {
+            ("ROUTELB-RIP".into(), "V4")
+        }
+        (["router", "ripng"], None, ["redistribute", "connected", ..]) => {
+            ("ROUTELB-RIP".into(), "V6")
+        }
+        (["router", "isis", _], None, ["redistribute", afi, "connected", level, ..]) => {
+            let level = match *level {
+                "level-1" => "L1",
+                "level-2" => "L2",
+                _ => return None,
+            };
+            let family = match *afi {
+                "ipv4" => "V4",
+                "ipv6" => "V6",
+                _ => return None,
+            };
+            (format!("ROUTELB-ISIS-{level}"), family)
+        }
+        _ => return None,
+    };
+    Some(format!("{map}-{family}"))
+}
+
+fn bgp_family(af: &str) -> Option<&'static str> {
+    match af {
+        "address-family ipv4 unicast" => Some("V4"),
+        "address-family ipv6 unicast" => Some("V6"),
+        _ => None,
+    }
+}
+
+/// A `redistribute [ipv4|ipv6] connected [level-N] [metric M] [metric-type T] [route-map X]`
+/// line's options, in any order; `None` for another source or an option routelb cannot
+/// reproduce in a route-map entry.
+pub fn parse_base_redistribute(line: &str) -> Option<BaseRedistribute> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let options = match words.as_slice() {
+        ["redistribute", "connected", rest @ ..] => rest,
+        [
+            "redistribute",
+            "ipv4" | "ipv6",
+            "connected",
+            "level-1" | "level-2",
+            rest @ ..,
+        ] => rest,
+        _ => return None,
+    };
+    let mut base = BaseRedistribute {
+        line: words.join(" "),
+        ..BaseRedistribute::default()
+    };
+    for pair in options.chunks(2) {
+        match pair {
+            ["metric", m] => base.metric = Some(m.parse().ok()?),
+            ["metric-type", t] => base.metric_type = Some(t.parse().ok()?),
+            ["route-map", name] => base.route_map = Some(name.to_string()),
+            _ => return None,
+        }
+    }
+    Some(base)
+}
+
+/// The base's own line that routelb's redistribute `line` replaced, as the fallback entry of
+/// its route-map recorded it: what goes back when routelb's line goes.
+pub fn replaced_base_line(
+    route_maps: &BTreeMap<String, Vec<String>>,
+    line: &str,
+) -> Option<String> {
+    let (_, rm) = line.split_once(" route-map ")?;
+    let head = format!(
+        "route-map {} permit {BASE_FALLBACK_SEQ}",
+        rm.split_whitespace().next()?
+    );
+    route_maps
+        .get(&head)?
+        .iter()
+        .find_map(|l| base_line_of_description(l))
+        .map(String::from)
 }
 
 /// The base's own route-maps (routelb's entries left out), with what decides whether routelb
@@ -419,11 +574,7 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
         lines: vec![line],
     };
     // 1. Redistribute lines that go away entirely.
-    for (key, line) in &running.redistribute {
-        if !desired.redistribute.contains_key(key) {
-            changes.push(in_context(&key.0, format!("no {line}")));
-        }
-    }
+    changes.extend(redistribute_removals(running, desired));
     // 2. Prefix-list entries. First out: changed ones (FRR refuses a second rule at the same
     //    sequence number) and, in lists that stay, the ones no longer wanted: FRR silently
     //    ignores a prefix added while the list still holds it at another sequence number, so
@@ -498,6 +649,34 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
     changes
 }
 
+/// Redistribute lines that go away entirely: the base's own line comes back where routelb's
+/// replaced it (before step 5 of [`diff`] removes the fallback entry that recorded it).
+fn redistribute_removals(running: &Owned, desired: &Owned) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (key, line) in &running.redistribute {
+        if !desired.redistribute.contains_key(key) {
+            let lines = match replaced_base_line(&running.route_maps, line) {
+                // ripd and ripngd apply a redistribute route-map only when zebra hands them a
+                // route: replaced in place, the line would leave routelb's prefixes announced.
+                Some(back) if is_rip(&key.0) => vec![format!("no {line}"), back],
+                Some(back) => vec![back],
+                None => vec![format!("no {line}")],
+            };
+            changes.push(Change {
+                context: key.0.clone(),
+                lines,
+            });
+        }
+    }
+    changes
+}
+
+/// Whether a context is RIP's or RIPng's.
+fn is_rip(path: &[String]) -> bool {
+    path.first()
+        .is_some_and(|r| matches!(r.split_whitespace().nth(1), Some("rip" | "ripng")))
+}
+
 /// `ip prefix-list NAME` of a prefix-entry key `ip prefix-list NAME seq N`.
 fn list_of(key: &str) -> &str {
     key.rsplitn(3, ' ').nth(2).unwrap_or(key)
@@ -518,7 +697,12 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let tree = parse(&body);
+    let mut tree = parse(&body);
+    let keeps = owned(&tree);
+    let desired = owned(&parse(fragment));
+    for n in tree.iter_mut().filter(|n| n.line.starts_with("router ")) {
+        restore_replaced(n, &mut vec![], &keeps.route_maps, &desired);
+    }
     let not_owned = |n: &Node, depth: usize| {
         let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
         let owned_map = depth == 0 && is_owned_route_map(n);
@@ -529,6 +713,29 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
     }
     out.push_str(fragment);
     out
+}
+
+/// Turns routelb's redistribute lines under `node` that the fragment no longer has back into
+/// the base's lines they replaced.
+fn restore_replaced(
+    node: &mut Node,
+    path: &mut Vec<String>,
+    route_maps: &BTreeMap<String, Vec<String>>,
+    desired: &Owned,
+) {
+    path.push(node.line.clone());
+    for c in &mut node.children {
+        let gone = redistribute_key(&c.line)
+            .is_some_and(|key| !desired.redistribute.contains_key(&(path.clone(), key)));
+        if let Some(base) = gone
+            .then(|| replaced_base_line(route_maps, &c.line))
+            .flatten()
+        {
+            c.line = base;
+        }
+        restore_replaced(c, path, route_maps, desired);
+    }
+    path.pop();
 }
 
 #[cfg(test)]
@@ -838,6 +1045,152 @@ exit
         assert!(full.contains("route-map 10.0.0.1-out permit 64900\n"));
         assert!(full.contains("route-map 10.0.0.1-out deny 65535\n"));
         assert!(!full.contains("64123"));
+    }
+
+    /// An OSPF base redistributing its loopback, BGP in a VRF with a route-map, IS-IS at
+    /// level 2, RIP with a metric.
+    const REDISTRIBUTING: &str = "router bgp 64512 vrf red
+ address-family ipv4 unicast
+  redistribute connected route-map LOOPBACKS
+ exit-address-family
+ address-family ipv6 unicast
+  redistribute static
+ exit-address-family
+exit
+router ospf
+ redistribute connected metric 30 metric-type 1 route-map LOOPBACKS
+exit
+router isis core
+ redistribute ipv6 connected level-2 metric 5
+exit
+router rip
+ redistribute connected metric 3
+exit
+router ripng
+ redistribute connected tag 7
+exit
+";
+
+    #[test]
+    fn reads_the_bases_own_redistribution_per_routelb_route_map() {
+        let r = instances(&parse(REDISTRIBUTING)).redistributed;
+        let names: Vec<&str> = r.keys().map(String::as_str).collect();
+        // ripng: `tag` has no route-map equivalent routelb writes; it is left as it was.
+        assert_eq!(
+            names,
+            [
+                "ROUTELB-BGP-red-V4",
+                "ROUTELB-ISIS-L2-V6",
+                "ROUTELB-OSPF-V4",
+                "ROUTELB-RIP-V4"
+            ]
+        );
+        assert_eq!(
+            r["ROUTELB-OSPF-V4"],
+            BaseRedistribute {
+                line: "redistribute connected metric 30 metric-type 1 route-map LOOPBACKS".into(),
+                route_map: Some("LOOPBACKS".into()),
+                metric: Some(30),
+                metric_type: Some(1),
+            }
+        );
+        assert_eq!(r["ROUTELB-ISIS-L2-V6"].metric, Some(5));
+        assert_eq!(
+            r["ROUTELB-BGP-red-V4"].route_map.as_deref(),
+            Some("LOOPBACKS")
+        );
+        assert_eq!(parse_base_redistribute("redistribute static"), None);
+        assert_eq!(
+            routelb_map_at(&["router ospf 2".into()], "redistribute connected"),
+            None,
+            "routelb writes only into the default OSPF instance"
+        );
+    }
+
+    /// The running configuration once routelb's line replaced the base's in `router ospf`.
+    const REPLACED: &str = "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32
+route-map ROUTELB-OSPF-V4 permit 50000
+ match ip address prefix-list ROUTELB-POOL-a-V4
+exit
+route-map ROUTELB-OSPF-V4 permit 65535
+ description base: redistribute connected metric 30 route-map LOOPBACKS
+ set metric 30
+ call LOOPBACKS
+exit
+router ospf
+ redistribute connected route-map ROUTELB-OSPF-V4
+exit
+";
+
+    #[test]
+    fn a_replaced_base_line_is_read_from_the_fallback_entry() {
+        let r = instances(&parse(REPLACED)).redistributed;
+        assert_eq!(
+            r["ROUTELB-OSPF-V4"].line,
+            "redistribute connected metric 30 route-map LOOPBACKS"
+        );
+        assert_eq!(r["ROUTELB-OSPF-V4"].metric, Some(30));
+        // Only routelb's own maps record it.
+        let foreign = REPLACED.replace("ROUTELB-OSPF-V4 permit 65535", "TEAM permit 65535");
+        assert!(!base_redistributions(&parse(&foreign)).contains_key("TEAM"));
+    }
+
+    #[test]
+    fn the_fallback_exists_before_routelbs_line_and_the_base_line_returns_before_it_goes() {
+        let base = owned(&parse(
+            "router ospf\n redistribute connected metric 30 route-map LOOPBACKS\nexit\n",
+        ));
+        let with_routelb = owned(&parse(REPLACED));
+        assert_eq!(
+            flat(&diff(&base, &with_routelb)),
+            [
+                "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
+                "route-map ROUTELB-OSPF-V4 permit 50000 / match ip address prefix-list ROUTELB-POOL-a-V4",
+                "route-map ROUTELB-OSPF-V4 permit 65535 / call LOOPBACKS / description base: redistribute connected metric 30 route-map LOOPBACKS / set metric 30",
+                "router ospf / redistribute connected route-map ROUTELB-OSPF-V4",
+            ]
+        );
+        assert_eq!(
+            flat(&diff(&with_routelb, &Owned::default())),
+            [
+                "router ospf / redistribute connected metric 30 route-map LOOPBACKS",
+                "no route-map ROUTELB-OSPF-V4 permit 50000",
+                "no route-map ROUTELB-OSPF-V4 permit 65535",
+                "no ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
+            ]
+        );
+        // RIP takes the line out first: ripd would keep announcing what routelb's passed.
+        let rip = |text: &str| owned(&parse(&text.replace("router ospf", "router rip")));
+        assert_eq!(
+            flat(&diff(&rip(REPLACED), &Owned::default()))[0],
+            "router rip / no redistribute connected route-map ROUTELB-OSPF-V4 / redistribute connected metric 30 route-map LOOPBACKS"
+        );
+        // Without a fallback entry (the base had no line), routelb's line just goes.
+        let own_only = REPLACED
+            .split("route-map ROUTELB-OSPF-V4 permit 65535")
+            .next()
+            .unwrap();
+        let own_only = owned(&parse(&format!(
+            "{own_only}router ospf\n redistribute connected route-map ROUTELB-OSPF-V4\nexit\n"
+        )));
+        assert_eq!(
+            flat(&diff(&own_only, &Owned::default()))[0],
+            "router ospf / no redistribute connected route-map ROUTELB-OSPF-V4"
+        );
+    }
+
+    #[test]
+    fn the_full_file_gives_the_base_line_back_when_the_fragment_drops_routelbs() {
+        let full = full_config(REPLACED, "");
+        assert!(
+            full.contains("router ospf\n redistribute connected metric 30 route-map LOOPBACKS\n"),
+            "{full}"
+        );
+        assert!(!full.contains("ROUTELB"));
+        let fragment = "router ospf\n redistribute connected route-map ROUTELB-OSPF-V4\nexit\n";
+        let full = full_config(REPLACED, fragment);
+        assert!(!full.contains("LOOPBACKS\n"), "{full}");
+        assert!(full.ends_with(fragment));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`super::igp`]) are built from them.
 
 use super::model::{Built, CONTRACT, FragmentData, RenderInput};
-use super::{bgp, hooks, igp, lists, policy, services};
+use super::{bgp, fallback, hooks, igp, lists, policy, services};
 use crate::api::Protocol;
 use crate::api::values;
 
@@ -49,6 +49,8 @@ pub fn build(input: &RenderInput) -> Built {
         inst,
         &mut problems,
     );
+    let base_fallbacks =
+        fallback::fallbacks(bgp.iter().chain(&ospf).chain(&isis).chain(&rip), inst);
     let mut prefix_lists = pool_lists.into_lists();
     prefix_lists.extend(service_lists.into_iter().map(|s| s.list));
     let node = input.node.filter(|n| values::is_dns_name(n));
@@ -63,6 +65,7 @@ pub fn build(input: &RenderInput) -> Built {
         isis,
         rip,
         route_map_hooks,
+        base_fallbacks,
     };
     Built {
         data,

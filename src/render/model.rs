@@ -28,6 +28,44 @@ pub struct Instances {
     /// The base's own route-maps (FRR), by name: what routelb may hook into
     /// (`spec.bgp.outboundRouteMaps`). routelb's own entries do not count.
     pub route_maps: BTreeMap<String, BaseRouteMap>,
+    /// The base's own `redistribute connected` where routelb puts its own line, which FRR
+    /// keeps only one of, by the name of routelb's route-map there (`ROUTELB-OSPF-V4`).
+    pub redistributed: BTreeMap<String, BaseRedistribute>,
+}
+
+/// A base's `redistribute connected [metric M] [metric-type T] [route-map X]` (IS-IS: with
+/// its family and level), which routelb's line replaces in FRR.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BaseRedistribute {
+    /// The line as the base had it, to send back when routelb's line goes.
+    pub line: String,
+    pub route_map: Option<String>,
+    pub metric: Option<u32>,
+    pub metric_type: Option<u8>,
+}
+
+/// The sequence number of the last entry of routelb's redistribute route-maps, which passes
+/// what the base itself redistributed ([`BaseFallback`]). FRR takes 1-65535.
+pub const BASE_FALLBACK_SEQ: u32 = 65_535;
+
+/// What marks the fallback entry's description, followed by the base's own line: the daemon
+/// itself remembers what to restore once routelb's line has replaced the base's.
+pub const BASE_FALLBACK_MARK: &str = "base: ";
+
+/// The last entry of one of routelb's route-maps (`route-map <route_map> permit 65535`):
+/// after routelb's own entries, it passes the routes the base's own `redistribute connected`
+/// passed, with the attributes it gave them: the base's metric (and metric type), then
+/// `call` of the base's route-map (whose deny denies, whose sets apply).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BaseFallback {
+    /// routelb's route-map, with its `-V4`/`-V6` suffix.
+    pub route_map: String,
+    pub seq: u32,
+    /// `base: <the base's line>`.
+    pub description: String,
+    pub call: Option<String>,
+    pub metric: Option<u32>,
+    pub metric_type: Option<u8>,
 }
 
 /// What routelb needs to know of one of the base's route-maps before it adds entries to it.
@@ -74,6 +112,9 @@ pub struct FragmentData {
     /// Entries routelb adds to the base's own outbound route-maps
     /// (`spec.bgp.outboundRouteMaps`), by route-map name.
     pub route_map_hooks: Vec<RouteMapHook>,
+    /// The last entry of routelb's route-maps where the base already redistributed connected
+    /// routes: what the base's own line passed keeps passing, as it did.
+    pub base_fallbacks: Vec<BaseFallback>,
 }
 
 /// One of the base's route-maps, with the permit entries routelb adds to it.

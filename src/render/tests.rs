@@ -93,6 +93,7 @@ fn all_instances() -> Instances {
         rip: true,
         ripng: true,
         route_maps: [("peer-out".to_string(), BaseRouteMap::default())].into(),
+        redistributed: Default::default(),
     }
 }
 

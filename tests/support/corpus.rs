@@ -124,6 +124,23 @@ impl CorpusLab {
         }
     }
 
+    /// Configuration commands on the node's FRR, from configuration mode (`router ospf`, then
+    /// lines inside it).
+    pub fn node_configure(&self, lines: &[&str]) {
+        let mut cmd = Command::new(self.var("LAB_NODE_VTYSH"));
+        cmd.args(["-c", "configure terminal"]);
+        for l in lines {
+            cmd.args(["-c", l]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{lines:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn router_vtysh(&self, cmd: &str) -> String {
         let out = Command::new(self.var("LAB_RTR_VTYSH"))
             .args(["-c", cmd])

@@ -88,6 +88,7 @@ fn data() -> FragmentData {
         isis: vec![],
         rip: None,
         route_map_hooks: vec![],
+        base_fallbacks: vec![],
     }
 }
 
