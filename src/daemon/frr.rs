@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
 use super::drift;
 use super::frr_config::{self, Owned};
+use super::rip_withdraw;
 use super::vty::{self, Vty};
 use super::{ApplyOutcome, DaemonError};
 use crate::render::model::Instances;
@@ -289,14 +290,18 @@ impl FrrDriver {
             self.ignores.lock().expect("not poisoned").clear();
         }
         let desired: Owned = frr_config::owned(&frr_config::parse(fragment));
-        let result = match self.mode {
-            FrrApply::Diff => self.apply_diff(&desired).await,
-            FrrApply::Reload => {
-                // frr-reload.py reads the daemons itself; nothing to track here.
-                self.forget();
-                self.apply_reload(fragment, &desired).await
+        let result = async {
+            self.drain_rip(&desired).await?;
+            match self.mode {
+                FrrApply::Diff => self.apply_diff(&desired).await,
+                FrrApply::Reload => {
+                    // frr-reload.py reads the daemons itself; nothing to track here.
+                    self.forget();
+                    self.apply_reload(fragment, &desired).await
+                }
             }
-        };
+        }
+        .await;
         if result.is_err() {
             self.forget();
         }
@@ -305,6 +310,43 @@ impl FrrDriver {
             commands,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Before a RIP or RIPng base gets its redistribute line back, makes routelb's entries
+    /// announce its prefixes as unreachable and waits for the daemon's next regular update to
+    /// carry that: the neighbours drop them at once, instead of after their 180 s timeout (see
+    /// [`rip_withdraw`]). Rare (routelb's RIP line goes away) and up to one update interval
+    /// long (30 s by default).
+    async fn drain_rip(&self, desired: &Owned) -> Result<(), DaemonError> {
+        let held = self.current().await?;
+        let shares = self.shares(&held, desired);
+        let plan: BTreeMap<String, Vec<frr_config::Change>> = held
+            .iter()
+            .map(|(d, h)| (d.clone(), rip_withdraw::drain(h, &shares[d])))
+            .filter(|(_, changes)| !changes.is_empty())
+            .collect();
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.forget();
+        let answers = self.vty.configure(plan.clone()).await?;
+        vty::learn(&plan, &answers).map_err(DaemonError::Rejected)?;
+        let mut wait = Duration::ZERO;
+        for daemon in plan.keys() {
+            let status = self
+                .show(daemon, rip_withdraw::status_command(daemon))
+                .await?
+                .unwrap_or_default();
+            wait = wait.max(rip_withdraw::until_next_update(&status));
+        }
+        tracing::info!(
+            daemons = ?plan.keys().collect::<Vec<_>>(),
+            wait_s = wait.as_secs(),
+            "routelb's RIP prefixes announced unreachable; the base's redistribute line comes \
+             back after the next regular update"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     async fn current(&self) -> Result<Held, DaemonError> {
@@ -366,24 +408,29 @@ impl FrrDriver {
         Ok(lines)
     }
 
-    /// Sends a plan, in two steps when it is a bulk load: what the announced addresses need
-    /// first ([`drift::urgent_first`]), so their routes do not wait for thousands of other
-    /// entries. Returns each "unknown command" answer as (daemon, kind of line).
+    /// Sends a plan, in steps when it is a bulk load: what the announced addresses need first
+    /// ([`drift::urgent_first`]), so their routes do not wait for thousands of other entries,
+    /// then the rest in steps that each repeat it ([`drift::later_steps`]). Returns each
+    /// "unknown command" answer as (daemon, kind of line).
     async fn send(
         &self,
         plan: BTreeMap<String, Vec<frr_config::Change>>,
     ) -> Result<Vec<(String, String)>, DaemonError> {
         let announced = self.announced.lock().expect("not poisoned").clone();
-        let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
+        let mut steps: Vec<BTreeMap<String, Vec<frr_config::Change>>> = vec![BTreeMap::new()];
         for (daemon, changes) in plan {
             let (now, after) = drift::urgent_first(&changes, &announced, vty::BATCH_FROM_LINES);
-            first.insert(daemon.clone(), now);
-            if !after.is_empty() {
-                later.insert(daemon, after);
+            let later = drift::later_steps(&now, &after, drift::BULK_STEP);
+            steps[0].insert(daemon.clone(), now);
+            for (i, step) in later.into_iter().enumerate() {
+                if steps.len() <= i + 1 {
+                    steps.push(BTreeMap::new());
+                }
+                steps[i + 1].insert(daemon.clone(), step);
             }
         }
         let mut unknown = Vec::new();
-        for step in [first, later].into_iter().filter(|p| !p.is_empty()) {
+        for step in steps.into_iter().filter(|p| !p.is_empty()) {
             let answers = self.vty.configure(step.clone()).await?;
             unknown.extend(vty::learn(&step, &answers).map_err(DaemonError::Rejected)?);
         }

@@ -655,10 +655,9 @@ fn redistribute_removals(running: &Owned, desired: &Owned) -> Vec<Change> {
     let mut changes = Vec::new();
     for (key, line) in &running.redistribute {
         if !desired.redistribute.contains_key(key) {
+            // In place: `no redistribute` would withdraw the base's own routes too. RIP and
+            // RIPng need routelb's prefixes drained first (see `rip_withdraw`).
             let lines = match replaced_base_line(&running.route_maps, line) {
-                // ripd and ripngd apply a redistribute route-map only when zebra hands them a
-                // route: replaced in place, the line would leave routelb's prefixes announced.
-                Some(back) if is_rip(&key.0) => vec![format!("no {line}"), back],
                 Some(back) => vec![back],
                 None => vec![format!("no {line}")],
             };
@@ -669,12 +668,6 @@ fn redistribute_removals(running: &Owned, desired: &Owned) -> Vec<Change> {
         }
     }
     changes
-}
-
-/// Whether a context is RIP's or RIPng's.
-fn is_rip(path: &[String]) -> bool {
-    path.first()
-        .is_some_and(|r| matches!(r.split_whitespace().nth(1), Some("rip" | "ripng")))
 }
 
 /// `ip prefix-list NAME` of a prefix-entry key `ip prefix-list NAME seq N`.
@@ -1159,11 +1152,11 @@ exit
                 "no ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 203.0.113.0/24 le 32",
             ]
         );
-        // RIP takes the line out first: ripd would keep announcing what routelb's passed.
+        // RIP alike, in place (`rip_withdraw` drains routelb's prefixes before).
         let rip = |text: &str| owned(&parse(&text.replace("router ospf", "router rip")));
         assert_eq!(
             flat(&diff(&rip(REPLACED), &Owned::default()))[0],
-            "router rip / no redistribute connected route-map ROUTELB-OSPF-V4 / redistribute connected metric 30 route-map LOOPBACKS"
+            "router rip / redistribute connected metric 30 route-map LOOPBACKS"
         );
         // Without a fallback entry (the base had no line), routelb's line just goes.
         let own_only = REPLACED

@@ -12,6 +12,7 @@ pub mod frr;
 pub mod frr_config;
 pub mod observe;
 pub mod restarts;
+pub mod rip_withdraw;
 pub mod session;
 pub mod vty;
 
