@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo bench --bench drift [-- cost|repair]`. Figures go to docs/benchmarks.md.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -165,6 +166,15 @@ async fn cost_table(lab: &Lab, dir: &Path) {
     }
 }
 
+/// Where the standalone's log goes: `ROUTELB_BENCH_LOG=<file>` keeps it (with
+/// `RUST_LOG=routelb=debug` in the environment for the repairs' timeline).
+fn standalone_log() -> Stdio {
+    match std::env::var_os("ROUTELB_BENCH_LOG") {
+        Some(path) => File::create(path).unwrap().into(),
+        None => Stdio::null(),
+    }
+}
+
 /// `routelb standalone` in the lab's node, killed when dropped.
 struct Standalone(Child);
 
@@ -177,7 +187,7 @@ impl Standalone {
             .args(["--resync", "300s"])
             .args(lab.daemon().flags())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(standalone_log())
             .spawn()
             .unwrap();
         Standalone(child)
@@ -382,19 +392,24 @@ async fn repair_table(lab: &Lab, dir: &Path) {
         Instant::now(),
     );
     let c0 = c0 + cpu_of(&pid);
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let minute = t0.elapsed().as_secs_f64() / 60.0;
-    println!(
-        "\nIdle minute under `routelb standalone` (probe every 500 ms) at {PREFIXES} prefixes: routelb {:.0} ms CPU, zebra + bgpd {:.0} ms CPU\n",
-        (cpu_of(&pid) - c0) * 1e3 / minute,
-        (frr_cpu(lab) - f0) * 1e3 / minute
-    );
+    // `ROUTELB_BENCH_REMOVAL=<words>` runs only the removals whose name contains them (and
+    // skips the idle minute).
+    let only = std::env::var("ROUTELB_BENCH_REMOVAL").unwrap_or_default();
+    if only.is_empty() {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let minute = t0.elapsed().as_secs_f64() / 60.0;
+        println!(
+            "\nIdle minute under `routelb standalone` (probe every 500 ms) at {PREFIXES} prefixes: routelb {:.0} ms CPU, zebra + bgpd {:.0} ms CPU\n",
+            (cpu_of(&pid) - c0) * 1e3 / minute,
+            (frr_cpu(lab) - f0) * 1e3 / minute
+        );
+    }
     let lists = lists(&driver).await;
     let (mut mon, rx) = monitor(lab.var("LAB_RTR_NS"));
     println!("## Removal by another tool → repaired ({ROUNDS} rounds each, {PREFIXES} prefixes)\n");
     println!("| removal; from its end to | rounds | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
-    for removal in removals() {
+    for removal in removals().into_iter().filter(|r| r.name.contains(&only)) {
         let (mut objects, mut route, mut gaps, mut took) = (vec![], vec![], vec![], vec![]);
         for _ in 0..ROUNDS {
             while rx.try_recv().is_ok() {}

@@ -516,3 +516,72 @@ async fn bird1_driver_checks_both_halves_before_touching_either() {
         "{err}"
     );
 }
+
+/// Announcements verified at the daemons on the Calico base: bird answers for IPv4 and bird6
+/// for IPv6 (`show route export <protocol>`), each Service prefix found leaving towards the
+/// router in its family.
+#[tokio::test]
+async fn calico_bird1_announcements_verified_per_daemon() {
+    use routelb::daemon::advertised::{self, Family, Protocol};
+    use routelb::daemon::{Driver, bird::BirdDriver, observe};
+    let lab = CorpusLab::up(
+        "bdv1",
+        "bird1",
+        &[
+            ("--node-conf", corpus("calico-bird1/bird.conf")),
+            ("--node6-conf", corpus("calico-bird1/bird6.conf")),
+        ],
+    );
+    let driver = Driver::Bird(BirdDriver::bird1(
+        lab.var("LAB_BIRD_SOCKET").into(),
+        lab.var("LAB_BIRD_INCLUDE").into(),
+        lab.var("LAB_BIRD6_SOCKET").into(),
+        lab.var("LAB_BIRD6_INCLUDE").into(),
+    ));
+    let dir = scratch("bird1-verify");
+    std::fs::write(dir.join("pool.yaml"), POOL).unwrap();
+    let m = routelb::manifests::load_dir(&dir).unwrap();
+    let templates = routelb::render::Templates::embedded(routelb::render::DaemonKind::Bird1);
+    let instances = driver.instances().await.unwrap();
+    let fragment = routelb::offline::render(&m, &templates.unwrap(), None, "kube-lb0", &instances)
+        .unwrap()
+        .fragment;
+    driver.apply(&fragment).await.unwrap();
+    lab.node_ip(&["addr", "add", WEB_V4, "dev", "kube-lb0"]);
+    lab.node_ip(&["addr", "add", WEB_V6, "dev", "kube-lb0"]);
+    let prefixes: BTreeSet<ipnet::IpNet> = [WEB_V4, WEB_V6]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let expected: advertised::Expected = [((Protocol::Bgp, None), prefixes)].into();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (observed, verification) = loop {
+        let o = observe::observe(&driver, &expected).await.unwrap();
+        let v = advertised::verify(&expected, &o.exits);
+        if v.verdict.ok || Instant::now() > deadline {
+            break (o, v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(observed.unverified.is_empty(), "{:?}", observed.unverified);
+    assert!(verification.verdict.ok, "{verification:#?}");
+    for (family, prefix) in [(Family::V4, WEB_V4), (Family::V6, WEB_V6)] {
+        let exits: Vec<_> = observed
+            .exits
+            .iter()
+            .filter(|e| e.family == family)
+            .collect();
+        assert!(
+            !exits.is_empty(),
+            "no {family:?} exit: {:?}",
+            observed.exits
+        );
+        assert!(
+            exits
+                .iter()
+                .all(|e| e.advertised.contains(&prefix.parse().unwrap())),
+            "{exits:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -41,6 +41,9 @@ pub struct Applier {
     /// What the last probe found that a full read then showed was not so (a show format this
     /// FRR prints differently): not repaired again while the probe finds exactly this.
     refuted: Option<Vec<Finding>>,
+    /// What the previous probe found: a repair loads the bulk only once two probes in a row
+    /// agree ([`Applier::repair_drift`]).
+    previous_findings: Option<Vec<Finding>>,
 }
 
 /// Objects another tool removed or changed, found by a probe, and their repair.
@@ -79,6 +82,7 @@ impl Applier {
             failures: 0,
             next_attempt: None,
             refuted: None,
+            previous_findings: None,
         }
     }
 
@@ -158,6 +162,7 @@ impl Applier {
             Ok(Some(f)) if !f.is_empty() => f,
             Ok(_) => {
                 self.refuted = None;
+                self.previous_findings = None;
                 return None;
             }
             Err(e) => {
@@ -169,8 +174,17 @@ impl Applier {
             return None;
         }
         let time = std::time::SystemTime::now();
+        // Another tool's removal still under way (a second or more at thousands of entries)
+        // shows other losses at each probe. Loading the bulk from a read taken half-way kept
+        // the daemon busy for seconds while the tool went on removing what that read still
+        // saw, the Service's entries among them. So until two probes in a row agree, only what
+        // the announced addresses need is put back; the bulk follows from a read taken after.
+        let settled = self.previous_findings.as_ref() == Some(&findings);
+        self.previous_findings = Some(findings.clone());
         self.driver.forget();
+        self.driver.set_urgent_only(!settled);
         let result = self.converge(&good).await;
+        self.driver.set_urgent_only(false);
         let lost = super::drift::describe(&findings, 20).join("; ");
         match &result {
             Ok(o) if !o.changed => {

@@ -446,31 +446,6 @@ pub fn urgent_first(
     (first, later)
 }
 
-/// How many deferred entries go in one step of a bulk load (about half a second of FRR's time
-/// per daemon).
-pub const BULK_STEP: usize = 500;
-
-/// The steps of a bulk load after its urgent part: `later` in steps of `step` changes, each
-/// preceded by the urgent part's additions again. Those are no-ops for FRR where they are still
-/// in place, and put back what another tool removed meanwhile (a whole-fragment removal still
-/// under way when the repair started): the Services' routes then wait for one step of the
-/// load, not all of it. Changes with a `no …` line are not repeated (the second would fail).
-pub fn later_steps(
-    first: &[crate::daemon::frr_config::Change],
-    later: &[crate::daemon::frr_config::Change],
-    step: usize,
-) -> Vec<Vec<crate::daemon::frr_config::Change>> {
-    let again: Vec<_> = first
-        .iter()
-        .filter(|c| !c.lines.iter().any(|l| l.starts_with("no ")))
-        .cloned()
-        .collect();
-    later
-        .chunks(step.max(1))
-        .map(|chunk| [again.as_slice(), chunk].concat())
-        .collect()
-}
-
 /// The prefix of an added permit entry (`ip prefix-list N seq 5 permit P [ge|le …]`). A deny
 /// entry is never deferred: without it, more would pass than the fragment lets through.
 fn added_entry_prefix(line: &str) -> Option<ipnet::IpNet> {
@@ -767,42 +742,6 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
             (lost, vec![]),
             "too few to be worth a second commit"
         );
-    }
-
-    #[test]
-    fn a_bulk_load_repeats_the_urgent_additions_before_each_step() {
-        use crate::daemon::frr_config::Change;
-        let top = |l: &str| Change {
-            context: vec![],
-            lines: vec![l.to_string()],
-        };
-        let first = vec![
-            top("no ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 10.1.0.1/32"),
-            Change {
-                context: vec!["router bgp 64512".into()],
-                lines: vec!["redistribute connected route-map ROUTELB-BGP-V4".into()],
-            },
-        ];
-        let later: Vec<Change> = (0..5)
-            .map(|i| {
-                top(&format!(
-                    "ip prefix-list ROUTELB-POOL-b-V4 seq {i} permit 10.0.{i}.1/32"
-                ))
-            })
-            .collect();
-        let steps = later_steps(&first, &later, 2);
-        assert_eq!(steps.len(), 3);
-        for (i, step) in steps.iter().enumerate() {
-            assert_eq!(step[0], first[1], "step {i}: the redistribute line again");
-            assert!(!step.contains(&first[0]), "a removal is not repeated");
-        }
-        let loaded: Vec<&Change> = steps.iter().flat_map(|s| &s[1..]).collect();
-        assert_eq!(
-            loaded,
-            later.iter().collect::<Vec<_>>(),
-            "each deferred entry once, in order"
-        );
-        assert!(later_steps(&first, &[], 2).is_empty());
     }
 
     #[test]

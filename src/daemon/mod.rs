@@ -108,6 +108,14 @@ impl Driver {
         }
     }
 
+    /// While set, a bulk repair sends only what the announced addresses need
+    /// ([`frr::FrrDriver::set_urgent_only`]); BIRD has no bulk load.
+    pub fn set_urgent_only(&self, urgent_only: bool) {
+        if let Driver::Frr(d) = self {
+            d.set_urgent_only(urgent_only);
+        }
+    }
+
     pub async fn in_sync(&self, fragment: &str) -> Result<bool, DaemonError> {
         match self {
             Driver::Frr(d) => d.in_sync(fragment).await,
