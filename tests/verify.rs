@@ -520,7 +520,7 @@ struct NsAgent {
 impl NsAgent {
     fn start(lab: &CorpusLab, node: &str, lease_ns: &str) -> NsAgent {
         let ns = lab.var("LAB_NODE_NS");
-        let proxy = support::apiproxy::ApiProxy::start(ns, 6444);
+        let proxy = support::apiproxy::ApiProxy::start(ns);
         let log = std::fs::File::create(format!("/tmp/routelb-{}-agent.log", lab.name)).unwrap();
         let child = std::process::Command::new("ip")
             .args(["netns", "exec", ns])

@@ -30,7 +30,12 @@ pub struct ApiProxy {
 
 impl ApiProxy {
     /// Listens on 127.0.0.1:`port` inside `netns` and forwards to 127.0.0.1:`port` here.
-    pub fn start(netns: &str, port: u16) -> ApiProxy {
+    /// Listens in `netns` on the port of the API server that `KUBECONFIG` names.
+    pub fn start(netns: &str) -> ApiProxy {
+        Self::start_on(netns, api_server_port())
+    }
+
+    pub fn start_on(netns: &str, port: u16) -> ApiProxy {
         let host = File::open("/proc/self/ns/net").expect("own netns");
         let target = File::open(format!("/var/run/netns/{netns}")).expect("lab netns exists");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -109,4 +114,21 @@ impl Drop for ApiProxy {
         self.stop.store(true, Ordering::Relaxed);
         self.cut(true);
     }
+}
+
+/// The port of the API server in `KUBECONFIG` (control-plane.sh serves on 127.0.0.1,
+/// `ROUTELB_K8S_PORT` or 6444).
+pub fn api_server_port() -> u16 {
+    let config = kube::config::Kubeconfig::read().expect("KUBECONFIG names a kubeconfig");
+    let server = config
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.server.clone())
+        .expect("the kubeconfig names a server");
+    server
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the API server's address {server}"))
 }

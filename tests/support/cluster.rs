@@ -224,7 +224,7 @@ impl Agent {
     /// Starts the agent of node `i`; `extra` are more flags (lease settings...).
     pub fn start(c: &Cluster, i: usize, lease_ns: &str, extra: &[&str]) -> Agent {
         let ns = c.node_var(i, "NS").to_string();
-        let proxy = ApiProxy::start(&ns, 6444);
+        let proxy = ApiProxy::start(&ns);
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--node-name".into(),
