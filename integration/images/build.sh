@@ -133,17 +133,22 @@ hash_files() { (cd "$1" && shift && find "$@" -type f -print0 | LC_ALL=C sort -z
 
 # build_image REF KEY CONTEXT CONTAINERFILE: podman build unless REF exists with label KEY.
 build_image() {
-	local ref="$1" key="$2" context="$3" file="$4" t0
+	local ref="$1" key="$2" context="$3" file="$4" t0 old
 	if image_exists "$ref" && [ "$(image_key "$ref")" = "$key" ]; then
 		log "$ref: up to date (key $key)"
 		return
 	fi
+	old="$(image_id "$ref" 2>/dev/null || true)"
 	log "$ref: building from $file"
 	t0=$(date +%s)
 	# --network=host: RUN steps reach the Debian mirror and crates.io without a CNI network.
 	podman build --pull=never --network=host --layers \
 		--label "$KEY_LABEL=$key" -t "$ref" -f "$file" "$context" >&2
 	log "$ref: built in $(( $(date +%s) - t0 )) s, $(podman image inspect --format '{{.Size}}' "$ref") bytes"
+	# The image it replaces, unless other images still build on it.
+	if [ -n "$old" ] && [ "$old" != "$(image_id "$ref")" ]; then
+		podman rmi "$old" >/dev/null 2>&1 || true
+	fi
 }
 
 # --- base images ----------------------------------------------------------------------------
@@ -405,8 +410,8 @@ verify_routelb() {
 	local out
 	out="$(ctr_ run --rm "$ROUTELB_IMAGE" "$PREFIX-routelb" routelb --version)" || die "routelb --version failed"
 	log "  routelb: $out (uid $(ctr_ run --rm "$ROUTELB_IMAGE" "$PREFIX-routelb" /usr/bin/id -u))"
-	out="$(ctr_ run --rm "$ROUTELB_IMAGE" "$PREFIX-routelb" sh -c 'vtysh --version | head -1; birdc --version 2>&1 | head -1')"
-	log "  routelb image clients: $(echo "$out" | tr '\n' ';')"
+	out="$(ctr_ run --rm "$ROUTELB_IMAGE" "$PREFIX-routelb" dpkg-query -W -f '${Package} ${Version}\n' frr bird2)"
+	log "  routelb image clients: $(echo "$out" | xargs)"
 }
 
 verify_frr() {
@@ -426,8 +431,8 @@ verify_frr() {
 		--mount "type=bind,src=$run,dst=/var/run/frr,options=rbind:rw" \
 		"$FRR_IMAGE" "$PREFIX-frr" /sbin/tini -- /bin/sh -c \
 		'/usr/lib/frr/docker-start & exec tail -F /etc/frr/frr.log' >/dev/null
-	wait_for 20 sh -c "ctr --address '$CTRD_SOCK' -n k8s.io task exec --exec-id chk $PREFIX-frr vtysh -c 'show bgp summary' | grep -q 'router identifier 10.255.0.1'" \
-		|| { ctr_ task exec --exec-id dbg "$PREFIX-frr" sh -c 'ps ax; cat /etc/frr/frr.log' >&2 || true; die "FRR: bgpd does not answer"; }
+	wait_for 20 sh -c "ctr --address '$CTRD_SOCK' -n k8s.io task exec --exec-id chk $PREFIX-frr vtysh -c 'show running-config' | grep -q '^router bgp 64512'" \
+		|| { ctr_ task exec --exec-id dbg "$PREFIX-frr" sh -c 'ls -l /var/run/frr; cat /etc/frr/frr.log' >&2 || true; die "FRR: bgpd does not answer"; }
 	out="$(ctr_ task exec --exec-id chk2 "$PREFIX-frr" vtysh -c 'show daemons')"
 	echo "$out" | grep -q zebra && echo "$out" | grep -q bgpd || die "FRR daemons: $out"
 	ls "$run" | grep -q 'bgpd.vty' || die "no vty socket in the shared /var/run/frr"
@@ -436,7 +441,7 @@ verify_frr() {
 	ctr_ task rm -f "$PREFIX-frr" >/dev/null
 	ctr_ containers rm "$PREFIX-frr"
 	ip netns del "$ns"
-	log "  frr: daemons '$(echo "$out" | xargs)', bgpd answers, vty sockets in the shared dir"
+	log "  frr: daemons '$(echo "$out" | xargs)', bgpd has router bgp 64512, vty sockets in the shared dir"
 }
 
 verify_images() {
