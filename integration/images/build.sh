@@ -309,6 +309,9 @@ export_images() {
 		echo "PAUSE_IMAGE=$PAUSE_IMAGE"
 		echo "HTTP_IMAGE=$HTTP_IMAGE"
 		echo "HTTP_PORT=$HTTP_PORT"
+		echo "# FRR image: frr uid 100 gid 101, frrvty gid 102 (vty sockets frr:frrvty 0770)."
+		echo "FRR_VTY_GID=102"
+		echo "# containerd (CRI): [plugins.\"io.containerd.grpc.v1.cri\"] sandbox_image = \$PAUSE_IMAGE"
 		for name in "${NAMES[@]}"; do
 			echo "$(echo "$name" | tr a-z A-Z)_TAR=$CACHE/$name.tar"
 		done
@@ -415,7 +418,7 @@ verify_routelb() {
 }
 
 verify_frr() {
-	local ns="$PREFIX-frr" etc="$VERIFY_TMP/frr-etc" run="$VERIFY_TMP/frr-run" out
+	local ns="$PREFIX-frr" etc="$VERIFY_TMP/frr-etc" run="$VERIFY_TMP/frr-run" out agent
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
 	ip -n "$ns" addr add 10.255.0.1/32 dev lo
@@ -436,12 +439,24 @@ verify_frr() {
 	out="$(ctr_ task exec --exec-id chk2 "$PREFIX-frr" vtysh -c 'show daemons')"
 	echo "$out" | grep -q zebra && echo "$out" | grep -q bgpd || die "FRR daemons: $out"
 	ls "$run" | grep -q 'bgpd.vty' || die "no vty socket in the shared /var/run/frr"
+	# The agent's side of the overlay: the routelb image's vtysh (as root, the agent's user
+	# there) reaches FRR's daemons through the shared socket directory.
+	ctr_ images ls -q | grep -qx "$ROUTELB_IMAGE" || ctr_ images import "$CACHE/routelb.tar" >&2
+	ctr_ run -d --mount "type=bind,src=$run,dst=/var/run/frr,options=rbind:rw" \
+		"$ROUTELB_IMAGE" "$PREFIX-agent" sleep 60 >/dev/null
+	agent="$(ctr_ task exec --user 0 --exec-id vty "$PREFIX-agent" vtysh -c 'show daemons')" \
+		|| die "routelb image's vtysh does not reach FRR: $agent"
+	echo "$agent" | grep -q bgpd || die "routelb image's vtysh: $agent"
+	ctr_ task kill -s SIGKILL "$PREFIX-agent"
+	wait_for 5 sh -c "ctr --address '$CTRD_SOCK' -n k8s.io task ls | grep -qE '^$PREFIX-agent +[0-9]+ +STOPPED'" || true
+	ctr_ task rm -f "$PREFIX-agent" >/dev/null
+	ctr_ containers rm "$PREFIX-agent"
 	ctr_ task kill -s SIGTERM "$PREFIX-frr"
 	wait_for 10 sh -c "ctr --address '$CTRD_SOCK' -n k8s.io task ls | grep -qE '^$PREFIX-frr +[0-9]+ +STOPPED'" || true
 	ctr_ task rm -f "$PREFIX-frr" >/dev/null
 	ctr_ containers rm "$PREFIX-frr"
 	ip netns del "$ns"
-	log "  frr: daemons '$(echo "$out" | xargs)', bgpd has router bgp 64512, vty sockets in the shared dir"
+	log "  frr: daemons '$(echo "$out" | xargs)', bgpd has router bgp 64512; the routelb image's vtysh reaches them through the shared socket dir"
 }
 
 verify_images() {
