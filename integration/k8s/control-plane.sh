@@ -28,8 +28,9 @@
 #   With ROUTELB_K8S_CONTROLLERS=1, `up` also runs kube-controller-manager and
 #   kube-scheduler (a cluster with nodes: integration/k8s/nodes.sh), and the
 #   apiserver keeps its ServiceAccount admission plugin (pods get their
-#   token). The mode is part of the state: `up` in the other mode restarts the
-#   control plane from scratch. Default 0: exactly the bare apiserver above.
+#   token) and reaches kubelets by InternalIP. The mode is part of the state:
+#   `up` in the other mode refuses to touch a healthy control plane (`down`
+#   it first). Default 0: exactly the bare apiserver above.
 #
 # Why it looks like this:
 #   * The only way to get a kube-apiserver here (no internet besides the Debian
@@ -420,8 +421,10 @@ start_etcd() {
 start_apiserver() {
   port_free "$APISERVER_PORT" || die "port $APISERVER_PORT is in use by another process (set ROUTELB_K8S_PORT)"
   log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
-  local admission=(--disable-admission-plugins=ServiceAccount)
-  [[ $CONTROLLERS == 1 ]] && admission=()
+  local mode_flags=(--disable-admission-plugins=ServiceAccount)
+  # with nodes: reach kubelets (logs, exec) by their InternalIP, not by their
+  # host name (the default order's first choice), which no DNS resolves here
+  [[ $CONTROLLERS == 1 ]] && mode_flags=(--kubelet-preferred-address-types=InternalIP,Hostname)
   # Notes on flags:
   #  --insecure-port=0            v1.20 still opens an unauthenticated :8080 otherwise
   #  --endpoint-reconciler-type=none
@@ -460,7 +463,7 @@ start_apiserver() {
     --feature-gates=IPv6DualStack=true,ServiceLBNodePortControl=true,MixedProtocolLBService=true \
     --service-cluster-ip-range="$SERVICE_CIDRS" \
     --endpoint-reconciler-type=none \
-    "${admission[@]}" \
+    "${mode_flags[@]}" \
     --allow-privileged=true \
     --profiling=false \
     --v=1
@@ -604,6 +607,12 @@ cmd_up() {
     log "already up at $APISERVER_URL"
     print_env
     return 0
+  fi
+  # A healthy control plane of the other mode (with/without controllers) is
+  # someone's running cluster: refuse rather than restart it under them.
+  if live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null && apiserver_ready &&
+     [[ $(cat "$STATE_DIR/controllers" 2>/dev/null || echo 0) != "$CONTROLLERS" ]]; then
+    die "a control plane with ROUTELB_K8S_CONTROLLERS=$(cat "$STATE_DIR/controllers" 2>/dev/null || echo 0) is up in $STATE_DIR; run \`$0 down\` first or use another ROUTELB_K8S_STATE/ROUTELB_K8S_PORT/ROUTELB_K8S_ETCD_PORT"
   fi
   # Anything half-started (one process dead, not ready, stale files) is torn
   # down and started afresh: these clusters hold only test data.

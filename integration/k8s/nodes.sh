@@ -16,7 +16,8 @@
 #                     requests from every node's namespace to every pod IP and
 #                     to the Service (through kube-proxy). HTTP_IMAGE from
 #                     images.env or ROUTELB_KN_HTTP_IMAGE; ROUTELB_KN_HTTP_PORT
-#                     (default 8080), ROUTELB_KN_HTTP_COMMAND (a YAML list body,
+#                     (default: HTTP_PORT of images.env, else 8080),
+#                     ROUTELB_KN_HTTP_COMMAND (a YAML list body,
 #                     e.g. '"/bin/serve"') if the image needs a command.
 #
 # Layout (all names start with `kn`):
@@ -54,6 +55,12 @@
 #     PAUSE_IMAGE comes from ~/.cache/routelb/images/images.env
 #     (integration/images/build.sh), or ROUTELB_KN_PAUSE_IMAGE, with extra tars
 #     in ROUTELB_KN_IMAGE_TARS (space-separated).
+#
+# The control plane is control-plane.sh's (same ROUTELB_K8S_* variables, with
+# ROUTELB_K8S_CONTROLLERS=1): a bare one already up in the same state dir is
+# not restarted — control-plane.sh refuses; `down` it first or point
+# ROUTELB_K8S_STATE/_PORT/_ETCD_PORT elsewhere. Only one nodes.sh cluster per
+# machine (fixed names and addresses).
 #
 # Environment (optional): ROUTELB_KN_STATE (default /tmp/routelb-kn),
 #   ROUTELB_KN_TIMEOUT (seconds to Ready, default 180), ROUTELB_KN_IPV6 (1
@@ -116,7 +123,7 @@ live_pid() {
   [[ -f $file ]] || return 1
   pid=$(<"$file")
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$expect" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$expect" >/dev/null || return 1
   echo "$pid"
 }
 
@@ -156,6 +163,11 @@ kubectl_() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 # cgroup-v1 hierarchies (cpu, memory, ..., name=systemd); not the v2 one.
 cgroup_v1_dirs() {
   awk '$3 == "cgroup" { print $2 }' /proc/self/mounts
+}
+# all hierarchies, v2 too (runc also makes the node's dirs in the hybrid
+# layout's cgroup2 tree)
+cgroup_all_dirs() {
+  awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts
 }
 
 # ---------------------------------------------------------------- segment --
@@ -534,7 +546,7 @@ node_shim_pids() {
   sock="$(node_dir "$k")/containerd.sock"
   for p in /proc/[0-9]*; do
     [[ -r $p/cmdline ]] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "^containerd-shim-runc-v2 .*-address $sock "; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -E "(^|/)containerd-shim-runc-v2 .*-address $sock \$" >/dev/null; then
       echo "${p#/proc/}"
     fi
   done
@@ -556,7 +568,7 @@ node_down() {
   stop_one "$name containerd" "$dir/containerd.pid" "$dir/containerd.toml"
   for pid in $(node_shim_pids "$k"); do stop_pid "$name shim" "$pid"; done
   for _ in $(seq 20); do [[ -z $(node_cgroup_pids "$k") ]] && break; sleep 0.2; done
-  for d in $(cgroup_v1_dirs); do rm_cgroup_tree "$d/kn-node$k"; done
+  for d in $(cgroup_all_dirs); do rm_cgroup_tree "$d/kn-node$k"; done
   if mountpoint -q "$STATE/mnt/node$k" 2>/dev/null; then umount "$STATE/mnt/node$k"; fi
   netns_exists "$name" && ip netns del "$name"
   ip route del "$(pod_cidr4 "$k")" 2>/dev/null || true
@@ -588,7 +600,7 @@ cmd_down() {
   # Node objects of a previous run would otherwise linger NotReady.
   if KUBECONFIG_PATH=$(bash "$CP" env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p') &&
      [[ -f $KUBECONFIG_PATH ]] && KUBECTL=$(bash "$CP" kubectl-path 2>/dev/null); then
-    kubectl_ delete node -l routelb.test/kn-node=true --ignore-not-found --wait=false >&2 2>/dev/null || true
+    kubectl_ delete node -l routelb.test/kn-node=true --wait=false 2>&1 | grep -v '^No resources found' >&2 || true
   fi
   rm -rf "$STATE"
   log "down"
@@ -634,7 +646,7 @@ cmd_up() {
     route_pods_to "$k"
   done
   for k in $(seq "$n"); do start_containerd "$k"; done
-  for k in $(seq "$n"); do start_kubelet "$k"; start_kube_proxy "$k"; done
+  for k in $(seq "$n"); do start_kubelet "$k"; done
 
   local deadline=$((SECONDS + TIMEOUT)) name
   for k in $(seq "$n"); do
@@ -647,6 +659,9 @@ cmd_up() {
     done
     kubectl_ label node "$name" routelb.test/kn-node=true --overwrite >/dev/null
     set_pod_cidrs "$k"
+    # only now: kube-proxy takes its node IP from the Node object and, if
+    # that is missing for ~15 s, assumes 127.0.0.1
+    start_kube_proxy "$k"
   done
   for k in $(seq "$n"); do
     name=$(node_name "$k")
@@ -687,6 +702,9 @@ cmd_smoke() {
   local image=${ROUTELB_KN_HTTP_IMAGE:-} port=${ROUTELB_KN_HTTP_PORT:-8080} cmd=${ROUTELB_KN_HTTP_COMMAND:-}
   if [[ -z $image && -f $IMAGES_DIR/images.env ]]; then
     image=$(sed -n 's/^HTTP_IMAGE=//p' "$IMAGES_DIR/images.env" | tr -d '"'"'" | tail -n1)
+    if [[ -z ${ROUTELB_KN_HTTP_PORT:-} ]] && grep -q '^HTTP_PORT=' "$IMAGES_DIR/images.env"; then
+      port=$(sed -n 's/^HTTP_PORT=//p' "$IMAGES_DIR/images.env" | tr -d '"'"'" | tail -n1)
+    fi
   fi
   [[ -n $image ]] || die "no HTTP image: run integration/images/build.sh (or set ROUTELB_KN_HTTP_IMAGE)"
   local nodes=() k d name ns=kn-smoke
@@ -742,6 +760,13 @@ EOF
     for ip in $ips; do
       url="http://$ip/"; [[ $ip == *:* ]] && url="http://[$ip]/"
       seen=""
+      # kube-proxy programs the Service a moment after the EndpointSlices
+      # appear (until then it rejects): wait for a first answer
+      local until=$((SECONDS + 30))
+      until ip netns exec "$from" curl -fsS --max-time 2 "$url" >/dev/null 2>&1; do
+        ((SECONDS < until)) || break
+        sleep 0.5
+      done
       for _ in $(seq 12); do
         if out=$(ip netns exec "$from" curl -fsS --max-time 3 "$url" 2>&1); then
           [[ " $seen " == *" $out "* ]] || seen+=" $out"
