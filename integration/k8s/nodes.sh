@@ -137,11 +137,18 @@ start_detached() {
   die "could not start $*"
 }
 
+# Gone, or a zombie waiting for this machine's init to reap it.
+pid_gone() {
+  local st
+  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
+  [[ -z $st || $st == Z ]]
+}
+
 stop_pid() {
   local name=$1 pid=$2
   log "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do [[ -d /proc/$pid ]] || return 0; sleep 0.1; done
+  for _ in $(seq 100); do pid_gone "$pid" && return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   sleep 0.2
 }
@@ -710,7 +717,9 @@ cmd_smoke() {
   local nodes=() k d name ns=kn-smoke
   for d in "$STATE"/node*; do [[ -d $d ]] && nodes+=("${d##*/node}"); done
   [[ ${#nodes[@]} -gt 0 ]] || die "no nodes (nodes.sh up N first)"
-  kubectl_ create namespace "$ns" --dry-run=client -o yaml | kubectl_ apply -f - >&2
+  # a fresh namespace (a previous run's may still be terminating)
+  kubectl_ delete namespace "$ns" --ignore-not-found --wait=true >&2
+  kubectl_ create namespace "$ns" >&2
   local cmdline=""
   [[ -n $cmd ]] && cmdline="    command: [$cmd]"
   for k in "${nodes[@]}"; do
