@@ -257,6 +257,8 @@ setup_node_net() {
   ip -n "$SEG_NS" link set "kn-n$k-s" master "$BR" up
   ip link set "kn-n$k-e" netns "$name"
   ip -n "$name" link set "kn-n$k-e" name eth0
+  # bridge-nf-call-*: kube-proxy's rules must also see pod-to-pod traffic on
+  # the node's own bridge (a pod reaching a Service backed by a local pod)
   ip netns exec "$name" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
     net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.eth0.accept_dad=0 \
     net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 >/dev/null
@@ -617,7 +619,7 @@ cmd_down() {
 cmd_up() {
   local n=${1:-2} k t0=$SECONDS
   [[ $n =~ ^[1-9]$ ]] || die "N must be 1..9"
-  ensure_pkgs containerd runc containernetworking-plugins iptables conntrack socat iproute2 util-linux curl
+  ensure_pkgs containerd runc containernetworking-plugins iptables conntrack socat iproute2 util-linux curl kmod tar
 
   # control plane with controllers (builds/caches binaries on first use)
   local env_line
@@ -640,6 +642,10 @@ cmd_up() {
   local t
   for t in "$IMAGES_DIR"/*.tar ${ROUTELB_KN_IMAGE_TARS:-}; do [[ -f $t ]] && IMAGE_TARS+=("$t"); done
 
+  # kernel modules a fresh machine may not have loaded yet
+  [[ -d /proc/sys/net/bridge ]] || modprobe br_netfilter || die "br_netfilter not available"
+  grep -qw overlay /proc/filesystems || modprobe overlay || die "overlayfs not available"
+
   mkdir -p "$STATE/logs"
   exec 9>"$STATE.lock"
   flock 9
@@ -652,7 +658,10 @@ cmd_up() {
     write_node_config "$k"
     route_pods_to "$k"
   done
-  for k in $(seq "$n"); do start_containerd "$k"; done
+  # containerds start and import their images in parallel (each in a subshell)
+  local jobs=() j
+  for k in $(seq "$n"); do start_containerd "$k" & jobs+=($!); done
+  for j in "${jobs[@]}"; do wait "$j" || die "a containerd failed to start (logs in $STATE/node*/logs)"; done
   for k in $(seq "$n"); do start_kubelet "$k"; done
 
   local deadline=$((SECONDS + TIMEOUT)) name
