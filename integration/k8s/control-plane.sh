@@ -424,6 +424,7 @@ start_apiserver() {
   local mode_flags=(--disable-admission-plugins=ServiceAccount)
   # with nodes: reach kubelets (logs, exec) by their InternalIP, not by their
   # host name (the default order's first choice), which no DNS resolves here
+  # shellcheck disable=SC2054  # one flag whose value is a comma list
   [[ $CONTROLLERS == 1 ]] && mode_flags=(--kubelet-preferred-address-types=InternalIP,Hostname)
   # Notes on flags:
   #  --insecure-port=0            v1.20 still opens an unauthenticated :8080 otherwise
