@@ -50,11 +50,11 @@
 #         (ROUTELB_KN_REAL_SYSCTLS=1 lets the kubelet write the real ones).
 #   * cgroups: per node /kn-nodeK in every cgroup-v1 hierarchy (--cgroup-root),
 #     so kubelets never see (and clean up) each other's pod cgroups.
-#   * sandbox (pause) image and any other images: every ~/.cache/routelb/images/
-#     *.tar is imported into each node's containerd (namespace k8s.io);
-#     PAUSE_IMAGE comes from ~/.cache/routelb/images/images.env
-#     (integration/images/build.sh), or ROUTELB_KN_PAUSE_IMAGE, with extra tars
-#     in ROUTELB_KN_IMAGE_TARS (space-separated).
+#   * images: every archive ~/.cache/routelb/images/images.env names (its
+#     *_TAR= lines; written by integration/images/build.sh) is imported into
+#     each node's containerd (namespace k8s.io), again when its mtime changes;
+#     the sandbox image is its PAUSE_IMAGE. Overrides: ROUTELB_KN_PAUSE_IMAGE,
+#     extra archives in ROUTELB_KN_IMAGE_TARS (space-separated).
 #
 # The control plane is control-plane.sh's (same ROUTELB_K8S_* variables, with
 # ROUTELB_K8S_CONTROLLERS=1): a bare one already up in the same state dir is
@@ -63,6 +63,7 @@
 # machine (fixed names and addresses).
 #
 # Environment (optional): ROUTELB_KN_STATE (default /tmp/routelb-kn),
+#   ROUTELB_KN_IMAGES_DIR (where images.env is; default ~/.cache/routelb/images),
 #   ROUTELB_KN_TIMEOUT (seconds to Ready, default 180), ROUTELB_KN_IPV6 (1
 #   default: dual-stack pods), plus control-plane.sh's ROUTELB_K8S_* variables
 #   (ROUTELB_K8S_CONTROLLERS is forced to 1).
@@ -78,7 +79,7 @@ TIMEOUT=${ROUTELB_KN_TIMEOUT:-180}
 IPV6=${ROUTELB_KN_IPV6:-1}
 REAL_SYSCTLS=${ROUTELB_KN_REAL_SYSCTLS:-0}
 CACHE_DIR=${ROUTELB_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/routelb}
-IMAGES_DIR="$CACHE_DIR/images"
+IMAGES_DIR=${ROUTELB_KN_IMAGES_DIR:-$CACHE_DIR/images}
 APISERVER_PORT=${ROUTELB_K8S_PORT:-6444}
 
 SEG_NS=kn-seg
@@ -637,9 +638,18 @@ cmd_up() {
     PAUSE_IMAGE=$(sed -n 's/^PAUSE_IMAGE=//p' "$IMAGES_DIR/images.env" | tr -d '"'"'" | tail -n1)
   fi
   [[ -n $PAUSE_IMAGE ]] || die "no pause image: run integration/images/build.sh (or set ROUTELB_KN_PAUSE_IMAGE)"
+  # the archives images.env names (*_TAR=...), plus ROUTELB_KN_IMAGE_TARS
   IMAGE_TARS=()
-  local t
-  for t in "$IMAGES_DIR"/*.tar ${ROUTELB_KN_IMAGE_TARS:-}; do [[ -f $t ]] && IMAGE_TARS+=("$t"); done
+  local t listed=()
+  if [[ -f $IMAGES_DIR/images.env ]]; then
+    mapfile -t listed < <(sed -n 's/^[A-Z0-9_]*_TAR=//p' "$IMAGES_DIR/images.env" | tr -d '"'"'")
+  fi
+  # shellcheck disable=SC2206  # a space-separated list by design
+  listed+=(${ROUTELB_KN_IMAGE_TARS:-})
+  for t in "${listed[@]}"; do
+    [[ -f $t ]] || die "image archive $t (images.env / ROUTELB_KN_IMAGE_TARS) is missing"
+    IMAGE_TARS+=("$t")
+  done
 
   # kernel modules a fresh machine may not have loaded yet
   [[ -d /proc/sys/net/bridge ]] || modprobe br_netfilter || die "br_netfilter not available"
