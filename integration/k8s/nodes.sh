@@ -738,7 +738,8 @@ cmd_smoke() {
   # a fresh namespace (a previous run's may still be terminating)
   kubectl_ delete namespace "$ns" --ignore-not-found --wait=true >&2
   kubectl_ create namespace "$ns" >&2
-  local cmdline=""
+  local cmdline="" family=PreferDualStack
+  [[ $IPV6 == 1 ]] || family=SingleStack
   [[ -n $cmd ]] && cmdline="    command: [$cmd]"
   for k in "${nodes[@]}"; do
     name=$(node_name "$k")
@@ -763,7 +764,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: http}
 spec:
-  ipFamilyPolicy: PreferDualStack
+  ipFamilyPolicy: $family
   selector: {app: kn-smoke}
   ports: [{port: 80, targetPort: $port}]
 EOF
@@ -794,12 +795,20 @@ EOF
         ((SECONDS < until)) || break
         sleep 0.5
       done
-      for _ in $(seq 12); do
+      # every pod must answer through the Service (kube-proxy picks at
+      # random; the last pod's endpoint may still be on its way)
+      local nseen=0 tries=0
+      while ((nseen < ${#nodes[@]} && tries < 60)); do
+        tries=$((tries + 1))
         if out=$(ip netns exec "$from" curl -fsS --max-time 3 "$url" 2>&1); then
-          [[ " $seen " == *" $out "* ]] || seen+=" $out"
+          [[ " $seen " == *" $out "* ]] || { seen+=" $out"; nseen=$((nseen + 1)); }
         else log "FAIL $from -> service $ip: $out"; fails=$((fails + 1)); break; fi
+        ((nseen < ${#nodes[@]})) && sleep 0.2
       done
-      log "$from -> service $ip answered by:$seen"
+      log "$from -> service $ip answered by:$seen ($tries requests)"
+      if ((nseen < ${#nodes[@]})); then
+        log "FAIL $from -> service $ip: not every pod answered"; fails=$((fails + 1))
+      fi
     done
   done
   if [[ $fails -gt 0 ]]; then
