@@ -18,6 +18,19 @@
 #                           print the path of a kubectl v1.20.2 built from the
 #                           same source (building it once, cached) and nothing
 #                           else on stdout. Needs no running control plane.
+#   control-plane.sh node-binaries
+#                           print the paths of kubelet, kube-proxy,
+#                           kube-controller-manager and kube-scheduler v1.20.2
+#                           (one per line, that order), building all missing
+#                           ones once in one `make` (cached). Needs no running
+#                           control plane.
+#
+#   With ROUTELB_K8S_CONTROLLERS=1, `up` also runs kube-controller-manager and
+#   kube-scheduler (a cluster with nodes: integration/k8s/nodes.sh), and the
+#   apiserver keeps its ServiceAccount admission plugin (pods get their
+#   token) and reaches kubelets by InternalIP. The mode is part of the state:
+#   `up` in the other mode refuses to touch a healthy control plane (`down`
+#   it first). Default 0: exactly the bare apiserver above.
 #
 # Why it looks like this:
 #   * The only way to get a kube-apiserver here (no internet besides the Debian
@@ -55,6 +68,7 @@
 #   ROUTELB_K8S_PORT       apiserver secure port, default 6444
 #   ROUTELB_K8S_ETCD_PORT  etcd client port, default 23790 (peer port: +10)
 #   ROUTELB_K8S_TIMEOUT    seconds to wait for readiness, default 60
+#   ROUTELB_K8S_CONTROLLERS  1: also controller-manager + scheduler (see above)
 
 set -euo pipefail
 
@@ -66,9 +80,13 @@ APISERVER_PORT=${ROUTELB_K8S_PORT:-6444}
 ETCD_CLIENT_PORT=${ROUTELB_K8S_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 10))
 READY_TIMEOUT=${ROUTELB_K8S_TIMEOUT:-60}
+CONTROLLERS=${ROUTELB_K8S_CONTROLLERS:-0}
+[[ $CONTROLLERS == 0 || $CONTROLLERS == 1 ]] || { echo "ROUTELB_K8S_CONTROLLERS must be 0 or 1" >&2; exit 2; }
 
 APISERVER_BIN="$CACHE_DIR/kube-apiserver-$K8S_VERSION"
 KUBECTL_BIN="$CACHE_DIR/kubectl-$K8S_VERSION"
+KCM_BIN="$CACHE_DIR/kube-controller-manager-$K8S_VERSION"
+SCHEDULER_BIN="$CACHE_DIR/kube-scheduler-$K8S_VERSION"
 KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
 PKI_DIR="$STATE_DIR/pki"
 LOG_DIR="$STATE_DIR/logs"
@@ -169,6 +187,8 @@ k8s_bin_path() {
   case $1 in
     kube-apiserver) echo "$APISERVER_BIN" ;;
     kubectl)        echo "$KUBECTL_BIN" ;;
+    kubelet|kube-proxy|kube-controller-manager|kube-scheduler)
+                    echo "$CACHE_DIR/$1-$K8S_VERSION" ;;
     *)              die "unknown binary $1" ;;
   esac
 }
@@ -401,6 +421,11 @@ start_etcd() {
 start_apiserver() {
   port_free "$APISERVER_PORT" || die "port $APISERVER_PORT is in use by another process (set ROUTELB_K8S_PORT)"
   log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
+  local mode_flags=(--disable-admission-plugins=ServiceAccount)
+  # with nodes: reach kubelets (logs, exec) by their InternalIP, not by their
+  # host name (the default order's first choice), which no DNS resolves here
+  # shellcheck disable=SC2054  # one flag whose value is a comma list
+  [[ $CONTROLLERS == 1 ]] && mode_flags=(--kubelet-preferred-address-types=InternalIP,Hostname)
   # Notes on flags:
   #  --insecure-port=0            v1.20 still opens an unauthenticated :8080 otherwise
   #  --endpoint-reconciler-type=none
@@ -409,6 +434,8 @@ start_apiserver() {
   #  --disable-admission-plugins=ServiceAccount
   #                               no controller-manager creates the `default`
   #                               ServiceAccount, so Pods would be rejected
+  #                               (kept enabled with ROUTELB_K8S_CONTROLLERS=1:
+  #                               then the token controller runs)
   #  --feature-gates=IPv6DualStack=true + two service CIDRs
   #                               dual-stack Services (ipFamilyPolicy)
   #  ServiceLBNodePortControl / MixedProtocolLBService (alpha in v1.20)
@@ -437,7 +464,7 @@ start_apiserver() {
     --feature-gates=IPv6DualStack=true,ServiceLBNodePortControl=true,MixedProtocolLBService=true \
     --service-cluster-ip-range="$SERVICE_CIDRS" \
     --endpoint-reconciler-type=none \
-    --disable-admission-plugins=ServiceAccount \
+    "${mode_flags[@]}" \
     --allow-privileged=true \
     --profiling=false \
     --v=1
@@ -462,6 +489,63 @@ start_apiserver() {
   done
 }
 
+# kube-controller-manager and kube-scheduler (ROUTELB_K8S_CONTROLLERS=1), with
+# the admin kubeconfig (a throw-away cluster). Their HTTP(S) serving is off
+# (--port=0 --secure-port=0): nothing here scrapes them, and fixed ports would
+# collide with a second control plane on the same machine.
+#  controller-manager: all default controllers (EndpointSlice + mirroring,
+#  ServiceAccount + token, DaemonSet, Deployment, ReplicaSet, node lifecycle,
+#  GC, namespace, ...); tokens are signed with the key the apiserver verifies
+#  (sa.key / sa.pub); no cloud provider, so no `service` controller competes
+#  with routelb for LoadBalancer Services; nodes' pod CIDRs are not allocated
+#  here (integration/k8s/nodes.sh assigns them).
+start_controllers() {
+  log "starting kube-controller-manager and kube-scheduler $K8S_VERSION"
+  start_detached "$STATE_DIR/controller-manager.pid" "$LOG_DIR/controller-manager.log" \
+    "$KCM_BIN" \
+    --kubeconfig="$KUBECONFIG_PATH" \
+    --leader-elect=false \
+    --port=0 --secure-port=0 \
+    --controllers='*' \
+    --use-service-account-credentials=false \
+    --service-account-private-key-file="$PKI_DIR/sa.key" \
+    --root-ca-file="$PKI_DIR/ca.crt" \
+    --cluster-signing-cert-file="$PKI_DIR/ca.crt" \
+    --cluster-signing-key-file="$PKI_DIR/ca.key" \
+    --allocate-node-cidrs=false \
+    --flex-volume-plugin-dir="$STATE_DIR/flexvolume" \
+    --feature-gates=IPv6DualStack=true \
+    --profiling=false \
+    --v=1
+  start_detached "$STATE_DIR/scheduler.pid" "$LOG_DIR/scheduler.log" \
+    "$SCHEDULER_BIN" \
+    --kubeconfig="$KUBECONFIG_PATH" \
+    --leader-elect=false \
+    --port=0 --secure-port=0 \
+    --profiling=false \
+    --v=1
+  # Ready when the ServiceAccount controller has made `default` in `default`
+  # (and the token controller its secret): pods can be created from then on.
+  local deadline=$((SECONDS + READY_TIMEOUT)) sa
+  until sa=$(curl -fsS --max-time 3 --cacert "$PKI_DIR/ca.crt" \
+        -H "Authorization: Bearer $(<"$STATE_DIR/admin.token")" \
+        "$APISERVER_URL/api/v1/namespaces/default/serviceaccounts/default" 2>/dev/null) &&
+      grep -q '"secrets"' <<<"$sa"; do
+    live_pid "$STATE_DIR/controller-manager.pid" "$KCM_BIN" >/dev/null || {
+      tail -n 40 "$LOG_DIR/controller-manager.log" >&2; die "kube-controller-manager exited during startup (log: $LOG_DIR/controller-manager.log)"; }
+    live_pid "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN" >/dev/null || {
+      tail -n 40 "$LOG_DIR/scheduler.log" >&2; die "kube-scheduler exited during startup (log: $LOG_DIR/scheduler.log)"; }
+    ((SECONDS < deadline)) || {
+      tail -n 40 "$LOG_DIR/controller-manager.log" >&2; die "no default ServiceAccount token after ${READY_TIMEOUT}s (log: $LOG_DIR/controller-manager.log)"; }
+    sleep 0.5
+  done
+}
+
+stop_controllers() {
+  stop_one kube-scheduler "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN"
+  stop_one kube-controller-manager "$STATE_DIR/controller-manager.pid" "$KCM_BIN"
+}
+
 # Stop one process (by pid file, with cmdline check), TERM then KILL.
 stop_one() {
   local name=$1 pidfile=$2 expect=$3 pid
@@ -479,21 +563,28 @@ stop_after_failure() {
   local rc=$?
   [[ $rc -eq 0 ]] && return 0
   log "up failed; stopping what was started (logs kept in $LOG_DIR)"
+  stop_controllers
   stop_one kube-apiserver "$STATE_DIR/apiserver.pid" "$APISERVER_BIN"
   stop_one etcd "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR"
   exit "$rc"
 }
 
 # ------------------------------------------------------------ subcommands --
+NODE_BINARIES=(kubelet kube-proxy kube-controller-manager kube-scheduler)
 is_up() {
   live_pid "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR" >/dev/null &&
     live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null &&
-    [[ -f $KUBECONFIG_PATH ]] && apiserver_ready
+    [[ -f $KUBECONFIG_PATH ]] && apiserver_ready &&
+    [[ $(cat "$STATE_DIR/controllers" 2>/dev/null || echo 0) == "$CONTROLLERS" ]] &&
+    { [[ $CONTROLLERS == 0 ]] ||
+      { live_pid "$STATE_DIR/controller-manager.pid" "$KCM_BIN" >/dev/null &&
+        live_pid "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN" >/dev/null; }; }
 }
 
 # Stop our processes and delete the state dir (caller holds the lock).
 teardown() {
   if [[ -d $STATE_DIR ]]; then
+    stop_controllers
     stop_one kube-apiserver "$STATE_DIR/apiserver.pid" "$APISERVER_BIN"
     stop_one etcd "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR"
     rm -rf "$STATE_DIR"
@@ -518,6 +609,12 @@ cmd_up() {
     print_env
     return 0
   fi
+  # A healthy control plane of the other mode (with/without controllers) is
+  # someone's running cluster: refuse rather than restart it under them.
+  if live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null && apiserver_ready &&
+     [[ $(cat "$STATE_DIR/controllers" 2>/dev/null || echo 0) != "$CONTROLLERS" ]]; then
+    die "a control plane with ROUTELB_K8S_CONTROLLERS=$(cat "$STATE_DIR/controllers" 2>/dev/null || echo 0) is up in $STATE_DIR; run \`$0 down\` first or use another ROUTELB_K8S_STATE/ROUTELB_K8S_PORT/ROUTELB_K8S_ETCD_PORT"
+  fi
   # Anything half-started (one process dead, not ready, stale files) is torn
   # down and started afresh: these clusters hold only test data.
   if [[ -n $(ls -A "$STATE_DIR" 2>/dev/null) ]]; then
@@ -528,6 +625,7 @@ cmd_up() {
   local t0=$SECONDS
   ensure_pkgs etcd-server openssl curl ca-certificates util-linux
   build_apiserver
+  [[ $CONTROLLERS == 1 ]] && build_k8s "${NODE_BINARIES[@]}"
 
   # Check every port before starting anything.
   local p
@@ -543,6 +641,8 @@ cmd_up() {
   write_kubeconfig
   start_etcd
   start_apiserver
+  echo "$CONTROLLERS" >"$STATE_DIR/controllers"
+  [[ $CONTROLLERS == 1 ]] && start_controllers
   trap - EXIT
   log "up in $((SECONDS - t0)) s: $APISERVER_URL (logs: $LOG_DIR)"
   print_env
@@ -556,10 +656,23 @@ cmd_kubectl_path() {
   printf '%s\n' "$KUBECTL_BIN"
 }
 
+# Build (once, cached, one `make`) and print the paths of the node and
+# controller binaries, one per line in this order: kubelet, kube-proxy,
+# kube-controller-manager, kube-scheduler. Needs no running control plane.
+cmd_node_binaries() {
+  build_k8s "${NODE_BINARIES[@]}"
+  local name
+  for name in "${NODE_BINARIES[@]}"; do
+    [[ -x $(k8s_bin_path "$name") ]] || die "no $name at $(k8s_bin_path "$name")"
+    k8s_bin_path "$name"
+  done
+}
+
 case ${1:-} in
   up)   cmd_up ;;
   down) cmd_down ;;
   env)  print_env ;;
   kubectl-path) cmd_kubectl_path ;;
-  *)    echo "usage: $0 up|down|env|kubectl-path" >&2; exit 2 ;;
+  node-binaries) cmd_node_binaries ;;
+  *)    echo "usage: $0 up|down|env|kubectl-path|node-binaries" >&2; exit 2 ;;
 esac
