@@ -3,7 +3,7 @@
 //! destination or truncates a file that is not its own: temporary files are created
 //! exclusively (`O_EXCL`, random names), and a file is replaced by renaming a complete,
 //! synced temporary file over it, then syncing the directory, so a crash leaves the old file
-//! or the new one, never an empty or half-written one.
+//! or the new one, never an empty or half-written one. Also: which watched events are edits.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -93,4 +93,50 @@ pub fn temp_file(prefix: &str, text: &str) -> Result<TempFile, FileError> {
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(err)?;
     Ok(TempFile(f.into_temp_path()))
+}
+
+/// Whether a watched event changes what a file or directory holds: created, written, renamed
+/// or removed. Reads and metadata changes (atime) are not: reacting to them, a watcher whose
+/// owner reads the watched files wakes itself up forever.
+pub fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::changes_content;
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind, RemoveKind, RenameMode,
+    };
+
+    #[test]
+    fn reads_and_metadata_are_not_edits() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+            EventKind::Any,
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::Folder),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+    }
 }

@@ -969,6 +969,20 @@ async fn template_directory_is_watched() {
         })
         .await
         .expect("the fixed template was picked up");
+    // Loading the templates reads them: those reads must not wake the agent to load them
+    // again (it did, about ten times a second, until only edits counted).
+    let loads = || {
+        std::fs::read_to_string(&agents[0].log)
+            .unwrap()
+            .matches("templates loaded")
+            .count()
+    };
+    let before = loads();
+    let third = s.service("third", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&third[0]), 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(loads(), before, "templates loaded again without an edit");
     s.cleanup().await;
 }
 

@@ -249,7 +249,8 @@ fn on_resync(agent: &Agent, sources: &mut Sources, kind: &mut PassKind) -> bool 
 
 /// Opens the netlink change stream and, when templates come from a directory, watches it (a
 /// ConfigMap volume: a reviewed change rolls out without a new image; its updates swap a
-/// symlink, hence the recursive watch).
+/// symlink, hence the recursive watch). Only edits wake the agent: loading the templates
+/// reads them, and each read is an event too.
 pub fn watch_templates(
     dir: Option<&std::path::Path>,
 ) -> anyhow::Result<(
@@ -261,7 +262,7 @@ pub fn watch_templates(
         return Ok((None, rx));
     };
     let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        if ev.is_ok_and(|e| crate::files::changes_content(&e.kind)) {
             let _ = tx.send(());
         }
     })?;

@@ -149,14 +149,7 @@ fn templates(opts: &Options) -> Result<Templates, crate::render::TemplateError> 
 /// or removed (or a ConfigMap-style `..data` swap). Reads, metadata changes and other files
 /// (the state file, its lock, editors' swap files) are not.
 pub(crate) fn is_edit(ev: &notify::Event, state: &Path) -> bool {
-    use notify::EventKind;
-    use notify::event::ModifyKind;
-    let kind_counts = match ev.kind {
-        EventKind::Create(_) | EventKind::Remove(_) => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Modify(_) => true,
-        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
-    };
+    let kind_counts = crate::files::changes_content(&ev.kind);
     // The same files load_dir reads: no names starting with `.` (editors' lock files).
     let manifest = |p: &Path| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
