@@ -35,7 +35,8 @@ bash integration/lab/clab-netns.sh down-all >/dev/null 2>&1 || true
 log "test control plane (kube-apiserver + etcd on loopback)"
 # Stop it afterwards only if this run started it.
 started_here=1
-if [ -s /tmp/routelb-k8s/apiserver.pid ] && kill -0 "$(cat /tmp/routelb-k8s/apiserver.pid)" 2>/dev/null; then
+k8s_state=${ROUTELB_K8S_STATE:-/tmp/routelb-k8s}
+if [ -s "$k8s_state/apiserver.pid" ] && kill -0 "$(cat "$k8s_state/apiserver.pid")" 2>/dev/null; then
   started_here=0
 fi
 eval "$(bash integration/k8s/control-plane.sh up | tail -n 1)"
