@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# integration/k8s/e2e.sh — issue 13, test 1: a client's HTTP request reaches a
+# pod through an upstream BGP router, on the real cluster of nodes.sh.
+#
+# Why: the labs (integration/lab) drive routelb's agent directly; this is the
+# first test of what a user runs: deploy/ applied unchanged (overlay
+# frr-sidecar, its documented edit points only), images built here, a
+# LoadBalancer Service whose address an upstream router learns over eBGP from
+# every node (ECMP) and forwards a client's request to.
+#
+# Usage:
+#   e2e.sh up      nodes.sh up 2 (control plane + nodes, idempotent), FRR in the
+#                  router namespace kn-rtr (eBGP AS 64500, dynamic neighbours
+#                  from the segment, IPv4 + IPv6, maximum-paths), a client
+#                  namespace kn-client behind it (10.78.0.0/24, fd00:78::/64),
+#                  deploy/overlays/frr-sidecar applied through a generated
+#                  kustomization (images + frr.conf only), an AddressPool and a
+#                  RoutingPolicy, a 2-replica Deployment of the HTTP image.
+#   e2e.sh check   (re)creates the LoadBalancer Service (PreferDualStack, 80 ->
+#                  8080) and measures: create -> address assigned -> route at
+#                  the router (all nodes as ECMP next hops) -> first answer at
+#                  the client; then checks every address from kn-client.
+#   e2e.sh down    removes what `up` made, then nodes.sh down and
+#                  control-plane.sh down (ROUTELB_E2E_KEEP_CLUSTER=1 keeps both).
+#
+# The control plane is control-plane.sh's: pass its ROUTELB_K8S_* variables
+# (state dir, ports) as for nodes.sh. Other variables: ROUTELB_E2E_STATE
+# (default /tmp/routelb-kn-e2e), ROUTELB_E2E_NODES (2), ROUTELB_E2E_TIMEOUT (s, 120).
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CP="$HERE/control-plane.sh"
+NODES="$HERE/nodes.sh"
+export ROUTELB_K8S_CONTROLLERS=1
+export LOG_TAG=e2e # read by lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lab/lib.sh
+source "$REPO/integration/lab/lib.sh"
+
+STATE=${ROUTELB_E2E_STATE:-/tmp/routelb-kn-e2e}
+N=${ROUTELB_E2E_NODES:-2}
+TIMEOUT=${ROUTELB_E2E_TIMEOUT:-120}
+CACHE_DIR=${ROUTELB_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/routelb}
+IMAGES_ENV=${ROUTELB_KN_IMAGES_DIR:-$CACHE_DIR/images}/images.env
+
+# nodes.sh's fixed layout
+RTR_NS=kn-rtr
+SEG4=10.77.0
+SEG6=fd00:77:
+RTR4=$SEG4.254
+RTR6=${SEG6}:fe
+node_ip4() { echo "$SEG4.$((10 + $1))"; }
+node_ip6() { echo "${SEG6}:$((10 + $1))"; }
+
+# ours
+CLI_NS=kn-client
+RTR_CLI_IF=kn-rtr-c   # router's leg towards the client
+CLI4_NET=10.78.0
+CLI6_NET=fd00:78:
+RTR_AS=64500
+NODE_AS=64512
+POOL4=203.0.113.0/28
+POOL6=2001:db8:100::/120
+APP_NS=kn-e2e
+FRR_PS=kn-rtr          # FRR pathspace of the router
+FRR_ROOT=$STATE/frr
+
+kubectl_() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+cp_env() {
+  KUBECONFIG_PATH=$(bash "$CP" env | sed -n 's/^export KUBECONFIG=//p')
+  KUBECTL=$(bash "$CP" kubectl-path)
+  [[ -f $KUBECONFIG_PATH ]] || die "no control plane (e2e.sh up first)"
+}
+
+image_var() { sed -n "s/^$1=//p" "$IMAGES_ENV" | tr -d '"'"'" | tail -n1; }
+
+ms_since() { echo $((($(now_us) - $1) / 1000)); }
+
+# ------------------------------------------------------------- router + client
+router_frr_running() {
+  local pid
+  pid=$(cat "$FRR_RUN/$FRR_PS/bgpd.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null && [[ $(ip netns identify "$pid" 2>/dev/null) == "$RTR_NS" ]]
+}
+
+setup_client() {
+  if ! netns_exists_ "$CLI_NS"; then
+    log "creating client $CLI_NS ($CLI4_NET.2, ${CLI6_NET}:2) behind $RTR_NS"
+    ip netns add "$CLI_NS"
+    ip -n "$CLI_NS" link set lo up
+  fi
+  if ! ip -n "$RTR_NS" link show "$RTR_CLI_IF" >/dev/null 2>&1; then
+    ip link del kn-client-r 2>/dev/null || true
+    ip link add kn-client-r type veth peer name kn-client-e
+    ip link set kn-client-r netns "$RTR_NS"
+    ip -n "$RTR_NS" link set kn-client-r name "$RTR_CLI_IF"
+    ip link set kn-client-e netns "$CLI_NS"
+    ip -n "$CLI_NS" link set kn-client-e name eth0
+    ip netns exec "$RTR_NS" sysctl -qw "net.ipv6.conf.$RTR_CLI_IF.accept_dad=0"
+    ip netns exec "$CLI_NS" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+    ip -n "$RTR_NS" addr add "$CLI4_NET.1/24" dev "$RTR_CLI_IF"
+    ip -n "$RTR_NS" addr add "${CLI6_NET}:1/64" dev "$RTR_CLI_IF" nodad
+    ip -n "$RTR_NS" link set "$RTR_CLI_IF" up
+    ip -n "$CLI_NS" addr add "$CLI4_NET.2/24" dev eth0
+    ip -n "$CLI_NS" addr add "${CLI6_NET}:2/64" dev eth0 nodad
+    ip -n "$CLI_NS" link set eth0 up
+    ip -n "$CLI_NS" route replace default via "$CLI4_NET.1" dev eth0
+    ip -n "$CLI_NS" -6 route replace default via "${CLI6_NET}:1" dev eth0
+  fi
+}
+
+netns_exists_() { [[ -e /run/netns/$1 ]]; }
+
+start_router_frr() {
+  router_frr_running && { log "FRR already running in $RTR_NS"; return 0; }
+  frr_forget "$FRR_PS"
+  mkdir -p "$FRR_ROOT/$FRR_PS"
+  {
+    frr_conf_header "$FRR_PS"
+    # peer-groups NODES4/NODES6 take every node that connects from the segment
+    frr_bgp_conf "$RTR_AS" "$RTR4" "$NODE_AS" NODES4 NODES6 "$SEG4.0/24" "${SEG6}:/64" 16
+  } >"$FRR_ROOT/$FRR_PS/frr.conf"
+  log "starting FRR (AS $RTR_AS) in $RTR_NS"
+  # shellcheck disable=SC2046 # word list
+  frr_start "$RTR_NS" "$FRR_PS" "$FRR_ROOT" $(frr_daemons_for bgp)
+  write_vtysh_wrapper "$STATE/vtysh-rtr" "$FRR_ROOT" "$FRR_PS" "the e2e router $RTR_NS"
+}
+
+# A /32 on every node's lo: the overlay's frr.conf asks for one, so that no node
+# takes a Service address (the same on every node) as its BGP router id.
+node_loopbacks() {
+  local k
+  for k in $(seq "$N"); do
+    ip -n "kn-node$k" addr replace "10.77.255.$k/32" dev lo
+  done
+}
+
+# ------------------------------------------------------------------ deploy/
+# The node side of frr.conf: the overlay's file with the documented edits
+# (neighbour and AS numbers), both families.
+node_frr_conf() {
+  cat <<EOF
+! Generated by integration/k8s/e2e.sh from deploy/overlays/frr-sidecar/frr.conf:
+! neighbours $RTR4 and $RTR6 (the e2e router, AS $RTR_AS), IPv6 activated.
+frr defaults traditional
+log file /etc/frr/frr.log informational
+service integrated-vtysh-config
+!
+router bgp $NODE_AS
+ bgp route-map delay-timer 1
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ timers bgp 3 9
+ neighbor UPSTREAM peer-group
+ neighbor UPSTREAM remote-as $RTR_AS
+ neighbor UPSTREAM timers connect 1
+ neighbor UPSTREAM advertisement-interval 0
+ neighbor $RTR4 peer-group UPSTREAM
+ neighbor UPSTREAM6 peer-group
+ neighbor UPSTREAM6 remote-as $RTR_AS
+ neighbor UPSTREAM6 timers connect 1
+ neighbor UPSTREAM6 advertisement-interval 0
+ neighbor $RTR6 peer-group UPSTREAM6
+ !
+ address-family ipv4 unicast
+  neighbor UPSTREAM activate
+ exit-address-family
+ !
+ address-family ipv6 unicast
+  neighbor UPSTREAM6 activate
+ exit-address-family
+!
+EOF
+}
+
+write_kustomization() {
+  local dir=$STATE/deploy routelb_image frr_image base
+  routelb_image=$(image_var ROUTELB_IMAGE)
+  frr_image=$(image_var FRR_IMAGE)
+  [[ -n $routelb_image && -n $frr_image ]] || die "images.env lacks ROUTELB_IMAGE/FRR_IMAGE (integration/images/build.sh)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  base=$(realpath --relative-to="$dir" "$REPO/deploy/overlays/frr-sidecar")
+  # kustomize v2 (kubectl 1.20) loads generator files from the kustomization's
+  # own directory only: the two unchanged files are copied beside frr.conf.
+  cp "$REPO/deploy/overlays/frr-sidecar/daemons" "$REPO/deploy/overlays/frr-sidecar/vtysh.conf" "$dir/"
+  node_frr_conf >"$dir/frr.conf"
+  cat >"$dir/kustomization.yaml" <<EOF
+# Generated by integration/k8s/e2e.sh: deploy/overlays/frr-sidecar unchanged,
+# with this machine's images and the e2e router as BGP neighbour.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+bases:
+- $base
+images:
+- name: routelb
+  newName: ${routelb_image%:*}
+  newTag: ${routelb_image##*:}
+- name: quay.io/frrouting/frr
+  newName: ${frr_image%:*}
+  newTag: ${frr_image##*:}
+configMapGenerator:
+- name: routelb-frr-startup
+  namespace: routelb-system
+  behavior: replace
+  files:
+  - daemons
+  - frr.conf
+  - vtysh.conf
+EOF
+}
+
+apply_routelb() {
+  write_kustomization
+  log "kubectl apply -k $STATE/deploy"
+  kubectl_ apply -k "$STATE/deploy" >&2
+  local crd
+  for crd in addresspools nodestates routingpolicies; do
+    kubectl_ wait --for=condition=Established "crd/$crd.routelb.io" --timeout=60s >/dev/null
+  done
+  kubectl_ apply -f - >&2 <<EOF
+apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata:
+  name: kn-e2e
+  labels: {announce: bgp}
+spec:
+  mode: routed
+  addresses: [$POOL4, $POOL6]
+  avoidBuggyIPs: true
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata:
+  name: kn-e2e
+spec:
+  poolSelector:
+    matchLabels: {announce: bgp}
+  protocols: [bgp]
+EOF
+  kubectl_ -n routelb-system rollout status deploy/routelb-allocator --timeout="${TIMEOUT}s" >&2
+  kubectl_ -n routelb-system rollout status ds/routelb-agent --timeout="${TIMEOUT}s" >&2
+}
+
+apply_workload() {
+  local image port
+  image=$(image_var HTTP_IMAGE)
+  port=$(image_var HTTP_PORT)
+  [[ -n $image ]] || die "images.env lacks HTTP_IMAGE"
+  kubectl_ create namespace "$APP_NS" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  kubectl_ -n "$APP_NS" apply -f - >&2 <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: $N
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      # one replica per node
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - name: http
+        image: $image
+        imagePullPolicy: Never
+        ports: [{containerPort: ${port:-8080}}]
+        readinessProbe: {tcpSocket: {port: ${port:-8080}}, periodSeconds: 1}
+EOF
+  kubectl_ -n "$APP_NS" rollout status deploy/web --timeout="${TIMEOUT}s" >&2
+}
+
+# -------------------------------------------------------------------- up --
+cmd_up() {
+  local t0=$SECONDS
+  require_root
+  command -v vtysh >/dev/null || {
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends frr >&2
+  }
+  require_frr
+  command -v curl >/dev/null || die "curl missing (nodes.sh installs it)"
+  [[ -f $IMAGES_ENV ]] || die "no $IMAGES_ENV: run integration/images/build.sh"
+  bash "$NODES" up "$N" >/dev/null
+  cp_env
+  mkdir -p "$STATE"
+  netns_exists_ "$RTR_NS" || die "nodes.sh made no $RTR_NS"
+  setup_client
+  start_router_frr
+  node_loopbacks
+  apply_routelb
+  apply_workload
+  kubectl_ -n routelb-system get pods -o wide >&2
+  log "up in $((SECONDS - t0)) s; next: $0 check"
+}
+
+# ----------------------------------------------------------------- check --
+# next hops of PREFIX in the router's kernel, one per line
+router_nexthops() {
+  local fam=$1 prefix=$2
+  ip -n "$RTR_NS" "$fam" route show "$prefix" proto bgp 2>/dev/null |
+    grep -oE 'via [0-9a-f:.]+' | awk '{ print $2 }' | sort -u
+}
+
+# the addresses node K may use as BGP next hop for FAMILY (-4/-6)
+node_nexthop_addrs() {
+  local k=$1 fam=$2
+  if [[ $fam == -4 ]]; then node_ip4 "$k"; return; fi
+  node_ip6 "$k"
+  ip -n "kn-node$k" -6 addr show dev eth0 scope link | awk '/inet6/ { sub(/\/.*/, "", $2); print $2 }'
+}
+
+# all nodes are next hops of PREFIX?
+route_complete() {
+  local fam=$1 prefix=$2 hops k a ok
+  hops=$(router_nexthops "$fam" "$prefix")
+  [[ -n $hops ]] || return 1
+  for k in $(seq "$N"); do
+    ok=0
+    for a in $(node_nexthop_addrs "$k" "$fam"); do
+      grep -qxF "$a" <<<"$hops" && ok=1
+    done
+    [[ $ok == 1 ]] || return 1
+  done
+}
+
+url_of() { if [[ $1 == *:* ]]; then echo "http://[$1]/"; else echo "http://$1/"; fi; }
+
+cmd_check() {
+  cp_env
+  local port pods fails=0
+  port=$(image_var HTTP_PORT)
+  pods=$(kubectl_ -n "$APP_NS" get pods -l app=web -o 'jsonpath={.items[*].metadata.name}')
+  [[ -n $pods ]] || die "no workload pods (e2e.sh up first)"
+  kubectl_ -n "$APP_NS" delete svc web --ignore-not-found --wait=true >&2
+  # wait for the old addresses' routes to go (a re-run would time the old ones)
+  local deadline=$((SECONDS + 30))
+  while ip -n "$RTR_NS" route show proto bgp | grep -qF "${POOL4%.*}." ||
+        ip -n "$RTR_NS" -6 route show proto bgp | grep -qF "${POOL6%::*}::"; do
+    ((SECONDS < deadline)) || die "routes of a previous Service stay at the router"
+    sleep 0.1
+  done
+
+  local t0 t_addr t_route t_answer ips
+  t0=$(now_us)
+  kubectl_ -n "$APP_NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  annotations: {routelb.io/pool: kn-e2e}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: PreferDualStack
+  externalTrafficPolicy: Cluster
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: ${port:-8080}, protocol: TCP}]
+EOF
+  log "Service $APP_NS/web created"
+  deadline=$((SECONDS + TIMEOUT))
+  until ips=$(kubectl_ -n "$APP_NS" get svc web -o 'jsonpath={.status.loadBalancer.ingress[*].ip}') && [[ -n $ips ]]; do
+    ((SECONDS < deadline)) || { kubectl_ -n "$APP_NS" describe svc web >&2; die "no address assigned"; }
+    sleep 0.05
+  done
+  t_addr=$(ms_since "$t0")
+  # both families expected: give the second address a moment if it lags
+  if [[ $(wc -w <<<"$ips") -lt 2 ]]; then
+    sleep 1
+    ips=$(kubectl_ -n "$APP_NS" get svc web -o 'jsonpath={.status.loadBalancer.ingress[*].ip}')
+  fi
+  log "address(es) assigned after $t_addr ms: $ips"
+
+  local ip fam prefix
+  for ip in $ips; do
+    if [[ $ip == *:* ]]; then fam=-6; prefix=$ip/128; else fam=-4; prefix=$ip/32; fi
+    until route_complete "$fam" "$prefix"; do
+      ((SECONDS < deadline)) || {
+        ip -n "$RTR_NS" "$fam" route show "$prefix" >&2
+        "$STATE/vtysh-rtr" -c 'show bgp summary' >&2 || true
+        die "router: $prefix lacks some node as next hop"; }
+      sleep 0.02
+    done
+    t_route=$(ms_since "$t0")
+    log "route $prefix at $RTR_NS after $t_route ms: $(ip -n "$RTR_NS" "$fam" route show "$prefix" | tr -s ' \n' ' ')"
+  done
+
+  local url out first=1
+  for ip in $ips; do
+    url=$(url_of "$ip")
+    until out=$(ip netns exec "$CLI_NS" curl -fsS --max-time 1 "$url" 2>/dev/null); do
+      ((SECONDS < deadline)) || { log "FAIL $CLI_NS -> $url: no answer"; fails=$((fails + 1)); break; }
+      sleep 0.05
+    done
+    if [[ -n $out ]]; then
+      if ((first)); then t_answer=$(ms_since "$t0"); first=0
+        log "first answer at $CLI_NS after $t_answer ms ($url: $out)"
+      fi
+    fi
+  done
+
+  # every address: answered by a workload pod; over some requests, by every pod
+  local seen
+  for ip in $ips; do
+    url=$(url_of "$ip")
+    seen=""
+    for _ in $(seq 20); do
+      if out=$(ip netns exec "$CLI_NS" curl -fsS --max-time 2 "$url" 2>&1); then
+        [[ " $pods " == *" $out "* ]] || { log "FAIL $url answered '$out', not a pod name"; fails=$((fails + 1)); break; }
+        [[ " $seen " == *" $out "* ]] || seen+=" $out"
+      else log "FAIL $url: $out"; fails=$((fails + 1)); break; fi
+    done
+    log "$CLI_NS -> $url answered by:$seen"
+  done
+  [[ $ips == *:* ]] || { log "FAIL no IPv6 address assigned"; fails=$((fails + 1)); }
+  [[ $ips =~ (^| )[0-9]+\. ]] || { log "FAIL no IPv4 address assigned"; fails=$((fails + 1)); }
+
+  printf 'timings (ms from Service create): address %s, route(s) complete %s, first answer %s\n' \
+    "$t_addr" "${t_route:-?}" "${t_answer:-?}"
+  ((fails == 0)) || die "$fails failure(s)"
+  log "check OK"
+}
+
+# ------------------------------------------------------------------ down --
+cmd_down() {
+  if KUBECONFIG_PATH=$(bash "$CP" env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p') &&
+     [[ -f $KUBECONFIG_PATH ]] && KUBECTL=$(bash "$CP" kubectl-path 2>/dev/null) &&
+     kubectl_ get --raw /healthz >/dev/null 2>&1; then
+    kubectl_ delete namespace "$APP_NS" --ignore-not-found --wait=true >&2 || true
+    kubectl_ delete addresspool kn-e2e --ignore-not-found >&2 || true
+    kubectl_ delete routingpolicy kn-e2e --ignore-not-found >&2 || true
+    [[ -f $STATE/deploy/kustomization.yaml ]] &&
+      { kubectl_ delete -k "$STATE/deploy" --ignore-not-found --wait=true >&2 || true; }
+  fi
+  if netns_exists_ "$RTR_NS"; then
+    # shellcheck disable=SC2046 # pid list
+    kill_pids_in_ns "$RTR_NS" $(frr_pids "$FRR_PS")
+    ip -n "$RTR_NS" link del "$RTR_CLI_IF" 2>/dev/null || true
+  fi
+  frr_forget "$FRR_PS"
+  if netns_exists_ "$CLI_NS"; then kill_all_in_ns "$CLI_NS"; ip netns del "$CLI_NS"; fi
+  rm -rf "$STATE"
+  if [[ ${ROUTELB_E2E_KEEP_CLUSTER:-0} != 1 ]]; then
+    bash "$NODES" down
+    bash "$CP" down
+  fi
+  log "down"
+}
+
+case ${1:-} in
+  up)    cmd_up ;;
+  check) cmd_check ;;
+  down)  cmd_down ;;
+  *)     echo "usage: $0 up|check|down" >&2; exit 2 ;;
+esac
