@@ -20,8 +20,10 @@
 #                  8080) and measures: create -> address assigned -> route at
 #                  the router (all nodes as ECMP next hops) -> first answer at
 #                  the client; then checks every address from kn-client.
-#   e2e.sh down    removes what `up` made, then nodes.sh down and
-#                  control-plane.sh down (ROUTELB_E2E_KEEP_CLUSTER=1 keeps both).
+#   e2e.sh down    stops the router's FRR, removes the client namespace, then
+#                  nodes.sh down and control-plane.sh down. With
+#                  ROUTELB_E2E_KEEP_CLUSTER=1 it keeps both and deletes instead
+#                  what `up` applied (workload, pool, policy, deploy/).
 #
 # The control plane is control-plane.sh's: pass its ROUTELB_K8S_* variables
 # (state dir, ports) as for nodes.sh. Other variables: ROUTELB_E2E_STATE
@@ -447,7 +449,11 @@ EOF
 
 # ------------------------------------------------------------------ down --
 cmd_down() {
-  if KUBECONFIG_PATH=$(bash "$CP" env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p') &&
+  local keep=${ROUTELB_E2E_KEEP_CLUSTER:-0}
+  # Objects are deleted only from a cluster that stays (a later `up` must not
+  # meet Terminating namespaces): ~50 s, mostly namespace deletion.
+  if [[ $keep == 1 ]] &&
+     KUBECONFIG_PATH=$(bash "$CP" env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p') &&
      [[ -f $KUBECONFIG_PATH ]] && KUBECTL=$(bash "$CP" kubectl-path 2>/dev/null) &&
      kubectl_ get --raw /healthz >/dev/null 2>&1; then
     kubectl_ delete namespace "$APP_NS" --ignore-not-found --wait=true >&2 || true
@@ -464,7 +470,7 @@ cmd_down() {
   frr_forget "$FRR_PS"
   if netns_exists_ "$CLI_NS"; then kill_all_in_ns "$CLI_NS"; ip netns del "$CLI_NS"; fi
   rm -rf "$STATE"
-  if [[ ${ROUTELB_E2E_KEEP_CLUSTER:-0} != 1 ]]; then
+  if [[ $keep != 1 ]]; then
     bash "$NODES" down
     bash "$CP" down
   fi
