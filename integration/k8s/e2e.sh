@@ -27,7 +27,13 @@
 #
 # The control plane is control-plane.sh's: pass its ROUTELB_K8S_* variables
 # (state dir, ports) as for nodes.sh. Other variables: ROUTELB_E2E_STATE
-# (default /tmp/routelb-kn-e2e), ROUTELB_E2E_NODES (2), ROUTELB_E2E_TIMEOUT (s, 120).
+# (default /tmp/routelb-kn-e2e), ROUTELB_E2E_NODES (2), ROUTELB_E2E_TIMEOUT (s, 120),
+# ROUTELB_E2E_BUILD=1 (`up` runs integration/images/build.sh all even when
+# images.env exists; without it, only when images.env is missing).
+#
+# Example (a control plane of its own, beside others on this machine):
+#   export ROUTELB_K8S_STATE=/tmp/kn-k8s ROUTELB_K8S_PORT=6445 ROUTELB_K8S_ETCD_PORT=23890
+#   integration/k8s/e2e.sh up && integration/k8s/e2e.sh check; integration/k8s/e2e.sh down
 
 set -euo pipefail
 
@@ -286,7 +292,13 @@ cmd_up() {
   }
   require_frr
   command -v curl >/dev/null || die "curl missing (nodes.sh installs it)"
-  [[ -f $IMAGES_ENV ]] || die "no $IMAGES_ENV: run integration/images/build.sh"
+  # images: built once (a fresh machine), or again on request (the routelb image
+  # of this checkout's sources: build.sh rebuilds what changed)
+  if [[ ! -f $IMAGES_ENV || ${ROUTELB_E2E_BUILD:-0} == 1 ]]; then
+    log "integration/images/build.sh all"
+    bash "$REPO/integration/images/build.sh" all >/dev/null
+  fi
+  [[ -f $IMAGES_ENV ]] || die "no $IMAGES_ENV after integration/images/build.sh"
   bash "$NODES" up "$N" >/dev/null
   cp_env
   mkdir -p "$STATE"
