@@ -70,6 +70,8 @@ RTR_AS=64500
 NODE_AS=64512
 POOL4=203.0.113.0/28
 POOL6=2001:db8:100::/120
+LPOOL4=10.77.0.240/29      # local pool: in the nodes' segment
+LPOOL6=fd00:77::f0/125
 APP_NS=kn-e2e
 FRR_PS=kn-rtr          # FRR pathspace of the router
 FRR_ROOT=$STATE/frr
@@ -240,6 +242,15 @@ spec:
   avoidBuggyIPs: true
 ---
 apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata:
+  name: kn-e2e-local
+spec:
+  mode: local
+  addresses: [$LPOOL4, $LPOOL6]
+  avoidBuggyIPs: true
+---
+apiVersion: routelb.io/v1alpha1
 kind: RoutingPolicy
 metadata:
   name: kn-e2e
@@ -344,12 +355,9 @@ route_complete() {
 
 url_of() { if [[ $1 == *:* ]]; then echo "http://[$1]/"; else echo "http://$1/"; fi; }
 
-cmd_check() {
-  cp_env
-  local port pods fails=0
-  port=$(image_var HTTP_PORT)
-  pods=$(kubectl_ -n "$APP_NS" get pods -l app=web -o 'jsonpath={.items[*].metadata.name}')
-  [[ -n $pods ]] || die "no workload pods (e2e.sh up first)"
+# Routed pool over BGP: create -> address -> route at the router with every
+# node as ECMP next hop -> first answer at the client.
+check_routed() {
   kubectl_ -n "$APP_NS" delete svc web --ignore-not-found --wait=true >&2
   # wait for the old addresses' routes to go (a re-run would time the old ones)
   local deadline=$((SECONDS + 30))
@@ -366,34 +374,10 @@ cmd_check() {
   local t0 t_addr="" t_route4="" t_route6="" t_answer="" ips="" rip4="" rip6="" answer_url="" out=""
   rm -f "$STATE/addr"
   t0=$(now_us)
-  kubectl_ -n "$APP_NS" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  annotations: {routelb.io/pool: kn-e2e}
-spec:
-  type: LoadBalancer
-  ipFamilyPolicy: PreferDualStack
-  externalTrafficPolicy: Cluster
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: ${port:-8080}, protocol: TCP}]
-EOF
+  create_service web kn-e2e
   log "Service $APP_NS/web created (kubectl apply returned after $(ms_since "$t0") ms)"
   deadline=$((SECONDS + TIMEOUT))
-  (
-    # both families: wait for two addresses (or give up on the second after 2 s)
-    first="" a=""
-    while ((SECONDS < deadline)); do
-      a=$(kubectl_ -n "$APP_NS" get svc web -o 'jsonpath={.status.loadBalancer.ingress[*].ip}' 2>/dev/null) || a=""
-      if [[ -n $a && -z $first ]]; then first=$(now_us); fi
-      if [[ -n $first ]] && { [[ $(wc -w <<<"$a") -ge 2 ]] || (($(now_us) - first > 2000000)); }; then
-        echo "$first $a" >"$STATE/addr.tmp" && mv "$STATE/addr.tmp" "$STATE/addr"
-        exit 0
-      fi
-      sleep 0.02
-    done
-  ) &
+  watch_address web "$STATE/addr" &
   local tries_failed=0 last_err=""
   local addr_pid=$! pfx4="${POOL4%.*}." pfx6="${POOL6%::*}:" r
   while [[ -z $t_route4 || -z $t_route6 || -z $t_answer ]]; do
@@ -437,8 +421,15 @@ EOF
   [[ -n $t_answer ]] || { log "FAIL no answer at $CLI_NS"; fails=$((fails + 1)); }
   [[ " $ips " == *" $rip4 "* && " $ips " == *" $rip6 "* ]] ||
     { log "FAIL the router's routes ($rip4 $rip6) are not the Service's addresses ($ips)"; fails=$((fails + 1)); }
-  # every address: answered by a workload pod; over some requests, by every pod
-  local seen ip url
+  verify_answers "$ips"
+  printf 'routed pool timings (ms from Service create): address %s, IPv4 route %s, IPv6 route %s, first answer %s\n' \
+    "${t_addr:-?}" "${t_route4:-?}" "${t_route6:-?}" "${t_answer:-?}"
+}
+
+# every address of $1 (space-separated): answered by a workload pod; which
+# pods answered over 20 requests each is logged
+verify_answers() {
+  local ips=$1 seen ip url out
   for ip in $ips; do
     url=$(url_of "$ip")
     seen=""
@@ -452,9 +443,113 @@ EOF
   done
   [[ $ips == *:* ]] || { log "FAIL no IPv6 address assigned"; fails=$((fails + 1)); }
   [[ $ips =~ (^| )[0-9]+\. ]] || { log "FAIL no IPv4 address assigned"; fails=$((fails + 1)); }
+}
 
-  printf 'timings (ms from Service create): address %s, IPv4 route %s, IPv6 route %s, first answer %s\n' \
-    "${t_addr:-?}" "${t_route4:-?}" "${t_route6:-?}" "${t_answer:-?}"
+# create_service NAME POOL: the PreferDualStack LoadBalancer Service
+create_service() {
+  kubectl_ -n "$APP_NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: $1
+  annotations: {routelb.io/pool: $2}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: PreferDualStack
+  externalTrafficPolicy: Cluster
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: ${port:-8080}, protocol: TCP}]
+EOF
+}
+
+# watch_address NAME FILE (in the background): "<µs> <addresses>" into FILE
+# once the Service has two addresses (or one for 2 s)
+watch_address() {
+  local first="" a=""
+  while ((SECONDS < deadline)); do
+    a=$(kubectl_ -n "$APP_NS" get svc "$1" -o 'jsonpath={.status.loadBalancer.ingress[*].ip}' 2>/dev/null) || a=""
+    if [[ -n $a && -z $first ]]; then first=$(now_us); fi
+    if [[ -n $first ]] && { [[ $(wc -w <<<"$a") -ge 2 ]] || (($(now_us) - first > 2000000)); }; then
+      echo "$first $a" >"$2.tmp" && mv "$2.tmp" "$2"
+      return 0
+    fi
+    sleep 0.02
+  done
+}
+
+# the nodes holding address PREFIX-matching addresses of the local pool on
+# eth0, as "kn-nodeK:ADDR" lines
+local_holders() {
+  local fam=$1 pfx=$2 k
+  for k in $(seq "$N"); do
+    ip -n "kn-node$k" -o "$fam" addr show dev eth0 2>/dev/null |
+      awk -v p="$pfx" -v n="kn-node$k" '{ sub(/\/.*/, "", $4) } index($4, p) == 1 { print n ":" $4 }'
+  done
+}
+
+# Local pool (in the nodes' subnet, held by one elected node, reached by
+# ARP/NDP from the router): create -> address -> held by exactly one node ->
+# first answer at the client.
+check_local() {
+  # the pools' addresses by prefix: 10.77.0.24[0-7], fd00:77::f[0-7]
+  local pfx4="${LPOOL4%?/*}" pfx6="${LPOOL6%?/*}" h4="" h6="" out=""
+  kubectl_ -n "$APP_NS" delete svc web-local --ignore-not-found --wait=true >&2
+  local deadline=$((SECONDS + 30))
+  while [[ -n $(local_holders -4 "$pfx4")$(local_holders -6 "$pfx6") ]]; do
+    ((SECONDS < deadline)) || die "a previous local Service's addresses stay on the nodes"
+    sleep 0.1
+  done
+  local t0 t_addr="" t_held4="" t_held6="" t_answer="" ips="" url="" tries_failed=0 last_err=""
+  rm -f "$STATE/addr-local"
+  t0=$(now_us)
+  create_service web-local kn-e2e-local
+  log "Service $APP_NS/web-local created (kubectl apply returned after $(ms_since "$t0") ms)"
+  deadline=$((SECONDS + TIMEOUT))
+  watch_address web-local "$STATE/addr-local" &
+  local addr_pid=$!
+  while [[ -z $t_held4 || -z $t_held6 || -z $t_answer ]]; do
+    ((SECONDS < deadline)) || break
+    if [[ -z $t_held4 ]]; then h4=$(local_holders -4 "$pfx4"); [[ -n $h4 ]] && t_held4=$(ms_since "$t0"); fi
+    if [[ -z $t_held6 ]]; then h6=$(local_holders -6 "$pfx6"); [[ -n $h6 ]] && t_held6=$(ms_since "$t0"); fi
+    if [[ -z $t_answer && -n $h4$h6 ]]; then
+      url=$(url_of "$(head -n1 <<<"${h4:-$h6}" | cut -d: -f2-)")
+      if out=$(ip netns exec "$CLI_NS" curl -fsS --max-time 1 "$url" 2>&1); then
+        t_answer=$(ms_since "$t0")
+      else
+        tries_failed=$((tries_failed + 1)); last_err=${out##*curl: }; out=""
+      fi
+    fi
+    sleep 0.01
+  done
+  wait "$addr_pid" || true
+  if [[ -f $STATE/addr-local ]]; then
+    read -r t_addr ips <"$STATE/addr-local"
+    t_addr=$(((t_addr - t0) / 1000))
+  fi
+  # settled: who holds what now
+  sleep 0.5
+  h4=$(local_holders -4 "$pfx4"); h6=$(local_holders -6 "$pfx6")
+  log "local: address(es) assigned after ${t_addr:-?} ms: ${ips:-none}"
+  log "local: IPv4 held after ${t_held4:-?} ms by ${h4//$'\n'/ }, IPv6 after ${t_held6:-?} ms by ${h6//$'\n'/ }"
+  [[ -z $t_answer ]] || log "local: first answer at $CLI_NS after $t_answer ms ($url: $out)${last_err:+; $tries_failed request(s) before it failed, the last with: $last_err}"
+  [[ $(wc -l <<<"$h4") == 1 && -n $h4 ]] || { log "FAIL local IPv4: held by '${h4//$'\n'/ }', not by exactly one node"; fails=$((fails + 1)); }
+  [[ $(wc -l <<<"$h6") == 1 && -n $h6 ]] || { log "FAIL local IPv6: held by '${h6//$'\n'/ }', not by exactly one node"; fails=$((fails + 1)); }
+  [[ -n $t_answer ]] || { log "FAIL local: no answer at $CLI_NS"; fails=$((fails + 1)); }
+  [[ " $ips " == *" ${h4#*:} "* && " $ips " == *" ${h6#*:} "* ]] ||
+    { log "FAIL local: the nodes hold ${h4#*:} ${h6#*:}, the Service has $ips"; fails=$((fails + 1)); }
+  verify_answers "$ips"
+  printf 'local pool timings (ms from Service create): address %s, IPv4 held %s, IPv6 held %s, first answer %s\n' \
+    "${t_addr:-?}" "${t_held4:-?}" "${t_held6:-?}" "${t_answer:-?}"
+}
+
+cmd_check() {
+  cp_env
+  local port pods fails=0
+  port=$(image_var HTTP_PORT)
+  pods=$(kubectl_ -n "$APP_NS" get pods -l app=web -o 'jsonpath={.items[*].metadata.name}')
+  [[ -n $pods ]] || die "no workload pods (e2e.sh up first)"
+  check_routed
+  check_local
   ((fails == 0)) || die "$fails failure(s)"
   log "check OK"
 }
@@ -469,7 +564,7 @@ cmd_down() {
      [[ -f $KUBECONFIG_PATH ]] && KUBECTL=$(bash "$CP" kubectl-path 2>/dev/null) &&
      kubectl_ get --raw /healthz >/dev/null 2>&1; then
     kubectl_ delete namespace "$APP_NS" --ignore-not-found --wait=true >&2 || true
-    kubectl_ delete addresspool kn-e2e --ignore-not-found >&2 || true
+    kubectl_ delete addresspool kn-e2e kn-e2e-local --ignore-not-found >&2 || true
     kubectl_ delete routingpolicy kn-e2e --ignore-not-found >&2 || true
     [[ -f $STATE/deploy/kustomization.yaml ]] &&
       { kubectl_ delete -k "$STATE/deploy" --ignore-not-found --wait=true >&2 || true; }
