@@ -371,16 +371,17 @@ check_routed() {
   # address (kubectl, ~50 ms a call) in the background; the router's routes
   # (from any BGP route into the pools: no need to know the address first) and
   # the client's first answer (to the address the route is for) here.
-  local t0 t_addr="" t_route4="" t_route6="" t_answer="" ips="" rip4="" rip6="" answer_url="" out=""
+  local t0 t_addr="" t_route4="" t_route6="" ips="" rip4="" rip6=""
+  # shellcheck disable=SC2034 # set and read by name in try_first_answer, log_first_answers
+  local t_answer4="" t_answer6="" answer4="" answer6="" failed4=0 failed6=0 last_err4="" last_err6=""
   rm -f "$STATE/addr"
   t0=$(now_us)
   create_service web kn-e2e
   log "Service $APP_NS/web created (kubectl apply returned after $(ms_since "$t0") ms)"
   deadline=$((SECONDS + TIMEOUT))
   watch_address web "$STATE/addr" &
-  local tries_failed=0 last_err=""
   local addr_pid=$! pfx4="${POOL4%.*}." pfx6="${POOL6%::*}:" r
-  while [[ -z $t_route4 || -z $t_route6 || -z $t_answer ]]; do
+  while [[ -z $t_route4 || -z $t_route6 || -z $t_answer4 || -z $t_answer6 ]]; do
     if ((SECONDS >= deadline)); then
       ip -n "$RTR_NS" route show proto bgp >&2
       ip -n "$RTR_NS" -6 route show proto bgp >&2
@@ -397,14 +398,8 @@ check_routed() {
         if route_complete -6 "$r/128"; then t_route6=$(ms_since "$t0"); rip6=$r; break; fi
       done
     fi
-    if [[ -z $t_answer && -n $rip4$rip6 ]]; then
-      answer_url=$(url_of "${rip4:-$rip6}")
-      if out=$(ip netns exec "$CLI_NS" curl -fsS --max-time 1 "$answer_url" 2>&1); then
-        t_answer=$(ms_since "$t0")
-      else
-        tries_failed=$((tries_failed + 1)); last_err=${out##*curl: }; out=""
-      fi
-    fi
+    [[ -n $t_answer4 || -z $rip4 ]] || try_first_answer 4 "$rip4"
+    [[ -n $t_answer6 || -z $rip6 ]] || try_first_answer 6 "$rip6"
     sleep 0.01
   done
   wait "$addr_pid" || true
@@ -415,15 +410,44 @@ check_routed() {
   log "address(es) assigned after ${t_addr:-?} ms: ${ips:-none}"
   [[ -z $t_route4 ]] || log "route $rip4/32 at $RTR_NS, every node a next hop, after $t_route4 ms: $(ip -n "$RTR_NS" route show "$rip4" | tr -s ' \t\n' ' ')"
   [[ -z $t_route6 ]] || log "route $rip6/128 at $RTR_NS, every node a next hop, after $t_route6 ms: $(ip -n "$RTR_NS" -6 route show "$rip6" | tr -s ' \t\n' ' ')"
-  [[ -z $t_answer ]] || log "first answer at $CLI_NS after $t_answer ms ($answer_url: $out)${last_err:+; $tries_failed request(s) before it failed, the last with: $last_err}"
+  log_first_answers ""
   [[ -n $t_route4 ]] || { log "FAIL no complete IPv4 route at $RTR_NS"; fails=$((fails + 1)); }
   [[ -n $t_route6 ]] || { log "FAIL no complete IPv6 route at $RTR_NS"; fails=$((fails + 1)); }
-  [[ -n $t_answer ]] || { log "FAIL no answer at $CLI_NS"; fails=$((fails + 1)); }
   [[ " $ips " == *" $rip4 "* && " $ips " == *" $rip6 "* ]] ||
     { log "FAIL the router's routes ($rip4 $rip6) are not the Service's addresses ($ips)"; fails=$((fails + 1)); }
   verify_answers "$ips"
-  printf 'routed pool timings (ms from Service create): address %s, IPv4 route %s, IPv6 route %s, first answer %s\n' \
-    "${t_addr:-?}" "${t_route4:-?}" "${t_route6:-?}" "${t_answer:-?}"
+  printf 'routed pool (ms from Service create): address %s; IPv4 route %s, answer %s; IPv6 route %s, answer %s\n' \
+    "${t_addr:-?}" "${t_route4:-?}" "${t_answer4:-?}" "${t_route6:-?}" "${t_answer6:-?}"
+}
+
+# try_first_answer F ADDR (F: 4 or 6): one request from the client to ADDR.
+# Sets the caller's t_answerF (ms since t0) and answerF on success, else counts
+# failedF and keeps curl's message in last_errF. Each family is waited for on
+# its own: kube-proxy programs iptables and ip6tables in separate syncs.
+try_first_answer() {
+  local f=$1 url o n
+  url=$(url_of "$2")
+  if o=$(ip netns exec "$CLI_NS" curl -fsS --max-time 1 "$url" 2>&1); then
+    printf -v "t_answer$f" '%s' "$(ms_since "$t0")"
+    printf -v "answer$f" '%s' "$url: $o"
+  else
+    n=failed$f
+    printf -v "$n" '%s' "$((${!n} + 1))"
+    printf -v "last_err$f" '%s' "${o##*curl: }"
+  fi
+}
+
+# log_first_answers WHAT: the caller's first-answer figures, FAIL if missing
+log_first_answers() {
+  local f t a n e
+  for f in 4 6; do
+    t=t_answer$f a=answer$f n=failed$f e=last_err$f
+    if [[ -n ${!t} ]]; then
+      log "$1first IPv$f answer at $CLI_NS after ${!t} ms (${!a})${!e:+; ${!n} request(s) before it failed, the last with: ${!e}}"
+    else
+      log "FAIL $1no IPv$f answer at $CLI_NS${!e:+ (${!n} failed, the last with: ${!e})}"; fails=$((fails + 1))
+    fi
+  done
 }
 
 # every address of $1 (space-separated): answered by a workload pod; which
@@ -492,14 +516,16 @@ local_holders() {
 # first answer at the client.
 check_local() {
   # the pools' addresses by prefix: 10.77.0.24[0-7], fd00:77::f[0-7]
-  local pfx4="${LPOOL4%?/*}" pfx6="${LPOOL6%?/*}" h4="" h6="" out=""
+  local pfx4="${LPOOL4%?/*}" pfx6="${LPOOL6%?/*}" h4="" h6=""
   kubectl_ -n "$APP_NS" delete svc web-local --ignore-not-found --wait=true >&2
   local deadline=$((SECONDS + 30))
   while [[ -n $(local_holders -4 "$pfx4")$(local_holders -6 "$pfx6") ]]; do
     ((SECONDS < deadline)) || die "a previous local Service's addresses stay on the nodes"
     sleep 0.1
   done
-  local t0 t_addr="" t_held4="" t_held6="" t_answer="" ips="" url="" tries_failed=0 last_err=""
+  local t0 t_addr="" t_held4="" t_held6="" ips=""
+  # shellcheck disable=SC2034 # set and read by name in try_first_answer, log_first_answers
+  local t_answer4="" t_answer6="" answer4="" answer6="" failed4=0 failed6=0 last_err4="" last_err6=""
   rm -f "$STATE/addr-local"
   t0=$(now_us)
   create_service web-local kn-e2e-local
@@ -507,18 +533,12 @@ check_local() {
   deadline=$((SECONDS + TIMEOUT))
   watch_address web-local "$STATE/addr-local" &
   local addr_pid=$!
-  while [[ -z $t_held4 || -z $t_held6 || -z $t_answer ]]; do
+  while [[ -z $t_held4 || -z $t_held6 || -z $t_answer4 || -z $t_answer6 ]]; do
     ((SECONDS < deadline)) || break
     if [[ -z $t_held4 ]]; then h4=$(local_holders -4 "$pfx4"); [[ -n $h4 ]] && t_held4=$(ms_since "$t0"); fi
     if [[ -z $t_held6 ]]; then h6=$(local_holders -6 "$pfx6"); [[ -n $h6 ]] && t_held6=$(ms_since "$t0"); fi
-    if [[ -z $t_answer && -n $h4$h6 ]]; then
-      url=$(url_of "$(head -n1 <<<"${h4:-$h6}" | cut -d: -f2-)")
-      if out=$(ip netns exec "$CLI_NS" curl -fsS --max-time 1 "$url" 2>&1); then
-        t_answer=$(ms_since "$t0")
-      else
-        tries_failed=$((tries_failed + 1)); last_err=${out##*curl: }; out=""
-      fi
-    fi
+    [[ -n $t_answer4 || -z $h4 ]] || try_first_answer 4 "$(head -n1 <<<"$h4" | cut -d: -f2-)"
+    [[ -n $t_answer6 || -z $h6 ]] || try_first_answer 6 "$(head -n1 <<<"$h6" | cut -d: -f2-)"
     sleep 0.01
   done
   wait "$addr_pid" || true
@@ -531,15 +551,14 @@ check_local() {
   h4=$(local_holders -4 "$pfx4"); h6=$(local_holders -6 "$pfx6")
   log "local: address(es) assigned after ${t_addr:-?} ms: ${ips:-none}"
   log "local: IPv4 held after ${t_held4:-?} ms by ${h4//$'\n'/ }, IPv6 after ${t_held6:-?} ms by ${h6//$'\n'/ }"
-  [[ -z $t_answer ]] || log "local: first answer at $CLI_NS after $t_answer ms ($url: $out)${last_err:+; $tries_failed request(s) before it failed, the last with: $last_err}"
+  log_first_answers "local: "
   [[ $(wc -l <<<"$h4") == 1 && -n $h4 ]] || { log "FAIL local IPv4: held by '${h4//$'\n'/ }', not by exactly one node"; fails=$((fails + 1)); }
   [[ $(wc -l <<<"$h6") == 1 && -n $h6 ]] || { log "FAIL local IPv6: held by '${h6//$'\n'/ }', not by exactly one node"; fails=$((fails + 1)); }
-  [[ -n $t_answer ]] || { log "FAIL local: no answer at $CLI_NS"; fails=$((fails + 1)); }
   [[ " $ips " == *" ${h4#*:} "* && " $ips " == *" ${h6#*:} "* ]] ||
     { log "FAIL local: the nodes hold ${h4#*:} ${h6#*:}, the Service has $ips"; fails=$((fails + 1)); }
   verify_answers "$ips"
-  printf 'local pool timings (ms from Service create): address %s, IPv4 held %s, IPv6 held %s, first answer %s\n' \
-    "${t_addr:-?}" "${t_held4:-?}" "${t_held6:-?}" "${t_answer:-?}"
+  printf 'local pool (ms from Service create): address %s; IPv4 held %s, answer %s; IPv6 held %s, answer %s\n' \
+    "${t_addr:-?}" "${t_held4:-?}" "${t_answer4:-?}" "${t_held6:-?}" "${t_answer6:-?}"
 }
 
 cmd_check() {
