@@ -167,19 +167,9 @@ port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Start "$@" detached in its own session (survives this script and the
-# caller's process group), stdin from /dev/null, output to log file $2; the
-# real pid of the command is written to pid file $1.
-start_detached() {
-  local pidfile=$1 logfile=$2; shift 2
-  # fds 8/9 hold our flocks: close them so the daemons don't keep the locks.
-  # shellcheck disable=SC2016  # $$/$1/$@ are for the inner bash
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" \
-    </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
-  # Wait (briefly) for the pid file to appear.
-  for _ in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
-  die "could not start $1"
-}
+# start_detached: integration/k8s/proc.sh
+# shellcheck source=integration/k8s/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # ------------------------------------------------------------------- build --
 # Binaries this script can build: name -> cache path (name = cmd/<name>).

@@ -127,15 +127,9 @@ live_pid() {
   echo "$pid"
 }
 
-# start_detached PIDFILE LOGFILE CMD...: own session, pid of CMD in PIDFILE.
-start_detached() {
-  local pidfile=$1 logfile=$2; shift 2
-  # shellcheck disable=SC2016
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" \
-    </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
-  for _ in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
-  die "could not start $*"
-}
+# start_detached: integration/k8s/proc.sh
+# shellcheck source=integration/k8s/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # Gone, or a zombie waiting for this machine's init to reap it.
 pid_gone() {
