@@ -322,11 +322,13 @@ impl FrrDriver {
     /// [`rip_withdraw`]). Rare (routelb's RIP line goes away) and up to one update interval
     /// long (30 s by default).
     async fn drain_rip(&self, desired: &Owned) -> Result<(), DaemonError> {
+        // Runs before every apply: compared with `desired` itself (only its redistribute keys
+        // matter, and a RIP line is held by ripd or ripngd alone), not with each daemon's
+        // share, which would copy every prefix entry once per daemon on each Service change.
         let held = self.current().await?;
-        let shares = self.shares(&held, desired);
         let plan: BTreeMap<String, Vec<frr_config::Change>> = held
             .iter()
-            .map(|(d, h)| (d.clone(), rip_withdraw::drain(h, &shares[d])))
+            .map(|(d, h)| (d.clone(), rip_withdraw::drain(h, desired)))
             .filter(|(_, changes)| !changes.is_empty())
             .collect();
         if plan.is_empty() {

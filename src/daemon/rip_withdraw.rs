@@ -21,7 +21,8 @@ const UNREACHABLE: &str = "set metric 16";
 
 /// The changes that make routelb's RIP/RIPng route-map entries announce their prefixes as
 /// unreachable, for each redistribute line in `running` that `desired` drops and that gives a
-/// base line back. Empty when there is nothing to drain (the usual case).
+/// base line back. Empty when there is nothing to drain (the usual case). Of `desired`, only
+/// the redistribute keys are read.
 pub fn drain(running: &Owned, desired: &Owned) -> Vec<Change> {
     let mut changes = Vec::new();
     for (key, line) in &running.redistribute {

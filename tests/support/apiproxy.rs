@@ -32,10 +32,7 @@ impl ApiProxy {
     /// Listens on 127.0.0.1:`port` inside `netns` and forwards to 127.0.0.1:`port` here.
     /// Listens in `netns` on the port of the API server that `KUBECONFIG` names.
     pub fn start(netns: &str) -> ApiProxy {
-        Self::start_on(netns, api_server_port())
-    }
-
-    pub fn start_on(netns: &str, port: u16) -> ApiProxy {
+        let port = api_server_port();
         let host = File::open("/proc/self/ns/net").expect("own netns");
         let target = File::open(format!("/var/run/netns/{netns}")).expect("lab netns exists");
         let (tx, rx) = std::sync::mpsc::channel();
