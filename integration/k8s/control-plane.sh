@@ -400,10 +400,8 @@ start_etcd() {
     --logger zap --log-outputs stderr
   local deadline=$((SECONDS + READY_TIMEOUT))
   until etcd_healthy; do
-    live_pid "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR" >/dev/null || {
-      tail -n 30 "$LOG_DIR/etcd.log" >&2; die "etcd exited during startup (log: $LOG_DIR/etcd.log)"; }
-    ((SECONDS < deadline)) || {
-      tail -n 30 "$LOG_DIR/etcd.log" >&2; die "etcd not healthy after ${READY_TIMEOUT}s (log: $LOG_DIR/etcd.log)"; }
+    startup_alive etcd "$STATE_DIR/etcd.pid" "$ETCD_DATA_DIR" "$LOG_DIR/etcd.log"
+    startup_in_time etcd "$deadline" "not healthy" "$LOG_DIR/etcd.log"
     sleep 0.2
   done
 }
@@ -462,10 +460,8 @@ start_apiserver() {
   # Wait for /readyz, then for the bootstrap controller's namespaces.
   local deadline=$((SECONDS + READY_TIMEOUT)) ns
   until apiserver_ready; do
-    live_pid "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" >/dev/null || {
-      tail -n 40 "$LOG_DIR/apiserver.log" >&2; die "kube-apiserver exited during startup (log: $LOG_DIR/apiserver.log)"; }
-    ((SECONDS < deadline)) || {
-      tail -n 40 "$LOG_DIR/apiserver.log" >&2; die "kube-apiserver not ready after ${READY_TIMEOUT}s (log: $LOG_DIR/apiserver.log)"; }
+    startup_alive kube-apiserver "$STATE_DIR/apiserver.pid" "$APISERVER_BIN" "$LOG_DIR/apiserver.log"
+    startup_in_time kube-apiserver "$deadline" "not ready" "$LOG_DIR/apiserver.log"
     sleep 0.5
   done
   for ns in default kube-system; do
@@ -521,12 +517,9 @@ start_controllers() {
         -H "Authorization: Bearer $(<"$STATE_DIR/admin.token")" \
         "$APISERVER_URL/api/v1/namespaces/default/serviceaccounts/default" 2>/dev/null) &&
       grep -q '"secrets"' <<<"$sa"; do
-    live_pid "$STATE_DIR/controller-manager.pid" "$KCM_BIN" >/dev/null || {
-      tail -n 40 "$LOG_DIR/controller-manager.log" >&2; die "kube-controller-manager exited during startup (log: $LOG_DIR/controller-manager.log)"; }
-    live_pid "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN" >/dev/null || {
-      tail -n 40 "$LOG_DIR/scheduler.log" >&2; die "kube-scheduler exited during startup (log: $LOG_DIR/scheduler.log)"; }
-    ((SECONDS < deadline)) || {
-      tail -n 40 "$LOG_DIR/controller-manager.log" >&2; die "no default ServiceAccount token after ${READY_TIMEOUT}s (log: $LOG_DIR/controller-manager.log)"; }
+    startup_alive kube-controller-manager "$STATE_DIR/controller-manager.pid" "$KCM_BIN" "$LOG_DIR/controller-manager.log"
+    startup_alive kube-scheduler "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN" "$LOG_DIR/scheduler.log"
+    startup_in_time kube-controller-manager "$deadline" "no default ServiceAccount token" "$LOG_DIR/controller-manager.log"
     sleep 0.5
   done
 }
@@ -534,6 +527,18 @@ start_controllers() {
 stop_controllers() {
   stop_one kube-scheduler "$STATE_DIR/scheduler.pid" "$SCHEDULER_BIN"
   stop_one kube-controller-manager "$STATE_DIR/controller-manager.pid" "$KCM_BIN"
+}
+
+# While waiting for a daemon started here: die with its log's tail when it exited
+# (startup_alive NAME PIDFILE CMDLINE-PART LOG) or when DEADLINE passed
+# (startup_in_time NAME DEADLINE WHAT LOG).
+startup_alive() {
+  live_pid "$2" "$3" >/dev/null && return 0
+  tail -n 40 "$4" >&2; die "$1 exited during startup (log: $4)"
+}
+startup_in_time() {
+  ((SECONDS < $2)) && return 0
+  tail -n 40 "$4" >&2; die "$1: $3 after ${READY_TIMEOUT}s (log: $4)"
 }
 
 # Stop one process (by pid file, with cmdline check), TERM then KILL.
