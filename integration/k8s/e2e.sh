@@ -20,19 +20,23 @@
 #                  8080) and measures: create -> address assigned -> route at
 #                  the router (all nodes as ECMP next hops) -> first answer at
 #                  the client; then checks every address from kn-client.
+#   e2e.sh env     KUBECONFIG, KUBECTL, VTYSH_RTR (the router's vtysh), NODES
+#                  and NODES_SH as NAME=value lines, for tests/cluster.rs.
 #   e2e.sh down    stops the router's FRR, removes the client namespace, then
 #                  nodes.sh down and control-plane.sh down. With
 #                  ROUTELB_E2E_KEEP_CLUSTER=1 it keeps both and deletes instead
 #                  what `up` applied (workload, pool, policy, deploy/).
 #
-# The control plane is control-plane.sh's: pass its ROUTELB_K8S_* variables
-# (state dir, ports) as for nodes.sh. Other variables: ROUTELB_E2E_STATE
+# The control plane is control-plane.sh's, in controllers mode, apart from the
+# bare one the other tests use: ROUTELB_E2E_K8S_STATE (default
+# /tmp/routelb-kn-k8s), ROUTELB_E2E_K8S_PORT (6445), ROUTELB_E2E_K8S_ETCD_PORT
+# (23890) are handed to control-plane.sh and nodes.sh as their ROUTELB_K8S_*.
+# Other variables: ROUTELB_E2E_STATE
 # (default /tmp/routelb-kn-e2e), ROUTELB_E2E_NODES (2), ROUTELB_E2E_TIMEOUT (s, 120),
 # ROUTELB_E2E_BUILD=1 (`up` runs integration/images/build.sh all even when
 # images.env exists; without it, only when images.env is missing).
 #
-# Example (a control plane of its own, beside others on this machine):
-#   export ROUTELB_K8S_STATE=/tmp/kn-k8s ROUTELB_K8S_PORT=6445 ROUTELB_K8S_ETCD_PORT=23890
+# Example:
 #   integration/k8s/e2e.sh up && integration/k8s/e2e.sh check; integration/k8s/e2e.sh down
 
 set -euo pipefail
@@ -42,6 +46,9 @@ REPO=$(cd "$HERE/../.." && pwd)
 CP="$HERE/control-plane.sh"
 NODES="$HERE/nodes.sh"
 export ROUTELB_K8S_CONTROLLERS=1
+export ROUTELB_K8S_STATE=${ROUTELB_E2E_K8S_STATE:-/tmp/routelb-kn-k8s}
+export ROUTELB_K8S_PORT=${ROUTELB_E2E_K8S_PORT:-6445}
+export ROUTELB_K8S_ETCD_PORT=${ROUTELB_E2E_K8S_ETCD_PORT:-23890}
 export LOG_TAG=e2e # read by lib.sh
 # shellcheck source-path=SCRIPTDIR source=../lab/lib.sh
 source "$REPO/integration/lab/lib.sh"
@@ -70,6 +77,8 @@ RTR_AS=64500
 NODE_AS=64512
 POOL4=203.0.113.0/28
 POOL6=2001:db8:100::/120
+BENCH_POOL4=198.51.100.0/25  # room for benches/cluster.rs's 50 Services
+BENCH_POOL6=2001:db8:200::/120
 LPOOL4=10.77.0.240/29      # local pool: in the nodes' segment
 LPOOL6=fd00:77::f0/125
 APP_NS=kn-e2e
@@ -251,6 +260,16 @@ spec:
   avoidBuggyIPs: true
 ---
 apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata:
+  name: kn-e2e-bench
+  labels: {announce: bgp}
+spec:
+  mode: routed
+  addresses: [$BENCH_POOL4, $BENCH_POOL6]
+  avoidBuggyIPs: true
+---
+apiVersion: routelb.io/v1alpha1
 kind: RoutingPolicy
 metadata:
   name: kn-e2e
@@ -279,7 +298,10 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      terminationGracePeriodSeconds: 1
+      # httpd runs as PID 1 and so ignores SIGTERM: a terminating pod serves until
+      # the kill at the end of this period, by when kube-proxy has stopped sending
+      # it new connections (about a second): no request is refused on the way out.
+      terminationGracePeriodSeconds: 3
       # one replica per node
       topologySpreadConstraints:
       - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
@@ -315,6 +337,9 @@ cmd_up() {
   mkdir -p "$STATE"
   netns_exists_ "$RTR_NS" || die "nodes.sh made no $RTR_NS"
   setup_client
+  # ECMP by addresses and ports, as routers spread flows: every node gets a share
+  # of the client's connections, not all of them the one its address hashes to
+  ip netns exec "$RTR_NS" sysctl -qw net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1
   start_router_frr
   node_loopbacks
   apply_routelb
@@ -573,6 +598,14 @@ cmd_check() {
   log "check OK"
 }
 
+# ------------------------------------------------------------------- env --
+# For the tests (tests/cluster.rs): the cluster's handles as NAME=value lines.
+cmd_env() {
+  cp_env
+  printf 'KUBECONFIG=%s\nKUBECTL=%s\nVTYSH_RTR=%s\nNODES=%s\nNODES_SH=%s\n' \
+    "$KUBECONFIG_PATH" "$KUBECTL" "$STATE/vtysh-rtr" "$N" "$NODES"
+}
+
 # ------------------------------------------------------------------ down --
 cmd_down() {
   local keep=${ROUTELB_E2E_KEEP_CLUSTER:-0}
@@ -583,7 +616,7 @@ cmd_down() {
      [[ -f $KUBECONFIG_PATH ]] && KUBECTL=$(bash "$CP" kubectl-path 2>/dev/null) &&
      kubectl_ get --raw /healthz >/dev/null 2>&1; then
     kubectl_ delete namespace "$APP_NS" --ignore-not-found --wait=true >&2 || true
-    kubectl_ delete addresspool kn-e2e kn-e2e-local --ignore-not-found >&2 || true
+    kubectl_ delete addresspool kn-e2e kn-e2e-local kn-e2e-bench --ignore-not-found >&2 || true
     kubectl_ delete routingpolicy kn-e2e --ignore-not-found >&2 || true
     [[ -f $STATE/deploy/kustomization.yaml ]] &&
       { kubectl_ delete -k "$STATE/deploy" --ignore-not-found --wait=true >&2 || true; }
@@ -607,5 +640,6 @@ case ${1:-} in
   up)    cmd_up ;;
   check) cmd_check ;;
   down)  cmd_down ;;
-  *)     echo "usage: $0 up|check|down" >&2; exit 2 ;;
+  env)   cmd_env ;;
+  *)     echo "usage: $0 up|check|env|down" >&2; exit 2 ;;
 esac

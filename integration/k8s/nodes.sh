@@ -11,6 +11,11 @@
 #   nodes.sh down     stop every node this script started (by pid files), their
 #                     pods, the segment, and delete the state directory. The
 #                     control plane stays up (control-plane.sh down stops it).
+#   nodes.sh crash K  node K fails as a machine does: its link to the segment is
+#                     cut first (no goodbye packet leaves it), then its kubelet,
+#                     kube-proxy, containerd, shims and every container are
+#                     killed with -9. The Node object stays (NotReady later);
+#                     the next `up` builds the node again from scratch.
 #   nodes.sh status   list the nodes' processes and `kubectl get nodes -o wide`.
 #   nodes.sh smoke    one HTTP pod per node + a dual-stack ClusterIP Service;
 #                     requests from every node's namespace to every pod IP and
@@ -579,6 +584,22 @@ node_down() {
   rm -rf "$dir"
 }
 
+cmd_crash() {
+  local k=${1:-} dir pid
+  [[ $k =~ ^[1-9]$ ]] || die "crash: node number 1..9"
+  netns_exists "$(node_name "$k")" || die "crash: no $(node_name "$k")"
+  dir=$(node_dir "$k")
+  touch "$dir/crashed"
+  ip -n "$SEG_NS" link set "kn-n$k-s" down
+  for pid in $(live_pid "$dir/kubelet.pid" "--root-dir=$dir/kubelet") \
+             $(live_pid "$dir/kube-proxy.pid" "--hostname-override=$(node_name "$k")") \
+             $(live_pid "$dir/containerd.pid" "$dir/containerd.toml") \
+             $(node_shim_pids "$k") $(node_cgroup_pids "$k"); do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  log "$(node_name "$k") crashed: link down, processes killed"
+}
+
 cmd_down() {
   mkdir -p "$(dirname "$STATE")"
   exec 9>"$STATE.lock"
@@ -655,6 +676,8 @@ cmd_up() {
   setup_segment
   write_kubernetes_endpoints
   for k in $(seq "$n"); do
+    # a crashed node (cmd_crash) is rebuilt from scratch
+    if [[ -f $(node_dir "$k")/crashed ]]; then node_down "$k"; fi
     setup_node_net "$k"
     setup_node_cgroups "$k"
     setup_node_mntns "$k"
@@ -817,5 +840,6 @@ case ${1:-} in
   down)   cmd_down ;;
   status) cmd_status ;;
   smoke)  cmd_smoke ;;
-  *)      echo "usage: $0 up [N]|down|status|smoke" >&2; exit 2 ;;
+  crash)  cmd_crash "${2:-}" ;;
+  *)      echo "usage: $0 up [N]|down|crash K|status|smoke" >&2; exit 2 ;;
 esac

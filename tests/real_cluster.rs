@@ -1,0 +1,528 @@
+//! routelb as users run it (issue 13): kubelets, containerd, kube-proxy and the controllers on
+//! nodes in network namespaces, deploy/ applied unchanged with the FRR sidecar, an FRR router
+//! peering with every node and a client behind it (integration/k8s/e2e.sh). The client's
+//! requests, through the router, are the judge: through a traffic-policy change, rolling
+//! updates, a drain, a template edit and a node failure.
+//!
+//! One cluster for all scenarios, brought up before the first and down after the last (unless
+//! ROUTELB_E2E_KEEP=1), so this target has its own harness (libtest-mimic: the usual
+//! `cargo test` flags and output) and runs its scenarios one at a time, in order. Needs root
+//! and what e2e.sh installs and builds (images, node binaries: cached in ~/.cache/routelb).
+
+mod support {
+    pub mod files;
+    pub mod load;
+    pub mod lock;
+    pub mod real_cluster;
+    #[allow(dead_code)] // `variables` only
+    pub mod script;
+    pub mod wait;
+}
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Trial};
+use serde_json::json;
+use support::load::{self, Load, Report};
+use support::real_cluster::{
+    APP_NS, CLIENT_NS, LOCAL_POOL, Outcome, ROUTED_POOL, RealCluster, SYSTEM_NS, e2e,
+};
+use support::{lock, wait};
+
+/// Requests per second per Service address, through every scenario's change.
+const RATE: u32 = 50;
+
+type Scenario = fn(&RealCluster) -> Outcome;
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    (
+        "routed_and_local_pools_answer_through_the_router",
+        pools_answer,
+    ),
+    (
+        "traffic_policy_local_announces_only_nodes_with_endpoints",
+        traffic_policy_local,
+    ),
+    ("agent_rolling_update_loses_no_request", agent_rollout),
+    (
+        "allocator_rolling_update_loses_no_request",
+        allocator_rollout,
+    ),
+    ("drain_loses_no_request", drain),
+    (
+        "template_edit_reaches_every_agent_and_the_router",
+        template_edit,
+    ),
+    (
+        "node_failure_moves_local_addresses_and_routes_converge",
+        node_failure,
+    ),
+];
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // one cluster: the scenarios take turns, in the order above
+    args.test_threads = Some(1);
+    let selected = SCENARIOS.iter().any(|(name, _)| is_selected(&args, name));
+    if args.list || !selected {
+        let trials = SCENARIOS
+            .iter()
+            .map(|(name, _)| Trial::test(*name, || Ok(())))
+            .collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+    let _held = lock::exclusive("real-cluster");
+    let cluster = RealCluster::up().map(Arc::new);
+    let trials = SCENARIOS
+        .iter()
+        .map(|(name, scenario)| {
+            let (cluster, scenario) = (cluster.clone(), *scenario);
+            Trial::test(*name, move || match &cluster {
+                Ok(c) => scenario(c).map_err(Into::into),
+                Err(e) => Err(format!("the cluster did not come up: {e}").into()),
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if std::env::var("ROUTELB_E2E_KEEP").as_deref() != Ok("1") {
+        if let Err(e) = e2e(&["down"]) {
+            eprintln!("{e}");
+        }
+    }
+    conclusion.exit_code()
+}
+
+/// Whether libtest's filter arguments select `name` (so that `cargo test other_test` does not
+/// bring a cluster up for nothing).
+fn is_selected(args: &Arguments, name: &str) -> bool {
+    let matches = |f: &str| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f)
+        }
+    };
+    args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
+}
+
+// ------------------------------------------------------------------------------ helpers --
+
+/// A Service of the scenario's, deleted when the scenario ends however it ends.
+struct TestService<'c> {
+    cluster: &'c RealCluster,
+    name: String,
+    ips: Vec<IpAddr>,
+}
+
+impl<'c> TestService<'c> {
+    fn create(c: &'c RealCluster, name: &str, pool: &str, traffic_policy: &str) -> Outcome<Self> {
+        c.delete_service(name);
+        let ips = c.create_service(name, pool, traffic_policy)?;
+        Ok(TestService {
+            cluster: c,
+            name: name.to_string(),
+            ips,
+        })
+    }
+
+    fn ip(&self, v4: bool) -> IpAddr {
+        *self
+            .ips
+            .iter()
+            .find(|ip| ip.is_ipv4() == v4)
+            .expect("dual-stack")
+    }
+
+    /// Waits until the router forwards every address to `nodes`.
+    fn wait_announced_by(&self, nodes: &BTreeSet<String>, timeout: Duration) -> Outcome<Duration> {
+        let mut longest = Duration::ZERO;
+        for ip in &self.ips {
+            longest = longest.max(self.cluster.wait_announced_by(*ip, nodes, timeout)?);
+        }
+        Ok(longest)
+    }
+}
+
+impl Drop for TestService<'_> {
+    fn drop(&mut self) {
+        self.cluster.delete_service(&self.name);
+    }
+}
+
+fn http_target(ip: IpAddr) -> SocketAddr {
+    SocketAddr::new(ip, 80)
+}
+
+/// A load of [`RATE`] requests a second on each address.
+fn start_loads(ips: &[IpAddr]) -> Outcome<Vec<Load>> {
+    ips.iter()
+        .map(|ip| Load::start(CLIENT_NS, http_target(*ip), RATE).map_err(|e| format!("load: {e}")))
+        .collect()
+}
+
+fn stop_loads(loads: Vec<Load>) -> Vec<Report> {
+    let reports: Vec<Report> = loads.into_iter().map(Load::stop).collect();
+    for r in &reports {
+        println!("    {}", r.summary());
+    }
+    reports
+}
+
+fn total_failed(reports: &[Report]) -> usize {
+    reports.iter().map(Report::failed).sum()
+}
+
+/// `n` requests in a row to each address, every one answered: the "works now" check after a
+/// change has converged.
+fn expect_answers(ips: &[IpAddr], n: usize) -> Outcome {
+    for ip in ips {
+        let r = load::requests(CLIENT_NS, http_target(*ip), n).map_err(|e| e.to_string())?;
+        if r.failed() > 0 {
+            return Err(format!("after convergence: {}", r.summary()));
+        }
+    }
+    Ok(())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------- scenarios --
+
+/// Test 1: e2e.sh check — routed pool over BGP with ECMP over the nodes, and a local pool;
+/// IPv4 and IPv6; create → first answer at the client, timed.
+fn pools_answer(_: &RealCluster) -> Outcome {
+    let figures = e2e(&["check"])?;
+    print!("{figures}");
+    Ok(())
+}
+
+/// Test 2: externalTrafficPolicy Local with EndpointSlices from the real controller: a node
+/// whose pods go stops announcing, the others keep answering; back when pods return.
+fn traffic_policy_local(c: &RealCluster) -> Outcome {
+    let all = c.all_nodes();
+    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    let svc = TestService::create(c, "web-etp-local", ROUTED_POOL, "Local")?;
+    svc.wait_announced_by(&all, Duration::from_secs(60))?;
+    let loads = start_loads(&svc.ips)?;
+    let t0 = Instant::now();
+    let kept: BTreeSet<String> = c
+        .scale_workload(1, Duration::from_secs(60))?
+        .into_iter()
+        .collect();
+    let withdrawn = svc.wait_announced_by(&kept, Duration::from_secs(30));
+    let took = t0.elapsed();
+    let reports = stop_loads(loads);
+    withdrawn?;
+    expect_answers(&svc.ips, 20)?;
+    println!(
+        "    scaled to 1 pod (on {kept:?}): the router forwards only there {} after the scale",
+        secs(took)
+    );
+    let t1 = Instant::now();
+    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    svc.wait_announced_by(&all, Duration::from_secs(30))?;
+    println!(
+        "    scaled back: every node announces again {} after the scale",
+        secs(t1.elapsed())
+    );
+    expect_answers(&svc.ips, 20)?;
+    match total_failed(&reports) {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} request(s) failed while a node lost its endpoints"
+        )),
+    }
+}
+
+/// Test 3: `kubectl rollout restart` of `what` under continuous requests to a routed
+/// Service: no request may fail, the addresses stay.
+fn rollout(c: &RealCluster, what: &str, service: &str) -> Outcome {
+    let all = c.all_nodes();
+    let svc = TestService::create(c, service, ROUTED_POOL, "Cluster")?;
+    svc.wait_announced_by(&all, Duration::from_secs(60))?;
+    let loads = start_loads(&svc.ips)?;
+    let t0 = Instant::now();
+    let rolled = c
+        .kubectl(&["-n", SYSTEM_NS, "rollout", "restart", what])
+        .and_then(|_| c.kubectl(&["-n", SYSTEM_NS, "rollout", "status", what, "--timeout=300s"]));
+    let rollout_took = t0.elapsed();
+    let back = rolled.and_then(|_| svc.wait_announced_by(&all, Duration::from_secs(60)));
+    let took = t0.elapsed();
+    let reports = stop_loads(loads);
+    back?;
+    println!(
+        "    {what}: rollout complete {}, every node announcing {} after the restart",
+        secs(rollout_took),
+        secs(took)
+    );
+    let now = c.service_addresses(service);
+    if now.iter().collect::<BTreeSet<_>>() != svc.ips.iter().collect() {
+        return Err(format!("the addresses changed: {:?} -> {now:?}", svc.ips));
+    }
+    match total_failed(&reports) {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} request(s) failed during the rolling update of {what}"
+        )),
+    }
+}
+
+fn agent_rollout(c: &RealCluster) -> Outcome {
+    rollout(c, "ds/routelb-agent", "web-rollout-agent")
+}
+
+fn allocator_rollout(c: &RealCluster) -> Outcome {
+    rollout(c, "deploy/routelb-allocator", "web-rollout-allocator")
+}
+
+/// Test 4: `kubectl drain` of a node (and uncordon) under continuous requests.
+fn drain(c: &RealCluster) -> Outcome {
+    let all = c.all_nodes();
+    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    let svc = TestService::create(c, "web-drain", ROUTED_POOL, "Cluster")?;
+    svc.wait_announced_by(&all, Duration::from_secs(60))?;
+    let node = RealCluster::node_name(1);
+    let loads = start_loads(&svc.ips)?;
+    let t0 = Instant::now();
+    let drained = c.kubectl(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=180s",
+    ]);
+    let drain_took = t0.elapsed();
+    let uncordoned = c.kubectl(&["uncordon", &node]);
+    let reports = stop_loads(loads);
+    drained?;
+    uncordoned?;
+    println!("    kubectl drain {node}: {}", secs(drain_took));
+    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    expect_answers(&svc.ips, 20)?;
+    match total_failed(&reports) {
+        0 => Ok(()),
+        n => Err(format!("{n} request(s) failed during the drain of {node}")),
+    }
+}
+
+/// Test 5: the templates ConfigMap edited with kubectl reaches every agent through the
+/// kubelet's volume update: NodeState shows a new fragment hash and the router gets the
+/// edit's MED from every node; then the original is restored the same way.
+fn template_edit(c: &RealCluster) -> Outcome {
+    const KEY: &str = "frr.bgp.conf.tera";
+    const ANCHOR: &str = "{%- if e.communities %}";
+    const MED: u64 = 777;
+    let all = c.all_nodes();
+    let svc = TestService::create(c, "web-template", ROUTED_POOL, "Cluster")?;
+    svc.wait_announced_by(&all, Duration::from_secs(60))?;
+    let cm = c.get_json(&["-n", SYSTEM_NS, "configmap", "routelb-templates"])?;
+    let original = cm["data"][KEY]
+        .as_str()
+        .ok_or(format!("routelb-templates has no {KEY}"))?
+        .to_string();
+    if !original.contains(ANCHOR) {
+        return Err(format!("{KEY} has no `{ANCHOR}` to insert the edit before"));
+    }
+    let edited = original.replacen(ANCHOR, &format!("\n set metric {MED}\n{ANCHOR}"), 1);
+    let restore = Restore {
+        cluster: c,
+        key: KEY,
+        original: original.clone(),
+    };
+
+    let before = fragment_hashes(c)?;
+    let t0 = Instant::now();
+    set_template(c, KEY, &edited)?;
+    let timeout = Duration::from_secs(180);
+    let hashes = wait::up_to(timeout)
+        .every(Duration::from_millis(250))
+        .until_blocking(|| {
+            let now = fragment_hashes(c).ok()?;
+            (now.len() == before.len() && now.iter().zip(&before).all(|(a, b)| a.1 != b.1))
+                .then_some(now)
+        })
+        .ok_or(format!(
+            "not every NodeState shows a new fragment hash {timeout:?} after the edit"
+        ))?;
+    let at_router = wait_med(c, &svc, Some(MED), timeout)?;
+    println!(
+        "    edit: every NodeState's fragment hash changed after {} ({hashes:?}), MED {MED} from \
+         every node at the router after {}",
+        secs(hashes.took),
+        secs(t0.elapsed().max(at_router))
+    );
+    let t1 = Instant::now();
+    drop(restore);
+    wait_med(c, &svc, None, timeout)?;
+    println!(
+        "    restored: no MED at the router {} after the restore",
+        secs(t1.elapsed())
+    );
+    Ok(())
+}
+
+/// Puts the original template back however [`template_edit`] ends.
+struct Restore<'c> {
+    cluster: &'c RealCluster,
+    key: &'static str,
+    original: String,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = set_template(self.cluster, self.key, &self.original) {
+            eprintln!("restoring {}: {e}", self.key);
+        }
+    }
+}
+
+fn set_template(c: &RealCluster, key: &str, text: &str) -> Outcome {
+    let patch = json!({ "data": { key: text } }).to_string();
+    c.kubectl(&[
+        "-n",
+        SYSTEM_NS,
+        "patch",
+        "configmap",
+        "routelb-templates",
+        "--type=merge",
+        "-p",
+        &patch,
+    ])
+    .map(drop)
+}
+
+/// (node, fragment hash) of every NodeState, by node.
+fn fragment_hashes(c: &RealCluster) -> Outcome<Vec<(String, String)>> {
+    let list = c.get_json(&["nodestates"])?;
+    let mut hashes: Vec<(String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let name = n["metadata"]["name"].as_str().unwrap_or("?").to_string();
+            let hash = n["status"]["fragmentHash"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (name, hash)
+        })
+        .collect();
+    hashes.sort();
+    Ok(hashes)
+}
+
+/// Waits until the router has one path per node for each of the Service's addresses, all
+/// with MED `med`.
+fn wait_med(
+    c: &RealCluster,
+    svc: &TestService,
+    med: Option<u64>,
+    timeout: Duration,
+) -> Outcome<Duration> {
+    wait::up_to(timeout)
+        .every(Duration::from_millis(100))
+        .until_blocking(|| {
+            svc.ips
+                .iter()
+                .all(|ip| {
+                    let paths = c.router_paths(*ip);
+                    paths.len() == c.nodes && paths.iter().all(|(_, m)| *m == med)
+                })
+                .then_some(())
+        })
+        .map(|w| w.took)
+        .ok_or_else(|| {
+            let paths: Vec<_> = svc.ips.iter().map(|ip| (ip, c.router_paths(*ip))).collect();
+            format!("the router's paths are not all MED {med:?} after {timeout:?}: {paths:?}")
+        })
+}
+
+/// Test 6: a node fails as a machine does (link cut, everything killed -9): its local
+/// addresses move to another node, the router drops it when the BGP hold timer expires, and
+/// once Kubernetes has marked its pods unready every request is answered again. The node is
+/// rebuilt afterwards.
+fn node_failure(c: &RealCluster) -> Outcome {
+    let all = c.all_nodes();
+    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    let routed = TestService::create(c, "web-failure", ROUTED_POOL, "Cluster")?;
+    let local = TestService::create(c, "web-failure-local", LOCAL_POOL, "Cluster")?;
+    routed.wait_announced_by(&all, Duration::from_secs(60))?;
+    let local4 = local.ip(true);
+    let holder = wait::up_to(Duration::from_secs(30))
+        .until_blocking(|| c.holders(local4).first().cloned())
+        .ok_or(format!("no node holds {local4}"))?
+        .value;
+    let k: usize = holder
+        .trim_start_matches("kn-node")
+        .parse()
+        .map_err(|_| holder.clone())?;
+    let survivors: BTreeSet<String> = all.iter().filter(|n| **n != holder).cloned().collect();
+    let mut ips = routed.ips.clone();
+    ips.extend(&local.ips);
+    let loads = start_loads(&ips)?;
+    let t0 = Instant::now();
+    let outcome = (|| {
+        c.crash_node(k)?;
+        wait::up_to(Duration::from_secs(60))
+            .every(Duration::from_millis(20))
+            .until_blocking(|| {
+                let moved = |ip: &IpAddr| matches!(c.holders(*ip).as_slice(), [h] if *h != holder);
+                local.ips.iter().all(moved).then_some(())
+            })
+            .ok_or(format!(
+                "{:?} not held by a surviving node 60 s after the crash",
+                local.ips
+            ))?;
+        let moved = t0.elapsed();
+        routed.wait_announced_by(&survivors, Duration::from_secs(60))?;
+        let converged = t0.elapsed();
+        wait_pods_unready_on(c, &holder, Duration::from_secs(120))?;
+        Ok::<_, String>((moved, converged, t0.elapsed()))
+    })();
+    let reports = stop_loads(loads);
+    let (moved, converged, unready) = outcome?;
+    println!(
+        "    {holder} crashed: its local addresses moved after {}, the router dropped it after {} \
+         (BGP hold time), its pods unready in the EndpointSlices after {}; {} request(s) failed",
+        secs(moved),
+        secs(converged),
+        secs(unready),
+        total_failed(&reports)
+    );
+    expect_answers(&ips, 20)?;
+    let t1 = Instant::now();
+    RealCluster::up()?;
+    routed.wait_announced_by(&all, Duration::from_secs(120))?;
+    println!(
+        "    {holder} rebuilt and announcing again after {}",
+        secs(t1.elapsed())
+    );
+    expect_answers(&ips, 20)
+}
+
+/// Waits until no EndpointSlice of the workload lists a ready endpoint on `node`.
+fn wait_pods_unready_on(c: &RealCluster, node: &str, timeout: Duration) -> Outcome<Duration> {
+    wait::up_to(timeout)
+        .every(Duration::from_millis(250))
+        .until_blocking(|| {
+            let slices = c.get_json(&["-n", APP_NS, "endpointslices"]).ok()?;
+            let ready_there = slices["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .any(|e| {
+                    e["topology"]["kubernetes.io/hostname"] == node
+                        && e["conditions"]["ready"] != false
+                });
+            (!ready_there).then_some(())
+        })
+        .map(|w| w.took)
+        .ok_or(format!("endpoints on {node} still ready {timeout:?} later"))
+}

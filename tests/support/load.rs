@@ -1,0 +1,208 @@
+//! Continuous HTTP requests from a client network namespace at a fixed rate, as a user's
+//! clients would send them through a rollout or a failure: every request a new TCP connection
+//! (so the router's ECMP hash spreads them over the nodes), each counted as answered (by which
+//! pod) or failed (and why, and when).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Requests in flight at most: enough that one stuck request does not hold the rate back.
+const WORKERS: usize = 6;
+
+/// One failed request: when it was due (from the start of the load) and what went wrong.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub at: Duration,
+    pub error: String,
+}
+
+/// What a load saw between its start and its stop.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub target: String,
+    pub sent: u64,
+    pub failures: Vec<Failure>,
+    /// Answers per pod name.
+    pub answered_by: BTreeMap<String, u64>,
+    pub lasted: Duration,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// One line for the test log: counts, the failures' window and a few reasons.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: {} requests in {:.1} s, {} failed",
+            self.target,
+            self.sent,
+            self.lasted.as_secs_f64(),
+            self.failed()
+        );
+        if let (Some(first), Some(last)) = (self.failures.first(), self.failures.last()) {
+            s += &format!(
+                " (from {:.2} s to {:.2} s; first: {}; last: {})",
+                first.at.as_secs_f64(),
+                last.at.as_secs_f64(),
+                first.error,
+                last.error
+            );
+        }
+        let pods: Vec<String> = self
+            .answered_by
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        s + &format!("; answered by: {}", pods.join(", "))
+    }
+}
+
+/// A running load; [`Load::stop`] ends it and reports.
+pub struct Load {
+    target: SocketAddr,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    next: AtomicU64,
+    failures: Mutex<Vec<Failure>>,
+    answered_by: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Load {
+    /// `per_second` GET requests to `target` from network namespace `netns`, each due at its
+    /// slot on a fixed schedule (a slow request delays no other).
+    pub fn start(netns: &str, target: SocketAddr, per_second: u32) -> io::Result<Load> {
+        let netns_file = File::open(format!("/run/netns/{netns}"))?;
+        let period = Duration::from_secs(1) / per_second;
+        let start = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
+        let mut workers = Vec::new();
+        for _ in 0..WORKERS {
+            let netns = netns_file.try_clone()?;
+            let (stop, shared) = (stop.clone(), shared.clone());
+            workers.push(std::thread::spawn(move || {
+                // setns moves only this thread: its sockets are the client's
+                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    let error = format!("setns: {}", io::Error::last_os_error());
+                    shared.failures.lock().unwrap().push(Failure {
+                        at: Duration::ZERO,
+                        error,
+                    });
+                    return;
+                }
+                loop {
+                    let slot = shared.next.fetch_add(1, Ordering::SeqCst);
+                    let due = period * slot as u32;
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match request(target) {
+                        Ok(pod) => *shared.answered_by.lock().unwrap().entry(pod).or_default() += 1,
+                        Err(error) => shared
+                            .failures
+                            .lock()
+                            .unwrap()
+                            .push(Failure { at: due, error }),
+                    }
+                }
+            }));
+        }
+        Ok(Load {
+            target,
+            start,
+            stop,
+            shared,
+            workers,
+        })
+    }
+
+    /// Ends the load (requests in flight finish) and reports.
+    pub fn stop(self) -> Report {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        let mut failures = std::mem::take(&mut *self.shared.failures.lock().unwrap());
+        failures.sort_by_key(|f| f.at);
+        let answered_by = std::mem::take(&mut *self.shared.answered_by.lock().unwrap());
+        Report {
+            target: format!("http://{}/", self.target),
+            sent: answered_by.values().sum::<u64>() + failures.len() as u64,
+            lasted: self.start.elapsed(),
+            failures,
+            answered_by,
+        }
+    }
+}
+
+/// One `GET /` on a new connection: the answering pod's name, or why it failed.
+pub fn request(target: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&target, REQUEST_TIMEOUT)
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: routelb-e2e\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.trim().to_string())
+}
+
+/// `n` requests one after the other from `netns`: for "answered now" checks after a change
+/// has converged.
+pub fn requests(netns: &str, target: SocketAddr, n: usize) -> io::Result<Report> {
+    let netns_file = File::open(format!("/run/netns/{netns}"))?;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if unsafe { libc::setns(netns_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut report = Report {
+                target: format!("http://{target}/"),
+                ..Report::default()
+            };
+            for _ in 0..n {
+                report.sent += 1;
+                match request(target) {
+                    Ok(pod) => *report.answered_by.entry(pod).or_default() += 1,
+                    Err(error) => report.failures.push(Failure {
+                        at: start.elapsed(),
+                        error,
+                    }),
+                }
+            }
+            report.lasted = start.elapsed();
+            Ok(report)
+        })
+        .join()
+        .expect("request thread")
+    })
+}

@@ -1,0 +1,394 @@
+//! The real cluster of integration/k8s/e2e.sh (kubelets, containerd, kube-proxy, deploy/
+//! applied unchanged, an FRR router with a client behind it), from Rust: kubectl, the router's
+//! kernel table and BGP table, the nodes' addresses. Thin wrappers over the commands a person
+//! would type, so that a failing test can be replayed by hand.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::files::root;
+use super::script::variables;
+use super::wait::{self, Waited};
+
+/// The workload's namespace (e2e.sh's Deployment `web`, label app=web).
+pub const APP_NS: &str = "kn-e2e";
+pub const SYSTEM_NS: &str = "routelb-system";
+pub const ROUTER_NS: &str = "kn-rtr";
+pub const CLIENT_NS: &str = "kn-client";
+/// e2e.sh's pools: routed over BGP, local (held on one node's eth0), and the benchmark's.
+pub const ROUTED_POOL: &str = "kn-e2e";
+pub const LOCAL_POOL: &str = "kn-e2e-local";
+#[allow(dead_code)] // the benchmark's
+pub const BENCH_POOL: &str = "kn-e2e-bench";
+
+/// How a test failed: a sentence for the reader.
+pub type Outcome<T = ()> = Result<T, String>;
+
+pub struct RealCluster {
+    kubeconfig: String,
+    kubectl: String,
+    vtysh_rtr: String,
+    nodes_sh: String,
+    pub nodes: usize,
+}
+
+fn e2e_script() -> PathBuf {
+    root().join("integration/k8s/e2e.sh")
+}
+
+/// `bash integration/k8s/e2e.sh ARGS`: stderr passes through (the script's log is the
+/// test's), stdout is returned.
+pub fn e2e(args: &[&str]) -> Outcome<String> {
+    let out = Command::new("bash")
+        .arg(e2e_script())
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("e2e.sh: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "e2e.sh {args:?} failed ({}):\n{stdout}",
+            out.status
+        ))
+    }
+}
+
+impl RealCluster {
+    /// `e2e.sh up` (idempotent: a cluster already up is kept), then its handles.
+    pub fn up() -> Outcome<RealCluster> {
+        e2e(&["up"])?;
+        Self::attach()
+    }
+
+    /// The handles of a cluster that is up (`e2e.sh env`).
+    pub fn attach() -> Outcome<RealCluster> {
+        let vars = variables(e2e(&["env"])?.as_bytes());
+        let var = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .ok_or_else(|| format!("e2e.sh env printed no {k}"))
+        };
+        Ok(RealCluster {
+            kubeconfig: var("KUBECONFIG")?,
+            kubectl: var("KUBECTL")?,
+            vtysh_rtr: var("VTYSH_RTR")?,
+            nodes_sh: var("NODES_SH")?,
+            nodes: var("NODES")?.parse().map_err(|e| format!("NODES: {e}"))?,
+        })
+    }
+
+    /// `kubectl ARGS` with `input` on stdin; its stdout.
+    pub fn kubectl_in(&self, args: &[&str], input: &str) -> Outcome<String> {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("kubectl stdin: {e}"))?;
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Outcome<String> {
+        self.kubectl_in(args, "")
+    }
+
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Outcome<Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let text = self.kubectl(&all)?;
+        serde_json::from_str(&text).map_err(|e| format!("kubectl get {args:?}: {e}"))
+    }
+
+    pub fn node_name(k: usize) -> String {
+        format!("kn-node{k}")
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        (1..=self.nodes).map(Self::node_name).collect()
+    }
+
+    /// `nodes.sh crash K`: node K's link cut, its kubelet, containerd and containers killed -9.
+    pub fn crash_node(&self, k: usize) -> Outcome {
+        let out = Command::new("bash")
+            .arg(&self.nodes_sh)
+            .args(["crash", &k.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("nodes.sh crash: {e}"))?;
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("nodes.sh crash {k} failed"))
+    }
+
+    /// The node whose eth0 has `hop` (its segment address or IPv6 link-local address).
+    fn node_of_nexthop(&self, hop: IpAddr) -> Option<String> {
+        self.node_names().into_iter().find(|node| {
+            ip_json(Some(node), &["addr", "show", "dev", "eth0"])
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .into_iter()
+                .flatten()
+                .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+                .any(|a| a["local"].as_str().and_then(|s| s.parse().ok()) == Some(hop))
+        })
+    }
+
+    /// The nodes the router forwards `addr` to: the next hops of its BGP route, by node.
+    pub fn announcing_nodes(&self, addr: IpAddr) -> BTreeSet<String> {
+        let family = if addr.is_ipv4() { "-4" } else { "-6" };
+        let Ok(routes) = ip_json_in(
+            ROUTER_NS,
+            &[family, "route", "show", &addr.to_string(), "proto", "bgp"],
+        ) else {
+            return BTreeSet::new();
+        };
+        let mut hops = Vec::new();
+        for route in routes.as_array().into_iter().flatten() {
+            if let Some(g) = route["gateway"].as_str() {
+                hops.push(g.to_string());
+            }
+            for nh in route["nexthops"].as_array().into_iter().flatten() {
+                if let Some(g) = nh["gateway"].as_str() {
+                    hops.push(g.to_string());
+                }
+            }
+        }
+        hops.iter()
+            .filter_map(|h| h.parse().ok())
+            .filter_map(|h| self.node_of_nexthop(h))
+            .collect()
+    }
+
+    /// Waits until the router forwards `addr` to exactly `nodes`.
+    pub fn wait_announced_by(
+        &self,
+        addr: IpAddr,
+        nodes: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Outcome<Duration> {
+        wait::up_to(timeout)
+            .every(Duration::from_millis(20))
+            .until_blocking(|| (self.announcing_nodes(addr) == *nodes).then_some(()))
+            .map(|w| w.took)
+            .ok_or_else(|| {
+                format!(
+                    "the router forwards {addr} to {:?}, not {nodes:?}, after {timeout:?}",
+                    self.announcing_nodes(addr)
+                )
+            })
+    }
+
+    pub fn all_nodes(&self) -> BTreeSet<String> {
+        self.node_names().into_iter().collect()
+    }
+
+    /// The nodes that hold `addr` on eth0 (a local pool's address).
+    pub fn holders(&self, addr: IpAddr) -> Vec<String> {
+        self.node_names()
+            .into_iter()
+            .filter(|node| {
+                ip_json(Some(node), &["addr", "show", "dev", "eth0"])
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+                    .any(|a| a["local"].as_str().and_then(|s| s.parse().ok()) == Some(addr))
+            })
+            .collect()
+    }
+
+    /// The router's BGP paths for `addr` (`show bgp ... json`): (next hop, MED) per path.
+    pub fn router_paths(&self, addr: IpAddr) -> Vec<(String, Option<u64>)> {
+        let (afi, len) = if addr.is_ipv4() {
+            ("ipv4", 32)
+        } else {
+            ("ipv6", 128)
+        };
+        let cmd = format!("show bgp {afi} unicast {addr}/{len} json");
+        let Ok(out) = Command::new(&self.vtysh_rtr).args(["-c", &cmd]).output() else {
+            return Vec::new();
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        v["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let hop = p["nexthops"][0]["ip"].as_str().unwrap_or("?").to_string();
+                (hop, p["metric"].as_u64())
+            })
+            .collect()
+    }
+
+    /// Applies a LoadBalancer Service for the workload (PreferDualStack, 80 -> 8080) and waits
+    /// for its addresses.
+    pub fn create_service(
+        &self,
+        name: &str,
+        pool: &str,
+        traffic_policy: &str,
+    ) -> Outcome<Vec<IpAddr>> {
+        self.apply_service(name, pool, traffic_policy)?;
+        self.wait_addresses(name, Duration::from_secs(60))
+            .map(|w| w.value)
+    }
+
+    pub fn apply_service(&self, name: &str, pool: &str, traffic_policy: &str) -> Outcome {
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {APP_NS}
+  annotations: {{routelb.io/pool: {pool}}}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: PreferDualStack
+  externalTrafficPolicy: {traffic_policy}
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]
+"#
+        );
+        self.kubectl_in(&["apply", "-f", "-"], &yaml).map(drop)
+    }
+
+    /// Waits until Service `name` has an IPv4 and an IPv6 address.
+    pub fn wait_addresses(&self, name: &str, timeout: Duration) -> Outcome<Waited<Vec<IpAddr>>> {
+        wait::up_to(timeout)
+            .every(Duration::from_millis(20))
+            .until_blocking(|| {
+                let ips = self.service_addresses(name);
+                (ips.iter().any(IpAddr::is_ipv4) && ips.iter().any(IpAddr::is_ipv6)).then_some(ips)
+            })
+            .ok_or_else(|| format!("Service {name} has no IPv4 and IPv6 address after {timeout:?}"))
+    }
+
+    pub fn service_addresses(&self, name: &str) -> Vec<IpAddr> {
+        self.kubectl(&[
+            "-n",
+            APP_NS,
+            "get",
+            "svc",
+            name,
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+    }
+
+    pub fn delete_service(&self, name: &str) {
+        let _ = self.kubectl(&[
+            "-n",
+            APP_NS,
+            "delete",
+            "svc",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+        ]);
+    }
+
+    /// Scales the workload and waits until exactly `replicas` pods are ready and no other is
+    /// left (terminating ones gone): the pods' nodes.
+    pub fn scale_workload(&self, replicas: usize, timeout: Duration) -> Outcome<Vec<String>> {
+        self.kubectl(&[
+            "-n",
+            APP_NS,
+            "scale",
+            "deploy/web",
+            &format!("--replicas={replicas}"),
+        ])?;
+        wait::up_to(timeout)
+            .every(Duration::from_millis(100))
+            .until_blocking(|| {
+                let pods = self
+                    .get_json(&["-n", APP_NS, "pods", "-l", "app=web"])
+                    .ok()?;
+                let items = pods["items"].as_array()?;
+                let ready: Vec<String> = items
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && pod_ready(p))
+                    .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+                    .collect();
+                (items.len() == replicas && ready.len() == replicas).then_some(ready)
+            })
+            .map(|w| w.value)
+            .ok_or_else(|| format!("deploy/web not at {replicas} ready pods after {timeout:?}"))
+    }
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// `ip -j ARGS` in node `node`'s network namespace (or the host's).
+fn ip_json(node: Option<&str>, args: &[&str]) -> Outcome<Value> {
+    match node {
+        Some(ns) => ip_json_in(ns, args),
+        None => run_ip(&[], args),
+    }
+}
+
+fn ip_json_in(netns: &str, args: &[&str]) -> Outcome<Value> {
+    run_ip(&["-n", netns], args)
+}
+
+fn run_ip(pre: &[&str], args: &[&str]) -> Outcome<Value> {
+    let out = Command::new("ip")
+        .args(pre)
+        .arg("-j")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Array(Vec::new()));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("ip -j {args:?}: {e}"))
+}
