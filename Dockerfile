@@ -16,10 +16,12 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 
 # Only what the build reads (see .dockerignore): the templates are embedded with include_str!,
-# and Cargo refuses a manifest whose declared [[bench]] targets are missing.
+# and Cargo refuses a manifest whose declared [[bench]] and [[test]] targets are missing (the
+# one declared test is only present, never built here).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY tests/real_cluster.rs ./tests/
 COPY templates ./templates
 
 # Registry and target dir are BuildKit cache mounts (kept between builds, never in a layer),

@@ -88,10 +88,10 @@ fn main() -> ExitCode {
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
-    if std::env::var("ROUTELB_E2E_KEEP").as_deref() != Ok("1") {
-        if let Err(e) = e2e(&["down"]) {
-            eprintln!("{e}");
-        }
+    if std::env::var("ROUTELB_E2E_KEEP").as_deref() != Ok("1")
+        && let Err(e) = e2e(&["down"])
+    {
+        eprintln!("{e}");
     }
     conclusion.exit_code()
 }
@@ -223,8 +223,10 @@ fn traffic_policy_local(c: &RealCluster) -> Outcome {
     svc.wait_announced_by(&all, Duration::from_secs(60))?;
     let (outcome, reports) = under_load(&svc.ips, |started| {
         let t0 = Instant::now();
-        let kept: BTreeSet<String> =
-            c.scale_workload(1, Duration::from_secs(60))?.into_iter().collect();
+        let kept: BTreeSet<String> = c
+            .scale_workload(1, Duration::from_secs(60))?
+            .into_iter()
+            .collect();
         svc.wait_announced_by(&kept, Duration::from_secs(30))?;
         let (withdrawn, withdrawn_at) = (t0.elapsed(), started.elapsed());
         expect_answers(&svc.ips, 20)?;
@@ -245,7 +247,10 @@ fn traffic_policy_local(c: &RealCluster) -> Outcome {
     // terminating, at the moment routelb learns it too: new connections hashed to that node
     // until the router has the withdrawal fail there (kube-proxy 1.26+ keeps forwarding to
     // terminating endpoints meanwhile). Anything after that is routelb's fault.
-    let during: usize = reports.iter().map(|r| r.failures.iter().filter(|f| f.at <= withdrawn_at).count()).sum();
+    let during: usize = reports
+        .iter()
+        .map(|r| r.failures.iter().filter(|f| f.at <= withdrawn_at).count())
+        .sum();
     println!("    {during} request(s) failed before the router had the withdrawal");
     match total_failed(&reports) - during {
         0 => Ok(()),

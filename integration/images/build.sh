@@ -249,7 +249,7 @@ build_routelb() {
 	local key
 	need_base
 	key="$( { image_id "$SLIM_IMAGE"; image_id "$BUILDER_IMAGE";
-		hash_files "$REPO" Cargo.toml Cargo.lock src benches templates Dockerfile .dockerignore; } | hash_stdin)"
+		hash_files "$REPO" Cargo.toml Cargo.lock src benches templates Dockerfile .dockerignore tests/real_cluster.rs; } | hash_stdin)"
 	build_image "$ROUTELB_IMAGE" "$key" "$REPO" "$REPO/Dockerfile"
 }
 

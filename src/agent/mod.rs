@@ -138,7 +138,8 @@ pub async fn run(
                 lease_task.abort();
                 return Ok(());
             }
-            let pass_due = events::handle(event, &mut agent, &mut sources, &metrics, &mut kind).await;
+            let pass_due =
+                events::handle(event, &mut agent, &mut sources, &metrics, &mut kind).await;
             report_readiness(&agent, &health, started.elapsed());
             if pass_due {
                 break;

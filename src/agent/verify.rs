@@ -21,7 +21,16 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 pub struct State {
     pub last: Option<Verification>,
     verifier: Verifier,
+    early_rechecks: u32,
+    /// Whether a verification has found everything advertised since the agent started.
+    advertised_once: bool,
 }
+
+/// Until the first good verdict (the agent's readiness waits for it, see
+/// [`super::readiness`]) the daemon is asked again every [`SETTLE`] rather than every
+/// [`PERIOD`]: a sidecar daemon's sessions come up seconds after the first pass. For at most
+/// the readiness grace, so that a node with no peer does not ask every 2 s forever.
+const EARLY_RECHECKS: u32 = (super::readiness::GRACE.as_secs() / SETTLE.as_secs()) as u32;
 
 impl Agent {
     /// Verifies once; returns when to verify again if a gap waits to be confirmed.
@@ -36,8 +45,15 @@ impl Agent {
             .await
         {
             Ok((v, recheck)) => {
+                let ok = v.verdict.ok;
                 self.record(v);
-                recheck.then_some(SETTLE)
+                let early = !self.verification.advertised_once
+                    && self.verification.early_rechecks < EARLY_RECHECKS;
+                self.verification.advertised_once |= ok;
+                if early && !ok {
+                    self.verification.early_rechecks += 1;
+                }
+                (recheck || (early && !ok)).then_some(SETTLE)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not verify what the daemon advertises");

@@ -128,15 +128,11 @@ impl Load {
                     }
                     match request(target) {
                         Ok(pod) => *shared.answered_by.lock().unwrap().entry(pod).or_default() += 1,
-                        Err((connected, error)) => shared
-                            .failures
-                            .lock()
-                            .unwrap()
-                            .push(Failure {
-                                at: due,
-                                connected,
-                                error,
-                            }),
+                        Err((connected, error)) => shared.failures.lock().unwrap().push(Failure {
+                            at: due,
+                            connected,
+                            error,
+                        }),
                     }
                 }
             }));

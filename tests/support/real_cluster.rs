@@ -85,6 +85,16 @@ impl RealCluster {
         })
     }
 
+    #[allow(dead_code)] // the benchmark's
+    pub fn kubectl_path(&self) -> &str {
+        &self.kubectl
+    }
+
+    #[allow(dead_code)] // the benchmark's
+    pub fn kubeconfig_path(&self) -> &str {
+        &self.kubeconfig
+    }
+
     /// `kubectl ARGS` with `input` on stdin; its stdout.
     pub fn kubectl_in(&self, args: &[&str], input: &str) -> Outcome<String> {
         use std::io::Write;
@@ -293,7 +303,9 @@ impl RealCluster {
             wait::up_to(timeout)
                 .every(Duration::from_millis(50))
                 .until_blocking(programmed)
-                .ok_or(format!("kube-proxy on {node} has no rule for {ip} after {timeout:?}"))?;
+                .ok_or(format!(
+                    "kube-proxy on {node} has no rule for {ip} after {timeout:?}"
+                ))?;
         }
         Ok(())
     }
