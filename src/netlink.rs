@@ -221,6 +221,7 @@ impl Netlink {
         index: u32,
         (ip, len): IfAddress,
         lifetime: Option<Duration>,
+        source: AsSource,
     ) -> Result<(), NetlinkError> {
         let mut req = self.handle.address().add(index, ip, len).replace();
         let msg = req.message_mut();
@@ -233,11 +234,14 @@ impl Netlink {
             msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        if let Some(l) = lifetime {
-            let secs = l.as_secs().clamp(1, u64::from(u32::MAX - 1)) as u32;
+        let deprecated = ip.is_ipv6() && source == AsSource::Avoided;
+        if lifetime.is_some() || deprecated {
+            let valid = lifetime.map_or(INFINITE_LIFETIME, |l| {
+                l.as_secs().clamp(1, u64::from(u32::MAX - 1)) as u32
+            });
             let mut info = CacheInfo::default();
-            info.ifa_preferred = secs;
-            info.ifa_valid = secs;
+            info.ifa_preferred = if deprecated { 0 } else { valid };
+            info.ifa_valid = valid;
             msg.attributes.push(AddressAttribute::CacheInfo(info));
         }
         req.execute().await?;
@@ -254,13 +258,14 @@ impl Netlink {
         desired: &BTreeSet<IfAddress>,
         lifetime: Option<Duration>,
         refresh: bool,
+        source: AsSource,
     ) -> Result<Converged, NetlinkError> {
         let current = self.owned_messages(index).await?;
         let mut out = Converged::default();
         for a in desired {
             let missing = !current.contains_key(a);
             if missing || (refresh && lifetime.is_some()) {
-                self.add_address(index, *a, lifetime).await?;
+                self.add_address(index, *a, lifetime, source).await?;
                 if missing {
                     out.added.push(*a);
                 }
@@ -294,6 +299,23 @@ impl InterfaceOutcome {
         let added = &self.result.as_ref().ok()?.added;
         (!added.is_empty()).then_some((self.index, self.mac?, added.as_slice()))
     }
+}
+
+/// The kernel's "forever" for an address lifetime.
+const INFINITE_LIFETIME: u32 = u32::MAX;
+
+/// Whether the kernel may choose an address as the source of the node's own connections.
+/// Service addresses on a node's real interface are avoided: an IPv6 Service address in the
+/// node's subnet matches a neighbour's address in more leading bits than the node's own, so
+/// source selection (RFC 6724 rule 8) picked it, and the node's BGP session to the router
+/// came from a Service address (seen on the real cluster: the router's IPv6 next hop for the
+/// node was the local pool's address, which then moves to another node). A deprecated
+/// address (preferred lifetime 0; rule 3 avoids it) still receives and answers as before.
+/// IPv4 needs nothing: a /32 outside the node's subnet route is never preferred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsSource {
+    Allowed,
+    Avoided,
 }
 
 impl Netlink {
@@ -331,7 +353,14 @@ impl Netlink {
         }
         for (interface, index, mac) in targets {
             let desired = planned.get(&interface).cloned().unwrap_or_default();
-            let result = self.converge(index, &desired, lifetime, refresh).await;
+            let source = if interface == lb_interface {
+                AsSource::Allowed
+            } else {
+                AsSource::Avoided
+            };
+            let result = self
+                .converge(index, &desired, lifetime, refresh, source)
+                .await;
             match &result {
                 Ok(c) if c.counts() != (0, 0) => {
                     // The first few by name; a pool's worth in one line helps nobody.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::wait;
 
-use routelb::netlink::{LbInterface, Netlink};
+use routelb::netlink::{AsSource, LbInterface, Netlink};
 use routelb::node::IfAddress;
 
 const INSIDE: &str = "ROUTELB_TEST_IN_NETNS";
@@ -99,7 +99,7 @@ fn lb_interface_and_owned_addresses() {
         ]
         .into();
         assert_eq!(
-            nl.converge(index, &first, None, false)
+            nl.converge(index, &first, None, false, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -107,7 +107,7 @@ fn lb_interface_and_owned_addresses() {
         );
         assert_eq!(nl.owned_addresses(index).await.unwrap(), first);
         assert_eq!(
-            nl.converge(index, &first, None, false)
+            nl.converge(index, &first, None, false, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -117,7 +117,7 @@ fn lb_interface_and_owned_addresses() {
 
         let second: BTreeSet<IfAddress> = [a("203.0.113.2", 32)].into();
         assert_eq!(
-            nl.converge(index, &second, None, false)
+            nl.converge(index, &second, None, false, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -137,9 +137,15 @@ fn lb_interface_and_owned_addresses() {
 
         // Addresses with a lifetime expire unless refreshed.
         let leased: BTreeSet<IfAddress> = [a("203.0.113.3", 32), a("2001:db8::3", 128)].into();
-        nl.converge(index, &leased, Some(Duration::from_secs(2)), true)
-            .await
-            .unwrap();
+        nl.converge(
+            index,
+            &leased,
+            Some(Duration::from_secs(2)),
+            true,
+            AsSource::Allowed,
+        )
+        .await
+        .unwrap();
         assert_eq!(nl.owned_addresses(index).await.unwrap(), leased);
         wait::up_to(Duration::from_secs(10))
             .every(Duration::from_millis(200))
@@ -154,6 +160,49 @@ fn lb_interface_and_owned_addresses() {
             .expect("leased addresses expire");
         assert!(ip_addrs("kube-lb0").contains("10.9.9.9/32"));
 
+        // A Service address in the node's IPv6 subnet, Allowed as source, wins the node's own
+        // connections to its neighbours by longest match (RFC 6724 rule 8); Avoided
+        // (deprecated) it does not, and it is still there.
+        assert!(
+            Command::new("ip")
+                .args([
+                    "-6",
+                    "addr",
+                    "add",
+                    "2001:db8:7::12/64",
+                    "dev",
+                    "kube-lb0",
+                    "nodad"
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let service: BTreeSet<IfAddress> = [a("2001:db8:7::f0", 128)].into();
+        for (source, expected) in [
+            (AsSource::Allowed, "2001:db8:7::f0"),
+            (AsSource::Avoided, "2001:db8:7::12"),
+        ] {
+            nl.converge(index, &BTreeSet::new(), None, false, source)
+                .await
+                .unwrap();
+            nl.converge(index, &service, None, false, source)
+                .await
+                .unwrap();
+            let route = Command::new("ip")
+                .args(["-6", "route", "get", "2001:db8:7::fe"])
+                .output()
+                .unwrap();
+            let route = String::from_utf8_lossy(&route.stdout);
+            assert!(
+                route.contains(&format!("src {expected} ")),
+                "{source:?}: {route}"
+            );
+        }
+        nl.converge(index, &BTreeSet::new(), None, false, AsSource::Allowed)
+            .await
+            .unwrap();
+
         // Scale: 1,000 addresses in, then out.
         let many: BTreeSet<IfAddress> = (0..1000u32)
             .map(|i| {
@@ -165,7 +214,7 @@ fn lb_interface_and_owned_addresses() {
             .collect();
         let t = Instant::now();
         assert_eq!(
-            nl.converge(index, &many, None, false)
+            nl.converge(index, &many, None, false, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -174,7 +223,7 @@ fn lb_interface_and_owned_addresses() {
         let add = t.elapsed();
         let t = Instant::now();
         assert_eq!(
-            nl.converge(index, &BTreeSet::new(), None, false)
+            nl.converge(index, &BTreeSet::new(), None, false, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),

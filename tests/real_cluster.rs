@@ -58,6 +58,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         template_edit,
     ),
     (
+        "bird_sidecar_overlay_answers_through_the_router",
+        bird_sidecar,
+    ),
+    (
         "node_failure_moves_local_addresses_and_routes_converge",
         node_failure,
     ),
@@ -371,6 +375,8 @@ fn template_edit(c: &RealCluster) -> Outcome {
     };
 
     let before = fragment_hashes(c)?;
+    // the MED the paths carry without the edit (FRR shows 0 for a connected route)
+    let usual = c.router_paths(svc.ip(true)).first().and_then(|p| p.1);
     let t0 = Instant::now();
     set_template(c, KEY, &edited)?;
     let timeout = Duration::from_secs(180);
@@ -393,7 +399,7 @@ fn template_edit(c: &RealCluster) -> Outcome {
     );
     let t1 = Instant::now();
     drop(restore);
-    wait_med(c, &svc, None, timeout)?;
+    wait_med(c, &svc, usual, timeout)?;
     println!(
         "    restored: no MED at the router {} after the restore",
         secs(t1.elapsed())
@@ -475,6 +481,27 @@ fn wait_med(
             let paths: Vec<_> = svc.ips.iter().map(|ip| (ip, c.router_paths(*ip))).collect();
             format!("the router's paths are not all MED {med:?} after {timeout:?}: {paths:?}")
         })
+}
+
+/// deploy/overlays/bird-sidecar in place of frr-sidecar (a rolling switch of the DaemonSet,
+/// as a user would change daemons), then test 1 again on it; frr-sidecar back afterwards
+/// however it ends.
+fn bird_sidecar(_: &RealCluster) -> Outcome {
+    struct BackToFrr;
+    impl Drop for BackToFrr {
+        fn drop(&mut self) {
+            if let Err(e) = e2e(&["overlay", "frr-sidecar"]) {
+                eprintln!("{e}");
+            }
+        }
+    }
+    let t0 = Instant::now();
+    let _back = BackToFrr;
+    e2e(&["overlay", "bird-sidecar"])?;
+    println!("    bird-sidecar rolled out in {}", secs(t0.elapsed()));
+    let figures = e2e(&["check"])?;
+    print!("{figures}");
+    Ok(())
 }
 
 /// Test 6: a node fails as a machine does (link cut, everything killed -9): its local

@@ -579,6 +579,9 @@ node_down() {
   for d in $(cgroup_all_dirs); do rm_cgroup_tree "$d/kn-node$k"; done
   if mountpoint -q "$STATE/mnt/node$k" 2>/dev/null; then umount "$STATE/mnt/node$k"; fi
   netns_exists "$name" && ip netns del "$name"
+  # The segment's end of the node's link goes with the node's namespace, unless something
+  # still holds that namespace (a crashed node's dying processes): then explicitly.
+  ip -n "$SEG_NS" link del "kn-n$k-s" 2>/dev/null || true
   ip route del "$(pod_cidr4 "$k")" 2>/dev/null || true
   ip -6 route del "$(pod_cidr6 "$k")" 2>/dev/null || true
   rm -rf "$dir"

@@ -401,7 +401,16 @@ impl Agent {
     pub async fn withdraw_all(&mut self) {
         for (iface, _) in std::mem::take(&mut self.held) {
             if let Ok(Some(index)) = self.nl.link_index(&iface).await
-                && let Err(e) = self.nl.converge(index, &BTreeSet::new(), None, false).await
+                && let Err(e) = self
+                    .nl
+                    .converge(
+                        index,
+                        &BTreeSet::new(),
+                        None,
+                        false,
+                        crate::netlink::AsSource::Allowed,
+                    )
+                    .await
             {
                 tracing::warn!(interface = %iface, error = %e, "could not remove addresses");
             }
