@@ -234,6 +234,8 @@ route_pods_to() {
     [[ -e $ns ]] || continue
     n=${ns##*/kn-node}
     [[ $n == "$k" ]] && continue
+    # a node not set up yet gets these routes when it is
+    ip -n "kn-node$n" link show eth0 >/dev/null 2>&1 || continue
     ip -n "kn-node$n" route replace "$(pod_cidr4 "$k")" via "$(node_ip4 "$k")" dev eth0
     ip -n "kn-node$k" route replace "$(pod_cidr4 "$n")" via "$(node_ip4 "$n")" dev eth0
     if [[ $IPV6 == 1 ]]; then
@@ -247,10 +249,13 @@ route_pods_to() {
 setup_node_net() {
   local k=$1 name
   name=$(node_name "$k")
-  netns_exists "$name" && return 0
+  # (a namespace without eth0 is what an interrupted setup leaves: finished here)
+  netns_exists "$name" && ip -n "$name" link show eth0 >/dev/null 2>&1 && return 0
   log "creating $name ($(node_ip4 "$k"), pods $(pod_cidr4 "$k"))"
-  ip netns add "$name"
+  netns_exists "$name" || ip netns add "$name"
   ip -n "$name" link set lo up
+  ip -n "$SEG_NS" link del "kn-n$k-s" 2>/dev/null || true
+  ip link del "kn-n$k-e" 2>/dev/null || true
   ip link add "kn-n$k-e" type veth peer name "kn-n$k-s"
   ip link set "kn-n$k-s" netns "$SEG_NS"
   ip -n "$SEG_NS" link set "kn-n$k-s" master "$BR" up
