@@ -70,15 +70,7 @@ fn main() {
     if wanted("drain") {
         lossless(&c, "drain", rounds, |c| {
             let node = RealCluster::node_name(1);
-            let drained = c.kubectl(&[
-                "drain",
-                &node,
-                "--ignore-daemonsets",
-                "--delete-emptydir-data",
-                "--timeout=180s",
-            ]);
-            c.kubectl(&["uncordon", &node])?;
-            drained?;
+            c.drain_and_uncordon(&node)?;
             c.scale_workload(c.nodes, Duration::from_secs(120))
                 .map(drop)
         });

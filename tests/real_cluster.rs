@@ -309,17 +309,8 @@ fn drain(c: &RealCluster) -> Outcome {
     let node = RealCluster::node_name(1);
     let (outcome, reports) = under_load(&svc.ips, |_| {
         let t0 = Instant::now();
-        let drained = c.kubectl(&[
-            "drain",
-            &node,
-            "--ignore-daemonsets",
-            "--delete-emptydir-data",
-            "--timeout=180s",
-        ]);
+        c.drain_and_uncordon(&node)?;
         let drain_took = t0.elapsed();
-        // uncordoned whatever the drain did, or the node stays out of the next scenarios
-        c.kubectl(&["uncordon", &node])?;
-        drained?;
         c.scale_workload(c.nodes, Duration::from_secs(120))?;
         println!(
             "    kubectl drain {node}: {}; uncordoned, the workload back on it {} after the drain began",

@@ -25,7 +25,8 @@
 # Idempotent and cached: the rootfs tarball lives in ~/.cache/routelb/images/, built images in
 # podman's storage, each labelled with the hash of its inputs (io.routelb.build-key); an image
 # whose key is unchanged is not rebuilt, so a re-run with everything cached takes seconds.
-# The routelb key hashes Cargo.toml, Cargo.lock, src/, benches/, templates/, Dockerfile and
+# The routelb key hashes Cargo.toml, Cargo.lock, src/, benches/, templates/,
+# tests/real_cluster.rs (a declared target the build context must hold), Dockerfile and
 # .dockerignore (and the base images' ids): any source change rebuilds it (cargo's target dir
 # is a buildah cache mount, kept between builds, so the rebuild is incremental).
 #

@@ -163,15 +163,23 @@ impl RealCluster {
 
     /// The node whose eth0 has `hop` (its segment address or IPv6 link-local address).
     fn node_of_nexthop(&self, hop: IpAddr) -> Option<String> {
-        self.node_names().into_iter().find(|node| {
-            ip_json(Some(node), &["addr", "show", "dev", "eth0"])
-                .ok()
-                .and_then(|v| v.as_array().cloned())
-                .into_iter()
-                .flatten()
-                .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
-                .any(|a| a["local"].as_str().and_then(|s| s.parse().ok()) == Some(hop))
-        })
+        self.node_names()
+            .into_iter()
+            .find(|node| eth0_addresses(node).contains(&hop))
+    }
+
+    /// `kubectl drain` of `node` (DaemonSets stay, emptyDirs go), then uncordon whatever the
+    /// drain did, so that the node is back in service for what follows.
+    pub fn drain_and_uncordon(&self, node: &str) -> Outcome {
+        let drained = self.kubectl(&[
+            "drain",
+            node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=180s",
+        ]);
+        self.kubectl(&["uncordon", node])?;
+        drained.map(drop)
     }
 
     /// The nodes the router forwards `addr` to: the next hops of its BGP route, by node.
@@ -227,15 +235,7 @@ impl RealCluster {
     pub fn holders(&self, addr: IpAddr) -> Vec<String> {
         self.node_names()
             .into_iter()
-            .filter(|node| {
-                ip_json(Some(node), &["addr", "show", "dev", "eth0"])
-                    .ok()
-                    .and_then(|v| v.as_array().cloned())
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-                    .any(|a| a["local"].as_str().and_then(|s| s.parse().ok()) == Some(addr))
-            })
+            .filter(|node| eth0_addresses(node).contains(&addr))
             .collect()
     }
 
@@ -411,12 +411,16 @@ fn pod_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// `ip -j ARGS` in node `node`'s network namespace (or the host's).
-fn ip_json(node: Option<&str>, args: &[&str]) -> Outcome<Value> {
-    match node {
-        Some(ns) => ip_json_in(ns, args),
-        None => run_ip(&[], args),
-    }
+/// The addresses on eth0 in network namespace `netns`.
+fn eth0_addresses(netns: &str) -> Vec<IpAddr> {
+    ip_json_in(netns, &["addr", "show", "dev", "eth0"])
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
+        .collect()
 }
 
 fn ip_json_in(netns: &str, args: &[&str]) -> Outcome<Value> {
