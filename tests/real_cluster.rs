@@ -515,6 +515,7 @@ fn node_failure(c: &RealCluster) -> Outcome {
         .parse()
         .map_err(|_| holder.clone())?;
     let survivors: BTreeSet<String> = all.iter().filter(|n| **n != holder).cloned().collect();
+    let dead_pods = c.pod_ips_on(&holder)?;
     let mut ips = routed.ips.clone();
     ips.extend(&local.ips);
     let loads = start_loads(&ips)?;
@@ -535,16 +536,20 @@ fn node_failure(c: &RealCluster) -> Outcome {
         routed.wait_announced_by(&survivors, Duration::from_secs(60))?;
         let converged = t0.elapsed();
         wait_pods_unready_on(c, &holder, Duration::from_secs(120))?;
-        Ok::<_, String>((moved, converged, t0.elapsed()))
+        let unready = t0.elapsed();
+        c.wait_kube_proxy_drops(&survivors, &dead_pods, Duration::from_secs(30))?;
+        Ok::<_, String>((moved, converged, unready, t0.elapsed()))
     })();
     let reports = stop_loads(loads);
-    let (moved, converged, unready) = outcome?;
+    let (moved, converged, unready, dropped) = outcome?;
     println!(
         "    {holder} crashed: its local addresses moved after {}, the router dropped it after {} \
-         (BGP hold time), its pods unready in the EndpointSlices after {}; {} request(s) failed",
+         (BGP hold time), its pods unready in the EndpointSlices after {} and out of kube-proxy's \
+         rules after {}; {} request(s) failed",
         secs(moved),
         secs(converged),
         secs(unready),
+        secs(dropped),
         total_failed(&reports)
     );
     expect_answers(&ips, 20)?;

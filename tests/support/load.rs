@@ -8,15 +8,13 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Requests in flight at most: enough that one stuck request does not hold the rate back.
-const WORKERS: usize = 6;
 
 /// One failed request: when it was due (from the start of the load) and what went wrong.
 #[derive(Clone, Debug)]
@@ -83,66 +81,66 @@ pub struct Load {
     start: Instant,
     stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 #[derive(Default)]
 struct Shared {
-    next: AtomicU64,
     failures: Mutex<Vec<Failure>>,
     answered_by: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Load {
-    /// `per_second` GET requests to `target` from network namespace `netns`, each due at its
-    /// slot on a fixed schedule (a slow request delays no other).
+    /// `per_second` GET requests to `target` from network namespace `netns`, open loop: each
+    /// is sent at its time on a fixed schedule by a thread of its own, so a request that
+    /// hangs until its timeout delays no other and the rate holds through an outage.
     pub fn start(netns: &str, target: SocketAddr, per_second: u32) -> io::Result<Load> {
-        let netns_file = File::open(format!("/run/netns/{netns}"))?;
+        let netns_file = Arc::new(File::open(format!("/run/netns/{netns}"))?);
         let period = Duration::from_secs(1) / per_second;
         let start = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared::default());
-        let mut workers = Vec::new();
-        for _ in 0..WORKERS {
-            let netns = netns_file.try_clone()?;
+        let dispatcher = {
             let (stop, shared) = (stop.clone(), shared.clone());
-            workers.push(std::thread::spawn(move || {
-                // setns moves only this thread: its sockets are the client's
-                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    let error = format!("setns: {}", io::Error::last_os_error());
-                    shared.failures.lock().unwrap().push(Failure {
-                        at: Duration::ZERO,
-                        connected: false,
-                        error,
-                    });
-                    return;
-                }
-                loop {
-                    let slot = shared.next.fetch_add(1, Ordering::SeqCst);
-                    let due = period * slot as u32;
+            std::thread::spawn(move || {
+                let mut in_flight = Vec::new();
+                for slot in 0u32.. {
+                    let due = period * slot;
                     if let Some(wait) = due.checked_sub(start.elapsed()) {
                         std::thread::sleep(wait);
                     }
                     if stop.load(Ordering::SeqCst) {
-                        return;
+                        break;
                     }
-                    match request(target) {
-                        Ok(pod) => *shared.answered_by.lock().unwrap().entry(pod).or_default() += 1,
-                        Err((connected, error)) => shared.failures.lock().unwrap().push(Failure {
-                            at: due,
-                            connected,
-                            error,
-                        }),
-                    }
+                    let (netns, shared) = (netns_file.clone(), shared.clone());
+                    in_flight.push(std::thread::spawn(move || {
+                        let outcome = in_netns(&netns).map_err(|e| (false, format!("setns: {e}")));
+                        match outcome.and_then(|()| request(target)) {
+                            Ok(pod) => {
+                                *shared.answered_by.lock().unwrap().entry(pod).or_default() += 1
+                            }
+                            Err((connected, error)) => {
+                                shared.failures.lock().unwrap().push(Failure {
+                                    at: due,
+                                    connected,
+                                    error,
+                                })
+                            }
+                        }
+                    }));
+                    in_flight.retain(|h| !h.is_finished());
                 }
-            }));
-        }
+                for h in in_flight {
+                    let _ = h.join();
+                }
+            })
+        };
         Ok(Load {
             target,
             start,
             stop,
             shared,
-            workers,
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -160,13 +158,11 @@ impl Load {
             answered_by,
         }
     }
-}
 
-impl Load {
     fn halt(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        if let Some(d) = self.dispatcher.take() {
+            let _ = d.join();
         }
     }
 }
@@ -176,6 +172,15 @@ impl Drop for Load {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Moves this thread (only) into the network namespace `netns`: its sockets are that
+/// namespace's.
+fn in_netns(netns: &File) -> io::Result<()> {
+    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One `GET /` on a new connection: the answering pod's name, or why it failed.
@@ -209,9 +214,7 @@ pub fn requests(netns: &str, target: SocketAddr, n: usize) -> io::Result<Report>
     let start = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
-            if unsafe { libc::setns(netns_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            in_netns(&netns_file)?;
             let mut report = Report {
                 target: format!("http://{target}/"),
                 ..Report::default()

@@ -285,29 +285,67 @@ impl RealCluster {
     /// address sooner: it follows the same Service and EndpointSlices, kube-proxy syncs at
     /// its own pace).
     pub fn wait_kube_proxy_forwards(&self, ip: IpAddr, timeout: Duration) -> Outcome {
-        let (save, dst) = match ip {
-            IpAddr::V4(_) => ("iptables-save", format!("-d {ip}/32 ")),
-            IpAddr::V6(_) => ("ip6tables-save", format!("-d {ip}/128 ")),
+        let dst = match ip {
+            IpAddr::V4(_) => format!("-d {ip}/32 "),
+            IpAddr::V6(_) => format!("-d {ip}/128 "),
         };
         for node in self.node_names() {
-            let programmed = || {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &node, save, "-t", "nat"])
-                    .output()
-                    .ok()?;
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .any(|l| l.starts_with("-A KUBE-SERVICES ") && l.contains(&dst))
-                    .then_some(())
-            };
             wait::up_to(timeout)
                 .every(Duration::from_millis(50))
-                .until_blocking(programmed)
+                .until_blocking(|| {
+                    nat_rules(&node, ip.is_ipv6())
+                        .lines()
+                        .any(|l| l.starts_with("-A KUBE-SERVICES ") && l.contains(&dst))
+                        .then_some(())
+                })
                 .ok_or(format!(
                     "kube-proxy on {node} has no rule for {ip} after {timeout:?}"
                 ))?;
         }
         Ok(())
+    }
+
+    /// Waits until kube-proxy on each of `nodes` no longer sends connections to any of
+    /// `pod_ips` (a dead node's pods, once the EndpointSlices have them unready).
+    pub fn wait_kube_proxy_drops(
+        &self,
+        nodes: &BTreeSet<String>,
+        pod_ips: &[IpAddr],
+        timeout: Duration,
+    ) -> Outcome {
+        for node in nodes {
+            for ip in pod_ips {
+                let to = match ip {
+                    IpAddr::V4(_) => format!("--to-destination {ip}:"),
+                    IpAddr::V6(_) => format!("--to-destination [{ip}]:"),
+                };
+                wait::up_to(timeout)
+                    .every(Duration::from_millis(100))
+                    .until_blocking(|| (!nat_rules(node, ip.is_ipv6()).contains(&to)).then_some(()))
+                    .ok_or(format!(
+                        "kube-proxy on {node} still sends to {ip} after {timeout:?}"
+                    ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The workload's pod addresses on `node`.
+    pub fn pod_ips_on(&self, node: &str) -> Outcome<Vec<IpAddr>> {
+        let pods = self.get_json(&["-n", APP_NS, "pods", "-l", "app=web"])?;
+        Ok(pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["spec"]["nodeName"] == node)
+            .flat_map(|p| {
+                p["status"]["podIPs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|ip| ip["ip"].as_str().and_then(|s| s.parse().ok()))
+            .collect())
     }
 
     pub fn apply_service(&self, name: &str, pool: &str, traffic_policy: &str) -> Outcome {
@@ -409,6 +447,20 @@ fn pod_ready(pod: &Value) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// `iptables-save -t nat` (or ip6tables-save) in node `node`'s namespace: kube-proxy's rules.
+fn nat_rules(node: &str, v6: bool) -> String {
+    let save = if v6 {
+        "ip6tables-save"
+    } else {
+        "iptables-save"
+    };
+    Command::new("ip")
+        .args(["netns", "exec", node, save, "-t", "nat"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// The addresses on eth0 in network namespace `netns`.
