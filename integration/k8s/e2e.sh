@@ -134,6 +134,10 @@ setup_client() {
     ip -n "$CLI_NS" route replace default via "$CLI4_NET.1" dev eth0
     ip -n "$CLI_NS" -6 route replace default via "${CLI6_NET}:1" dev eth0
   fi
+  # A second client address: connections whose 5-tuples no load used before, so that
+  # no conntrack entry left on a node (a dead pod's, say) can catch them.
+  ip -n "$CLI_NS" addr replace "$CLI4_NET.3/24" dev eth0
+  ip -n "$CLI_NS" addr replace "${CLI6_NET}:3/64" dev eth0 nodad
 }
 
 netns_exists_() { [[ -e /run/netns/$1 ]]; }
