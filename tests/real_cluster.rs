@@ -204,30 +204,40 @@ fn expect_answers(ips: &[IpAddr], n: usize) -> Outcome {
     Ok(())
 }
 
-/// [`expect_answers`] from the client's second address (e2e.sh gives it one), with curl:
-/// connections no load made before, so that a node's conntrack entries from an outage (a dead
-/// pod's unanswered SYNs stay for two minutes and catch a reused 5-tuple) cannot decide.
-fn expect_fresh_answers(ips: &[IpAddr], n: usize) -> Outcome {
+/// Waits until `n` requests in a row to each address are answered from the client's second
+/// address (e2e.sh gives it one), with curl: connections no load made before, so that a
+/// node's conntrack entries from an outage (a dead pod's unanswered SYNs stay for two
+/// minutes and catch a reused 5-tuple) cannot decide. How long that took.
+fn wait_fresh_answers(ips: &[IpAddr], n: usize, timeout: Duration) -> Outcome<Duration> {
+    let start = Instant::now();
     for ip in ips {
         let (source, url) = match ip {
             IpAddr::V4(_) => ("10.78.0.3", format!("http://{ip}/")),
             IpAddr::V6(_) => ("fd00:78::3", format!("http://[{ip}]/")),
         };
-        for _ in 0..n {
+        let mut streak = 0;
+        let mut last_error = String::new();
+        while streak < n {
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "{url} from {source}: not {n} answers in a row {timeout:?} after convergence \
+                     (last: {last_error})"
+                ));
+            }
             let out = std::process::Command::new("ip")
                 .args(["netns", "exec", CLIENT_NS, "curl", "-sS", "--max-time", "2"])
                 .args(["--interface", source, &url])
                 .output()
                 .map_err(|e| format!("curl: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "after convergence, from {source}: {url}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+            if out.status.success() {
+                streak += 1;
+            } else {
+                streak = 0;
+                last_error = String::from_utf8_lossy(&out.stderr).trim().to_string();
             }
         }
     }
-    Ok(())
+    Ok(start.elapsed())
 }
 
 fn secs(d: Duration) -> String {
@@ -578,7 +588,11 @@ fn node_failure(c: &RealCluster) -> Outcome {
         secs(dropped),
         total_failed(&reports)
     );
-    expect_fresh_answers(&ips, 20)?;
+    let answered = wait_fresh_answers(&ips, 20, Duration::from_secs(60))?;
+    println!(
+        "    every address answered 20 times in a row {} after kube-proxy dropped the dead pods",
+        secs(answered)
+    );
     let t1 = Instant::now();
     RealCluster::up()?;
     routed.wait_announced_by(&all, Duration::from_secs(120))?;
@@ -586,7 +600,7 @@ fn node_failure(c: &RealCluster) -> Outcome {
         "    {holder} rebuilt and announcing again after {}",
         secs(t1.elapsed())
     );
-    expect_fresh_answers(&ips, 20)
+    wait_fresh_answers(&ips, 20, Duration::from_secs(60)).map(drop)
 }
 
 /// Waits until no EndpointSlice of the workload lists a ready endpoint on `node`.
