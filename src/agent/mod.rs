@@ -132,11 +132,7 @@ pub async fn run(
         loop {
             let event = sources.next().await;
             if matches!(event, Event::Cancelled) {
-                agent.withdraw_all().await;
-                tasks::delete_lease(client.clone(), &cfg).await;
-                tracing::info!("addresses withdrawn and node lease deleted");
-                lease_task.abort();
-                return Ok(());
+                return leave(&mut agent, client, &cfg, lease_task).await;
             }
             let pass_due =
                 events::handle(event, &mut agent, &mut sources, &metrics, &mut kind).await;
@@ -146,6 +142,21 @@ pub async fn run(
             }
         }
     }
+}
+
+/// On SIGTERM: this node's addresses off (routers withdraw, local addresses move) and its
+/// Lease deleted, so that the other agents act at once.
+async fn leave(
+    agent: &mut Agent,
+    client: Client,
+    cfg: &Config,
+    lease_task: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    agent.withdraw_all().await;
+    tasks::delete_lease(client, cfg).await;
+    tracing::info!("addresses withdrawn and node lease deleted");
+    lease_task.abort();
+    Ok(())
 }
 
 /// Flips `/readyz` to ready once [`readiness::ready`] says so (and never back: readiness
