@@ -173,12 +173,13 @@ fn create_one(c: &RealCluster, name: &str, all: &BTreeSet<String>) -> Timeline {
         .collect();
     while !pending.is_empty() && Instant::now() < deadline {
         pending.retain(|(f, ip)| {
-            if t.route[*f].is_none() && c.announcing_nodes(*ip) == *all {
+            let announcing = c.announcing_nodes(*ip);
+            if t.route[*f].is_none() && announcing == *all {
                 t.route[*f] = Some(t0.elapsed());
             }
             // a request as soon as the router has any route: the answer may come before the
             // last node's next hop is in
-            if t.answer[*f].is_none() && !c.announcing_nodes(*ip).is_empty() {
+            if t.answer[*f].is_none() && !announcing.is_empty() {
                 let r =
                     load::requests(CLIENT_NS, SocketAddr::new(*ip, 80), 1).expect("client netns");
                 if r.failed() == 0 {
@@ -241,10 +242,7 @@ fn lossless(
             c.wait_announced_by(*ip, &all, Duration::from_secs(120))
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let loads: Vec<Load> = ips
-            .iter()
-            .map(|ip| Load::start(CLIENT_NS, SocketAddr::new(*ip, 80), 50).expect("load"))
-            .collect();
+        let loads = Load::on_each(CLIENT_NS, &ips, 50).expect("load");
         let t0 = Instant::now();
         let outcome = change(c).and_then(|_| {
             ips.iter().try_for_each(|ip| {
@@ -257,14 +255,15 @@ fn lossless(
         if let Err(e) = outcome {
             panic!("{label} round {round}: {e}");
         }
-        let sent: u64 = reports.iter().map(|r| r.sent).sum();
-        let refused: usize = reports.iter().map(Report::not_connected).sum();
-        let cut: usize = reports.iter().map(Report::failed).sum::<usize>() - refused;
         for r in &reports {
             eprintln!("  {}", r.summary());
         }
+        let l = load::losses(&reports);
         println!(
-            "| {round} | {sent} | {refused} | {cut} | {:.1} s |",
+            "| {round} | {} | {} | {} | {:.1} s |",
+            l.sent,
+            l.found_no_path,
+            l.cut,
             took.as_secs_f64()
         );
     }

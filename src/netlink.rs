@@ -311,7 +311,8 @@ const INFINITE_LIFETIME: u32 = u32::MAX;
 /// came from a Service address (seen on the real cluster: the router's IPv6 next hop for the
 /// node was the local pool's address, which then moves to another node). A deprecated
 /// address (preferred lifetime 0; rule 3 avoids it) still receives and answers as before.
-/// IPv4 needs nothing: a /32 outside the node's subnet route is never preferred.
+/// IPv4 needs nothing: an address added in the subnet of the node's own is a secondary
+/// address, which the kernel never picks as a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AsSource {
     Allowed,

@@ -161,21 +161,14 @@ fn http_target(ip: IpAddr) -> SocketAddr {
     SocketAddr::new(ip, 80)
 }
 
-/// A load of [`RATE`] requests a second on each address.
-fn start_loads(ips: &[IpAddr]) -> Outcome<Vec<Load>> {
-    ips.iter()
-        .map(|ip| Load::start(CLIENT_NS, http_target(*ip), RATE).map_err(|e| format!("load: {e}")))
-        .collect()
-}
-
-/// Runs `change` under [`start_loads`] on `ips`, passing it the loads' start (the clock of
+/// Runs `change` under a load of [`RATE`] requests a second on each of `ips`, passing it the loads' start (the clock of
 /// their failures' `at`); the loads are stopped and reported whatever `change` returns.
 fn under_load<T>(
     ips: &[IpAddr],
     change: impl FnOnce(Instant) -> Outcome<T>,
 ) -> Outcome<(Outcome<T>, Vec<Report>)> {
     let started = Instant::now();
-    let loads = start_loads(ips)?;
+    let loads = Load::on_each(CLIENT_NS, ips, RATE).map_err(|e| format!("load: {e}"))?;
     let outcome = change(started);
     Ok((outcome, stop_loads(loads)))
 }
@@ -306,16 +299,15 @@ fn rollout(c: &RealCluster, what: &str, service: &str) -> Outcome {
     let all = c.all_nodes();
     let svc = TestService::create(c, service, ROUTED_POOL, "Cluster")?;
     svc.wait_announced_by(&all, Duration::from_secs(60))?;
-    let loads = start_loads(&svc.ips)?;
-    let t0 = Instant::now();
-    let rolled = c
-        .kubectl(&["-n", SYSTEM_NS, "rollout", "restart", what])
-        .and_then(|_| c.kubectl(&["-n", SYSTEM_NS, "rollout", "status", what, "--timeout=300s"]));
-    let rollout_took = t0.elapsed();
-    let back = rolled.and_then(|_| svc.wait_announced_by(&all, Duration::from_secs(60)));
-    let took = t0.elapsed();
-    let reports = stop_loads(loads);
-    back?;
+    let (outcome, reports) = under_load(&svc.ips, |_| {
+        let t0 = Instant::now();
+        c.kubectl(&["-n", SYSTEM_NS, "rollout", "restart", what])?;
+        c.kubectl(&["-n", SYSTEM_NS, "rollout", "status", what, "--timeout=300s"])?;
+        let rollout_took = t0.elapsed();
+        svc.wait_announced_by(&all, Duration::from_secs(60))?;
+        Ok((rollout_took, t0.elapsed()))
+    })?;
+    let (rollout_took, took) = outcome?;
     println!(
         "    {what}: rollout complete {}, every node announcing {} after the restart",
         secs(rollout_took),
@@ -365,12 +357,12 @@ fn drain(c: &RealCluster) -> Outcome {
 /// router's ECMP set changes it rehashes established connections onto nodes that have no
 /// state for them (a drain that keeps the routes while the agent restarts is issue 14's).
 fn judge_lossless(what: &str, reports: &[Report]) -> Outcome {
-    let refused: usize = reports.iter().map(Report::not_connected).sum();
-    let cut = total_failed(reports) - refused;
+    let l = load::losses(reports);
     println!(
-        "    {what}: {refused} request(s) found no path, {cut} cut mid-flight by an ECMP change"
+        "    {what}: {} request(s) found no path, {} cut mid-flight by an ECMP change",
+        l.found_no_path, l.cut
     );
-    match refused {
+    match l.found_no_path {
         0 => Ok(()),
         n => Err(format!("{n} request(s) found no path during the {what}")),
     }
@@ -554,9 +546,8 @@ fn node_failure(c: &RealCluster) -> Outcome {
     let dead_pods = c.pod_ips_on(&holder)?;
     let mut ips = routed.ips.clone();
     ips.extend(&local.ips);
-    let loads = start_loads(&ips)?;
-    let t0 = Instant::now();
-    let outcome = (|| {
+    let (outcome, reports) = under_load(&ips, |_| {
+        let t0 = Instant::now();
         c.crash_node(k)?;
         wait::up_to(Duration::from_secs(60))
             .every(Duration::from_millis(20))
@@ -574,9 +565,8 @@ fn node_failure(c: &RealCluster) -> Outcome {
         wait_pods_unready_on(c, &holder, Duration::from_secs(120))?;
         let unready = t0.elapsed();
         c.wait_kube_proxy_drops(&survivors, &dead_pods, Duration::from_secs(30))?;
-        Ok::<_, String>((moved, converged, unready, t0.elapsed()))
-    })();
-    let reports = stop_loads(loads);
+        Ok((moved, converged, unready, t0.elapsed()))
+    })?;
     let (moved, converged, unready, dropped) = outcome?;
     println!(
         "    {holder} crashed: its local addresses moved after {}, the router dropped it after {} \

@@ -249,7 +249,8 @@ route_pods_to() {
 setup_node_net() {
   local k=$1 name
   name=$(node_name "$k")
-  # (a namespace without eth0 is what an interrupted setup leaves: finished here)
+  # (a namespace without eth0 is what an interrupted setup leaves, and a crashed node's dying
+  # processes may still hold its old link: both finished here)
   netns_exists "$name" && ip -n "$name" link show eth0 >/dev/null 2>&1 && return 0
   log "creating $name ($(node_ip4 "$k"), pods $(pod_cidr4 "$k"))"
   netns_exists "$name" || ip netns add "$name"
@@ -584,9 +585,6 @@ node_down() {
   for d in $(cgroup_all_dirs); do rm_cgroup_tree "$d/kn-node$k"; done
   if mountpoint -q "$STATE/mnt/node$k" 2>/dev/null; then umount "$STATE/mnt/node$k"; fi
   netns_exists "$name" && ip netns del "$name"
-  # The segment's end of the node's link goes with the node's namespace, unless something
-  # still holds that namespace (a crashed node's dying processes): then explicitly.
-  ip -n "$SEG_NS" link del "kn-n$k-s" 2>/dev/null || true
   ip route del "$(pod_cidr4 "$k")" 2>/dev/null || true
   ip -6 route del "$(pod_cidr6 "$k")" 2>/dev/null || true
   rm -rf "$dir"

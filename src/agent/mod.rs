@@ -166,7 +166,6 @@ fn report_readiness(agent: &Agent, health: &Health, since_start: Duration) {
         return;
     }
     let progress = readiness::Progress {
-        passed: true,
         nothing_to_advertise: agent.fragment_data.is_none(),
         advertised: agent.verification.last.as_ref().map(|v| v.verdict.ok),
         since_start,

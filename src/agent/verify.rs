@@ -21,9 +21,9 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 pub struct State {
     pub last: Option<Verification>,
     verifier: Verifier,
+    /// Quick rechecks made while waiting for the first good verdict; [`EARLY_RECHECKS`] once
+    /// it came (or the grace is over): no more of them.
     early_rechecks: u32,
-    /// Whether a verification has found everything advertised since the agent started.
-    advertised_once: bool,
 }
 
 /// Until the first good verdict (the agent's readiness waits for it, see
@@ -47,13 +47,14 @@ impl Agent {
             Ok((v, recheck)) => {
                 let ok = v.verdict.ok;
                 self.record(v);
-                let early = !self.verification.advertised_once
-                    && self.verification.early_rechecks < EARLY_RECHECKS;
-                self.verification.advertised_once |= ok;
-                if early && !ok {
-                    self.verification.early_rechecks += 1;
-                }
-                (recheck || (early && !ok)).then_some(SETTLE)
+                let early = &mut self.verification.early_rechecks;
+                let early_recheck = !ok && *early < EARLY_RECHECKS;
+                *early = if ok {
+                    EARLY_RECHECKS
+                } else {
+                    (*early + 1).min(EARLY_RECHECKS)
+                };
+                (recheck || early_recheck).then_some(SETTLE)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not verify what the daemon advertises");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +72,26 @@ impl Report {
             .map(|(p, n)| format!("{p} {n}"))
             .collect();
         s + &format!("; answered by: {}", pods.join(", "))
+    }
+}
+
+/// Failed requests over several reports, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    pub sent: u64,
+    /// Never connected: no working path (blackholed, refused, unreachable).
+    pub found_no_path: usize,
+    /// Connected, then failed: cut mid-flight.
+    pub cut: usize,
+}
+
+pub fn losses(reports: &[Report]) -> Losses {
+    let found_no_path = reports.iter().map(Report::not_connected).sum();
+    let failed: usize = reports.iter().map(Report::failed).sum();
+    Losses {
+        sent: reports.iter().map(|r| r.sent).sum(),
+        found_no_path,
+        cut: failed - found_no_path,
     }
 }
 
@@ -142,6 +162,13 @@ impl Load {
             shared,
             dispatcher: Some(dispatcher),
         })
+    }
+
+    /// One load of `per_second` on port 80 of each of `ips`.
+    pub fn on_each(netns: &str, ips: &[IpAddr], per_second: u32) -> io::Result<Vec<Load>> {
+        ips.iter()
+            .map(|ip| Load::start(netns, SocketAddr::new(*ip, 80), per_second))
+            .collect()
     }
 
     /// Ends the load (requests in flight finish) and reports.

@@ -33,7 +33,6 @@ pub struct RealCluster {
     kubeconfig: String,
     kubectl: String,
     vtysh_rtr: String,
-    nodes_sh: String,
     pub nodes: usize,
 }
 
@@ -80,7 +79,6 @@ impl RealCluster {
             kubeconfig: var("KUBECONFIG")?,
             kubectl: var("KUBECTL")?,
             vtysh_rtr: var("VTYSH_RTR")?,
-            nodes_sh: var("NODES_SH")?,
             nodes: var("NODES")?.parse().map_err(|e| format!("NODES: {e}"))?,
         })
     }
@@ -150,7 +148,7 @@ impl RealCluster {
     /// `nodes.sh crash K`: node K's link cut, its kubelet, containerd and containers killed -9.
     pub fn crash_node(&self, k: usize) -> Outcome {
         let out = Command::new("bash")
-            .arg(&self.nodes_sh)
+            .arg(root().join("integration/k8s/nodes.sh"))
             .args(["crash", &k.to_string()])
             .stderr(Stdio::inherit())
             .output()
@@ -159,13 +157,6 @@ impl RealCluster {
             .success()
             .then_some(())
             .ok_or_else(|| format!("nodes.sh crash {k} failed"))
-    }
-
-    /// The node whose eth0 has `hop` (its segment address or IPv6 link-local address).
-    fn node_of_nexthop(&self, hop: IpAddr) -> Option<String> {
-        self.node_names()
-            .into_iter()
-            .find(|node| eth0_addresses(node).contains(&hop))
     }
 
     /// `kubectl drain` of `node` (DaemonSets stay, emptyDirs go), then uncordon whatever the
@@ -202,9 +193,11 @@ impl RealCluster {
                 }
             }
         }
-        hops.iter()
-            .filter_map(|h| h.parse().ok())
-            .filter_map(|h| self.node_of_nexthop(h))
+        // a next hop is a node's segment address or its IPv6 link-local one: eth0's
+        let hops: Vec<IpAddr> = hops.iter().filter_map(|h| h.parse().ok()).collect();
+        self.node_names()
+            .into_iter()
+            .filter(|node| eth0_addresses(node).iter().any(|a| hops.contains(a)))
             .collect()
     }
 
@@ -475,14 +468,10 @@ fn eth0_addresses(netns: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// `ip -n NETNS -j ARGS`, parsed.
 fn ip_json_in(netns: &str, args: &[&str]) -> Outcome<Value> {
-    run_ip(&["-n", netns], args)
-}
-
-fn run_ip(pre: &[&str], args: &[&str]) -> Outcome<Value> {
     let out = Command::new("ip")
-        .args(pre)
-        .arg("-j")
+        .args(["-n", netns, "-j"])
         .args(args)
         .output()
         .map_err(|e| format!("ip: {e}"))?;
