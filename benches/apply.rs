@@ -315,7 +315,7 @@ fn restart_table() {
         .join("bgpd.vty");
     let pidfile = sock.with_file_name("bgpd.pid");
     let repaired = |c: &str| {
-        c.contains("ip prefix-list ROUTELB-POOL-bench-V4")
+        c.contains("ip prefix-list ROUTELB-POOL-bench_")
             && c.contains("redistribute connected route-map ROUTELB-BGP-V4")
     };
     let (mut loaded, mut fixed, mut after_load, mut route) = (vec![], vec![], vec![], vec![]);

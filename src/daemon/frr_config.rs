@@ -210,6 +210,35 @@ impl Owned {
         }
     }
 
+    /// What of these objects none of `holders` has: a prefix entry or a whole route-map entry
+    /// (head and lines) that one of them holds as it is here is left out.
+    pub fn beyond(&self, holders: &[&Owned]) -> Owned {
+        Owned {
+            prefix_entries: self
+                .prefix_entries
+                .iter()
+                .filter(|(k, _)| !holders.iter().any(|h| h.prefix_entries.contains_key(*k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            route_maps: self
+                .route_maps
+                .iter()
+                .filter(|(head, lines)| {
+                    !holders
+                        .iter()
+                        .any(|h| h.route_maps.get(*head) == Some(lines))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            redistribute: self
+                .redistribute
+                .iter()
+                .filter(|(k, _)| !holders.iter().any(|h| h.redistribute.contains_key(*k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// routelb's entries in the base's own route-maps (`spec.bgp.outboundRouteMaps`): route-map
     /// name → their sequence numbers. For probes that check them without reading the whole
     /// running configuration (`show route-map NAME`).

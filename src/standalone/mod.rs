@@ -145,21 +145,45 @@ fn templates(opts: &Options) -> Result<Templates, crate::render::TemplateError> 
     Templates::load(opts.daemon, opts.templates.as_deref())
 }
 
-/// Whether a watched event is an edit of the manifests: a YAML file created, written, renamed
-/// or removed (or a ConfigMap-style `..data` swap). Reads, metadata changes and other files
-/// (the state file, its lock, editors' swap files) are not.
-pub(crate) fn is_edit(ev: &notify::Event, state: &Path) -> bool {
-    let kind_counts = crate::files::changes_content(&ev.kind);
+/// What a watched event says of the manifests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// A file is whole in its new state: renamed into place (what editors, tools and
+    /// ConfigMap volumes' `..data` swap do), closed after writing, or removed. Read at once.
+    Whole,
+    /// A file is being created or written in place: wait for it to be closed (or for writes to
+    /// stop, [`SETTLE`]) before reading, or a half-written pool would withdraw addresses.
+    Partial,
+}
+
+/// How long an in-place write may go quiet before the file is read anyway, for writers whose
+/// close routelb is not told of (a symlink created in place, a file kept open).
+pub(crate) const SETTLE: Duration = Duration::from_millis(50);
+
+/// Whether a watched event is an edit of the manifests, and of which kind: a YAML file (or a
+/// ConfigMap-style `..data` swap) created, written, renamed or removed. Reads, metadata
+/// changes and other files (the state file, its lock, editors' swap files) are not.
+pub(crate) fn edit_of(ev: &notify::Event, state: &Path) -> Option<Edit> {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
     // The same files load_dir reads: no names starting with `.` (editors' lock files).
     let manifest = |p: &Path| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
     };
-    kind_counts
-        && ev
-            .paths
-            .iter()
-            .any(|p| p != state && (manifest(p) || p.file_name().is_some_and(|n| n == "..data")))
+    let ours = ev
+        .paths
+        .iter()
+        .any(|p| p != state && (manifest(p) || p.file_name().is_some_and(|n| n == "..data")));
+    if !(ours && crate::files::changes_content(&ev.kind)) {
+        return None;
+    }
+    Some(match ev.kind {
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+            Edit::Partial
+        }
+        _ => Edit::Whole,
+    })
 }
 
 /// Converges once, or keeps converging as the directory changes until `cancel`.
@@ -186,8 +210,8 @@ pub async fn run(
     }
     let (tx, mut edits) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok_and(|e| is_edit(&e, &state_path)) {
-            let _ = tx.send(());
+        if let Some(edit) = ev.ok().and_then(|e| edit_of(&e, &state_path)) {
+            let _ = tx.send(edit);
         }
     })?;
     watcher.watch(&config, RecursiveMode::NonRecursive)?;
@@ -208,7 +232,7 @@ pub async fn run(
         wake = loop {
             let event = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                Some(()) = edits.recv() => Event::Edited,
+                Some(edit) = edits.recv() => Event::Edited(edit),
                 Some(daemon) = restarts::next(&mut restarts) => Event::DaemonStarted(daemon),
                 _ = resync.tick() => Event::Resync,
                 _ = probe_tick(&mut probe) => Event::DriftProbe,
@@ -223,7 +247,7 @@ pub async fn run(
 
 /// What woke the loop.
 enum Event {
-    Edited,
+    Edited(Edit),
     DaemonStarted(String),
     Resync,
     DriftProbe,
@@ -234,7 +258,7 @@ enum Event {
 async fn on_event(
     event: Event,
     session: &mut Session,
-    edits: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    edits: &mut tokio::sync::mpsc::UnboundedReceiver<Edit>,
     restarts: &mut Option<restarts::RestartWatch>,
 ) -> Option<Wake> {
     let daemon_only = Wake {
@@ -242,10 +266,8 @@ async fn on_event(
         daemon_only: true,
     };
     match event {
-        Event::Edited => {
-            // Let an editor finish writing, and take a burst of events as one change.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            while edits.try_recv().is_ok() {}
+        Event::Edited(edit) => {
+            whole(edit, edits).await;
             Some(Wake::default())
         }
         Event::DaemonStarted(daemon) => {
@@ -267,6 +289,25 @@ async fn on_event(
         // A repair that failed leaves it to a pass that reads the daemon afresh.
         Event::DriftProbe => session.repair_drift().await.then_some(daemon_only),
         Event::Retry => Some(daemon_only),
+    }
+}
+
+/// Returns once the manifests are whole: at once after a rename, a close or a removal; after
+/// an in-place write, once the writer closed the file or went quiet for [`SETTLE`]. Whatever
+/// else queued up (edits made while a pass ran) is taken along: one pass for all of them.
+async fn whole(first: Edit, edits: &mut tokio::sync::mpsc::UnboundedReceiver<Edit>) {
+    let mut pending = first == Edit::Partial;
+    loop {
+        while let Ok(edit) = edits.try_recv() {
+            pending = edit == Edit::Partial;
+        }
+        if !pending {
+            return;
+        }
+        match tokio::time::timeout(SETTLE, edits.recv()).await {
+            Ok(Some(edit)) => pending = edit == Edit::Partial,
+            Ok(None) | Err(_) => return,
+        }
     }
 }
 

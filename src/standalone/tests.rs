@@ -255,49 +255,103 @@ fn only_edits_of_manifests_wake_a_pass() {
     use notify::{Event, EventKind};
     let state = Path::new("/cfg/.routelb-state.json");
     let ev = |kind, path: &str| Event::new(kind).add_path(path.into());
+    use super::Edit::{Partial, Whole};
     for (kind, path, wakes) in [
-        (EventKind::Access(AccessKind::Any), "/cfg/a.yaml", false),
+        (EventKind::Access(AccessKind::Any), "/cfg/a.yaml", None),
         (
             EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read)),
             "/cfg/a.yaml",
-            false,
+            None,
         ),
         (
             EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
             "/cfg/a.yaml",
-            false,
+            None,
         ),
         (
             EventKind::Modify(ModifyKind::Data(DataChange::Any)),
             "/cfg/.routelb-state.json",
-            false,
+            None,
         ),
         (
             EventKind::Create(CreateKind::File),
             "/cfg/.routelb-state.json.lock",
-            false,
+            None,
         ),
         (
             EventKind::Create(CreateKind::File),
             "/cfg/.a.yaml.swp",
-            false,
+            None,
         ),
         (
             EventKind::Modify(ModifyKind::Data(DataChange::Any)),
             "/cfg/a.yaml",
-            true,
+            Some(Partial),
         ),
         (
             EventKind::Modify(ModifyKind::Name(RenameMode::To)),
             "/cfg/a.yml",
-            true,
+            Some(Whole),
         ),
-        (EventKind::Create(CreateKind::File), "/cfg/b.yaml", true),
-        (EventKind::Remove(RemoveKind::File), "/cfg/b.yaml", true),
-        (EventKind::Create(CreateKind::Any), "/cfg/..data", true),
+        (
+            EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write)),
+            "/cfg/a.yaml",
+            Some(Whole),
+        ),
+        (
+            EventKind::Create(CreateKind::File),
+            "/cfg/b.yaml",
+            Some(Partial),
+        ),
+        (
+            EventKind::Remove(RemoveKind::File),
+            "/cfg/b.yaml",
+            Some(Whole),
+        ),
+        (
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            "/cfg/..data",
+            Some(Whole),
+        ),
     ] {
-        assert_eq!(is_edit(&ev(kind, path), state), wakes, "{kind:?} {path}");
+        assert_eq!(edit_of(&ev(kind, path), state), wakes, "{kind:?} {path}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_edit_is_read_at_once_and_a_write_in_place_once_closed() {
+    use tokio::time::{Duration, Instant, sleep};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let t = Instant::now();
+    whole(Edit::Whole, &mut rx).await;
+    assert_eq!(
+        t.elapsed(),
+        Duration::ZERO,
+        "a rename into place is read at once"
+    );
+    // Edits queued while a pass ran are taken by the next one.
+    tx.send(Edit::Whole).unwrap();
+    tx.send(Edit::Whole).unwrap();
+    whole(Edit::Whole, &mut rx).await;
+    assert!(rx.try_recv().is_err(), "one pass for all of them");
+    assert_eq!(t.elapsed(), Duration::ZERO);
+    // A write in place: read once the writer closes the file.
+    let writer = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(30)).await;
+            tx.send(Edit::Partial).unwrap();
+            sleep(Duration::from_millis(30)).await;
+            tx.send(Edit::Whole).unwrap();
+        })
+    };
+    whole(Edit::Partial, &mut rx).await;
+    assert_eq!(t.elapsed(), Duration::from_millis(60));
+    writer.await.unwrap();
+    // A writer routelb sees no close of: read once it went quiet.
+    let t = Instant::now();
+    whole(Edit::Partial, &mut rx).await;
+    assert_eq!(t.elapsed(), SETTLE);
 }
 
 #[test]

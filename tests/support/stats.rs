@@ -18,6 +18,7 @@ pub fn median<T: Copy + PartialOrd>(samples: &[T]) -> T {
 }
 
 /// Milliseconds, for printing.
+#[allow(dead_code)] // benchmarks that print durations
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

@@ -86,8 +86,8 @@ fn aggregated_pools_match_exactly_the_aggregate_length() {
 
 #[test]
 fn one_more_prefix_is_one_more_line() {
-    let before = split(list(hosts(100)));
-    let mut more = hosts(100);
+    let before = split(list(hosts(60)));
+    let mut more = hosts(60);
     more.insert(3, PrefixMatch::new("10.99.0.1/32".into(), 32, 32, 32));
     let after = split(list(more));
     assert_eq!(before.len(), 1);
@@ -96,20 +96,20 @@ fn one_more_prefix_is_one_more_line() {
     assert_eq!(a.difference(&b).count(), 1, "only the new prefix is new");
     assert_eq!(b.difference(&a).count(), 0, "nothing else moved");
     let seqs: BTreeSet<u32> = after[0].v4.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs.len(), 101, "sequence numbers are unique");
+    assert_eq!(seqs.len(), 61, "sequence numbers are unique");
     assert!(!seqs.contains(&0));
 }
 
 #[test]
 fn long_lists_split_in_a_power_of_two_by_prefix() {
     let parts = split(list(hosts(5000)));
-    // 5,000 / 256 → 20 → 32 lists of about 156.
-    assert_eq!(parts.len(), 32);
+    // 5,000 / 64 → 79 → 128 lists of about 39.
+    assert_eq!(parts.len(), 128);
     assert!(parts.iter().all(|p| p.v4.len() <= LIST_SPLIT_ABOVE));
     assert_eq!(parts.iter().map(|p| p.v4.len()).sum::<usize>(), 5000);
     assert_eq!(parts[0].frr_name, "ROUTELB-POOL-big_1");
-    assert_eq!(parts[31].bird_name, "ROUTELB_POOL_big_abcdef_32");
-    assert_eq!(parts[0].source, "pool big (part 1 of 32)");
+    assert_eq!(parts[127].bird_name, "ROUTELB_POOL_big_abcdef_128");
+    assert_eq!(parts[0].source, "pool big (part 1 of 128)");
     // A new prefix lands in one list and changes one line there.
     let mut more = hosts(5000);
     more.push(PrefixMatch::new("10.250.0.1/32".into(), 32, 32, 32));

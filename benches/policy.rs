@@ -1,0 +1,477 @@
+//! A pool edit as the user sees it, at the daemon's floor (namespace lab: FRR, root,
+//! frr-pythontools). `routelb standalone` runs in the lab node's namespace, with its default
+//! options, on a pool of N non-adjacent /32s (N prefix-list entries) and one Service. Each change
+//! writes the pool manifest anew and renames it into place (what an editor, `kubectl`-style tools
+//! and ConfigMap volumes do), adding one address never seen before — then the next takes it away;
+//! the clock runs until **bgpd holds** the new entry set (bgpd is the daemon whose route-maps use
+//! the lists; routelb gives zebra none of them), polled over its vty socket every 2 ms. In the
+//! same run, frr-reload.py --reload (the way frr-k8s applies a change: the full file) is timed
+//! the same way, from its start until bgpd holds it (it also sends every line to zebra; that is
+//! not waited for, which favours it).
+//!
+//! Also measured: the initial load (routelb started with N entries → both daemons hold all of
+//! them), the BGP session resets at the router over the whole run, routelb's own log of each
+//! apply (the breakdown), and the daemons' CPU per minute while routelb idles, with and
+//! without routelb running (what its resync and drift probe cost them).
+//!
+//! Run: `cargo bench --bench policy` (ROUTELB_BENCH_ROUNDS, default 10; ROUTELB_BENCH_SIZES,
+//! default "1000,5000"; ROUTELB_BENCH_IDLE_S, default 60). Figures go to docs/benchmarks.md.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use routelb::daemon::frr::FrrApply;
+use routelb::daemon::vty::Connection;
+use routelb::manifests::{Manifests, load_str};
+use routelb::render::{DaemonKind, Templates};
+
+#[path = "../tests/support"]
+mod support {
+    pub mod daemon;
+    pub mod files;
+    pub mod lab;
+    pub mod lock;
+    pub mod script;
+    pub mod stats;
+}
+
+use support::lab::Lab;
+use support::stats::percentile;
+
+/// The daemons whose CPU is measured.
+const DAEMONS: [&str; 2] = ["bgpd", "zebra"];
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// N addresses that never merge into larger blocks: N prefix-list entries.
+fn addresses(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("10.{}.{}.1/32", i / 250, i % 250))
+        .collect()
+}
+
+/// An address never in the pool before (round `k`): it sorts into the middle of the pool.
+fn fresh(k: usize) -> String {
+    format!("10.{}.251.1/32", k % 250)
+}
+
+fn manifest(addresses: &[String]) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: bench}}\nspec: {{addresses: [{}]}}\n---\n\
+         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {{name: bench}}\nspec: {{protocols: [bgp]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n",
+        list.join(", ")
+    )
+}
+
+/// Writes the manifest beside its place and renames it in: one atomic edit.
+fn write_pool(dir: &Path, addresses: &[String]) {
+    let tmp = dir.join(".pool.yaml.tmp");
+    std::fs::write(&tmp, manifest(addresses)).unwrap();
+    std::fs::rename(&tmp, dir.join("pool.yaml")).unwrap();
+}
+
+/// bgpd's IPv4 prefix-list entries, counted, over a kept vty connection.
+struct Counter {
+    bgpd: Connection,
+}
+
+impl Counter {
+    async fn open(vty_dir: &Path) -> Counter {
+        Counter {
+            bgpd: Connection::open(&vty_dir.join("bgpd.vty")).await.unwrap(),
+        }
+    }
+
+    /// The entry count (`show ip prefix-list summary`: one `count: N` per list).
+    async fn count(&mut self) -> usize {
+        let reply = self
+            .bgpd
+            .command("show ip prefix-list summary")
+            .await
+            .unwrap();
+        reply
+            .output
+            .split("count: ")
+            .skip(1)
+            .filter_map(|s| s.split(',').next()?.trim().parse::<usize>().ok())
+            .sum()
+    }
+
+    /// Polls every 2 ms until bgpd holds `want` entries; when that was first seen.
+    async fn until(&mut self, want: usize, timeout: Duration) -> Instant {
+        let start = Instant::now();
+        loop {
+            if self.count().await == want {
+                return Instant::now();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "bgpd never held {want} entries (now {})",
+                self.count().await
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// `routelb standalone` in the node's namespace, its log collected (JSON lines are not needed:
+/// the apply lines carry `lines=` and `ms=` fields).
+struct Standalone {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Standalone {
+    fn start(lab: &Lab, dir: &Path) -> Standalone {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", lab.var("LAB_NODE_NS")])
+            .arg(env!("CARGO_BIN_EXE_routelb"))
+            .args(["standalone", "--config", dir.to_str().unwrap()])
+            .args(lab.daemon().flags())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(vec![]));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Standalone { child, log }
+    }
+
+    /// The `ms=` of the applies logged since `from` lines.
+    fn applies_since(&self, from: usize) -> Vec<f64> {
+        self.log.lock().unwrap()[from..]
+            .iter()
+            .filter(|l| l.contains("fragment applied"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("ms="))?
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU of a process and its children so far, in seconds.
+fn cpu_s(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 (1-based): 11 and 12 after the state field.
+    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn daemon_pids(vty_dir: &Path) -> Vec<String> {
+    DAEMONS
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(vty_dir.join(format!("{d}.pid"))).ok())
+        .map(|p| p.trim().to_string())
+        .collect()
+}
+
+/// The daemons' CPU (bgpd + zebra) over `secs` seconds, in seconds per minute.
+async fn daemon_cpu_per_minute(vty_dir: &Path, secs: u64) -> f64 {
+    let pids = daemon_pids(vty_dir);
+    let before: f64 = pids.iter().map(|p| cpu_s(p)).sum();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let after: f64 = pids.iter().map(|p| cpu_s(p)).sum();
+    (after - before) * 60.0 / secs as f64
+}
+
+/// routelb's own pass for one change, step by step, in process (medians of 10): what the
+/// pure core costs at this size, beside what the user sees.
+async fn pass_breakdown(lab: &Lab, n: usize) -> Vec<(&'static str, f64)> {
+    use routelb::daemon::frr_config::{diff, owned, parse};
+    use routelb::standalone::{State, allocate, render};
+    let dir: PathBuf = support::files::scratch(&format!("bench-pass-{n}"));
+    let inst = lab.driver(FrrApply::Diff).instances().await.unwrap();
+    let templates = Templates::embedded(DaemonKind::Frr).unwrap();
+    let mut base = addresses(n);
+    write_pool(&dir, &base);
+    let m = routelb::manifests::load_dir(&dir).unwrap();
+    let state = allocate(&m, &State::default()).state;
+    let before = render(
+        &m,
+        &allocate(&m, &state),
+        &templates,
+        None,
+        "kube-lb0",
+        &inst,
+    )
+    .unwrap()
+    .fragment;
+    let held = owned(&parse(&before));
+    base.push(fresh(0));
+    write_pool(&dir, &base);
+    let mut steps: Vec<(&'static str, Vec<f64>)> = vec![
+        ("read and parse the manifests", vec![]),
+        ("IPAM (allocate)", vec![]),
+        ("render the fragment", vec![]),
+        ("parse the fragment (frr_config)", vec![]),
+        ("diff with what the daemons hold", vec![]),
+    ];
+    for _ in 0..10 {
+        let mut lap = Instant::now();
+        let mut next = |i: usize, steps: &mut Vec<(&'static str, Vec<f64>)>| {
+            steps[i].1.push(lap.elapsed().as_secs_f64() * 1e3);
+            lap = Instant::now();
+        };
+        let m = routelb::manifests::load_dir(&dir).unwrap();
+        next(0, &mut steps);
+        let a = allocate(&m, &state);
+        next(1, &mut steps);
+        let fragment = render(&m, &a, &templates, None, "kube-lb0", &inst)
+            .unwrap()
+            .fragment;
+        next(2, &mut steps);
+        let desired = owned(&parse(&fragment));
+        next(3, &mut steps);
+        assert_eq!(diff(&held, &desired).len(), 1, "one change");
+        next(4, &mut steps);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    steps
+        .into_iter()
+        .map(|(what, v)| (what, percentile(&v, 0.5)))
+        .collect()
+}
+
+struct Row {
+    n: usize,
+    load: f64,
+    seen: Vec<f64>,
+    logged: Vec<f64>,
+    reload: Vec<f64>,
+    resets: String,
+    idle_with: f64,
+    idle_without: f64,
+    routelb_cpu: f64,
+    breakdown: Vec<(&'static str, f64)>,
+}
+
+async fn measure(lab: &Lab, n: usize, rounds: usize, idle_s: u64) -> Row {
+    let vty_dir = Path::new("/var/run/frr").join(lab.var("LAB_NODE_FRR"));
+    let dir: PathBuf = support::files::scratch(&format!("bench-policy-{n}"));
+    let base = addresses(n);
+    write_pool(&dir, &base);
+    let mut counter = Counter::open(&vty_dir).await;
+    let before_resets = lab.bgp_connections();
+    let started = Instant::now();
+    let standalone = Standalone::start(lab, &dir);
+    let load = (counter.until(n, Duration::from_secs(300)).await - started).as_secs_f64();
+    // The Service's route at the router: the pipeline is whole before changes are timed.
+    lab.wait_route("10.0.0.1/32", "present", 60).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut seen, mut logged) = (vec![], vec![]);
+    for round in 0..rounds {
+        let mut plus = base.clone();
+        plus.push(fresh(round));
+        for (to, want) in [(&plus, n + 1), (&base, n)] {
+            let from = standalone.log_len();
+            let t = Instant::now();
+            write_pool(&dir, to);
+            let at = counter.until(want, Duration::from_secs(30)).await;
+            seen.push((at - t).as_secs_f64() * 1e3);
+            // The apply's log line comes just after the daemons took the line.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while standalone.applies_since(from).is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            logged.extend(standalone.applies_since(from));
+            // Let the drift probe and verification after a change settle, as between edits.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let routelb_pid = standalone.pid().to_string();
+    let routelb_before = cpu_s(&routelb_pid);
+    let idle_with = daemon_cpu_per_minute(&vty_dir, idle_s).await;
+    let routelb_cpu = (cpu_s(&routelb_pid) - routelb_before) * 60.0 / idle_s as f64;
+    drop(standalone);
+    let idle_without = daemon_cpu_per_minute(&vty_dir, idle_s).await;
+    let reload = reload_rounds(lab, &mut counter, &base, n, rounds).await;
+    let breakdown = pass_breakdown(lab, n).await;
+    let after_resets = lab.bgp_connections();
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        n,
+        load,
+        seen,
+        logged,
+        reload,
+        resets: if before_resets == after_resets {
+            "0".into()
+        } else {
+            format!("{before_resets} -> {after_resets}")
+        },
+        idle_with,
+        idle_without,
+        routelb_cpu,
+        breakdown,
+    }
+}
+
+/// frr-reload.py --reload of the full file with the same change, as frr-k8s applies one: from
+/// its start until both daemons hold the change.
+async fn reload_rounds(
+    lab: &Lab,
+    counter: &mut Counter,
+    base: &[String],
+    n: usize,
+    rounds: usize,
+) -> Vec<f64> {
+    let reload = lab.driver(FrrApply::Reload);
+    let inst = reload.instances().await.unwrap();
+    let fragment = |addresses: &[String]| {
+        let mut m = Manifests::default();
+        load_str(&manifest(addresses), Path::new("bench.yaml"), &mut m).unwrap();
+        routelb::offline::render(
+            &m,
+            &Templates::embedded(DaemonKind::Frr).unwrap(),
+            None,
+            "kube-lb0",
+            &inst,
+        )
+        .unwrap()
+        .fragment
+    };
+    let base_fragment = fragment(base);
+    let mut out = vec![];
+    for round in 0..rounds {
+        let mut plus = base.to_vec();
+        plus.push(fresh(100 + round));
+        for (to, want) in [(fragment(&plus), n + 1), (base_fragment.clone(), n)] {
+            let t = Instant::now();
+            let run = {
+                let reload = reload.clone();
+                tokio::spawn(async move { reload.apply(&to).await.unwrap() })
+            };
+            let at = counter.until(want, Duration::from_secs(60)).await;
+            run.await.unwrap();
+            out.push((at - t).as_secs_f64() * 1e3);
+        }
+    }
+    out
+}
+
+fn print(rows: &[Row], rounds: usize, idle_s: u64) {
+    println!(
+        "\n## A pool edit as the user sees it: manifest renamed into place → bgpd holds it ({rounds} adds + {rounds} removes per size)\n"
+    );
+    println!(
+        "| prefixes | routelb: edit → in bgpd (median, p90, max) | routelb's logged apply (median) | frr-reload.py --reload: start → in bgpd (median, max) | ratio of medians | BGP session resets | initial load 0 → N |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (s50, s90, smax) = (
+            percentile(&r.seen, 0.5),
+            percentile(&r.seen, 0.9),
+            percentile(&r.seen, 1.0),
+        );
+        let logged = if r.logged.is_empty() {
+            "not logged".to_string()
+        } else {
+            format!("{:.0} ms", percentile(&r.logged, 0.5))
+        };
+        let (r50, rmax) = (percentile(&r.reload, 0.5), percentile(&r.reload, 1.0));
+        println!(
+            "| {} | {s50:.0} ms, {s90:.0}, {smax:.0} | {logged} | {r50:.0} ms, {rmax:.0} | {:.1}× | {} | {:.2} s |",
+            r.n,
+            r50 / s50,
+            r.resets,
+            r.load
+        );
+    }
+    println!(
+        "\n## The daemons' CPU while routelb idles (bgpd + zebra, seconds of CPU per minute, over {idle_s} s)\n"
+    );
+    println!(
+        "| prefixes | with routelb running | without routelb | routelb's share | routelb's own CPU |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} s | {:.3} s | {:.3} s | {:.3} s |",
+            r.n,
+            r.idle_with,
+            r.idle_without,
+            (r.idle_with - r.idle_without).max(0.0),
+            r.routelb_cpu
+        );
+    }
+    println!("\n## routelb's pass for one change, in process (median of 10)\n");
+    print!("| step |");
+    for r in rows {
+        print!(" {} prefixes |", r.n);
+    }
+    println!("\n|---|{}", "---|".repeat(rows.len()));
+    for (i, (what, _)) in rows
+        .first()
+        .map(|r| r.breakdown.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        print!("| {what} |");
+        for r in rows {
+            print!(" {:.1} ms |", r.breakdown[i].1);
+        }
+        println!();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds = env_or("ROUTELB_BENCH_ROUNDS", 10usize);
+    let idle_s = env_or("ROUTELB_BENCH_IDLE_S", 60u64);
+    let sizes: Vec<usize> = std::env::var("ROUTELB_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut rows = vec![];
+    for n in sizes {
+        // A fresh lab per size: the initial load starts from nothing.
+        let lab = Lab::up("bpol", "frr", "bgp");
+        rows.push(measure(&lab, n, rounds, idle_s).await);
+    }
+    print(&rows, rounds, idle_s);
+}
