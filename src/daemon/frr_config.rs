@@ -173,6 +173,17 @@ pub fn kind_in(context: &[String], line: &str) -> String {
         .join(" > ")
 }
 
+/// The entries of `map` that `keep` keeps, copied.
+fn kept<K: Ord + Clone, V: Clone>(
+    map: &BTreeMap<K, V>,
+    keep: impl Fn(&K, &V) -> bool,
+) -> BTreeMap<K, V> {
+    map.iter()
+        .filter(|(k, v)| keep(k, v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 impl Owned {
     /// What a daemon that does not take the `ignored` kinds of command holds of these objects.
     pub fn without(&self, ignored: &BTreeSet<String>) -> Owned {
@@ -185,12 +196,7 @@ impl Owned {
                 || ignored.contains(&kind_in(context, line))
         };
         Owned {
-            prefix_entries: self
-                .prefix_entries
-                .iter()
-                .filter(|(_, line)| !out(&[], line))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            prefix_entries: kept(&self.prefix_entries, |_, line| !out(&[], line)),
             route_maps: self
                 .route_maps
                 .iter()
@@ -201,12 +207,7 @@ impl Owned {
                     (head.clone(), kept)
                 })
                 .collect(),
-            redistribute: self
-                .redistribute
-                .iter()
-                .filter(|((path, _), line)| !out(path, line))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            redistribute: kept(&self.redistribute, |(path, _), line| !out(path, line)),
         }
     }
 
@@ -214,28 +215,17 @@ impl Owned {
     /// (head and lines) that one of them holds as it is here is left out.
     pub fn beyond(&self, holders: &[&Owned]) -> Owned {
         Owned {
-            prefix_entries: self
-                .prefix_entries
-                .iter()
-                .filter(|(k, _)| !holders.iter().any(|h| h.prefix_entries.contains_key(*k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            route_maps: self
-                .route_maps
-                .iter()
-                .filter(|(head, lines)| {
-                    !holders
-                        .iter()
-                        .any(|h| h.route_maps.get(*head) == Some(lines))
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            redistribute: self
-                .redistribute
-                .iter()
-                .filter(|(k, _)| !holders.iter().any(|h| h.redistribute.contains_key(*k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            prefix_entries: kept(&self.prefix_entries, |k, _| {
+                !holders.iter().any(|h| h.prefix_entries.contains_key(k))
+            }),
+            route_maps: kept(&self.route_maps, |head, lines| {
+                !holders
+                    .iter()
+                    .any(|h| h.route_maps.get(head) == Some(lines))
+            }),
+            redistribute: kept(&self.redistribute, |k, _| {
+                !holders.iter().any(|h| h.redistribute.contains_key(k))
+            }),
         }
     }
 
