@@ -113,6 +113,14 @@ struct AgentArgs {
     /// the resync).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     drift_probe: Duration,
+    /// How long this node waits, after a Service appeared or its endpoints became ready (on
+    /// this node, under externalTrafficPolicy: Local), before it starts announcing it:
+    /// kube-proxy programs a change up to its --iptables-min-sync-period (1 s) plus the sync
+    /// after routelb learns of it, and refuses or drops what it has not programmed yet.
+    /// Withdrawals and what a node announces already are never delayed; 0 with a proxy that
+    /// programs Services before their endpoints turn ready (or none).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    kube_proxy_grace: Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9091")]
     metrics_addr: SocketAddr,
@@ -588,6 +596,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         templates: a.templates,
         resync: a.resync,
         drift_probe: a.drift_probe,
+        kube_proxy_grace: a.kube_proxy_grace,
     };
     tokio::select! {
         r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,

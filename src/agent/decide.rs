@@ -8,6 +8,7 @@
 //! 3. [`report`]: the Events, notes and problems that say so, each Event once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
@@ -197,13 +198,56 @@ pub struct Placement {
     pub plan: Plan,
 }
 
-/// Step 2: who holds each address among `members` (this node included), and this node's share.
+/// Whether each Service is ready as far as this node goes: a ready endpoint anywhere, or on
+/// this node under `externalTrafficPolicy: Local` (for [`super::proxy_grace`]).
+pub fn ready_here(
+    id: &Identity,
+    r: &Resolved,
+    readiness: &BTreeMap<ServiceKey, Readiness>,
+) -> Vec<(ServiceKey, bool)> {
+    r.inputs
+        .iter()
+        .map(|i| {
+            let key = &i.addresses.key;
+            let ready = readiness.get(key).is_some_and(|e| {
+                if i.local_traffic {
+                    e.nodes.contains(&id.node)
+                } else {
+                    e.any
+                }
+            });
+            (key.clone(), ready)
+        })
+        .collect()
+}
+
+/// What this node keeps from starting to announce: Services kube-proxy may not have yet
+/// ([`super::proxy_grace`]), unless this node announces their address already.
+pub struct HeldBack<'a> {
+    pub services: &'a BTreeSet<ServiceKey>,
+    pub announced: &'a BTreeSet<IpAddr>,
+}
+
+impl HeldBack<'static> {
+    pub fn nothing() -> Self {
+        static NO_SERVICES: BTreeSet<ServiceKey> = BTreeSet::new();
+        static NO_ADDRESSES: BTreeSet<IpAddr> = BTreeSet::new();
+        HeldBack {
+            services: &NO_SERVICES,
+            announced: &NO_ADDRESSES,
+        }
+    }
+}
+
+/// Step 2: who holds each address among `members` (this node included), and this node's share
+/// less what it holds back.
 pub fn place(
     id: &Identity,
     r: &Resolved,
     members: &[Member],
     readiness: &BTreeMap<ServiceKey, Readiness>,
     facts: &[NodeInterface],
+    held_back: &HeldBack,
 ) -> Placement {
     let modes: BTreeMap<String, PoolMode> = r
         .pools
@@ -224,7 +268,15 @@ pub fn place(
         .collect();
     let decisions = election::elect(&candidates, members, &id.lb_interface);
     let all: Vec<ServiceAddresses> = r.inputs.iter().map(|i| i.addresses.clone()).collect();
-    let mine = election::held_here(&decisions, &id.node, &all);
+    let mine: Vec<ServiceAddresses> = election::held_here(&decisions, &id.node, &all)
+        .into_iter()
+        .filter_map(|mut svc| {
+            if held_back.services.contains(&svc.key) {
+                svc.addresses.retain(|a| held_back.announced.contains(a));
+            }
+            (!svc.addresses.is_empty()).then_some(svc)
+        })
+        .collect();
     let plan = plan::plan(&mine, &r.pools, &id.lb_interface, facts);
     Placement { decisions, plan }
 }

@@ -9,7 +9,7 @@
 //!   └─► background (tasks.rs): this node's Lease, NodeState status and Events
 //! ```
 //!
-//! Pure parts: [`decide`], [`endpoints`], [`status`], and [`crate::election`],
+//! Pure parts: [`decide`], [`endpoints`], [`proxy_grace`], [`status`], and [`crate::election`],
 //! [`crate::plan`], [`crate::render`], [`crate::membership`]; the rest only gathers inputs and
 //! carries decisions out.
 
@@ -18,6 +18,7 @@ pub mod decide;
 pub mod endpoints;
 pub mod events;
 pub mod pass;
+pub mod proxy_grace;
 pub mod readiness;
 pub mod status;
 pub mod tasks;
@@ -63,6 +64,9 @@ pub struct Config {
     pub resync: Duration,
     /// How often FRR is probed for objects another tool removed or changed; zero: never.
     pub drift_probe: Duration,
+    /// How long a node waits, after a Service appeared or its endpoints became ready, before
+    /// it starts announcing it: kube-proxy's time to program it ([`proxy_grace`]).
+    pub kube_proxy_grace: Duration,
 }
 
 pub async fn run(
@@ -187,11 +191,12 @@ async fn after_pass(agent: &mut Agent, kind: PassKind) -> Option<Duration> {
         DaemonNext::Idle => None,
         DaemonNext::RetryIn(d) => Some(d),
     };
-    if o.addresses_ok {
+    let retry = if o.addresses_ok {
         daemon
     } else {
         Some(daemon.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))))
-    }
+    };
+    [retry, o.kube_proxy_wait].into_iter().flatten().min()
 }
 
 /// An interval whose first tick, which fires at once, is already taken.

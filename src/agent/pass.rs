@@ -80,6 +80,8 @@ pub struct Agent {
     pub(super) verification: super::verify::State,
     /// The last repair of objects another tool removed or changed, for NodeState.
     pub last_drift_repair: Option<crate::api::DriftRepairStatus>,
+    /// New Services this node waits with until kube-proxy has them.
+    proxy_grace: super::proxy_grace::ProxyGrace,
 }
 
 /// How a pass went, for when to run the next one.
@@ -88,6 +90,8 @@ pub struct PassOutcome {
     pub daemon_ok: bool,
     /// Whether a policy exports through an instance the daemon lacks.
     pub instances_missing: bool,
+    /// When a Service held back for kube-proxy may be announced.
+    pub kube_proxy_wait: Option<std::time::Duration>,
 }
 
 impl Agent {
@@ -99,6 +103,7 @@ impl Agent {
         writes: mpsc::UnboundedSender<Write>,
         me: watch::Sender<Option<Member>>,
     ) -> Agent {
+        let cfg_grace = cfg.kube_proxy_grace;
         Agent {
             id: Identity {
                 node: cfg.node.clone(),
@@ -125,6 +130,7 @@ impl Agent {
             fragment_data: None,
             verification: Default::default(),
             last_drift_repair: None,
+            proxy_grace: super::proxy_grace::ProxyGrace::new(cfg_grace),
         }
     }
 
@@ -142,7 +148,26 @@ impl Agent {
         self.announce_me(&resolved.me);
         self.update_members(&resolved.me);
         let readiness = endpoints::readiness(&self.caches.slices.state());
-        let placement = decide::place(&self.id, &resolved, &self.members, &readiness, &facts);
+        let now = std::time::Instant::now();
+        self.proxy_grace
+            .observe(now, decide::ready_here(&self.id, &resolved, &readiness));
+        let waiting = self.proxy_grace.waiting(now);
+        let announced: BTreeSet<std::net::IpAddr> = self.announced().into_iter().collect();
+        let held_back = decide::HeldBack {
+            services: &waiting.services,
+            announced: &announced,
+        };
+        let placement = decide::place(
+            &self.id,
+            &resolved,
+            &self.members,
+            &readiness,
+            &facts,
+            &held_back,
+        );
+        if !waiting.services.is_empty() {
+            tracing::debug!(services = ?waiting.services, "new Services wait for kube-proxy before this node announces them");
+        }
         let addresses_ok = self
             .converge_addresses(&placement.plan, &facts, kind.refresh)
             .await;
@@ -157,6 +182,7 @@ impl Agent {
             addresses_ok,
             daemon_ok,
             instances_missing: resolved.instances_missing,
+            kube_proxy_wait: waiting.next,
         })
     }
 

@@ -220,7 +220,14 @@ fn each_event_goes_out_once() {
     };
     let me = id("n1");
     let r = resolve(&me, &snapshot, &mut Memory::default());
-    let p = place(&me, &r, std::slice::from_ref(&r.me), &BTreeMap::new(), &[]);
+    let p = place(
+        &me,
+        &r,
+        std::slice::from_ref(&r.me),
+        &BTreeMap::new(),
+        &[],
+        &HeldBack::nothing(),
+    );
     let errors = ["kube-lb0: boom".to_string()];
     let first = report(&me, &Reported::default(), &r, &p, &errors, []);
     assert_eq!(first.policy_events.len(), 1, "InstanceMissing, once");
@@ -307,7 +314,15 @@ fn holdings(
             let r = resolve(&id(n), &s, &mut Memory::default());
             (
                 n.clone(),
-                place(&id(n), &r, &members, &BTreeMap::new(), &facts).plan,
+                place(
+                    &id(n),
+                    &r,
+                    &members,
+                    &BTreeMap::new(),
+                    &facts,
+                    &HeldBack::nothing(),
+                )
+                .plan,
             )
         })
         .collect()
@@ -368,4 +383,96 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_held_back_service_is_not_started_but_what_is_announced_stays() {
+    let services = [
+        lb("web", "default", "web", "203.0.113.1"),
+        lb("new", "default", "web", "203.0.113.2"),
+    ];
+    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
+    let policies = [policy()];
+    let no_ns = BTreeMap::new();
+    let snapshot = Snapshot {
+        services: &services,
+        pools: &pools,
+        policies: &policies,
+        namespace_labels: &no_ns,
+        node_labels: &Labels::new(),
+        facts: &[],
+        instances: None,
+    };
+    let me = id("n1");
+    let r = resolve(&me, &snapshot, &mut Memory::default());
+    let on_lb = |held_back: &HeldBack| -> Vec<String> {
+        let p = place(
+            &me,
+            &r,
+            std::slice::from_ref(&r.me),
+            &BTreeMap::new(),
+            &[],
+            held_back,
+        );
+        p.plan
+            .interfaces
+            .get("kube-lb0")
+            .into_iter()
+            .flatten()
+            .map(|(ip, _)| ip.to_string())
+            .collect()
+    };
+    assert_eq!(on_lb(&HeldBack::nothing()), ["203.0.113.1", "203.0.113.2"]);
+    let both: BTreeSet<ServiceKey> = [
+        ServiceKey::new("default", "web"),
+        ServiceKey::new("default", "new"),
+    ]
+    .into();
+    let announced: BTreeSet<IpAddr> = ["203.0.113.1".parse().unwrap()].into();
+    let held_back = HeldBack {
+        services: &both,
+        announced: &announced,
+    };
+    assert_eq!(
+        on_lb(&held_back),
+        ["203.0.113.1"],
+        "the new one waits; the announced one is not withdrawn"
+    );
+}
+
+#[test]
+fn ready_here_means_a_local_endpoint_under_local_traffic() {
+    let mut local = service(json!({
+        "metadata": { "name": "loc", "namespace": "default", "annotations": { annotations::POOL_USED: "web" } },
+        "spec": { "type": "LoadBalancer", "externalTrafficPolicy": "Local" },
+        "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.3" } ] } },
+    }));
+    local.metadata.uid = Some("u".into());
+    let services = [lb("web", "default", "web", "203.0.113.1"), Arc::new(local)];
+    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
+    let policies = [policy()];
+    let no_ns = BTreeMap::new();
+    let snapshot = Snapshot {
+        services: &services,
+        pools: &pools,
+        policies: &policies,
+        namespace_labels: &no_ns,
+        node_labels: &Labels::new(),
+        facts: &[],
+        instances: None,
+    };
+    let me = id("n1");
+    let r = resolve(&me, &snapshot, &mut Memory::default());
+    let elsewhere = Readiness {
+        nodes: ["n2".to_string()].into(),
+        any: true,
+    };
+    let readiness: BTreeMap<ServiceKey, Readiness> = [
+        (ServiceKey::new("default", "web"), elsewhere.clone()),
+        (ServiceKey::new("default", "loc"), elsewhere),
+    ]
+    .into();
+    let ready: BTreeMap<ServiceKey, bool> = ready_here(&me, &r, &readiness).into_iter().collect();
+    assert!(ready[&ServiceKey::new("default", "web")]);
+    assert!(!ready[&ServiceKey::new("default", "loc")]);
 }
