@@ -441,6 +441,47 @@ fn a_restarted_daemon_is_repaired_at_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The periodic resync asks bgpd a few small show commands (the drift probe's), not its whole
+/// running configuration: objects removed by hand are restored from what the probe found,
+/// with the drift probe itself off.
+#[test]
+fn the_resync_probes_and_restores_without_a_full_read() {
+    let lab = Lab::up("tsp", "frr", "bgp");
+    let dir = scratch("resync-probe");
+    std::fs::write(
+        dir.join("pool.yaml"),
+        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
+         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
+    )
+    .unwrap();
+    service(&dir, "a");
+    let running = Standalone::start_with(
+        &lab,
+        &dir,
+        &dir.join("state.json"),
+        &["--resync", "1s", "--drift-probe", "0"],
+    );
+    wait(&lab, "203.0.113.1/32", true);
+    let held = |c: &str| c.contains("ip prefix-list ROUTELB-POOL-demo-V4");
+    assert!(held(&bgpd_config(&lab)));
+    let out = Command::new("vtysh")
+        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", "configure terminal"])
+        .args(["-c", "no ip prefix-list ROUTELB-POOL-demo-V4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let back = until(Duration::from_secs(20), || held(&bgpd_config(&lab)));
+    println!("prefix-list removed by hand → restored by the resync's probe {back:?} later");
+    assert!(back.is_some(), "not restored:\n{}", bgpd_config(&lab));
+    let log = running.log_text();
+    assert!(
+        log.contains("removed or changed by another tool: restored"),
+        "restored by a full read, not the probe:\n{log}"
+    );
+    running.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A full disk names the file that could not be written, and loses nothing: the state file
 /// keeps its last complete content.
 #[test]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pass::{Agent, PassKind};
 use super::tasks::Write;
+use crate::daemon::applier::DriftRepair;
 use crate::daemon::restarts::{self, RestartWatch};
 use crate::daemon::session;
 use crate::metrics::{AgentMetrics, DaemonLabels};
@@ -114,7 +115,7 @@ pub async fn handle(
         Event::TemplatesChanged => on_templates_changed(sources, kind).await,
         Event::LinksChanged => on_links_changed(agent, sources).await,
         Event::DaemonStarted(daemon) => on_daemon_started(&daemon, agent, sources, kind).await,
-        Event::Resync => on_resync(agent, sources, kind),
+        Event::Resync => on_resync(agent, sources, metrics, kind).await,
         Event::Refresh => {
             kind.refresh = true;
             true
@@ -142,7 +143,18 @@ async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
 /// follows only when the repair failed (it reads the daemon afresh).
 async fn on_drift_probe(agent: &mut Agent, metrics: &AgentMetrics, kind: &mut PassKind) -> bool {
     let announced = agent.announced();
-    let Some(repair) = agent.daemon.repair_drift(announced).await else {
+    let repair = agent.daemon.repair_drift(announced).await;
+    on_drift_repair(repair, agent, metrics, kind)
+}
+
+/// Reports a drift repair; a pass follows only when it failed.
+fn on_drift_repair(
+    repair: Option<DriftRepair>,
+    agent: &mut Agent,
+    metrics: &AgentMetrics,
+    kind: &mut PassKind,
+) -> bool {
+    let Some(repair) = repair else {
         return false;
     };
     for daemon in repair.daemons() {
@@ -238,13 +250,26 @@ async fn on_daemon_started(
     true
 }
 
-fn on_resync(agent: &Agent, sources: &mut Sources, kind: &mut PassKind) -> bool {
+/// The cheap probe, or every so often a pass that reads the daemon in full
+/// ([`session::DaemonSession::resync`]).
+async fn on_resync(
+    agent: &mut Agent,
+    sources: &mut Sources,
+    metrics: &AgentMetrics,
+    kind: &mut PassKind,
+) -> bool {
     if sources.restarts.is_none() {
         // The daemon may have been installed or started since.
         sources.restarts = restarts::watch(&agent.cfg.driver).ok();
     }
-    kind.check_daemon = true;
-    true
+    let announced = agent.announced();
+    match agent.daemon.resync(announced).await {
+        session::Resync::FullRead => {
+            kind.check_daemon = true;
+            true
+        }
+        session::Resync::Probed(repair) => on_drift_repair(repair, agent, metrics, kind),
+    }
 }
 
 /// Opens the netlink change stream and, when templates come from a directory, watches it (a

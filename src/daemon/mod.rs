@@ -101,6 +101,11 @@ impl Driver {
         }
     }
 
+    /// Whether [`Self::probe`] can tell lost objects without a full read (FRR).
+    pub fn has_probe(&self) -> bool {
+        matches!(self, Driver::Frr(_))
+    }
+
     /// The addresses announced now: a bulk repair restores what their routes need first.
     pub fn set_announced(&self, addresses: Vec<std::net::IpAddr>) {
         if let Driver::Frr(d) = self {

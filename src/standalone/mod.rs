@@ -282,7 +282,7 @@ async fn on_event(
                 *restarts = restarts::watch(&session.opts.driver).ok();
             }
             Some(Wake {
-                check_daemon: true,
+                check_daemon: session.resync().await,
                 daemon_only: false,
             })
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::State;
 use super::{Allocated, Options, allocate, render, state};
 use crate::backoff::Backoff;
-use crate::daemon::session::{DaemonNext, DaemonSession};
+use crate::daemon::session::{DaemonNext, DaemonSession, Resync};
 use crate::manifests::{self, Manifests};
 use crate::netlink::Netlink;
 use crate::plan;
@@ -245,16 +245,29 @@ impl Session {
     /// repair logs a warning naming them). True when the repair failed: a pass must read the
     /// daemon afresh.
     pub(super) async fn repair_drift(&mut self) -> bool {
-        let announced = self
-            .placed
-            .iter()
-            .flat_map(|p| &p.a.assigned)
-            .flat_map(|s| s.addresses.iter().copied())
-            .collect();
+        let announced = self.announced();
         self.daemon
             .repair_drift(announced)
             .await
             .is_some_and(|r| r.result.is_err())
+    }
+
+    /// A periodic resync ([`DaemonSession::resync`]): whether the pass after it must read the
+    /// daemon in full (its turn, or a repair that failed).
+    pub(super) async fn resync(&mut self) -> bool {
+        let announced = self.announced();
+        match self.daemon.resync(announced).await {
+            Resync::FullRead => true,
+            Resync::Probed(repair) => repair.is_some_and(|r| r.result.is_err()),
+        }
+    }
+
+    fn announced(&self) -> Vec<std::net::IpAddr> {
+        self.placed
+            .iter()
+            .flat_map(|p| &p.a.assigned)
+            .flat_map(|s| s.addresses.iter().copied())
+            .collect()
     }
 
     /// A daemon (re)started: what it lost is repaired at once, whatever backoff it earned.
