@@ -74,7 +74,7 @@ while read -r f; do
   fi
 done < <(template_files)
 nitems=$(grep -c '{key: .*\.conf\.tera, path: ' deploy/base/agent.yaml || true)
-nkeys=$(grep -cE '^  - [a-z0-9]+\.[a-z0-9]+\.conf\.tera=templates/' deploy/base/kustomization.yaml || true)
+nkeys=$(grep -cE '^  - [a-z0-9]+\.[a-z0-9_]+\.conf\.tera=templates/' deploy/base/kustomization.yaml || true)
 if [[ $nitems -ne $ntemplates || $nkeys -ne $ntemplates ]]; then
   log "templates/ has $ntemplates templates; the ConfigMap lists $nkeys and the agent mounts $nitems"
   drift=1

@@ -464,3 +464,66 @@ proptest! {
         }
     }
 }
+
+/// FRR's base template as it was before lists were rendered one by one (the loop over entries
+/// inline): what the split must reproduce.
+fn inline_list_templates() -> super::Templates {
+    let inline_loop = "{% for list in prefix_lists %}
+! {{ list.source }}
+{%- for m in list.v4 %}
+ip prefix-list {{ list.frr_name }}-V4 seq {{ m.seq }} permit {{ m.prefix }}{% if m.min_len > m.len %} ge {{ m.min_len }} le {{ m.max_len }}{% elif m.max_len > m.len %} le {{ m.max_len }}{% endif %}
+{%- endfor %}
+{%- for m in list.v6 %}
+ipv6 prefix-list {{ list.frr_name }}-V6 seq {{ m.seq }} permit {{ m.prefix }}{% if m.min_len > m.len %} ge {{ m.min_len }} le {{ m.max_len }}{% elif m.max_len > m.len %} le {{ m.max_len }}{% endif %}
+{%- endfor %}
+{% endfor %}";
+    let sources = super::EMBEDDED
+        .iter()
+        .filter(|(d, _, _)| *d == "frr")
+        .map(|(_, f, text)| {
+            let text = if *f == "base" {
+                let (head, rest) = text.split_once("{% for list in prefix_lists %}").unwrap();
+                let tail = rest.split_once("{% endfor %}").unwrap().1;
+                format!("{head}{inline_loop}{tail}")
+            } else {
+                text.to_string()
+            };
+            (f.to_string(), text)
+        })
+        .collect();
+    super::Templates::compile(super::DaemonKind::Frr, sources).unwrap()
+}
+
+fn without_blank_lines(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Templates kept across renders render only the lists that changed; the result is the
+    /// full render's, and the same lines as the entries looped over inline.
+    #[test]
+    fn rendering_only_the_lists_that_changed_gives_the_full_render(
+        worlds in prop::collection::vec(arb_world(), 1..4),
+    ) {
+        let kept = super::Templates::embedded(super::DaemonKind::Frr).unwrap();
+        let inline = inline_list_templates();
+        for w in worlds.iter().chain(worlds.iter().rev()) {
+            let data = w.build().data;
+            let incremental = kept.render(&data).unwrap();
+            let full = super::Templates::embedded(super::DaemonKind::Frr)
+                .unwrap()
+                .render(&data)
+                .unwrap();
+            prop_assert_eq!(&incremental, &full);
+            prop_assert_eq!(
+                without_blank_lines(&incremental),
+                without_blank_lines(&inline.render(&data).unwrap())
+            );
+        }
+    }
+}
