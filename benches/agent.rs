@@ -3,9 +3,19 @@
 //! 1. Service created → address on the node's interface → route in the upstream router's
 //!    kernel table, and Service deleted → route withdrawn; per daemon and protocol;
 //! 2. local-address failover, graceful (SIGTERM) and hard (kill -9 and link down), with a
-//!    1.5 s lease renewed every 300 ms.
+//!    1.5 s lease renewed every 300 ms;
+//! 3. a pool edit through the API as the user sees it: an AddressPool of N non-adjacent /32s
+//!    (N prefix-list entries) exported over BGP, with one Service; each change replaces the
+//!    pool's addresses with one more (then one less), timed from the API call until **every
+//!    node's bgpd** holds it (polled every 2 ms over their vty sockets); frr-reload.py --reload
+//!    of the same change on node 1 in the same run, the agents stopped.
 //!
-//! Run: `cargo bench --bench agent`. Figures go to docs/benchmarks.md.
+//! The cluster lab runs no kube-proxy: the agents run with `--kube-proxy-grace 0` (with one,
+//! a new Service's first announcement waits that grace, 2 s by default).
+//!
+//! Run: `cargo bench --bench agent` (BENCH_PARTS, default "create,failover,pool"; BENCH_N,
+//! services per daemon and protocol, 100; BENCH_FAILOVERS, 10; BENCH_POOL_SIZES, "1000,5000";
+//! BENCH_POOL_ROUNDS, 10). Figures go to docs/benchmarks.md.
 
 #[path = "../tests/support"]
 mod support {
@@ -17,6 +27,7 @@ mod support {
     pub mod files;
     pub mod lock;
     pub mod objects;
+    pub mod pool_edit;
     pub mod script;
     pub mod stats;
     pub mod wait;
@@ -25,15 +36,25 @@ mod support {
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use routelb::api::{AddressPool, RoutingPolicy};
+use routelb::daemon::Driver;
+use routelb::daemon::frr::{FrrApply, FrrDriver};
 use serde_json::json;
 use support::cluster::{Agent, Cluster};
+use support::pool_edit::{Counter, addresses, fresh, reload_rounds};
 use support::stats::{ms, percentile};
 use support::{api, lock, objects, wait};
 
-const LEASE: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"];
+const AGENT_ARGS: [&str; 6] = [
+    "--lease-duration",
+    "1500ms",
+    "--renew-period",
+    "300ms",
+    "--kube-proxy-grace",
+    "0",
+];
 
 fn row(what: &str, v: &[Duration]) {
     println!(
@@ -90,7 +111,7 @@ fn svc(ns: &str, name: &str, pool: &str) -> Service {
 /// Agents on every node, once they all see each other.
 async fn start_agents(c: &Cluster, ns: &str) -> Vec<Agent> {
     let agents: Vec<Agent> = (1..=c.nodes)
-        .map(|i| Agent::start(c, i, ns, &LEASE))
+        .map(|i| Agent::start(c, i, ns, &AGENT_ARGS))
         .collect();
     all_see_each_other(c, &agents).await;
     agents
@@ -227,31 +248,133 @@ async fn failover(client: &Client, reps: usize) {
     );
 }
 
+/// Part 3 (see the top): one size, `rounds` adds and as many removes.
+async fn pool_edit(client: &Client, n: usize, rounds: usize) {
+    let c = Cluster::up("bpe", 2, "bgp", "frr");
+    let ns = api::unique("bench");
+    api::ensure_namespace(client, &ns, &[]).await;
+    let name = api::unique("bpe");
+    let pools: Api<AddressPool> = Api::all(client.clone());
+    let base = addresses(n);
+    let pool: AddressPool = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
+        "metadata": { "name": name, "labels": { "bench": ns } },
+        "spec": { "addresses": base },
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let policy: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": name },
+        "spec": { "poolSelector": { "matchLabels": { "bench": ns } }, "protocols": ["bgp"] },
+    }))
+    .unwrap();
+    let policies: Api<RoutingPolicy> = Api::all(client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    objects::create_service(client, svc(&ns, "web", &name)).await;
+    let mut counters = vec![];
+    for i in 1..=c.nodes {
+        let vty_dir = std::path::Path::new("/var/run/frr").join(c.node_var(i, "FRR"));
+        counters.push(Counter::open(&vty_dir).await);
+    }
+    let started = Instant::now();
+    let agents = start_agents(&c, &ns).await;
+    for counter in &mut counters {
+        counter.until(n, Duration::from_secs(300)).await;
+    }
+    let load = started.elapsed();
+    // The Service's route at the router: the pipeline is whole before changes are timed.
+    let ip = objects::wait_ips(client, &ns, "web", 1).await[0].clone();
+    c.wait_nexthops(&format!("{ip}/32"), 2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut seen = vec![];
+    for round in 0..rounds {
+        let mut plus = base.clone();
+        plus.push(fresh(round));
+        for (to, want) in [(&plus, n + 1), (&base, n)] {
+            let patch = json!({ "spec": { "addresses": to } });
+            let t = Instant::now();
+            pools
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+            let mut last = t;
+            for counter in &mut counters {
+                last = last.max(counter.until(want, Duration::from_secs(30)).await);
+            }
+            seen.push(last - t);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    drop(agents);
+    let reload_driver = Driver::Frr(FrrDriver::new(
+        Some(c.node_var(1, "FRR").to_string()),
+        FrrApply::Reload,
+    ));
+    let reload = reload_rounds(&reload_driver, &mut counters[0], &base, rounds).await;
+    let _ = policies.delete(&name, &DeleteParams::default()).await;
+    let _ = pools.delete(&name, &DeleteParams::default()).await;
+    println!(
+        "| {n} | {:.0} ms, {:.0}, {:.0} | {:.0} ms, {:.0} | {:.1}× | {:.1} s |",
+        ms(percentile(&seen, 0.5)),
+        ms(percentile(&seen, 0.9)),
+        ms(percentile(&seen, 1.0)),
+        percentile(&reload, 0.5),
+        percentile(&reload, 1.0),
+        percentile(&reload, 0.5) / ms(percentile(&seen, 0.5)),
+        load.as_secs_f64(),
+    );
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[tokio::main]
 async fn main() {
     let api_server = lock::api_server();
     let client = api::client(&api_server).await;
     let _allocator = support::allocator::Allocator::start(&api::unique("balloc"), "bench", &[]);
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    println!("| measurement | n | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|");
-    for (daemon, proto) in [
-        ("frr", "bgp"),
-        ("frr", "ospf"),
-        ("bird", "bgp"),
-        ("bird", "ospf"),
-    ] {
-        create_to_route(&client, daemon, proto, n).await;
+    let parts: String = env_or("BENCH_PARTS", "create,failover,pool".to_string());
+    let part = |p: &str| parts.split(',').any(|x| x == p);
+    if part("create") || part("failover") {
+        println!("| measurement | n | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
     }
-    failover(
-        &client,
-        std::env::var("BENCH_FAILOVERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10),
-    )
-    .await;
+    if part("create") {
+        let n = env_or("BENCH_N", 100);
+        for (daemon, proto) in [
+            ("frr", "bgp"),
+            ("frr", "ospf"),
+            ("bird", "bgp"),
+            ("bird", "ospf"),
+        ] {
+            create_to_route(&client, daemon, proto, n).await;
+        }
+    }
+    if part("failover") {
+        failover(&client, env_or("BENCH_FAILOVERS", 10)).await;
+    }
+    if part("pool") {
+        let rounds = env_or("BENCH_POOL_ROUNDS", 10);
+        println!(
+            "\n## A pool edit through the API → every node's bgpd (2 nodes; {rounds} adds + {rounds} removes per size)\n"
+        );
+        println!(
+            "| prefixes | routelb: API call → in every node's bgpd (median, p90, max) | frr-reload.py --reload on one node: start → in bgpd (median, max) | ratio of medians | initial load 0 → N, every node |"
+        );
+        println!("|---|---|---|---|---|");
+        let sizes: String = env_or("BENCH_POOL_SIZES", "1000,5000".to_string());
+        for n in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
+            pool_edit(&client, n, rounds).await;
+        }
+    }
 }

@@ -24,8 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use routelb::daemon::frr::FrrApply;
-use routelb::daemon::vty::Connection;
-use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
 
 #[path = "../tests/support"]
@@ -34,11 +32,13 @@ mod support {
     pub mod files;
     pub mod lab;
     pub mod lock;
+    pub mod pool_edit;
     pub mod script;
     pub mod stats;
 }
 
 use support::lab::Lab;
+use support::pool_edit::{Counter, addresses, fresh, manifest, reload_rounds};
 use support::stats::percentile;
 
 /// The daemons whose CPU is measured.
@@ -51,77 +51,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// N addresses that never merge into larger blocks: N prefix-list entries.
-fn addresses(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("10.{}.{}.1/32", i / 250, i % 250))
-        .collect()
-}
-
-/// An address never in the pool before (round `k`): it sorts into the middle of the pool.
-fn fresh(k: usize) -> String {
-    format!("10.{}.251.1/32", k % 250)
-}
-
-fn manifest(addresses: &[String]) -> String {
-    let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {{name: bench}}\nspec: {{addresses: [{}]}}\n---\n\
-         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {{name: bench}}\nspec: {{protocols: [bgp]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n",
-        list.join(", ")
-    )
-}
-
-/// Writes the manifest beside its place and renames it in: one atomic edit.
+/// Writes the manifests anew and renames them into place, as editors and ConfigMap volumes do.
 fn write_pool(dir: &Path, addresses: &[String]) {
     let tmp = dir.join(".pool.yaml.tmp");
     std::fs::write(&tmp, manifest(addresses)).unwrap();
     std::fs::rename(&tmp, dir.join("pool.yaml")).unwrap();
-}
-
-/// bgpd's IPv4 prefix-list entries, counted, over a kept vty connection.
-struct Counter {
-    bgpd: Connection,
-}
-
-impl Counter {
-    async fn open(vty_dir: &Path) -> Counter {
-        Counter {
-            bgpd: Connection::open(&vty_dir.join("bgpd.vty")).await.unwrap(),
-        }
-    }
-
-    /// The entry count (`show ip prefix-list summary`: one `count: N` per list).
-    async fn count(&mut self) -> usize {
-        let reply = self
-            .bgpd
-            .command("show ip prefix-list summary")
-            .await
-            .unwrap();
-        reply
-            .output
-            .split("count: ")
-            .skip(1)
-            .filter_map(|s| s.split(',').next()?.trim().parse::<usize>().ok())
-            .sum()
-    }
-
-    /// Polls every 2 ms until bgpd holds `want` entries; when that was first seen.
-    async fn until(&mut self, want: usize, timeout: Duration) -> Instant {
-        let start = Instant::now();
-        loop {
-            if self.count().await == want {
-                return Instant::now();
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "bgpd never held {want} entries (now {})",
-                self.count().await
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
 }
 
 /// `routelb standalone` in the node's namespace, its log collected (JSON lines are not needed:
@@ -327,7 +261,7 @@ async fn measure(lab: &Lab, n: usize, rounds: usize, idle_s: u64) -> Row {
     let routelb_cpu = (cpu_s(&routelb_pid) - routelb_before) * 60.0 / idle_s as f64;
     drop(standalone);
     let idle_without = daemon_cpu_per_minute(&vty_dir, idle_s).await;
-    let reload = reload_rounds(lab, &mut counter, &base, n, rounds).await;
+    let reload = reload_rounds(&lab.driver(FrrApply::Reload), &mut counter, &base, rounds).await;
     let breakdown = pass_breakdown(lab, n).await;
     let after_resets = lab.bgp_connections();
     let _ = std::fs::remove_dir_all(&dir);
@@ -347,49 +281,6 @@ async fn measure(lab: &Lab, n: usize, rounds: usize, idle_s: u64) -> Row {
         routelb_cpu,
         breakdown,
     }
-}
-
-/// frr-reload.py --reload of the full file with the same change, as frr-k8s applies one: from
-/// its start until both daemons hold the change.
-async fn reload_rounds(
-    lab: &Lab,
-    counter: &mut Counter,
-    base: &[String],
-    n: usize,
-    rounds: usize,
-) -> Vec<f64> {
-    let reload = lab.driver(FrrApply::Reload);
-    let inst = reload.instances().await.unwrap();
-    let fragment = |addresses: &[String]| {
-        let mut m = Manifests::default();
-        load_str(&manifest(addresses), Path::new("bench.yaml"), &mut m).unwrap();
-        routelb::offline::render(
-            &m,
-            &Templates::embedded(DaemonKind::Frr).unwrap(),
-            None,
-            "kube-lb0",
-            &inst,
-        )
-        .unwrap()
-        .fragment
-    };
-    let base_fragment = fragment(base);
-    let mut out = vec![];
-    for round in 0..rounds {
-        let mut plus = base.to_vec();
-        plus.push(fresh(100 + round));
-        for (to, want) in [(fragment(&plus), n + 1), (base_fragment.clone(), n)] {
-            let t = Instant::now();
-            let run = {
-                let reload = reload.clone();
-                tokio::spawn(async move { reload.apply(&to).await.unwrap() })
-            };
-            let at = counter.until(want, Duration::from_secs(60)).await;
-            run.await.unwrap();
-            out.push((at - t).as_secs_f64() * 1e3);
-        }
-    }
-    out
 }
 
 fn print(rows: &[Row], rounds: usize, idle_s: u64) {
