@@ -8,7 +8,8 @@
 //!    (N prefix-list entries) exported over BGP, with one Service; each change replaces the
 //!    pool's addresses with one more (then one less), timed from the API call until **every
 //!    node's bgpd** holds it (polled every 2 ms over their vty sockets); frr-reload.py --reload
-//!    of the same change on node 1 in the same run, the agents stopped.
+//!    of the same change on node 1 in the same run, the agents stopped; and node 1's daemon
+//!    CPU per minute while the agents idle (BENCH_IDLE_S, 60).
 //!
 //! The cluster lab runs no kube-proxy: the agents run with `--kube-proxy-grace 0` (with one,
 //! a new Service's first announcement waits that grace, 2 s by default).
@@ -43,7 +44,7 @@ use routelb::daemon::Driver;
 use routelb::daemon::frr::{FrrApply, FrrDriver};
 use serde_json::json;
 use support::cluster::{Agent, Cluster};
-use support::pool_edit::{Counter, addresses, fresh, reload_rounds};
+use support::pool_edit::{Counter, addresses, daemon_cpu_per_minute, fresh, reload_rounds};
 use support::stats::{ms, percentile};
 use support::{api, lock, objects, wait};
 
@@ -292,7 +293,7 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut seen = vec![];
+    let (mut seen, mut api_returned) = (vec![], vec![]);
     for round in 0..rounds {
         let mut plus = base.clone();
         plus.push(fresh(round));
@@ -303,6 +304,7 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .unwrap();
+            api_returned.push(t.elapsed());
             let mut last = t;
             for counter in &mut counters {
                 last = last.max(counter.until(want, Duration::from_secs(30)).await);
@@ -311,6 +313,14 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+    // Each agent logs every apply with its time (parse, diff, send, the daemon's commit).
+    let applies: Vec<Duration> = agents
+        .iter()
+        .flat_map(|a| logged_applies(&a.log_text()))
+        .collect();
+    let vty_dir = std::path::Path::new("/var/run/frr").join(c.node_var(1, "FRR"));
+    let idle_s = env_or("BENCH_IDLE_S", 60);
+    let idle = daemon_cpu_per_minute(&vty_dir, idle_s).await;
     drop(agents);
     let reload_driver = Driver::Frr(FrrDriver::new(
         Some(c.node_var(1, "FRR").to_string()),
@@ -320,15 +330,35 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
     let _ = policies.delete(&name, &DeleteParams::default()).await;
     let _ = pools.delete(&name, &DeleteParams::default()).await;
     println!(
-        "| {n} | {:.0} ms, {:.0}, {:.0} | {:.0} ms, {:.0} | {:.1}× | {:.1} s |",
+        "| {n} | {:.0} ms, {:.0}, {:.0} | {:.0} ms | {:.0} ms | {:.0} ms, {:.0} | {:.1}× | {:.1} s | {idle:.3} s/min |",
         ms(percentile(&seen, 0.5)),
         ms(percentile(&seen, 0.9)),
         ms(percentile(&seen, 1.0)),
+        ms(percentile(&api_returned, 0.5)),
+        ms(percentile(&applies, 0.5)),
         percentile(&reload, 0.5),
         percentile(&reload, 1.0),
         percentile(&reload, 0.5) / ms(percentile(&seen, 0.5)),
         load.as_secs_f64(),
     );
+}
+
+/// The times of the one- to three-line applies in an agent's log (`fragment applied lines=N
+/// ms=M`): the pool edits, not the initial load.
+fn logged_applies(log: &str) -> Vec<Duration> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))?
+            .parse()
+            .ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("fragment applied"))
+        .filter_map(|l| {
+            let lines = field(l, "lines=")?;
+            (lines <= 3).then_some(Duration::from_millis(field(l, "ms=")?))
+        })
+        .collect()
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -369,9 +399,9 @@ async fn main() {
             "\n## A pool edit through the API → every node's bgpd (2 nodes; {rounds} adds + {rounds} removes per size)\n"
         );
         println!(
-            "| prefixes | routelb: API call → in every node's bgpd (median, p90, max) | frr-reload.py --reload on one node: start → in bgpd (median, max) | ratio of medians | initial load 0 → N, every node |"
+            "| prefixes | routelb: API call → in every node's bgpd (median, p90, max) | the API call returned (median) | an agent's logged apply (median) | frr-reload.py --reload on one node: start → in bgpd (median, max) | ratio of medians | initial load 0 → N, every node | node 1's bgpd + zebra CPU while the agents idle (resync, drift probe, verification) |"
         );
-        println!("|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         let sizes: String = env_or("BENCH_POOL_SIZES", "1000,5000".to_string());
         for n in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
             pool_edit(&client, n, rounds).await;

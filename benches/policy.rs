@@ -38,11 +38,10 @@ mod support {
 }
 
 use support::lab::Lab;
-use support::pool_edit::{Counter, addresses, fresh, manifest, reload_rounds};
+use support::pool_edit::{
+    Counter, addresses, cpu_s, daemon_cpu_per_minute, fresh, manifest, reload_rounds,
+};
 use support::stats::percentile;
-
-/// The daemons whose CPU is measured.
-const DAEMONS: [&str; 2] = ["bgpd", "zebra"];
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -118,37 +117,6 @@ impl Drop for Standalone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// User + system CPU of a process and its children so far, in seconds.
-fn cpu_s(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // utime and stime are fields 14 and 15 (1-based): 11 and 12 after the state field.
-    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn daemon_pids(vty_dir: &Path) -> Vec<String> {
-    DAEMONS
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(vty_dir.join(format!("{d}.pid"))).ok())
-        .map(|p| p.trim().to_string())
-        .collect()
-}
-
-/// The daemons' CPU (bgpd + zebra) over `secs` seconds, in seconds per minute.
-async fn daemon_cpu_per_minute(vty_dir: &Path, secs: u64) -> f64 {
-    let pids = daemon_pids(vty_dir);
-    let before: f64 = pids.iter().map(|p| cpu_s(p)).sum();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let after: f64 = pids.iter().map(|p| cpu_s(p)).sum();
-    (after - before) * 60.0 / secs as f64
 }
 
 /// routelb's own pass for one change, step by step, in process (medians of 10): what the

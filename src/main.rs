@@ -105,7 +105,9 @@ struct AgentArgs {
     /// cannot hold them for ever.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     address_lifetime: Duration,
-    /// How often the daemon is checked for lost objects (a restart) when nothing changed.
+    /// How often the daemon is checked for lost objects when nothing changed: FRR with the
+    /// drift probe's few show commands, and a full read of its running configuration every
+    /// 10th time (and after a daemon restart or a failed apply); BIRD read in full each time.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     resync: Duration,
     /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
@@ -146,7 +148,9 @@ struct StandaloneArgs {
     /// Format of --dry-run's output.
     #[arg(long, value_enum, default_value = "text", requires = "dry_run")]
     output: OutputFormat,
-    /// How often the daemon is checked for lost objects (a restart) when nothing changed.
+    /// How often the daemon is checked for lost objects when nothing changed: FRR with the
+    /// drift probe's few show commands, and a full read of its running configuration every
+    /// 10th time (and after a daemon restart or a failed apply); BIRD read in full each time.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     resync: Duration,
     /// How often FRR's daemons are probed, with a few small show commands, for routelb objects
