@@ -151,15 +151,18 @@ impl Applier {
     }
 
     /// Probes the daemon for objects another tool removed or changed since the last good
-    /// apply and, when it finds some, repairs them from a full read. `None` when nothing was
+    /// apply (`everything`: the route-maps too, whatever the probe's turn) and, when it finds
+    /// some, repairs them from a full read. `None` when nothing was
     /// found (or there is nothing to compare with, or a retry after a failure is not due).
-    pub async fn repair_drift(&mut self) -> Option<DriftRepair> {
+    pub async fn repair_drift(&mut self, everything: bool) -> Option<DriftRepair> {
         let good = self.last_good.clone()?;
         if !self.due() {
             return None;
         }
-        let findings = match self.driver.probe().await {
-            Ok(Some(f)) if !f.is_empty() => f,
+        let findings = match self.driver.probe(everything).await {
+            Ok(Some(p)) if !p.findings.is_empty() => p.findings,
+            // The lists are whole and the rest was not asked: no news either way.
+            Ok(Some(p)) if !p.complete => return None,
             Ok(_) => {
                 self.refuted = None;
                 self.previous_findings = None;

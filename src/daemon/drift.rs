@@ -139,14 +139,35 @@ impl Expected {
     }
 }
 
+/// How much a probe asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// The prefix-list summaries only: what another tool's reload removes first, at a third
+    /// of the cost (at 5,000 entries in 128 lists, 0.15 ms of bgpd's CPU of about 0.4 ms).
+    Lists,
+    /// Also the route-maps and the redistribute lines.
+    Everything,
+}
+
+/// A probe's findings, and whether it asked everything: a probe of the lists alone that
+/// found nothing says nothing of the route-maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub findings: Vec<Finding>,
+    pub complete: bool,
+}
+
 /// The show commands that probe a daemon expected to hold `expected`, in a fixed order.
-pub fn commands(expected: &Expected) -> Vec<String> {
+pub fn commands(expected: &Expected, depth: Depth) -> Vec<String> {
     let mut out = Vec::new();
     if expected.lists.keys().any(|l| l.starts_with("ip ")) {
         out.push(PREFIX_SUMMARY_V4.to_string());
     }
     if expected.lists.keys().any(|l| l.starts_with("ipv6 ")) {
         out.push(PREFIX_SUMMARY_V6.to_string());
+    }
+    if depth == Depth::Lists {
+        return out;
     }
     out.extend(
         expected
@@ -562,7 +583,7 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
     #[test]
     fn the_probe_asks_only_what_the_objects_need() {
         assert_eq!(
-            commands(&expected()),
+            commands(&expected(), Depth::Everything),
             [
                 PREFIX_SUMMARY_V4,
                 PREFIX_SUMMARY_V6,
@@ -571,12 +592,19 @@ route-map: TEAM-OUT Invoked: 0 Optimization: enabled Processed Change: true
                 UNUSED_ROUTE_MAPS
             ]
         );
+        assert_eq!(
+            commands(&expected(), Depth::Lists),
+            [PREFIX_SUMMARY_V4, PREFIX_SUMMARY_V6]
+        );
         // zebra's share: no redistribute lines, no IPv6 lists.
         let zebra = owned(&parse(
             "ip prefix-list ROUTELB-POOL-a-V4 seq 5 permit 192.0.2.0/24\n",
         ));
-        assert_eq!(commands(&Expected::of(&zebra)), [PREFIX_SUMMARY_V4]);
-        assert!(commands(&Expected::default()).is_empty());
+        assert_eq!(
+            commands(&Expected::of(&zebra), Depth::Everything),
+            [PREFIX_SUMMARY_V4]
+        );
+        assert!(commands(&Expected::default(), Depth::Everything).is_empty());
     }
 
     #[test]

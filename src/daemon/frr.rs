@@ -52,7 +52,15 @@ pub struct FrrDriver {
     announced: Arc<Mutex<Vec<std::net::IpAddr>>>,
     /// Whether a bulk load sends only its urgent part ([`FrrDriver::set_urgent_only`]).
     urgent_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Probes so far: every [`PROBE_EVERYTHING_EVERY`]th asks everything, the others the
+    /// prefix-list summaries only.
+    probes: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Every how many drift probes one asks the route-maps and redistribute lines too (2 s at the
+/// default 500 ms); the others ask the prefix-list summaries alone, and more only when those
+/// show a loss. Lost lists are still found within a probe, a changed route-map within four.
+pub const PROBE_EVERYTHING_EVERY: u32 = 4;
 
 /// routelb's objects in each daemon, by daemon name.
 type Held = BTreeMap<String, Owned>;
@@ -102,6 +110,7 @@ impl FrrDriver {
             validated: Arc::default(),
             announced: Arc::default(),
             urgent_only: Arc::default(),
+            probes: Arc::default(),
         }
     }
 
@@ -232,23 +241,47 @@ impl FrrDriver {
     /// what it should hold since the last apply: what another tool removed or changed, named.
     /// `None` when nothing is known to compare with (no apply yet, a failure or a resync
     /// since, `reload` mode): the next apply reads the daemons anyway.
-    pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
+    pub async fn probe(&self, everything: bool) -> Result<Option<drift::Probe>, DaemonError> {
         let Some(expected) = self.expected() else {
             return Ok(None);
         };
+        let turn = self.probes.fetch_add(1, Ordering::Relaxed);
+        let depth = if everything || turn.is_multiple_of(PROBE_EVERYTHING_EVERY) {
+            drift::Depth::Everything
+        } else {
+            drift::Depth::Lists
+        };
+        let mut findings = self.probe_at(&expected, depth).await?;
+        if depth == drift::Depth::Lists && !findings.is_empty() {
+            // Something is gone: the whole picture, so that two probes in a row can agree.
+            findings = self.probe_at(&expected, drift::Depth::Everything).await?;
+            return Ok(Some(drift::Probe {
+                findings,
+                complete: true,
+            }));
+        }
+        Ok(Some(drift::Probe {
+            findings,
+            complete: depth == drift::Depth::Everything,
+        }))
+    }
+
+    async fn probe_at(
+        &self,
+        expected: &Expectations,
+        depth: drift::Depth,
+    ) -> Result<Vec<drift::Finding>, DaemonError> {
         let commands = expected
             .iter()
-            .map(|(d, e)| (d.clone(), drift::commands(e)))
+            .map(|(d, e)| (d.clone(), drift::commands(e, depth)))
             .filter(|(_, c)| !c.is_empty())
             .collect();
         let answers = self.vty.show_each(commands).await?;
         let empty = BTreeMap::new();
-        Ok(Some(
-            expected
-                .iter()
-                .flat_map(|(d, e)| drift::compare(d, e, answers.get(d).unwrap_or(&empty)))
-                .collect(),
-        ))
+        Ok(expected
+            .iter()
+            .flat_map(|(d, e)| drift::compare(d, e, answers.get(d).unwrap_or(&empty)))
+            .collect())
     }
 
     /// What each daemon should answer the probe, while what it holds is known.

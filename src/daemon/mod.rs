@@ -94,9 +94,11 @@ impl Driver {
     /// What another tool removed or changed of routelb's objects since the last apply, by a
     /// cheap probe ([`drift`]); `None` when there is nothing to compare with. FRR only: BIRD's
     /// fragment is a file routelb owns.
-    pub async fn probe(&self) -> Result<Option<Vec<drift::Finding>>, DaemonError> {
+    /// `everything`: the route-maps and redistribute lines too, whatever the probe's turn
+    /// ([`frr::PROBE_EVERYTHING_EVERY`]).
+    pub async fn probe(&self, everything: bool) -> Result<Option<drift::Probe>, DaemonError> {
         match self {
-            Driver::Frr(d) => d.probe().await,
+            Driver::Frr(d) => d.probe(everything).await,
             Driver::Bird(_) => Ok(None),
         }
     }

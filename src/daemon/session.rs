@@ -92,7 +92,7 @@ impl DaemonSession {
         if !probe_stands_in {
             return Resync::FullRead;
         }
-        Resync::Probed(self.repair_drift(announced).await)
+        Resync::Probed(self.probe_and_repair(announced, true).await)
     }
 
     /// The daemon's routing instances, as last read; None when they could not be.
@@ -182,9 +182,17 @@ impl DaemonSession {
     /// [`Applier::repair_drift`]), what the `announced` addresses need first; only while the daemon is known and in sync. A repair that
     /// fails leaves the next pass to read the daemon afresh.
     pub async fn repair_drift(&mut self, announced: Vec<IpAddr>) -> Option<DriftRepair> {
+        self.probe_and_repair(announced, false).await
+    }
+
+    async fn probe_and_repair(
+        &mut self,
+        announced: Vec<IpAddr>,
+        everything: bool,
+    ) -> Option<DriftRepair> {
         self.instances.as_ref()?;
         self.driver.set_announced(announced);
-        let repair = self.applier.repair_drift().await?;
+        let repair = self.applier.repair_drift(everything).await?;
         if repair.result.is_err() {
             self.instances = None;
         }
