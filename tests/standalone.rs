@@ -166,12 +166,7 @@ fn files_in_routes_out(name: &str, node: &str) {
     let lab = Lab::up(name, node, "bgp");
     let dir = scratch(&format!("standalone-{name}"));
     let state = dir.join("state.json");
-    std::fs::write(
-        dir.join("pool.yaml"),
-        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
-         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
-    )
-    .unwrap();
+    demo_pool(&dir);
     let running = Standalone::start(&lab, &dir, &state);
 
     service(&dir, "a");
@@ -404,18 +399,23 @@ fn addresses_do_not_wait_for_a_daemon_that_is_down() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A restarted daemon comes back without routelb's objects; they are back within a second of
-/// its start, not at the next resync (five minutes here).
-#[test]
-fn a_restarted_daemon_is_repaired_at_once() {
-    let lab = Lab::up("tsr", "frr", "bgp");
-    let dir = scratch("daemon-restart");
+/// The pool `demo` (203.0.113.0/28) and a RoutingPolicy exporting it over BGP.
+fn demo_pool(dir: &Path) {
     std::fs::write(
         dir.join("pool.yaml"),
         "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
          apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
     )
     .unwrap();
+}
+
+/// A restarted daemon comes back without routelb's objects; they are back within a second of
+/// its start, not at the next resync (five minutes here).
+#[test]
+fn a_restarted_daemon_is_repaired_at_once() {
+    let lab = Lab::up("tsr", "frr", "bgp");
+    let dir = scratch("daemon-restart");
+    demo_pool(&dir);
     service(&dir, "a");
     let running =
         Standalone::start_with(&lab, &dir, &dir.join("state.json"), &["--resync", "300s"]);
@@ -448,12 +448,7 @@ fn a_restarted_daemon_is_repaired_at_once() {
 fn the_resync_probes_and_restores_without_a_full_read() {
     let lab = Lab::up("tsp", "frr", "bgp");
     let dir = scratch("resync-probe");
-    std::fs::write(
-        dir.join("pool.yaml"),
-        "apiVersion: routelb.io/v1alpha1\nkind: AddressPool\nmetadata: {name: demo}\nspec: {addresses: [\"203.0.113.0/28\"], avoidBuggyIPs: true}\n---\n\
-         apiVersion: routelb.io/v1alpha1\nkind: RoutingPolicy\nmetadata: {name: demo}\nspec: {protocols: [bgp]}\n",
-    )
-    .unwrap();
+    demo_pool(&dir);
     service(&dir, "a");
     let running = Standalone::start_with(
         &lab,

@@ -385,17 +385,14 @@ proptest! {
     }
 }
 
-#[test]
-fn a_held_back_service_is_not_started_but_what_is_announced_stays() {
-    let services = [
-        lb("web", "default", "web", "203.0.113.1"),
-        lb("new", "default", "web", "203.0.113.2"),
-    ];
+/// Step 1 for node n1 with `services` on the routed pool `web` and one BGP policy, and no
+/// daemon instances read.
+fn resolved_on_routed_pool(services: &[Arc<Service>]) -> Resolved {
     let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
     let policies = [policy()];
     let no_ns = BTreeMap::new();
     let snapshot = Snapshot {
-        services: &services,
+        services,
         pools: &pools,
         policies: &policies,
         namespace_labels: &no_ns,
@@ -403,8 +400,16 @@ fn a_held_back_service_is_not_started_but_what_is_announced_stays() {
         facts: &[],
         instances: None,
     };
+    resolve(&id("n1"), &snapshot, &mut Memory::default())
+}
+
+#[test]
+fn a_held_back_service_is_not_started_but_what_is_announced_stays() {
+    let r = resolved_on_routed_pool(&[
+        lb("web", "default", "web", "203.0.113.1"),
+        lb("new", "default", "web", "203.0.113.2"),
+    ]);
     let me = id("n1");
-    let r = resolve(&me, &snapshot, &mut Memory::default());
     let on_lb = |held_back: &HeldBack| -> Vec<String> {
         let p = place(
             &me,
@@ -448,21 +453,7 @@ fn ready_here_means_a_local_endpoint_under_local_traffic() {
         "status": { "loadBalancer": { "ingress": [ { "ip": "203.0.113.3" } ] } },
     }));
     local.metadata.uid = Some("u".into());
-    let services = [lb("web", "default", "web", "203.0.113.1"), Arc::new(local)];
-    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
-    let policies = [policy()];
-    let no_ns = BTreeMap::new();
-    let snapshot = Snapshot {
-        services: &services,
-        pools: &pools,
-        policies: &policies,
-        namespace_labels: &no_ns,
-        node_labels: &Labels::new(),
-        facts: &[],
-        instances: None,
-    };
-    let me = id("n1");
-    let r = resolve(&me, &snapshot, &mut Memory::default());
+    let r = resolved_on_routed_pool(&[lb("web", "default", "web", "203.0.113.1"), Arc::new(local)]);
     let elsewhere = Readiness {
         nodes: ["n2".to_string()].into(),
         any: true,
@@ -472,7 +463,8 @@ fn ready_here_means_a_local_endpoint_under_local_traffic() {
         (ServiceKey::new("default", "loc"), elsewhere),
     ]
     .into();
-    let ready: BTreeMap<ServiceKey, bool> = ready_here(&me, &r, &readiness).into_iter().collect();
+    let ready: BTreeMap<ServiceKey, bool> =
+        ready_here(&id("n1"), &r, &readiness).into_iter().collect();
     assert!(ready[&ServiceKey::new("default", "web")]);
     assert!(!ready[&ServiceKey::new("default", "loc")]);
 }
