@@ -49,8 +49,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         allocator_rollout,
     ),
     ("drain_loses_no_request", drain),
-    // After the rollouts: an agent rollout right after it lost one request (refused) in 3 of
-    // 6 runs of this code and none alone; not explained yet (see docs/benchmarks.md).
+    // After the rollouts: an agent rollout right after it lost one request (refused) in 4 of
+    // 8 runs of this code and none alone; not explained yet (see docs/benchmarks.md).
     (
         "traffic_policy_local_announces_only_nodes_with_endpoints",
         traffic_policy_local,
