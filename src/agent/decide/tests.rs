@@ -136,20 +136,7 @@ fn the_node_offers_subnets_of_interfaces_that_are_up() {
 
 #[test]
 fn without_instances_nothing_is_reported_missing_but_exports_are_known() {
-    let services = [lb("web", "default", "web", "203.0.113.1")];
-    let pools = [pool("web", "routed", &["203.0.113.0/28"], &[])];
-    let policies = [policy()];
-    let no_ns = BTreeMap::new();
-    let snapshot = Snapshot {
-        services: &services,
-        pools: &pools,
-        policies: &policies,
-        namespace_labels: &no_ns,
-        node_labels: &Labels::new(),
-        facts: &[],
-        instances: None,
-    };
-    let r = resolve(&id("n1"), &snapshot, &mut Memory::default());
+    let r = resolved_on_routed_pool(&[lb("web", "default", "web", "203.0.113.1")]);
     assert!(r.built.problems.is_empty(), "{:?}", r.built.problems);
     assert!(!r.instances_missing);
     assert!(r.me.routed_pools.contains("web"));
@@ -220,14 +207,7 @@ fn each_event_goes_out_once() {
     };
     let me = id("n1");
     let r = resolve(&me, &snapshot, &mut Memory::default());
-    let p = place(
-        &me,
-        &r,
-        std::slice::from_ref(&r.me),
-        &BTreeMap::new(),
-        &[],
-        &HeldBack::nothing(),
-    );
+    let p = place_alone(&me, &r, &HeldBack::nothing());
     let errors = ["kube-lb0: boom".to_string()];
     let first = report(&me, &Reported::default(), &r, &p, &errors, []);
     assert_eq!(first.policy_events.len(), 1, "InstanceMissing, once");
@@ -385,6 +365,18 @@ proptest! {
     }
 }
 
+/// Step 2 with this node the only member, no endpoints and no interfaces.
+fn place_alone(me: &Identity, r: &Resolved, held_back: &HeldBack) -> Placement {
+    place(
+        me,
+        r,
+        std::slice::from_ref(&r.me),
+        &BTreeMap::new(),
+        &[],
+        held_back,
+    )
+}
+
 /// Step 1 for node n1 with `services` on the routed pool `web` and one BGP policy, and no
 /// daemon instances read.
 fn resolved_on_routed_pool(services: &[Arc<Service>]) -> Resolved {
@@ -411,14 +403,7 @@ fn a_held_back_service_is_not_started_but_what_is_announced_stays() {
     ]);
     let me = id("n1");
     let on_lb = |held_back: &HeldBack| -> Vec<String> {
-        let p = place(
-            &me,
-            &r,
-            std::slice::from_ref(&r.me),
-            &BTreeMap::new(),
-            &[],
-            held_back,
-        );
+        let p = place_alone(&me, &r, held_back);
         p.plan
             .interfaces
             .get("kube-lb0")
