@@ -44,6 +44,9 @@ pub enum Event {
     Verify,
     /// Time to probe FRR for routelb objects another tool removed or changed.
     DriftProbe,
+    /// A Service's kube-proxy grace ended: a plain pass announces it (the daemon is not read
+    /// again for this, as a retry would).
+    GraceOver,
 }
 
 /// Everything the loop waits on.
@@ -63,24 +66,23 @@ pub struct Sources {
     pub verify_at: Option<Instant>,
     /// The drift probe's timer; none when disabled.
     pub drift_probe: Option<Interval>,
+    /// When a Service held back for kube-proxy may be announced ([`super::proxy_grace`]).
+    pub grace_over_at: Option<Instant>,
+}
+
+/// Until `t`; never, without one.
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Sources {
     pub async fn next(&mut self) -> Event {
-        let retry_at = self.retry_at;
-        let retry = async move {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let verify_at = self.verify_at;
-        let verify_soon = async move {
-            match verify_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let retry = sleep_until(self.retry_at);
+        let verify_soon = sleep_until(self.verify_at);
+        let grace_over = sleep_until(self.grace_over_at);
         tokio::select! {
             _ = self.cancel.cancelled() => Event::Cancelled,
             _ = self.changed.notified() => Event::CachesChanged,
@@ -92,6 +94,7 @@ impl Sources {
             _ = self.resync.tick() => Event::Resync,
             _ = self.refresh.tick() => Event::Refresh,
             _ = retry => Event::Retry,
+            _ = grace_over => Event::GraceOver,
             _ = self.verify.tick() => Event::Verify,
             _ = verify_soon => Event::Verify,
             _ = session::probe_tick(&mut self.drift_probe) => Event::DriftProbe,
@@ -126,6 +129,7 @@ pub async fn handle(
         }
         Event::Verify => on_verify(agent, sources).await,
         Event::DriftProbe => on_drift_probe(agent, metrics, kind).await,
+        Event::GraceOver => true,
     }
 }
 

@@ -117,6 +117,7 @@ pub async fn run(
         retry_at: None,
         verify: skip_first_tick(verify::PERIOD).await,
         verify_at: None,
+        grace_over_at: None,
     };
     let nl = Netlink::connect()?;
     let mut agent = Agent::new(cfg.clone(), nl, caches, metrics.clone(), writes, me_tx);
@@ -128,9 +129,11 @@ pub async fn run(
     };
     let started = tokio::time::Instant::now();
     loop {
-        let retry = after_pass(&mut agent, kind).await;
+        let next = after_pass(&mut agent, kind).await;
         report_readiness(&agent, &health, started.elapsed());
-        sources.retry_at = retry.map(|d| tokio::time::Instant::now() + d);
+        let now = tokio::time::Instant::now();
+        sources.retry_at = next.retry.map(|d| now + d);
+        sources.grace_over_at = next.grace_over.map(|d| now + d);
         sources.verify_at = Some(tokio::time::Instant::now() + verify::SETTLE);
         kind = PassKind::default();
         loop {
@@ -180,11 +183,24 @@ fn report_readiness(agent: &Agent, health: &Health, since_start: Duration) {
     }
 }
 
-/// Runs a pass; returns when to run the next one if nothing else happens first.
-async fn after_pass(agent: &mut Agent, kind: PassKind) -> Option<Duration> {
+/// When to run the next pass if nothing else happens first.
+struct AfterPass {
+    /// A retry, which reads the daemon afresh.
+    retry: Option<Duration>,
+    /// A plain pass, once a Service's kube-proxy grace is over.
+    grace_over: Option<Duration>,
+}
+
+/// Runs a pass; returns when to run the next one.
+async fn after_pass(agent: &mut Agent, kind: PassKind) -> AfterPass {
     let o = match agent.pass(kind).await {
         Ok(o) => o,
-        Err(e) => return Some(agent.error_policy(&e)),
+        Err(e) => {
+            return AfterPass {
+                retry: Some(agent.error_policy(&e)),
+                grace_over: None,
+            };
+        }
     };
     let resync = agent.cfg.resync;
     let daemon = match agent.daemon.next(o.daemon_ok, o.instances_missing, resync) {
@@ -196,7 +212,10 @@ async fn after_pass(agent: &mut Agent, kind: PassKind) -> Option<Duration> {
     } else {
         Some(daemon.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))))
     };
-    [retry, o.kube_proxy_wait].into_iter().flatten().min()
+    AfterPass {
+        retry,
+        grace_over: o.kube_proxy_wait,
+    }
 }
 
 /// An interval whose first tick, which fires at once, is already taken.
