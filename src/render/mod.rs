@@ -14,7 +14,6 @@ mod services;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use tera::{Context, Tera};
 
@@ -137,11 +136,11 @@ pub struct Templates {
     lists: ListCache,
 }
 
-/// Each prefix list's text as [`DaemonKind::list_template`] rendered it, by a hash of the
-/// list: a pass renders only the lists that changed (at 5,000 entries in 128 lists, one new
-/// entry renders one list instead of all). Holds the lists of the last render only.
+/// Each prefix list's text as [`DaemonKind::list_template`] rendered it, by the list: a pass
+/// renders only the lists that changed (at 5,000 entries in 128 lists, one new entry renders
+/// one list instead of all). Holds the lists of the last render only.
 #[derive(Default)]
-struct ListCache(std::sync::Mutex<HashMap<u64, Arc<str>>>);
+struct ListCache(std::sync::Mutex<HashMap<model::PrefixList, String>>);
 
 impl ListCache {
     /// The rendered text of each list, in order; renders those not seen in the last render.
@@ -149,29 +148,21 @@ impl ListCache {
         &self,
         lists: &[model::PrefixList],
         render: impl Fn(&model::PrefixList) -> Result<String, TemplateError>,
-    ) -> Result<Vec<Arc<str>>, TemplateError> {
+    ) -> Result<Vec<String>, TemplateError> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut kept = HashMap::with_capacity(lists.len());
         let mut texts = Vec::with_capacity(lists.len());
         for list in lists {
-            let key = list_hash(list);
-            let text = match cache.remove(&key).or_else(|| kept.get(&key).cloned()) {
+            let text = match cache.remove(list).or_else(|| kept.get(list).cloned()) {
                 Some(t) => t,
-                None => Arc::from(render(list)?),
+                None => render(list)?,
             };
-            kept.insert(key, text.clone());
-            texts.push(text);
+            texts.push(text.clone());
+            kept.insert(list.clone(), text);
         }
         *cache = kept;
         Ok(texts)
     }
-}
-
-fn list_hash(list: &model::PrefixList) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    list.hash(&mut h);
-    h.finish()
 }
 
 impl Templates {
@@ -274,7 +265,7 @@ impl Templates {
                 .texts(&data.prefix_lists, |list| self.render_list(file, list))?;
             let rendered = value["prefix_lists"].as_array_mut().into_iter().flatten();
             for (list, text) in rendered.zip(texts) {
-                list["rendered"] = serde_json::Value::String(text.to_string());
+                list["rendered"] = serde_json::Value::String(text);
             }
         }
         let mut ctx = Context::from_value(value).expect("the contract is an object");

@@ -140,7 +140,7 @@ pub struct HookEntry {
     pub source: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Hash)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
 pub struct PrefixList {
     /// FRR name without the `-V4`/`-V6` suffix, e.g. `ROUTELB-POOL-web`.
     pub frr_name: String,
@@ -153,7 +153,7 @@ pub struct PrefixList {
 }
 
 /// Matches routes within `prefix` whose length is between `min_len` and `max_len`.
-#[derive(Clone, Debug, Serialize, PartialEq, Hash)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
 pub struct PrefixMatch {
     pub prefix: String,
     pub len: u8,
