@@ -25,6 +25,7 @@ mod support {
     pub mod apiproxy;
     pub mod cluster;
     pub mod daemon;
+    pub mod env;
     pub mod files;
     pub mod lock;
     pub mod objects;
@@ -44,7 +45,10 @@ use routelb::daemon::Driver;
 use routelb::daemon::frr::{FrrApply, FrrDriver};
 use serde_json::json;
 use support::cluster::{Agent, Cluster};
-use support::pool_edit::{Counter, addresses, daemon_cpu_per_minute, fresh, reload_rounds};
+use support::env::env_or;
+use support::pool_edit::{
+    Counter, addresses, changes, daemon_cpu_per_minute, logged_apply, reload_rounds,
+};
 use support::stats::{ms, percentile};
 use support::{api, lock, objects, wait};
 
@@ -294,29 +298,33 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (mut seen, mut api_returned) = (vec![], vec![]);
-    for round in 0..rounds {
-        let mut plus = base.clone();
-        plus.push(fresh(round));
-        for (to, want) in [(&plus, n + 1), (&base, n)] {
-            let patch = json!({ "spec": { "addresses": to } });
-            let t = Instant::now();
-            pools
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .unwrap();
-            api_returned.push(t.elapsed());
-            let mut last = t;
-            for counter in &mut counters {
-                last = last.max(counter.until(want, Duration::from_secs(30)).await);
-            }
-            seen.push(last - t);
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    for (to, want) in changes(&base, rounds, 0) {
+        let patch = json!({ "spec": { "addresses": to } });
+        let t = Instant::now();
+        pools
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        api_returned.push(t.elapsed());
+        let mut last = t;
+        for counter in &mut counters {
+            last = last.max(counter.until(want, Duration::from_secs(30)).await);
         }
+        seen.push(last - t);
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // Each agent logs every apply with its time (parse, diff, send, the daemon's commit).
+    // Each agent logs every apply with its time (parse, diff, send, the daemon's commit); the
+    // pool edits are the applies of one to three lines, not the initial load.
     let applies: Vec<Duration> = agents
         .iter()
-        .flat_map(|a| logged_applies(&a.log_text()))
+        .flat_map(|a| {
+            a.log_text()
+                .lines()
+                .filter_map(logged_apply)
+                .filter(|&(lines, _)| lines <= 3)
+                .map(|(_, ms)| Duration::from_secs_f64(ms / 1e3))
+                .collect::<Vec<_>>()
+        })
         .collect();
     let vty_dir = std::path::Path::new("/var/run/frr").join(c.node_var(1, "FRR"));
     let idle_s = env_or("BENCH_IDLE_S", 60);
@@ -341,31 +349,6 @@ async fn pool_edit(client: &Client, n: usize, rounds: usize) {
         percentile(&reload, 0.5) / ms(percentile(&seen, 0.5)),
         load.as_secs_f64(),
     );
-}
-
-/// The times of the one- to three-line applies in an agent's log (`fragment applied lines=N
-/// ms=M`): the pool edits, not the initial load.
-fn logged_applies(log: &str) -> Vec<Duration> {
-    let field = |line: &str, name: &str| -> Option<u64> {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))?
-            .parse()
-            .ok()
-    };
-    log.lines()
-        .filter(|l| l.contains("fragment applied"))
-        .filter_map(|l| {
-            let lines = field(l, "lines=")?;
-            (lines <= 3).then_some(Duration::from_millis(field(l, "ms=")?))
-        })
-        .collect()
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main]

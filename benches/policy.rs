@@ -29,6 +29,7 @@ use routelb::render::{DaemonKind, Templates};
 #[path = "../tests/support"]
 mod support {
     pub mod daemon;
+    pub mod env;
     pub mod files;
     pub mod lab;
     pub mod lock;
@@ -37,18 +38,13 @@ mod support {
     pub mod stats;
 }
 
+use support::env::env_or;
 use support::lab::Lab;
 use support::pool_edit::{
-    Counter, addresses, cpu_s, daemon_cpu_per_minute, fresh, manifest, reload_rounds,
+    Counter, addresses, changes, cpu_s, daemon_cpu_per_minute, fresh, logged_apply, manifest,
+    reload_rounds,
 };
 use support::stats::percentile;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Writes the manifests anew and renames them into place, as editors and ConfigMap volumes do.
 fn write_pool(dir: &Path, addresses: &[String]) {
@@ -92,14 +88,7 @@ impl Standalone {
     fn applies_since(&self, from: usize) -> Vec<f64> {
         self.log.lock().unwrap()[from..]
             .iter()
-            .filter(|l| l.contains("fragment applied"))
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("ms="))?
-                    .trim_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|l| logged_apply(l).map(|(_, ms)| ms))
             .collect()
     }
 
@@ -204,24 +193,20 @@ async fn measure(lab: &Lab, n: usize, rounds: usize, idle_s: u64) -> Row {
     lab.wait_route("10.0.0.1/32", "present", 60).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (mut seen, mut logged) = (vec![], vec![]);
-    for round in 0..rounds {
-        let mut plus = base.clone();
-        plus.push(fresh(round));
-        for (to, want) in [(&plus, n + 1), (&base, n)] {
-            let from = standalone.log_len();
-            let t = Instant::now();
-            write_pool(&dir, to);
-            let at = counter.until(want, Duration::from_secs(30)).await;
-            seen.push((at - t).as_secs_f64() * 1e3);
-            // The apply's log line comes just after the daemons took the line.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while standalone.applies_since(from).is_empty() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            logged.extend(standalone.applies_since(from));
-            // Let the drift probe and verification after a change settle, as between edits.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    for (to, want) in changes(&base, rounds, 0) {
+        let from = standalone.log_len();
+        let t = Instant::now();
+        write_pool(&dir, &to);
+        let at = counter.until(want, Duration::from_secs(30)).await;
+        seen.push((at - t).as_secs_f64() * 1e3);
+        // The apply's log line comes just after the daemons took the line.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while standalone.applies_since(from).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        logged.extend(standalone.applies_since(from));
+        // Let the drift probe and verification after a change settle, as between edits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let routelb_pid = standalone.pid().to_string();
     let routelb_before = cpu_s(&routelb_pid);

@@ -15,6 +15,7 @@
 
 #[path = "../tests/support"]
 mod support {
+    pub mod env;
     pub mod files;
     pub mod load;
     #[allow(dead_code)] // the tests' scenarios use more of it
@@ -31,16 +32,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::env::env_or;
 use support::load::{self, Load, Report};
 use support::real_cluster::{APP_NS, BENCH_POOL, CLIENT_NS, ROUTED_POOL, RealCluster, SYSTEM_NS};
 use support::stats::{ms, percentile};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let which: Vec<String> = std::env::args()
@@ -50,9 +45,9 @@ fn main() {
     let wanted = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     let c = RealCluster::up().unwrap_or_else(|e| panic!("{e}"));
     if wanted("create") {
-        create(&c, env_usize("ROUTELB_BENCH_SERVICES", 50));
+        create(&c, env_or("ROUTELB_BENCH_SERVICES", 50));
     }
-    let rounds = env_usize("ROUTELB_BENCH_ROUNDS", 3);
+    let rounds = env_or("ROUTELB_BENCH_ROUNDS", 3);
     if wanted("rollout") {
         lossless(&c, "rollout", rounds, |c| {
             c.kubectl(&["-n", SYSTEM_NS, "rollout", "restart", "ds/routelb-agent"])?;

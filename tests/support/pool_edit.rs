@@ -23,6 +23,32 @@ pub fn fresh(k: usize) -> String {
     format!("10.{}.251.1/32", k % 250)
 }
 
+/// The changes of `rounds` rounds on `base`: each adds an address never seen before (the
+/// `first`th on), then takes it away; each with bgpd's entry count once it holds it.
+pub fn changes(base: &[String], rounds: usize, first: usize) -> Vec<(Vec<String>, usize)> {
+    let n = base.len();
+    (0..rounds)
+        .flat_map(|round| {
+            let mut plus = base.to_vec();
+            plus.push(fresh(first + round));
+            [(plus, n + 1), (base.to_vec(), n)]
+        })
+        .collect()
+}
+
+/// A `fragment applied lines=N ms=M` log line's N and M (routelb's own log of each apply).
+pub fn logged_apply(line: &str) -> Option<(u64, f64)> {
+    if !line.contains("fragment applied") {
+        return None;
+    }
+    let field = |name: &str| -> Option<&str> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(|v| v.trim_matches(|c: char| !c.is_ascii_digit()))
+    };
+    Some((field("lines=")?.parse().ok()?, field("ms=")?.parse().ok()?))
+}
+
 /// The pool `bench` of `addresses`, the RoutingPolicy `bench` exporting it over BGP, and one
 /// Service `default/web`, as manifests.
 pub fn manifest(addresses: &[String]) -> String {
@@ -103,24 +129,19 @@ pub async fn reload_rounds(
         .unwrap()
         .fragment
     };
-    let n = base.len();
-    let base_fragment = fragment(base);
-    reload.apply(&base_fragment).await.unwrap();
-    counter.until(n, Duration::from_secs(300)).await;
+    reload.apply(&fragment(base)).await.unwrap();
+    counter.until(base.len(), Duration::from_secs(300)).await;
     let mut out = vec![];
-    for round in 0..rounds {
-        let mut plus = base.to_vec();
-        plus.push(fresh(100 + round));
-        for (to, want) in [(fragment(&plus), n + 1), (base_fragment.clone(), n)] {
-            let t = Instant::now();
-            let run = {
-                let reload = reload.clone();
-                tokio::spawn(async move { reload.apply(&to).await.unwrap() })
-            };
-            let at = counter.until(want, Duration::from_secs(60)).await;
-            run.await.unwrap();
-            out.push((at - t).as_secs_f64() * 1e3);
-        }
+    for (to, want) in changes(base, rounds, 100) {
+        let to = fragment(&to);
+        let t = Instant::now();
+        let run = {
+            let reload = reload.clone();
+            tokio::spawn(async move { reload.apply(&to).await.unwrap() })
+        };
+        let at = counter.until(want, Duration::from_secs(60)).await;
+        run.await.unwrap();
+        out.push((at - t).as_secs_f64() * 1e3);
     }
     out
 }
