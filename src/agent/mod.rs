@@ -131,10 +131,7 @@ pub async fn run(
     loop {
         let next = after_pass(&mut agent, kind).await;
         report_readiness(&agent, &health, started.elapsed());
-        let now = tokio::time::Instant::now();
-        sources.retry_at = next.retry.map(|d| now + d);
-        sources.grace_over_at = next.grace_over.map(|d| now + d);
-        sources.verify_at = Some(tokio::time::Instant::now() + verify::SETTLE);
+        sources.schedule(next.retry, next.grace_over, verify::SETTLE);
         kind = PassKind::default();
         loop {
             let event = sources.next().await;
