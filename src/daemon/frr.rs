@@ -65,19 +65,12 @@ pub const PROBE_EVERYTHING_EVERY: u32 = 4;
 /// routelb's objects in each daemon, by daemon name.
 type Held = BTreeMap<String, Owned>;
 
-/// What passed `vtysh --dryrun`: the shapes, and the units of those shapes already seen (by a
-/// hash of their text), which need no shape computed again.
+/// What passed `vtysh --dryrun`: the shapes, and the units of those shapes already seen (by
+/// [`frr_config::unit_hash`]), which need no shape computed again.
 #[derive(Debug, Default)]
 struct Validated {
     shapes: HashSet<String>,
     units: HashSet<u64>,
-}
-
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 /// What the drift probe expects of each daemon, by daemon name.
@@ -162,21 +155,23 @@ impl FrrDriver {
     /// Checks a fragment with vtysh's own parser, without touching the daemon. Objects of a
     /// shape checked before pass without spawning vtysh.
     pub async fn validate(&self, fragment: &str) -> Result<(), DaemonError> {
-        self.validate_units(frr_config::units(&frr_config::parse(fragment)))
-            .await
+        self.validate_units(&frr_config::parse(fragment)).await
     }
 
-    /// [`Self::validate`] for a parsed fragment's units. A unit seen before (by its text's
-    /// hash) costs a lookup; only new ones have their shape computed: on a pass over
-    /// thousands of pool entries, one changed entry is one shape.
-    async fn validate_units(&self, units: Vec<String>) -> Result<(), DaemonError> {
+    /// [`Self::validate`] for a parsed fragment's units. A unit seen before (by a hash of its
+    /// lines) costs a lookup; only new ones are written out and have their shape computed: on
+    /// a pass over thousands of pool entries, one changed entry is one shape.
+    async fn validate_units(&self, tree: &[frr_config::Node]) -> Result<(), DaemonError> {
         let (fresh, text) = {
             let seen = self.validated.lock().expect("not poisoned");
-            let fresh: Vec<(u64, String, String)> = units
-                .into_iter()
-                .map(|u| (text_hash(&u), u))
+            let fresh: Vec<(u64, String, String)> = tree
+                .iter()
+                .map(|n| (frr_config::unit_hash(n), n))
                 .filter(|(h, _)| !seen.units.contains(h))
-                .map(|(h, u)| (h, shape(&u), u))
+                .map(|(h, n)| {
+                    let u = frr_config::unit(n);
+                    (h, shape(&u), u)
+                })
                 .collect();
             let text: String = fresh
                 .iter()
@@ -367,7 +362,7 @@ impl FrrDriver {
     pub async fn apply(&self, fragment: &str) -> Result<ApplyOutcome, DaemonError> {
         let started = Instant::now();
         let tree = frr_config::parse(fragment);
-        self.validate_units(frr_config::units(&tree)).await?;
+        self.validate_units(&tree).await?;
         self.vty.refresh().await?;
         if self.vty.take_restarted() {
             // A daemon restarted, came or went: read what they hold, and learn again what

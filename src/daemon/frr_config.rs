@@ -2,6 +2,7 @@
 //! one set of owned objects into another. Pure: the driver feeds it `show running-config`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::render::model::{
     BASE_FALLBACK_MARK, BASE_FALLBACK_SEQ, BaseRedistribute, BaseRouteMap, BgpInstance, HOOK_SEQ,
@@ -82,15 +83,23 @@ pub fn merge(trees: Vec<Vec<Node>>) -> Vec<Node> {
 /// The objects routelb owns, keyed so two sets can be compared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Owned {
-    /// `ip prefix-list NAME seq N` / `ipv6 ...` → whole line.
-    pub prefix_entries: BTreeMap<String, String>,
+    /// `ip prefix-list NAME seq N` / `ipv6 ...` → whole line. Shared: a pass hands the same
+    /// thousands of entries to each daemon's share and to what is known after the apply, and
+    /// copying them per daemon cost more than the rest of the apply.
+    pub prefix_entries: Arc<PrefixEntries>,
     /// `route-map NAME permit N` → its lines.
     pub route_maps: BTreeMap<String, Vec<String>>,
     /// (context path, `redistribute <source> [level]`) → whole line.
     pub redistribute: BTreeMap<(Vec<String>, String), String>,
 }
 
+/// Prefix-list entries by `ip prefix-list NAME seq N`, each with its whole line.
+pub type PrefixEntries = BTreeMap<String, String>;
+
 pub const PREFIX: &str = "ROUTELB-";
+
+/// The kinds of command ([`kind`]) of routelb's prefix-list lines.
+const PREFIX_LIST_KINDS: [&str; 2] = ["ip prefix-list", "ipv6 prefix-list"];
 
 /// The name and sequence number of a `route-map NAME permit|deny SEQ` line, and whether it
 /// permits.
@@ -195,8 +204,13 @@ impl Owned {
             (0..context.len()).any(|i| ignored.contains(&kind_in(&context[..i], &context[i])))
                 || ignored.contains(&kind_in(context, line))
         };
+        let prefix_entries = if PREFIX_LIST_KINDS.iter().any(|k| ignored.contains(*k)) {
+            Arc::new(kept(&self.prefix_entries, |_, line| !out(&[], line)))
+        } else {
+            self.prefix_entries.clone()
+        };
         Owned {
-            prefix_entries: kept(&self.prefix_entries, |_, line| !out(&[], line)),
+            prefix_entries,
             route_maps: self
                 .route_maps
                 .iter()
@@ -214,10 +228,15 @@ impl Owned {
     /// What of these objects none of `holders` has: a prefix entry or a whole route-map entry
     /// (head and lines) that one of them holds as it is here is left out.
     pub fn beyond(&self, holders: &[&Owned]) -> Owned {
-        Owned {
-            prefix_entries: kept(&self.prefix_entries, |k, _| {
+        let prefix_entries = if self.prefix_entries_held_by(holders) {
+            Arc::default()
+        } else {
+            Arc::new(kept(&self.prefix_entries, |k, _| {
                 !holders.iter().any(|h| h.prefix_entries.contains_key(k))
-            }),
+            }))
+        };
+        Owned {
+            prefix_entries,
             route_maps: kept(&self.route_maps, |head, lines| {
                 !holders
                     .iter()
@@ -227,6 +246,14 @@ impl Owned {
                 !holders.iter().any(|h| h.redistribute.contains_key(k))
             }),
         }
+    }
+
+    /// Whether one of `holders` holds these very prefix entries (the same shared map): nothing
+    /// to look up entry by entry.
+    fn prefix_entries_held_by(&self, holders: &[&Owned]) -> bool {
+        holders
+            .iter()
+            .any(|h| Arc::ptr_eq(&h.prefix_entries, &self.prefix_entries))
     }
 
     /// routelb's entries in the base's own route-maps (`spec.bgp.outboundRouteMaps`): route-map
@@ -247,7 +274,8 @@ impl Owned {
     /// The first of these objects that none of `holders` has, as a command: what no daemon
     /// would take.
     pub fn uncovered(&self, holders: &[&Owned]) -> Option<String> {
-        for (key, line) in &self.prefix_entries {
+        let entries = (!self.prefix_entries_held_by(holders)).then_some(&*self.prefix_entries);
+        for (key, line) in entries.into_iter().flatten() {
             if !holders.iter().any(|h| h.prefix_entries.contains_key(key)) {
                 return Some(line.clone());
             }
@@ -299,6 +327,7 @@ fn redistribute_key(line: &str) -> Option<String> {
 /// Extracts the owned objects from a parsed configuration.
 pub fn owned(tree: &[Node]) -> Owned {
     let mut o = Owned::default();
+    let mut prefix_entries = PrefixEntries::new();
     fn walk(nodes: &[Node], path: &mut Vec<String>, o: &mut Owned) {
         for n in nodes {
             if let Some(key) = redistribute_key(&n.line) {
@@ -313,7 +342,7 @@ pub fn owned(tree: &[Node]) -> Owned {
     }
     for n in tree {
         if let Some(key) = prefix_key(&n.line) {
-            o.prefix_entries.insert(key, n.line.clone());
+            prefix_entries.insert(key, n.line.clone());
         } else if is_owned_route_map(n) {
             // Sorted: the daemon shows an entry's lines in the order they were added, and
             // their order means nothing.
@@ -325,6 +354,7 @@ pub fn owned(tree: &[Node]) -> Owned {
             walk(&n.children, &mut path, &mut o);
         }
     }
+    o.prefix_entries = Arc::new(prefix_entries);
     o
 }
 
@@ -352,13 +382,31 @@ fn write_node(n: &Node, depth: usize, keep: &dyn Fn(&Node, usize) -> bool, out: 
 /// A configuration split into independently valid pieces, each as configuration text: every
 /// top-level line or block (a prefix-list line, a route-map entry, a router context).
 pub fn units(tree: &[Node]) -> Vec<String> {
-    tree.iter()
-        .map(|n| {
-            let mut s = String::new();
-            write_node(n, 0, &|_, _| true, &mut s);
-            s
-        })
-        .collect()
+    tree.iter().map(unit).collect()
+}
+
+/// One piece of [`units`] as configuration text.
+pub fn unit(n: &Node) -> String {
+    let mut s = String::new();
+    write_node(n, 0, &|_, _| true, &mut s);
+    s
+}
+
+/// A hash of a unit's lines and their nesting, without writing it out: what tells a unit
+/// seen before from a new one.
+pub fn unit_hash(n: &Node) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(n: &Node, depth: usize, h: &mut impl Hasher) {
+        depth.hash(h);
+        n.line.hash(h);
+        n.children.len().hash(h);
+        for c in &n.children {
+            walk(c, depth + 1, h);
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    walk(n, 0, &mut h);
+    h.finish()
 }
 
 /// The routing instances in a running configuration.
@@ -598,10 +646,17 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
     //    sequence number) and, in lists that stay, the ones no longer wanted: FRR silently
     //    ignores a prefix added while the list still holds it at another sequence number, so
     //    a prefix that moves must leave its old place first. Then new and changed ones go in.
-    let staying_lists: BTreeSet<&str> = desired.prefix_entries.keys().map(|k| list_of(k)).collect();
+    //    The same shared entries (what the last apply sent, unchanged since) need nothing.
+    let same_entries = Arc::ptr_eq(&running.prefix_entries, &desired.prefix_entries);
+    let (running_entries, desired_entries) = if same_entries {
+        (&PrefixEntries::new(), &PrefixEntries::new())
+    } else {
+        (&*running.prefix_entries, &*desired.prefix_entries)
+    };
+    let staying_lists: BTreeSet<&str> = desired_entries.keys().map(|k| list_of(k)).collect();
     let mut removed = BTreeSet::new();
-    for (key, old) in &running.prefix_entries {
-        let gone_here = match desired.prefix_entries.get(key) {
+    for (key, old) in running_entries {
+        let gone_here = match desired_entries.get(key) {
             Some(line) => line != old,
             None => staying_lists.contains(list_of(key)),
         };
@@ -610,8 +665,8 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
             removed.insert(key.clone());
         }
     }
-    for (key, line) in &desired.prefix_entries {
-        if running.prefix_entries.get(key) != Some(line) {
+    for (key, line) in desired_entries {
+        if running_entries.get(key) != Some(line) {
             changes.push(Change::top(line.clone()));
         }
     }
@@ -660,8 +715,8 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
             changes.push(Change::top(format!("no {head}")));
         }
     }
-    for (key, line) in &running.prefix_entries {
-        if !desired.prefix_entries.contains_key(key) && !removed.contains(key) {
+    for (key, line) in running_entries {
+        if !desired_entries.contains_key(key) && !removed.contains(key) {
             changes.push(Change::top(format!("no {line}")));
         }
     }

@@ -23,20 +23,40 @@ impl PrefixMatch {
         }
     }
 
-    /// A hash of what the entry matches: stable across runs and versions (FNV-1a).
+    /// A hash of what the entry matches: stable across runs and versions (FNV-1a of
+    /// `"<prefix> <min_len> <max_len>"`, hashed as written, without building the text).
     pub(super) fn stable_hash(&self) -> u64 {
-        fnv1a(&format!(
-            "{} {} {}",
-            self.prefix, self.min_len, self.max_len
-        ))
+        use std::fmt::Write;
+        let mut h = Fnv1a::default();
+        write!(h, "{} {} {}", self.prefix, self.min_len, self.max_len)
+            .expect("hashing never fails");
+        h.0
+    }
+}
+
+/// FNV-1a over what is written to it.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::fmt::Write for Fnv1a {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 = s.bytes().fold(self.0, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Ok(())
     }
 }
 
 /// FNV-1a of `key`: stable across runs, platforms and versions, unlike `std`'s hasher.
 pub(super) fn fnv1a(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut h = Fnv1a::default();
+    std::fmt::Write::write_str(&mut h, key).expect("hashing never fails");
+    h.0
 }
 
 /// Pool prefix lists longer than this are split into several, by a hash of each prefix: FRR

@@ -136,32 +136,53 @@ pub struct Templates {
     lists: ListCache,
 }
 
-/// Each prefix list's text as [`DaemonKind::list_template`] rendered it, by the list: a pass
-/// renders only the lists that changed (at 5,000 entries in 128 lists, one new entry renders
-/// one list instead of all). Holds the lists of the last render only.
+/// Each prefix list as the templates' context holds it (its fields and `rendered`, the text
+/// [`DaemonKind::list_template`] made of it), by the list: a pass serializes and renders only
+/// the lists that changed (at 5,000 entries in 128 lists, one new entry costs one list, not
+/// all). The values move into the context for a render and back after it, never copied.
+/// Holds the lists of the last render only.
 #[derive(Default)]
-struct ListCache(std::sync::Mutex<HashMap<model::PrefixList, String>>);
+struct ListCache(std::sync::Mutex<HashMap<model::PrefixList, serde_json::Value>>);
+
+/// The lists of one render, taken from the cache: their values go into the context, the
+/// lists come back with the values after it ([`ListCache::put_back`]).
+struct TakenLists {
+    lists: Vec<model::PrefixList>,
+    values: Vec<serde_json::Value>,
+}
 
 impl ListCache {
-    /// The rendered text of each list, in order; renders those not seen in the last render.
-    fn texts(
+    /// Each list's value with `rendered`, in order; serializes and renders those not seen in
+    /// the last render.
+    fn take(
         &self,
         lists: &[model::PrefixList],
         render: impl Fn(&model::PrefixList) -> Result<String, TemplateError>,
-    ) -> Result<Vec<String>, TemplateError> {
+    ) -> Result<TakenLists, TemplateError> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut kept = HashMap::with_capacity(lists.len());
-        let mut texts = Vec::with_capacity(lists.len());
+        let mut taken = TakenLists {
+            lists: Vec::with_capacity(lists.len()),
+            values: Vec::with_capacity(lists.len()),
+        };
         for list in lists {
-            let text = match cache.remove(list).or_else(|| kept.get(list).cloned()) {
-                Some(t) => t,
-                None => render(list)?,
+            let (list, value) = match cache.remove_entry(list) {
+                Some(kept) => kept,
+                None => {
+                    let mut value = serde_json::to_value(list).expect("a list always serializes");
+                    value["rendered"] = serde_json::Value::String(render(list)?);
+                    (list.clone(), value)
+                }
             };
-            texts.push(text.clone());
-            kept.insert(list.clone(), text);
+            taken.lists.push(list);
+            taken.values.push(value);
         }
-        *cache = kept;
-        Ok(texts)
+        Ok(taken)
+    }
+
+    /// Keeps the lists of this render, with their values as the context gave them back.
+    fn put_back(&self, lists: Vec<model::PrefixList>, values: Vec<serde_json::Value>) {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *cache = lists.into_iter().zip(values).collect();
     }
 }
 
@@ -258,25 +279,37 @@ impl Templates {
     /// Renders the whole fragment. BIRD 1.x templates are rendered once per family (`family`
     /// is 4, then 6), the two includes joined by [`BIRD1_V6_MARKER`].
     pub fn render(&self, data: &FragmentData) -> Result<String, TemplateError> {
-        let mut value = serde_json::to_value(data).expect("the contract always serializes");
-        if let Some(file) = self.daemon.list_template() {
-            let texts = self
-                .lists
-                .texts(&data.prefix_lists, |list| self.render_list(file, list))?;
-            let rendered = value["prefix_lists"].as_array_mut().into_iter().flatten();
-            for (list, text) in rendered.zip(texts) {
-                list["rendered"] = serde_json::Value::String(text);
-            }
-        }
+        let Some(file) = self.daemon.list_template() else {
+            let value = serde_json::to_value(data).expect("the contract always serializes");
+            return self.render_value(value).0;
+        };
+        let mut value =
+            serde_json::to_value(data.without_prefix_lists()).expect("the contract always serializes");
+        let taken = self
+            .lists
+            .take(&data.prefix_lists, |list| self.render_list(file, list))?;
+        value["prefix_lists"] = serde_json::Value::Array(taken.values);
+        let (text, mut ctx) = self.render_value(value);
+        let values = match ctx.remove("prefix_lists") {
+            Some(serde_json::Value::Array(values)) => values,
+            _ => unreachable!("the context keeps what it was given"),
+        };
+        self.lists.put_back(taken.lists, values);
+        text
+    }
+
+    /// Renders the context `value`, and gives the context back with the result.
+    fn render_value(&self, value: serde_json::Value) -> (Result<String, TemplateError>, Context) {
         let mut ctx = Context::from_value(value).expect("the contract is an object");
         if self.daemon != DaemonKind::Bird1 {
-            return self.render_files(&ctx);
+            return (self.render_files(&ctx), ctx);
         }
         ctx.insert("family", &4);
-        let v4 = self.render_files(&ctx)?;
+        let v4 = self.render_files(&ctx);
         ctx.insert("family", &6);
-        let v6 = self.render_files(&ctx)?;
-        Ok(format!("{v4}{BIRD1_V6_MARKER}\n{v6}"))
+        let v6 = self.render_files(&ctx);
+        let text = v4.and_then(|v4| Ok(format!("{v4}{BIRD1_V6_MARKER}\n{}", v6?)));
+        (text, ctx)
     }
 
     fn render_list(&self, file: &str, list: &model::PrefixList) -> Result<String, TemplateError> {

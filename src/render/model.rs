@@ -117,6 +117,26 @@ pub struct FragmentData {
     pub base_fallbacks: Vec<BaseFallback>,
 }
 
+impl FragmentData {
+    /// The same data with no prefix lists: rendering serializes those one by one and keeps
+    /// them ([`super::Templates::render`]).
+    pub(crate) fn without_prefix_lists(&self) -> FragmentData {
+        FragmentData {
+            contract: self.contract,
+            generator: self.generator.clone(),
+            node: self.node.clone(),
+            lb_interface: self.lb_interface.clone(),
+            prefix_lists: Vec::new(),
+            bgp: self.bgp.clone(),
+            ospf: self.ospf.clone(),
+            isis: self.isis.clone(),
+            rip: self.rip.clone(),
+            route_map_hooks: self.route_map_hooks.clone(),
+            base_fallbacks: self.base_fallbacks.clone(),
+        }
+    }
+}
+
 /// One of the base's route-maps, with the permit entries routelb adds to it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RouteMapHook {
