@@ -7,8 +7,8 @@
 //! 2. give addresses to services that have none (or lack a family they now want).
 
 mod error;
-mod range;
 mod parsed;
+mod range;
 mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

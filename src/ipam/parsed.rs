@@ -18,7 +18,11 @@ static LAST: Mutex<Option<HashMap<String, (AddressPoolSpec, Parsed)>>> = Mutex::
 
 /// The parse of `spec` for pool `name`: the remembered one when the spec is the same, else
 /// `parse`'s, remembered.
-pub(super) fn remembered(name: &str, spec: &AddressPoolSpec, parse: impl FnOnce() -> Parsed) -> Parsed {
+pub(super) fn remembered(
+    name: &str,
+    spec: &AddressPoolSpec,
+    parse: impl FnOnce() -> Parsed,
+) -> Parsed {
     {
         let last = LAST.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((seen, parsed)) = last.as_ref().and_then(|m| m.get(name))

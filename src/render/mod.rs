@@ -283,8 +283,8 @@ impl Templates {
             let value = serde_json::to_value(data).expect("the contract always serializes");
             return self.render_value(value).0;
         };
-        let mut value =
-            serde_json::to_value(data.without_prefix_lists()).expect("the contract always serializes");
+        let mut value = serde_json::to_value(data.without_prefix_lists())
+            .expect("the contract always serializes");
         let taken = self
             .lists
             .take(&data.prefix_lists, |list| self.render_list(file, list))?;

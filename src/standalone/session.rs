@@ -73,6 +73,8 @@ pub(super) struct Session {
     verification: super::verify::Background,
     /// routelb's prefixes on the load-balancer interface after the last convergence.
     lb_prefixes: BTreeSet<ipnet::IpNet>,
+    /// The state holds pools or policies the state file does not have yet.
+    state_unsaved: bool,
 }
 
 impl Session {
@@ -90,6 +92,7 @@ impl Session {
             placed: None,
             verification: super::verify::Background::start(opts.driver.clone()),
             lb_prefixes: BTreeSet::new(),
+            state_unsaved: false,
             opts,
         })
     }
@@ -112,7 +115,7 @@ impl Session {
         notes.extend(placed.a.notes.iter().cloned());
         notes.extend(problems);
         self.notes.log(notes);
-        let addresses_ok = placed.addresses_ok;
+        let addresses_ok = placed.addresses_ok && self.save_unsaved_state();
         if addresses_ok {
             self.placed = Some(placed);
         }
@@ -123,6 +126,24 @@ impl Session {
             }
             (false, Next::RetryIn(d)) => Next::RetryIn(d.min(self.backoff.fail())),
             (false, _) => Next::RetryIn(self.backoff.fail()),
+        }
+    }
+
+    /// Saves what [`Self::read_and_place`] left for after the daemon; false (a retry) when it
+    /// cannot.
+    fn save_unsaved_state(&mut self) -> bool {
+        if !self.state_unsaved {
+            return true;
+        }
+        match state::save(&self.opts.state, &self.state) {
+            Ok(()) => {
+                self.state_unsaved = false;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the state; retrying");
+                false
+            }
         }
     }
 
@@ -139,7 +160,7 @@ impl Session {
             }
         };
         let a = allocate(&m, &self.state);
-        if a.state != self.state {
+        if a.state.services != self.state.services {
             // Addresses are placed only once the state file records them: a crash must not
             // leave a Service on an address the next start would give to another.
             if let Err(e) = state::save(&self.opts.state, &a.state) {
@@ -148,6 +169,12 @@ impl Session {
                 return Err(Next::RetryIn(wait));
             }
             self.state = a.state.clone();
+            self.state_unsaved = false;
+        } else if a.state != self.state {
+            // Only the last valid pools and policies changed: no address depends on them
+            // being on disk first, so they are saved after the daemon has the change.
+            self.state = a.state.clone();
+            self.state_unsaved = true;
         }
         let addresses_ok = self.converge_addresses(&a).await;
         Ok(Placed { m, a, addresses_ok })
