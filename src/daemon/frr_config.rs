@@ -972,6 +972,63 @@ exit
         assert!(diff(&desired, &desired).is_empty());
     }
 
+    /// FRR's prefix-list semantics, enough for the property below: `no <line>` removes the
+    /// entry at that key when the line matches; a line adds its entry unless the key is taken
+    /// or the list already holds the prefix (FRR ignores both).
+    fn apply_prefix_changes(held: &PrefixEntries, changes: &[Change]) -> PrefixEntries {
+        let mut held = held.clone();
+        for line in changes.iter().flat_map(|c| &c.lines) {
+            let (removal, entry) = match line.strip_prefix("no ") {
+                Some(rest) => (true, rest),
+                None => (false, line.as_str()),
+            };
+            let key = prefix_key(entry).expect("a prefix-list line");
+            let prefix = entry.rsplit(' ').next().unwrap();
+            if removal {
+                assert_eq!(held.remove(&key).as_deref(), Some(entry), "removes what is held");
+            } else {
+                let list = list_of(&key);
+                let taken = held.iter().any(|(k, l)| {
+                    k == &key || (list_of(k) == list && l.rsplit(' ').next() == Some(prefix))
+                });
+                assert!(!taken, "{line}: FRR would ignore it");
+                held.insert(key, entry.to_string());
+            }
+        }
+        held
+    }
+
+    proptest::proptest! {
+        /// Whatever the two sets of entries (lists that stay, come and go; entries that move to
+        /// another sequence number), the diff's prefix-list commands turn one into the other,
+        /// as FRR applies them, and no list loses an entry it keeps.
+        #[test]
+        fn prefix_entry_changes_turn_running_into_desired(
+            running in proptest::collection::btree_set((0u8..4, 0u8..12, 0u8..6), 0..40),
+            desired in proptest::collection::btree_set((0u8..4, 0u8..12, 0u8..6), 0..40),
+        ) {
+            // (list, prefix, seq): one prefix per list at most, as routelb renders them.
+            let entries = |set: &BTreeSet<(u8, u8, u8)>| {
+                let mut seen = BTreeSet::new();
+                let mut out = PrefixEntries::new();
+                for &(list, prefix, seq) in set {
+                    let key = format!("ip prefix-list ROUTELB-POOL-p{list}-V4 seq {seq}");
+                    if seen.insert((list, prefix)) && !out.contains_key(&key) {
+                        out.insert(key.clone(), format!("{key} permit 10.0.{prefix}.1/32"));
+                    }
+                }
+                out
+            };
+            let (running, desired) = (entries(&running), entries(&desired));
+            let owned_of = |e: &PrefixEntries| Owned {
+                prefix_entries: Arc::new(e.clone()),
+                ..Owned::default()
+            };
+            let changes = diff(&owned_of(&running), &owned_of(&desired));
+            proptest::prop_assert_eq!(apply_prefix_changes(&running, &changes), desired);
+        }
+    }
+
     #[test]
     fn merging_daemons_joins_blocks_they_each_hold_part_of() {
         let zebra = parse(
