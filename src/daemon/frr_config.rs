@@ -985,7 +985,11 @@ exit
             let key = prefix_key(entry).expect("a prefix-list line");
             let prefix = entry.rsplit(' ').next().unwrap();
             if removal {
-                assert_eq!(held.remove(&key).as_deref(), Some(entry), "removes what is held");
+                assert_eq!(
+                    held.remove(&key).as_deref(),
+                    Some(entry),
+                    "removes what is held"
+                );
             } else {
                 let list = list_of(&key);
                 let taken = held.iter().any(|(k, l)| {
