@@ -69,10 +69,23 @@ pub const LIST_SPLIT_ABOVE: usize = 64;
 /// Gives every match its stable sequence number ([`PrefixMatch::seq`]); the rare collision
 /// takes the next free number, in list order.
 pub(super) fn number(matches: &mut [PrefixMatch]) {
+    for m in matches.iter_mut() {
+        m.seq = seq_of(m.stable_hash());
+    }
+    settle_collisions(matches);
+}
+
+/// The sequence number a match with this [`PrefixMatch::stable_hash`] asks for.
+fn seq_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// Moves each match whose asked-for number is taken (or 0: FRR's numbers run from 1 to
+/// 4294967295) to the next free one, in list order.
+fn settle_collisions(matches: &mut [PrefixMatch]) {
     let mut used = BTreeSet::new();
     for m in matches.iter_mut() {
-        // FRR's sequence numbers run from 1 to 4294967295.
-        let mut seq = (m.stable_hash() >> 32) as u32;
+        let mut seq = m.seq;
         while seq == 0 || !used.insert(seq) {
             seq = seq.wrapping_add(1);
         }
@@ -107,16 +120,21 @@ pub(super) fn split(list: PrefixList) -> Vec<PrefixList> {
             v6: vec![],
         })
         .collect();
-    let part_of = |m: &PrefixMatch| (m.stable_hash() % parts as u64) as usize;
-    for m in list.v4 {
-        out[part_of(&m)].v4.push(m);
+    // One hash per match gives both its part and the number it asks for.
+    let place = |mut m: PrefixMatch| {
+        let hash = m.stable_hash();
+        m.seq = seq_of(hash);
+        ((hash % parts as u64) as usize, m)
+    };
+    for (part, m) in list.v4.into_iter().map(place) {
+        out[part].v4.push(m);
     }
-    for m in list.v6 {
-        out[part_of(&m)].v6.push(m);
+    for (part, m) in list.v6.into_iter().map(place) {
+        out[part].v6.push(m);
     }
     for part in &mut out {
-        number(&mut part.v4);
-        number(&mut part.v6);
+        settle_collisions(&mut part.v4);
+        settle_collisions(&mut part.v6);
     }
     if parts > 1 {
         out.retain(|p| !p.v4.is_empty() || !p.v6.is_empty());
