@@ -19,6 +19,8 @@ pub trait Checked: ResourceExt + Clone {
     /// The object as worth remembering: name, labels (policies select pools, and nodes, by
     /// them) and spec; no status or bookkeeping.
     fn remembered(&self) -> Self;
+    /// Whether `kept` remembers this very definition (labels and spec): nothing to copy.
+    fn remembered_as(&self, kept: &Self) -> bool;
 }
 
 impl Checked for AddressPool {
@@ -34,6 +36,10 @@ impl Checked for AddressPool {
         let mut kept = AddressPool::new(&self.name_any(), self.spec.clone());
         kept.metadata.labels = self.metadata.labels.clone();
         kept
+    }
+
+    fn remembered_as(&self, kept: &Self) -> bool {
+        self.spec == kept.spec && self.metadata.labels == kept.metadata.labels
     }
 }
 
@@ -63,6 +69,10 @@ impl Checked for RoutingPolicy {
         let mut kept = RoutingPolicy::new(&self.name_any(), self.spec.clone());
         kept.metadata.labels = self.metadata.labels.clone();
         kept
+    }
+
+    fn remembered_as(&self, kept: &Self) -> bool {
+        self.spec == kept.spec && self.metadata.labels == kept.metadata.labels
     }
 }
 
@@ -100,7 +110,10 @@ impl<K: Checked> LastValid<K> {
             let kind = K::KIND;
             match o.check() {
                 Ok(()) => {
-                    self.0.insert(name, o.remembered());
+                    // A pool of thousands of addresses costs a copy each pass otherwise.
+                    if !self.0.get(&name).is_some_and(|kept| o.remembered_as(kept)) {
+                        self.0.insert(name, o.remembered());
+                    }
                     out.objects.push(o.clone());
                 }
                 Err(e) => match self.0.get(&name) {

@@ -183,8 +183,9 @@ pub(super) fn matches_of(
 ) -> (Vec<PrefixMatch>, Vec<PrefixMatch>) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    // Blocks of two ranges can be the same prefix; a set keeps the check linear in the pool.
-    let mut seen = BTreeSet::new();
+    // Blocks of two ranges can be the same prefix (a pool's ranges are merged when parsed,
+    // but a Pool can be built otherwise); a set keeps the check linear in the pool.
+    let mut seen = std::collections::HashSet::new();
     for r in &pool.ranges {
         let (bits, agg_len) = match r.family {
             Family::V4 => (32u8, agg.and_then(|a| a.ipv4).unwrap_or(32)),

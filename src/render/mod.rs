@@ -141,8 +141,10 @@ pub struct Templates {
 /// the lists that changed (at 5,000 entries in 128 lists, one new entry costs one list, not
 /// all). The values move into the context for a render and back after it, never copied.
 /// Holds the lists of the last render only.
+/// Keyed by the list's FRR name, and used only when the list is still equal: comparing a list
+/// costs less than hashing it.
 #[derive(Default)]
-struct ListCache(std::sync::Mutex<HashMap<model::PrefixList, serde_json::Value>>);
+struct ListCache(std::sync::Mutex<HashMap<String, (model::PrefixList, serde_json::Value)>>);
 
 /// The lists of one render, taken from the cache: their values go into the context, the
 /// lists come back with the values after it ([`ListCache::put_back`]).
@@ -165,9 +167,9 @@ impl ListCache {
             values: Vec::with_capacity(lists.len()),
         };
         for list in lists {
-            let (list, value) = match cache.remove_entry(list) {
-                Some(kept) => kept,
-                None => {
+            let (list, value) = match cache.remove(&list.frr_name) {
+                Some((kept, value)) if kept == *list => (kept, value),
+                _ => {
                     let mut value = serde_json::to_value(list).expect("a list always serializes");
                     value["rendered"] = serde_json::Value::String(render(list)?);
                     (list.clone(), value)
@@ -182,7 +184,11 @@ impl ListCache {
     /// Keeps the lists of this render, with their values as the context gave them back.
     fn put_back(&self, lists: Vec<model::PrefixList>, values: Vec<serde_json::Value>) {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *cache = lists.into_iter().zip(values).collect();
+        *cache = lists
+            .into_iter()
+            .zip(values)
+            .map(|(list, value)| (list.frr_name.clone(), (list, value)))
+            .collect();
     }
 }
 
