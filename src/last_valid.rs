@@ -19,8 +19,13 @@ pub trait Checked: ResourceExt + Clone {
     /// The object as worth remembering: name, labels (policies select pools, and nodes, by
     /// them) and spec; no status or bookkeeping.
     fn remembered(&self) -> Self;
+    /// What [`Checked::remembered`] keeps besides name and labels.
+    type Spec: PartialEq;
+    fn spec(&self) -> &Self::Spec;
     /// Whether `kept` remembers this very definition (labels and spec): nothing to copy.
-    fn remembered_as(&self, kept: &Self) -> bool;
+    fn remembered_as(&self, kept: &Self) -> bool {
+        self.spec() == kept.spec() && self.labels() == kept.labels()
+    }
 }
 
 impl Checked for AddressPool {
@@ -38,8 +43,9 @@ impl Checked for AddressPool {
         kept
     }
 
-    fn remembered_as(&self, kept: &Self) -> bool {
-        self.spec == kept.spec && self.metadata.labels == kept.metadata.labels
+    type Spec = crate::api::AddressPoolSpec;
+    fn spec(&self) -> &Self::Spec {
+        &self.spec
     }
 }
 
@@ -71,8 +77,9 @@ impl Checked for RoutingPolicy {
         kept
     }
 
-    fn remembered_as(&self, kept: &Self) -> bool {
-        self.spec == kept.spec && self.metadata.labels == kept.metadata.labels
+    type Spec = crate::api::RoutingPolicySpec;
+    fn spec(&self) -> &Self::Spec {
+        &self.spec
     }
 }
 

@@ -311,24 +311,11 @@ impl Owned {
 fn prefix_key(line: &str) -> Option<String> {
     let mut w = line.split_whitespace();
     let (afi, kw, name, seq, n) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
-    if !(matches!(afi, "ip" | "ipv6")
+    (matches!(afi, "ip" | "ipv6")
         && kw == "prefix-list"
         && name.starts_with(PREFIX)
         && seq == "seq")
-    {
-        return None;
-    }
-    // The line as written up to the number, when single-spaced (as routelb and FRR write
-    // it): no key to assemble for each of thousands of entries.
-    let end = n.as_ptr() as usize - line.as_ptr() as usize + n.len();
-    let written = &line[..end];
-    Some(
-        if written.len() == afi.len() + kw.len() + name.len() + seq.len() + n.len() + 4 {
-            written.to_string()
-        } else {
-            format!("{afi} prefix-list {name} seq {n}")
-        },
-    )
+        .then(|| format!("{afi} prefix-list {name} seq {n}"))
 }
 
 fn redistribute_key(line: &str) -> Option<String> {

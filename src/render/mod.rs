@@ -137,12 +137,11 @@ pub struct Templates {
 }
 
 /// Each prefix list as the templates' context holds it (its fields and `rendered`, the text
-/// [`DaemonKind::list_template`] made of it), by the list: a pass serializes and renders only
-/// the lists that changed (at 5,000 entries in 128 lists, one new entry costs one list, not
-/// all). The values move into the context for a render and back after it, never copied.
-/// Holds the lists of the last render only.
-/// Keyed by the list's FRR name, and used only when the list is still equal: comparing a list
-/// costs less than hashing it.
+/// [`DaemonKind::list_template`] made of it): a pass serializes and renders only the lists
+/// that changed (at 5,000 entries in 128 lists, one new entry costs one list, not all). The
+/// values move into the context for a render and back after it, never copied. Holds the
+/// lists of the last render only, by FRR name, each used only while the list is still equal
+/// (comparing a list costs less than hashing it).
 #[derive(Default)]
 struct ListCache(std::sync::Mutex<HashMap<String, (model::PrefixList, serde_json::Value)>>);
 

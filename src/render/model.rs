@@ -160,7 +160,7 @@ pub struct HookEntry {
     pub source: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PrefixList {
     /// FRR name without the `-V4`/`-V6` suffix, e.g. `ROUTELB-POOL-web`.
     pub frr_name: String,
@@ -173,7 +173,7 @@ pub struct PrefixList {
 }
 
 /// Matches routes within `prefix` whose length is between `min_len` and `max_len`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PrefixMatch {
     pub prefix: String,
     pub len: u8,
