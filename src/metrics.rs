@@ -145,6 +145,45 @@ pub struct DaemonLabels {
     pub daemon: String,
 }
 
+/// One routing session or adjacency of the node's daemon.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct SessionLabels {
+    pub protocol: String,
+    /// The VRF, IS-IS area or BIRD protocol; empty for FRR's default VRF.
+    pub instance: String,
+    pub peer: String,
+    pub interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionPrefixLabels {
+    pub protocol: String,
+    pub instance: String,
+    pub peer: String,
+    pub interface: String,
+    /// `received` or `sent`.
+    pub direction: String,
+}
+
+impl SessionPrefixLabels {
+    pub fn new(s: &SessionLabels, direction: &str) -> Self {
+        SessionPrefixLabels {
+            protocol: s.protocol.clone(),
+            instance: s.instance.clone(),
+            peer: s.peer.clone(),
+            interface: s.interface.clone(),
+            direction: direction.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub protocol: String,
+    /// `up`, `down`, `flapped`, `gone`, `bfd_down`, `bfd_up`.
+    pub change: String,
+}
+
 /// The node agent's metrics.
 pub struct AgentMetrics {
     /// Addresses held, by pool mode (`local`, `routed`).
@@ -166,6 +205,10 @@ pub struct AgentMetrics {
     pub write_errors: Family<KindLabels, Counter>,
     /// Passes that stopped early, by what failed.
     pub pass_errors: Family<KindLabels, Counter>,
+    /// 1 while the daemon's session or adjacency is up.
+    pub routing_session_up: Family<SessionLabels, Gauge>,
+    pub routing_session_prefixes: Family<SessionPrefixLabels, Gauge>,
+    pub routing_session_transitions: Family<TransitionLabels, Counter>,
     registry: Registry,
 }
 
@@ -192,6 +235,9 @@ impl AgentMetrics {
             drift_repairs: Family::default(),
             write_errors: Family::default(),
             pass_errors: Family::default(),
+            routing_session_up: Family::default(),
+            routing_session_prefixes: Family::default(),
+            routing_session_transitions: Family::default(),
             registry: Registry::default(),
         };
         m.register(&mut r);
@@ -259,6 +305,21 @@ impl AgentMetrics {
             "pass_errors",
             "Passes that stopped early (nothing withdrawn), by what failed",
             self.pass_errors.clone(),
+        );
+        r.register(
+            "routing_session_up",
+            "1 while the daemon's routing session or adjacency is up (BGP Established, OSPF Full or 2-Way, IS-IS Up, RIP heard, BFD up)",
+            self.routing_session_up.clone(),
+        );
+        r.register(
+            "routing_session_prefixes",
+            "Prefixes received from and sent to each routing session, as the daemon counts them",
+            self.routing_session_prefixes.clone(),
+        );
+        r.register(
+            "routing_session_transitions",
+            "Routing session transitions seen by the agent, by protocol and change",
+            self.routing_session_transitions.clone(),
         );
     }
 }

@@ -11,6 +11,17 @@ pub struct EventSpec {
     pub note: String,
 }
 
+impl EventSpec {
+    /// Logs it too: a warning as a warning.
+    pub fn log(&self) {
+        if self.warning {
+            tracing::warn!(reason = self.reason, "{}", self.note);
+        } else {
+            tracing::info!(reason = self.reason, "{}", self.note);
+        }
+    }
+}
+
 /// A condition of `type_`; its transition time stays what it was unless the status changed,
 /// else `now`.
 pub fn condition(

@@ -147,8 +147,11 @@ pub async fn handle(
     }
 }
 
-/// Verifies what the daemon advertises; never a pass (a filtered prefix is the base's to fix).
+/// Looks at the daemon's sessions and verifies what it advertises; never a pass (a filtered
+/// prefix is the base's to fix, a session down the network's).
 async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
+    agent.look_at_routing().await;
+    agent.report_node();
     sources.verify_at = agent
         .verify()
         .await

@@ -20,6 +20,7 @@ pub mod events;
 pub mod pass;
 pub mod proxy_grace;
 pub mod readiness;
+pub mod routing_health;
 pub mod status;
 pub mod tasks;
 pub mod verify;

@@ -78,6 +78,8 @@ pub struct Agent {
     pub(super) fragment_data: Option<FragmentData>,
     /// What the daemon advertises, as last verified ([`super::verify`]).
     pub(super) verification: super::verify::State,
+    /// The daemon's sessions, as last looked at ([`super::routing_health`]).
+    pub(super) routing: super::routing_health::State,
     /// The last repair of objects another tool removed or changed, for NodeState.
     pub last_drift_repair: Option<crate::api::DriftRepairStatus>,
     /// New Services this node waits with until kube-proxy has them.
@@ -129,6 +131,7 @@ impl Agent {
             last_status: None,
             fragment_data: None,
             verification: Default::default(),
+            routing: Default::default(),
             last_drift_repair: None,
             proxy_grace: super::proxy_grace::ProxyGrace::new(cfg_grace),
         }
@@ -407,6 +410,10 @@ impl Agent {
                 problems: &problems,
                 not_announced: &self.not_announced,
                 advertised: self.verification.last.as_ref(),
+                routing: self
+                    .routing
+                    .looked
+                    .then_some((&self.routing.tracker, &self.routing.unknown)),
             },
             &old,
             &Time(k8s_openapi::jiff::Timestamp::now()),

@@ -6,10 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
     AdvertisementStatus, ApplyResult, InterfaceAddresses, NodeStateStatus, PeerAdvertisement,
-    ServiceNote,
+    RoutingSession, RoutingStatus, ServiceNote,
 };
 use crate::daemon::advertised::{NAMED_MISSING, Verification};
 use crate::daemon::applier::LastApply;
+use crate::daemon::health::{Kind, Tracked, Tracker};
 use crate::node::IfAddress;
 use crate::status::condition;
 
@@ -29,7 +30,14 @@ pub struct NodeReport<'a> {
     pub not_announced: &'a [ServiceNote],
     /// The last verification of what the daemon advertises, once there is one.
     pub advertised: Option<&'a Verification>,
+    /// The daemon's sessions, once looked at, and the kinds the last look could not ask.
+    pub routing: Option<(&'a Tracker, &'a BTreeSet<Kind>)>,
 }
+
+/// How many sessions NodeState lists; the counts cover the rest.
+pub const LISTED_SESSIONS: usize = 32;
+/// How many down sessions the `SessionsUp` condition names.
+const NAMED_DOWN: usize = 3;
 
 pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateStatus {
     let address_count = r.held.values().map(|a| a.len() as u32).sum();
@@ -38,9 +46,11 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         let d = &v.verdict;
         ("Advertised", d.ok, d.reason, d.message.clone())
     });
+    let sessions = r.routing.map(|(t, _)| sessions_condition(t));
     let conditions = node_conditions(r, address_count, &apply)
         .into_iter()
         .chain(advertised)
+        .chain(sessions)
         .map(|(type_, ok, reason, message)| condition(type_, ok, reason, message, None, old, now))
         .collect();
     NodeStateStatus {
@@ -54,7 +64,71 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         advertisement: r.advertised.map(advertisement),
         conditions,
         last_drift_repair: None,
+        routing: r.routing.map(|(t, unknown)| routing(t, unknown)),
     }
+}
+
+/// The sessions as NodeState shows them: those down first, then in key order, at most
+/// [`LISTED_SESSIONS`].
+pub fn routing(tracker: &Tracker, unknown: &BTreeSet<Kind>) -> RoutingStatus {
+    let (up, total) = tracker.counts();
+    let mut listed: Vec<&Tracked> = tracker.sessions().collect();
+    listed.sort_by_key(|t| t.session.up);
+    RoutingStatus {
+        summary: format!("{up}/{total}"),
+        sessions_up: up as u32,
+        sessions_total: total as u32,
+        sessions: listed
+            .into_iter()
+            .take(LISTED_SESSIONS)
+            .map(routing_session)
+            .collect(),
+        unknown: unknown.iter().map(|k| k.name().to_string()).collect(),
+    }
+}
+
+fn routing_session(t: &Tracked) -> RoutingSession {
+    let s = &t.session;
+    RoutingSession {
+        protocol: s.key.kind.name().into(),
+        instance: s.key.instance.clone(),
+        peer: s.key.peer.clone(),
+        interface: s.key.interface.clone(),
+        address: s.address.clone(),
+        state: s.state.clone(),
+        up: s.up,
+        since: humantime::format_rfc3339_seconds(t.since).to_string(),
+        received_prefixes: s.received,
+        sent_prefixes: s.sent,
+        bfd: s.bfd.clone(),
+        detail: s.detail.clone(),
+    }
+}
+
+/// `SessionsUp`: every session and adjacency the daemon keeps is up (true with none).
+fn sessions_condition(t: &Tracker) -> (&'static str, bool, &'static str, String) {
+    let down: Vec<String> = t
+        .sessions()
+        .filter(|t| !t.session.up)
+        .map(|t| format!("{} ({})", t.session.key, t.session.state))
+        .collect();
+    let (up, total) = t.counts();
+    if down.is_empty() {
+        return ("SessionsUp", true, "AllUp", format!("{up} of {total} up"));
+    }
+    let named = down[..down.len().min(NAMED_DOWN)].join(", ");
+    let more = down.len().saturating_sub(NAMED_DOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    (
+        "SessionsUp",
+        false,
+        "SessionsDown",
+        format!("{up} of {total} up; down: {named}{more}"),
+    )
 }
 
 /// The verification as NodeState shows it: counts per peer, a few missing prefixes named.
@@ -277,6 +351,7 @@ mod tests {
                 problems: &["InstanceMissing: no router ospf".into()],
                 not_announced: &[],
                 advertised: None,
+                routing: None,
             },
             &[],
             &now(),
@@ -306,6 +381,7 @@ mod tests {
                     problems: &["InstanceMissing: no router ospf".into()],
                     not_announced: &[],
                     advertised: None,
+                    routing: None,
                 },
                 &s.conditions,
                 &now(),
@@ -363,6 +439,7 @@ mod tests {
             problems: &[],
             not_announced: &[],
             advertised: None,
+            routing: None,
         };
         let applied = apply_state(Some(&LastApply::Applied { hash: "h".into() }), None);
         let table = node_conditions(&report, 2, &applied);
@@ -385,5 +462,68 @@ mod tests {
         assert_eq!(&table[0].0, &"Ready");
         assert!(!table[0].1);
         assert_eq!(table[2].2, "NotApplied");
+    }
+
+    fn tracker_with(sessions: &[(&str, bool)]) -> Tracker {
+        use crate::daemon::health::{Look, Session, SessionKey};
+        let mut t = Tracker::default();
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let sessions = sessions
+            .iter()
+            .map(|(peer, up)| {
+                let key = SessionKey {
+                    kind: Kind::Bgp,
+                    instance: None,
+                    peer: peer.to_string(),
+                    interface: None,
+                };
+                Session::new(key, if *up { "Established" } else { "Active" }, *up)
+            })
+            .collect();
+        t.look(
+            t0,
+            Look {
+                sessions,
+                unknown: Default::default(),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn routing_lists_sessions_down_first_within_the_bound() {
+        let peers: Vec<(String, bool)> = (0..40)
+            .map(|i| (format!("10.0.0.{i:02}"), i % 10 != 7))
+            .collect();
+        let peers: Vec<(&str, bool)> = peers.iter().map(|(p, u)| (p.as_str(), *u)).collect();
+        let t = tracker_with(&peers);
+        let r = routing(&t, &[Kind::Ospf].into());
+        assert_eq!(r.summary, "36/40");
+        assert_eq!((r.sessions_up, r.sessions_total), (36, 40));
+        assert_eq!(r.sessions.len(), LISTED_SESSIONS);
+        let first: Vec<(&str, bool)> = r.sessions[..5]
+            .iter()
+            .map(|s| (s.peer.as_str(), s.up))
+            .collect();
+        assert_eq!(
+            first,
+            [
+                ("10.0.0.07", false),
+                ("10.0.0.17", false),
+                ("10.0.0.27", false),
+                ("10.0.0.37", false),
+                ("10.0.0.00", true)
+            ]
+        );
+        assert_eq!(r.sessions[0].since, "2027-01-15T08:00:00Z");
+        assert_eq!(r.unknown, ["ospf"]);
+        let (type_, ok, reason, message) = sessions_condition(&t);
+        assert_eq!((type_, ok, reason), ("SessionsUp", false, "SessionsDown"));
+        assert_eq!(
+            message,
+            "36 of 40 up; down: BGP session 10.0.0.07 (Active), BGP session 10.0.0.17 (Active), BGP session 10.0.0.27 (Active) and 1 more"
+        );
+        let t = tracker_with(&[("a", true)]);
+        assert_eq!(sessions_condition(&t).2, "AllUp");
     }
 }

@@ -66,11 +66,7 @@ impl Agent {
     fn record(&mut self, v: Verification) {
         let before = self.verification.last.as_ref().map(|l| &l.verdict);
         if let Some(event) = advertised::event(before, &v.verdict) {
-            if event.warning {
-                tracing::warn!(reason = event.reason, "{}", event.note);
-            } else {
-                tracing::info!(reason = event.reason, "{}", event.note);
-            }
+            event.log();
             let _ = self.writes.send(Write::NodeEvent(event));
         }
         self.metrics

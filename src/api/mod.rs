@@ -314,6 +314,7 @@ pub struct RoutingPolicyStatus {
     printcolumn = r#"{"name":"Daemon","type":"string","jsonPath":".status.daemon"}"#,
     printcolumn = r#"{"name":"Addresses","type":"integer","jsonPath":".status.addressCount"}"#,
     printcolumn = r#"{"name":"Applied","type":"string","jsonPath":".status.lastApply.result"}"#,
+    printcolumn = r#"{"name":"Sessions","type":"string","jsonPath":".status.routing.summary"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -354,6 +355,62 @@ pub struct NodeStateStatus {
     /// daemon (FRR: found by the drift probe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift_repair: Option<DriftRepairStatus>,
+    /// The routing sessions and adjacencies the daemon keeps, as last asked (every 10 s);
+    /// absent until the first look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingStatus>,
+}
+
+/// The daemon's sessions and adjacencies: BGP peers, OSPF/OSPFv3 neighbours, IS-IS
+/// adjacencies, RIP sources, BFD sessions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingStatus {
+    /// `up/total`, as `kubectl get nodestates` shows it.
+    pub summary: String,
+    pub sessions_up: u32,
+    pub sessions_total: u32,
+    /// The sessions, those down first, at most 32 (the counts cover every one). Always
+    /// written, empty too: the status is merge-patched.
+    #[serde(default)]
+    pub sessions: Vec<RoutingSession>,
+    /// Kinds of session the daemon could not be asked about at the last look (their entries
+    /// are as they were before).
+    #[serde(default)]
+    pub unknown: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingSession {
+    /// `bgp`, `ospf`, `ospf6`, `isis`, `rip`, `ripng` or `bfd`.
+    pub protocol: String,
+    /// FRR: the VRF, absent for the default one; IS-IS: the area tag; BIRD: the protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// BGP: the neighbor as configured (BIRD: the protocol's name); OSPF: the neighbour's
+    /// router ID; IS-IS: its system ID and level; RIP, BFD: its address.
+    pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// As the daemon names it (`Established`, `Active`, `Full/DR`, `Up`), or `gone` for an
+    /// adjacency the daemon no longer reports (listed for 15 minutes).
+    pub state: String,
+    pub up: bool,
+    /// Since when it is in this state (RFC 3339).
+    pub since: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_prefixes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_prefixes: Option<u64>,
+    /// The state of the BFD session that watches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+    /// Why it is down, when the daemon says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -10,6 +10,7 @@ pub mod bird_daemon;
 pub mod drift;
 pub mod frr;
 pub mod frr_config;
+pub mod health;
 pub mod observe;
 pub mod restarts;
 pub mod rip_withdraw;

@@ -1,7 +1,8 @@
 //! Asks the daemon what really leaves the node (I/O only; [`super::advertised`] parses and
 //! judges): FRR over the kept vty connections — per BGP neighbor and family its advertised
 //! routes, the external LSAs ospfd and ospf6d originate — and BIRD over its control socket — per BGP,
-//! OSPF or RIP protocol the routes it exported. Only what `expected` needs is asked.
+//! OSPF or RIP protocol the routes it exported. Only what `expected` needs is asked. Also the
+//! sessions and adjacencies the daemon keeps, for routing health ([`health`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use ipnet::IpNet;
 use super::advertised::{self, BgpNeighbor, Exit, Expected, Family, Protocol, Verification};
 use super::bird::{BirdDriver, BirdVersion};
 use super::frr::FrrDriver;
+use super::health::{self, Kind, Look, Session, parse};
 use super::{DaemonError, Driver};
 use crate::render::model::FragmentData;
 
@@ -339,4 +341,146 @@ async fn bird(d: &BirdDriver, expected: &Expected) -> Result<Vec<Exit>, DaemonEr
         }
     }
     Ok(exits)
+}
+
+/// Asks the daemon about its sessions and adjacencies ([`health`](super::health) parses
+/// them). A daemon that does not run has none; one that does not answer leaves its kinds
+/// unknown, so that its sessions are not judged gone.
+pub async fn health(driver: &Driver) -> Result<Look, DaemonError> {
+    tokio::time::timeout(TIMEOUT, async {
+        match driver {
+            Driver::Frr(d) => Ok(frr_health(d).await),
+            Driver::Bird(d) => Ok(bird_health(d).await),
+        }
+    })
+    .await
+    .map_err(|_| {
+        DaemonError::Unreachable(format!("no answer within {TIMEOUT:?} to a health look"))
+    })?
+}
+
+async fn frr_health(d: &FrrDriver) -> Look {
+    type Parser = fn(&str) -> Result<Vec<Session>, String>;
+    let rip_v4: Parser = |t| Ok(parse::frr_rip_sources(t, Kind::Rip));
+    let rip_v6: Parser = |t| Ok(parse::frr_rip_sources(t, Kind::Ripng));
+    let asks: [(Kind, &str, &str, Parser); 6] = [
+        (
+            Kind::Bgp,
+            "bgpd",
+            "show bgp vrf all summary json",
+            parse::frr_bgp_summary,
+        ),
+        (
+            Kind::Ospf,
+            "ospfd",
+            "show ip ospf vrf all neighbor json",
+            parse::frr_ospf_neighbors,
+        ),
+        (
+            Kind::Ospf6,
+            "ospf6d",
+            "show ipv6 ospf6 neighbor json",
+            parse::frr_ospf6_neighbors,
+        ),
+        (
+            Kind::Isis,
+            "isisd",
+            "show isis neighbor json",
+            parse::frr_isis_neighbors,
+        ),
+        (Kind::Rip, "ripd", "show ip rip status", rip_v4),
+        (Kind::Ripng, "ripngd", "show ipv6 ripng status", rip_v6),
+    ];
+    let mut look = Look::default();
+    for (kind, daemon, command, parser) in asks {
+        match ask(d, daemon, command, parser).await {
+            Ok(s) => look.sessions.extend(s),
+            Err(e) => {
+                tracing::debug!(daemon, error = %e, "no health answer");
+                look.unknown.insert(kind);
+            }
+        }
+    }
+    match ask(d, "bfdd", "show bfd peers json", parse::frr_bfd_peers).await {
+        Ok(bfd) => health::attach_bfd(&mut look.sessions, bfd, true),
+        Err(_) => {
+            look.unknown.insert(Kind::Bfd);
+        }
+    }
+    look
+}
+
+async fn ask(
+    d: &FrrDriver,
+    daemon: &str,
+    command: &str,
+    parser: fn(&str) -> Result<Vec<Session>, String>,
+) -> Result<Vec<Session>, DaemonError> {
+    match d.show(daemon, command).await? {
+        None => Ok(vec![]),
+        Some(text) => parser(&text).map_err(malformed),
+    }
+}
+
+/// BIRD: its BGP protocols, and the neighbours of the OSPF, RIP and BFD protocols it runs.
+async fn bird_health(d: &BirdDriver) -> Look {
+    let mut look = Look::default();
+    let every = [
+        Kind::Bgp,
+        Kind::Ospf,
+        Kind::Ospf6,
+        Kind::Rip,
+        Kind::Ripng,
+        Kind::Bfd,
+    ];
+    for daemon in &d.daemons {
+        let protocols = match daemon.text("show protocols all").await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(daemon = daemon.name, error = %e, "no health answer");
+                look.unknown.extend(every);
+                continue;
+            }
+        };
+        let mut sessions = parse::bird_bgp(&protocols);
+        let kinds = parse::bird_protocol_kinds(&protocols);
+        type Ask = (&'static str, &'static str, fn(&str) -> Vec<Session>, &'static [Kind]);
+        let asks: [Ask; 3] = [
+            (
+                "OSPF",
+                "show ospf neighbors",
+                parse::bird_ospf_neighbors,
+                &[Kind::Ospf, Kind::Ospf6],
+            ),
+            (
+                "RIP",
+                "show rip neighbors",
+                parse::bird_rip_neighbors,
+                &[Kind::Rip, Kind::Ripng],
+            ),
+            (
+                "BFD",
+                "show bfd sessions",
+                parse::bird_bfd_sessions,
+                &[Kind::Bfd],
+            ),
+        ];
+        let mut bfd = vec![];
+        for (proto, command, parser, of) in asks {
+            if !kinds.contains(&proto) {
+                continue;
+            }
+            match daemon.text(command).await {
+                Ok(t) if proto == "BFD" => bfd = parser(&t),
+                Ok(t) => sessions.extend(parser(&t)),
+                Err(e) => {
+                    tracing::debug!(daemon = daemon.name, error = %e, "no health answer");
+                    look.unknown.extend(of.iter().copied());
+                }
+            }
+        }
+        health::attach_bfd(&mut sessions, bfd, false);
+        look.sessions.extend(sessions);
+    }
+    look
 }

@@ -1,6 +1,7 @@
 //! Standalone's verification of what the daemon advertises: in the background, a little
 //! after every pass and then periodically, the same verification as the agent's, logged when
-//! its verdict changes (a warning naming the peer and filter when a prefix reaches no peer).
+//! its verdict changes (a warning naming the peer and filter when a prefix reaches no peer);
+//! and the same look at the daemon's sessions, each transition logged.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,8 +11,10 @@ use tokio::sync::watch;
 
 use crate::daemon::Driver;
 use crate::daemon::advertised::{self, NAMED_MISSING, Verdict, Verification};
-use crate::daemon::observe::Verifier;
+use crate::daemon::health::{self, Tracker};
+use crate::daemon::observe::{self, Verifier};
 use crate::render::model::FragmentData;
+use crate::status::EventSpec;
 
 const PERIOD: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(2);
@@ -48,6 +51,7 @@ impl Drop for Background {
 
 async fn run(driver: Driver, mut input: watch::Receiver<Input>) {
     let mut verifier = Verifier::default();
+    let mut sessions = Tracker::default();
     let mut last: Option<Verification> = None;
     let mut wait = PERIOD;
     loop {
@@ -60,6 +64,7 @@ async fn run(driver: Driver, mut input: watch::Receiver<Input>) {
             }
             _ = tokio::time::sleep(wait) => {}
         }
+        look_at_routing(&driver, &mut sessions).await;
         let Some((data, prefixes)) = input.borrow_and_update().clone() else {
             continue;
         };
@@ -74,6 +79,17 @@ async fn run(driver: Driver, mut input: watch::Receiver<Input>) {
                 PERIOD
             }
         };
+    }
+}
+
+/// Logs each transition of the daemon's sessions.
+async fn look_at_routing(driver: &Driver, sessions: &mut Tracker) {
+    match observe::health(driver).await {
+        Ok(look) => {
+            let transitions = sessions.look(std::time::SystemTime::now(), look);
+            health::events(&transitions).iter().for_each(EventSpec::log);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not ask the daemon about its sessions"),
     }
 }
 
