@@ -298,6 +298,28 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
         .find(|c| c.type_ == "Ready")
         .unwrap();
     assert_eq!(ready.status, "True", "{state:?}");
+    // Its sessions with the router, read from the daemon, all up.
+    let st = s
+        .wait_node_state(&c.node_name(1), |st| {
+            st.routing
+                .as_ref()
+                .is_some_and(|r| r.sessions_total > 0 && r.sessions_up == r.sessions_total)
+        })
+        .await
+        .unwrap_or_else(|| panic!("sessions never all up\n{}", logs(&agents)));
+    let kinds: std::collections::BTreeSet<String> = st
+        .routing
+        .unwrap()
+        .sessions
+        .into_iter()
+        .map(|s| s.protocol)
+        .collect();
+    let want: &[&str] = if proto == "bgp" {
+        &["bgp"]
+    } else {
+        &["ospf", "ospf6"]
+    };
+    assert_eq!(kinds, want.iter().map(|k| k.to_string()).collect());
 
     // Service churn reaches netlink only: no daemon apply for a second service.
     let applies = |a: &Agent| {
@@ -341,6 +363,103 @@ async fn routed_ospf_frr_dual_stack_ecmp() {
 #[tokio::test(flavor = "multi_thread")]
 async fn routed_bgp_bird_dual_stack_ecmp() {
     routed("bgp", "bird", "ag-bird").await;
+}
+
+/// Routing health as the operator sees it: the node's BGP sessions in its NodeState
+/// (`routing`, the `SessionsUp` condition), an Event when one goes down and when it comes
+/// back, a metric per session. The router's port towards the node goes down; the session
+/// times out (hold time 9 s) and the next look (every 10 s) reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_sessions_in_nodestate_events_and_metrics() {
+    let api_server = lock::api_server();
+    let c = Cluster::up("ag-health", 1, "bgp", "frr");
+    let s = Setup::new(&api_server, &c, "bgp").await;
+    let node = c.node_name(1);
+    // The NodeState and Events of an earlier run on this API server must not answer for this one.
+    let states: Api<NodeState> = Api::all(s.client.clone());
+    let _ = states.delete(&node, &DeleteParams::default()).await;
+    let count = |reason: &'static str| {
+        let (client, node) = (s.client.clone(), node.clone());
+        async move {
+            objects::event_reasons(&client, "default", &node)
+                .await
+                .iter()
+                .filter(|r| *r == reason)
+                .count()
+        }
+    };
+    let (downs, ups) = (
+        count("RoutingSessionDown").await,
+        count("RoutingSessionUp").await,
+    );
+    let agents = s.agents(&c, &FAST).await;
+    let summary = |want: &'static str| {
+        move |st: &NodeStateStatus| st.routing.as_ref().is_some_and(|r| r.summary == want)
+    };
+    let wait_long = |pred: Box<dyn Fn(&NodeStateStatus) -> bool + Send + Sync>| {
+        let states = states.clone();
+        let node = node.clone();
+        async move {
+            wait::up_to(Duration::from_secs(45))
+                .until(|| async {
+                    let st = states.get(&node).await.ok()?.status?;
+                    pred(&st).then_some(st)
+                })
+                .await
+                .map(|w| w.value)
+        }
+    };
+    let st = wait_long(Box::new(summary("2/2")))
+        .await
+        .unwrap_or_else(|| panic!("both sessions up\n{}", logs(&agents)));
+    let cond = |st: &NodeStateStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "SessionsUp")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    assert_eq!(cond(&st), Some(("True".into(), "AllUp".into())));
+    let r = st.routing.unwrap();
+    assert!(r.sessions.iter().all(|x| x.state == "Established"), "{r:?}");
+
+    let port = c.node_var(1, "RTR_IF").to_string();
+    c.ip_in(c.var("CLUSTER_RTR_NS"), &["link", "set", &port, "down"]);
+    let st = wait_long(Box::new(summary("0/2")))
+        .await
+        .unwrap_or_else(|| panic!("sessions never reported down\n{}", logs(&agents)));
+    assert_eq!(cond(&st).unwrap().1, "SessionsDown");
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (count("RoutingSessionDown").await > downs).then_some(()) })
+        .await
+        .expect("a RoutingSessionDown Event on the NodeState");
+
+    c.ip_in(c.var("CLUSTER_RTR_NS"), &["link", "set", &port, "up"]);
+    wait_long(Box::new(summary("2/2")))
+        .await
+        .unwrap_or_else(|| panic!("sessions never back\n{}", logs(&agents)));
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async { (count("RoutingSessionUp").await > ups).then_some(()) })
+        .await
+        .expect("a RoutingSessionUp Event on the NodeState");
+    let metrics = std::process::Command::new("ip")
+        .args(["netns", "exec", c.node_var(1, "NS")])
+        .args(["curl", "-s", "http://127.0.0.1:9091/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let up_series = metrics
+        .lines()
+        .filter(|l| l.starts_with("routelb_agent_routing_session_up{") && l.ends_with(" 1"))
+        .count();
+    assert_eq!(up_series, 2, "{metrics}");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("routelb_agent_routing_session_transitions_total{")
+                && l.contains("change=\"down\"")
+        ),
+        "{metrics}"
+    );
+    s.cleanup().await;
 }
 
 /// Local addresses: one holder on the subnet, announced with GARP/NA; graceful and hard

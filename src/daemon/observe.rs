@@ -444,7 +444,12 @@ async fn bird_health(d: &BirdDriver) -> Look {
         };
         let mut sessions = parse::bird_bgp(&protocols);
         let kinds = parse::bird_protocol_kinds(&protocols);
-        type Ask = (&'static str, &'static str, fn(&str) -> Vec<Session>, &'static [Kind]);
+        type Ask = (
+            &'static str,
+            &'static str,
+            fn(&str) -> Vec<Session>,
+            &'static [Kind],
+        );
         let asks: [Ask; 3] = [
             (
                 "OSPF",

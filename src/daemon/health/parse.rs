@@ -110,8 +110,10 @@ pub fn frr_bfd_peers(text: &str) -> Parsed {
 
 /// OSPF's usual states of a working adjacency: Full, or 2-Way between two routers that are
 /// neither DR nor BDR on a shared segment.
+/// ospf6d spells it `Twoway`.
 fn ospf_up(state: &str) -> bool {
-    state.starts_with("Full") || state.starts_with("2-Way") || state.starts_with("TwoWay")
+    let s = state.to_ascii_lowercase();
+    ["full", "2-way", "twoway"].iter().any(|p| s.starts_with(p))
 }
 
 /// `show ip ospf vrf all neighbor json` (or without `vrf all`): per router ID, its

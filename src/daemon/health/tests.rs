@@ -120,6 +120,15 @@ fn frr_ospf6_isis_neighbors() {
     assert_eq!(peers(&s), [("172.30.241.1", "Full", true)]);
     assert_eq!(s[0].key.kind, Kind::Ospf6);
     assert_eq!(s[0].since, Some(Since::Ago(secs(135))));
+    // Two routers that are neither DR nor BDR stay in Twoway: a working adjacency.
+    let shared = r#"{"neighbors":[{"neighborId":"10.0.0.12","state":"Twoway","interfaceName":"eth0"},{"neighborId":"10.0.0.13","state":"ExChange","interfaceName":"eth0"}]}"#;
+    assert_eq!(
+        peers(&frr_ospf6_neighbors(shared).unwrap()),
+        [
+            ("10.0.0.12", "Twoway", true),
+            ("10.0.0.13", "ExChange", false)
+        ]
+    );
     let s = frr_isis_neighbors(&fixture("frr_isis_neighbors.json")).unwrap();
     assert_eq!(peers(&s), [("hi-rtr level-2", "Up", true)]);
     assert_eq!(s[0].key.instance.as_deref(), Some("LAB"));
