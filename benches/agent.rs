@@ -24,6 +24,7 @@ mod support {
     pub mod api;
     pub mod apiproxy;
     pub mod cluster;
+    pub mod cpu;
     pub mod daemon;
     pub mod env;
     pub mod files;

@@ -23,6 +23,7 @@ use routelb::render::{DaemonKind, Templates};
 
 #[path = "../tests/support"]
 mod support {
+    pub mod cpu;
     pub mod daemon;
     pub mod files;
     pub mod lab;
@@ -31,6 +32,7 @@ mod support {
     pub mod stats;
 }
 
+use support::cpu::{cpu_s, frr_cpu_s};
 use support::lab::Lab;
 use support::stats::{ms, percentile};
 
@@ -65,37 +67,12 @@ async fn fragment(driver: &Driver, m: &Manifests) -> String {
         .fragment
 }
 
-/// CPU seconds (user + system) a process has used.
-fn cpu_of(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// This process's CPU seconds.
-fn own_cpu() -> f64 {
-    cpu_of("self")
-}
-
 /// The node's FRR daemons' CPU seconds, together.
 fn frr_cpu(lab: &Lab) -> f64 {
-    let dir = Path::new("/var/run/frr").join(lab.var("LAB_NODE_FRR"));
-    ["zebra", "bgpd"]
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(dir.join(format!("{d}.pid"))).ok())
-        .map(|pid| cpu_of(pid.trim()))
-        .sum()
+    frr_cpu_s(
+        &Path::new("/var/run/frr").join(lab.var("LAB_NODE_FRR")),
+        &["zebra", "bgpd"],
+    )
 }
 
 /// Wall ms, routelb CPU ms and FRR CPU ms per run of `op`, over `n` runs.
@@ -104,14 +81,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (c0, f0, t0) = (own_cpu(), frr_cpu(lab), Instant::now());
+    let (c0, f0, t0) = (cpu_s("self"), frr_cpu(lab), Instant::now());
     for _ in 0..n {
         op().await;
     }
     let per = |d: f64| d * 1e3 / n as f64;
     (
         per(t0.elapsed().as_secs_f64()),
-        per(own_cpu() - c0),
+        per(cpu_s("self") - c0),
         per(frr_cpu(lab) - f0),
     )
 }
@@ -391,7 +368,7 @@ async fn repair_table(lab: &Lab, dir: &Path) {
         frr_cpu(lab),
         Instant::now(),
     );
-    let c0 = c0 + cpu_of(&pid);
+    let c0 = c0 + cpu_s(&pid);
     // `ROUTELB_BENCH_REMOVAL=<words>` runs only the removals whose name contains them (and
     // skips the idle minute).
     let only = std::env::var("ROUTELB_BENCH_REMOVAL").unwrap_or_default();
@@ -400,7 +377,7 @@ async fn repair_table(lab: &Lab, dir: &Path) {
         let minute = t0.elapsed().as_secs_f64() / 60.0;
         println!(
             "\nIdle minute under `routelb standalone` (probe every 500 ms) at {PREFIXES} prefixes: routelb {:.0} ms CPU, zebra + bgpd {:.0} ms CPU\n",
-            (cpu_of(&pid) - c0) * 1e3 / minute,
+            (cpu_s(&pid) - c0) * 1e3 / minute,
             (frr_cpu(lab) - f0) * 1e3 / minute
         );
     }

@@ -28,6 +28,7 @@ use routelb::render::{DaemonKind, Templates};
 
 #[path = "../tests/support"]
 mod support {
+    pub mod cpu;
     pub mod daemon;
     pub mod env;
     pub mod files;
@@ -38,10 +39,11 @@ mod support {
     pub mod stats;
 }
 
+use support::cpu::cpu_s;
 use support::env::env_or;
 use support::lab::Lab;
 use support::pool_edit::{
-    Counter, addresses, changes, cpu_s, daemon_cpu_per_minute, fresh, logged_apply, manifest,
+    Counter, addresses, changes, daemon_cpu_per_minute, fresh, logged_apply, manifest,
     reload_rounds,
 };
 use support::stats::percentile;

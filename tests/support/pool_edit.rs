@@ -7,6 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use routelb::daemon::Driver;
+
+use super::cpu::frr_cpu_s;
 use routelb::daemon::vty::Connection;
 use routelb::manifests::{Manifests, load_str};
 use routelb::render::{DaemonKind, Templates};
@@ -149,33 +151,10 @@ pub async fn reload_rounds(
 /// The daemons whose CPU is measured.
 const DAEMONS: [&str; 2] = ["bgpd", "zebra"];
 
-/// A process's CPU time (user + system), in seconds.
-pub fn cpu_s(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // utime and stime are fields 14 and 15 (1-based): 11 and 12 after the state field.
-    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn daemon_pids(vty_dir: &Path) -> Vec<String> {
-    DAEMONS
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(vty_dir.join(format!("{d}.pid"))).ok())
-        .map(|p| p.trim().to_string())
-        .collect()
-}
-
 /// The daemons' CPU (bgpd + zebra) over `secs` seconds, in seconds per minute.
 pub async fn daemon_cpu_per_minute(vty_dir: &Path, secs: u64) -> f64 {
-    let pids = daemon_pids(vty_dir);
-    let before: f64 = pids.iter().map(|p| cpu_s(p)).sum();
+    let before = frr_cpu_s(vty_dir, &DAEMONS);
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let after: f64 = pids.iter().map(|p| cpu_s(p)).sum();
+    let after = frr_cpu_s(vty_dir, &DAEMONS);
     (after - before) * 60.0 / secs as f64
 }
