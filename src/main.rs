@@ -123,6 +123,27 @@ struct AgentArgs {
     /// programs Services before their endpoints turn ready (or none).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     kube_proxy_grace: Duration,
+    /// How long a node drains before it withdraws: cordoned, labelled
+    /// node.kubernetes.io/exclude-from-external-load-balancers, tainted with a --drain-taint,
+    /// or on SIGTERM, it first makes its routes less preferred (BGP GRACEFUL_SHUTDOWN
+    /// community 65535:0, OSPF/IS-IS/RIP largest metric) and hands its local addresses over,
+    /// then withdraws after this long. 0: withdraw at once. Keep the pod's
+    /// terminationGracePeriodSeconds above it.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    drain_time: Duration,
+    /// A taint key that drains this node like a cordon (repeatable).
+    #[arg(long = "drain-taint")]
+    drain_taints: Vec<String>,
+    /// The BGP local preference a draining node's routes carry (besides the community), for
+    /// peers that do not act on GRACEFUL_SHUTDOWN themselves.
+    #[arg(long)]
+    drain_local_preference: Option<u32>,
+    /// The BGP MED a draining node's routes carry.
+    #[arg(long)]
+    drain_med: Option<u32>,
+    /// How many times a draining node prepends its own AS to its routes.
+    #[arg(long, default_value = "0")]
+    drain_prepend: u8,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9091")]
     metrics_addr: SocketAddr,
@@ -601,6 +622,15 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         resync: a.resync,
         drift_probe: a.drift_probe,
         kube_proxy_grace: a.kube_proxy_grace,
+        drain: routelb::agent::DrainConfig {
+            time: a.drain_time,
+            taints: a.drain_taints,
+            attributes: routelb::render::drain::DrainAttributes {
+                local_preference: a.drain_local_preference,
+                med: a.drain_med,
+                prepend: a.drain_prepend,
+            },
+        },
     };
     tokio::select! {
         r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,

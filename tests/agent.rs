@@ -462,6 +462,165 @@ async fn routing_sessions_in_nodestate_events_and_metrics() {
     s.cleanup().await;
 }
 
+/// Whether the router's BGP paths to `prefix` carry the GRACEFUL_SHUTDOWN community.
+fn router_sees_graceful_shutdown(c: &Cluster, prefix: &str) -> bool {
+    let out = std::process::Command::new("vtysh")
+        .args(["-N", c.var("CLUSTER_RTR_FRR")])
+        .args(["-c", &format!("show bgp ipv4 unicast {prefix} json")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("gracefulShutdown")
+        || text.contains("graceful-shutdown")
+        || text.contains("65535:0")
+}
+
+/// Drain without loss, as the router sees it: a cordoned node's route first carries the
+/// GRACEFUL_SHUTDOWN community, then (after the drain time) is withdrawn; uncordoned, the node
+/// announces again; a named taint drains like a cordon; SIGTERM drains before the agent
+/// leaves; a node labelled exclude-from-external-load-balancers never announces.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_lowers_preference_then_withdraws() {
+    use k8s_openapi::api::core::v1::Node;
+    let api_server = lock::api_server();
+    let c = Cluster::up("ag-drain", 2, "bgp", "frr");
+    let s = Setup::new(&api_server, &c, "bgp").await;
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    for i in 1..=2 {
+        let _ = nodes
+            .delete(&c.node_name(i), &DeleteParams::default())
+            .await;
+        let n: Node =
+            serde_json::from_value(json!({ "metadata": { "name": c.node_name(i) } })).unwrap();
+        nodes.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let patch_node = |i: usize, patch: serde_json::Value| {
+        let (nodes, name) = (nodes.clone(), c.node_name(i));
+        async move {
+            nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let mut args = FAST.to_vec();
+    args.extend([
+        "--drain-time",
+        "4s",
+        "--drain-taint",
+        "example.com/maintenance",
+    ]);
+    let mut agents = s.agents(&c, &args).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    let prefix = host(&ips[0]);
+    let paths = |n: usize| {
+        let c = &c;
+        let prefix = prefix.clone();
+        async move { c.wait_nexthops(&prefix, n, Duration::from_secs(30)).await }
+    };
+    paths(2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert!(!router_sees_graceful_shutdown(&c, &prefix));
+    let drain_condition = |st: &NodeStateStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "Draining")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+
+    // Cordoned: the community first, then the route goes.
+    patch_node(1, json!({ "spec": { "unschedulable": true } })).await;
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { router_sees_graceful_shutdown(&c, &prefix).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("no GRACEFUL_SHUTDOWN at the router\n{}", logs(&agents)));
+    let st = s
+        .wait_node_state(&c.node_name(1), |st| drain_condition(st).1 == "Draining")
+        .await
+        .expect("node 1 reports Draining");
+    assert_eq!(drain_condition(&st).2, "cordoned");
+    paths(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    s.wait_node_state(&c.node_name(1), |st| drain_condition(st).1 == "Drained")
+        .await
+        .expect("node 1 reports Drained");
+    // Node 1's path, with its community, goes (node 2's never carried one).
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async { (!router_sees_graceful_shutdown(&c, &prefix)).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("node 1's path never withdrawn\n{}", logs(&agents)));
+    let events = objects::event_reasons(&s.client, "default", &c.node_name(1)).await;
+    assert!(events.iter().any(|r| r == "Draining"), "{events:?}");
+
+    // Uncordoned: announced again, without the community.
+    patch_node(1, json!({ "spec": { "unschedulable": null } })).await;
+    paths(2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert!(!router_sees_graceful_shutdown(&c, &prefix));
+
+    // A named taint drains like a cordon.
+    patch_node(2, json!({ "spec": { "taints": [{ "key": "example.com/maintenance", "effect": "NoSchedule" }] } })).await;
+    paths(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let st = s
+        .wait_node_state(&c.node_name(2), |st| drain_condition(st).1 == "Drained")
+        .await
+        .expect("node 2 reports Drained");
+    assert_eq!(drain_condition(&st).2, "tainted example.com/maintenance");
+    patch_node(2, json!({ "spec": { "taints": null } })).await;
+    paths(2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+
+    // SIGTERM: the community while the agent drains, then the route goes.
+    let (first, _) = agents.split_at_mut(1);
+    std::thread::scope(|scope| {
+        let stopping = scope.spawn(|| first[0].stop_gracefully());
+        let t0 = Instant::now();
+        while !router_sees_graceful_shutdown(&c, &prefix) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no GRACEFUL_SHUTDOWN on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stopping.join().unwrap();
+    });
+    paths(1).await.unwrap();
+
+    // Starting on a node labelled exclude-from-external-load-balancers: never announced.
+    patch_node(
+        1,
+        json!({ "metadata": { "labels": { "node.kubernetes.io/exclude-from-external-load-balancers": "" } } }),
+    )
+    .await;
+    agents[0].spawn();
+    let st = s
+        .wait_node_state(&c.node_name(1), |st| {
+            drain_condition(st).1 == "Drained" && st.last_apply.is_some()
+        })
+        .await
+        .expect("node 1 reports Drained from its first pass");
+    assert!(
+        drain_condition(&st)
+            .2
+            .contains("exclude-from-external-load-balancers")
+    );
+    assert_eq!(c.nexthops(&prefix), 1);
+    assert_eq!(st.address_count, 0, "{st:?}");
+    for i in 1..=2 {
+        let _ = nodes
+            .delete(&c.node_name(i), &DeleteParams::default())
+            .await;
+    }
+    s.cleanup().await;
+}
+
 /// Local addresses: one holder on the subnet, announced with GARP/NA; graceful and hard
 /// failover move them; a dead agent's address expires with its lifetime.
 /// Another tool rewrites a BIRD node's bird.conf without routelb's include and reloads BIRD:

@@ -15,6 +15,7 @@
 
 pub mod caches;
 pub mod decide;
+pub mod drain;
 pub mod endpoints;
 pub mod events;
 pub mod pass;
@@ -68,6 +69,17 @@ pub struct Config {
     /// How long a node waits, after a Service appeared or its endpoints became ready, before
     /// it starts announcing it: kube-proxy's time to program it ([`proxy_grace`]).
     pub kube_proxy_grace: Duration,
+    pub drain: DrainConfig,
+}
+
+/// How this node drains ([`drain`]).
+#[derive(Clone, Debug, Default)]
+pub struct DrainConfig {
+    /// How long the routes stay, less preferred, before they are withdrawn.
+    pub time: Duration,
+    /// Taint keys that drain the node like a cordon.
+    pub taints: Vec<String>,
+    pub attributes: crate::render::drain::DrainAttributes,
 }
 
 pub async fn run(
@@ -149,14 +161,27 @@ pub async fn run(
     }
 }
 
-/// On SIGTERM: this node's addresses off (routers withdraw, local addresses move) and its
-/// Lease deleted, so that the other agents act at once.
+/// On SIGTERM: first a drain (routes less preferred, local addresses handed over, for the
+/// drain time: [`drain`]) unless the node is drained already, then this node's addresses off
+/// (routers withdraw) and its Lease deleted, so that the other agents act at once.
 async fn leave(
     agent: &mut Agent,
     client: Client,
     cfg: &Config,
     lease_task: tokio::task::JoinHandle<()>,
 ) -> anyhow::Result<()> {
+    agent.shutting_down = true;
+    match agent.pass(PassKind::default()).await {
+        Ok(o) => {
+            if let Some(wait) = o.drain_due {
+                tracing::info!(drain = ?wait, "draining before leaving");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(e) => {
+            agent.error_policy(&e);
+        }
+    }
     agent.withdraw_all().await;
     tasks::delete_lease(client, cfg).await;
     tracing::info!("addresses withdrawn and node lease deleted");
@@ -185,7 +210,7 @@ fn report_readiness(agent: &Agent, health: &Health, since_start: Duration) {
 struct AfterPass {
     /// A retry, which reads the daemon afresh.
     retry: Option<Duration>,
-    /// A plain pass, once a Service's kube-proxy grace is over.
+    /// A plain pass, once a Service's kube-proxy grace or the drain time is over.
     grace_over: Option<Duration>,
 }
 
@@ -212,7 +237,7 @@ async fn after_pass(agent: &mut Agent, kind: PassKind) -> AfterPass {
     };
     AfterPass {
         retry,
-        grace_over: o.kube_proxy_wait,
+        grace_over: [o.kube_proxy_wait, o.drain_due].into_iter().flatten().min(),
     }
 }
 

@@ -22,6 +22,7 @@ use crate::metrics::{AgentMetrics, KindLabels, ResultLabels};
 use crate::netlink::{InterfaceOutcome, Netlink};
 use crate::node::{IfAddress, NodeInterface};
 use crate::plan::Plan;
+use crate::render::drain;
 use crate::render::model::FragmentData;
 
 /// Why a pass stopped early. Nothing is withdrawn when it does: the next pass starts over.
@@ -84,6 +85,11 @@ pub struct Agent {
     pub last_drift_repair: Option<crate::api::DriftRepairStatus>,
     /// New Services this node waits with until kube-proxy has them.
     proxy_grace: super::proxy_grace::ProxyGrace,
+    /// Whether this node serves, drains or is drained ([`super::drain`]).
+    pub(super) drain: super::drain::Phase,
+    /// The agent received SIGTERM: it drains before it leaves.
+    pub(super) shutting_down: bool,
+    first_pass: bool,
 }
 
 /// How a pass went, for when to run the next one.
@@ -94,6 +100,8 @@ pub struct PassOutcome {
     pub instances_missing: bool,
     /// When a Service held back for kube-proxy may be announced.
     pub kube_proxy_wait: Option<std::time::Duration>,
+    /// When a draining node is to withdraw.
+    pub drain_due: Option<std::time::Duration>,
 }
 
 impl Agent {
@@ -134,6 +142,9 @@ impl Agent {
             routing: Default::default(),
             last_drift_repair: None,
             proxy_grace: super::proxy_grace::ProxyGrace::new(cfg_grace),
+            drain: super::drain::Phase::Serving,
+            shutting_down: false,
+            first_pass: true,
         }
     }
 
@@ -146,7 +157,12 @@ impl Agent {
         }
         self.daemon.refresh_templates(kind.reload_templates)?;
         let facts = self.nl.interfaces().await?;
-        let resolved = self.resolve(&facts);
+        let mut resolved = self.resolve(&facts);
+        self.step_drain();
+        resolved.me = self.drain.member(resolved.me);
+        if self.drain.lowers_preference() {
+            resolved.built.data = drain::drained(&resolved.built.data, &self.cfg.drain.attributes);
+        }
         let fragment = self.daemon.templates().render(&resolved.built.data)?;
         self.announce_me(&resolved.me);
         self.update_members(&resolved.me);
@@ -186,7 +202,37 @@ impl Agent {
             daemon_ok,
             instances_missing: resolved.instances_missing,
             kube_proxy_wait: waiting.next,
+            drain_due: self.drain.due(std::time::Instant::now()),
         })
+    }
+
+    /// Moves the drain on: from this node's Node object and whether the agent is leaving;
+    /// an Event on the NodeState when the phase changes.
+    fn step_drain(&mut self) {
+        let node = self
+            .caches
+            .nodes
+            .state()
+            .iter()
+            .find(|n| kube::ResourceExt::name_any(n.as_ref()) == self.cfg.node)
+            .map(|n| (**n).clone());
+        let mut reasons = super::drain::reasons(node.as_ref(), &self.cfg.drain.taints);
+        if self.shutting_down {
+            reasons.push("shutting down".into());
+        }
+        let next = super::drain::next(
+            &self.drain,
+            reasons,
+            std::time::Instant::now(),
+            self.cfg.drain.time,
+            self.first_pass,
+        );
+        self.first_pass = false;
+        if let Some(event) = super::drain::event(&self.drain, &next, self.cfg.drain.time) {
+            event.log();
+            let _ = self.writes.send(Write::NodeEvent(event));
+        }
+        self.drain = next;
     }
 
     /// The one place a failed pass is logged and counted; returns when to try again.
@@ -278,7 +324,7 @@ impl Agent {
             .as_ref()
             .map(|m| m.routed_pools.clone())
             .unwrap_or_default();
-        current.as_ref() != Some(&decide::member(&self.id, facts, routed))
+        current.as_ref() != Some(&self.drain.member(decide::member(&self.id, facts, routed)))
     }
 
     /// Puts the planned addresses on, takes the others off, announces what was acquired.
@@ -410,6 +456,7 @@ impl Agent {
                 problems: &problems,
                 not_announced: &self.not_announced,
                 advertised: self.verification.last.as_ref(),
+                drain: &self.drain,
                 routing: self
                     .routing
                     .looked

@@ -32,6 +32,7 @@ pub struct NodeReport<'a> {
     pub advertised: Option<&'a Verification>,
     /// The daemon's sessions, once looked at, and the kinds the last look could not ask.
     pub routing: Option<(&'a Tracker, &'a BTreeSet<Kind>)>,
+    pub drain: &'a super::drain::Phase,
 }
 
 /// How many sessions NodeState lists; the counts cover the rest.
@@ -51,6 +52,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         .into_iter()
         .chain(advertised)
         .chain(sessions)
+        .chain(std::iter::once(super::drain::condition(r.drain)))
         .map(|(type_, ok, reason, message)| condition(type_, ok, reason, message, None, old, now))
         .collect();
     NodeStateStatus {
@@ -352,6 +354,7 @@ mod tests {
                 not_announced: &[],
                 advertised: None,
                 routing: None,
+                drain: &super::super::drain::Phase::Serving,
             },
             &[],
             &now(),
@@ -382,6 +385,7 @@ mod tests {
                     not_announced: &[],
                     advertised: None,
                     routing: None,
+                    drain: &super::super::drain::Phase::Serving,
                 },
                 &s.conditions,
                 &now(),
@@ -440,6 +444,7 @@ mod tests {
             not_announced: &[],
             advertised: None,
             routing: None,
+            drain: &super::super::drain::Phase::Serving,
         };
         let applied = apply_state(Some(&LastApply::Applied { hash: "h".into() }), None);
         let table = node_conditions(&report, 2, &applied);

@@ -4,6 +4,7 @@
 
 mod bgp;
 mod build;
+pub mod drain;
 pub mod fallback;
 mod hooks;
 mod igp;

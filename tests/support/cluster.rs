@@ -235,6 +235,10 @@ impl Agent {
             "127.0.0.1:9091".into(),
         ];
         args.extend(c.daemon(i).flags());
+        // Tests of leaving leave at once, unless they test the drain.
+        if !extra.contains(&"--drain-time") {
+            args.extend(["--drain-time".into(), "0s".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = PathBuf::from(c.var("CLUSTER_DIR")).join(format!("agent-n{i}.log"));
         // A reused cluster keeps the logs of earlier runs; restarts of this agent append.
@@ -251,7 +255,8 @@ impl Agent {
         a
     }
 
-    fn spawn(&mut self) {
+    /// Starts the agent (again, after [`Agent::stop_gracefully`]).
+    pub fn spawn(&mut self) {
         let log = File::options()
             .create(true)
             .append(true)
