@@ -536,14 +536,20 @@ async fn drain_lowers_preference_then_withdraws() {
         .until(|| async { router_sees_graceful_shutdown(&c, &prefix).then_some(()) })
         .await
         .unwrap_or_else(|| panic!("no GRACEFUL_SHUTDOWN at the router\n{}", logs(&agents)));
+    // FRR (8.4, the lab's router) acts on the community by default: node 1's path gets local
+    // preference 0, and traffic moves to node 2 while node 1 still holds the address.
+    paths(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert!(
+        router_sees_graceful_shutdown(&c, &prefix),
+        "node 1's path is still there, less preferred"
+    );
     let st = s
         .wait_node_state(&c.node_name(1), |st| drain_condition(st).1 == "Draining")
         .await
         .expect("node 1 reports Draining");
     assert_eq!(drain_condition(&st).2, "cordoned");
-    paths(1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.wait_node_state(&c.node_name(1), |st| drain_condition(st).1 == "Drained")
         .await
         .expect("node 1 reports Drained");
@@ -619,6 +625,162 @@ async fn drain_lowers_preference_then_withdraws() {
             .await;
     }
     s.cleanup().await;
+}
+
+/// A web server on port 8080 in a namespace: it answers on every address there, the
+/// Service's on kube-lb0 too.
+struct WebServer(std::process::Child);
+
+impl WebServer {
+    fn start(ns: &str) -> WebServer {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-m", "http.server", "8080"])
+            .args(["--bind", "0.0.0.0", "--directory", "/tmp"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        WebServer(child)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The client of [`requests_from_router`]: a new connection per request, every 10 ms.
+const REQUESTS_PY: &str = r#"
+import socket, time
+ok = failed = 0
+end = time.time() + SECS
+while time.time() < end:
+    try:
+        s = socket.create_connection(("ADDR", 8080), timeout=1)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        answered = s.recv(12).startswith(b"HTTP/1.0")
+        s.close()
+        ok += answered
+        failed += not answered
+    except OSError:
+        failed += 1
+    time.sleep(0.01)
+print(ok, failed)
+"#;
+
+/// Requests from the router to `ip`:8080 for `secs` seconds, each on a new connection (so each
+/// is routed afresh; the router hashes on ports too): `(answered, failed)`.
+fn requests_from_router(c: &Cluster, ip: &str, secs: u64) -> std::process::Child {
+    let script = REQUESTS_PY
+        .replace("SECS", &secs.to_string())
+        .replace("ADDR", ip);
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            c.var("CLUSTER_RTR_NS"),
+            "python3",
+            "-c",
+            &script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A drain under continuous requests, over `proto`: the router moves new connections off the
+/// draining node (BGP: GRACEFUL_SHUTDOWN, which FRR honours; OSPF: the largest metric) before
+/// it withdraws, and back after the uncordon; no request fails.
+async fn drain_under_requests(proto: &str, name: &str) {
+    use k8s_openapi::api::core::v1::Node;
+    let api_server = lock::api_server();
+    let c = Cluster::up(name, 2, proto, "frr");
+    let s = Setup::new(&api_server, &c, proto).await;
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    let node1 = c.node_name(1);
+    let _ = nodes.delete(&node1, &DeleteParams::default()).await;
+    let n: Node = serde_json::from_value(json!({ "metadata": { "name": node1 } })).unwrap();
+    nodes.create(&PostParams::default(), &n).await.unwrap();
+    // Spread connections over both nodes by their ports, as a fabric does.
+    let sysctl = std::process::Command::new("ip")
+        .args(["netns", "exec", c.var("CLUSTER_RTR_NS")])
+        .args(["sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    let _servers: Vec<WebServer> = (1..=2)
+        .map(|i| WebServer::start(c.node_var(i, "NS")))
+        .collect();
+    let mut args = FAST.to_vec();
+    args.extend(["--drain-time", "3s"]);
+    let agents = s.agents(&c, &args).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    let prefix = host(&ips[0]);
+    c.wait_nexthops(&prefix, 2, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let client = requests_from_router(&c, &ips[0], 14);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let patch = |v: serde_json::Value| {
+        let (nodes, node1) = (nodes.clone(), node1.clone());
+        async move {
+            nodes
+                .patch(&node1, &PatchParams::default(), &Patch::Merge(&v))
+                .await
+                .unwrap();
+        }
+    };
+    let t0 = Instant::now();
+    patch(json!({ "spec": { "unschedulable": true } })).await;
+    s.wait_node_state(&node1, |st| {
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Draining" && c.reason == "Drained")
+    })
+    .await
+    .unwrap_or_else(|| panic!("never drained\n{}", logs(&agents)));
+    c.wait_nexthops(&prefix, 1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let drained = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    patch(json!({ "spec": { "unschedulable": null } })).await;
+    c.wait_nexthops(&prefix, 2, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let out = client.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let counts: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [answered, failed] = counts[..] else {
+        panic!("the client printed {out:?}")
+    };
+    println!(
+        "drain under requests ({proto}): {answered} requests answered, {failed} failed; cordon to withdrawn {drained:?}"
+    );
+    assert!(answered > 300, "too few requests to judge: {answered}");
+    assert_eq!(
+        failed,
+        0,
+        "requests failed during the drain\n{}",
+        logs(&agents)
+    );
+    let _ = nodes.delete(&node1, &DeleteParams::default()).await;
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_under_requests_bgp() {
+    drain_under_requests("bgp", "ag-drbgp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_under_requests_ospf() {
+    drain_under_requests("ospf", "ag-drospf").await;
 }
 
 /// Local addresses: one holder on the subnet, announced with GARP/NA; graceful and hard
