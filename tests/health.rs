@@ -90,6 +90,14 @@ fn router_link(lab: &Lab, state: &str) {
     assert!(st.success());
 }
 
+/// One line in the router's `router bgp`.
+fn router_bgp(lab: &Lab, line: &str) {
+    router_configure(
+        lab,
+        &[&format!("router bgp {}", lab.var("LAB_RTR_AS")), line],
+    );
+}
+
 /// Gives the router something to send, so that RIP's neighbour is heard (it would suppress
 /// the shared subnet by split horizon).
 fn router_sends_rip(lab: &Lab) {
@@ -113,6 +121,50 @@ fn router_sends_rip(lab: &Lab) {
     );
 }
 
+fn bgp_and_bfd_up(t: &Tracker) -> bool {
+    all_up(t, &[Kind::Bgp])
+        && session(t, Kind::Bgp)
+            .iter()
+            .any(|s| s.bfd.as_deref() == Some("up"))
+}
+
+/// The router shuts its neighbor `node` down and brings it back: the node's session named
+/// `peer` is reported down (`while_down` checks the tracker then), then up again. Returns the
+/// down transition.
+async fn neighbor_lost_and_back(
+    lab: &Lab,
+    driver: &Driver,
+    tracker: &mut Tracker,
+    node: &str,
+    peer: &str,
+    while_down: impl Fn(&Tracker),
+) -> Transition {
+    router_bgp(lab, &format!("neighbor {node} shutdown"));
+    let seen = look_until(driver, tracker, LOST_WITHIN, "the session down", |t| {
+        session(t, Kind::Bgp)
+            .iter()
+            .any(|s| s.key.peer == peer && !s.up)
+    })
+    .await;
+    let down = seen
+        .iter()
+        .find(|t| t.change == Change::Down)
+        .unwrap()
+        .clone();
+    assert_eq!(down.key.peer, peer);
+    while_down(tracker);
+    router_bgp(lab, &format!("no neighbor {node} shutdown"));
+    let seen = look_until(driver, tracker, UP_WITHIN, "the session up again", |t| {
+        all_up(t, &[Kind::Bgp])
+    })
+    .await;
+    assert!(
+        changes(&seen).contains(&(Kind::Bgp, Change::Up)),
+        "{seen:?}"
+    );
+    down
+}
+
 const UP_WITHIN: Duration = Duration::from_secs(40);
 /// OSPF's and IS-IS's dead/hold times in the lab are 3 s, BGP's hold time 9 s, RIP's
 /// timeout 15 s (then garbage collection).
@@ -132,20 +184,15 @@ async fn frr_bgp_sessions_and_their_bfd() {
         .output()
         .unwrap();
     assert!(node.status.success());
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("neighbor {node_v4} bfd"),
-        ],
-    );
+    router_bgp(&lab, &format!("neighbor {node_v4} bfd"));
     let mut tracker = Tracker::default();
-    look_until(&driver, &mut tracker, UP_WITHIN, "BGP and BFD up", |t| {
-        all_up(t, &[Kind::Bgp])
-            && session(t, Kind::Bgp)
-                .iter()
-                .any(|s| s.bfd.as_deref() == Some("up"))
-    })
+    look_until(
+        &driver,
+        &mut tracker,
+        UP_WITHIN,
+        "BGP and BFD up",
+        bgp_and_bfd_up,
+    )
     .await;
     let bgp = session(&tracker, Kind::Bgp);
     assert_eq!(bgp.len(), 2, "{bgp:#?}");
@@ -158,49 +205,11 @@ async fn frr_bgp_sessions_and_their_bfd() {
     // The BFD session watches the BGP session: not listed on its own.
     assert!(session(&tracker, Kind::Bfd).is_empty());
 
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("neighbor {node_v4} shutdown"),
-        ],
-    );
-    let seen = look_until(
-        &driver,
-        &mut tracker,
-        LOST_WITHIN,
-        "the IPv4 session down",
-        |t| {
-            session(t, Kind::Bgp)
-                .iter()
-                .any(|s| s.key.peer == rtr_v4 && !s.up)
-        },
-    )
+    let down = neighbor_lost_and_back(&lab, &driver, &mut tracker, &node_v4, &rtr_v4, |t| {
+        assert_eq!(t.counts(), (1, 2));
+    })
     .await;
-    let down = seen.iter().find(|t| t.change == Change::Down).unwrap();
-    assert_eq!(down.key.peer, rtr_v4);
     assert_eq!(down.was, "Established");
-    assert_eq!(tracker.counts(), (1, 2));
-
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("no neighbor {node_v4} shutdown"),
-        ],
-    );
-    let seen = look_until(
-        &driver,
-        &mut tracker,
-        UP_WITHIN,
-        "the IPv4 session up again",
-        |t| all_up(t, &[Kind::Bgp]),
-    )
-    .await;
-    assert!(
-        changes(&seen).contains(&(Kind::Bgp, Change::Up)),
-        "{seen:?}"
-    );
 }
 
 /// The IGPs of one lab: up, then lost with the router's link, then up again.
@@ -299,21 +308,16 @@ async fn bird_bgp_protocols_and_their_bfd() {
         String::from_utf8_lossy(&out.stdout).contains("Reconfigured"),
         "{out:?}"
     );
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("neighbor {node_v4} bfd"),
-        ],
-    );
+    router_bgp(&lab, &format!("neighbor {node_v4} bfd"));
     let driver = lab.driver(FrrApply::Diff);
     let mut tracker = Tracker::default();
-    look_until(&driver, &mut tracker, UP_WITHIN, "BGP and BFD up", |t| {
-        all_up(t, &[Kind::Bgp])
-            && session(t, Kind::Bgp)
-                .iter()
-                .any(|s| s.bfd.as_deref() == Some("up"))
-    })
+    look_until(
+        &driver,
+        &mut tracker,
+        UP_WITHIN,
+        "BGP and BFD up",
+        bgp_and_bfd_up,
+    )
     .await;
     let bgp = session(&tracker, Kind::Bgp);
     let names: Vec<&str> = bgp.iter().map(|s| s.key.peer.as_str()).collect();
@@ -321,36 +325,9 @@ async fn bird_bgp_protocols_and_their_bfd() {
     assert_eq!(bgp[0].address.as_deref(), Some(lab.var("LAB_RTR_V4")));
     assert_eq!(bgp[0].bfd.as_deref(), Some("up"));
 
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("neighbor {node_v4} shutdown"),
-        ],
-    );
-    let seen = look_until(&driver, &mut tracker, LOST_WITHIN, "rtr4 down", |t| {
-        session(t, Kind::Bgp)
-            .iter()
-            .any(|s| s.key.peer == "rtr4" && !s.up)
+    neighbor_lost_and_back(&lab, &driver, &mut tracker, &node_v4, "rtr4", |t| {
+        let rtr4 = session(t, Kind::Bgp)[0];
+        assert!(rtr4.detail.is_some(), "BIRD says why: {rtr4:?}");
     })
     .await;
-    let down = seen.iter().find(|t| t.change == Change::Down).unwrap();
-    assert_eq!(down.key.peer, "rtr4");
-    let rtr4 = session(&tracker, Kind::Bgp)[0].clone();
-    assert!(rtr4.detail.is_some(), "BIRD says why: {rtr4:?}");
-    router_configure(
-        &lab,
-        &[
-            &format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            &format!("no neighbor {node_v4} shutdown"),
-        ],
-    );
-    let seen = look_until(&driver, &mut tracker, UP_WITHIN, "rtr4 up again", |t| {
-        all_up(t, &[Kind::Bgp])
-    })
-    .await;
-    assert!(
-        changes(&seen).contains(&(Kind::Bgp, Change::Up)),
-        "{seen:?}"
-    );
 }
