@@ -151,11 +151,11 @@ pub async fn handle(
 /// prefix is the base's to fix, a session down the network's).
 async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
     agent.look_at_routing().await;
-    agent.report_node();
     sources.verify_at = agent
         .verify()
         .await
         .map(|d| tokio::time::Instant::now() + d);
+    agent.report_node();
     false
 }
 

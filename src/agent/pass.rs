@@ -161,7 +161,7 @@ impl Agent {
         self.step_drain();
         resolved.me = self.drain.member(resolved.me);
         if self.drain.lowers_preference() {
-            resolved.built.data = drain::drained(&resolved.built.data, &self.cfg.drain.attributes);
+            drain::drain(&mut resolved.built.data, &self.cfg.drain.attributes);
         }
         let fragment = self.daemon.templates().render(&resolved.built.data)?;
         self.announce_me(&resolved.me);
@@ -209,14 +209,11 @@ impl Agent {
     /// Moves the drain on: from this node's Node object and whether the agent is leaving;
     /// an Event on the NodeState when the phase changes.
     fn step_drain(&mut self) {
-        let node = self
-            .caches
-            .nodes
-            .state()
+        let nodes = self.caches.nodes.state();
+        let node = nodes
             .iter()
-            .find(|n| kube::ResourceExt::name_any(n.as_ref()) == self.cfg.node)
-            .map(|n| (**n).clone());
-        let mut reasons = super::drain::reasons(node.as_ref(), &self.cfg.drain.taints);
+            .find(|n| kube::ResourceExt::name_any(n.as_ref()) == self.cfg.node);
+        let mut reasons = super::drain::reasons(node.map(|n| n.as_ref()), &self.cfg.drain.taints);
         if self.shutting_down {
             reasons.push("shutting down".into());
         }
@@ -457,10 +454,7 @@ impl Agent {
                 not_announced: &self.not_announced,
                 advertised: self.verification.last.as_ref(),
                 drain: &self.drain,
-                routing: self
-                    .routing
-                    .looked
-                    .then_some((&self.routing.tracker, &self.routing.unknown)),
+                routing: Some(&self.routing.tracker).filter(|t| t.looked()),
             },
             &old,
             &Time(k8s_openapi::jiff::Timestamp::now()),

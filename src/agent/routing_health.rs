@@ -4,11 +4,10 @@
 //! condition, an Event per transition, metrics per session.
 
 use std::collections::BTreeSet;
-use std::time::SystemTime;
 
 use super::pass::Agent;
 use super::tasks::Write;
-use crate::daemon::health::{self, Kind, Tracker};
+use crate::daemon::health::{self, Tracker};
 use crate::daemon::observe;
 use crate::metrics::{AgentMetrics, SessionLabels, SessionPrefixLabels, TransitionLabels};
 
@@ -16,9 +15,6 @@ use crate::metrics::{AgentMetrics, SessionLabels, SessionPrefixLabels, Transitio
 #[derive(Debug, Default)]
 pub struct State {
     pub tracker: Tracker,
-    /// The kinds the last look could not ask about.
-    pub unknown: BTreeSet<Kind>,
-    pub looked: bool,
     /// The sessions the metrics hold series for, to remove those no longer tracked.
     exported: BTreeSet<SessionLabels>,
 }
@@ -26,17 +22,14 @@ pub struct State {
 impl Agent {
     /// Looks once; the status is reported by the caller.
     pub async fn look_at_routing(&mut self) {
-        let look = match observe::health(&self.cfg.driver).await {
-            Ok(look) => look,
+        let state = &mut self.routing;
+        let transitions = match observe::track(&self.cfg.driver, &mut state.tracker).await {
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "could not ask the daemon about its sessions");
                 return;
             }
         };
-        let state = &mut self.routing;
-        state.unknown = look.unknown.clone();
-        state.looked = true;
-        let transitions = state.tracker.look(SystemTime::now(), look);
         for t in &transitions {
             self.metrics
                 .routing_session_transitions

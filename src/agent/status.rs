@@ -10,7 +10,7 @@ use crate::api::{
 };
 use crate::daemon::advertised::{NAMED_MISSING, Verification};
 use crate::daemon::applier::LastApply;
-use crate::daemon::health::{Kind, Tracked, Tracker};
+use crate::daemon::health::{Tracked, Tracker};
 use crate::node::IfAddress;
 use crate::status::condition;
 
@@ -30,8 +30,8 @@ pub struct NodeReport<'a> {
     pub not_announced: &'a [ServiceNote],
     /// The last verification of what the daemon advertises, once there is one.
     pub advertised: Option<&'a Verification>,
-    /// The daemon's sessions, once looked at, and the kinds the last look could not ask.
-    pub routing: Option<(&'a Tracker, &'a BTreeSet<Kind>)>,
+    /// The daemon's sessions, once looked at.
+    pub routing: Option<&'a Tracker>,
     pub drain: &'a super::drain::Phase,
 }
 
@@ -47,7 +47,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         let d = &v.verdict;
         ("Advertised", d.ok, d.reason, d.message.clone())
     });
-    let sessions = r.routing.map(|(t, _)| sessions_condition(t));
+    let sessions = r.routing.map(sessions_condition);
     let conditions = node_conditions(r, address_count, &apply)
         .into_iter()
         .chain(advertised)
@@ -66,13 +66,13 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         advertisement: r.advertised.map(advertisement),
         conditions,
         last_drift_repair: None,
-        routing: r.routing.map(|(t, unknown)| routing(t, unknown)),
+        routing: r.routing.map(routing),
     }
 }
 
 /// The sessions as NodeState shows them: those down first, then in key order, at most
 /// [`LISTED_SESSIONS`].
-pub fn routing(tracker: &Tracker, unknown: &BTreeSet<Kind>) -> RoutingStatus {
+pub fn routing(tracker: &Tracker) -> RoutingStatus {
     let (up, total) = tracker.counts();
     let mut listed: Vec<&Tracked> = tracker.sessions().collect();
     listed.sort_by_key(|t| t.session.up);
@@ -85,7 +85,11 @@ pub fn routing(tracker: &Tracker, unknown: &BTreeSet<Kind>) -> RoutingStatus {
             .take(LISTED_SESSIONS)
             .map(routing_session)
             .collect(),
-        unknown: unknown.iter().map(|k| k.name().to_string()).collect(),
+        unknown: tracker
+            .unknown()
+            .iter()
+            .map(|k| k.name().to_string())
+            .collect(),
     }
 }
 
@@ -109,17 +113,18 @@ fn routing_session(t: &Tracked) -> RoutingSession {
 
 /// `SessionsUp`: every session and adjacency the daemon keeps is up (true with none).
 fn sessions_condition(t: &Tracker) -> (&'static str, bool, &'static str, String) {
-    let down: Vec<String> = t
-        .sessions()
-        .filter(|t| !t.session.up)
-        .map(|t| format!("{} ({})", t.session.key, t.session.state))
-        .collect();
     let (up, total) = t.counts();
-    if down.is_empty() {
+    if up == total {
         return ("SessionsUp", true, "AllUp", format!("{up} of {total} up"));
     }
-    let named = down[..down.len().min(NAMED_DOWN)].join(", ");
-    let more = down.len().saturating_sub(NAMED_DOWN);
+    let named: Vec<String> = t
+        .sessions()
+        .filter(|t| !t.session.up)
+        .take(NAMED_DOWN)
+        .map(|t| format!("{} ({})", t.session.key, t.session.state))
+        .collect();
+    let named = named.join(", ");
+    let more = (total - up).saturating_sub(NAMED_DOWN);
     let more = if more > 0 {
         format!(" and {more} more")
     } else {
@@ -469,7 +474,9 @@ mod tests {
         assert_eq!(table[2].2, "NotApplied");
     }
 
-    fn tracker_with(sessions: &[(&str, bool)]) -> Tracker {
+    use crate::daemon::health::Kind;
+
+    fn tracker_with(sessions: &[(&str, bool)], unknown: &[Kind]) -> Tracker {
         use crate::daemon::health::{Look, Session, SessionKey};
         let mut t = Tracker::default();
         let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
@@ -489,7 +496,7 @@ mod tests {
             t0,
             Look {
                 sessions,
-                unknown: Default::default(),
+                unknown: unknown.iter().copied().collect(),
             },
         );
         t
@@ -501,8 +508,8 @@ mod tests {
             .map(|i| (format!("10.0.0.{i:02}"), i % 10 != 7))
             .collect();
         let peers: Vec<(&str, bool)> = peers.iter().map(|(p, u)| (p.as_str(), *u)).collect();
-        let t = tracker_with(&peers);
-        let r = routing(&t, &[Kind::Ospf].into());
+        let t = tracker_with(&peers, &[Kind::Ospf]);
+        let r = routing(&t);
         assert_eq!(r.summary, "36/40");
         assert_eq!((r.sessions_up, r.sessions_total), (36, 40));
         assert_eq!(r.sessions.len(), LISTED_SESSIONS);
@@ -528,7 +535,7 @@ mod tests {
             message,
             "36 of 40 up; down: BGP session 10.0.0.07 (Active), BGP session 10.0.0.17 (Active), BGP session 10.0.0.27 (Active) and 1 more"
         );
-        let t = tracker_with(&[("a", true)]);
+        let t = tracker_with(&[("a", true)], &[]);
         assert_eq!(sessions_condition(&t).2, "AllUp");
     }
 }

@@ -33,7 +33,8 @@ pub struct State {
 const EARLY_RECHECKS: u32 = (super::readiness::GRACE.as_secs() / SETTLE.as_secs()) as u32;
 
 impl Agent {
-    /// Verifies once; returns when to verify again if a gap waits to be confirmed.
+    /// Verifies once; returns when to verify again if a gap waits to be confirmed. The
+    /// caller reports the status.
     pub async fn verify(&mut self) -> Option<Duration> {
         let data = self.fragment_data.as_ref()?;
         let prefixes = self.lb_prefixes();
@@ -73,6 +74,5 @@ impl Agent {
             .unadvertised_prefixes
             .set(v.unadvertised.len() as i64);
         self.verification.last = Some(v);
-        self.report_node();
     }
 }

@@ -72,11 +72,9 @@ impl std::fmt::Display for SessionKey {
         {
             write!(f, " on {i}")?;
         }
-        match (&self.instance, self.kind) {
-            (Some(v), Kind::Bgp | Kind::Bfd) if !v.contains(char::is_whitespace) => {
-                write!(f, " ({v})")
-            }
-            _ => Ok(()),
+        match &self.instance {
+            Some(v) => write!(f, " ({v})"),
+            None => Ok(()),
         }
     }
 }
@@ -226,6 +224,8 @@ pub const GONE_KEPT: Duration = Duration::from_secs(15 * 60);
 pub struct Tracker {
     sessions: BTreeMap<SessionKey, Tracked>,
     last_look: Option<SystemTime>,
+    /// The kinds the last look could not ask about.
+    unknown: BTreeSet<Kind>,
 }
 
 /// Slack on uptime comparisons: the daemon's counters and our clock are read at slightly
@@ -242,6 +242,7 @@ impl Tracker {
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
         self.last_look = Some(now);
+        self.unknown = look.unknown.clone();
         let mut out = vec![];
         let mut seen = BTreeSet::new();
         for s in look.sessions {
@@ -267,7 +268,8 @@ impl Tracker {
                     if let Some(c) = change {
                         out.push(transition(&s.key, c, &t.session.state, &s));
                     }
-                    if change.is_some() || t.gone.is_some() || t.session.up != s.up {
+                    // Up and down are changes; a gone session came back.
+                    if change.is_some() || t.gone.is_some() {
                         t.since = entered;
                     }
                     t.session = s;
@@ -302,6 +304,16 @@ impl Tracker {
     /// Every session tracked, in key order.
     pub fn sessions(&self) -> impl Iterator<Item = &Tracked> {
         self.sessions.values()
+    }
+
+    /// Whether there was a look yet.
+    pub fn looked(&self) -> bool {
+        self.last_look.is_some()
+    }
+
+    /// The kinds the last look could not ask about (their sessions are as before).
+    pub fn unknown(&self) -> &BTreeSet<Kind> {
+        &self.unknown
     }
 
     pub fn counts(&self) -> (usize, usize) {

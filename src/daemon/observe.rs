@@ -359,6 +359,16 @@ pub async fn health(driver: &Driver) -> Result<Look, DaemonError> {
     })?
 }
 
+/// Asks the daemon ([`health`]) and takes the answer into `tracker`: what changed since its
+/// last look.
+pub async fn track(
+    driver: &Driver,
+    tracker: &mut health::Tracker,
+) -> Result<Vec<health::Transition>, DaemonError> {
+    let look = health(driver).await?;
+    Ok(tracker.look(std::time::SystemTime::now(), look))
+}
+
 async fn frr_health(d: &FrrDriver) -> Look {
     type Parser = fn(&str) -> Result<Vec<Session>, String>;
     let rip_v4: Parser = |t| Ok(parse::frr_rip_sources(t, Kind::Rip));

@@ -27,9 +27,8 @@ pub struct DrainAttributes {
     pub prepend: u8,
 }
 
-/// `data` as a draining node exports it.
-pub fn drained(data: &FragmentData, a: &DrainAttributes) -> FragmentData {
-    let mut d = data.clone();
+/// `data` as a draining node exports it (in place: the pool's entries are not copied).
+pub fn drain(d: &mut FragmentData, a: &DrainAttributes) {
     for t in &mut d.bgp {
         drain_bgp(t, a);
     }
@@ -45,7 +44,6 @@ pub fn drained(data: &FragmentData, a: &DrainAttributes) -> FragmentData {
             }
         }
     }
-    d
 }
 
 fn drain_bgp(t: &mut Target, a: &DrainAttributes) {
@@ -109,6 +107,12 @@ mod tests {
             instances: &instances,
         })
         .data
+    }
+
+    fn drained(data: &FragmentData, a: &DrainAttributes) -> FragmentData {
+        let mut d = data.clone();
+        drain(&mut d, a);
+        d
     }
 
     #[test]

@@ -84,11 +84,8 @@ async fn run(driver: Driver, mut input: watch::Receiver<Input>) {
 
 /// Logs each transition of the daemon's sessions.
 async fn look_at_routing(driver: &Driver, sessions: &mut Tracker) {
-    match observe::health(driver).await {
-        Ok(look) => {
-            let transitions = sessions.look(std::time::SystemTime::now(), look);
-            health::events(&transitions).iter().for_each(EventSpec::log);
-        }
+    match observe::track(driver, sessions).await {
+        Ok(transitions) => health::events(&transitions).iter().for_each(EventSpec::log),
         Err(e) => tracing::warn!(error = %e, "could not ask the daemon about its sessions"),
     }
 }
