@@ -9,6 +9,8 @@ mod support {
     pub mod cluster;
     pub mod daemon;
     pub mod files;
+    #[allow(dead_code)] // the drain tests use the load, not its failure analysis
+    pub mod load;
     pub mod lock;
     pub mod objects;
     pub mod script;
@@ -29,6 +31,7 @@ use serde_json::json;
 use support::allocator::Allocator;
 use support::api::{self, unique};
 use support::cluster::{Agent, Cluster};
+use support::load::Load;
 use support::objects::{self, create_service, service};
 use support::{lock, wait};
 
@@ -627,15 +630,26 @@ async fn drain_lowers_preference_then_withdraws() {
     s.cleanup().await;
 }
 
-/// A web server on port 8080 in a namespace: it answers on every address there, the
-/// Service's on kube-lb0 too.
+/// A web server on port 8080 in node `i`'s namespace: it answers on every address there (the
+/// Service's on kube-lb0 too) with the node's name, as [`Load`] counts answers.
 struct WebServer(std::process::Child);
 
 impl WebServer {
-    fn start(ns: &str) -> WebServer {
+    fn start(c: &Cluster, i: usize) -> WebServer {
+        let dir = std::path::PathBuf::from(c.var("CLUSTER_DIR")).join(format!("www-n{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), c.node_name(i)).unwrap();
         let child = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-m", "http.server", "8080"])
-            .args(["--bind", "0.0.0.0", "--directory", "/tmp"])
+            .args([
+                "netns",
+                "exec",
+                c.node_var(i, "NS"),
+                "python3",
+                "-m",
+                "http.server",
+            ])
+            .args(["8080", "--bind", "0.0.0.0", "--directory"])
+            .arg(&dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -649,45 +663,6 @@ impl Drop for WebServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The client of [`requests_from_router`]: a new connection per request, every 10 ms.
-const REQUESTS_PY: &str = r#"
-import socket, time
-ok = failed = 0
-end = time.time() + SECS
-while time.time() < end:
-    try:
-        s = socket.create_connection(("ADDR", 8080), timeout=1)
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        answered = s.recv(12).startswith(b"HTTP/1.0")
-        s.close()
-        ok += answered
-        failed += not answered
-    except OSError:
-        failed += 1
-    time.sleep(0.01)
-print(ok, failed)
-"#;
-
-/// Requests from the router to `ip`:8080 for `secs` seconds, each on a new connection (so each
-/// is routed afresh; the router hashes on ports too): `(answered, failed)`.
-fn requests_from_router(c: &Cluster, ip: &str, secs: u64) -> std::process::Child {
-    let script = REQUESTS_PY
-        .replace("SECS", &secs.to_string())
-        .replace("ADDR", ip);
-    std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            c.var("CLUSTER_RTR_NS"),
-            "python3",
-            "-c",
-            &script,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// A drain under continuous requests, over `proto`: the router moves new connections off the
@@ -710,9 +685,7 @@ async fn drain_under_requests(proto: &str, name: &str) {
         .status()
         .unwrap();
     assert!(sysctl.success());
-    let _servers: Vec<WebServer> = (1..=2)
-        .map(|i| WebServer::start(c.node_var(i, "NS")))
-        .collect();
+    let _servers: Vec<WebServer> = (1..=2).map(|i| WebServer::start(&c, i)).collect();
     let mut args = FAST.to_vec();
     args.extend(["--drain-time", "3s"]);
     let agents = s.agents(&c, &args).await;
@@ -721,7 +694,8 @@ async fn drain_under_requests(proto: &str, name: &str) {
     c.wait_nexthops(&prefix, 2, Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
-    let client = requests_from_router(&c, &ips[0], 14);
+    let target = std::net::SocketAddr::new(ips[0].parse().unwrap(), 8080);
+    let load = Load::start(c.var("CLUSTER_RTR_NS"), target, 100).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let patch = |v: serde_json::Value| {
         let (nodes, node1) = (nodes.clone(), node1.clone());
@@ -750,25 +724,25 @@ async fn drain_under_requests(proto: &str, name: &str) {
     c.wait_nexthops(&prefix, 2, Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
-    let out = client.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
-    let counts: Vec<u64> = out
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let [answered, failed] = counts[..] else {
-        panic!("the client printed {out:?}")
-    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop();
     println!(
-        "drain under requests ({proto}): {answered} requests answered, {failed} failed; cordon to withdrawn {drained:?}"
+        "drain under requests ({proto}): {}; cordon to withdrawn {drained:?}",
+        report.summary()
     );
-    assert!(answered > 300, "too few requests to judge: {answered}");
+    assert!(
+        report.sent > 300,
+        "too few requests to judge: {}",
+        report.sent
+    );
     assert_eq!(
-        failed,
+        report.failed(),
         0,
         "requests failed during the drain\n{}",
         logs(&agents)
     );
+    // Both nodes answered: the requests were spread, so node 1's share had to move.
+    assert_eq!(report.answered_by.len(), 2, "{:?}", report.answered_by);
     let _ = nodes.delete(&node1, &DeleteParams::default()).await;
     s.cleanup().await;
 }
