@@ -7,7 +7,6 @@
 //! docs/benchmarks.md.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use routelb::daemon::Driver;
@@ -31,15 +30,6 @@ use support::lab::Lab;
 
 /// Looks per minute in the agent: one per verification period (10 s).
 const LOOKS_PER_MINUTE: f64 = 6.0;
-
-fn vtysh(pathspace: &str, lines: &[String]) {
-    let mut cmd = Command::new("vtysh");
-    cmd.args(["-N", pathspace, "-c", "configure terminal"]);
-    for l in lines {
-        cmd.args(["-c", l]);
-    }
-    assert!(cmd.output().unwrap().status.success());
-}
 
 /// Wall ms, routelb CPU ms and daemon CPU ms per look, over `n` looks; and the sessions seen.
 async fn measure(
@@ -78,21 +68,10 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
 
     let lab = Lab::up_with("hb-fbgp", "frr", "bgp", &["--daemons", "zebra bgpd bfdd"]);
-    let (node, rtr) = (lab.var("LAB_NODE_FRR"), lab.var("LAB_RTR_FRR"));
-    vtysh(
-        node,
-        &[
-            format!("router bgp {}", lab.var("LAB_NODE_AS")),
-            format!("neighbor {} bfd", lab.var("LAB_RTR_V4")),
-        ],
-    );
-    vtysh(
-        rtr,
-        &[
-            format!("router bgp {}", lab.var("LAB_RTR_AS")),
-            format!("neighbor {} bfd", lab.var("LAB_NODE_V4")),
-        ],
-    );
+    let node = lab.var("LAB_NODE_FRR");
+    let (rtr_v4, node_v4) = (lab.var("LAB_RTR_V4"), lab.var("LAB_NODE_V4"));
+    lab.bgp_line("LAB_NODE_FRR", &format!("neighbor {rtr_v4} bfd"));
+    lab.bgp_line("LAB_RTR_FRR", &format!("neighbor {node_v4} bfd"));
     let dir = Path::new("/var/run/frr").join(node);
     let daemons = ["zebra", "bgpd", "bfdd"];
     let driver = lab.driver(FrrApply::Diff);

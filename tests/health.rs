@@ -71,16 +71,6 @@ fn changes(t: &[Transition]) -> Vec<(Kind, Change)> {
     v
 }
 
-fn router_configure(lab: &Lab, lines: &[&str]) {
-    let mut cmd = Command::new("vtysh");
-    cmd.args(["-N", lab.var("LAB_RTR_FRR"), "-c", "configure terminal"]);
-    for l in lines {
-        cmd.args(["-c", l]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{:?}", out);
-}
-
 fn router_link(lab: &Lab, state: &str) {
     let st = Command::new("ip")
         .args(["-n", lab.var("LAB_RTR_NS"), "link", "set"])
@@ -92,10 +82,7 @@ fn router_link(lab: &Lab, state: &str) {
 
 /// One line in the router's `router bgp`.
 fn router_bgp(lab: &Lab, line: &str) {
-    router_configure(
-        lab,
-        &[&format!("router bgp {}", lab.var("LAB_RTR_AS")), line],
-    );
+    lab.bgp_line("LAB_RTR_FRR", line);
 }
 
 /// Gives the router something to send, so that RIP's neighbour is heard (it would suppress
@@ -109,8 +96,8 @@ fn router_sends_rip(lab: &Lab) {
             .unwrap();
         assert!(st.success());
     }
-    router_configure(
-        lab,
+    lab.configure(
+        "LAB_RTR_FRR",
         &[
             "router rip",
             "redistribute connected",
@@ -177,13 +164,7 @@ async fn frr_bgp_sessions_and_their_bfd() {
     let node_v4 = lab.var("LAB_NODE_V4").to_string();
     let rtr_v4 = lab.var("LAB_RTR_V4").to_string();
     // BFD on the IPv4 session, both sides.
-    let node = Command::new("vtysh")
-        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", "configure terminal"])
-        .args(["-c", &format!("router bgp {}", lab.var("LAB_NODE_AS"))])
-        .args(["-c", &format!("neighbor {rtr_v4} bfd")])
-        .output()
-        .unwrap();
-    assert!(node.status.success());
+    lab.bgp_line("LAB_NODE_FRR", &format!("neighbor {rtr_v4} bfd"));
     router_bgp(&lab, &format!("neighbor {node_v4} bfd"));
     let mut tracker = Tracker::default();
     look_until(

@@ -143,6 +143,31 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// `configure terminal`, then `lines`, in the FRR instance the variable `side` names
+    /// (`LAB_NODE_FRR`, `LAB_RTR_FRR`); panics when vtysh refuses.
+    #[allow(dead_code)] // health tests and benchmarks
+    pub fn configure(&self, side: &str, lines: &[&str]) {
+        let mut cmd = Command::new("vtysh");
+        cmd.args(["-N", self.var(side), "-c", "configure terminal"]);
+        for l in lines {
+            cmd.args(["-c", l]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// One line in `router bgp` of the FRR instance `side` names (`LAB_NODE_FRR`,
+    /// `LAB_RTR_FRR`).
+    #[allow(dead_code)] // health tests and benchmarks
+    pub fn bgp_line(&self, side: &str, line: &str) {
+        let asn = if side == "LAB_RTR_FRR" {
+            "LAB_RTR_AS"
+        } else {
+            "LAB_NODE_AS"
+        };
+        self.configure(side, &[&format!("router bgp {}", self.var(asn)), line]);
+    }
+
     /// The router's established-session counters per neighbour; they grow when a session resets.
     #[allow(dead_code)] // lab tests and benchmarks
     pub fn bgp_connections(&self) -> String {
