@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{AddressPool, NodeState, RoutingPolicy};
+use crate::api::{AddressPool, NodeState, RoutingPolicy, RoutingRollout};
 
 /// Every CRD, in a stable order, with the file name it is committed under.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -12,6 +12,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("addresspools.yaml", AddressPool::crd()),
         ("routingpolicies.yaml", RoutingPolicy::crd()),
         ("nodestates.yaml", NodeState::crd()),
+        ("routingrollouts.yaml", RoutingRollout::crd()),
     ]
 }
 

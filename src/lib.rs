@@ -31,6 +31,7 @@ pub mod node;
 pub mod offline;
 pub(crate) mod plan;
 pub mod render;
+pub mod rollout;
 pub(crate) mod service;
 pub mod standalone;
 pub(crate) mod status;

@@ -144,9 +144,36 @@ struct AgentArgs {
     /// How many times a draining node prepends its own AS to its routes.
     #[arg(long, default_value = "0")]
     drain_prepend: u8,
+    #[command(flatten)]
+    rollout: RolloutArgs,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9091")]
     metrics_addr: SocketAddr,
+}
+
+/// Which staged rollout of routing changes both roles follow.
+#[derive(Args)]
+struct RolloutArgs {
+    /// The RoutingRollout followed. While none of this name exists, every node renders the
+    /// RoutingPolicies (and its templates) as they are, at once.
+    #[arg(long, default_value = "default")]
+    rollout: String,
+    /// Namespace of the rollout's revisions (ControllerRevisions the allocator writes).
+    #[arg(
+        long,
+        default_value = "routelb-system",
+        env = "ROUTELB_ROLLOUT_NAMESPACE"
+    )]
+    rollout_namespace: String,
+}
+
+impl RolloutArgs {
+    fn follow(self) -> routelb::rollout::Follow {
+        routelb::rollout::Follow {
+            name: self.rollout,
+            namespace: self.rollout_namespace,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -337,6 +364,13 @@ struct AllocatorArgs {
         env = "ROUTELB_NODE_LEASE_NAMESPACE"
     )]
     node_lease_namespace: String,
+    #[command(flatten)]
+    rollout: RolloutArgs,
+    /// The templates ConfigMap (in --rollout-namespace) the agents' templates come from: a
+    /// revision then carries them, and an edit rolls out like a policy edit. Without it, each
+    /// agent renders its own templates and their edits are not staged.
+    #[arg(long)]
+    templates_configmap: Option<String>,
 }
 
 /// `frr`, `bird` (BIRD 2) or `bird1` (BIRD 1.x: bird + bird6), listed in `--help` (the render
@@ -631,6 +665,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
                 prepend: a.drain_prepend,
             },
         },
+        rollout: a.rollout.follow(),
     };
     tokio::select! {
         r = routelb::agent::run(client, cfg, metrics, health, cancel) => r,
@@ -662,6 +697,8 @@ async fn allocator(a: AllocatorArgs) -> anyhow::Result<()> {
         },
         write_concurrency: a.write_concurrency,
         node_lease_namespace: a.node_lease_namespace,
+        rollout: a.rollout.follow(),
+        templates_configmap: a.templates_configmap,
     };
     tokio::select! {
         r = allocator::run(client, cfg, metrics, health, cancel) => r,

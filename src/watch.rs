@@ -93,3 +93,37 @@ pub fn slim_service(svc: &mut k8s_openapi::api::core::v1::Service) {
     svc.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
+
+/// The RoutingRollout a role follows (by name).
+pub fn rollout_cache(
+    client: &kube::Client,
+    follow: &crate::rollout::Follow,
+    trigger: Arc<Notify>,
+) -> Store<crate::api::RoutingRollout> {
+    cache(
+        kube::Api::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", follow.name)),
+        "routingrollout",
+        |r: &mut crate::api::RoutingRollout| r.managed_fields_mut().clear(),
+        trigger,
+    )
+}
+
+/// The followed rollout's revisions (ControllerRevisions labelled with its name).
+pub fn revision_cache(
+    client: &kube::Client,
+    follow: &crate::rollout::Follow,
+    trigger: Arc<Notify>,
+) -> Store<k8s_openapi::api::apps::v1::ControllerRevision> {
+    cache(
+        kube::Api::namespaced(client.clone(), &follow.namespace),
+        watcher::Config::default().labels(&format!(
+            "{}={}",
+            crate::rollout::REVISION_LABEL,
+            follow.name
+        )),
+        "routing revisions",
+        |r: &mut k8s_openapi::api::apps::v1::ControllerRevision| r.managed_fields_mut().clear(),
+        trigger,
+    )
+}

@@ -49,6 +49,16 @@ struct Setup {
 
 impl Setup {
     async fn new(api_server: &lock::Held, c: &Cluster, proto: &str) -> Setup {
+        Setup::with_allocator(api_server, c, proto, |_| vec![]).await
+    }
+
+    /// [`Setup::new`], the allocator given more flags, made from the test's namespace.
+    async fn with_allocator(
+        api_server: &lock::Held,
+        c: &Cluster,
+        proto: &str,
+        flags: impl Fn(&str) -> Vec<String>,
+    ) -> Setup {
         let client = api::client(api_server).await;
         let ns = unique("agent");
         api::ensure_namespace(&client, &ns, &[]).await;
@@ -88,8 +98,10 @@ impl Setup {
         }))
         .unwrap();
         policies.create(&PostParams::default(), &p).await.unwrap();
-        let allocator =
-            Allocator::start(&unique("alloc"), "alloc", &["--node-lease-namespace", &ns]);
+        let mut allocator_flags = vec!["--node-lease-namespace".to_string(), ns.clone()];
+        allocator_flags.extend(flags(&ns));
+        let allocator_flags: Vec<&str> = allocator_flags.iter().map(String::as_str).collect();
+        let allocator = Allocator::start(&unique("alloc"), "alloc", &allocator_flags);
         Setup {
             client,
             ns,
@@ -1491,5 +1503,181 @@ async fn bad_pool_edits_withdraw_nothing() {
         .await
         .unwrap();
     assert_eq!(objects::ingress_ips(&svc), ips, "the address was kept");
+    s.cleanup().await;
+}
+
+/// The rollout a test follows: its status, read afresh.
+async fn rollout_status(client: &Client, name: &str) -> Option<routelb::api::RoutingRolloutStatus> {
+    Api::<routelb::api::RoutingRollout>::all(client.clone())
+        .get(name)
+        .await
+        .ok()?
+        .status
+}
+
+async fn wait_rollout(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&routelb::api::RoutingRolloutStatus) -> bool,
+) -> wait::Waited<routelb::api::RoutingRolloutStatus> {
+    wait::up_to(timeout)
+        .until(|| async {
+            let st = rollout_status(client, name).await?;
+            pred(&st).then_some(st)
+        })
+        .await
+        .unwrap_or_else(|| panic!("rollout {name} never got where the test waited"))
+}
+
+/// Staged rollout, end to end: a policy edit reaches a canary, then the other nodes in a
+/// wave, each gated on routing health; then a template edit whose route-map denies
+/// everything halts after the canary, whose routes come back with the stable revision, while
+/// the other nodes never apply it. Prints the time from the bad edit to the halt and to the
+/// canary announcing again.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api_server = lock::api_server();
+    let c = Cluster::up("ro", 3, "bgp", "frr");
+    let rollout = unique("ro");
+    let s = Setup::with_allocator(&api_server, &c, "bgp", |ns| {
+        ["--rollout", &rollout, "--rollout-namespace", ns]
+            .iter()
+            .map(|f| f.to_string())
+            .chain(["--templates-configmap".into(), "templates".into()])
+            .collect()
+    })
+    .await;
+    let maps: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.ns);
+    let templates: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "templates" }, "data": {},
+    }))
+    .unwrap();
+    maps.create(&PostParams::default(), &templates)
+        .await
+        .unwrap();
+    let rollouts: Api<routelb::api::RoutingRollout> = Api::all(s.client.clone());
+    let spec: routelb::api::RoutingRollout = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingRollout",
+        "metadata": { "name": rollout },
+        "spec": { "canary": { "nodes": 1 }, "wavePercent": 100, "soak": "4s",
+                  "progressDeadline": "60s" },
+    }))
+    .unwrap();
+    rollouts
+        .create(&PostParams::default(), &spec)
+        .await
+        .unwrap();
+    let first = wait_rollout(&s.client, &rollout, Duration::from_secs(30), |st| {
+        st.phase.as_deref() == Some("Complete") && st.stable_revision.is_some()
+    })
+    .await
+    .value;
+    let flags: Vec<&str> = FAST
+        .iter()
+        .copied()
+        .chain(["--rollout", &rollout, "--rollout-namespace", &s.ns])
+        .collect();
+    let agents = s.agents(&c, &flags).await;
+    let ips = s.service("web", &s.routed, json!({})).await;
+    c.wait_nexthops(&host(&ips[0]), 3, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+
+    // A policy edit: a canary, then a wave of the other two, then complete.
+    let policies: Api<RoutingPolicy> = Api::all(s.client.clone());
+    let edit = json!({ "spec": { "bgp": { "communities": ["65000:77"] } } });
+    policies
+        .patch(&s.policy, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    let canary_wave = wait_rollout(&s.client, &rollout, Duration::from_secs(20), |st| {
+        st.phase.as_deref() == Some("Progressing") && st.wave == 1
+    })
+    .await
+    .value;
+    assert_eq!(canary_wave.updated_nodes.len(), 1, "{canary_wave:?}");
+    let good = canary_wave.target_revision.clone().unwrap();
+    assert_ne!(Some(&good), first.stable_revision.as_ref());
+    let done = wait_rollout(&s.client, &rollout, Duration::from_secs(90), |st| {
+        st.phase.as_deref() == Some("Complete") && st.stable_revision.as_ref() == Some(&good)
+    })
+    .await;
+    println!(
+        "policy edit rolled out to 3 nodes in 2 waves in {:?}",
+        done.took
+    );
+    let reasons = objects::event_reasons(&s.client, "default", &rollout).await;
+    assert!(
+        reasons.iter().filter(|r| *r == "WaveStarted").count() >= 2,
+        "{reasons:?}"
+    );
+    let mut applied_good = std::collections::BTreeMap::new();
+    for i in 1..=3 {
+        let st = s
+            .wait_node_state(&c.node_name(i), |st| {
+                st.revision
+                    .as_ref()
+                    .is_some_and(|r| r.name == good && r.applied.is_some())
+            })
+            .await
+            .unwrap_or_else(|| panic!("node {i} never reported {good}\n{}", logs(&agents)));
+        applied_good.insert(c.node_name(i), st.revision.unwrap().applied.unwrap());
+    }
+
+    // A bad template: the route-map denies what it permitted.
+    let bgp = include_str!("../templates/frr/bgp.conf.tera");
+    let bad = bgp.replacen("permit {{ e.seq }}", "deny {{ e.seq }}", 1);
+    assert_ne!(bad, bgp);
+    let t0 = Instant::now();
+    let patch = json!({ "data": { "frr.bgp.conf.tera": bad } });
+    maps.patch("templates", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let halted = wait_rollout(&s.client, &rollout, Duration::from_secs(60), |st| {
+        st.phase.as_deref() == Some("Halted")
+    })
+    .await
+    .value;
+    let to_halt = t0.elapsed();
+    let canary = halted.halted_by.clone().unwrap();
+    let message = halted.message.clone().unwrap();
+    assert!(message.contains("peers stopped getting"), "{message}");
+    assert!(halted.updated_nodes.is_empty(), "{halted:?}");
+    assert_eq!(halted.stable_revision.as_ref(), Some(&good));
+    objects::wait_event(&s.client, "default", &rollout, "RolloutHalted").await;
+    // The canary renders the stable revision again and the router has all three paths.
+    s.wait_node_state(&canary, |st| {
+        st.revision.as_ref().is_some_and(|r| r.name == good)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{canary} never went back to {good}\n{}", logs(&agents)));
+    c.wait_nexthops(&host(&ips[0]), 3, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    let to_restored = t0.elapsed();
+    // The others never applied anything since the good revision.
+    for (node, applied) in &applied_good {
+        if *node == canary {
+            continue;
+        }
+        let st = s.node_state(node).await.unwrap().status.unwrap();
+        let r = st.revision.unwrap();
+        assert_eq!(
+            (&r.name, r.applied.as_ref()),
+            (&good, Some(applied)),
+            "{node}"
+        );
+    }
+    println!(
+        "bad template: halted after {:.1} s, the canary's routes back at the router after {:.1} s ({message})",
+        to_halt.as_secs_f64(),
+        to_restored.as_secs_f64()
+    );
+    rollouts
+        .delete(&rollout, &DeleteParams::default())
+        .await
+        .unwrap();
     s.cleanup().await;
 }

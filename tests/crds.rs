@@ -36,8 +36,9 @@ fn multi_document_output_holds_every_crd() {
         "addresspools.routelb.io",
         "routingpolicies.routelb.io",
         "nodestates.routelb.io",
+        "routingrollouts.routelb.io",
     ] {
         assert!(all.contains(&format!("name: {name}")), "{name} missing");
     }
-    assert_eq!(all.matches("\n---\n").count() + 1, 3);
+    assert_eq!(all.matches("\n---\n").count() + 1, 4);
 }

@@ -13,9 +13,10 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 
 use super::Config;
-use crate::api::{AddressPool, RoutingPolicy};
+use crate::api::{AddressPool, RoutingPolicy, RoutingRollout};
 use crate::membership;
 use crate::watch::{cache, cache_with, keep};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 
 pub struct Caches {
     pub services: Store<Service>,
@@ -26,6 +27,9 @@ pub struct Caches {
     pub nodes: Store<Node>,
     /// Metadata only: namespace labels decide which pools admit a Service.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The RoutingRollout followed, and its revisions.
+    pub rollouts: Store<RoutingRollout>,
+    pub revisions: Store<ControllerRevision>,
     pub changed: Arc<Notify>,
     pub leases_changed: Arc<Notify>,
 }
@@ -91,6 +95,8 @@ impl Caches {
                 keep,
                 changed.clone(),
             ),
+            rollouts: crate::watch::rollout_cache(client, &cfg.rollout, changed.clone()),
+            revisions: crate::watch::revision_cache(client, &cfg.rollout, changed.clone()),
             changed,
             leases_changed,
         })
@@ -104,6 +110,10 @@ impl Caches {
         self.policies.wait_until_ready().await?;
         self.leases.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;
+        // Before the first pass: an agent that rendered the live policies before it knew the
+        // rollout would apply an edit its node is not allowed yet.
+        self.rollouts.wait_until_ready().await?;
+        self.revisions.wait_until_ready().await?;
         Ok(())
     }
 

@@ -155,6 +155,7 @@ async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
         .verify()
         .await
         .map(|d| tokio::time::Instant::now() + d);
+    agent.note_revision_health();
     agent.report_node();
     false
 }

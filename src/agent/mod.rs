@@ -21,6 +21,7 @@ pub mod events;
 pub mod pass;
 pub mod proxy_grace;
 pub mod readiness;
+pub mod revision;
 pub mod routing_health;
 pub mod status;
 pub mod tasks;
@@ -70,6 +71,8 @@ pub struct Config {
     /// it starts announcing it: kube-proxy's time to program it ([`proxy_grace`]).
     pub kube_proxy_grace: Duration,
     pub drain: DrainConfig,
+    /// The staged rollout of routing changes this node follows.
+    pub rollout: crate::rollout::Follow,
 }
 
 /// How this node drains ([`drain`]).

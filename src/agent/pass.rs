@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 use super::caches::Caches;
 use super::decide::{self, Identity, Placement, Reported, Resolved, Snapshot};
 use super::tasks::Write;
-use super::{Config, endpoints, status};
+use super::{Config, endpoints, revision, status};
 use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
+use crate::daemon::applier::LastApply;
 use crate::daemon::session::DaemonSession;
 use crate::election::Member;
 use crate::last_valid::Memory;
@@ -32,6 +33,8 @@ pub enum AgentError {
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("templates: {0}")]
     Templates(#[from] crate::render::TemplateError),
+    #[error("routing revision {name}: {error}")]
+    Revision { name: String, error: String },
 }
 
 impl AgentError {
@@ -39,6 +42,7 @@ impl AgentError {
         match self {
             AgentError::Netlink(_) => "netlink",
             AgentError::Templates(_) => "templates",
+            AgentError::Revision { .. } => "revision",
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Agent {
     proxy_grace: super::proxy_grace::ProxyGrace,
     /// Whether this node serves, drains or is drained ([`super::drain`]).
     pub(super) drain: super::drain::Phase,
+    /// The routing revision rendered, and what NodeState says of it ([`super::revision`]).
+    pub(super) revision: super::revision::State,
     /// The agent received SIGTERM: it drains before it leaves.
     pub(super) shutting_down: bool,
     first_pass: bool,
@@ -143,6 +149,7 @@ impl Agent {
             last_drift_repair: None,
             proxy_grace: super::proxy_grace::ProxyGrace::new(cfg_grace),
             drain: super::drain::Phase::Serving,
+            revision: Default::default(),
             shutting_down: false,
             first_pass: true,
         }
@@ -157,13 +164,18 @@ impl Agent {
         }
         self.daemon.refresh_templates(kind.reload_templates)?;
         let facts = self.nl.interfaces().await?;
-        let mut resolved = self.resolve(&facts);
+        let inputs = self.revision.inputs(
+            &self.cfg.node,
+            &self.caches.rollouts.state(),
+            &self.caches.revisions.state(),
+        );
+        let mut resolved = self.resolve(&facts, &inputs);
         self.step_drain();
         resolved.me = self.drain.member(resolved.me);
         if self.drain.lowers_preference() {
             drain::drain(&mut resolved.built.data, &self.cfg.drain.attributes);
         }
-        let fragment = self.daemon.templates().render(&resolved.built.data)?;
+        let fragment = self.render(&inputs, &resolved.built.data)?;
         self.announce_me(&resolved.me);
         self.update_members(&resolved.me);
         let readiness = endpoints::readiness(&self.caches.slices.state());
@@ -191,6 +203,7 @@ impl Agent {
             .converge_addresses(&placement.plan, &facts, kind.refresh)
             .await;
         let daemon_ok = self.sync_daemon(&fragment, kind.check_daemon).await;
+        self.record_revision(&inputs, daemon_ok);
         self.report(&resolved, &placement, instance_error);
         self.fragment_data = Some(resolved.built.data);
         self.metrics.passes.inc();
@@ -244,7 +257,7 @@ impl Agent {
         std::time::Duration::from_secs(2)
     }
 
-    fn resolve(&mut self, facts: &[NodeInterface]) -> Resolved {
+    fn resolve(&mut self, facts: &[NodeInterface], inputs: &revision::Inputs) -> Resolved {
         let services = self.caches.services.state();
         let pools: Vec<AddressPool> = self
             .caches
@@ -260,6 +273,7 @@ impl Agent {
             .iter()
             .map(|p| (**p).clone())
             .collect();
+        let policies = revision::policies(inputs, policies);
         let namespace_labels = crate::watch::labels_by_name(&self.caches.namespaces);
         let node_labels = self.caches.node_labels(&self.cfg.node);
         let snapshot = Snapshot {
@@ -380,6 +394,67 @@ impl Agent {
 
     /// The daemon, only when the fragment changed (or to repair it), and only with its
     /// instances known; true when it holds the fragment.
+    /// The fragment, from the revision's templates when it carries any. A revision that does
+    /// not render is reported (the rollout halts on it) and fails the pass: the daemon keeps
+    /// the last good fragment.
+    fn render(
+        &mut self,
+        inputs: &revision::Inputs,
+        data: &FragmentData,
+    ) -> Result<String, AgentError> {
+        let revision::Inputs::Revision { name, content } = inputs else {
+            self.revision.live();
+            return Ok(self.daemon.templates().render(data)?);
+        };
+        let rendered = match self.revision.templates(name, content, self.cfg.daemon) {
+            Ok(Some(templates)) => templates.render(data).map_err(|e| e.to_string()),
+            Ok(None) => self
+                .daemon
+                .templates()
+                .render(data)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("templates: {e}")),
+        };
+        rendered.map_err(|error| {
+            self.revision.failed(name, error.clone());
+            self.report_node();
+            AgentError::Revision {
+                name: name.clone(),
+                error,
+            }
+        })
+    }
+
+    /// What NodeState says of the revision: applied (with the routing health just before as
+    /// the baseline), or refused by the daemon. A daemon out of reach says nothing yet.
+    fn record_revision(&mut self, inputs: &revision::Inputs, daemon_ok: bool) {
+        let revision::Inputs::Revision { name, .. } = inputs else {
+            return;
+        };
+        let now = now_rfc3339();
+        match &self.daemon.applier.last {
+            _ if daemon_ok => {
+                let before =
+                    revision::counts(&self.routing.tracker, self.verification.last.as_ref(), &now);
+                self.revision.applied(name, &now, before);
+            }
+            Some(LastApply::Refused { message, .. }) => self
+                .revision
+                .failed(name, format!("the daemon refused its fragment: {message}")),
+            _ => {}
+        }
+    }
+
+    /// After a look at the routing: the health since the revision was applied.
+    pub fn note_revision_health(&mut self) {
+        let now = now_rfc3339();
+        if let Some(counts) =
+            revision::counts(&self.routing.tracker, self.verification.last.as_ref(), &now)
+        {
+            self.revision.looked(counts);
+        }
+    }
+
     async fn sync_daemon(&mut self, fragment: &str, check: bool) -> bool {
         let before = self.daemon.applier.last_time;
         let ok = self.daemon.sync(fragment, check).await;
@@ -398,7 +473,11 @@ impl Agent {
 
     /// Events, NodeState: what [`decide::report`] says, each Event once.
     fn report(&mut self, r: &Resolved, p: &Placement, instance_error: Option<String>) {
-        let template_problem = self.daemon.template_problem();
+        let template_problem = self
+            .daemon
+            .template_problem()
+            .into_iter()
+            .chain(self.revision.problem.clone());
         let reports = decide::report(
             &self.id,
             &self.reported,
@@ -460,6 +539,7 @@ impl Agent {
             &Time(k8s_openapi::jiff::Timestamp::now()),
         );
         s.last_drift_repair = self.last_drift_repair.clone();
+        s.revision = self.revision.status();
         if self
             .last_status
             .as_ref()
@@ -490,4 +570,8 @@ impl Agent {
             }
         }
     }
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
 }

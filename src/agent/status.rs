@@ -67,6 +67,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         conditions,
         last_drift_repair: None,
         routing: r.routing.map(routing),
+        revision: None,
     }
 }
 

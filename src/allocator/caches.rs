@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -11,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 
 use super::Config;
-use crate::api::{AddressPool, NodeState, RoutingPolicy};
+use crate::api::{AddressPool, NodeState, RoutingPolicy, RoutingRollout};
 use crate::membership;
 use crate::watch::{cache, keep};
 
@@ -24,6 +25,12 @@ pub struct Caches {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub node_states: Store<NodeState>,
     pub node_leases: Store<Lease>,
+    /// The RoutingRollout it drives, its revisions, the templates ConfigMap they carry (when
+    /// configured) and node labels (for the canary's node selector; metadata only).
+    pub rollouts: Store<RoutingRollout>,
+    pub revisions: Store<ControllerRevision>,
+    pub templates: Option<Store<ConfigMap>>,
+    pub nodes: Store<PartialObjectMeta<Node>>,
     /// Any change but a node Lease renewal.
     pub changed: Arc<Notify>,
     /// Node lease renewals arrive every renew period from every node: they wake the loop only
@@ -79,6 +86,24 @@ impl Caches {
                 keep,
                 leases_changed.clone(),
             ),
+            rollouts: crate::watch::rollout_cache(client, &cfg.rollout, changed.clone()),
+            revisions: crate::watch::revision_cache(client, &cfg.rollout, changed.clone()),
+            templates: cfg.templates_configmap.as_ref().map(|name| {
+                cache(
+                    Api::namespaced(client.clone(), &cfg.rollout.namespace),
+                    all().fields(&format!("metadata.name={name}")),
+                    "templates configmap",
+                    |c: &mut ConfigMap| c.managed_fields_mut().clear(),
+                    changed.clone(),
+                )
+            }),
+            nodes: cache(
+                Api::all(client.clone()),
+                all(),
+                "nodes",
+                keep,
+                changed.clone(),
+            ),
             changed,
             leases_changed,
         }
@@ -91,6 +116,12 @@ impl Caches {
         self.node_states.wait_until_ready().await?;
         self.node_leases.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
+        self.rollouts.wait_until_ready().await?;
+        self.revisions.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        if let Some(t) = &self.templates {
+            t.wait_until_ready().await?;
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ mod caches;
 pub mod changes;
 pub mod decide;
 pub mod leader;
+mod rollout;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct Config {
     /// Namespace of the agents' node Leases: their liveness decides whose NodeState counts
     /// for the `routelb.io/announcing` annotation.
     pub node_lease_namespace: String,
+    /// The staged rollout of routing changes it drives.
+    pub rollout: crate::rollout::Follow,
+    /// The templates ConfigMap revisions carry (in the rollout's namespace).
+    pub templates_configmap: Option<String>,
 }
 
 /// A write the API server refused. Counted and logged in one place ([`Ctx::write_failed`]);
@@ -80,6 +85,7 @@ struct Ctx {
     metrics: Arc<Metrics>,
     events: EventPublisher,
     written: Written,
+    rollout_written: rollout::Written,
 }
 
 pub async fn run(
@@ -128,6 +134,7 @@ pub async fn run(
         metrics,
         events,
         written: Written::default(),
+        rollout_written: Default::default(),
     };
     ctx.update_live_nodes();
     ctx.serve(leading, cancel).await;
@@ -221,7 +228,12 @@ impl Ctx {
             }
             failed += usize::from(!self.write_status::<RoutingPolicy, _>(write).await);
         }
-        failed
+        let (rollout_failed, rollout_wake) = self.step_rollout().await;
+        if let Some(d) = rollout_wake {
+            let at = Instant::now() + d;
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        }
+        failed + rollout_failed
     }
 
     /// Carries out the Service writes, some at once; returns how many failed.

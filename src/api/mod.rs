@@ -1,12 +1,15 @@
 //! The routelb API: custom resources in `routelb.io/v1alpha1` and the Service annotations we
 //! read and write. Types only; validation of values lives in [`values`].
 
+pub mod rollout;
 pub mod values;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use rollout::{RoutingRollout, RoutingRolloutSpec, RoutingRolloutStatus};
 
 pub const GROUP: &str = "routelb.io";
 /// The `loadBalancerClass` routelb serves by default.
@@ -359,6 +362,10 @@ pub struct NodeStateStatus {
     /// absent until the first look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<RoutingStatus>,
+    /// The routing revision (RoutingPolicies and templates, see `RoutingRollout`) the daemon
+    /// has; absent while no rollout is followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<rollout::RevisionStatus>,
 }
 
 /// The daemon's sessions and adjacencies: BGP peers, OSPF/OSPFv3 neighbours, IS-IS

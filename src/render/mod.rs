@@ -232,6 +232,23 @@ impl Templates {
         Self::compile(daemon, sources)
     }
 
+    /// Templates from a revision's sources (file stem → text); a file missing there falls back
+    /// to the built-in one, as with [`Templates::from_dir`].
+    pub fn from_sources(
+        daemon: DaemonKind,
+        given: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Templates, TemplateError> {
+        let sources = EMBEDDED
+            .iter()
+            .filter(|(d, _, _)| *d == daemon.name())
+            .map(|(_, f, text)| {
+                let text = given.get(*f).map_or(*text, String::as_str);
+                (f.to_string(), text.to_string())
+            })
+            .collect();
+        Self::compile(daemon, sources)
+    }
+
     fn compile(
         daemon: DaemonKind,
         sources: Vec<(String, String)>,
