@@ -21,6 +21,7 @@ pub(crate) mod events;
 pub mod family;
 pub(crate) mod files;
 pub(crate) mod garp;
+pub mod impact;
 pub mod ipam;
 pub(crate) mod last_valid;
 pub mod manifests;

@@ -55,6 +55,12 @@ enum Command {
     /// routing instances are read from it) and apply it once: validate, then send only what
     /// changed (FRR) or reconfigure with confirm (BIRD).
     Apply(ApplyArgs),
+    /// Show what a change would do to the daemon before it is made: the exact lines and, for
+    /// each, what the daemon does with it (FRR: which route-maps are re-evaluated for which
+    /// peers, which peers get a ROUTE-REFRESH; BIRD: which protocols `configure` reconfigures,
+    /// exports again or restarts). Offline from another directory of manifests (--from), or
+    /// against the running daemon. Changes nothing.
+    Plan(PlanArgs),
     /// Run the whole pipeline on this host from a directory of manifests instead of a cluster:
     /// allocate, put addresses on interfaces, and apply the fragment to FRR or BIRD. The
     /// directory is watched; allocations persist in a state file.
@@ -277,7 +283,7 @@ struct ApplyArgs {
 }
 
 /// Where manifests and templates come from, and the interface routed addresses live on.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct SourceArgs {
     /// Directory of manifests (AddressPool, RoutingPolicy, Service; YAML, multi-document files).
     #[arg(long)]
@@ -308,7 +314,7 @@ impl SourceArgs {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RenderArgs {
     #[command(flatten)]
     source: SourceArgs,
@@ -322,6 +328,22 @@ struct RenderArgs {
     /// AS number assumed when there is no base configuration to read it from.
     #[arg(long, default_value_t = 64512)]
     assume_asn: u32,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    render: RenderArgs,
+    /// The manifests as they are now: plan offline, from their fragment to --config's, the
+    /// base configuration (--base, or the directory's) standing for the rest of the daemon's.
+    /// Without it, plan against the running daemon (its configuration, or BIRD's include).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// The templates of --from [default: --templates].
+    #[arg(long)]
+    from_templates: Option<PathBuf>,
+    #[command(flatten)]
+    daemon_args: DaemonArgs,
 }
 
 #[derive(Args)]
@@ -423,6 +445,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(r) => check(r).await,
         Command::Standalone(a) => standalone(a).await,
         Command::Apply(a) => apply(a).await,
+        Command::Plan(a) => plan(a).await,
         Command::Agent(a) => agent(a).await,
         Command::Allocator(a) => allocator(a).await,
     }
@@ -586,9 +609,13 @@ async fn standalone(a: StandaloneArgs) -> anyhow::Result<()> {
 }
 
 /// Renders against the running daemon's instances and applies once.
-async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
-    let (manifests, templates) = a.source.manifests_and_templates(a.daemon)?;
-    let driver = a.daemon_args.driver(a.daemon);
+/// Renders a directory's manifests for the running daemon (its routing instances read from it).
+async fn render_for_daemon(
+    source: &SourceArgs,
+    daemon: DaemonKind,
+    driver: &routelb::daemon::Driver,
+) -> anyhow::Result<routelb::offline::Offline> {
+    let (manifests, templates) = source.manifests_and_templates(daemon)?;
     let instances = driver
         .instances()
         .await
@@ -596,13 +623,51 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
     let out = routelb::offline::render(
         &manifests,
         &templates,
-        a.source.node.as_deref(),
-        &a.source.lb_interface,
+        source.node.as_deref(),
+        &source.lb_interface,
         &instances,
     )?;
     for p in &out.problems {
         tracing::warn!("{p}");
     }
+    Ok(out)
+}
+
+/// `routelb plan`: offline from --from's fragment, or against the running daemon.
+async fn plan(a: PlanArgs) -> anyhow::Result<()> {
+    let steps = match &a.from {
+        Some(from) => {
+            let new = render_dir(&a.render)?;
+            let mut old_args = a.render.clone();
+            old_args.source.config = from.clone();
+            old_args.source.templates = a.from_templates.clone().or(old_args.source.templates);
+            old_args.base = new.base.as_ref().map(|(path, _)| path.clone());
+            let old = render_dir(&old_args)?;
+            let base = new.base.as_ref().map_or("", |(_, text)| text.as_str());
+            match a.render.daemon {
+                DaemonKind::Frr => routelb::impact::frr::plan(
+                    &format!("{base}\n{}", old.out.fragment),
+                    &new.out.fragment,
+                ),
+                _ => routelb::impact::bird::plan(base, &old.out.fragment, &new.out.fragment),
+            }
+        }
+        None => {
+            let driver = a.daemon_args.driver(a.render.daemon);
+            let new = render_for_daemon(&a.render.source, a.render.daemon, &driver).await?;
+            driver
+                .plan(&new.fragment)
+                .await
+                .context("reading the daemon")?
+        }
+    };
+    print!("{}", routelb::impact::text(&steps));
+    Ok(())
+}
+
+async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
+    let driver = a.daemon_args.driver(a.daemon);
+    let out = render_for_daemon(&a.source, a.daemon, &driver).await?;
     let outcome = driver
         .apply(&out.fragment)
         .await

@@ -40,6 +40,28 @@ pub fn config_path(check: &str) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.trim()))
 }
 
+/// A BIRD configuration file and the files it names in `include "…";` lines (one level, no
+/// globs): where a base's protocols and filters are.
+fn read_with_includes(main: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(main).unwrap_or_default();
+    let dir = main.parent().unwrap_or(std::path::Path::new("/"));
+    let included: String = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("include"))
+        .filter_map(|rest| {
+            rest.trim()
+                .trim_end_matches(';')
+                .trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')
+                .map(str::to_string)
+        })
+        .filter(|path| !path.contains('*'))
+        .map(|path| std::fs::read_to_string(dir.join(path)).unwrap_or_default())
+        .collect();
+    text + &included
+}
+
 /// A fragment written and checked, not applied yet: what it replaced.
 pub struct Staged(Previous);
 
@@ -68,6 +90,17 @@ impl BirdDaemon {
 
     pub async fn text(&self, command: &str) -> Result<String, DaemonError> {
         Ok(self.command(command).await?.1.text())
+    }
+
+    /// What `configure` would do with `part` for an include: against the include on disk and
+    /// the configuration BIRD reads (its main file and the files it includes by name).
+    pub async fn plan(&self, part: &str) -> Result<Vec<crate::impact::Step>, DaemonError> {
+        let old = std::fs::read_to_string(&self.include).unwrap_or_default();
+        let check = self.text("configure check").await?;
+        let base = config_path(&check)
+            .map(|main| read_with_includes(&main))
+            .unwrap_or_default();
+        Ok(crate::impact::bird::plan(&base, &old, part))
     }
 
     /// Writes the placeholder when there is no include at all, so that another tool's
