@@ -332,8 +332,31 @@ struct RenderArgs {
 
 #[derive(Args)]
 struct PlanArgs {
-    #[command(flatten)]
-    render: RenderArgs,
+    /// Directory of manifests (AddressPool, RoutingPolicy, Service) to plan, offline or
+    /// against this host's daemon. Without it, against the cluster: every node's plan for
+    /// the revision its RoutingRollout rolls out (or holds paused).
+    #[arg(long, requires = "daemon")]
+    config: Option<PathBuf>,
+    /// Which daemon's fragment (with --config).
+    #[arg(long, value_parser = daemon_kind())]
+    daemon: Option<DaemonKind>,
+    /// This node's name, for node selectors (with --config).
+    #[arg(long)]
+    node: Option<String>,
+    /// Directory of templates (with --config) [default: built in]
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    #[arg(long, default_value = "kube-lb0")]
+    lb_interface: String,
+    /// The base configuration (with --from) [default: frr.conf or bird.conf in --config]
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// AS number assumed offline when there is no base configuration.
+    #[arg(long, default_value_t = 64512)]
+    assume_asn: u32,
+    /// The RoutingRollout whose target revision the cluster's plan is for.
+    #[arg(long, default_value = "default")]
+    rollout: String,
     /// The manifests as they are now: plan offline, from their fragment to --config's, the
     /// base configuration (--base, or the directory's) standing for the rest of the daemon's.
     /// Without it, plan against the running daemon (its configuration, or BIRD's include).
@@ -633,18 +656,44 @@ async fn render_for_daemon(
     Ok(out)
 }
 
-/// `routelb plan`: offline from --from's fragment, or against the running daemon.
+/// `routelb plan`: offline from --from's fragment, against the running daemon, or (without
+/// --config) the cluster's nodes' plans for their rollout's target revision.
 async fn plan(a: PlanArgs) -> anyhow::Result<()> {
+    let render = a
+        .config
+        .clone()
+        .zip(a.daemon)
+        .map(|(config, daemon)| RenderArgs {
+            source: SourceArgs {
+                config,
+                node: a.node.clone(),
+                templates: a.templates.clone(),
+                lb_interface: a.lb_interface.clone(),
+            },
+            daemon,
+            base: a.base.clone(),
+            assume_asn: a.assume_asn,
+        });
+    let Some(render) = &render else {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API")?;
+        print!(
+            "{}",
+            routelb::impact::cluster::plan(client, &a.rollout).await?
+        );
+        return Ok(());
+    };
     let steps = match &a.from {
         Some(from) => {
-            let new = render_dir(&a.render)?;
-            let mut old_args = a.render.clone();
+            let new = render_dir(render)?;
+            let mut old_args = render.clone();
             old_args.source.config = from.clone();
             old_args.source.templates = a.from_templates.clone().or(old_args.source.templates);
             old_args.base = new.base.as_ref().map(|(path, _)| path.clone());
             let old = render_dir(&old_args)?;
             let base = new.base.as_ref().map_or("", |(_, text)| text.as_str());
-            match a.render.daemon {
+            match render.daemon {
                 DaemonKind::Frr => routelb::impact::frr::plan(
                     &format!("{base}\n{}", old.out.fragment),
                     &new.out.fragment,
@@ -653,8 +702,8 @@ async fn plan(a: PlanArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            let driver = a.daemon_args.driver(a.render.daemon);
-            let new = render_for_daemon(&a.render.source, a.render.daemon, &driver).await?;
+            let driver = a.daemon_args.driver(render.daemon);
+            let new = render_for_daemon(&render.source, render.daemon, &driver).await?;
             driver
                 .plan(&new.fragment)
                 .await

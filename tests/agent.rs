@@ -1562,7 +1562,7 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
         "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingRollout",
         "metadata": { "name": rollout },
         "spec": { "canary": { "nodes": 1 }, "wavePercent": 100, "soak": "4s",
-                  "progressDeadline": "60s" },
+                  "progressDeadline": "60s", "paused": true },
     }))
     .unwrap();
     rollouts
@@ -1585,11 +1585,64 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
 
-    // A policy edit: a canary, then a wave of the other two, then complete.
+    // A policy edit while the rollout is paused: no node gets it, each plans it.
     let policies: Api<RoutingPolicy> = Api::all(s.client.clone());
     let edit = json!({ "spec": { "bgp": { "communities": ["65000:77"] } } });
     policies
         .patch(&s.policy, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    let paused = wait_rollout(&s.client, &rollout, Duration::from_secs(20), |st| {
+        st.phase.as_deref() == Some("Paused") && st.target_revision.is_some()
+    })
+    .await
+    .value;
+    let good = paused.target_revision.clone().unwrap();
+    assert!(paused.updated_nodes.is_empty(), "{paused:?}");
+    for i in 1..=3 {
+        let st = s
+            .wait_node_state(&c.node_name(i), |st| {
+                st.pending_revision.as_ref().is_some_and(|p| p.name == good)
+            })
+            .await
+            .unwrap_or_else(|| panic!("node {i} never planned {good}\n{}", logs(&agents)));
+        let plan = st.pending_revision.unwrap();
+        assert!(plan.summary.contains("0 session reset(s)"), "{plan:?}");
+        let step = plan
+            .steps
+            .iter()
+            .find(|s| s.object.starts_with("route-map ROUTELB-"))
+            .unwrap_or_else(|| panic!("{plan:?}"));
+        assert!(
+            step.lines.iter().any(|l| l.contains("65000:77")),
+            "{plan:?}"
+        );
+        assert!(step.effects[0].contains("bgpd re-evaluates"), "{plan:?}");
+        assert_ne!(st.revision.unwrap().name, good, "paused: not applied");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_routelb"))
+        .args(["plan", "--rollout", &rollout])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 1..=3 {
+        let node = format!(
+            "node {}: 2 change(s), 4 line(s); 0 session reset(s), 0 ROUTE-REFRESH(es)",
+            c.node_name(i)
+        );
+        assert!(text.contains(&node), "{text}");
+    }
+    println!("routelb plan against the cluster:\n{text}");
+
+    // Resumed: a canary, then a wave of the other two, then complete.
+    let resume = json!({ "spec": { "paused": false } });
+    rollouts
+        .patch(&rollout, &PatchParams::default(), &Patch::Merge(&resume))
         .await
         .unwrap();
     let canary_wave = wait_rollout(&s.client, &rollout, Duration::from_secs(20), |st| {
@@ -1598,7 +1651,7 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
     .await
     .value;
     assert_eq!(canary_wave.updated_nodes.len(), 1, "{canary_wave:?}");
-    let good = canary_wave.target_revision.clone().unwrap();
+    assert_eq!(canary_wave.target_revision.as_ref(), Some(&good));
     assert_ne!(Some(&good), first.stable_revision.as_ref());
     let done = wait_rollout(&s.client, &rollout, Duration::from_secs(90), |st| {
         st.phase.as_deref() == Some("Complete") && st.stable_revision.as_ref() == Some(&good)

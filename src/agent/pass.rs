@@ -204,6 +204,7 @@ impl Agent {
             .await;
         let daemon_ok = self.sync_daemon(&fragment, kind.check_daemon).await;
         self.record_revision(&inputs, daemon_ok);
+        self.plan_pending(&facts, &inputs).await;
         self.report(&resolved, &placement, instance_error);
         self.fragment_data = Some(resolved.built.data);
         self.metrics.passes.inc();
@@ -258,6 +259,20 @@ impl Agent {
     }
 
     fn resolve(&mut self, facts: &[NodeInterface], inputs: &revision::Inputs) -> Resolved {
+        let mut memory = std::mem::take(&mut self.memory);
+        let resolved = self.resolve_with(facts, inputs, &mut memory);
+        self.memory = memory;
+        resolved
+    }
+
+    /// [`Self::resolve`] with the pools' and policies' memory given: a plan resolves with a
+    /// copy, which it throws away.
+    fn resolve_with(
+        &self,
+        facts: &[NodeInterface],
+        inputs: &revision::Inputs,
+        memory: &mut Memory,
+    ) -> Resolved {
         let services = self.caches.services.state();
         let pools: Vec<AddressPool> = self
             .caches
@@ -285,7 +300,7 @@ impl Agent {
             facts,
             instances: self.daemon.instances(),
         };
-        decide::resolve(&self.id, &snapshot, &mut self.memory)
+        decide::resolve(&self.id, &snapshot, memory)
     }
 
     /// The addresses this node announces now (on the load-balancer interface).
@@ -445,6 +460,59 @@ impl Agent {
         }
     }
 
+    /// When the rollout rolls out a revision this node does not render yet: what the daemon
+    /// would change with it, for `routelb plan` (once per target revision).
+    async fn plan_pending(&mut self, facts: &[NodeInterface], rendering: &revision::Inputs) {
+        let target = revision::pending_target(
+            rendering,
+            &self.caches.rollouts.state(),
+            &self.caches.revisions.state(),
+        );
+        let Some((name, content)) = target else {
+            self.revision.pending = None;
+            return;
+        };
+        if self
+            .revision
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.name == name)
+        {
+            return;
+        }
+        let inputs = revision::Inputs::Revision {
+            name: name.clone(),
+            content,
+        };
+        let resolved = self.resolve_with(facts, &inputs, &mut self.memory.clone());
+        let revision::Inputs::Revision { content, .. } = &inputs else {
+            unreachable!("built above")
+        };
+        let templates = content
+            .templates_of(self.cfg.daemon.name())
+            .map(|sources| crate::render::Templates::from_sources(self.cfg.daemon, &sources));
+        let fragment = match &templates {
+            Some(Ok(t)) => t.render(&resolved.built.data).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => self
+                .daemon
+                .templates()
+                .render(&resolved.built.data)
+                .map_err(|e| e.to_string()),
+        };
+        let planned = match fragment {
+            Ok(fragment) => self
+                .cfg
+                .driver
+                .plan(&fragment)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("templates: {e}")),
+        };
+        self.revision.pending = Some(revision::pending(&name, planned));
+        self.report_node();
+    }
+
     /// After a look at the routing: the health since the revision was applied.
     pub fn note_revision_health(&mut self) {
         let now = now_rfc3339();
@@ -540,6 +608,7 @@ impl Agent {
         );
         s.last_drift_repair = self.last_drift_repair.clone();
         s.revision = self.revision.status();
+        s.pending_revision = self.revision.pending.clone();
         if self
             .last_status
             .as_ref()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::ResourceExt;
 
-use crate::api::rollout::{HealthCounts, RevisionStatus};
+use crate::api::rollout::{HealthCounts, PendingRevision, PlannedStep, RevisionStatus};
 use crate::api::{RoutingPolicy, RoutingRollout};
 use crate::daemon::advertised::Verification;
 use crate::daemon::health::Tracker;
@@ -30,6 +30,8 @@ pub struct State {
     /// The templates of the last revision that carried templates that compiled.
     templates: Option<(String, Templates)>,
     report: Option<RevisionStatus>,
+    /// What the daemon would change with the rollout's target, before this node gets it.
+    pub pending: Option<PendingRevision>,
     /// A problem for NodeState's `RoutingProblems` (a revision not found).
     pub problem: Option<String>,
 }
@@ -127,6 +129,52 @@ impl State {
 
     pub fn status(&self) -> Option<RevisionStatus> {
         self.report.clone()
+    }
+}
+
+/// The revision this node's rollout rolls out when this node does not render it yet, and
+/// its content (once cached): what to plan.
+pub fn pending_target(
+    rendering: &Inputs,
+    rollouts: &[Arc<RoutingRollout>],
+    revisions: &[Arc<ControllerRevision>],
+) -> Option<(String, Content)> {
+    let target = rollouts.first()?.status.as_ref()?.target_revision.clone()?;
+    if matches!(rendering, Inputs::Revision { name, .. } if *name == target) {
+        return None;
+    }
+    let revision = revisions.iter().find(|r| r.name_any() == target)?;
+    let content = serde_json::from_value(revision.data.as_ref()?.0.clone()).ok()?;
+    Some((target, content))
+}
+
+/// Most changes and lines a pending plan lists in NodeState.
+const PLANNED_STEPS: usize = 24;
+const PLANNED_LINES: usize = 12;
+
+/// A plan as NodeState shows it, bounded.
+pub fn pending(name: &str, planned: Result<Vec<crate::impact::Step>, String>) -> PendingRevision {
+    match planned {
+        Ok(steps) => PendingRevision {
+            name: name.into(),
+            summary: crate::impact::summary_line(&steps),
+            steps: steps
+                .iter()
+                .take(PLANNED_STEPS)
+                .map(|s| PlannedStep {
+                    object: s.object.clone(),
+                    lines: s.lines.iter().take(PLANNED_LINES).cloned().collect(),
+                    more_lines: s.lines.len().saturating_sub(PLANNED_LINES) as u32,
+                    effects: s.effects.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            error: None,
+        },
+        Err(error) => PendingRevision {
+            name: name.into(),
+            error: Some(error),
+            ..Default::default()
+        },
     }
 }
 

@@ -68,6 +68,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         last_drift_repair: None,
         routing: r.routing.map(routing),
         revision: None,
+        pending_revision: None,
     }
 }
 

@@ -111,11 +111,10 @@ async fn write_node_status(
     .await?;
     let mut status = serde_json::to_value(status).expect("status always serializes");
     // A node that no longer follows a rollout says so: a stale revision would gate one.
-    status
-        .as_object_mut()
-        .expect("a status is an object")
-        .entry("revision")
-        .or_insert(serde_json::Value::Null);
+    let fields = status.as_object_mut().expect("a status is an object");
+    for key in ["revision", "pendingRevision"] {
+        fields.entry(key).or_insert(serde_json::Value::Null);
+    }
     api.patch_status(
         node,
         &PatchParams::default(),

@@ -366,6 +366,10 @@ pub struct NodeStateStatus {
     /// has; absent while no rollout is followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<rollout::RevisionStatus>,
+    /// What the daemon would change with the revision its rollout rolls out, before this node
+    /// gets it; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_revision: Option<rollout::PendingRevision>,
 }
 
 /// The daemon's sessions and adjacencies: BGP peers, OSPF/OSPFv3 neighbours, IS-IS

@@ -164,3 +164,35 @@ pub struct HealthCounts {
     pub advertised: u32,
     pub missing: u32,
 }
+
+/// What a node's daemon would change with the revision its rollout rolls out (or holds
+/// paused), computed by its agent before it gets it (`NodeState.status.pendingRevision`):
+/// what `routelb plan` shows for the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevision {
+    pub name: String,
+    /// `N change(s), M line(s); R session reset(s), F ROUTE-REFRESH(es)`.
+    pub summary: String,
+    /// The first changes (at most 24), each with its first lines (at most 12).
+    #[serde(default)]
+    pub steps: Vec<PlannedStep>,
+    /// Why it could not be planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    pub object: String,
+    pub lines: Vec<String>,
+    /// Lines not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_lines: u32,
+    pub effects: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}

@@ -5,6 +5,7 @@
 //! those measured on the real daemons (tests/plan.rs pins each one), not read from manuals.
 
 pub mod bird;
+pub mod cluster;
 pub mod frr;
 #[cfg(test)]
 mod tests;
@@ -157,10 +158,16 @@ pub fn text(steps: &[Step]) -> String {
             out.push_str(&format!("  → {e}\n"));
         }
     }
-    let t = summary(steps);
-    out.push_str(&format!(
-        "{} change(s), {} line(s); {} session reset(s), {} ROUTE-REFRESH(es)\n",
-        t.steps, t.lines, t.resets, t.refreshes
-    ));
+    out.push_str(&summary_line(steps));
+    out.push('\n');
     out
+}
+
+/// `N change(s), M line(s); R session reset(s), F ROUTE-REFRESH(es)`.
+pub fn summary_line(steps: &[Step]) -> String {
+    let t = summary(steps);
+    format!(
+        "{} change(s), {} line(s); {} session reset(s), {} ROUTE-REFRESH(es)",
+        t.steps, t.lines, t.resets, t.refreshes
+    )
 }

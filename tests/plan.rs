@@ -1,0 +1,300 @@
+//! What `routelb plan` says a change does is what the real daemon does. Each case plans a
+//! fragment against the running daemon (as `routelb plan` does), applies it with routelb's
+//! driver, and measures: FRR's session counters (established connections, ROUTE-REFRESHes
+//! sent) and what the router receives; OSPF's adjacency; BIRD's protocols (restarted or not)
+//! and the router's view of the session. A rule of `src/impact` that stops matching the daemon
+//! fails here. Needs root, FRR and BIRD.
+
+mod support {
+    pub mod daemon;
+    pub mod files;
+    pub mod lab;
+    pub mod lock;
+    pub mod script;
+}
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use routelb::daemon::Driver;
+use routelb::daemon::frr::FrrApply;
+use routelb::impact::{Effect, Step};
+use serde_json::Value;
+use support::lab::Lab;
+
+fn node_vtysh(lab: &Lab, cmd: &str) -> String {
+    let out = Command::new("vtysh")
+        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The node's counters of its IPv4 session with the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counters {
+    established: u64,
+    refreshes_sent: u64,
+}
+
+fn counters(lab: &Lab) -> Counters {
+    let rtr = lab.var("LAB_RTR_V4");
+    let v: Value =
+        serde_json::from_str(&node_vtysh(lab, &format!("show bgp neighbors {rtr} json")))
+            .unwrap_or_default();
+    let n = &v[rtr];
+    Counters {
+        established: n["connectionsEstablished"].as_u64().unwrap_or(0),
+        refreshes_sent: n["messageStats"]["routeRefreshSent"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Waits (every 50 ms, up to 15 s) until `done` holds; panics naming `what` otherwise.
+fn wait(what: &str, done: impl Fn() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < Duration::from_secs(15), "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+/// The router's communities on `prefix`, or None when it has no path to it.
+fn router_communities(lab: &Lab, prefix: &str) -> Option<String> {
+    let v: Value =
+        serde_json::from_str(&lab.router_vtysh(&format!("show bgp ipv4 unicast {prefix} json")))
+            .ok()?;
+    let path = v["paths"].as_array()?.first()?.clone();
+    Some(
+        path["community"]["string"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// Plans `fragment` against the running daemon, applies it, and returns the plan.
+async fn plan_and_apply(driver: &Driver, fragment: &str) -> Vec<Step> {
+    let steps = driver.plan(fragment).await.unwrap();
+    assert!(!steps.is_empty(), "nothing planned for\n{fragment}");
+    driver.apply(fragment).await.unwrap();
+    steps
+}
+
+fn effects(steps: &[Step]) -> Vec<Effect> {
+    let mut all: Vec<Effect> = steps.iter().flat_map(|s| s.effects.clone()).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn fragment(x: &str, set: &str, hooks: &str) -> String {
+    format!(
+        "ip prefix-list ROUTELB-P-V4 seq 10 permit 198.18.{x}.0/27 ge 32
+route-map ROUTELB-BGP-V4 permit 10
+ match ip address prefix-list ROUTELB-P-V4
+{set}
+router bgp 64512
+ address-family ipv4 unicast
+  redistribute connected route-map ROUTELB-BGP-V4
+{hooks}"
+    )
+}
+
+const HOOK_IN: &str = "route-map PEER-IN permit 64000
+ description routelb_p
+ match ip address prefix-list ROUTELB-P-V4
+";
+const HOOK_OUT: &str = "route-map PEER-OUT permit 64000
+ description routelb_p
+ match ip address prefix-list ROUTELB-P-V4
+";
+
+/// FRR BGP: redistribution re-evaluated, outbound policy re-run, inbound policy re-run by a
+/// ROUTE-REFRESH unless soft-reconfiguration keeps the routes; never a session reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn frr_bgp_changes_do_what_the_plan_says() {
+    let lab = Lab::up("planbgp", "frr", "bgp");
+    let x = lab.var("LAB_INDEX").to_string();
+    let rtr = lab.var("LAB_RTR_V4").to_string();
+    let prefix = format!("198.18.{x}.1/32");
+    lab.ip(&["addr", "add", &prefix, "dev", lab.var("LAB_LB_IF")]);
+    let driver = lab.driver(FrrApply::Diff);
+    let scope = "router bgp 64512, ipv4 unicast".to_string();
+    let start = counters(&lab);
+
+    // Redistribution through a new route-map.
+    let steps = plan_and_apply(&driver, &fragment(&x, "", "")).await;
+    assert_eq!(
+        effects(&steps),
+        [Effect::BgpRedistribution {
+            scope: scope.clone()
+        }]
+    );
+    wait("the router has the route", || {
+        router_communities(&lab, &prefix).is_some()
+    });
+
+    // A community set in it: re-evaluated redistribution, the router gets the community.
+    let with_community = fragment(&x, " set community 65000:1 additive", "");
+    let steps = plan_and_apply(&driver, &with_community).await;
+    assert_eq!(
+        effects(&steps),
+        [Effect::BgpRedistribution {
+            scope: scope.clone()
+        }]
+    );
+    let took = wait("the router sees 65000:1", || {
+        router_communities(&lab, &prefix).is_some_and(|c| c.contains("65000:1"))
+    });
+    println!("community through redistribution: at the router after {took:?}");
+    assert_eq!(counters(&lab), start, "no reset, no ROUTE-REFRESH");
+
+    // A hook into a route-map the base uses inbound: a ROUTE-REFRESH to the router.
+    lab.configure(
+        "LAB_NODE_FRR",
+        &[
+            "route-map PEER-IN permit 10",
+            "exit",
+            "router bgp 64512",
+            "address-family ipv4 unicast",
+            &format!("neighbor {rtr} route-map PEER-IN in"),
+        ],
+    );
+    let refreshed = wait("binding the inbound map refreshes", || {
+        counters(&lab).refreshes_sent > start.refreshes_sent
+    });
+    let before = counters(&lab);
+    let steps = plan_and_apply(&driver, &format!("{with_community}{HOOK_IN}")).await;
+    let hook = steps
+        .iter()
+        .find(|s| s.object == "route-map PEER-IN")
+        .unwrap();
+    assert_eq!(
+        hook.effects,
+        [Effect::BgpInbound {
+            scope: scope.clone(),
+            peer: rtr.clone(),
+            route_refresh: true
+        }]
+    );
+    let took = wait("a ROUTE-REFRESH to the router", || {
+        counters(&lab).refreshes_sent > before.refreshes_sent
+    });
+    println!("inbound hook: ROUTE-REFRESH after {took:?} (binding the map: {refreshed:?})");
+    assert_eq!(counters(&lab).established, start.established, "no reset");
+
+    // With soft-reconfiguration inbound: no ROUTE-REFRESH. A community change in the same
+    // apply is what is waited for: bgpd handles both in one run of its route-map timer.
+    lab.configure(
+        "LAB_NODE_FRR",
+        &[
+            "router bgp 64512",
+            "address-family ipv4 unicast",
+            &format!("neighbor {rtr} soft-reconfiguration inbound"),
+        ],
+    );
+    wait("turning soft-reconfiguration on refreshes once", || {
+        counters(&lab).refreshes_sent > before.refreshes_sent + 1
+    });
+    let before = counters(&lab);
+    let soft = fragment(&x, " set community 65000:2 additive", "");
+    let steps = plan_and_apply(&driver, &soft).await;
+    let hook = steps
+        .iter()
+        .find(|s| s.object == "route-map PEER-IN")
+        .unwrap();
+    assert_eq!(
+        hook.effects,
+        [Effect::BgpInbound {
+            scope: scope.clone(),
+            peer: rtr.clone(),
+            route_refresh: false
+        }]
+    );
+    wait("the router sees 65000:2", || {
+        router_communities(&lab, &prefix).is_some_and(|c| c.contains("65000:2"))
+    });
+    assert_eq!(counters(&lab), before, "no ROUTE-REFRESH, no reset");
+
+    // A hook into a route-map the base uses outbound: the router gets the route back.
+    lab.configure(
+        "LAB_NODE_FRR",
+        &[
+            "ip prefix-list FABRIC seq 5 permit 10.255.255.0/24",
+            "route-map PEER-OUT permit 10",
+            "match ip address prefix-list FABRIC",
+            "exit",
+            "router bgp 64512",
+            "address-family ipv4 unicast",
+            &format!("neighbor {rtr} route-map PEER-OUT out"),
+        ],
+    );
+    wait("the base's outbound map withdraws the route", || {
+        router_communities(&lab, &prefix).is_none()
+    });
+    let before = counters(&lab);
+    let steps = plan_and_apply(&driver, &format!("{soft}{HOOK_OUT}")).await;
+    let hook = steps
+        .iter()
+        .find(|s| s.object == "route-map PEER-OUT")
+        .unwrap();
+    assert_eq!(
+        hook.effects,
+        [Effect::BgpOutbound {
+            scope,
+            peer: rtr.clone()
+        }]
+    );
+    let took = wait("the router has the route again", || {
+        router_communities(&lab, &prefix).is_some()
+    });
+    println!("outbound hook: route at the router after {took:?}");
+    assert_eq!(counters(&lab), before, "no ROUTE-REFRESH, no reset");
+}
+
+/// FRR OSPF: external LSAs follow the route-map; the adjacency stays up throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn frr_ospf_changes_do_what_the_plan_says() {
+    let lab = Lab::up("planospf", "frr", "ospf");
+    let x = lab.var("LAB_INDEX").to_string();
+    let prefix = format!("198.18.{x}.1/32");
+    lab.ip(&["addr", "add", &prefix, "dev", lab.var("LAB_LB_IF")]);
+    let driver = lab.driver(FrrApply::Diff);
+    let state_changes = || {
+        let v: Value = serde_json::from_str(&node_vtysh(&lab, "show ip ospf neighbor detail json"))
+            .unwrap_or_default();
+        v["neighbors"]
+            .as_object()
+            .and_then(|n| n.values().next())
+            .and_then(|n| n[0]["stateChangeCounter"].as_u64())
+    };
+    let adjacency = state_changes().expect("an OSPF neighbour");
+    let ospf = |net: &str| {
+        format!(
+            "ip prefix-list ROUTELB-O-V4 seq 10 permit {net} ge 32
+route-map ROUTELB-OSPF-V4 permit 10
+ match ip address prefix-list ROUTELB-O-V4
+router ospf
+ redistribute connected route-map ROUTELB-OSPF-V4
+"
+        )
+    };
+    let scope = "router ospf".to_string();
+    let steps = plan_and_apply(&driver, &ospf(&format!("198.18.{x}.0/27"))).await;
+    assert_eq!(
+        effects(&steps),
+        [Effect::OspfExternal {
+            scope: scope.clone()
+        }]
+    );
+    lab.wait_route(&prefix, "present", 15).unwrap();
+    let steps = plan_and_apply(&driver, &ospf(&format!("198.19.{x}.0/27"))).await;
+    assert_eq!(effects(&steps), [Effect::OspfExternal { scope }]);
+    lab.wait_route(&prefix, "absent", 15).unwrap();
+    assert_eq!(
+        state_changes(),
+        Some(adjacency),
+        "the adjacency never moved"
+    );
+}
