@@ -704,8 +704,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<()> {
         None => {
             let driver = a.daemon_args.driver(render.daemon);
             let new = render_for_daemon(&render.source, render.daemon, &driver).await?;
-            driver
-                .plan(&new.fragment)
+            routelb::impact::live::plan(&driver, &new.fragment)
                 .await
                 .context("reading the daemon")?
         }

@@ -75,7 +75,7 @@ fn router_communities(lab: &Lab, prefix: &str) -> Option<String> {
 
 /// Plans `fragment` against the running daemon, applies it, and returns the plan.
 async fn plan_and_apply(driver: &Driver, fragment: &str) -> Vec<Step> {
-    let steps = driver.plan(fragment).await.unwrap();
+    let steps = routelb::impact::live::plan(driver, fragment).await.unwrap();
     assert!(!steps.is_empty(), "nothing planned for\n{fragment}");
     driver.apply(fragment).await.unwrap();
     steps

@@ -501,10 +501,7 @@ impl Agent {
                 .map_err(|e| e.to_string()),
         };
         let planned = match fragment {
-            Ok(fragment) => self
-                .cfg
-                .driver
-                .plan(&fragment)
+            Ok(fragment) => crate::impact::live::plan(&self.cfg.driver, &fragment)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!("templates: {e}")),

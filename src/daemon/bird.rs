@@ -65,22 +65,13 @@ impl BirdDriver {
         }
     }
 
-    /// What `configure` would do with `fragment`, per daemon's include ([`crate::impact`]).
-    pub async fn plan(&self, fragment: &str) -> Result<Vec<crate::impact::Step>, DaemonError> {
-        let mut steps = Vec::new();
-        for (daemon, part) in self.daemons.iter().zip(self.parts(fragment)) {
-            steps.extend(daemon.plan(part).await?);
-        }
-        Ok(steps)
-    }
-
     /// Every daemon's control socket.
     pub fn sockets(&self) -> impl Iterator<Item = &Path> {
         self.daemons.iter().map(|d| d.socket.as_path())
     }
 
     /// Each daemon's part of a fragment: all of it (BIRD 2), or the IPv4 and IPv6 includes.
-    fn parts<'a>(&self, fragment: &'a str) -> Vec<&'a str> {
+    pub fn parts<'a>(&self, fragment: &'a str) -> Vec<&'a str> {
         match self.version {
             BirdVersion::Bird2 => vec![fragment],
             BirdVersion::Bird1 => {

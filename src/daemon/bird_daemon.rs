@@ -92,15 +92,15 @@ impl BirdDaemon {
         Ok(self.command(command).await?.1.text())
     }
 
-    /// What `configure` would do with `part` for an include: against the include on disk and
-    /// the configuration BIRD reads (its main file and the files it includes by name).
-    pub async fn plan(&self, part: &str) -> Result<Vec<crate::impact::Step>, DaemonError> {
-        let old = std::fs::read_to_string(&self.include).unwrap_or_default();
+    /// The configuration BIRD reads (its main file and the files it includes by name), and
+    /// routelb's include as it is on disk.
+    pub async fn configuration(&self) -> Result<(String, String), DaemonError> {
+        let include = std::fs::read_to_string(&self.include).unwrap_or_default();
         let check = self.text("configure check").await?;
         let base = config_path(&check)
             .map(|main| read_with_includes(&main))
             .unwrap_or_default();
-        Ok(crate::impact::bird::plan(&base, &old, part))
+        Ok((base, include))
     }
 
     /// Writes the placeholder when there is no include at all, so that another tool's

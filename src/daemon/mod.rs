@@ -84,18 +84,6 @@ impl Driver {
         }
     }
 
-    /// What applying `fragment` would change in the daemon, and what each change does
-    /// ([`crate::impact`]); changes nothing.
-    pub async fn plan(&self, fragment: &str) -> Result<Vec<crate::impact::Step>, DaemonError> {
-        match self {
-            Driver::Frr(d) => Ok(crate::impact::frr::plan(
-                &d.running_config().await?,
-                fragment,
-            )),
-            Driver::Bird(d) => d.plan(fragment).await,
-        }
-    }
-
     /// Makes the next apply compare with what the daemon runs instead of what the driver
     /// remembers applying (BIRD's driver always compares).
     pub fn forget(&self) {

@@ -7,6 +7,7 @@
 pub mod bird;
 pub mod cluster;
 pub mod frr;
+pub mod live;
 #[cfg(test)]
 mod tests;
 
