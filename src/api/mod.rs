@@ -318,6 +318,7 @@ pub struct RoutingPolicyStatus {
     printcolumn = r#"{"name":"Addresses","type":"integer","jsonPath":".status.addressCount"}"#,
     printcolumn = r#"{"name":"Applied","type":"string","jsonPath":".status.lastApply.result"}"#,
     printcolumn = r#"{"name":"Sessions","type":"string","jsonPath":".status.routing.summary"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.revision.name","priority":1}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

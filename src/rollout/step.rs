@@ -307,7 +307,7 @@ fn verdict(
                 humantime::format_duration(strategy.progress_deadline)
             ))
         } else {
-            Verdict::Waiting(what.trim_start_matches("did not ").into())
+            Verdict::Waiting(what.replacen("did not ", "to ", 1))
         }
     };
     let Some(r) = revision.filter(|r| r.name == target) else {
