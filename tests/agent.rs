@@ -708,6 +708,7 @@ async fn drain_under_requests(proto: &str, name: &str) {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     let target = std::net::SocketAddr::new(ips[0].parse().unwrap(), 8080);
     let load = Load::start(c.var("CLUSTER_RTR_NS"), target, 100).unwrap();
+    let load_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let patch = |v: serde_json::Value| {
         let (nodes, node1) = (nodes.clone(), node1.clone());
@@ -732,6 +733,7 @@ async fn drain_under_requests(proto: &str, name: &str) {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     let drained = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let uncordoned = load_started.elapsed();
     patch(json!({ "spec": { "unschedulable": null } })).await;
     c.wait_nexthops(&prefix, 2, Duration::from_secs(30))
         .await
@@ -747,10 +749,14 @@ async fn drain_under_requests(proto: &str, name: &str) {
         "too few requests to judge: {}",
         report.sent
     );
-    assert_eq!(
-        report.failed(),
-        0,
-        "requests failed during the drain\n{}",
+    // The drain loses nothing. When the node comes back, a router without resilient hashing
+    // moves some connections already open to the other node onto it, which resets them: the
+    // router's hashing, not the drain; such a cut is allowed then, nothing else.
+    let (during_drain, at_return): (Vec<_>, Vec<_>) =
+        report.failures.iter().partition(|f| f.at < uncordoned);
+    assert!(
+        during_drain.is_empty() && at_return.iter().all(|f| f.connected),
+        "requests failed during the drain: {during_drain:?}; when the node came back: {at_return:?}\n{}",
         logs(&agents)
     );
     // Both nodes answered: the requests were spread, so node 1's share had to move.

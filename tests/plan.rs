@@ -298,3 +298,112 @@ router ospf
         "the adjacency never moved"
     );
 }
+
+/// BIRD's include for the lab: the lab's own direct protocol (its interfaces `ifaces`), a
+/// prefix set, and the BGP export function setting `community`.
+fn bird_include(lb: &str, x: &str, ifaces: &str, community: u32) -> String {
+    format!(
+        r#"protocol direct routelb_direct {{
+  ipv4;
+  ipv6;
+  interface {ifaces};
+}}
+define ROUTELB_P_V4 = [ 198.18.{x}.0/27{{32,32}} ];
+function routelb_export_bgp()
+{{
+  if !(proto = "routelb_direct" || (source = RTS_DEVICE && ifname = "{lb}")) then return false;
+  if (net.type = NET_IP4 && net ~ ROUTELB_P_V4) then {{
+    bgp_community.add((65000, {community}));
+    return true;
+  }}
+  return false;
+}}
+function routelb_export_ospf() {{ return false; }}
+function routelb_export_rip() {{ return false; }}
+"#
+    )
+}
+
+/// When BIRD says a protocol last changed state (`show protocols`' Since column).
+fn bird_since(lab: &Lab, protocol: &str) -> String {
+    let out = Command::new("birdc")
+        .args(["-s", lab.var("LAB_BIRD_SOCKET"), "show", "protocols"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(protocol))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(4)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// BIRD: a prefix set or the export function changes → the BGP protocols that call it export
+/// again, sessions stay; the direct protocol's own block changes → BIRD restarts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bird_changes_do_what_the_plan_says() {
+    let lab = Lab::up("planbird", "bird", "bgp");
+    let x = lab.var("LAB_INDEX").to_string();
+    let lb = lab.var("LAB_LB_IF").to_string();
+    let prefix = format!("198.18.{x}.1/32");
+    lab.ip(&["addr", "add", &prefix, "dev", &lb]);
+    let driver = lab.driver(FrrApply::Diff);
+    let reexport = |p: &str| Effect::BirdReexport {
+        protocol: p.to_string(),
+    };
+    let sessions = lab.bgp_connections();
+    let lab_iface = format!("\"{lb}\"");
+
+    // The prefix set and the function appear: both BGP protocols export again.
+    let steps = plan_and_apply(&driver, &bird_include(&lb, &x, &lab_iface, 1)).await;
+    assert_eq!(
+        effects(&steps),
+        [reexport("rtr4"), reexport("rtr6")],
+        "{steps:#?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.object == "protocol routelb_direct"),
+        "the lab's direct protocol is unchanged: {steps:#?}"
+    );
+    wait("the router has the route with 65000:1", || {
+        router_communities(&lab, &prefix).is_some_and(|c| c.contains("65000:1"))
+    });
+
+    // The function sets another community: re-exported, the session stays.
+    let rtr4_since = bird_since(&lab, "rtr4");
+    assert!(!rtr4_since.is_empty(), "rtr4 in show protocols");
+    let steps = plan_and_apply(&driver, &bird_include(&lb, &x, &lab_iface, 2)).await;
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    assert_eq!(steps[0].object, "function routelb_export_bgp");
+    assert_eq!(effects(&steps), [reexport("rtr4"), reexport("rtr6")]);
+    let took = wait("the router sees 65000:2", || {
+        router_communities(&lab, &prefix).is_some_and(|c| c.contains("65000:2"))
+    });
+    println!("BIRD function change: at the router after {took:?}");
+    assert_eq!(bird_since(&lab, "rtr4"), rtr4_since, "rtr4 not restarted");
+    assert_eq!(lab.bgp_connections(), sessions, "no session reset");
+
+    // The direct protocol's interfaces change: BIRD restarts it, the BGP sessions stay.
+    let direct_since = bird_since(&lab, "routelb_direct");
+    let more = format!("{lab_iface}, \"dummy9\"");
+    let steps = plan_and_apply(&driver, &bird_include(&lb, &x, &more, 2)).await;
+    assert_eq!(
+        effects(&steps),
+        [Effect::BirdRestart {
+            protocol: "routelb_direct".into()
+        }]
+    );
+    wait("BIRD restarted routelb_direct", || {
+        bird_since(&lab, "routelb_direct") != direct_since
+    });
+    wait("the router has the route again", || {
+        router_communities(&lab, &prefix).is_some()
+    });
+    assert_eq!(bird_since(&lab, "rtr4"), rtr4_since, "rtr4 not restarted");
+    assert_eq!(lab.bgp_connections(), sessions, "no session reset");
+}

@@ -49,8 +49,8 @@ pub enum Effect {
     IsisLsp { scope: String },
     /// ripd/ripngd sends a triggered update.
     RipUpdate { scope: String },
-    /// BIRD reconfigures the protocol in place and feeds its routes through the new export
-    /// filter again (export reload).
+    /// BIRD reconfigures the protocol in place and feeds all its routes through the new
+    /// export filter again (export reload; BGP: enhanced route refresh markers around them).
     BirdReexport { protocol: String },
     /// BIRD reconfigures the protocol and reloads its import: a ROUTE-REFRESH to a BGP peer
     /// that supports it.
@@ -113,15 +113,15 @@ impl fmt::Display for Effect {
             Effect::RipUpdate { scope } => write!(f, "{scope}: a triggered update"),
             Effect::BirdReexport { protocol } => write!(
                 f,
-                "BIRD reconfigures protocol {protocol} and exports its routes again through the new filter; the session stays"
+                "BIRD reloads protocol {protocol}'s export: every route it exports is sent again through the new filter (BGP: between route-refresh markers); the session stays"
             ),
             Effect::BirdReimport { protocol } => write!(
                 f,
-                "BIRD reconfigures protocol {protocol} and reloads its import (a ROUTE-REFRESH to a BGP peer); the session stays"
+                "BIRD reloads protocol {protocol}'s import: a ROUTE-REFRESH request to its BGP peer; the session stays"
             ),
             Effect::BirdRestart { protocol } => write!(
                 f,
-                "BIRD RESTARTS protocol {protocol}: its session or adjacency goes down and comes back"
+                "BIRD RESTARTS protocol {protocol}: the routes it carries are withdrawn and announced again (a session or adjacency of its own resets)"
             ),
             Effect::Unused => write!(f, "nothing uses it: no routing effect"),
         }
