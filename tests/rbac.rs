@@ -24,14 +24,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
 };
 use kube::{Api, Client};
 use routelb::api::NodeState;
+use routelb::api::RoutingRollout;
 use routelb::election::Member;
 use routelb::membership;
 use serde::Deserialize;
@@ -243,6 +246,16 @@ fn brief(e: &kube::Error) -> String {
     }
 }
 
+/// A routing revision, as the allocator writes them.
+fn revision(suffix: &str) -> ControllerRevision {
+    serde_json::from_value(json!({
+        "metadata": { "name": format!("rbac-{suffix}"), "labels": { "routelb.io/routing-rollout": "rbac" } },
+        "data": { "policies": {} },
+        "revision": 1,
+    }))
+    .unwrap()
+}
+
 impl Checks {
     fn allowed<T>(&mut self, what: &str, r: Result<T, kube::Error>) {
         self.done += 1;
@@ -409,6 +422,29 @@ async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
             .await,
     );
 
+    // Staged rollout: the agent reads the rollout and its revisions, writes neither.
+    let agent_revisions: Api<ControllerRevision> = Api::namespaced(agent.clone(), SYSTEM);
+    checks.allowed(
+        &format!("agent lists the routing revisions in {SYSTEM}"),
+        agent_revisions.list(&ListParams::default()).await,
+    );
+    checks.allowed(
+        "agent lists the RoutingRollouts",
+        Api::<RoutingRollout>::all(agent.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    checks.forbidden(
+        &format!("agent creates a routing revision in {SYSTEM}"),
+        agent_revisions.create(&dry_post, &revision(&suffix)).await,
+    );
+    checks.forbidden(
+        "agent writes a RoutingRollout's status",
+        Api::<RoutingRollout>::all(agent.clone())
+            .patch_status("default", &dry_merge, &Patch::Merge(json!({"status": {}})))
+            .await,
+    );
+
     // The allocator: reads node Leases, writes none; keeps its leader Lease.
     let allocator = impersonating(ALLOCATOR).await;
     let alloc_node_leases: Api<Lease> = Api::namespaced(allocator.clone(), node_ns);
@@ -440,6 +476,33 @@ async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
                     })
                     .unwrap(),
             )
+            .await,
+    );
+    let alloc_revisions: Api<ControllerRevision> = Api::namespaced(allocator.clone(), SYSTEM);
+    checks.allowed(
+        &format!("allocator creates a routing revision in {SYSTEM}"),
+        alloc_revisions.create(&dry_post, &revision(&suffix)).await,
+    );
+    checks.allowed(
+        &format!("allocator lists the routing revisions in {SYSTEM}"),
+        alloc_revisions.list(&ListParams::default()).await,
+    );
+    checks.allowed(
+        &format!("allocator lists ConfigMaps in {SYSTEM} (the templates)"),
+        Api::<ConfigMap>::namespaced(allocator.clone(), SYSTEM)
+            .list(&ListParams::default())
+            .await,
+    );
+    checks.allowed(
+        "allocator lists Nodes (canary node selectors)",
+        Api::<Node>::all(allocator.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    checks.allowed(
+        "allocator lists the RoutingRollouts",
+        Api::<RoutingRollout>::all(allocator.clone())
+            .list(&ListParams::default())
             .await,
     );
     checks.allowed(
