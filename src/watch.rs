@@ -68,6 +68,15 @@ where
     store
 }
 
+/// The objects of a cache, owned (for pure code that takes slices of them).
+pub fn owned<K>(store: &Store<K>) -> Vec<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
 /// A `modify` that keeps objects as they are.
 pub fn keep<K>(_: &mut K) {}
 

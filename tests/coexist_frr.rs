@@ -100,7 +100,7 @@ async fn node_best(lab: &Lab, prefix: &str) -> Value {
     wait::up_to(Duration::from_secs(20))
         .every(Duration::from_millis(50))
         .until(|| async {
-            let v: Value = serde_json::from_str(&node_vtysh(lab, &show)).ok()?;
+            let v: Value = serde_json::from_str(&lab.node_vtysh(&show)).ok()?;
             let best = v["paths"]
                 .as_array()?
                 .iter()
@@ -110,14 +110,6 @@ async fn node_best(lab: &Lab, prefix: &str) -> Value {
         .await
         .unwrap_or_else(|| panic!("{prefix} never became best in the node's BGP table"))
         .value
-}
-
-fn node_vtysh(lab: &Lab, cmd: &str) -> String {
-    let out = Command::new("vtysh")
-        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", cmd])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// What the router holds of one of the base's own routes: path, communities, next hop.

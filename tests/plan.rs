@@ -22,14 +22,6 @@ use routelb::impact::{Effect, Step};
 use serde_json::Value;
 use support::lab::Lab;
 
-fn node_vtysh(lab: &Lab, cmd: &str) -> String {
-    let out = Command::new("vtysh")
-        .args(["-N", lab.var("LAB_NODE_FRR"), "-c", cmd])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 /// The node's counters of its IPv4 session with the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Counters {
@@ -39,9 +31,8 @@ struct Counters {
 
 fn counters(lab: &Lab) -> Counters {
     let rtr = lab.var("LAB_RTR_V4");
-    let v: Value =
-        serde_json::from_str(&node_vtysh(lab, &format!("show bgp neighbors {rtr} json")))
-            .unwrap_or_default();
+    let v: Value = serde_json::from_str(&lab.node_vtysh(&format!("show bgp neighbors {rtr} json")))
+        .unwrap_or_default();
     let n = &v[rtr];
     Counters {
         established: n["connectionsEstablished"].as_u64().unwrap_or(0),
@@ -86,6 +77,24 @@ fn effects(steps: &[Step]) -> Vec<Effect> {
     all.sort();
     all.dedup();
     all
+}
+
+/// The effects of the step changing `object`.
+fn effects_on(steps: &[Step], object: &str) -> Vec<Effect> {
+    steps
+        .iter()
+        .find(|s| s.object == object)
+        .unwrap_or_else(|| panic!("no change to {object}: {steps:#?}"))
+        .effects
+        .clone()
+}
+
+fn inbound(peer: &str, route_refresh: bool) -> Effect {
+    Effect::BgpInbound {
+        scope: "router bgp 64512, ipv4 unicast".into(),
+        peer: peer.into(),
+        route_refresh,
+    }
 }
 
 fn fragment(x: &str, set: &str, hooks: &str) -> String {
@@ -166,17 +175,9 @@ async fn frr_bgp_changes_do_what_the_plan_says() {
     });
     let before = counters(&lab);
     let steps = plan_and_apply(&driver, &format!("{with_community}{HOOK_IN}")).await;
-    let hook = steps
-        .iter()
-        .find(|s| s.object == "route-map PEER-IN")
-        .unwrap();
     assert_eq!(
-        hook.effects,
-        [Effect::BgpInbound {
-            scope: scope.clone(),
-            peer: rtr.clone(),
-            route_refresh: true
-        }]
+        effects_on(&steps, "route-map PEER-IN"),
+        [inbound(&rtr, true)]
     );
     let took = wait("a ROUTE-REFRESH to the router", || {
         counters(&lab).refreshes_sent > before.refreshes_sent
@@ -200,17 +201,9 @@ async fn frr_bgp_changes_do_what_the_plan_says() {
     let before = counters(&lab);
     let soft = fragment(&x, " set community 65000:2 additive", "");
     let steps = plan_and_apply(&driver, &soft).await;
-    let hook = steps
-        .iter()
-        .find(|s| s.object == "route-map PEER-IN")
-        .unwrap();
     assert_eq!(
-        hook.effects,
-        [Effect::BgpInbound {
-            scope: scope.clone(),
-            peer: rtr.clone(),
-            route_refresh: false
-        }]
+        effects_on(&steps, "route-map PEER-IN"),
+        [inbound(&rtr, false)]
     );
     wait("the router sees 65000:2", || {
         router_communities(&lab, &prefix).is_some_and(|c| c.contains("65000:2"))
@@ -235,12 +228,8 @@ async fn frr_bgp_changes_do_what_the_plan_says() {
     });
     let before = counters(&lab);
     let steps = plan_and_apply(&driver, &format!("{soft}{HOOK_OUT}")).await;
-    let hook = steps
-        .iter()
-        .find(|s| s.object == "route-map PEER-OUT")
-        .unwrap();
     assert_eq!(
-        hook.effects,
+        effects_on(&steps, "route-map PEER-OUT"),
         [Effect::BgpOutbound {
             scope,
             peer: rtr.clone()
@@ -262,7 +251,7 @@ async fn frr_ospf_changes_do_what_the_plan_says() {
     lab.ip(&["addr", "add", &prefix, "dev", lab.var("LAB_LB_IF")]);
     let driver = lab.driver(FrrApply::Diff);
     let state_changes = || {
-        let v: Value = serde_json::from_str(&node_vtysh(&lab, "show ip ospf neighbor detail json"))
+        let v: Value = serde_json::from_str(&lab.node_vtysh("show ip ospf neighbor detail json"))
             .unwrap_or_default();
         v["neighbors"]
             .as_object()

@@ -60,6 +60,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         template_edit,
     ),
     (
+        "bad_template_halts_the_rollout_after_the_canary",
+        bad_template_halts,
+    ),
+    (
         "bird_sidecar_overlay_answers_through_the_router",
         bird_sidecar,
     ),
@@ -428,7 +432,159 @@ fn template_edit(c: &RealCluster) -> Outcome {
     Ok(())
 }
 
-/// Puts the original template back however [`template_edit`] ends.
+/// Test 6: staged rollout, as deployed: deploy/optional/staged-rollout (its soak cut to 5 s),
+/// then a template edit whose route-map denies what it permitted. The canary applies it, its
+/// peer stops getting its prefixes, the rollout halts and the canary goes back to the stable
+/// revision; no other node applies it; the router has every node's path again. Restoring the
+/// template ends the rollout; the RoutingRollout is removed however the test ends.
+fn bad_template_halts(c: &RealCluster) -> Outcome {
+    const KEY: &str = "frr.bgp.conf.tera";
+    let all = c.all_nodes();
+    let svc = TestService::create(c, "web-rollout", ROUTED_POOL, "Cluster")?;
+    svc.wait_announced_by(&all, Duration::from_secs(60))?;
+    let rollout = include_str!("../deploy/optional/staged-rollout/rollout.yaml")
+        .replace("soak: 60s", "soak: 5s");
+    c.kubectl_in(&["apply", "-f", "-"], &rollout)?;
+    let _remove = RemoveRollout(c);
+    let timeout = Duration::from_secs(120);
+    let complete = wait_rollout(c, timeout, |st| {
+        st["phase"] == "Complete" && st["stableRevision"].is_string()
+    })?;
+    let stable = complete["stableRevision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let applied = wait::up_to(timeout)
+        .every(Duration::from_millis(500))
+        .until_blocking(|| {
+            let revisions = node_revisions(c).ok()?;
+            (revisions.len() == c.nodes && revisions.iter().all(|(_, name, _)| *name == stable))
+                .then_some(revisions)
+        })
+        .ok_or(format!(
+            "not every node rendered {stable} after {timeout:?}"
+        ))?
+        .value;
+
+    let cm = c.get_json(&["-n", SYSTEM_NS, "configmap", "routelb-templates"])?;
+    let original = cm["data"][KEY]
+        .as_str()
+        .ok_or(format!("routelb-templates has no {KEY}"))?
+        .to_string();
+    let bad = original.replacen("permit {{ e.seq }}", "deny {{ e.seq }}", 1);
+    if bad == original {
+        return Err(format!(
+            "{KEY} has no `permit {{{{ e.seq }}}}` to turn into a deny"
+        ));
+    }
+    let restore = Restore {
+        cluster: c,
+        key: KEY,
+        original,
+    };
+    let t0 = Instant::now();
+    set_template(c, KEY, &bad)?;
+    let halted = wait_rollout(c, timeout, |st| st["phase"] == "Halted")?;
+    let to_halt = t0.elapsed();
+    let canary = halted["haltedBy"].as_str().unwrap_or_default().to_string();
+    let message = halted["message"].as_str().unwrap_or_default().to_string();
+    if !message.contains("peers stopped getting") {
+        return Err(format!("halted for another reason: {message}"));
+    }
+    wait::up_to(timeout)
+        .every(Duration::from_millis(100))
+        .until_blocking(|| {
+            svc.ips
+                .iter()
+                .all(|ip| c.router_paths(*ip).len() == c.nodes)
+                .then_some(())
+        })
+        .ok_or(format!(
+            "the router never had every node's path back after {timeout:?}"
+        ))?;
+    let to_paths = t0.elapsed();
+    let now = node_revisions(c)?;
+    for ((node, name, when), (_, _, before)) in now.iter().zip(&applied) {
+        if *name != stable || (*node != canary && when != before) {
+            return Err(format!(
+                "{node} renders {name} (applied {when}), not {stable} as before ({before})"
+            ));
+        }
+    }
+    println!(
+        "    bad template: halted after {} by {canary} ({message}); every node's path at the \
+         router after {}; the other {} node(s) never applied it",
+        secs(to_halt),
+        secs(to_paths),
+        c.nodes - 1
+    );
+    drop(restore);
+    wait_rollout(c, timeout, |st| {
+        st["phase"] == "Complete" && st["stableRevision"] == stable.as_str()
+    })?;
+    Ok(())
+}
+
+/// Deletes the RoutingRollout [`bad_template_halts`] created, however it ends: the other
+/// scenarios expect edits to reach every node at once.
+struct RemoveRollout<'c>(&'c RealCluster);
+
+impl Drop for RemoveRollout<'_> {
+    fn drop(&mut self) {
+        let args = ["delete", "routingrollout", "default", "--ignore-not-found"];
+        if let Err(e) = self.0.kubectl(&args) {
+            eprintln!("removing the RoutingRollout: {e}");
+        }
+    }
+}
+
+/// Waits until the RoutingRollout `default`'s status satisfies `done`; that status.
+fn wait_rollout(
+    c: &RealCluster,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Outcome<serde_json::Value> {
+    wait::up_to(timeout)
+        .every(Duration::from_millis(250))
+        .until_blocking(|| {
+            let st = c.get_json(&["routingrollout", "default"]).ok()?["status"].clone();
+            done(&st).then_some(st)
+        })
+        .map(|w| w.value)
+        .ok_or_else(|| {
+            let st = c
+                .get_json(&["routingrollout", "default"])
+                .map(|v| v["status"].clone());
+            format!("the rollout never got there in {timeout:?}: {st:?}")
+        })
+}
+
+/// (node, revision rendered, when applied) of every NodeState, by node.
+fn node_revisions(c: &RealCluster) -> Outcome<Vec<(String, String, String)>> {
+    let list = c.get_json(&["nodestates"])?;
+    let mut out: Vec<(String, String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let field = |k: &str| {
+                n["status"]["revision"][k]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (
+                n["metadata"]["name"].as_str().unwrap_or("?").to_string(),
+                field("name"),
+                field("applied"),
+            )
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Puts the original template back however [`template_edit`] or [`bad_template_halts`] ends.
 struct Restore<'c> {
     cluster: &'c RealCluster,
     key: &'static str,

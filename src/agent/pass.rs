@@ -274,20 +274,8 @@ impl Agent {
         memory: &mut Memory,
     ) -> Resolved {
         let services = self.caches.services.state();
-        let pools: Vec<AddressPool> = self
-            .caches
-            .pools
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
-        let policies: Vec<RoutingPolicy> = self
-            .caches
-            .policies
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
+        let pools: Vec<AddressPool> = crate::watch::owned(&self.caches.pools);
+        let policies: Vec<RoutingPolicy> = crate::watch::owned(&self.caches.policies);
         let policies = revision::policies(inputs, policies);
         let namespace_labels = crate::watch::labels_by_name(&self.caches.namespaces);
         let node_labels = self.caches.node_labels(&self.cfg.node);

@@ -58,13 +58,7 @@ impl Ctx {
                 return (usize::from(!ok), None);
             }
         };
-        let policies: Vec<RoutingPolicy> = self
-            .caches
-            .policies
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
+        let policies: Vec<RoutingPolicy> = crate::watch::owned(&self.caches.policies);
         let content = Content::new(&policies, templates);
         let target = content.revision_name(&follow.name);
         if let Err(e) = self.ensure_revision(&target, &content).await {

@@ -223,15 +223,7 @@ pub fn plan(base: &str, old: &str, new: &str) -> Vec<Step> {
         }
         let lines = changed_lines(before, after);
         let effects = effects_of(key, &defs);
-        steps.push(Step {
-            object: key.clone(),
-            lines,
-            effects: if effects.is_empty() {
-                vec![Effect::Unused]
-            } else {
-                effects.into_iter().collect()
-            },
-        });
+        steps.push(Step::new(key.clone(), lines, effects));
     }
     steps
 }

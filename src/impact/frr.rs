@@ -235,15 +235,7 @@ pub fn plan(running: &str, fragment: &str) -> Vec<Step> {
         let lines = lines(change);
         match steps.last_mut() {
             Some(last) if last.object == object => last.lines.extend(lines),
-            _ => steps.push(Step {
-                object,
-                lines,
-                effects: if effects.is_empty() {
-                    vec![Effect::Unused]
-                } else {
-                    effects.into_iter().collect()
-                },
-            }),
+            _ => steps.push(Step::new(object, lines, effects)),
         }
     }
     steps

@@ -25,6 +25,26 @@ pub struct Step {
     pub effects: Vec<Effect>,
 }
 
+impl Step {
+    /// A step whose effects, when there are none, say that nothing uses the object.
+    pub fn new(
+        object: String,
+        lines: Vec<String>,
+        effects: std::collections::BTreeSet<Effect>,
+    ) -> Step {
+        let effects = if effects.is_empty() {
+            vec![Effect::Unused]
+        } else {
+            effects.into_iter().collect()
+        };
+        Step {
+            object,
+            lines,
+            effects,
+        }
+    }
+}
+
 /// What the daemon does because of a step.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Effect {

@@ -135,6 +135,16 @@ impl Lab {
         !out.stdout.is_empty()
     }
 
+    /// A show command in the node's FRR; its output.
+    #[allow(dead_code)] // FRR lab tests
+    pub fn node_vtysh(&self, cmd: &str) -> String {
+        let out = Command::new("vtysh")
+            .args(["-N", self.var("LAB_NODE_FRR"), "-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     pub fn router_vtysh(&self, cmd: &str) -> String {
         let out = Command::new("vtysh")
             .args(["-N", self.var("LAB_RTR_FRR"), "-c", cmd])
