@@ -43,6 +43,10 @@ pub struct Metrics {
     pub ipam_duration: Histogram,
     pub write_errors: Family<KindLabels, Counter>,
     pub is_leader: Gauge,
+    /// The followed rollout: nodes allowed its target, whether it is halted, its Events.
+    pub rollout_updated_nodes: Gauge,
+    pub rollout_halted: Gauge,
+    pub rollout_events: Family<ReasonLabels, Counter>,
     registry: Registry,
 }
 
@@ -103,6 +107,24 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             is_leader.clone(),
         );
+        let rollout_updated_nodes = Gauge::default();
+        registry.register(
+            "rollout_updated_nodes",
+            "Nodes allowed the target revision of the followed RoutingRollout",
+            rollout_updated_nodes.clone(),
+        );
+        let rollout_halted = Gauge::default();
+        registry.register(
+            "rollout_halted",
+            "1 while the followed RoutingRollout is halted",
+            rollout_halted.clone(),
+        );
+        let rollout_events = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rollout_events",
+            "Steps of the followed RoutingRollout, by Event reason (RolloutHalted, WaveStarted...)",
+            rollout_events.clone(),
+        );
         Metrics {
             allocations,
             allocation_failures,
@@ -112,6 +134,9 @@ impl Metrics {
             ipam_duration,
             write_errors,
             is_leader,
+            rollout_updated_nodes,
+            rollout_halted,
+            rollout_events,
             registry,
         }
     }

@@ -1706,6 +1706,12 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
     assert!(halted.updated_nodes.is_empty(), "{halted:?}");
     assert_eq!(halted.stable_revision.as_ref(), Some(&good));
     objects::wait_event(&s.client, "default", &rollout, "RolloutHalted").await;
+    let metrics = s._allocator.metrics().await;
+    assert!(metrics.contains("routelb_rollout_halted 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"routelb_rollout_events_total{reason="RolloutHalted"} 1"#),
+        "{metrics}"
+    );
     // The canary renders the stable revision again and the router has all three paths.
     s.wait_node_state(&canary, |st| {
         st.revision.as_ref().is_some_and(|r| r.name == good)

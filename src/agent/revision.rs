@@ -51,10 +51,14 @@ impl State {
             self.last = None;
             return Inputs::Live;
         };
-        let found = revisions
-            .iter()
-            .find(|r| r.name_any() == name)
-            .and_then(|r| serde_json::from_value::<Content>(r.data.as_ref()?.0.clone()).ok());
+        // Revisions are immutable: the one rendered last is not parsed again.
+        let found = match &self.last {
+            Some((last, content)) if last == name => Some(content.clone()),
+            _ => revisions
+                .iter()
+                .find(|r| r.name_any() == name)
+                .and_then(|r| serde_json::from_value::<Content>(r.data.as_ref()?.0.clone()).ok()),
+        };
         let (name, content) = match (found, &self.last) {
             (Some(content), _) => (name.to_string(), content),
             (None, Some((last, content))) => (last.clone(), content.clone()),

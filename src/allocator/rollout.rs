@@ -14,6 +14,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::decide::StatusWrite;
 use super::{Ctx, WriteError};
 use crate::api::{RoutingPolicy, RoutingRollout, RoutingRolloutStatus};
+use crate::metrics::ReasonLabels;
 use crate::rollout::step::{self, Strategy};
 use crate::rollout::{Content, REVISION_LABEL};
 
@@ -85,9 +86,7 @@ impl Ctx {
             .collect();
         let now = k8s_openapi::jiff::Timestamp::now();
         let next = step::step(&current, &target, &strategy, &nodes, now);
-        for e in &next.events {
-            e.log();
-        }
+        self.record_rollout(&next);
         let mut failed = usize::from(
             !self
                 .write_rollout(rollout, &current, next.status.clone(), next.events)
@@ -95,6 +94,26 @@ impl Ctx {
         );
         failed += self.forget_old_revisions(&next.status, &target).await;
         (failed, next.wake_in)
+    }
+
+    /// Logs the step's Events and counts them; the gauges say where the rollout is.
+    fn record_rollout(&self, step: &step::Step) {
+        for e in &step.events {
+            e.log();
+            self.metrics
+                .rollout_events
+                .get_or_create(&ReasonLabels {
+                    reason: e.reason.into(),
+                })
+                .inc();
+        }
+        let s = &step.status;
+        self.metrics
+            .rollout_updated_nodes
+            .set(s.updated_nodes.len() as i64);
+        self.metrics
+            .rollout_halted
+            .set(i64::from(s.phase.as_deref() == Some(step::HALTED)));
     }
 
     /// The templates ConfigMap's data, when revisions carry templates.
