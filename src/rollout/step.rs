@@ -352,7 +352,10 @@ pub fn regression(before: &HealthCounts, after: &HealthCounts, max_drop: u32) ->
             before.sessions_up, after.sessions_up, after.sessions_total
         ));
     }
-    let expected = u64::from(before.advertised + before.missing);
+    // A node that had nothing to advertise at its last look before the change (a Service
+    // created moments before) counts what it should advertise now.
+    let expected =
+        u64::from((before.advertised + before.missing).max(after.advertised + after.missing));
     let lost = u64::from(after.missing.saturating_sub(before.missing));
     (lost > 0 && lost * 100 > u64::from(max_drop) * expected).then(|| {
         format!(

@@ -380,4 +380,8 @@ fn regression_within_the_bound_is_not_one() {
     assert!(regression(&before, &counts(1, 2, 89, 11), 0).is_some());
     assert_eq!(regression(&before, &counts(1, 2, 85, 15), 5), None);
     assert!(regression(&before, &counts(1, 2, 84, 16), 5).is_some());
+    // No prefix at the look before: what the node should advertise now is the measure.
+    let empty = counts(0, 2, 0, 0);
+    let why = regression(&empty, &counts(1, 2, 0, 2), 0).unwrap();
+    assert!(why.contains("2 of this node's 2 prefixes"), "{why}");
 }
