@@ -2,7 +2,8 @@
 //! nodes in network namespaces, deploy/ applied unchanged with the FRR sidecar, an FRR router
 //! peering with every node and a client behind it (integration/k8s/e2e.sh). The client's
 //! requests, through the router, are the judge: through a traffic-policy change, rolling
-//! updates, a drain, a template edit and a node failure.
+//! updates, a drain, a template edit, a bad template halted by the staged rollout and a node
+//! failure.
 //!
 //! One cluster for all scenarios, brought up before the first and down after the last (unless
 //! ROUTELB_E2E_KEEP=1), so this target has its own harness (libtest-mimic: the usual
