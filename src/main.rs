@@ -698,7 +698,17 @@ async fn plan(a: PlanArgs) -> anyhow::Result<()> {
                     &format!("{base}\n{}", old.out.fragment),
                     &new.out.fragment,
                 ),
-                _ => routelb::impact::bird::plan(base, &old.out.fragment, &new.out.fragment),
+                DaemonKind::Bird => {
+                    routelb::impact::bird::plan(base, &old.out.fragment, &new.out.fragment)
+                }
+                // BIRD 1.x: `bird` and `bird6` each get their half.
+                DaemonKind::Bird1 => {
+                    let (old4, old6) = routelb::render::split_bird1(&old.out.fragment);
+                    let (new4, new6) = routelb::render::split_bird1(&new.out.fragment);
+                    let mut steps = routelb::impact::bird::plan(base, old4, new4);
+                    steps.extend(routelb::impact::bird::plan(base, old6, new6));
+                    steps
+                }
             }
         }
         None => {

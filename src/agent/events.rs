@@ -150,12 +150,14 @@ pub async fn handle(
 /// Looks at the daemon's sessions and verifies what it advertises; never a pass (a filtered
 /// prefix is the base's to fix, a session down the network's).
 async fn on_verify(agent: &mut Agent, sources: &mut Sources) -> bool {
-    agent.look_at_routing().await;
-    sources.verify_at = agent
-        .verify()
-        .await
-        .map(|d| tokio::time::Instant::now() + d);
-    agent.note_revision_health();
+    let looked = agent.look_at_routing().await;
+    let (verified, recheck) = agent.verify().await;
+    sources.verify_at = recheck.map(|d| tokio::time::Instant::now() + d);
+    // Only a look and a verification that both got answers say how a revision is doing: the
+    // figures of an earlier look, stamped now, would pass a hung daemon as healthy.
+    if looked && verified {
+        agent.note_revision_health();
+    }
     agent.report_node();
     false
 }

@@ -202,7 +202,11 @@ impl Agent {
         let addresses_ok = self
             .converge_addresses(&placement.plan, &facts, kind.refresh)
             .await;
-        let daemon_ok = self.sync_daemon(&fragment, kind.check_daemon).await;
+        let daemon_ok = if self.revision.holds_daemon() {
+            false
+        } else {
+            self.sync_daemon(&fragment, kind.check_daemon).await
+        };
         self.record_revision(&inputs, daemon_ok);
         self.plan_pending(&facts, &inputs).await;
         self.report(&resolved, &placement, instance_error);
@@ -451,23 +455,20 @@ impl Agent {
     /// When the rollout rolls out a revision this node does not render yet: what the daemon
     /// would change with it, for `routelb plan` (once per target revision).
     async fn plan_pending(&mut self, facts: &[NodeInterface], rendering: &revision::Inputs) {
-        let target = revision::pending_target(
-            rendering,
-            &self.caches.rollouts.state(),
-            &self.caches.revisions.state(),
-        );
-        let Some((name, content)) = target else {
+        let rollouts = self.caches.rollouts.state();
+        let Some(name) = revision::pending_name(rendering, &rollouts) else {
             self.revision.pending = None;
             return;
         };
-        if self
-            .revision
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.name == name)
-        {
+        // Once per target; again only after a plan that failed (the daemon busy).
+        let planned = self.revision.pending.as_ref();
+        if planned.is_some_and(|p| p.name == name && p.error.is_none()) {
             return;
         }
+        let target = revision::pending_target(rendering, &rollouts, &self.caches.revisions.state());
+        let Some((name, content)) = target else {
+            return;
+        };
         let inputs = revision::Inputs::Revision {
             name: name.clone(),
             content,

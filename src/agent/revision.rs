@@ -63,8 +63,10 @@ impl State {
             (Some(content), _) => (name.to_string(), content),
             (None, Some((last, content))) => (last.clone(), content.clone()),
             (None, None) => {
+                // The live policies serve for addresses and election; the daemon keeps what it
+                // has until the revision arrives (it may not be allowed the live edits).
                 self.problem = Some(format!(
-                    "routing revision {name} not found; rendering the live RoutingPolicies"
+                    "routing revision {name} not found yet; the daemon keeps its configuration"
                 ));
                 return Inputs::Live;
             }
@@ -118,11 +120,28 @@ impl State {
         });
     }
 
-    /// A look at the routing since the revision was applied.
+    /// A look at the routing since the revision was applied. Kept only when its figures
+    /// differ from the last one kept (or it is the first): a time alone changing would write
+    /// NodeState every look on every node.
     pub fn looked(&mut self, counts: HealthCounts) {
-        if let Some(r) = self.report.as_mut().filter(|r| r.applied.is_some()) {
+        let Some(r) = self.report.as_mut().filter(|r| r.applied.is_some()) else {
+            return;
+        };
+        let same = r.after.as_ref().is_some_and(|a| {
+            HealthCounts {
+                time: counts.time.clone(),
+                ..a.clone()
+            } == counts
+        });
+        if !same {
             r.after = Some(counts);
         }
+    }
+
+    /// Whether the daemon must keep what it has: this node's revision is not in the cache
+    /// and nothing was rendered from one before (see [`State::inputs`]).
+    pub fn holds_daemon(&self) -> bool {
+        self.problem.is_some()
     }
 
     /// Rendering from the live inputs: nothing to report.
@@ -143,13 +162,17 @@ pub fn pending_target(
     rollouts: &[Arc<RoutingRollout>],
     revisions: &[Arc<ControllerRevision>],
 ) -> Option<(String, Content)> {
-    let target = rollouts.first()?.status.as_ref()?.target_revision.clone()?;
-    if matches!(rendering, Inputs::Revision { name, .. } if *name == target) {
-        return None;
-    }
+    let target = pending_name(rendering, rollouts)?;
     let revision = revisions.iter().find(|r| r.name_any() == target)?;
     let content = serde_json::from_value(revision.data.as_ref()?.0.clone()).ok()?;
     Some((target, content))
+}
+
+/// The name of the revision this node's rollout rolls out, when this node does not render it.
+pub fn pending_name(rendering: &Inputs, rollouts: &[Arc<RoutingRollout>]) -> Option<String> {
+    let target = rollouts.first()?.status.as_ref()?.target_revision.clone()?;
+    let rendered = matches!(rendering, Inputs::Revision { name, .. } if *name == target);
+    (!rendered).then_some(target)
 }
 
 /// Most changes and lines a pending plan lists in NodeState.

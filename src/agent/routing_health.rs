@@ -21,13 +21,14 @@ pub struct State {
 
 impl Agent {
     /// Looks once; the status is reported by the caller.
-    pub async fn look_at_routing(&mut self) {
+    /// Looks once; true when the daemon answered.
+    pub async fn look_at_routing(&mut self) -> bool {
         let state = &mut self.routing;
         let transitions = match observe::track(&self.cfg.driver, &mut state.tracker).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "could not ask the daemon about its sessions");
-                return;
+                return false;
             }
         };
         for t in &transitions {
@@ -44,6 +45,7 @@ impl Agent {
             let _ = self.writes.send(Write::NodeEvent(event));
         }
         state.exported = export(&self.metrics, &state.tracker, &state.exported);
+        true
     }
 }
 

@@ -111,9 +111,21 @@ async fn write_node_status(
     .await?;
     let mut status = serde_json::to_value(status).expect("status always serializes");
     // A node that no longer follows a rollout says so: a stale revision would gate one.
+    // A merge patch merges nested objects too: their optional fields are nulled the same way
+    // (a revision's old error would otherwise stay beside a new revision and halt it).
     let fields = status.as_object_mut().expect("a status is an object");
-    for key in ["revision", "pendingRevision"] {
-        fields.entry(key).or_insert(serde_json::Value::Null);
+    for (key, inner) in [
+        ("revision", &["applied", "before", "after", "error"][..]),
+        ("pendingRevision", &["error"][..]),
+    ] {
+        let value = fields.entry(key).or_insert(serde_json::Value::Null);
+        if let Some(object) = value.as_object_mut() {
+            for field in inner {
+                object
+                    .entry(field.to_string())
+                    .or_insert(serde_json::Value::Null);
+            }
+        }
     }
     api.patch_status(
         node,

@@ -33,10 +33,12 @@ pub struct State {
 const EARLY_RECHECKS: u32 = (super::readiness::GRACE.as_secs() / SETTLE.as_secs()) as u32;
 
 impl Agent {
-    /// Verifies once; returns when to verify again if a gap waits to be confirmed. The
-    /// caller reports the status.
-    pub async fn verify(&mut self) -> Option<Duration> {
-        let data = self.fragment_data.as_ref()?;
+    /// Verifies once; returns whether the daemon answered, and when to verify again if a
+    /// gap waits to be confirmed. The caller reports the status.
+    pub async fn verify(&mut self) -> (bool, Option<Duration>) {
+        let Some(data) = self.fragment_data.as_ref() else {
+            return (false, None);
+        };
         let prefixes = self.lb_prefixes();
         let driver = self.cfg.driver.clone();
         match self
@@ -55,11 +57,11 @@ impl Agent {
                 } else {
                     (*early + 1).min(EARLY_RECHECKS)
                 };
-                (recheck || early_recheck).then_some(SETTLE)
+                (true, (recheck || early_recheck).then_some(SETTLE))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not verify what the daemon advertises");
-                None
+                (false, None)
             }
         }
     }

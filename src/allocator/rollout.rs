@@ -54,6 +54,10 @@ impl Ctx {
             Ok(inputs) => inputs,
             Err(why) => {
                 let mut status = current.clone();
+                if current.phase.as_deref() == Some(step::HALTED) {
+                    // Why it halted stays what the status says.
+                    return (0, None);
+                }
                 status.message = Some(format!("{why}; nothing rolls out"));
                 let ok = self.write_rollout(rollout, &current, status, vec![]).await;
                 return (usize::from(!ok), None);

@@ -49,7 +49,14 @@ fn items(text: &str) -> BTreeMap<String, Item> {
             }
             _ => continue,
         };
-        let template = words
+        // `from` in the header only: inside a block it is a route attribute.
+        let header: Vec<&str> = stmt
+            .split('{')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let template = header
             .windows(2)
             .find(|w| w[0] == "from")
             .map(|w| w[1].to_string());
@@ -233,26 +240,34 @@ fn effects_of(key: &str, defs: &BTreeMap<String, Item>) -> BTreeSet<Effect> {
     let mut effects = BTreeSet::new();
     for (pkey, p) in defs.iter().filter(|(k, _)| k.starts_with("protocol ")) {
         let protocol = pkey.trim_start_matches("protocol ").to_string();
-        let template_key = p.template.as_ref().map(|t| format!("template {t}"));
-        let template = template_key.as_ref().and_then(|t| defs.get(t));
-        if pkey == key || template_key.as_deref() == Some(key) {
+        // The protocol and the templates it comes from, nearest first (`template b from a`).
+        let mut chain: Vec<(&str, &Item)> = vec![(pkey.as_str(), p)];
+        while let Some(t) = chain.last().and_then(|(_, i)| i.template.as_ref()) {
+            let tkey = format!("template {t}");
+            match defs.get_key_value(&tkey) {
+                Some((k, item)) if !chain.iter().any(|(c, _)| *c == k.as_str()) => {
+                    chain.push((k.as_str(), item))
+                }
+                _ => break,
+            }
+        }
+        if chain.iter().any(|(k, _)| *k == key) {
             effects.insert(protocol_changed(p, protocol));
             continue;
         }
-        let reaches = |names: BTreeSet<String>| closure(&names, defs).contains(key);
-        let with_template = |f: fn(&Item) -> &BTreeSet<String>| {
-            let mut names = f(p).clone();
-            if let Some(t) = template {
-                names.extend(f(t).iter().cloned());
-            }
-            names
+        let names = |f: fn(&Item) -> &BTreeSet<String>| -> BTreeSet<String> {
+            chain
+                .iter()
+                .flat_map(|(_, i)| f(i).iter().cloned())
+                .collect()
         };
-        if reaches(with_template(|i| &i.export)) {
+        let reaches = |names: BTreeSet<String>| closure(&names, defs).contains(key);
+        if reaches(names(|i| &i.export)) {
             effects.insert(Effect::BirdReexport {
                 protocol: protocol.clone(),
             });
         }
-        if reaches(with_template(|i| &i.import)) {
+        if reaches(names(|i| &i.import)) {
             effects.insert(Effect::BirdReimport { protocol });
         }
     }

@@ -90,33 +90,57 @@ impl Uses {
 
     fn read_router(&mut self, router: &Node) {
         let kind = RouterKind::of(&router.line);
-        self.read_context(kind, &router.line, "", &router.children);
+        let groups: BTreeMap<&str, &str> = router
+            .children
+            .iter()
+            .filter_map(
+                |c| match c.line.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["neighbor", peer, "peer-group", group] => Some((peer, group)),
+                    _ => None,
+                },
+            )
+            .collect();
+        // Lines outside any address-family are ipv4 unicast's (FRR's old syntax).
+        let router_soft = soft_peers(&router.children);
+        let soft = |own: BTreeSet<&str>, ipv4: bool| -> BTreeSet<String> {
+            let mut all = own;
+            if ipv4 {
+                all.extend(&router_soft);
+            }
+            let peers: Vec<&str> = groups.keys().copied().collect();
+            for peer in peers {
+                if all.contains(groups[peer]) {
+                    all.insert(peer);
+                }
+            }
+            all.into_iter().map(str::to_string).collect()
+        };
+        let at_router = soft(BTreeSet::new(), true);
+        self.read_context(kind, &router.line, "", &router.children, &at_router);
         for af in router
             .children
             .iter()
             .filter(|c| c.line.starts_with("address-family"))
         {
             let family = af.line.trim_start_matches("address-family ").to_string();
-            self.read_context(kind, &router.line, &family, &af.children);
+            let in_af = soft(soft_peers(&af.children), family == "ipv4 unicast");
+            self.read_context(kind, &router.line, &family, &af.children, &in_af);
         }
     }
 
-    fn read_context(&mut self, kind: RouterKind, router: &str, family: &str, lines: &[Node]) {
+    fn read_context(
+        &mut self,
+        kind: RouterKind,
+        router: &str,
+        family: &str,
+        lines: &[Node],
+        soft: &BTreeSet<String>,
+    ) {
         let scope = match family {
             "" if kind == RouterKind::Bgp => format!("{router}, ipv4 unicast"),
             "" => router.to_string(),
             f => format!("{router}, {f}"),
         };
-        let soft: BTreeSet<&str> = lines
-            .iter()
-            .filter_map(|l| {
-                let w: Vec<&str> = l.line.split_whitespace().collect();
-                match w.as_slice() {
-                    ["neighbor", peer, "soft-reconfiguration", "inbound"] => Some(*peer),
-                    _ => None,
-                }
-            })
-            .collect();
         for l in lines {
             let w: Vec<&str> = l.line.split_whitespace().collect();
             let (map, usage) = match w.as_slice() {
@@ -126,7 +150,7 @@ impl Uses {
                         scope: scope.clone(),
                         peer: peer.to_string(),
                         inbound: *dir == "in",
-                        soft: soft.contains(peer),
+                        soft: soft.contains(*peer),
                     },
                 ),
                 ["neighbor", ..] => continue,
@@ -173,6 +197,19 @@ impl Uses {
             .flat_map(|m| self.effects_of_map(m))
             .collect()
     }
+}
+
+/// The peers (or peer-groups) with `soft-reconfiguration inbound` among these lines.
+fn soft_peers(lines: &[Node]) -> BTreeSet<&str> {
+    lines
+        .iter()
+        .filter_map(
+            |l| match l.line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["neighbor", peer, "soft-reconfiguration", "inbound"] => Some(peer),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 fn effect(u: &Use) -> Effect {

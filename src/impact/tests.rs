@@ -151,6 +151,36 @@ route-map SHARED permit 64000
 }
 
 #[test]
+fn soft_reconfiguration_of_a_peer_group_or_at_router_level_counts_for_its_members() {
+    let base = "\
+router bgp 64512
+ neighbor FABRIC peer-group
+ neighbor 172.30.1.9 peer-group FABRIC
+ neighbor 172.30.1.7 remote-as 64500
+ neighbor 172.30.1.7 soft-reconfiguration inbound
+ address-family ipv4 unicast
+  neighbor FABRIC soft-reconfiguration inbound
+  neighbor 172.30.1.9 route-map PEER-IN in
+  neighbor 172.30.1.7 route-map PEER-IN in
+ exit-address-family
+exit
+route-map PEER-IN permit 10
+exit
+";
+    let hook = "\
+route-map PEER-IN permit 64000
+ description routelb_pool
+ match ip address prefix-list ROUTELB-P-V4
+";
+    let steps = frr::plan(base, hook);
+    assert!(
+        steps[0].effects.iter().all(|e| !e.refreshes()),
+        "{steps:#?}"
+    );
+    assert_eq!(steps[0].effects.len(), 2, "{steps:#?}");
+}
+
+#[test]
 fn ospf_redistribution_and_unused_objects() {
     let old = "\
 router ospf

@@ -102,8 +102,6 @@ pub fn step(
         ..Step::default()
     };
     let s = &mut step.status;
-    s.updated_nodes
-        .retain(|n| nodes.iter().any(|node| node.name == n));
     let stable = match s.stable_revision.clone() {
         None => {
             // The first revision: nothing to compare it with, every node renders it now.
@@ -190,6 +188,10 @@ fn advance(
         step.wake_in = wake_in;
         return;
     }
+    if nodes.is_empty() {
+        s.message = Some("no live node to roll out to".into());
+        return;
+    }
     let next = next_wave(s, target, strategy, nodes);
     if next.is_empty() {
         step.events.push(event(
@@ -226,11 +228,13 @@ fn judge_wave(
     let mut waiting: Vec<String> = vec![];
     let mut wake_in: Option<Duration> = None;
     for name in &s.updated_nodes {
-        let revision = nodes
-            .iter()
-            .find(|n| n.name == name)
-            .and_then(|n| n.revision);
-        match verdict(revision, target, strategy, wave_started, now) {
+        let Some(node) = nodes.iter().find(|n| n.name == name) else {
+            // It may have died of the change (or cannot reach the API any more, and will not
+            // learn of a rollback): no next wave on its word.
+            let why = format!("stopped renewing its lease after it was given {target}");
+            return Err((name.clone(), why));
+        };
+        match verdict(node.revision, target, strategy, wave_started, now) {
             Verdict::Failed(why) => return Err((name.clone(), why)),
             Verdict::Waiting(due) => {
                 waiting.push(format!("{name} ({due})"));
@@ -300,8 +304,10 @@ fn verdict(
     wave_started: Timestamp,
     now: Timestamp,
 ) -> Verdict {
-    let overdue = |what: &str| {
-        if elapsed(wave_started, now) >= strategy.progress_deadline {
+    // The deadline runs from the wave's start to apply, and from the apply to look: an agent
+    // restarted mid-rollout applies again and gets its own time to look.
+    let overdue = |what: &str, since: Timestamp| {
+        if elapsed(since, now) >= strategy.progress_deadline {
             Verdict::Failed(format!(
                 "{what} within {}",
                 humantime::format_duration(strategy.progress_deadline)
@@ -311,34 +317,38 @@ fn verdict(
         }
     };
     let Some(r) = revision.filter(|r| r.name == target) else {
-        return overdue(&format!("did not apply {target}"));
+        return overdue(&format!("did not apply {target}"), wave_started);
     };
     if let Some(e) = &r.error {
         return Verdict::Failed(format!("could not apply {target}: {e}"));
     }
     let Some(applied) = parse_time(r.applied.as_deref()) else {
-        return overdue(&format!("did not apply {target}"));
+        return overdue(&format!("did not apply {target}"), wave_started);
     };
     let after = r
         .after
         .as_ref()
         .filter(|a| parse_time(Some(&a.time)).is_some_and(|t| t >= applied));
     let Some(after) = after else {
-        return overdue("did not look at its routing after applying");
+        return overdue("did not look at its routing after applying", applied);
     };
-    if let Some(why) = r
-        .before
-        .as_ref()
-        .and_then(|b| regression(b, after, strategy.max_prefix_drop_percent))
-    {
+    // Without a look before the apply (an agent that had just started), nothing lost is the
+    // baseline for prefixes; sessions cannot be compared.
+    let unknown = HealthCounts {
+        sessions_up: 0,
+        missing: 0,
+        ..after.clone()
+    };
+    let before = r.before.as_ref().unwrap_or(&unknown);
+    if let Some(why) = regression(before, after, strategy.max_prefix_drop_percent) {
         return Verdict::Failed(format!("after applying {target}, {why}"));
     }
-    let looked = parse_time(Some(&after.time)).unwrap_or(applied);
-    let soaked_at = elapsed(applied, looked);
-    if soaked_at >= strategy.soak {
+    // The agent writes `after` again only when its figures change: a regression shows at
+    // once, and the soak is the time since the apply.
+    let left = strategy.soak.saturating_sub(elapsed(applied, now));
+    if left.is_zero() {
         Verdict::Soaked
     } else {
-        let left = strategy.soak.saturating_sub(elapsed(applied, now));
         Verdict::Soaking(left.max(Duration::from_secs(1)))
     }
 }

@@ -352,20 +352,59 @@ fn pausing_holds_the_next_wave() {
 }
 
 #[test]
-fn a_dead_node_leaves_the_wave_and_a_bad_spec_says_why() {
+fn a_node_that_dies_after_getting_the_target_halts_and_no_node_is_not_complete() {
     let mut c = Cluster::new(3);
     let st = strategy(json!({}));
     let s = c.step(&stable("r-1"), "r-2", &st, 0);
     let canary = s.status.updated_nodes[0].clone();
     c.names.retain(|n| *n != canary);
     let next = c.step(&s.status, "r-2", &st, 1);
-    assert!(!next.status.updated_nodes.contains(&canary));
+    assert_eq!(next.status.phase.as_deref(), Some(HALTED));
+    assert_eq!(next.status.halted_by.as_deref(), Some(canary.as_str()));
+    assert!(
+        next.status
+            .message
+            .unwrap()
+            .contains("stopped renewing its lease")
+    );
+    // With no live node at all, a change waits: it never completes unseen.
+    let none = Cluster::new(0);
+    let waiting = none.step(&stable("r-1"), "r-2", &st, 0);
+    assert_eq!(waiting.status.phase.as_deref(), Some(PROGRESSING));
+    assert_eq!(waiting.status.stable_revision.as_deref(), Some("r-1"));
     let spec: RoutingRolloutSpec = serde_json::from_value(json!({"soak": "soon"})).unwrap();
     assert!(
         Strategy::from_spec(&spec)
             .unwrap_err()
             .contains("spec.soak")
     );
+}
+
+#[test]
+fn a_restarted_agent_gets_its_own_time_to_look_and_no_baseline_is_strict() {
+    let mut c = Cluster::new(2);
+    let st = strategy(json!({"soak": "30s", "progressDeadline": "60s"}));
+    let s = c.step(&stable("r-1"), "r-2", &st, 0);
+    let canary = s.status.updated_nodes[0].clone();
+    // Restarted 100 s into the wave: applied again, not looked yet — it waits, no halt.
+    c.reports.insert(
+        canary.clone(),
+        RevisionStatus {
+            name: "r-2".into(),
+            applied: Some(at(100).to_string()),
+            ..Default::default()
+        },
+    );
+    let waiting = c.step(&s.status, "r-2", &st, 101);
+    assert_eq!(
+        waiting.status.phase.as_deref(),
+        Some(PROGRESSING),
+        "{waiting:?}"
+    );
+    // Its first look, with no baseline: a prefix not reaching a peer halts.
+    c.reports.get_mut(&canary).unwrap().after = Some(counts(102, 2, 3, 1));
+    let halted = c.step(&waiting.status, "r-2", &st, 103);
+    assert_eq!(halted.status.phase.as_deref(), Some(HALTED));
 }
 
 #[test]
