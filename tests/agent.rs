@@ -1567,7 +1567,7 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
     let spec: routelb::api::RoutingRollout = serde_json::from_value(json!({
         "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingRollout",
         "metadata": { "name": rollout },
-        "spec": { "canary": { "nodes": 1 }, "wavePercent": 100, "soak": "4s",
+        "spec": { "canary": { "nodes": 1 }, "wavePercent": 100, "soak": "8s",
                   "progressDeadline": "60s", "paused": true },
     }))
     .unwrap();

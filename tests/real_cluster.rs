@@ -433,7 +433,7 @@ fn template_edit(c: &RealCluster) -> Outcome {
     Ok(())
 }
 
-/// Test 6: staged rollout, as deployed: deploy/optional/staged-rollout (its soak cut to 5 s),
+/// Test 6: staged rollout, as deployed: deploy/optional/staged-rollout (its soak cut to 10 s),
 /// then a template edit whose route-map denies what it permitted. The canary applies it, its
 /// peer stops getting its prefixes, the rollout halts and the canary goes back to the stable
 /// revision; no other node applies it; the router has every node's path again. Restoring the
@@ -444,7 +444,7 @@ fn bad_template_halts(c: &RealCluster) -> Outcome {
     let svc = TestService::create(c, "web-rollout", ROUTED_POOL, "Cluster")?;
     svc.wait_announced_by(&all, Duration::from_secs(60))?;
     let rollout = include_str!("../deploy/optional/staged-rollout/rollout.yaml")
-        .replace("soak: 60s", "soak: 5s");
+        .replace("soak: 60s", "soak: 10s");
     c.kubectl_in(&["apply", "-f", "-"], &rollout)?;
     let _remove = RemoveRollout(c);
     let timeout = Duration::from_secs(120);

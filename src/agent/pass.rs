@@ -410,6 +410,9 @@ impl Agent {
         data: &FragmentData,
     ) -> Result<String, AgentError> {
         let revision::Inputs::Revision { name, content } = inputs else {
+            if self.revision.status().is_some() {
+                tracing::info!("no routing revision to follow: rendering the live RoutingPolicies");
+            }
             self.revision.live();
             return Ok(self.daemon.templates().render(data)?);
         };
@@ -443,11 +446,15 @@ impl Agent {
             _ if daemon_ok => {
                 let before =
                     revision::counts(&self.routing.tracker, self.verification.last.as_ref(), &now);
-                self.revision.applied(name, &now, before);
+                if self.revision.applied(name, &now, before.clone()) {
+                    tracing::info!(revision = %name, ?before, "routing revision applied");
+                }
             }
-            Some(LastApply::Refused { message, .. }) => self
-                .revision
-                .failed(name, format!("the daemon refused its fragment: {message}")),
+            Some(LastApply::Refused { message, .. }) => {
+                tracing::warn!(revision = %name, "the daemon refused the routing revision");
+                self.revision
+                    .failed(name, format!("the daemon refused its fragment: {message}"))
+            }
             _ => {}
         }
     }
@@ -501,11 +508,19 @@ impl Agent {
 
     /// After a look at the routing: the health since the revision was applied.
     pub fn note_revision_health(&mut self) {
-        let now = now_rfc3339();
-        if let Some(counts) =
-            revision::counts(&self.routing.tracker, self.verification.last.as_ref(), &now)
-        {
-            self.revision.looked(counts);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let soaking = revision::soaking(
+            &self.caches.rollouts.state(),
+            self.revision.applied_at(),
+            now,
+        );
+        let counts = revision::counts(
+            &self.routing.tracker,
+            self.verification.last.as_ref(),
+            &now.to_string(),
+        );
+        if let Some(counts) = counts {
+            self.revision.looked(counts, soaking);
         }
     }
 

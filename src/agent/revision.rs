@@ -3,6 +3,9 @@
 //! Pure but for the clock passed in; the pass asks and reports.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::ResourceExt;
@@ -95,7 +98,8 @@ impl State {
 
     /// The daemon has what `name` renders to: a new report, with `before` as the baseline,
     /// unless it had it already.
-    pub fn applied(&mut self, name: &str, now: &str, before: Option<HealthCounts>) {
+    /// True when it is new (the daemon did not have this revision before).
+    pub fn applied(&mut self, name: &str, now: &str, before: Option<HealthCounts>) -> bool {
         let already = self
             .report
             .as_ref()
@@ -109,6 +113,7 @@ impl State {
                 error: None,
             });
         }
+        !already
     }
 
     /// `name` could not be rendered or applied.
@@ -120,10 +125,11 @@ impl State {
         });
     }
 
-    /// A look at the routing since the revision was applied. Kept only when its figures
-    /// differ from the last one kept (or it is the first): a time alone changing would write
-    /// NodeState every look on every node.
-    pub fn looked(&mut self, counts: HealthCounts) {
+    /// A look at the routing since the revision was applied. Every look counts while the
+    /// rollout's soak since the apply lasts (`soaking`: the allocator needs a look at its
+    /// end); after it, only figures that change (a time alone would write NodeState every look
+    /// on every node).
+    pub fn looked(&mut self, counts: HealthCounts, soaking: bool) {
         let Some(r) = self.report.as_mut().filter(|r| r.applied.is_some()) else {
             return;
         };
@@ -133,9 +139,14 @@ impl State {
                 ..a.clone()
             } == counts
         });
-        if !same {
+        if soaking || !same {
             r.after = Some(counts);
         }
+    }
+
+    /// When the revision was applied, if it was.
+    pub fn applied_at(&self) -> Option<&str> {
+        self.report.as_ref()?.applied.as_deref()
     }
 
     /// Whether the daemon must keep what it has: this node's revision is not in the cache
@@ -143,7 +154,23 @@ impl State {
     pub fn holds_daemon(&self) -> bool {
         self.problem.is_some()
     }
+}
 
+/// Whether a revision applied at `applied` may still be soaking at `now`: the rollout's soak
+/// (60 s when its spec does not say) and one more look.
+pub fn soaking(rollouts: &[Arc<RoutingRollout>], applied: Option<&str>, now: Timestamp) -> bool {
+    let soak = rollouts
+        .first()
+        .and_then(|r| humantime::parse_duration(&r.spec.soak).ok())
+        .unwrap_or(Duration::from_secs(60));
+    let Some(applied) = applied.and_then(|a| a.parse::<Timestamp>().ok()) else {
+        return false;
+    };
+    let since: Duration = now.duration_since(applied).try_into().unwrap_or_default();
+    since <= soak + crate::agent::verify::PERIOD
+}
+
+impl State {
     /// Rendering from the live inputs: nothing to report.
     pub fn live(&mut self) {
         self.report = None;
@@ -320,19 +347,28 @@ mod tests {
             advertised: 1,
             missing: 0,
         };
-        state.looked(counts(2));
+        state.looked(counts(2), true);
         assert_eq!(state.status(), None, "nothing applied, nothing to say");
         state.applied("r-1", "t1", Some(counts(2)));
         state.applied("r-1", "t2", Some(counts(1)));
-        state.looked(counts(1));
+        state.looked(counts(1), true);
         let r = state.status().unwrap();
         assert_eq!(
             (r.applied.as_deref(), r.before),
             (Some("t1"), Some(counts(2)))
         );
         assert_eq!(r.after, Some(counts(1)));
+        // After the soak, a look with the same figures writes nothing new.
+        let later = HealthCounts {
+            time: "t9".into(),
+            ..counts(1)
+        };
+        state.looked(later.clone(), false);
+        assert_eq!(state.status().unwrap().after, Some(counts(1)));
+        state.looked(later.clone(), true);
+        assert_eq!(state.status().unwrap().after, Some(later));
         state.failed("r-2", "refused".into());
-        state.looked(counts(2));
+        state.looked(counts(2), true);
         let r = state.status().unwrap();
         assert_eq!(
             (r.name.as_str(), r.error.as_deref(), r.after),

@@ -343,13 +343,16 @@ fn verdict(
     if let Some(why) = regression(before, after, strategy.max_prefix_drop_percent) {
         return Verdict::Failed(format!("after applying {target}, {why}"));
     }
-    // The agent writes `after` again only when its figures change: a regression shows at
-    // once, and the soak is the time since the apply.
-    let left = strategy.soak.saturating_sub(elapsed(applied, now));
-    if left.is_zero() {
-        Verdict::Soaked
-    } else {
-        Verdict::Soaking(left.max(Duration::from_secs(1)))
+    // Soaked on evidence: a healthy look at least the soak after the apply (the agent looks
+    // every 10 s during a soak, and after it only writes figures that change).
+    let looked = parse_time(Some(&after.time)).unwrap_or(applied);
+    if elapsed(applied, looked) >= strategy.soak {
+        return Verdict::Soaked;
+    }
+    match strategy.soak.checked_sub(elapsed(applied, now)) {
+        Some(left) if !left.is_zero() => Verdict::Soaking(left),
+        // The soak is over; its last look is on its way.
+        _ => overdue("did not look at its routing after the soak", applied),
     }
 }
 
