@@ -424,3 +424,35 @@ fn regression_within_the_bound_is_not_one() {
     let why = regression(&empty, &counts(1, 2, 0, 2), 0).unwrap();
     assert!(why.contains("2 of this node's 2 prefixes"), "{why}");
 }
+
+#[test]
+fn a_node_soaks_only_on_a_healthy_look_after_the_soak() {
+    let mut c = Cluster::new(2);
+    let st = strategy(json!({"soak": "30s", "progressDeadline": "60s"}));
+    let s = c.step(&stable("r-1"), "r-2", &st, 0);
+    let canary = s.status.updated_nodes[0].clone();
+    // Healthy at its first look, 2 s after the apply; the soak is over, but no look since.
+    c.report(&canary, "r-2", 1, counts(3, 2, 4, 0));
+    let waiting = c.step(&s.status, "r-2", &st, 40);
+    assert_eq!(
+        waiting.status.wave, 1,
+        "no next wave without a look after the soak"
+    );
+    assert!(
+        waiting
+            .status
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("after the soak"),
+        "{:?}",
+        waiting.status.message
+    );
+    // The look comes: the next wave.
+    c.report(&canary, "r-2", 1, counts(41, 2, 4, 0));
+    assert_eq!(c.step(&waiting.status, "r-2", &st, 42).status.wave, 2);
+    // It never comes: halted once the deadline since the apply is over.
+    c.report(&canary, "r-2", 1, counts(3, 2, 4, 0));
+    let halted = c.step(&waiting.status, "r-2", &st, 62);
+    assert_eq!(halted.status.phase.as_deref(), Some(HALTED));
+}
