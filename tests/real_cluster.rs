@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             let (cluster, scenario) = (cluster.clone(), *scenario);
             Trial::test(*name, move || match &cluster {
                 Ok(c) => scenario(c).map_err(Into::into),
-                Err(e) => Err(format!("the cluster did not come up: {e}").into()),
+                Err(_) => Err("the cluster did not come up (why: after the tests)".into()),
             })
         })
         .collect();
@@ -103,6 +103,10 @@ fn main() -> ExitCode {
         && let Err(e) = e2e(&["down"])
     {
         eprintln!("{e}");
+    }
+    // once, and last: CI keeps only the end of its log
+    if let Err(e) = &cluster {
+        eprintln!("\nthe cluster did not come up: {e}");
     }
     conclusion.exit_code()
 }

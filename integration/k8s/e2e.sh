@@ -316,7 +316,7 @@ apply_routelb() {
   log "kubectl apply -k $STATE/deploy"
   kubectl_ apply -k "$STATE/deploy" >&2
   local crd
-  for crd in addresspools nodestates routingpolicies; do
+  for crd in addresspools nodestates routingpolicies routingrollouts; do
     kubectl_ wait --for=condition=Established "crd/$crd.routelb.io" --timeout=60s >/dev/null
   done
   kubectl_ apply -f - >&2 <<EOF
@@ -396,8 +396,25 @@ EOF
 }
 
 # -------------------------------------------------------------------- up --
+# What a failed `up` leaves for its reader (CI shows only the end of its log):
+# the pods, the latest Events of routelb-system, and the end of the logs of
+# every routelb pod that is not ready. Bounded, so that the cause stays on screen.
+dump_cluster_state() {
+  [[ -n ${KUBECTL:-} && -f ${KUBECONFIG_PATH:-} ]] || return 0
+  log "up failed; the cluster as it is:"
+  kubectl_ get pods -A -o wide >&2 2>&1 || true
+  kubectl_ -n routelb-system get events --sort-by=.lastTimestamp 2>&1 | tail -n 15 >&2 || true
+  local pod
+  for pod in $(kubectl_ -n routelb-system get pods -o jsonpath='{range .items[*]}{.metadata.name}{" "}{range .status.conditions[?(@.type=="Ready")]}{.status}{end}{"\n"}{end}' 2>/dev/null |
+    awk '$2 != "True" { print $1 }'); do
+    log "logs of routelb-system/$pod (end):"
+    kubectl_ -n routelb-system logs "$pod" --all-containers --tail=8 2>&1 | cut -c1-300 >&2 || true
+  done
+}
+
 cmd_up() {
   local t0=$SECONDS
+  trap 'status=$?; ((status == 0)) || dump_cluster_state; exit $status' EXIT
   require_root
   command -v vtysh >/dev/null || {
     apt-get update -qq >&2
@@ -425,6 +442,7 @@ cmd_up() {
   apply_routelb
   apply_workload
   kubectl_ -n routelb-system get pods -o wide >&2
+  trap - EXIT
   log "up in $((SECONDS - t0)) s; next: $0 check"
 }
 

@@ -41,20 +41,40 @@ fn e2e_script() -> PathBuf {
 }
 
 /// `bash integration/k8s/e2e.sh ARGS`: stderr passes through (the script's log is the
-/// test's), stdout is returned.
+/// test's), stdout is returned. A failure carries the end of the script's log, so that its
+/// cause is in the message even where only the end of a long log is kept (CI).
 pub fn e2e(args: &[&str]) -> Outcome<String> {
-    let out = Command::new("bash")
+    use std::io::{BufRead, BufReader, Write};
+    const LOG_TAIL_LINES: usize = 40;
+    let mut child = Command::new("bash")
         .arg(e2e_script())
         .args(args)
-        .stderr(Stdio::inherit())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("e2e.sh: {e}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let log_tail = std::thread::spawn(move || {
+        let mut tail = std::collections::VecDeque::with_capacity(LOG_TAIL_LINES);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            if tail.len() == LOG_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        Vec::from(tail).join("\n")
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("e2e.sh: {e}"))?;
+    let log_tail = log_tail.join().unwrap_or_default();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
     } else {
         Err(format!(
-            "e2e.sh {args:?} failed ({}):\n{stdout}",
+            "e2e.sh {args:?} failed ({}); the end of its log:\n{log_tail}",
             out.status
         ))
     }
