@@ -30,6 +30,17 @@ pub struct PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// `started`, `moved` (a failover or a hand-over) or `stopped`.
+    pub change: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -47,6 +58,12 @@ pub struct Metrics {
     pub rollout_updated_nodes: Gauge,
     pub rollout_halted: Gauge,
     pub rollout_events: Family<ReasonLabels, Counter>,
+    /// Served Services by state: `no_address`, `not_announced`, `announced`.
+    pub services: Family<StateLabels, Gauge>,
+    /// Changes of the nodes announcing a Service, by `change`.
+    pub announcement_changes: Family<ChangeLabels, Counter>,
+    /// Node agents of existing nodes by Lease state: `live`, `expired`.
+    pub node_agents: Family<StateLabels, Gauge>,
     registry: Registry,
 }
 
@@ -125,6 +142,24 @@ impl Metrics {
             "Steps of the followed RoutingRollout, by Event reason (RolloutHalted, WaveStarted...)",
             rollout_events.clone(),
         );
+        let services = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "services",
+            "Served Services by state (no_address, not_announced, announced), as of the last pass",
+            services.clone(),
+        );
+        let announcement_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "announcement_changes",
+            "Changes of the nodes that announce a Service: started, moved (failover, hand-over), stopped",
+            announcement_changes.clone(),
+        );
+        let node_agents = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "node_agents",
+            "Node agents of existing nodes by Lease state (live, expired: the agent stopped renewing)",
+            node_agents.clone(),
+        );
         Metrics {
             allocations,
             allocation_failures,
@@ -137,6 +172,9 @@ impl Metrics {
             rollout_updated_nodes,
             rollout_halted,
             rollout_events,
+            services,
+            announcement_changes,
+            node_agents,
             registry,
         }
     }

@@ -121,6 +121,66 @@ pub struct Grace(pub HashMap<String, Instant>);
 pub struct ServiceWrites {
     pub writes: Vec<(Service, ServiceChange)>,
     pub wake_at: Option<Instant>,
+    /// The served Services by state once the writes land (the `routelb_services` gauge).
+    pub tally: ServiceTally,
+}
+
+/// How many served Services have no address, have one that no node announces, or are
+/// announced: what an alert on "a Service without address" or "not announced" counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceTally {
+    pub no_address: u64,
+    pub not_announced: u64,
+    pub announced: u64,
+}
+
+impl ServiceTally {
+    /// Counts a served Service as it is once `change` is written.
+    fn count(&mut self, svc: &Service, change: &ServiceChange) {
+        let has_address = change
+            .ingress
+            .as_ref()
+            .map_or_else(|| !ipam::ingress_ips(svc).is_empty(), |ips| !ips.is_empty());
+        let announcing = match change.annotations.get(annotations::ANNOUNCING) {
+            Some(written) => written.as_deref(),
+            None => svc
+                .annotations()
+                .get(annotations::ANNOUNCING)
+                .map(String::as_str),
+        };
+        let slot = match (has_address, announcing.is_some_and(|a| !a.is_empty())) {
+            (false, _) => &mut self.no_address,
+            (true, false) => &mut self.not_announced,
+            (true, true) => &mut self.announced,
+        };
+        *slot += 1;
+    }
+
+    /// `(state label, count)` for the gauge.
+    pub fn by_state(&self) -> [(&'static str, u64); 3] {
+        [
+            ("no_address", self.no_address),
+            ("not_announced", self.not_announced),
+            ("announced", self.announced),
+        ]
+    }
+}
+
+/// Node agents by whether their Lease is alive, among the nodes that exist (a deleted node's
+/// Lease is not a failed agent): `(live, expired)`.
+pub fn agent_counts<L: std::borrow::Borrow<k8s_openapi::api::coordination::v1::Lease>>(
+    leases: &[L],
+    live: &BTreeSet<String>,
+    nodes: &BTreeSet<String>,
+) -> (u64, u64) {
+    let members: BTreeSet<String> = leases
+        .iter()
+        .filter_map(|l| crate::membership::member_of(l.borrow()))
+        .map(|m| m.node)
+        .filter(|n| nodes.contains(n))
+        .collect();
+    let up = members.iter().filter(|n| live.contains(*n)).count() as u64;
+    (up, members.len() as u64 - up)
 }
 
 /// Each Service's change: what IPAM decided, and which live nodes announce it (from their
@@ -138,9 +198,11 @@ pub fn service_writes(
     let mut out = ServiceWrites {
         writes: Vec::new(),
         wake_at: None,
+        tally: ServiceTally::default(),
     };
     for svc in services {
-        let decision = if served.managed(svc) {
+        let managed = served.managed(svc);
+        let decision = if managed {
             let key = ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any());
             outcome.services.get(&key)
         } else if served.needs_release(svc) {
@@ -151,6 +213,9 @@ pub fn service_writes(
         let mut change = changes::service_change(svc, decision);
         if let Some(at) = announce(svc, &mut change, &seen, grace, now) {
             out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+        }
+        if managed {
+            out.tally.count(svc, &change);
         }
         if !change.is_empty() {
             out.writes.push((svc.clone(), change));

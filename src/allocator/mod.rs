@@ -30,7 +30,9 @@ use crate::api::{AddressPool, RoutingPolicy, annotations};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Outcome};
 use crate::membership::Liveness;
-use crate::metrics::{Health, KindLabels, Metrics, PoolLabels, ReasonLabels};
+use crate::metrics::{
+    ChangeLabels, Health, KindLabels, Metrics, PoolLabels, ReasonLabels, StateLabels,
+};
 use caches::Caches;
 use changes::ServiceChange;
 use decide::{Grace, Served, StatusWrite, Written};
@@ -189,6 +191,22 @@ impl Ctx {
         let live = self.liveness.live_nodes(&leases, now);
         let changed = live != self.live_nodes;
         self.live_nodes = live;
+        let nodes: BTreeSet<String> = self
+            .caches
+            .nodes
+            .state()
+            .iter()
+            .map(|n| n.name_any())
+            .collect();
+        let (up, expired) = decide::agent_counts(&leases, &self.live_nodes, &nodes);
+        for (state, n) in [("live", up), ("expired", expired)] {
+            self.metrics
+                .node_agents
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
         changed
     }
 
@@ -214,6 +232,14 @@ impl Ctx {
             Instant::now(),
         );
         self.wake_at = w.wake_at;
+        for (state, n) in w.tally.by_state() {
+            self.metrics
+                .services
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
         let mut failed = self.write_services(w.writes).await;
         self.record_pool_counts(&outcome);
         for write in decide::pool_writes(&pools, &outcome, &now) {
@@ -398,6 +424,20 @@ fn record_change(metrics: &Metrics, svc: &Service, change: &ServiceChange) {
     if change.released {
         metrics.releases.inc();
         tracing::info!(service = %key, "released");
+    }
+    for ev in &change.events {
+        let kind = match ev.reason {
+            "Announcing" => "started",
+            "AnnouncementMoved" => "moved",
+            "NotAnnounced" => "stopped",
+            _ => continue,
+        };
+        metrics
+            .announcement_changes
+            .get_or_create(&ChangeLabels {
+                change: kind.into(),
+            })
+            .inc();
     }
     if let Some(reason) = change.failure_reason {
         metrics

@@ -229,3 +229,60 @@ proptest! {
         prop_assert_eq!(by_name(&forward), by_name(&backward));
     }
 }
+
+#[test]
+fn the_tally_counts_each_served_service_as_it_is_once_written() {
+    let pools = [pool("p", &["10.0.0.0/31"])];
+    let mut grace = Grace::default();
+    // Three services, two addresses: one gets none; nobody announces the other two yet.
+    let services: Vec<Service> = (0..3)
+        .map(|i| service(&format!("s{i}"), &format!("u{i}"), "1"))
+        .collect();
+    let w = pass(&services, &pools, &mut grace, Instant::now());
+    assert_eq!(
+        w.tally,
+        ServiceTally {
+            no_address: 1,
+            not_announced: 2,
+            announced: 0
+        }
+    );
+    // As written, with one of them announced by a node: counted as announced.
+    let mut written: Vec<Service> = w.writes.iter().map(|(s, c)| apply(s, c)).collect();
+    let announced = written
+        .iter_mut()
+        .find(|s| !crate::ipam::ingress_ips(s).is_empty())
+        .unwrap();
+    announced
+        .annotations_mut()
+        .insert(annotations::ANNOUNCING.into(), "n1/kube-lb0".into());
+    let w = pass(&written, &pools, &mut grace, Instant::now());
+    assert_eq!(w.tally.announced, 1, "within its grace it still counts");
+    assert_eq!(w.tally.no_address + w.tally.not_announced, 2);
+    // Services routelb does not serve are not counted.
+    let mut other = service("x", "ux", "1");
+    other.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    let w = pass(&[other], &pools, &mut grace, Instant::now());
+    assert_eq!(w.tally, ServiceTally::default());
+}
+
+#[test]
+fn agents_of_deleted_nodes_are_not_counted_as_expired() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let lease = |node: &str| -> Lease {
+        serde_json::from_value(json!({
+            "metadata": { "name": crate::membership::lease_name(node), "namespace": "routelb-node-lease",
+                          "labels": { "routelb.io/node-lease": "true" } },
+            "spec": { "holderIdentity": node, "renewTime": "2026-01-01T00:00:00.000000Z",
+                      "leaseDurationSeconds": 6 },
+        }))
+        .unwrap()
+    };
+    let leases = [lease("a"), lease("b"), lease("gone")];
+    let live: BTreeSet<String> = ["a".to_string()].into();
+    let nodes: BTreeSet<String> = ["a", "b", "never-ran-an-agent"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(agent_counts(&leases, &live, &nodes), (1, 1));
+}
