@@ -37,4 +37,5 @@ pub(crate) mod service;
 pub mod standalone;
 pub(crate) mod status;
 pub mod telemetry;
+pub mod views;
 pub(crate) mod watch;
