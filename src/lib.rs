@@ -31,6 +31,7 @@ pub mod netlink;
 pub mod node;
 pub mod offline;
 pub(crate) mod plan;
+pub mod plugin;
 pub mod render;
 pub mod rollout;
 pub(crate) mod service;

@@ -11,6 +11,7 @@ use routelb::api::DEFAULT_LB_CLASS;
 use routelb::crdgen;
 use routelb::membership;
 use routelb::metrics::{Health, Metrics};
+use routelb::plugin::{self, PluginArgs};
 use routelb::render::{DaemonKind, Templates};
 use routelb::telemetry::{self, LogFormat};
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ enum Command {
     /// node's interfaces, elects holders of local addresses among live nodes, and applies the
     /// fragment to the daemon when policies change.
     Agent(AgentArgs),
+    /// The kubectl plugin (`kubectl routelb`; link this binary as `kubectl-routelb` on PATH):
+    /// where Services are announced, by which nodes, to which peers, and what is wrong.
+    Kubectl(PluginArgs),
 }
 
 #[derive(Args)]
@@ -452,11 +456,38 @@ fn cancel_on_signal() -> CancellationToken {
     token
 }
 
+/// `kubectl routelb ...`: the binary, linked as `kubectl-routelb` on PATH.
+#[derive(Parser)]
+#[command(
+    name = "kubectl-routelb",
+    bin_name = "kubectl routelb",
+    version,
+    about = "Where routelb's Services are announced, by which nodes, to which peers, and what is wrong"
+)]
+struct PluginCli {
+    #[command(flatten)]
+    args: PluginArgs,
+}
+
+/// Whether this process was started as the kubectl plugin (`kubectl-routelb`, or a copy
+/// named `kubectl-routelb-<something>`).
+fn called_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("kubectl-routelb"))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if called_as_plugin() {
+        return plugin::run(PluginCli::parse().args).await;
+    }
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
     match cli.command {
+        Command::Kubectl(args) => plugin::run(args).await,
         Command::Crds => {
             print!("{}", crdgen::multi_document());
             Ok(())

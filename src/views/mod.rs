@@ -436,8 +436,11 @@ pub fn pools(s: &Snapshot) -> Vec<PoolRow> {
     let mut sorted: Vec<&AddressPool> = s.pools.iter().collect();
     sorted.sort_by_key(|p| p.name_any());
     for pool in sorted {
+        let problem = match &pool.status {
+            None => Some("no status yet: is the allocator running and leading?".to_string()),
+            Some(st) => pool_problem(&st.conditions),
+        };
         let status = pool.status.clone().unwrap_or_default();
-        let problem = pool_problem(&status.conditions);
         let waiting = s
             .services
             .iter()
@@ -678,18 +681,26 @@ fn pool_step(s: &Snapshot, name: &str, how: &str) -> Step {
             let status = p.status.clone().unwrap_or_default();
             match pool_problem(&status.conditions) {
                 Some(problem) => step(Health::Error, "pool", format!("{how} {name}: {problem}")),
-                None => step(
-                    Health::Ok,
-                    "pool",
-                    format!(
-                        "{how} {name} ({}), {}/{} allocated/available (v4), {}/{} (v6)",
-                        mode_name(p.spec.mode),
-                        status.ipv4.allocated,
-                        status.ipv4.available,
-                        status.ipv6.allocated,
-                        status.ipv6.available
-                    ),
-                ),
+                None => {
+                    let usage: Vec<String> = [("ipv4", &status.ipv4), ("ipv6", &status.ipv6)]
+                        .into_iter()
+                        .filter(|(_, c)| c.allocated + c.available > 0)
+                        .map(|(f, c)| format!("{f} {} used, {} free", c.allocated, c.available))
+                        .collect();
+                    step(
+                        Health::Ok,
+                        "pool",
+                        format!(
+                            "{how} {name} ({}): {}",
+                            mode_name(p.spec.mode),
+                            if usage.is_empty() {
+                                "no addresses".into()
+                            } else {
+                                usage.join(", ")
+                            }
+                        ),
+                    )
+                }
             }
         }
     }
