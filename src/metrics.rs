@@ -212,8 +212,9 @@ pub struct DaemonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct SessionLabels {
     pub protocol: String,
-    /// The VRF, IS-IS area or BIRD protocol; empty for FRR's default VRF.
-    pub instance: String,
+    /// The VRF, IS-IS area or BIRD protocol; empty for FRR's default VRF. Not `instance`:
+    /// Prometheus sets that label to the scraped target.
+    pub routing_instance: String,
     pub peer: String,
     pub interface: String,
 }
@@ -221,7 +222,7 @@ pub struct SessionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SessionPrefixLabels {
     pub protocol: String,
-    pub instance: String,
+    pub routing_instance: String,
     pub peer: String,
     pub interface: String,
     /// `received` or `sent`.
@@ -232,7 +233,7 @@ impl SessionPrefixLabels {
     pub fn new(s: &SessionLabels, direction: &str) -> Self {
         SessionPrefixLabels {
             protocol: s.protocol.clone(),
-            instance: s.instance.clone(),
+            routing_instance: s.routing_instance.clone(),
             peer: s.peer.clone(),
             interface: s.interface.clone(),
             direction: direction.into(),
@@ -263,6 +264,9 @@ pub struct AgentMetrics {
     pub released: Counter,
     pub netlink_errors: Counter,
     pub daemon_applies: Family<ResultLabels, Counter>,
+    /// 1 while the daemon has the fragment last rendered (0: it refused it or the apply
+    /// failed, and keeps the last good one).
+    pub daemon_configured: Gauge,
     /// Repairs of objects another tool removed or changed, by FRR daemon that lost them.
     pub drift_repairs: Family<DaemonLabels, Counter>,
     pub write_errors: Family<KindLabels, Counter>,
@@ -295,6 +299,7 @@ impl AgentMetrics {
             released: Counter::default(),
             netlink_errors: Counter::default(),
             daemon_applies: Family::default(),
+            daemon_configured: Gauge::default(),
             drift_repairs: Family::default(),
             write_errors: Family::default(),
             pass_errors: Family::default(),
@@ -353,6 +358,11 @@ impl AgentMetrics {
             "daemon_applies",
             "Fragment applications, by result",
             self.daemon_applies.clone(),
+        );
+        r.register(
+            "daemon_configured",
+            "1 while the daemon has the fragment last rendered; 0 when it refused it or the apply failed (it keeps the last good one)",
+            self.daemon_configured.clone(),
         );
         r.register(
             "drift_repairs",

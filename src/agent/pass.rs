@@ -536,6 +536,8 @@ impl Agent {
                     result: last.label().into(),
                 })
                 .inc();
+            let configured = matches!(last.label(), "applied" | "unchanged");
+            self.metrics.daemon_configured.set(i64::from(configured));
         }
         ok
     }

@@ -61,7 +61,7 @@ fn export(
         let s = &t.session;
         let labels = SessionLabels {
             protocol: s.key.kind.name().into(),
-            instance: s.key.instance.clone().unwrap_or_default(),
+            routing_instance: s.key.instance.clone().unwrap_or_default(),
             peer: s.key.peer.clone(),
             interface: s.key.interface.clone().unwrap_or_default(),
         };
