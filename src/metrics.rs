@@ -160,6 +160,25 @@ impl Metrics {
             "Node agents of existing nodes by Lease state (live, expired: the agent stopped renewing)",
             node_agents.clone(),
         );
+        // Series that exist from the start read 0 on a dashboard instead of "no data", and
+        // rate() over them starts at once.
+        for kind in [
+            "Service",
+            "AddressPool",
+            "RoutingPolicy",
+            "ControllerRevision",
+        ] {
+            write_errors
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .inc_by(0);
+        }
+        for change in ["started", "moved", "stopped"] {
+            announcement_changes
+                .get_or_create(&ChangeLabels {
+                    change: change.into(),
+                })
+                .inc_by(0);
+        }
         Metrics {
             allocations,
             allocation_failures,
@@ -309,6 +328,18 @@ impl AgentMetrics {
             registry: Registry::default(),
         };
         m.register(&mut r);
+        for result in ["applied", "unchanged", "refused", "failed"] {
+            m.daemon_applies
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .inc_by(0);
+        }
+        m.write_errors
+            .get_or_create(&KindLabels {
+                kind: "NodeState".into(),
+            })
+            .inc_by(0);
         AgentMetrics { registry: r, ..m }
     }
 

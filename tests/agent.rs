@@ -14,6 +14,7 @@ mod support {
     pub mod lock;
     pub mod objects;
     pub mod script;
+    pub mod setup;
     pub mod wait;
 }
 
@@ -24,228 +25,16 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
 use routelb::api::{AddressPool, NodeState, NodeStateStatus, RoutingPolicy, annotations};
 use serde_json::json;
-use support::allocator::Allocator;
-use support::api::{self, unique};
+use support::api::unique;
 use support::cluster::{Agent, Cluster};
 use support::load::Load;
 use support::objects::{self, create_service, service};
+use support::setup::{Setup, logs};
 use support::{lock, wait};
-
-/// What one test sets up in the cluster: a namespace (also holding the node Leases), a routed
-/// and a local pool inside the lab's ranges, a policy announcing the routed pool, and an
-/// allocator.
-struct Setup {
-    client: Client,
-    ns: String,
-    routed: String,
-    local: String,
-    policy: String,
-    _allocator: Allocator,
-}
-
-impl Setup {
-    async fn new(api_server: &lock::Held, c: &Cluster, proto: &str) -> Setup {
-        Setup::with_allocator(api_server, c, proto, |_| vec![]).await
-    }
-
-    /// [`Setup::new`], the allocator given more flags, made from the test's namespace.
-    async fn with_allocator(
-        api_server: &lock::Held,
-        c: &Cluster,
-        proto: &str,
-        flags: impl Fn(&str) -> Vec<String>,
-    ) -> Setup {
-        let client = api::client(api_server).await;
-        let ns = unique("agent");
-        api::ensure_namespace(&client, &ns, &[]).await;
-        let x = c.index();
-        let routed = unique("rt");
-        let local = unique("lan");
-        let policy = unique("pol");
-        let pools: Api<AddressPool> = Api::all(client.clone());
-        for (name, mode, addresses) in [
-            (
-                &routed,
-                "routed",
-                json!([format!("198.18.{x}.0/27"), format!("2001:db8:78:{x}::/123")]),
-            ),
-            (
-                &local,
-                "local",
-                json!([
-                    format!("10.78.{x}.100-10.78.{x}.131"),
-                    format!("fd00:78:{x}::100-fd00:78:{x}::13f")
-                ]),
-            ),
-        ] {
-            let pool: AddressPool = serde_json::from_value(json!({
-                "apiVersion": "routelb.io/v1alpha1", "kind": "AddressPool",
-                "metadata": { "name": name, "labels": { "routelb-test": ns } },
-                "spec": { "addresses": addresses, "mode": mode },
-            }))
-            .unwrap();
-            pools.create(&PostParams::default(), &pool).await.unwrap();
-        }
-        let policies: Api<RoutingPolicy> = Api::all(client.clone());
-        let p: RoutingPolicy = serde_json::from_value(json!({
-            "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
-            "metadata": { "name": policy },
-            "spec": { "poolSelector": { "matchLabels": { "routelb-test": ns } }, "protocols": [proto] },
-        }))
-        .unwrap();
-        policies.create(&PostParams::default(), &p).await.unwrap();
-        let mut allocator_flags = vec!["--node-lease-namespace".to_string(), ns.clone()];
-        allocator_flags.extend(flags(&ns));
-        let allocator_flags: Vec<&str> = allocator_flags.iter().map(String::as_str).collect();
-        let allocator = Allocator::start(&unique("alloc"), "alloc", &allocator_flags);
-        Setup {
-            client,
-            ns,
-            routed,
-            local,
-            policy,
-            _allocator: allocator,
-        }
-    }
-
-    /// Agents on every node; `extra` flags for all of them. Returns once every agent's Lease
-    /// exists and every agent sees every node (agents starting at the same moment each see
-    /// themselves alone at first, and briefly act on that).
-    async fn agents(&self, c: &Cluster, extra: &[&str]) -> Vec<Agent> {
-        let agents: Vec<Agent> = (1..=c.nodes)
-            .map(|i| Agent::start(c, i, &self.ns, extra))
-            .collect();
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
-        wait::up_to(Duration::from_secs(30))
-            .until(|| async {
-                (leases.list(&Default::default()).await.ok()?.items.len() == c.nodes).then_some(())
-            })
-            .await
-            .unwrap_or_else(|| panic!("not every agent wrote its lease\n{}", logs(&agents)));
-        wait::up_to(Duration::from_secs(20))
-            .until(|| async { agents.iter().all(|a| a.sees_every_node(c)).then_some(()) })
-            .await
-            .unwrap_or_else(|| panic!("the agents never all saw each other\n{}", logs(&agents)));
-        agents
-    }
-
-    async fn service(&self, name: &str, pool: &str, spec: serde_json::Value) -> Vec<String> {
-        create_service(
-            &self.client,
-            service(
-                &self.ns,
-                name,
-                json!({ "metadata": { "annotations": { "routelb.io/pool": pool } }, "spec": spec }),
-            ),
-        )
-        .await;
-        let want = if spec.get("ipFamilyPolicy").is_some() {
-            2
-        } else {
-            1
-        };
-        objects::wait_ips(&self.client, &self.ns, name, want).await
-    }
-
-    async fn delete_service(&self, name: &str) {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
-        api.delete(name, &DeleteParams::default()).await.unwrap();
-    }
-
-    async fn announcing(&self, name: &str) -> Option<String> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
-        api.get(name)
-            .await
-            .ok()?
-            .annotations()
-            .get("routelb.io/announcing")
-            .cloned()
-    }
-
-    async fn wait_announcing(&self, name: &str, pred: impl Fn(&str) -> bool) -> String {
-        wait::up_to(Duration::from_secs(20))
-            .until(|| async {
-                let a = self.announcing(name).await.unwrap_or_default();
-                pred(&a).then_some(a)
-            })
-            .await
-            .unwrap_or_else(|| panic!("{name}: routelb.io/announcing never matched"))
-            .value
-    }
-
-    /// An EndpointSlice for the service, in whichever version the server serves, with one
-    /// endpoint per (node, ready).
-    async fn endpoints(&self, svc: &str, endpoints: &[(String, bool)]) {
-        let ar = routelb::agent::caches::slice_resource(&self.client)
-            .await
-            .unwrap();
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
-        let eps: Vec<serde_json::Value> = endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, (node, ready))| {
-                json!({
-                    "addresses": [format!("10.244.0.{}", i + 1)],
-                    "conditions": { "ready": ready },
-                    "nodeName": node,
-                    "topology": { "kubernetes.io/hostname": node },
-                })
-            })
-            .collect();
-        let slice = json!({
-            "apiVersion": ar.api_version, "kind": "EndpointSlice",
-            "metadata": { "name": format!("{svc}-1"), "namespace": self.ns,
-                          "labels": { "kubernetes.io/service-name": svc } },
-            "addressType": "IPv4",
-            "endpoints": eps,
-            "ports": [{ "port": 80, "protocol": "TCP", "name": "" }],
-        });
-        api.patch(
-            &format!("{svc}-1"),
-            &PatchParams::apply("routelb-tests").force(),
-            &Patch::Apply(&slice),
-        )
-        .await
-        .unwrap();
-    }
-
-    async fn node_state(&self, node: &str) -> Option<NodeState> {
-        Api::<NodeState>::all(self.client.clone())
-            .get(node)
-            .await
-            .ok()
-    }
-
-    /// Waits until the node's NodeState status satisfies `pred`; that status.
-    async fn wait_node_state(
-        &self,
-        node: &str,
-        pred: impl Fn(&NodeStateStatus) -> bool,
-    ) -> Option<NodeStateStatus> {
-        wait::up_to(Duration::from_secs(20))
-            .until(|| async {
-                let st = self.node_state(node).await?.status?;
-                pred(&st).then_some(st)
-            })
-            .await
-            .map(|w| w.value)
-    }
-
-    async fn cleanup(&self) {
-        let _ = Api::<RoutingPolicy>::all(self.client.clone())
-            .delete(&self.policy, &DeleteParams::default())
-            .await;
-        for p in [&self.routed, &self.local] {
-            let _ = Api::<AddressPool>::all(self.client.clone())
-                .delete(p, &DeleteParams::default())
-                .await;
-        }
-    }
-}
 
 fn host(prefix_of: &str) -> String {
     if prefix_of.contains(':') {
@@ -253,14 +42,6 @@ fn host(prefix_of: &str) -> String {
     } else {
         format!("{prefix_of}/32")
     }
-}
-
-fn logs(agents: &[Agent]) -> String {
-    agents
-        .iter()
-        .map(|a| format!("--- agent n{}\n{}", a.node, a.log_tail()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 const FAST: [&str; 4] = ["--lease-duration", "1500ms", "--renew-period", "300ms"];
@@ -1706,7 +1487,7 @@ async fn rollout_goes_in_waves_and_a_bad_template_halts_after_the_canary() {
     assert!(halted.updated_nodes.is_empty(), "{halted:?}");
     assert_eq!(halted.stable_revision.as_ref(), Some(&good));
     objects::wait_event(&s.client, "default", &rollout, "RolloutHalted").await;
-    let metrics = s._allocator.metrics().await;
+    let metrics = s.allocator.metrics().await;
     assert!(metrics.contains("routelb_rollout_halted 1"), "{metrics}");
     assert!(
         metrics.contains(r#"routelb_rollout_events_total{reason="RolloutHalted"} 1"#),

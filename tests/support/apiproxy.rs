@@ -129,3 +129,57 @@ pub fn api_server_port() -> u16 {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in the API server's address {server}"))
 }
+
+/// The other way round: a port on the host's loopback that reaches 127.0.0.1:`port` inside a
+/// lab node's namespace (an agent's /metrics, for a Prometheus on the host). Stops when dropped.
+#[allow(dead_code)] // the monitoring test
+pub struct PortForward {
+    pub host_port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+#[allow(dead_code)] // the monitoring test
+impl PortForward {
+    pub fn start(netns: &str, port: u16) -> PortForward {
+        let host = File::open("/proc/self/ns/net").expect("own netns");
+        let target = File::open(format!("/var/run/netns/{netns}")).expect("lab netns exists");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host_port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                client.set_nonblocking(false).unwrap();
+                setns(&target).expect("enter the lab netns");
+                let server = TcpStream::connect(("127.0.0.1", port));
+                setns(&host).expect("back to the host netns");
+                let Ok(server) = server else { continue };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        PortForward { host_port, stop }
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
