@@ -2,10 +2,11 @@
 //! daemon already on each node (FRR or BIRD).
 //!
 //! Pure core, one module per step: [`ipam`], [`election`], [`plan`], [`render`], and each
-//! role's deciders ([`allocator::decide`], [`agent::decide`], [`standalone::allocate`]), over
-//! shared plain types ([`node`], [`service`], [`status`], [`last_valid`]). Shells: the roles'
+//! role's deciders ([`allocator::decide`], [`agent::decide`], [`standalone::allocate`]) and
+//! what operators are shown ([`views`]), over shared plain types ([`node`], [`service`], [`status`], [`last_valid`]). Shells: the roles'
 //! `mod.rs` (Kubernetes), [`netlink`] and [`garp`] (the kernel), [`daemon`] (FRR's vty sockets,
-//! birdc), [`metrics`] (Prometheus and health endpoints), [`telemetry`] (logs).
+//! birdc), [`metrics`] (Prometheus and health endpoints), [`telemetry`] (logs), [`plugin`]
+//! (`kubectl routelb`).
 //! docs/architecture.md has the module map. Modules only the crate uses are `pub(crate)`, so
 //! the compiler reports what nothing uses.
 

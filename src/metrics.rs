@@ -75,126 +75,127 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("routelb");
-        let allocations = Counter::default();
-        registry.register(
+        let m = Metrics {
+            allocations: Counter::default(),
+            allocation_failures: Family::<ReasonLabels, Counter>::default(),
+            releases: Counter::default(),
+            pool_addresses: Family::<PoolLabels, Gauge>::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ipam_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            write_errors: Family::<KindLabels, Counter>::default(),
+            is_leader: Gauge::default(),
+            rollout_updated_nodes: Gauge::default(),
+            rollout_halted: Gauge::default(),
+            rollout_events: Family::<ReasonLabels, Counter>::default(),
+            services: Family::<StateLabels, Gauge>::default(),
+            announcement_changes: Family::<ChangeLabels, Counter>::default(),
+            node_agents: Family::<StateLabels, Gauge>::default(),
+            registry: Registry::default(),
+        };
+        let mut r = Registry::with_prefix("routelb");
+        m.register_allocation(&mut r);
+        m.register_cluster(&mut r);
+        m.start_at_zero();
+        Metrics { registry: r, ..m }
+    }
+
+    /// What IPAM and the writes of a pass do.
+    fn register_allocation(&self, r: &mut Registry) {
+        r.register(
             "allocations",
             "Addresses given to services",
-            allocations.clone(),
+            self.allocations.clone(),
         );
-        let allocation_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        r.register(
             "allocation_failures",
             "Services newly failing to get an address, by reason",
-            allocation_failures.clone(),
+            self.allocation_failures.clone(),
         );
-        let releases = Counter::default();
-        registry.register(
+        r.register(
             "releases",
             "Addresses taken back from services",
-            releases.clone(),
+            self.releases.clone(),
         );
-        let pool_addresses = Family::<PoolLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "pool_addresses",
             "Addresses per pool, family and state (allocated, available)",
-            pool_addresses.clone(),
+            self.pool_addresses.clone(),
         );
-        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register(
+        r.register(
             "reconcile_duration_seconds",
             "One allocation pass: compute and write every change",
-            reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
-        let ipam_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register(
+        r.register(
             "ipam_duration_seconds",
             "The pure IPAM computation alone",
-            ipam_duration.clone(),
+            self.ipam_duration.clone(),
         );
-        let write_errors = Family::<KindLabels, Counter>::default();
-        registry.register(
+        r.register(
             "write_errors",
             "Failed writes to the API server, by object kind",
-            write_errors.clone(),
+            self.write_errors.clone(),
         );
-        let is_leader = Gauge::default();
-        registry.register(
+        r.register(
             "is_leader",
             "1 while this replica holds the leader lease",
-            is_leader.clone(),
+            self.is_leader.clone(),
         );
-        let rollout_updated_nodes = Gauge::default();
-        registry.register(
+    }
+
+    /// What the allocator sees of the cluster: the rollout, the Services, the agents.
+    fn register_cluster(&self, r: &mut Registry) {
+        r.register(
             "rollout_updated_nodes",
             "Nodes allowed the target revision of the followed RoutingRollout",
-            rollout_updated_nodes.clone(),
+            self.rollout_updated_nodes.clone(),
         );
-        let rollout_halted = Gauge::default();
-        registry.register(
+        r.register(
             "rollout_halted",
             "1 while the followed RoutingRollout is halted",
-            rollout_halted.clone(),
+            self.rollout_halted.clone(),
         );
-        let rollout_events = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        r.register(
             "rollout_events",
             "Steps of the followed RoutingRollout, by Event reason (RolloutHalted, WaveStarted...)",
-            rollout_events.clone(),
+            self.rollout_events.clone(),
         );
-        let services = Family::<StateLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "services",
             "Served Services by state (no_address, not_announced, announced), as of the last pass",
-            services.clone(),
+            self.services.clone(),
         );
-        let announcement_changes = Family::<ChangeLabels, Counter>::default();
-        registry.register(
+        r.register(
             "announcement_changes",
             "Changes of the nodes that announce a Service: started, moved (failover, hand-over), stopped",
-            announcement_changes.clone(),
+            self.announcement_changes.clone(),
         );
-        let node_agents = Family::<StateLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "node_agents",
             "Node agents of existing nodes by Lease state (live, expired: the agent stopped renewing)",
-            node_agents.clone(),
+            self.node_agents.clone(),
         );
-        // Series that exist from the start read 0 on a dashboard instead of "no data", and
-        // rate() over them starts at once.
+    }
+
+    /// Series that exist from the start read 0 on a dashboard instead of "no data", and
+    /// rate() over them starts at once.
+    fn start_at_zero(&self) {
         for kind in [
             "Service",
             "AddressPool",
             "RoutingPolicy",
             "ControllerRevision",
         ] {
-            write_errors
+            self.write_errors
                 .get_or_create(&KindLabels { kind: kind.into() })
                 .inc_by(0);
         }
         for change in ["started", "moved", "stopped"] {
-            announcement_changes
+            self.announcement_changes
                 .get_or_create(&ChangeLabels {
                     change: change.into(),
                 })
                 .inc_by(0);
-        }
-        Metrics {
-            allocations,
-            allocation_failures,
-            releases,
-            pool_addresses,
-            reconcile_duration,
-            ipam_duration,
-            write_errors,
-            is_leader,
-            rollout_updated_nodes,
-            rollout_halted,
-            rollout_events,
-            services,
-            announcement_changes,
-            node_agents,
-            registry,
         }
     }
 
@@ -344,6 +345,12 @@ impl AgentMetrics {
     }
 
     fn register(&self, r: &mut Registry) {
+        self.register_node(r);
+        self.register_daemon(r);
+    }
+
+    /// What the agent does on its node: addresses, passes, its Lease.
+    fn register_node(&self, r: &mut Registry) {
         r.register(
             "addresses",
             "Addresses this node holds, by pool mode",
@@ -385,6 +392,10 @@ impl AgentMetrics {
             "Failed interface or address changes",
             self.netlink_errors.clone(),
         );
+    }
+
+    /// What the agent sees of its routing daemon.
+    fn register_daemon(&self, r: &mut Registry) {
         r.register(
             "daemon_applies",
             "Fragment applications, by result",
@@ -493,5 +504,29 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: caches not synced yet",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_with_a_known_label_set_start_at_zero() {
+        let allocator = Metrics::new().encode();
+        for line in [
+            r#"routelb_write_errors_total{kind="Service"} 0"#,
+            r#"routelb_announcement_changes_total{change="moved"} 0"#,
+        ] {
+            assert!(allocator.lines().any(|l| l == line), "{allocator}");
+        }
+        let agent = AgentMetrics::new().encode();
+        for line in [
+            r#"routelb_agent_daemon_applies_total{result="refused"} 0"#,
+            r#"routelb_agent_write_errors_total{kind="NodeState"} 0"#,
+        ] {
+            assert!(agent.lines().any(|l| l == line), "{agent}");
+        }
+        assert!(agent.contains("# TYPE routelb_agent_daemon_configured gauge"));
     }
 }
