@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use routelb::api::annotations;
 use serde_json::{Value, json};
-use support::allocator::{free_port, http_get};
+use support::allocator::{free_port, http_get, http_get_any};
 use support::apiproxy::PortForward;
 use support::cluster::Cluster;
 use support::objects::{create_service, service, wait_annotation};
@@ -268,7 +268,7 @@ impl Prometheus {
     /// The result of an instant query; the error Prometheus gives for a bad one.
     async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let path = format!("/api/v1/query?query={}", encode(expr));
-        let body = http_get_any(self.port, &path)
+        let (_, body) = http_get_any(self.port, &path)
             .await
             .ok_or("Prometheus does not answer")?;
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
@@ -292,25 +292,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A GET that returns the body whatever the status (Prometheus says why a query is bad in a
-/// 400's body); `None` while nothing listens.
-async fn http_get_any(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    Some(
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(buf),
-    )
 }
 
 fn encode(s: &str) -> String {

@@ -14,6 +14,13 @@ pub fn free_port() -> u16 {
 
 /// A tiny HTTP/1.0 GET on loopback, enough for /metrics and /readyz: the body of a 200.
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    let (ok, body) = http_get_any(port, path).await?;
+    ok.then_some(body)
+}
+
+/// The same GET whatever the status: whether it was a 200, and the body (a 400's says why).
+/// `None` while nothing listens.
+pub async fn http_get_any(port: u16, path: &str) -> Option<(bool, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -24,7 +31,8 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.ok()?;
     let (head, body) = buf.split_once("\r\n\r\n")?;
-    (head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200")).then(|| body.to_string())
+    let ok = head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200");
+    Some((ok, body.to_string()))
 }
 
 /// A `routelb allocator` process (lease 3 s, renewed every 500 ms), killed when dropped.

@@ -22,6 +22,34 @@ fn setns(f: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// The next connection on a non-blocking listener; `None` once `stop` is set.
+fn accept(listener: &TcpListener, stop: &AtomicBool) -> Option<TcpStream> {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((client, _)) => return Some(client),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// Copies both ways between two connections, each way in a thread, until either closes.
+fn splice(client: TcpStream, server: TcpStream) {
+    for (mut from, mut to) in [
+        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+        (server, client),
+    ] {
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        });
+    }
+}
+
 pub struct ApiProxy {
     stop: Arc<AtomicBool>,
     cut: Arc<AtomicBool>,
@@ -53,15 +81,7 @@ impl ApiProxy {
             };
             listener.set_nonblocking(true).unwrap();
             tx.send(Ok(())).unwrap();
-            while !s.load(Ordering::Relaxed) {
-                let client = match listener.accept() {
-                    Ok((client, _)) => client,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
+            while let Some(client) = accept(&listener, &s) {
                 if c.load(Ordering::Relaxed) {
                     drop(client);
                     continue;
@@ -77,16 +97,7 @@ impl ApiProxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
+                splice(client, server);
             }
         });
         rx.recv()
@@ -149,28 +160,13 @@ impl PortForward {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let client = match listener.accept() {
-                    Ok((client, _)) => client,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
+            while let Some(client) = accept(&listener, &s) {
                 client.set_nonblocking(false).unwrap();
                 setns(&target).expect("enter the lab netns");
                 let server = TcpStream::connect(("127.0.0.1", port));
                 setns(&host).expect("back to the host netns");
-                let Ok(server) = server else { continue };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
+                if let Ok(server) = server {
+                    splice(client, server);
                 }
             }
         });
