@@ -252,9 +252,56 @@ fn secs(d: Duration) -> String {
 
 /// Test 1: e2e.sh check — routed pool over BGP with ECMP over the nodes, and a local pool;
 /// IPv4 and IPv6; create → first answer at the client, timed.
-fn pools_answer(_: &RealCluster) -> Outcome {
+fn pools_answer(c: &RealCluster) -> Outcome {
     let figures = e2e(&["check"])?;
     print!("{figures}");
+    plugin_shows_the_cluster(c)
+}
+
+/// `kubectl routelb` on the real cluster: every Service announced, the routed ones by every
+/// node to the router, every agent alive with its sessions up.
+fn plugin_shows_the_cluster(c: &RealCluster) -> Outcome {
+    let parse = |args: &[&str]| -> Outcome<serde_json::Value> {
+        let text = c.plugin(args)?;
+        serde_json::from_str(&text).map_err(|e| format!("kubectl routelb {args:?}: {e}: {text}"))
+    };
+    let status = parse(&["status", "-n", APP_NS, "-o", "json"])?;
+    let rows = status.as_array().ok_or("status: not a list")?;
+    if rows.is_empty() {
+        return Err("kubectl routelb status lists no Service".into());
+    }
+    for row in rows {
+        let announced_by = row["announcedBy"].as_array().map_or(0, Vec::len);
+        let routed = row["mode"] == "routed";
+        let peers = row["peers"].as_array().map_or(0, Vec::len);
+        if row["health"] != "ok"
+            || announced_by == 0
+            || (routed && (announced_by != c.nodes || peers < c.nodes))
+        {
+            return Err(format!("kubectl routelb status: {row:#}"));
+        }
+    }
+    let nodes = parse(&["nodes", "-o", "json"])?;
+    for name in c.node_names() {
+        let row = nodes
+            .as_array()
+            .and_then(|n| n.iter().find(|r| r["name"] == name.as_str()))
+            .ok_or_else(|| format!("kubectl routelb nodes has no {name}: {nodes:#}"))?;
+        let sessions = row["sessions"].as_str().unwrap_or("");
+        let all_up = sessions
+            .split_once('/')
+            .is_some_and(|(up, total)| up == total && up != "0");
+        if row["agent"] != "live" || row["health"] != "ok" || !all_up {
+            return Err(format!("kubectl routelb nodes: {row:#}"));
+        }
+    }
+    for args in [vec!["status", "-A"], vec!["nodes"], vec!["pools"]] {
+        println!(
+            "    $ kubectl routelb {}\n{}",
+            args.join(" "),
+            c.plugin(&args)?
+        );
+    }
     Ok(())
 }
 

@@ -148,6 +148,38 @@ impl RealCluster {
         self.kubectl_in(args, "")
     }
 
+    /// `kubectl routelb ARGS` (this build, linked as the plugin `kubectl-routelb` on PATH).
+    pub fn plugin(&self, args: &[&str]) -> Outcome<String> {
+        let dir = std::env::temp_dir().join(format!("routelb-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let link = dir.join("kubectl-routelb");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_routelb"), &link)
+            .map_err(|e| format!("{}: {e}", link.display()))?;
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(&self.kubectl)
+            .arg("routelb")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env("PATH", path)
+            .output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl routelb {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
     /// `kubectl get ARGS -o json`, parsed.
     pub fn get_json(&self, args: &[&str]) -> Outcome<Value> {
         let mut all = vec!["get"];
