@@ -168,6 +168,7 @@ async fn read(
                 "Events",
                 Api::<Event>::namespaced(client.clone(), ns).list(&lp).await,
             )
+            .unwrap_or_default()
         }
         _ => Vec::new(),
     };
@@ -205,12 +206,12 @@ async fn read(
     })
 }
 
-fn optional<T: Clone>(what: &str, r: kube::Result<kube::core::ObjectList<T>>) -> Vec<T> {
+fn optional<T: Clone>(what: &str, r: kube::Result<kube::core::ObjectList<T>>) -> Option<Vec<T>> {
     match r {
-        Ok(list) => list.items,
+        Ok(list) => Some(list.items),
         Err(e) => {
             eprintln!("warning: cannot read {what} ({e}): the view leaves them out");
-            Vec::new()
+            None
         }
     }
 }

@@ -32,9 +32,10 @@ pub struct Snapshot {
     pub pools: Vec<AddressPool>,
     pub policies: Vec<RoutingPolicy>,
     pub node_states: Vec<NodeState>,
-    pub nodes: Vec<Node>,
-    /// The agents' node Leases: whether an agent is alive.
-    pub leases: Vec<Lease>,
+    /// `None` when they could not be read (RBAC): the views then say nothing about them.
+    pub nodes: Option<Vec<Node>>,
+    /// The agents' node Leases: whether an agent is alive. `None` when they could not be read.
+    pub leases: Option<Vec<Lease>>,
     /// Events about the Service `why` explains (none for the other views).
     pub events: Vec<Event>,
     /// The `spec.loadBalancerClass` routelb serves, and whether class-less Services are left out.

@@ -15,7 +15,8 @@ use crate::api::{ApplyResult, NodeStateStatus};
 pub struct NodeRow {
     pub name: String,
     pub health: Health,
-    /// `live`, `expired` (the agent stopped renewing its Lease) or `none` (no agent ran here).
+    /// `live`, `expired` (the agent stopped renewing its Lease), `none` (no Lease: no agent
+    /// ran here, or it stopped and removed it) or `unknown` (the Leases could not be read).
     pub agent: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<String>,
@@ -34,9 +35,9 @@ pub struct NodeRow {
 /// Every node with an agent, a NodeState or a Node object, problems first.
 pub fn nodes(s: &Snapshot) -> Vec<NodeRow> {
     let agents = agent_states(s);
-    let mut names: BTreeSet<String> = s.nodes.iter().map(|n| n.name_any()).collect();
+    let mut names: BTreeSet<String> = s.nodes.iter().flatten().map(|n| n.name_any()).collect();
     names.extend(s.node_states.iter().map(|n| n.name_any()));
-    names.extend(agents.keys().cloned());
+    names.extend(agents.iter().flat_map(|a| a.keys().cloned()));
     let mut rows: Vec<NodeRow> = names
         .into_iter()
         .map(|name| {
@@ -45,34 +46,55 @@ pub fn nodes(s: &Snapshot) -> Vec<NodeRow> {
                 .iter()
                 .find(|n| n.name_any() == name)
                 .and_then(|n| n.status.as_ref());
-            let node_exists = s.nodes.iter().any(|n| n.name_any() == name);
-            node_row(&name, status, agents.get(&name).copied(), node_exists)
+            let agent = match &agents {
+                None => Agent::Unknown,
+                Some(a) => match a.get(&name) {
+                    Some(true) => Agent::Live,
+                    Some(false) => Agent::Expired,
+                    None => Agent::None,
+                },
+            };
+            let node_exists = s
+                .nodes
+                .as_ref()
+                .map(|nodes| nodes.iter().any(|n| n.name_any() == name));
+            node_row(&name, status, agent, node_exists)
         })
         .collect();
     rows.sort_by(|a, b| (a.health, &a.name).cmp(&(b.health, &b.name)));
     rows
 }
 
+/// What a node's Lease says of its agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Agent {
+    Live,
+    Expired,
+    None,
+    /// The Leases could not be read.
+    Unknown,
+}
+
+/// `node_exists` is `None` when the Nodes could not be read.
 fn node_row(
     name: &str,
     status: Option<&NodeStateStatus>,
-    agent_live: Option<bool>,
-    node_exists: bool,
+    agent: Agent,
+    node_exists: Option<bool>,
 ) -> NodeRow {
-    let mut problems = Vec::new();
-    let agent = match agent_live {
-        Some(true) => "live",
-        Some(false) => {
-            problems.push("the agent stopped renewing its Lease: its NodeState is stale".into());
-            "expired"
+    let mut problems: Vec<String> = Vec::new();
+    match (agent, status) {
+        (Agent::Expired, _) => {
+            problems.push("the agent stopped renewing its Lease: its NodeState is stale".into())
         }
-        None => "none",
-    };
-    if !node_exists {
-        problems.push("no such Node: left over from a deleted node".into());
+        (Agent::Live, None) => problems.push("no NodeState: the agent has not reported yet".into()),
+        (Agent::None, Some(_)) => problems.push(
+            "no agent Lease: the NodeState is from an agent that stopped (or was removed)".into(),
+        ),
+        _ => {}
     }
-    if agent_live.is_some() && status.is_none() {
-        problems.push("no NodeState: the agent has not reported yet".into());
+    if node_exists == Some(false) {
+        problems.push("no such Node: left over from a deleted node".into());
     }
     if let Some(st) = status {
         problems.extend(condition_problems(&st.conditions));
@@ -81,7 +103,7 @@ fn node_row(
         .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Draining"))
         .filter(|c| c.status == "True")
         .map(|c| c.message.clone());
-    let health = if agent_live == Some(false) || status.is_some_and(|st| !ready(st)) {
+    let health = if agent == Agent::Expired || status.is_some_and(|st| !ready(st)) {
         Health::Error
     } else if problems.is_empty() {
         Health::Ok
@@ -91,7 +113,13 @@ fn node_row(
     NodeRow {
         name: name.to_string(),
         health,
-        agent: agent.into(),
+        agent: match agent {
+            Agent::Live => "live",
+            Agent::Expired => "expired",
+            Agent::None => "none",
+            Agent::Unknown => "unknown",
+        }
+        .into(),
         daemon: status.and_then(|st| st.daemon.clone()),
         addresses: status
             .map(|st| {
@@ -136,17 +164,21 @@ fn condition_problems(conditions: &[Condition]) -> Vec<String> {
         .collect()
 }
 
-/// Whether each node's agent is alive, by node name, from its Lease.
-fn agent_states(s: &Snapshot) -> BTreeMap<String, bool> {
-    s.leases
-        .iter()
-        .filter_map(|l| {
-            let node = crate::membership::member_of(l)?.node;
-            let spec = l.spec.as_ref()?;
-            let renewed = spec.renew_time.as_ref()?.0;
-            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-            let live = s.now.as_second() <= renewed.as_second() + duration;
-            Some((node, live))
-        })
-        .collect()
+/// Whether each node's agent is alive, by node name, from its Lease; `None` when the Leases
+/// could not be read.
+fn agent_states(s: &Snapshot) -> Option<BTreeMap<String, bool>> {
+    let leases = s.leases.as_ref()?;
+    Some(
+        leases
+            .iter()
+            .filter_map(|l| {
+                let node = crate::membership::member_of(l)?.node;
+                let spec = l.spec.as_ref()?;
+                let renewed = spec.renew_time.as_ref()?.0;
+                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+                let live = s.now.as_second() <= renewed.as_second() + duration;
+                Some((node, live))
+            })
+            .collect(),
+    )
 }

@@ -142,8 +142,8 @@ fn cluster() -> Snapshot {
                                            "unadvertised": ["203.0.113.2/32"] } }),
             ),
         ],
-        nodes: vec![node("n1"), node("n2"), node("n3")],
-        leases: vec![lease("n1", 1), lease("n2", 2), lease("n3", 60)],
+        nodes: Some(vec![node("n1"), node("n2"), node("n3")]),
+        leases: Some(vec![lease("n1", 1), lease("n2", 2), lease("n3", 60)]),
         events: Vec::new(),
         class: crate::api::DEFAULT_LB_CLASS.into(),
         require_class: false,
@@ -271,7 +271,7 @@ fn nodes_show_expired_agents_refused_applies_and_drains() {
 #[test]
 fn a_node_without_an_agent_is_no_problem_but_a_nodestate_without_node_is() {
     let mut s = cluster();
-    s.nodes.push(node("control-plane"));
+    s.nodes.as_mut().unwrap().push(node("control-plane"));
     s.node_states
         .push(node_state("deleted", json!({ "conditions": [] })));
     let rows = nodes(&s);
@@ -373,4 +373,35 @@ fn why_lists_the_latest_warning_events() {
         .map(|st| st.fact.as_str())
         .collect();
     assert_eq!(events, ["30s ago: AllocationFailed m", "10m ago: Old m"]);
+}
+
+#[test]
+fn a_nodestate_without_a_lease_is_from_an_agent_that_stopped() {
+    let mut s = cluster();
+    s.leases
+        .as_mut()
+        .unwrap()
+        .retain(|l| !l.name_any().ends_with("n1"));
+    let n1 = nodes(&s).into_iter().find(|r| r.name == "n1").unwrap();
+    assert_eq!((n1.agent.as_str(), n1.health), ("none", Health::Warning));
+    assert!(
+        n1.problems[0].starts_with("no agent Lease"),
+        "{:?}",
+        n1.problems
+    );
+}
+
+#[test]
+fn what_could_not_be_read_is_unknown_not_a_problem() {
+    let mut s = cluster();
+    s.leases = None;
+    s.nodes = None;
+    let rows = nodes(&s);
+    let n1 = rows.iter().find(|r| r.name == "n1").unwrap();
+    assert_eq!((n1.agent.as_str(), n1.health), ("unknown", Health::Ok));
+    assert!(rows.iter().all(|r| r.agent == "unknown"));
+    assert!(
+        rows.iter()
+            .all(|r| !r.problems.iter().any(|p| p.contains("no such Node")))
+    );
 }
