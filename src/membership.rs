@@ -104,7 +104,8 @@ pub fn member_of(lease: &Lease) -> Option<Member> {
     })
 }
 
-fn duration_of(lease: &Lease) -> Option<Duration> {
+/// How long a Lease lasts: its precise annotation, else its whole seconds.
+pub fn duration_of(lease: &Lease) -> Option<Duration> {
     lease
         .annotations()
         .get(DURATION)

@@ -36,7 +36,8 @@ pub struct StateLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChangeLabels {
-    /// `started`, `moved` (a failover or a hand-over) or `stopped`.
+    /// `started`, `moved` (no node that announced it still does: a failover, a hand-over),
+    /// `changed` (some stay: a node joined or left a routed ECMP set) or `stopped`.
     pub change: String,
 }
 
@@ -167,7 +168,7 @@ impl Metrics {
         );
         r.register(
             "announcement_changes",
-            "Changes of the nodes that announce a Service: started, moved (failover, hand-over), stopped",
+            "Changes of the nodes that announce a Service: started, moved (none of them still does: failover, hand-over), changed (some stay), stopped",
             self.announcement_changes.clone(),
         );
         r.register(
@@ -190,7 +191,7 @@ impl Metrics {
                 .get_or_create(&KindLabels { kind: kind.into() })
                 .inc_by(0);
         }
-        for change in ["started", "moved", "stopped"] {
+        for change in ["started", "moved", "changed", "stopped"] {
             self.announcement_changes
                 .get_or_create(&ChangeLabels {
                     change: change.into(),
@@ -286,7 +287,7 @@ pub struct AgentMetrics {
     pub daemon_applies: Family<ResultLabels, Counter>,
     /// 1 while the daemon has the fragment last rendered (0: it refused it or the apply
     /// failed, and keeps the last good one).
-    pub daemon_configured: Gauge,
+    pub daemon_configured: Family<DaemonLabels, Gauge>,
     /// Repairs of objects another tool removed or changed, by FRR daemon that lost them.
     pub drift_repairs: Family<DaemonLabels, Counter>,
     pub write_errors: Family<KindLabels, Counter>,
@@ -319,7 +320,7 @@ impl AgentMetrics {
             released: Counter::default(),
             netlink_errors: Counter::default(),
             daemon_applies: Family::default(),
-            daemon_configured: Gauge::default(),
+            daemon_configured: Family::default(),
             drift_repairs: Family::default(),
             write_errors: Family::default(),
             pass_errors: Family::default(),
@@ -403,7 +404,7 @@ impl AgentMetrics {
         );
         r.register(
             "daemon_configured",
-            "1 while the daemon has the fragment last rendered; 0 when it refused it or the apply failed (it keeps the last good one)",
+            "1 while the daemon has the fragment last rendered; 0 when it refused it or the apply failed (it keeps the last good one); absent before the first apply",
             self.daemon_configured.clone(),
         );
         r.register(
@@ -527,6 +528,9 @@ mod tests {
         ] {
             assert!(agent.lines().any(|l| l == line), "{agent}");
         }
-        assert!(agent.contains("# TYPE routelb_agent_daemon_configured gauge"));
+        assert!(
+            !agent.contains("routelb_agent_daemon_configured"),
+            "no apply yet: nothing to say"
+        );
     }
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -92,7 +93,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             let only = (!args.all_namespaces).then_some(namespace.as_str());
             let s = read(&client, &args, only, None).await?;
             let rows = views::status(&s, only);
-            print_as(args.output, &rows, || status_table(&rows, only.is_none()))?
+            print_as(args.output, &rows, || status_table(&rows, only))?
         }
         View::Nodes => {
             let s = read(&client, &args, None, None).await?;
@@ -109,6 +110,10 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
                 .split_once('/')
                 .unwrap_or((namespace.as_str(), service.as_str()));
             let s = read(&client, &args, Some(ns), Some(name)).await?;
+            if s.services.is_empty() {
+                // as kubectl: a NotFound is an error
+                anyhow::bail!("services \"{name}\" not found in namespace {ns}");
+            }
             let why = views::why(&s, ns, name);
             print_as(args.output, &why, || why_text(&why))?
         }
@@ -202,8 +207,30 @@ async fn read(
         events,
         class: args.lb_class.clone(),
         require_class: args.require_class,
-        now: k8s_openapi::jiff::Timestamp::now(),
+        now: server_time(client).await,
     })
+}
+
+/// The API server's clock (its `Date` header), against which the agents' Lease renewals are
+/// judged: this machine's clock may be off by more than a Lease lasts. This machine's clock
+/// when the server does not say.
+async fn server_time(client: &Client) -> Timestamp {
+    let request = http::Request::get("/version").body(kube::client::Body::empty());
+    let date = match request {
+        Ok(r) => client.send(r).await.ok().and_then(|response| {
+            let date = response.headers().get(http::header::DATE)?.to_str().ok()?;
+            parse_http_date(date)
+        }),
+        Err(_) => None,
+    };
+    date.unwrap_or_else(Timestamp::now)
+}
+
+/// An HTTP `Date` (RFC 9110 IMF-fixdate: `Mon, 07 Dec 2026 13:06:01 GMT`).
+fn parse_http_date(date: &str) -> Option<Timestamp> {
+    k8s_openapi::jiff::fmt::rfc2822::parse(date)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 fn optional<T: Clone>(what: &str, r: kube::Result<kube::core::ObjectList<T>>) -> Option<Vec<T>> {
@@ -228,9 +255,14 @@ fn print_as<T: Serialize + ?Sized>(
     })
 }
 
-fn status_table(rows: &[views::ServiceRow], with_namespace: bool) -> String {
+/// `namespace`: the one listed, `None` for all (then a NAMESPACE column, as kubectl -A).
+fn status_table(rows: &[views::ServiceRow], namespace: Option<&str>) -> String {
+    let with_namespace = namespace.is_none();
     if rows.is_empty() {
-        return "No LoadBalancer Services served by routelb found.\n".into();
+        return match namespace {
+            Some(ns) => format!("No LoadBalancer Services served by routelb in namespace {ns}.\n"),
+            None => "No LoadBalancer Services served by routelb.\n".into(),
+        };
     }
     let mut headers = vec![
         "NAME",
@@ -362,4 +394,16 @@ fn why_text(why: &views::Why) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_date_header_parses() {
+        let t = parse_http_date("Mon, 07 Dec 2026 13:06:01 GMT").unwrap();
+        assert_eq!(t.to_string(), "2026-12-07T13:06:01Z");
+        assert!(parse_http_date("yesterday").is_none());
+    }
 }

@@ -1110,9 +1110,12 @@ async fn api_outage_withdraws_nothing() {
             .any(|r| r == "AnnouncementMoved" || r == "NotAnnounced"),
         "{reasons:?}"
     );
-    // And the agents work again: a new service is announced.
+    // And the agents work again: a new service is announced. A watch retries with kube's
+    // backoff (up to 30 s apart, jittered, as client-go's reflectors), so after a 30 s
+    // outage a node may learn of new Services that much later (seen once in CI: 30 s was not
+    // enough for one of the two nodes).
     let again = s.service("after", &s.routed, json!({})).await;
-    c.wait_nexthops(&host(&again[0]), 2, Duration::from_secs(30))
+    c.wait_nexthops(&host(&again[0]), 2, Duration::from_secs(75))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.cleanup().await;

@@ -70,7 +70,20 @@ async fn allocates_distinct_addresses_and_reports_pool_status() {
     assert!(m.contains("routelb_allocations_total"), "{m}");
     assert!(http_get(alloc.metrics_port, "/readyz").await.is_some());
     assert!(http_get(alloc.metrics_port, "/healthz").await.is_some());
+    assert!(m.contains(&format!("pool=\"{pool}\"")), "{m}");
+    assert!(
+        m.contains("routelb_services{state=\"announced\"}")
+            || m.contains("routelb_services{state=\"not_announced\"} 5"),
+        "{m}"
+    );
     delete_pool(&c, &pool).await;
+    // A deleted pool's gauges go with it (an alert on its usage would never end otherwise).
+    wait::up_to(Duration::from_secs(10))
+        .until(|| async {
+            (!alloc.metrics().await.contains(&format!("pool=\"{pool}\""))).then_some(())
+        })
+        .await
+        .expect("the deleted pool's gauges removed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -442,10 +442,12 @@ async fn a_real_prometheus_scrapes_a_lab_and_every_rule_and_panel_query_holds() 
                 continue;
             }
             let series = prom.series(metric).await;
-            for (label, op, value) in matchers {
-                if series.is_empty() {
-                    continue;
-                }
+            if series.is_empty() && !matchers.is_empty() {
+                problems.push(format!(
+                    "{place}: {metric} has no series to check its matchers against (make the lab produce one)"
+                ));
+            }
+            for (label, op, value) in matchers.iter().filter(|_| !series.is_empty()) {
                 if !series.iter().any(|s| s.contains_key(label)) {
                     problems.push(format!("{place}: {metric} has no label {label}"));
                 } else if op == "="

@@ -321,6 +321,14 @@ async fn kubectl_routelb_explains_services_nodes_and_pools() {
             .any(|l| l.starts_with(&ns) && l.contains(" web ")),
         "{everywhere}"
     );
+    let context_namespace = ok_stdout(&["status"]);
+    assert!(
+        !context_namespace.contains(" web "),
+        "without -n, the context's namespace (default): {context_namespace}"
+    );
+    let missing = kubectl_routelb(&["why", "no-such-service", "-n", &ns]);
+    assert!(!missing.status.success(), "a Service that does not exist");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
     let table = ok_stdout(&["status", "--namespace", &ns]);
     let first = table.lines().nth(1).unwrap();
     assert!(
@@ -358,7 +366,10 @@ async fn kubectl_routelb_explains_services_nodes_and_pools() {
         ),
         (Some(100.0), Some(1))
     );
-    assert_eq!(edge_row["health"], "warning");
+    assert_eq!(
+        edge_row["health"], "error",
+        "full, and a Service waits for it"
+    );
     let pools_table = ok_stdout(&["pools"]);
     assert!(
         pools_table

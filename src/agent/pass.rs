@@ -19,7 +19,7 @@ use crate::daemon::session::DaemonSession;
 use crate::election::Member;
 use crate::last_valid::Memory;
 use crate::membership;
-use crate::metrics::{AgentMetrics, KindLabels, ResultLabels};
+use crate::metrics::{AgentMetrics, DaemonLabels, KindLabels, ResultLabels};
 use crate::netlink::{InterfaceOutcome, Netlink};
 use crate::node::{IfAddress, NodeInterface};
 use crate::plan::Plan;
@@ -537,7 +537,12 @@ impl Agent {
                 })
                 .inc();
             let configured = matches!(last.label(), "applied" | "unchanged");
-            self.metrics.daemon_configured.set(i64::from(configured));
+            self.metrics
+                .daemon_configured
+                .get_or_create(&DaemonLabels {
+                    daemon: self.cfg.daemon.name().to_string(),
+                })
+                .set(i64::from(configured));
         }
         ok
     }

@@ -105,6 +105,24 @@ fn why_unadvertised(status: &NodeStateStatus) -> &str {
         .unwrap_or("not advertised")
 }
 
+/// How the nodes announcing a Service changed, for `routelb_announcement_changes_total`:
+/// `moved` when none of the nodes that announced it still does (a failover, a local
+/// address handed over), `changed` when some stay (a node joined or left a routed ECMP set).
+pub fn change_kind(before: &str, after: &str) -> &'static str {
+    let nodes = |v: &str| -> BTreeSet<String> {
+        v.split(',')
+            .filter(|e| !e.is_empty())
+            .map(|e| e.split('/').next().unwrap_or(e).to_string())
+            .collect()
+    };
+    match (nodes(before), nodes(after)) {
+        (b, _) if b.is_empty() => "started",
+        (_, a) if a.is_empty() => "stopped",
+        (b, a) if b.is_disjoint(&a) => "moved",
+        _ => "changed",
+    }
+}
+
 /// Adds the announcing annotation and its Event to a service's change. `ips` are the
 /// addresses the service has once `change` is written.
 pub fn add_change(
@@ -182,6 +200,21 @@ mod tests {
 
     fn ips(v: &[&str]) -> Vec<IpAddr> {
         v.iter().map(|i| i.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_move_is_when_no_announcing_node_stays() {
+        assert_eq!(change_kind("", "a/kube-lb0"), "started");
+        assert_eq!(change_kind("a/eth0", "b/eth0"), "moved");
+        assert_eq!(
+            change_kind("a/kube-lb0,b/kube-lb0", "b/kube-lb0"),
+            "changed"
+        );
+        assert_eq!(
+            change_kind("b/kube-lb0", "a/kube-lb0,b/kube-lb0"),
+            "changed"
+        );
+        assert_eq!(change_kind("a/kube-lb0", ""), "stopped");
     }
 
     #[test]

@@ -81,6 +81,8 @@ struct Ctx {
     liveness: Liveness,
     /// Nodes whose agent is alive, as of the last lease event.
     live_nodes: BTreeSet<String>,
+    /// Pools whose gauges are exported.
+    recorded_pools: BTreeSet<String>,
     grace: Grace,
     /// When a pass is due without any change (the end of a grace period).
     wake_at: Option<Instant>,
@@ -131,6 +133,7 @@ pub async fn run(
         caches,
         liveness: Liveness::observer(),
         live_nodes: BTreeSet::new(),
+        recorded_pools: BTreeSet::new(),
         grace: Grace::default(),
         wake_at: None,
         metrics,
@@ -296,7 +299,22 @@ impl Ctx {
             .inc();
     }
 
-    fn record_pool_counts(&self, outcome: &Outcome) {
+    /// The pools' gauges; those of deleted pools go, or their last figures would stay (and
+    /// alert) until a restart.
+    fn record_pool_counts(&mut self, outcome: &Outcome) {
+        let pools: BTreeSet<String> = outcome.pools.keys().cloned().collect();
+        for gone in self.recorded_pools.difference(&pools) {
+            for family in [Family::V4, Family::V6] {
+                for state in ["allocated", "available"] {
+                    self.metrics.pool_addresses.remove(&PoolLabels {
+                        pool: gone.clone(),
+                        family: family.k8s_name().into(),
+                        state: state.into(),
+                    });
+                }
+            }
+        }
+        self.recorded_pools = pools;
         for (name, report) in &outcome.pools {
             for (f, counts) in [(Family::V4, report.v4), (Family::V6, report.v6)] {
                 for (state, n) in [
@@ -425,13 +443,12 @@ fn record_change(metrics: &Metrics, svc: &Service, change: &ServiceChange) {
         metrics.releases.inc();
         tracing::info!(service = %key, "released");
     }
-    for ev in &change.events {
-        let kind = match ev.reason {
-            "Announcing" => "started",
-            "AnnouncementMoved" => "moved",
-            "NotAnnounced" => "stopped",
-            _ => continue,
-        };
+    if let Some(after) = change.annotations.get(annotations::ANNOUNCING) {
+        let before = svc.annotations().get(annotations::ANNOUNCING);
+        let kind = announcing::change_kind(
+            before.map_or("", String::as_str),
+            after.as_deref().unwrap_or(""),
+        );
         metrics
             .announcement_changes
             .get_or_create(&ChangeLabels {

@@ -103,7 +103,9 @@ fn node_row(
         .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Draining"))
         .filter(|c| c.status == "True")
         .map(|c| c.message.clone());
-    let health = if agent == Agent::Expired || status.is_some_and(|st| !ready(st)) {
+    // A deleted node's Lease and NodeState linger (nothing owns them): worth a look, no alarm.
+    let gone = node_exists == Some(false);
+    let health = if !gone && (agent == Agent::Expired || status.is_some_and(|st| !ready(st))) {
         Health::Error
     } else if problems.is_empty() {
         Health::Ok
@@ -173,11 +175,11 @@ fn agent_states(s: &Snapshot) -> Option<BTreeMap<String, bool>> {
             .iter()
             .filter_map(|l| {
                 let node = crate::membership::member_of(l)?.node;
-                let spec = l.spec.as_ref()?;
-                let renewed = spec.renew_time.as_ref()?.0;
-                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-                let live = s.now.as_second() <= renewed.as_second() + duration;
-                Some((node, live))
+                let renewed = l.spec.as_ref()?.renew_time.as_ref()?.0;
+                let duration = crate::membership::duration_of(l)?;
+                // `now` is the server's Date: whole seconds
+                let deadline = renewed.as_millisecond() + duration.as_millis() as i64 + 1000;
+                Some((node, s.now.as_millisecond() <= deadline))
             })
             .collect(),
     )

@@ -68,7 +68,7 @@ pub fn pools(s: &Snapshot) -> Vec<PoolRow> {
             } else {
                 counts.allocated as f64 * 100.0 / total as f64
             };
-            let health = if problem.is_some() || (total == 0 && waiting > 0) {
+            let health = if problem.is_some() || (counts.available == 0 && waiting > 0) {
                 Health::Error
             } else if used_percent >= NEARLY_FULL_PERCENT || waiting > 0 {
                 Health::Warning

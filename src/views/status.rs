@@ -58,7 +58,7 @@ fn service_row(s: &Snapshot, svc: &Service) -> ServiceRow {
     } else {
         Vec::new()
     };
-    let (health, problem) = service_problem(s, svc, &ips, &announced_by, routed, &peers);
+    let (health, problem) = service_problem(s, svc, &ips, &announced_by, routed);
     ServiceRow {
         namespace: svc.namespace().unwrap_or_default(),
         name: svc.name_any(),
@@ -78,7 +78,6 @@ fn service_problem(
     ips: &[IpAddr],
     announced_by: &[String],
     routed: bool,
-    peers: &[PeerOf],
 ) -> (Health, Option<String>) {
     let ann = svc.annotations();
     if let Some(e) = ann.get(annotations::ALLOCATION_ERROR) {
@@ -102,11 +101,9 @@ fn service_problem(
     if let Some(w) = ann.get(annotations::ALLOCATION_WARNING) {
         return (Health::Warning, Some(w.clone()));
     }
-    if routed && peers.is_empty() && verified(s, announced_by) {
-        return (
-            Health::Warning,
-            Some("announced, but no up peer of the announcing nodes gets it".into()),
-        );
+    let problems = address_problems(s, announced_by, ips, routed);
+    if !problems.is_empty() {
+        return (Health::Warning, Some(problems.join("; ")));
     }
     (Health::Ok, None)
 }
@@ -142,30 +139,35 @@ pub(super) fn not_announced_reason(s: &Snapshot, svc: &Service, ips: &[IpAddr]) 
     "no live node holds its addresses".into()
 }
 
-/// One up peer of an announcing node that gets a Service's addresses.
+/// One up peer of an announcing node that gets a Service's address.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct PeerOf {
     node: String,
     peer: String,
+    /// The peer misses more prefixes than NodeState names, and this one is not named: it
+    /// may not get it.
+    unsure: bool,
 }
 
 impl PeerOf {
     pub(super) fn label(&self) -> String {
-        format!("{} → {}", self.node, self.peer)
+        let unsure = if self.unsure { " (unsure)" } else { "" };
+        format!("{} → {}{unsure}", self.node, self.peer)
     }
 }
 
-/// The up peers of the announcing nodes that get the addresses: those of the address's
-/// family that do not list its prefix as missing.
-pub(super) fn receiving_peers(
-    s: &Snapshot,
-    announced_by: &[String],
-    ips: &[IpAddr],
-) -> Vec<PeerOf> {
-    let nodes: BTreeSet<&str> = announced_by
+/// The nodes of a `routelb.io/announcing` list.
+pub(super) fn announcing_nodes(announced_by: &[String]) -> BTreeSet<&str> {
+    announced_by
         .iter()
         .map(|a| a.split('/').next().unwrap_or(a))
-        .collect();
+        .collect()
+}
+
+/// The up peers of the announcing nodes that get `ip`: of its family, not listing its prefix
+/// as missing.
+pub(super) fn receivers(s: &Snapshot, announced_by: &[String], ip: &IpAddr) -> Vec<PeerOf> {
+    let nodes = announcing_nodes(announced_by);
     let mut out = BTreeSet::new();
     for st in &s.node_states {
         let node = st.name_any();
@@ -177,28 +179,80 @@ pub(super) fn receiving_peers(
         else {
             continue;
         };
-        for p in adv.peers.iter().filter(|p| p.up) {
-            let gets = ips.iter().any(|ip| {
-                family_name(ip) == p.family
-                    && !p
-                        .missing_prefixes
-                        .iter()
-                        .filter_map(|m| m.parse::<ipnet::IpNet>().ok())
-                        .any(|m| m.contains(ip))
-            });
-            if gets {
-                let peer = match &p.vrf {
-                    Some(vrf) => format!("{} (vrf {vrf})", p.peer),
-                    None => p.peer.clone(),
-                };
-                out.insert(PeerOf {
-                    node: node.clone(),
-                    peer,
-                });
+        for p in adv
+            .peers
+            .iter()
+            .filter(|p| p.up && p.family == family_name(ip))
+        {
+            let named: Vec<ipnet::IpNet> = p
+                .missing_prefixes
+                .iter()
+                .filter_map(|m| m.parse().ok())
+                .collect();
+            if named.iter().any(|m| m.contains(ip)) {
+                continue;
             }
+            let peer = match &p.vrf {
+                Some(vrf) => format!("{} (vrf {vrf})", p.peer),
+                None => p.peer.clone(),
+            };
+            out.insert(PeerOf {
+                node: node.clone(),
+                peer,
+                unsure: p.missing as usize > named.len(),
+            });
         }
     }
     out.into_iter().collect()
+}
+
+/// The peers that get any of the addresses.
+pub(super) fn receiving_peers(
+    s: &Snapshot,
+    announced_by: &[String],
+    ips: &[IpAddr],
+) -> Vec<PeerOf> {
+    let all: BTreeSet<PeerOf> = ips
+        .iter()
+        .flat_map(|ip| receivers(s, announced_by, ip))
+        .collect();
+    all.into_iter().collect()
+}
+
+/// What is wrong with each address of an announced Service: held by none of the announcing
+/// nodes (dual-stack: one family lost), or, once verified, sent to no up peer.
+fn address_problems(
+    s: &Snapshot,
+    announced_by: &[String],
+    ips: &[IpAddr],
+    routed: bool,
+) -> Vec<String> {
+    let nodes = announcing_nodes(announced_by);
+    let states: Vec<&crate::api::NodeStateStatus> = s
+        .node_states
+        .iter()
+        .filter(|st| nodes.contains(st.name_any().as_str()))
+        .filter_map(|st| st.status.as_ref())
+        .collect();
+    let mut problems = Vec::new();
+    for ip in ips {
+        if !states.is_empty() && !states.iter().any(|st| holds(st, std::slice::from_ref(ip))) {
+            problems.push(format!("{ip} is held by none of the announcing nodes"));
+            continue;
+        }
+        if !routed || !verified(s, announced_by) {
+            continue;
+        }
+        let peers = receivers(s, announced_by, ip);
+        if peers.is_empty() {
+            problems.push(format!("{ip} reaches no up peer of the announcing nodes"));
+        } else if peers.iter().all(|p| p.unsure) {
+            problems.push(format!(
+                "{ip} may reach no peer: its peers miss more prefixes than NodeState names"
+            ));
+        }
+    }
+    problems
 }
 
 /// Whether every announcing node's agent verified what its daemon advertises.

@@ -289,7 +289,11 @@ fn pools_show_usage_and_who_waits() {
     assert_eq!((edge.name.as_str(), edge.family.as_str()), ("edge", "ipv4"));
     assert_eq!(edge.used_percent, 100.0);
     assert_eq!(edge.waiting_services, 1);
-    assert_eq!(edge.health, Health::Warning);
+    assert_eq!(
+        edge.health,
+        Health::Error,
+        "full, and a Service waits for it"
+    );
     assert_eq!(rows[1].health, Health::Ok);
     assert_eq!(bar(100.0, 10), "[##########]");
     assert_eq!(bar(1.0, 10), "[..........]");
@@ -404,4 +408,109 @@ fn what_could_not_be_read_is_unknown_not_a_problem() {
         rows.iter()
             .all(|r| !r.problems.iter().any(|p| p.contains("no such Node")))
     );
+}
+
+#[test]
+fn a_dual_stack_service_missing_one_family_is_a_warning() {
+    let mut s = cluster();
+    let web = &mut s.services[0];
+    web.status
+        .as_mut()
+        .unwrap()
+        .load_balancer
+        .as_mut()
+        .unwrap()
+        .ingress = Some(vec![
+        serde_json::from_value(json!({ "ip": "203.0.113.1" })).unwrap(),
+        serde_json::from_value(json!({ "ip": "2001:db8::1" })).unwrap(),
+    ]);
+    let row = status(&s, None)
+        .into_iter()
+        .find(|r| r.name == "web")
+        .unwrap();
+    assert_eq!(row.health, Health::Warning);
+    assert_eq!(
+        row.problem.as_deref(),
+        Some("2001:db8::1 is held by none of the announcing nodes")
+    );
+    // Held, but n1 has no IPv6 peer: it reaches nobody.
+    let st = s.node_states[0].status.as_mut().unwrap();
+    st.interfaces[0].addresses.push("2001:db8::1/128".into());
+    let row = status(&s, None)
+        .into_iter()
+        .find(|r| r.name == "web")
+        .unwrap();
+    assert_eq!(
+        row.problem.as_deref(),
+        Some("2001:db8::1 reaches no up peer of the announcing nodes")
+    );
+    let w = why(&s, "shop", "web");
+    assert_eq!(w.health, Health::Warning);
+    assert_eq!(
+        w.verdict,
+        "2001:db8::1 reaches no up peer (the announcing nodes' daemons have no ipv6 peer)"
+    );
+}
+
+#[test]
+fn a_peer_missing_more_than_it_names_is_unsure() {
+    let mut s = cluster();
+    let adv = s.node_states[0]
+        .status
+        .as_mut()
+        .unwrap()
+        .advertisement
+        .as_mut()
+        .unwrap();
+    adv.peers[0].missing = 7;
+    adv.peers[0].missing_prefixes = (10..15).map(|i| format!("203.0.113.{i}/32")).collect();
+    let row = status(&s, None)
+        .into_iter()
+        .find(|r| r.name == "web")
+        .unwrap();
+    assert_eq!(row.peers, ["n1 → neighbor 10.0.0.1 (unsure)"]);
+    assert_eq!(row.health, Health::Warning);
+}
+
+#[test]
+fn why_names_only_the_announcing_nodes_peers_of_the_family() {
+    let mut s = cluster();
+    for st in s.node_states.iter_mut().filter_map(|n| n.status.as_mut()) {
+        if let Some(adv) = st.advertisement.as_mut() {
+            for p in &mut adv.peers {
+                p.up = false;
+            }
+        }
+    }
+    let w = why(&s, "shop", "web");
+    let peers = w.steps.iter().find(|st| st.what == "peers").unwrap();
+    assert_eq!(
+        peers.fact,
+        "203.0.113.1 reaches no up peer (n1 → neighbor 10.0.0.1: down, n1 → neighbor 10.0.0.2: down)"
+    );
+}
+
+#[test]
+fn old_warning_events_are_history_not_the_verdict() {
+    let mut s = cluster();
+    s.events =
+        vec![serde_json::from_value(json!({
+        "metadata": { "name": "e", "namespace": "shop" },
+        "involvedObject": { "kind": "Service", "name": "web", "namespace": "shop" },
+        "type": "Warning", "reason": "NotAnnounced", "message": "no node announces the service",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap()];
+    let w = why(&s, "shop", "web");
+    assert_eq!(w.health, Health::Ok);
+    assert_eq!(w.verdict, "sent to n1 → neighbor 10.0.0.1");
+    assert_eq!(w.steps.last().unwrap().what, "event");
+}
+
+#[test]
+fn a_deleted_nodes_expired_lease_is_a_warning() {
+    let mut s = cluster();
+    s.nodes.as_mut().unwrap().retain(|n| n.name_any() != "n3");
+    let n3 = nodes(&s).into_iter().find(|r| r.name == "n3").unwrap();
+    assert_eq!((n3.agent.as_str(), n3.health), ("expired", Health::Warning));
 }

@@ -1,5 +1,6 @@
 //! `kubectl routelb why`: the chain of reasons from a Service to the routers.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Event, Service};
@@ -8,7 +9,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::pools::pool_problem;
-use super::status::{PeerOf, not_announced_reason, receiving_peers, verified};
+use super::status::{PeerOf, announcing_nodes, not_announced_reason, receivers, verified};
 use super::*;
 use crate::api::{AddressPool, PoolMode, annotations};
 use crate::ipam;
@@ -32,6 +33,9 @@ pub struct Step {
     pub fact: String,
 }
 
+/// The `what` of the Service's Events, listed after the chain.
+const EVENT: &str = "event";
+
 fn step(health: Health, what: &str, fact: String) -> Step {
     Step {
         health,
@@ -51,11 +55,12 @@ pub fn why(s: &Snapshot, namespace: &str, name: &str) -> Why {
         None => vec![step(Health::Error, "service", format!("no Service {key}"))],
         Some(svc) => why_steps(s, svc),
     };
-    let worst = steps.iter().map(|st| st.health).min().unwrap_or(Health::Ok);
-    let verdict = steps
-        .iter()
+    // Events are history (a failover long over leaves a Warning): shown, never the verdict.
+    let chain = || steps.iter().filter(|st| st.what != EVENT);
+    let worst = chain().map(|st| st.health).min().unwrap_or(Health::Ok);
+    let verdict = chain()
         .find(|st| st.health == worst && worst != Health::Ok)
-        .or_else(|| steps.iter().rev().find(|st| st.what != "event"))
+        .or_else(|| chain().next_back())
         .map(|st| st.fact.clone())
         .unwrap_or_default();
     Why {
@@ -72,7 +77,7 @@ fn why_steps(s: &Snapshot, svc: &Service) -> Vec<Step> {
     let mut steps = vec![served];
     if ok {
         address_steps(s, svc, &mut steps);
-        push_events(s, &mut steps);
+        push_events(s, svc, &mut steps);
     }
     steps
 }
@@ -248,53 +253,76 @@ fn policy_step(s: &Snapshot, pool: &AddressPool) -> Step {
 }
 
 fn peers_step(s: &Snapshot, announced_by: &[String], ips: &[IpAddr]) -> Step {
-    let peers = receiving_peers(s, announced_by, ips);
-    if !peers.is_empty() {
-        let listed: Vec<String> = peers.iter().map(PeerOf::label).collect();
+    if !verified(s, announced_by) {
+        let fact = "not verified yet at the announcing nodes' daemons".into();
+        return step(Health::Ok, "peers", fact);
+    }
+    let mut missing = Vec::new();
+    let mut sent = BTreeSet::new();
+    for ip in ips {
+        let peers = receivers(s, announced_by, ip);
+        if peers.is_empty() {
+            missing.push(format!(
+                "{ip} reaches no up peer ({})",
+                peers_of_family(s, announced_by, ip)
+            ));
+        }
+        sent.extend(peers.iter().map(PeerOf::label));
+    }
+    if missing.is_empty() {
+        let listed: Vec<String> = sent.into_iter().collect();
         return step(
             Health::Ok,
             "peers",
             format!("sent to {}", listed.join(", ")),
         );
     }
-    if !verified(s, announced_by) {
-        return step(
-            Health::Ok,
-            "peers",
-            "not verified yet at the announcing nodes' daemons".into(),
-        );
-    }
-    let down: Vec<String> = s
+    step(Health::Warning, "peers", missing.join("; "))
+}
+
+/// The announcing nodes' peers of `ip`'s family, each down or filtering it.
+fn peers_of_family(s: &Snapshot, announced_by: &[String], ip: &IpAddr) -> String {
+    let nodes = announcing_nodes(announced_by);
+    let listed: Vec<String> = s
         .node_states
         .iter()
+        .filter(|st| nodes.contains(st.name_any().as_str()))
         .filter_map(|st| Some((st.name_any(), st.status.as_ref()?.advertisement.as_ref()?)))
         .flat_map(|(node, adv)| {
-            adv.peers.iter().map(move |p| {
-                format!(
-                    "{node} → {} ({})",
-                    p.peer,
-                    if p.up { "filtered" } else { "down" }
-                )
-            })
+            adv.peers
+                .iter()
+                .filter(|p| p.family == family_name(ip))
+                .map(move |p| {
+                    let why = if p.up { "filters it" } else { "down" };
+                    format!("{node} → {}: {why}", p.peer)
+                })
         })
         .collect();
-    step(
-        Health::Warning,
-        "peers",
-        if down.is_empty() {
-            "the announcing nodes' daemons have no peer".into()
-        } else {
-            format!("no up peer gets it: {}", down.join(", "))
-        },
-    )
+    if listed.is_empty() {
+        format!(
+            "the announcing nodes' daemons have no {} peer",
+            family_name(ip)
+        )
+    } else {
+        listed.join(", ")
+    }
 }
 
 /// The Service's latest warning Events, newest first (at most 5).
-fn push_events(s: &Snapshot, steps: &mut Vec<Step>) {
+fn push_events(s: &Snapshot, svc: &Service, steps: &mut Vec<Step>) {
+    let uid = svc.metadata.uid.as_deref();
     let mut warnings: Vec<&Event> = s
         .events
         .iter()
         .filter(|e| e.type_.as_deref() == Some("Warning"))
+        // a deleted Service of the same name had its own
+        .filter(|e| {
+            uid.is_none()
+                || e.involved_object
+                    .uid
+                    .as_deref()
+                    .is_none_or(|u| Some(u) == uid)
+        })
         .collect();
     warnings.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
     for e in warnings.into_iter().take(5) {
@@ -303,7 +331,7 @@ fn push_events(s: &Snapshot, steps: &mut Vec<Step>) {
             .unwrap_or_default();
         steps.push(step(
             Health::Warning,
-            "event",
+            EVENT,
             format!(
                 "{age}{} {}",
                 e.reason.as_deref().unwrap_or(""),
@@ -313,10 +341,14 @@ fn push_events(s: &Snapshot, steps: &mut Vec<Step>) {
     }
 }
 
+/// When it last happened: a repeated Event (events.k8s.io, as kube's recorder writes them)
+/// keeps its first time and counts repeats in its series.
 fn event_time(e: &Event) -> Option<Timestamp> {
-    e.last_timestamp
+    e.series
         .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
         .map(|t| t.0)
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
