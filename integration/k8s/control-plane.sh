@@ -137,18 +137,7 @@ ensure_pkgs() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-# Print the pid stored in pid file $1 if that process is alive AND its command
-# line still mentions $2 (guards against pid reuse: we never signal a process
-# we did not start).
-live_pid() {
-  local file=$1 expect=$2 pid
-  [[ -f $file ]] || return 1
-  pid=$(<"$file")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$expect" || return 1
-  echo "$pid"
-}
+# live_pid: integration/k8s/proc.sh
 
 # Readiness probe of the apiserver with the admin token.
 apiserver_ready() {

@@ -121,16 +121,7 @@ ensure_pkgs() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-# pid from a pid file if alive and its cmdline contains $2 (never signal a
-# process we did not start).
-live_pid() {
-  local file=$1 expect=$2 pid
-  [[ -f $file ]] || return 1
-  pid=$(<"$file")
-  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$expect" >/dev/null || return 1
-  echo "$pid"
-}
+# live_pid: integration/k8s/proc.sh
 
 # start_detached: integration/k8s/proc.sh
 # shellcheck source=integration/k8s/proc.sh
