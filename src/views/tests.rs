@@ -151,6 +151,12 @@ fn cluster() -> Snapshot {
     }
 }
 
+/// What n1's daemon advertises to each peer.
+fn n1_peers(s: &mut Snapshot) -> &mut Vec<crate::api::PeerAdvertisement> {
+    let st = s.node_states[0].status.as_mut().unwrap();
+    &mut st.advertisement.as_mut().unwrap().peers
+}
+
 #[test]
 fn status_puts_problems_first_with_their_reasons() {
     let rows = status(&cluster(), None);
@@ -203,14 +209,7 @@ fn a_node_reporting_on_a_service_says_why_first() {
 #[test]
 fn announced_to_no_up_peer_is_a_warning_once_verified() {
     let mut s = cluster();
-    let adv = s.node_states[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .advertisement
-        .as_mut()
-        .unwrap();
-    for p in &mut adv.peers {
+    for p in n1_peers(&mut s) {
         p.up = false;
     }
     let web = status(&s, None)
@@ -455,15 +454,9 @@ fn a_dual_stack_service_missing_one_family_is_a_warning() {
 #[test]
 fn a_peer_missing_more_than_it_names_is_unsure() {
     let mut s = cluster();
-    let adv = s.node_states[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .advertisement
-        .as_mut()
-        .unwrap();
-    adv.peers[0].missing = 7;
-    adv.peers[0].missing_prefixes = (10..15).map(|i| format!("203.0.113.{i}/32")).collect();
+    let peers = n1_peers(&mut s);
+    peers[0].missing = 7;
+    peers[0].missing_prefixes = (10..15).map(|i| format!("203.0.113.{i}/32")).collect();
     let row = status(&s, None)
         .into_iter()
         .find(|r| r.name == "web")
