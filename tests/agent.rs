@@ -447,6 +447,24 @@ impl WebServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Listening before any request is sent (python starts slowly on a loaded machine:
+        // CI once refused 1.7 s of requests to one node before the drain began).
+        let listening = || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", c.node_var(i, "NS")])
+                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !listening() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the web server of node {i} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         WebServer(child)
     }
 }
