@@ -259,8 +259,36 @@ fn pools_answer(c: &RealCluster) -> Outcome {
 }
 
 /// `kubectl routelb` on the real cluster: every Service announced, the routed ones by every
-/// node to the router, every agent alive with its sessions up.
+/// node to the router, every agent alive with its sessions up. Waited for: the agents verify
+/// what their daemons advertise and look at their sessions seconds after the routes appear.
 fn plugin_shows_the_cluster(c: &RealCluster) -> Outcome {
+    let mut last = String::new();
+    let healthy = wait::up_to(Duration::from_secs(60))
+        .every(Duration::from_millis(500))
+        .until_blocking(|| match plugin_picture(c) {
+            Ok(()) => Some(()),
+            Err(e) => {
+                last = e;
+                None
+            }
+        });
+    if healthy.is_none() {
+        return Err(format!(
+            "kubectl routelb never showed a healthy cluster: {last}"
+        ));
+    }
+    for args in [vec!["status", "-A"], vec!["nodes"], vec!["pools"]] {
+        println!(
+            "    $ kubectl routelb {}\n{}",
+            args.join(" "),
+            c.plugin(&args)?
+        );
+    }
+    Ok(())
+}
+
+/// What [`plugin_shows_the_cluster`] waits for, or the first row that is not so.
+fn plugin_picture(c: &RealCluster) -> Outcome {
     let parse = |args: &[&str]| -> Outcome<serde_json::Value> {
         let text = c.plugin(args)?;
         serde_json::from_str(&text).map_err(|e| format!("kubectl routelb {args:?}: {e}: {text}"))
@@ -294,13 +322,6 @@ fn plugin_shows_the_cluster(c: &RealCluster) -> Outcome {
         if row["agent"] != "live" || row["health"] != "ok" || !all_up {
             return Err(format!("kubectl routelb nodes: {row:#}"));
         }
-    }
-    for args in [vec!["status", "-A"], vec!["nodes"], vec!["pools"]] {
-        println!(
-            "    $ kubectl routelb {}\n{}",
-            args.join(" "),
-            c.plugin(&args)?
-        );
     }
     Ok(())
 }
