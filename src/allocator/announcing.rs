@@ -86,7 +86,7 @@ impl Announcements {
 }
 
 /// The prefixes a node's daemon advertises to no peer, as last verified.
-fn unadvertised(status: &NodeStateStatus) -> Vec<ipnet::IpNet> {
+pub(crate) fn unadvertised(status: &NodeStateStatus) -> Vec<ipnet::IpNet> {
     status
         .advertisement
         .iter()
@@ -96,7 +96,7 @@ fn unadvertised(status: &NodeStateStatus) -> Vec<ipnet::IpNet> {
 }
 
 /// The node's `Advertised` condition message.
-fn why_unadvertised(status: &NodeStateStatus) -> &str {
+pub(crate) fn why_unadvertised(status: &NodeStateStatus) -> &str {
     status
         .conditions
         .iter()

@@ -18,7 +18,6 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -100,22 +99,11 @@ fn holds(st: &NodeStateStatus, ips: &[IpAddr]) -> bool {
     })
 }
 
+/// Whether the node's daemon advertises any of `ips` to no peer (as the allocator judges it).
 fn unadvertised(st: &NodeStateStatus, ips: &[IpAddr]) -> bool {
-    st.advertisement
+    crate::allocator::announcing::unadvertised(st)
         .iter()
-        .flat_map(|a| &a.unadvertised)
-        .any(|p| {
-            p.parse::<ipnet::IpNet>()
-                .is_ok_and(|n| ips.iter().any(|ip| n.contains(ip)))
-        })
-}
-
-fn condition_message(conditions: &[Condition], type_: &str) -> String {
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_else(|| "no reason given".into())
+        .any(|n| ips.iter().any(|ip| n.contains(ip)))
 }
 
 /// `42s`, `5m`, `3h`, `2d`: how long ago, as kubectl prints ages.

@@ -38,14 +38,18 @@ pub fn nodes(s: &Snapshot) -> Vec<NodeRow> {
     let mut names: BTreeSet<String> = s.nodes.iter().flatten().map(|n| n.name_any()).collect();
     names.extend(s.node_states.iter().map(|n| n.name_any()));
     names.extend(agents.iter().flat_map(|a| a.keys().cloned()));
+    let states: BTreeMap<String, &NodeStateStatus> = s
+        .node_states
+        .iter()
+        .filter_map(|n| Some((n.name_any(), n.status.as_ref()?)))
+        .collect();
+    let existing: Option<BTreeSet<String>> = s
+        .nodes
+        .as_ref()
+        .map(|nodes| nodes.iter().map(|n| n.name_any()).collect());
     let mut rows: Vec<NodeRow> = names
         .into_iter()
         .map(|name| {
-            let status = s
-                .node_states
-                .iter()
-                .find(|n| n.name_any() == name)
-                .and_then(|n| n.status.as_ref());
             let agent = match &agents {
                 None => Agent::Unknown,
                 Some(a) => match a.get(&name) {
@@ -54,11 +58,8 @@ pub fn nodes(s: &Snapshot) -> Vec<NodeRow> {
                     None => Agent::None,
                 },
             };
-            let node_exists = s
-                .nodes
-                .as_ref()
-                .map(|nodes| nodes.iter().any(|n| n.name_any() == name));
-            node_row(&name, status, agent, node_exists)
+            let node_exists = existing.as_ref().map(|e| e.contains(&name));
+            node_row(&name, states.get(&name).copied(), agent, node_exists)
         })
         .collect();
     rows.sort_by(|a, b| (a.health, &a.name).cmp(&(b.health, &b.name)));

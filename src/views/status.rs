@@ -129,7 +129,7 @@ pub(super) fn not_announced_reason(s: &Snapshot, svc: &Service, ips: &[IpAddr]) 
         .map(|(node, st)| {
             format!(
                 "{node} holds it but its daemon advertises it to no peer ({})",
-                condition_message(&st.conditions, "Advertised")
+                crate::allocator::announcing::why_unadvertised(st)
             )
         })
         .collect();
