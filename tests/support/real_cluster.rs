@@ -265,11 +265,58 @@ impl RealCluster {
             .until_blocking(|| (self.announcing_nodes(addr) == *nodes).then_some(()))
             .map(|w| w.took)
             .ok_or_else(|| {
+                let forwarded = self.announcing_nodes(addr);
+                let missing: Vec<&str> = nodes.difference(&forwarded).map(String::as_str).collect();
                 format!(
-                    "the router forwards {addr} to {:?}, not {nodes:?}, after {timeout:?}",
-                    self.announcing_nodes(addr)
+                    "the router forwards {addr} to {forwarded:?}, not {nodes:?}, after \
+                     {timeout:?}\n{}",
+                    self.why_not_forwarded(&missing)
                 )
             })
+    }
+
+    /// What a person would look at when the router does not forward to `missing`: the router's
+    /// BGP sessions, routelb's view of the nodes, and the end of those nodes' agent logs.
+    fn why_not_forwarded(&self, missing: &[&str]) -> String {
+        let mut out = String::new();
+        let router = Command::new(&self.vtysh_rtr)
+            .args(["-c", "show bgp summary"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        out += &format!(
+            "--- router: show bgp summary\n{}\n",
+            text(router.map_err(|e| e.to_string()))
+        );
+        out += &format!(
+            "--- kubectl routelb nodes\n{}\n",
+            text(self.plugin(&["nodes"]))
+        );
+        for node in missing {
+            let pods = self.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                SYSTEM_NS,
+                "-l",
+                "app.kubernetes.io/component=agent",
+                "--field-selector",
+                &format!("spec.nodeName={node}"),
+                "-o",
+                "name",
+            ]);
+            for pod in text(pods).lines().filter(|l| l.starts_with("pod/")) {
+                for container in ["agent", "frr"] {
+                    let logs = self.kubectl(&[
+                        "logs", "-n", SYSTEM_NS, pod, "-c", container, "--tail", "30",
+                    ]);
+                    out += &format!(
+                        "--- {node} {pod} {container} (last 30 lines)\n{}\n",
+                        text(logs)
+                    );
+                }
+            }
+        }
+        out
     }
 
     pub fn all_nodes(&self) -> BTreeSet<String> {
@@ -484,6 +531,11 @@ spec:
             .map(|w| w.value)
             .ok_or_else(|| format!("deploy/web not at {replicas} ready pods after {timeout:?}"))
     }
+}
+
+/// A command's output, or why there is none.
+fn text(out: Outcome<String>) -> String {
+    out.unwrap_or_else(|e| format!("({e})"))
 }
 
 fn pod_ready(pod: &Value) -> bool {
