@@ -35,6 +35,19 @@ pub struct Member {
     pub subnets: Vec<(String, IpNet)>,
     /// Routed pools the node announces.
     pub routed_pools: BTreeSet<String>,
+    /// The node's own addresses on those subnets, for the BFD sessions of fast failover
+    /// ([`crate::failover`]); none from an agent that does not publish them.
+    pub addresses: Vec<IpAddr>,
+    /// The node says it is cut off from its fast-failover peers ([`crate::failover`]).
+    pub cut_off: bool,
+}
+
+impl Member {
+    /// The node's own address on its subnet holding `ip`, if it published one.
+    pub fn address_in(&self, ip: IpAddr) -> Option<IpAddr> {
+        let (_, subnet) = self.subnets.iter().find(|(_, s)| s.contains(&ip))?;
+        self.addresses.iter().copied().find(|a| subnet.contains(a))
+    }
 }
 
 /// Where a service's endpoints are ready.
@@ -312,6 +325,7 @@ mod tests {
                 .map(|(i, s)| (i.to_string(), s.parse().unwrap()))
                 .collect(),
             routed_pools: pools.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
         }
     }
 

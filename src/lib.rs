@@ -19,6 +19,7 @@ pub mod crdgen;
 pub mod daemon;
 pub mod election;
 pub(crate) mod events;
+pub mod failover;
 pub mod family;
 pub(crate) mod files;
 pub(crate) mod garp;

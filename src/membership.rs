@@ -9,6 +9,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -32,6 +33,10 @@ pub fn lease_watch() -> kube::runtime::watcher::Config {
 }
 pub const SUBNETS: &str = "routelb.io/subnets";
 pub const ROUTED_POOLS: &str = "routelb.io/routed-pools";
+/// The node's own addresses on its subnets (fast failover's BFD peers).
+pub const ADDRESSES: &str = "routelb.io/addresses";
+/// Present ("true") while the node is cut off from its fast-failover peers.
+pub const CUT_OFF: &str = "routelb.io/cut-off";
 /// The precise lease duration (the Lease's own field has whole seconds only).
 pub const DURATION: &str = "routelb.io/lease-duration";
 
@@ -52,6 +57,16 @@ pub fn lease_object(
         .map(|(iface, net)| format!("{iface}={net}"))
         .collect();
     let pools: Vec<&str> = me.routed_pools.iter().map(String::as_str).collect();
+    let addresses: Vec<String> = me.addresses.iter().map(IpAddr::to_string).collect();
+    let mut annotations = json!({
+        SUBNETS: subnets.join(","),
+        ROUTED_POOLS: pools.join(","),
+        ADDRESSES: addresses.join(","),
+        DURATION: humantime::format_duration(duration).to_string(),
+    });
+    if me.cut_off {
+        annotations[CUT_OFF] = json!("true");
+    }
     json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -59,11 +74,7 @@ pub fn lease_object(
             "name": lease_name(&me.node),
             "namespace": namespace,
             "labels": { LEASE_LABEL: "true", "app.kubernetes.io/managed-by": "routelb" },
-            "annotations": {
-                SUBNETS: subnets.join(","),
-                ROUTED_POOLS: pools.join(","),
-                DURATION: humantime::format_duration(duration).to_string(),
-            },
+            "annotations": annotations,
         },
         "spec": {
             "holderIdentity": me.node,
@@ -97,10 +108,16 @@ pub fn member_of(lease: &Lease) -> Option<Member> {
                 .collect()
         })
         .unwrap_or_default();
+    let addresses = ann
+        .get(ADDRESSES)
+        .map(|s| s.split(',').filter_map(|a| a.parse().ok()).collect())
+        .unwrap_or_default();
     Some(Member {
         node,
         subnets,
         routed_pools,
+        addresses,
+        cut_off: ann.get(CUT_OFF).is_some_and(|v| v == "true"),
     })
 }
 
@@ -233,6 +250,20 @@ impl Liveness {
         out.into_values().collect()
     }
 
+    /// Per node: when its Lease was last seen renewed, on this clock, and whether it says the
+    /// node is cut off (for [`crate::failover::Detector::verdict`]).
+    pub fn renewals<L: Borrow<Lease>>(&self, leases: &[L]) -> BTreeMap<String, (Instant, bool)> {
+        leases
+            .iter()
+            .map(Borrow::borrow)
+            .filter_map(|l| {
+                let (_, at) = self.seen.get(&l.name_any())?;
+                let m = member_of(l)?;
+                Some((m.node, (*at, m.cut_off)))
+            })
+            .collect()
+    }
+
     /// The names of the nodes whose lease is alive.
     pub fn live_nodes<L: Borrow<Lease>>(&self, leases: &[L], now: Instant) -> BTreeSet<String> {
         leases
@@ -283,6 +314,8 @@ mod tests {
                 ("eth1".into(), "fd00::/64".parse().unwrap()),
             ],
             routed_pools: ["a".to_string(), "b".to_string()].into(),
+            addresses: vec!["10.0.0.7".parse().unwrap(), "fd00::7".parse().unwrap()],
+            cut_off: true,
         };
         let obj = lease_object(
             &m,

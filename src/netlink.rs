@@ -113,6 +113,7 @@ impl Netlink {
                         name,
                         index: l.header.index,
                         subnets: vec![],
+                        addresses: vec![],
                         // Dummy and ifb devices report "unknown" while working.
                         up: matches!(oper, Some(State::Up | State::Unknown) | None),
                         mac,
@@ -134,11 +135,11 @@ impl Netlink {
                     IpAddr::V4(v4) => v4.is_link_local(),
                     IpAddr::V6(v6) => v6.is_unicast_link_local(),
                 };
-                if !link_local
-                    && net.prefix_len() < net.max_prefix_len()
-                    && !iface.subnets.contains(&net)
-                {
-                    iface.subnets.push(net);
+                if !link_local && net.prefix_len() < net.max_prefix_len() {
+                    if !iface.subnets.contains(&net) {
+                        iface.subnets.push(net);
+                    }
+                    iface.addresses.push(ip);
                 }
             }
         }

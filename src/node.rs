@@ -14,6 +14,9 @@ pub struct NodeInterface {
     pub name: String,
     pub index: u32,
     pub subnets: Vec<IpNet>,
+    /// This node's own addresses in those subnets (not routelb's): what its neighbours reach
+    /// it at (BFD peers of fast failover).
+    pub addresses: Vec<IpAddr>,
     /// Operationally up (or of unknown state, as dummies report): a node does not offer the
     /// subnets of a down interface for local addresses.
     pub up: bool,

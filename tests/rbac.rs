@@ -342,6 +342,7 @@ async fn base_rbac_keeps_agents_out_of_routelb_system_leases() {
         node: node.clone(),
         subnets: vec![("eth0".into(), "192.0.2.0/24".parse().unwrap())],
         routed_pools: BTreeSet::new(),
+        ..Default::default()
     };
     let lease_object =
         |ns: &str| membership::lease_object(&member, ns, Duration::from_secs(6), SystemTime::now());

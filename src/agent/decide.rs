@@ -180,15 +180,15 @@ pub fn attribute_pools(inputs: &mut [Input], pools: &[ipam::Pool]) {
 /// What this node offers the election: subnets of interfaces that are up (never the
 /// load-balancer interface), and the routed pools it exports.
 pub fn member(id: &Identity, facts: &[NodeInterface], routed_pools: BTreeSet<String>) -> Member {
-    let subnets = facts
-        .iter()
-        .filter(|i| i.up && i.name != id.lb_interface)
-        .flat_map(|i| i.subnets.iter().map(|s| (i.name.clone(), *s)))
-        .collect();
+    let offered = || facts.iter().filter(|i| i.up && i.name != id.lb_interface);
     Member {
         node: id.node.clone(),
-        subnets,
+        subnets: offered()
+            .flat_map(|i| i.subnets.iter().map(|s| (i.name.clone(), *s)))
+            .collect(),
         routed_pools,
+        addresses: offered().flat_map(|i| i.addresses.clone()).collect(),
+        cut_off: false,
     }
 }
 

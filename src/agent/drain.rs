@@ -255,6 +255,7 @@ mod tests {
             node: "n1".into(),
             subnets: vec![("eth0".into(), "10.0.0.0/24".parse().unwrap())],
             routed_pools: ["web".to_string()].into(),
+            ..Default::default()
         };
         assert_eq!(Phase::Serving.member(me.clone()), me);
         let draining = Phase::Draining {

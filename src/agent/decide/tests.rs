@@ -54,6 +54,7 @@ fn nic(name: &str, subnet: &str) -> NodeInterface {
         name: name.into(),
         index: 2,
         subnets: vec![subnet.parse().unwrap()],
+        addresses: vec![],
         up: true,
         mac: None,
     }
