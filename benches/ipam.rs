@@ -31,6 +31,7 @@ fn pools(dual: bool) -> Vec<PoolInput> {
                     priority: i,
                     ..Default::default()
                 }),
+                fast_failover: None,
             };
             let name = format!("pool-{i}");
             (name.clone(), Pool::from_spec(&name, &spec))

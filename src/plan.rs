@@ -89,6 +89,7 @@ mod tests {
                 auto_assign: true,
                 avoid_buggy_ips: false,
                 allocation: None,
+                fast_failover: None,
             },
         )
     }

@@ -85,6 +85,53 @@ pub struct AddressPoolSpec {
     /// Which services this pool serves, and how it ranks against other pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<AllocationPolicy>,
+    /// `local` pools only: an address moves from a failed holder in well under a second,
+    /// detected by BFD sessions the nodes' routing daemons keep between its candidates; the
+    /// Lease still decides in the end (docs/agent.md, "Fast failover"). Absent: failover
+    /// waits for the holder's Lease to expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_failover: Option<FastFailover>,
+}
+
+/// BFD timers of a pool's fast failover.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FastFailover {
+    /// BFD transmit and receive interval, in milliseconds (10-10000, default 50).
+    #[serde(default = "default_bfd_interval")]
+    #[schemars(range(min = 10, max = 10000))]
+    pub interval_ms: u32,
+    /// Intervals without a packet before a session is down (2-50, default 3): detection
+    /// takes interval × multiplier.
+    #[serde(default = "default_bfd_multiplier")]
+    #[schemars(range(min = 2, max = 50))]
+    pub detect_multiplier: u8,
+}
+
+impl Default for FastFailover {
+    fn default() -> Self {
+        FastFailover {
+            interval_ms: default_bfd_interval(),
+            detect_multiplier: default_bfd_multiplier(),
+        }
+    }
+}
+
+fn default_bfd_interval() -> u32 {
+    crate::failover::Timers::default().interval_ms
+}
+
+fn default_bfd_multiplier() -> u8 {
+    crate::failover::Timers::default().multiplier
+}
+
+impl FastFailover {
+    pub fn timers(&self) -> crate::failover::Timers {
+        crate::failover::Timers {
+            interval_ms: self.interval_ms,
+            multiplier: self.detect_multiplier,
+        }
+    }
 }
 
 fn default_true() -> bool {

@@ -49,6 +49,12 @@ pub enum PoolProblem {
         block: IpAddr,
         block_len: u8,
     },
+    /// `spec.fastFailover` on a routed pool (its addresses have no single holder to fail).
+    #[error("spec.fastFailover applies to local pools only (mode: local)")]
+    FastFailoverNotLocal,
+    /// BFD timers out of range.
+    #[error("spec.fastFailover: intervalMs must be 10-10000 and detectMultiplier 2-50")]
+    FastFailoverTimers,
     /// A label selector that does not parse (`field` is its path in the spec).
     #[error("{field}: {reason}")]
     Selector { field: &'static str, reason: String },

@@ -63,6 +63,14 @@ impl Pool {
         if let Some(agg) = &spec.aggregation {
             problems.extend(aggregation_problems(&ranges, agg));
         }
+        if let Some(f) = &spec.fast_failover {
+            if spec.mode != PoolMode::Local {
+                problems.push(PoolProblem::FastFailoverNotLocal);
+            }
+            if !(10..=10_000).contains(&f.interval_ms) || !(2..=50).contains(&f.detect_multiplier) {
+                problems.push(PoolProblem::FastFailoverTimers);
+            }
+        }
         let alloc = spec.allocation.clone().unwrap_or_default();
         let namespace_selector = selector(
             "spec.allocation.namespaceSelector",

@@ -19,6 +19,7 @@ fn spec(addresses: &[&str]) -> AddressPoolSpec {
         auto_assign: true,
         avoid_buggy_ips: false,
         allocation: None,
+        fast_failover: None,
     }
 }
 
@@ -1023,4 +1024,21 @@ fn a_plan_takes_kept_addresses_first_and_names_the_families_short() {
     st.used.insert(a("10.0.0.1"), Holder::Service(0));
     assert_eq!(st.plan(&p, &[v4, v6], &[], &[]), Err(vec![v4, v6]));
     assert_eq!(shown_families(&[v4, v6]), "IPv4/IPv6");
+}
+
+#[test]
+fn fast_failover_is_for_local_pools_with_timers_in_range() {
+    use crate::api::FastFailover;
+    let mut s = spec(&["192.0.2.0/28"]);
+    s.fast_failover = Some(FastFailover::default());
+    let err = Pool::from_spec("ff-routed", &s).unwrap_err();
+    assert_eq!(err.problems, vec![PoolProblem::FastFailoverNotLocal]);
+    s.mode = PoolMode::Local;
+    assert!(Pool::from_spec("ff-local", &s).is_ok());
+    s.fast_failover = Some(FastFailover {
+        interval_ms: 5,
+        detect_multiplier: 3,
+    });
+    let err = Pool::from_spec("ff-fast", &s).unwrap_err();
+    assert_eq!(err.problems, vec![PoolProblem::FastFailoverTimers]);
 }

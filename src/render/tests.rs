@@ -29,6 +29,7 @@ fn pool(name: &str, addresses: &[&str]) -> AddressPool {
             auto_assign: true,
             avoid_buggy_ips: false,
             allocation: None,
+            fast_failover: None,
         },
     )
 }
