@@ -91,6 +91,22 @@ pub struct Owned {
     pub route_maps: BTreeMap<String, Vec<String>>,
     /// (context path, `redistribute <source> [level]`) → whole line.
     pub redistribute: BTreeMap<(Vec<String>, String), String>,
+    /// Blocks in `bfd` (fast failover): `profile ROUTELB-…` and the `peer …` blocks that use
+    /// one → their lines, sorted.
+    pub bfd: BTreeMap<String, Vec<String>>,
+}
+
+/// The `bfd` node, where bfdd keeps profiles and peers.
+pub const BFD: &str = "bfd";
+
+/// Whether a block inside `bfd` is routelb's: one of its profiles, or a peer using one.
+fn is_owned_bfd_block(n: &Node) -> bool {
+    let owned_profile = |line: &str| {
+        line.strip_prefix("profile ")
+            .is_some_and(|name| name.trim().starts_with(PREFIX))
+    };
+    owned_profile(&n.line)
+        || (n.line.starts_with("peer ") && n.children.iter().any(|c| owned_profile(&c.line)))
 }
 
 /// Prefix-list entries by `ip prefix-list NAME seq N`, each with its whole line.
@@ -222,6 +238,7 @@ impl Owned {
                 })
                 .collect(),
             redistribute: kept(&self.redistribute, |(path, _), line| !out(path, line)),
+            bfd: kept(&self.bfd, |head, _| !out(&[BFD.to_string()], head)),
         }
     }
 
@@ -244,6 +261,9 @@ impl Owned {
             }),
             redistribute: kept(&self.redistribute, |k, _| {
                 !holders.iter().any(|h| h.redistribute.contains_key(k))
+            }),
+            bfd: kept(&self.bfd, |head, lines| {
+                !holders.iter().any(|h| h.bfd.get(head) == Some(lines))
             }),
         }
     }
@@ -304,6 +324,11 @@ impl Owned {
                 return Some(format!("{} / {line}", path.join(" / ")));
             }
         }
+        for head in self.bfd.keys() {
+            if !holders.iter().any(|h| h.bfd.contains_key(head)) {
+                return Some(format!("{BFD} / {head}"));
+            }
+        }
         None
     }
 }
@@ -352,6 +377,12 @@ pub fn owned(tree: &[Node]) -> Owned {
         } else if n.line.starts_with("router ") {
             let mut path = vec![n.line.clone()];
             walk(&n.children, &mut path, &mut o);
+        } else if n.line == BFD {
+            for b in n.children.iter().filter(|b| is_owned_bfd_block(b)) {
+                let mut lines: Vec<String> = b.children.iter().map(|c| c.line.clone()).collect();
+                lines.sort();
+                o.bfd.insert(b.line.clone(), lines);
+            }
         }
     }
     o.prefix_entries = Arc::new(prefix_entries);
@@ -654,6 +685,8 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
             .map(|old| Change::top(format!("no {old}"))),
     );
     changes.extend(entries.new.iter().map(|line| Change::top(line.to_string())));
+    // BFD profiles before the peers that use them.
+    changes.extend(bfd_additions(running, desired, true));
     // 3. Route-map entries: new, changed (line by line), removed.
     for (head, lines) in &desired.route_maps {
         match running.route_maps.get(head) {
@@ -705,7 +738,47 @@ pub fn diff(running: &Owned, desired: &Owned) -> Vec<Change> {
             .iter()
             .map(|old| Change::top(format!("no {old}"))),
     );
+    // BFD peers, then the profiles no longer used.
+    changes.extend(bfd_additions(running, desired, false));
+    changes.extend(bfd_removals(running, desired, false));
+    changes.extend(bfd_removals(running, desired, true));
     changes
+}
+
+/// routelb's BFD blocks of one sort (`profiles`, else peers) that are new or changed: each is
+/// entered and its new lines set (a changed line replaces the old one in place: a peer's
+/// `profile`, a profile's timers).
+fn bfd_additions(running: &Owned, desired: &Owned, profiles: bool) -> Vec<Change> {
+    desired
+        .bfd
+        .iter()
+        .filter(|(head, _)| head.starts_with("profile ") == profiles)
+        .filter_map(|(head, lines)| {
+            let old = running.bfd.get(head);
+            (old != Some(lines)).then(|| Change {
+                context: vec![BFD.to_string(), head.clone()],
+                lines: lines
+                    .iter()
+                    .filter(|l| old.is_none_or(|o| !o.contains(l)))
+                    .cloned()
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// routelb's BFD blocks of one sort that are no longer wanted, removed in one step.
+fn bfd_removals(running: &Owned, desired: &Owned, profiles: bool) -> Option<Change> {
+    let gone: Vec<String> = running
+        .bfd
+        .keys()
+        .filter(|h| h.starts_with("profile ") == profiles && !desired.bfd.contains_key(*h))
+        .map(|h| format!("no {h}"))
+        .collect();
+    (!gone.is_empty()).then(|| Change {
+        context: vec![BFD.to_string()],
+        lines: gone,
+    })
 }
 
 /// How one set of prefix entries becomes another ([`diff`]'s steps 2 and 5), found in one
@@ -818,7 +891,9 @@ pub fn full_config(running_text: &str, fragment: &str) -> String {
     let not_owned = |n: &Node, depth: usize| {
         let owned_line = redistribute_key(&n.line).is_some() || prefix_key(&n.line).is_some();
         let owned_map = depth == 0 && is_owned_route_map(n);
-        !(owned_line || owned_map)
+        // (a `bfd` block of the running part keeps the base's own profiles and peers)
+        let owned_bfd = depth == 1 && is_owned_bfd_block(n);
+        !(owned_line || owned_map || owned_bfd)
     };
     for n in &tree {
         write_node(n, 0, &not_owned, &mut out);
@@ -920,6 +995,97 @@ exit
         );
         assert!(inst.ospf && !inst.ospf6 && !inst.rip);
         assert_eq!(inst.isis, ["core"]);
+    }
+
+    const BFD_RUNNING: &str = "bfd
+ profile base-slow
+  transmit-interval 900
+ exit
+ peer 192.0.2.1
+ exit
+ profile ROUTELB-BFD-50MS-X3
+  detect-multiplier 3
+  receive-interval 50
+  transmit-interval 50
+ exit
+ peer 10.0.0.2 interface eth0
+  profile ROUTELB-BFD-50MS-X3
+ exit
+ peer 10.0.0.3 interface eth0
+  profile ROUTELB-BFD-50MS-X3
+ exit
+exit
+";
+
+    #[test]
+    fn routelbs_bfd_profiles_and_peers_are_owned_and_the_bases_are_not() {
+        let o = owned(&parse(BFD_RUNNING));
+        let heads: Vec<&str> = o.bfd.keys().map(String::as_str).collect();
+        assert_eq!(
+            heads,
+            [
+                "peer 10.0.0.2 interface eth0",
+                "peer 10.0.0.3 interface eth0",
+                "profile ROUTELB-BFD-50MS-X3"
+            ]
+        );
+        // frr-reload's file keeps the base's blocks, and the fragment brings routelb's
+        let full = full_config(BFD_RUNNING, "");
+        assert!(full.contains("profile base-slow") && full.contains("peer 192.0.2.1"));
+        assert!(
+            !full.contains("ROUTELB") && !full.contains("10.0.0.2"),
+            "{full}"
+        );
+    }
+
+    #[test]
+    fn bfd_profiles_come_before_the_peers_that_use_them_and_leave_after() {
+        let running = owned(&parse(BFD_RUNNING));
+        let desired = owned(&parse(
+            "bfd
+ profile ROUTELB-BFD-30MS-X3
+  detect-multiplier 3
+  receive-interval 30
+  transmit-interval 30
+ exit
+ peer 10.0.0.2 interface eth0
+  profile ROUTELB-BFD-30MS-X3
+ exit
+ peer 10.0.0.4 interface eth0
+  profile ROUTELB-BFD-30MS-X3
+ exit
+exit
+",
+        ));
+        let steps: Vec<(Vec<String>, Vec<String>)> = diff(&running, &desired)
+            .into_iter()
+            .map(|c| (c.context, c.lines))
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            steps,
+            vec![
+                (
+                    s(&["bfd", "profile ROUTELB-BFD-30MS-X3"]),
+                    s(&[
+                        "detect-multiplier 3",
+                        "receive-interval 30",
+                        "transmit-interval 30"
+                    ])
+                ),
+                (
+                    s(&["bfd", "peer 10.0.0.2 interface eth0"]),
+                    s(&["profile ROUTELB-BFD-30MS-X3"])
+                ),
+                (
+                    s(&["bfd", "peer 10.0.0.4 interface eth0"]),
+                    s(&["profile ROUTELB-BFD-30MS-X3"])
+                ),
+                (s(&["bfd"]), s(&["no peer 10.0.0.3 interface eth0"])),
+                (s(&["bfd"]), s(&["no profile ROUTELB-BFD-50MS-X3"])),
+            ]
+        );
+        assert!(diff(&desired, &desired).is_empty());
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn build(input: &RenderInput) -> Built {
         rip,
         route_map_hooks,
         base_fallbacks,
+        bfd: Default::default(),
     };
     Built {
         data,

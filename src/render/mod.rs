@@ -62,8 +62,10 @@ impl DaemonKind {
     /// The templates whose output, in this order, is the fragment.
     fn files(self) -> &'static [&'static str] {
         match self {
-            DaemonKind::Frr => &["base", "bgp", "ospf", "ospf6", "isis", "rip", "ripng"],
-            DaemonKind::Bird | DaemonKind::Bird1 => &["base", "bgp", "ospf", "rip"],
+            DaemonKind::Frr => &[
+                "base", "bgp", "ospf", "ospf6", "isis", "rip", "ripng", "bfd",
+            ],
+            DaemonKind::Bird | DaemonKind::Bird1 => &["base", "bgp", "ospf", "rip", "bfd"],
         }
     }
 
@@ -93,14 +95,17 @@ const EMBEDDED: &[(&str, &str, &str)] = embedded![
     "frr" / "isis",
     "frr" / "rip",
     "frr" / "ripng",
+    "frr" / "bfd",
     "bird" / "base",
     "bird" / "bgp",
     "bird" / "ospf",
     "bird" / "rip",
+    "bird" / "bfd",
     "bird1" / "base",
     "bird1" / "bgp",
     "bird1" / "ospf",
     "bird1" / "rip",
+    "bird1" / "bfd",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -115,6 +115,86 @@ pub struct FragmentData {
     /// The last entry of routelb's route-maps where the base already redistributed connected
     /// routes: what the base's own line passed keeps passing, as it did.
     pub base_fallbacks: Vec<BaseFallback>,
+    /// BFD sessions of fast failover (pools with `spec.fastFailover`): set by the agent from
+    /// the live members, empty elsewhere.
+    pub bfd: BfdData,
+}
+
+/// The BFD sessions this node keeps for fast failover ([`crate::failover::peers`]), in the
+/// shapes the templates want: FRR names a profile per timer set, BIRD sets timers per
+/// interface.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct BfdData {
+    pub peers: Vec<BfdPeerData>,
+    /// One per distinct timer set: `ROUTELB-BFD-<interval>MS-X<multiplier>`.
+    pub profiles: Vec<BfdTimerSet>,
+    /// Per interface with peers, the fastest timers of its peers (named by the interface).
+    pub interfaces: Vec<BfdTimerSet>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BfdPeerData {
+    pub node: String,
+    pub address: std::net::IpAddr,
+    pub interface: String,
+    /// 4 or 6.
+    pub family: u8,
+    /// The name of its FRR profile.
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BfdTimerSet {
+    pub name: String,
+    pub interval_ms: u32,
+    pub multiplier: u8,
+}
+
+impl BfdData {
+    pub fn of(peers: &[crate::failover::BfdPeer]) -> BfdData {
+        let profile = |t: &crate::failover::Timers| {
+            format!("ROUTELB-BFD-{}MS-X{}", t.interval_ms, t.multiplier)
+        };
+        let mut profiles: Vec<BfdTimerSet> = Vec::new();
+        let mut interfaces: Vec<BfdTimerSet> = Vec::new();
+        for p in peers {
+            let name = profile(&p.timers);
+            if !profiles.iter().any(|s| s.name == name) {
+                profiles.push(BfdTimerSet {
+                    name,
+                    interval_ms: p.timers.interval_ms,
+                    multiplier: p.timers.multiplier,
+                });
+            }
+            match interfaces.iter_mut().find(|i| i.name == p.interface) {
+                Some(i) => {
+                    i.interval_ms = i.interval_ms.min(p.timers.interval_ms);
+                    i.multiplier = i.multiplier.min(p.timers.multiplier);
+                }
+                None => interfaces.push(BfdTimerSet {
+                    name: p.interface.clone(),
+                    interval_ms: p.timers.interval_ms,
+                    multiplier: p.timers.multiplier,
+                }),
+            }
+        }
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        BfdData {
+            peers: peers
+                .iter()
+                .map(|p| BfdPeerData {
+                    node: p.node.clone(),
+                    address: p.address,
+                    interface: p.interface.clone(),
+                    family: if p.address.is_ipv4() { 4 } else { 6 },
+                    profile: profile(&p.timers),
+                })
+                .collect(),
+            profiles,
+            interfaces,
+        }
+    }
 }
 
 impl FragmentData {
@@ -133,6 +213,7 @@ impl FragmentData {
             rip: self.rip.clone(),
             route_map_hooks: self.route_map_hooks.clone(),
             base_fallbacks: self.base_fallbacks.clone(),
+            bfd: self.bfd.clone(),
         }
     }
 }

@@ -528,3 +528,75 @@ proptest! {
         }
     }
 }
+
+/// Fast failover's BFD sessions as each daemon's templates write them: FRR a profile per
+/// timer set and a peer per session; BIRD a `protocol bfd` with per-interface timers; BIRD
+/// 1.x each family's sessions in its own daemon's half.
+#[test]
+fn bfd_peers_render_for_each_daemon() {
+    use crate::failover::{BfdPeer, Timers};
+    use crate::render::{DaemonKind, Templates};
+    let peer = |address: &str, ms: u32| BfdPeer {
+        node: format!("n-{address}"),
+        address: address.parse().unwrap(),
+        interface: "eth0".into(),
+        timers: Timers {
+            interval_ms: ms,
+            multiplier: 3,
+        },
+    };
+    let mut data = World::default().build().data;
+    assert!(
+        !Templates::load(DaemonKind::Frr, None)
+            .unwrap()
+            .render(&data)
+            .unwrap()
+            .contains("bfd"),
+        "no fast failover, no BFD"
+    );
+    data.bfd = BfdData::of(&[
+        peer("10.0.0.2", 50),
+        peer("10.0.0.3", 30),
+        peer("fd00::2", 50),
+    ]);
+    let frr = Templates::load(DaemonKind::Frr, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    assert!(
+        frr.contains(
+            "bfd\n profile ROUTELB-BFD-30MS-X3\n  detect-multiplier 3\n  receive-interval 30\n  \
+         transmit-interval 30\n exit\n profile ROUTELB-BFD-50MS-X3\n"
+        ),
+        "{frr}"
+    );
+    assert!(frr.contains(" peer 10.0.0.3 interface eth0\n  profile ROUTELB-BFD-30MS-X3\n exit\n"));
+    assert!(frr.contains(" peer fd00::2 interface eth0\n  profile ROUTELB-BFD-50MS-X3\n exit\n"));
+    let bird = Templates::load(DaemonKind::Bird, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    assert!(
+        bird.contains(
+            "protocol bfd routelb_bfd {\n  interface \"eth0\" {\n    min rx interval 30 ms;\n    \
+         min tx interval 30 ms;\n    multiplier 3;\n  };\n  neighbor 10.0.0.2 dev \"eth0\";\n  \
+         neighbor 10.0.0.3 dev \"eth0\";\n  neighbor fd00::2 dev \"eth0\";\n}\n"
+        ),
+        "{bird}"
+    );
+    let bird1 = Templates::load(DaemonKind::Bird1, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    let (v4, v6) = bird1
+        .split_once("# routelb fragment for BIRD 1.x, bird6")
+        .unwrap();
+    assert!(
+        v4.contains("neighbor 10.0.0.3") && !v4.contains("fd00::2"),
+        "{v4}"
+    );
+    assert!(
+        v6.contains("neighbor fd00::2") && !v6.contains("10.0.0.3"),
+        "{v6}"
+    );
+}

@@ -89,6 +89,7 @@ fn data() -> FragmentData {
         rip: None,
         route_map_hooks: vec![],
         base_fallbacks: vec![],
+        bfd: Default::default(),
     }
 }
 
