@@ -146,9 +146,19 @@ fn ranked<'m>(members: impl Iterator<Item = &'m Member>, subject: &str) -> Vec<&
 }
 
 pub fn elect(candidates: &[Candidate], members: &[Member], lb_interface: &str) -> Vec<Decision> {
+    elect_each(candidates, |_| members, lb_interface)
+}
+
+/// [`elect`], each candidate among the members `members_for` gives it (fast failover elects
+/// its pools' addresses among the members this node's BFD sessions leave).
+pub fn elect_each<'m>(
+    candidates: &[Candidate],
+    members_for: impl Fn(&Candidate) -> &'m [Member],
+    lb_interface: &str,
+) -> Vec<Decision> {
     candidates
         .iter()
-        .map(|c| decide(c, members, lb_interface))
+        .map(|c| decide(c, members_for(c), lb_interface))
         .collect()
 }
 

@@ -289,10 +289,14 @@ impl Detector {
         guard: Duration,
         soon: &mut impl FnMut(Duration),
     ) -> bool {
-        let silent = self
-            .unanswered_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= guard);
+        // A daemon that never had a session up says nothing by its silence (no bfdd, say).
+        let had_sessions = self.peers.values().any(|t| t.ever_up);
+        let silent = had_sessions
+            && self
+                .unanswered_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= guard);
         if let Some(t) = self.unanswered_since
+            && had_sessions
             && !silent
         {
             soon(guard - now.saturating_duration_since(t));

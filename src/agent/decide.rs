@@ -239,12 +239,41 @@ impl HeldBack<'static> {
     }
 }
 
-/// Step 2: who holds each address among `members` (this node included), and this node's share
-/// less what it holds back.
+/// The live members each election sees: all of them, except for the local addresses of pools
+/// with fast failover, elected among the members as this node's BFD view leaves them
+/// ([`crate::failover::view`]).
+pub struct Members<'a> {
+    pub all: &'a [Member],
+    pub fast: &'a [Member],
+    pub fast_pools: &'a BTreeSet<String>,
+}
+
+impl<'a> Members<'a> {
+    /// Everyone, with no fast failover.
+    pub fn plain(all: &'a [Member]) -> Self {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        Members {
+            all,
+            fast: all,
+            fast_pools: &NONE,
+        }
+    }
+
+    fn for_pool(&self, pool: &str) -> &'a [Member] {
+        if self.fast_pools.contains(pool) {
+            self.fast
+        } else {
+            self.all
+        }
+    }
+}
+
+/// Step 2: who holds each address among the live `members` (this node included), and this
+/// node's share less what it holds back.
 pub fn place(
     id: &Identity,
     r: &Resolved,
-    members: &[Member],
+    members: &Members,
     readiness: &BTreeMap<ServiceKey, Readiness>,
     facts: &[NodeInterface],
     held_back: &HeldBack,
@@ -266,7 +295,11 @@ pub fn place(
             endpoints: readiness.get(&i.addresses.key).unwrap_or(&none),
         })
         .collect();
-    let decisions = election::elect(&candidates, members, &id.lb_interface);
+    let decisions = election::elect_each(
+        &candidates,
+        |c| members.for_pool(&c.service.pool),
+        &id.lb_interface,
+    );
     let all: Vec<ServiceAddresses> = r.inputs.iter().map(|i| i.addresses.clone()).collect();
     let mine: Vec<ServiceAddresses> = election::held_here(&decisions, &id.node, &all)
         .into_iter()

@@ -47,6 +47,11 @@ pub enum Event {
     /// A Service's kube-proxy grace ended: a plain pass announces it (the daemon is not read
     /// again for this, as a retry would).
     GraceOver,
+    /// A BFD session of fast failover went up or down, or the daemon stopped (or started)
+    /// answering about them.
+    BfdChanged,
+    /// A fast-failover guard ran out: a peer down long enough, or sessions up long enough.
+    FailoverGuard,
 }
 
 /// Everything the loop waits on.
@@ -68,6 +73,10 @@ pub struct Sources {
     pub drift_probe: Option<Interval>,
     /// When a Service held back for kube-proxy may be announced ([`super::proxy_grace`]).
     pub grace_over_at: Option<Instant>,
+    /// Fast failover's BFD looks ([`super::tasks::watch_bfd`]).
+    pub bfd_looks: watch::Receiver<super::fast_failover::BfdLook>,
+    /// When a fast-failover guard runs out.
+    pub failover_at: Option<Instant>,
 }
 
 /// Until `t`; never, without one.
@@ -97,7 +106,10 @@ impl Sources {
         let retry = sleep_until(self.retry_at);
         let verify_soon = sleep_until(self.verify_at);
         let grace_over = sleep_until(self.grace_over_at);
+        let failover = sleep_until(self.failover_at);
         tokio::select! {
+            Ok(()) = self.bfd_looks.changed() => Event::BfdChanged,
+            _ = failover => Event::FailoverGuard,
             _ = self.cancel.cancelled() => Event::Cancelled,
             _ = self.changed.notified() => Event::CachesChanged,
             _ = self.leases_changed.notified() => Event::LeasesChanged,
@@ -143,7 +155,7 @@ pub async fn handle(
         }
         Event::Verify => on_verify(agent, sources).await,
         Event::DriftProbe => on_drift_probe(agent, metrics, kind).await,
-        Event::GraceOver => true,
+        Event::GraceOver | Event::BfdChanged | Event::FailoverGuard => true,
     }
 }
 
@@ -226,7 +238,8 @@ pub fn probe_timer(period: Duration) -> Option<Interval> {
 /// A pass only if somebody came or went: renewals arrive from every node all the time.
 fn on_leases_changed(agent: &mut Agent) -> bool {
     let me = agent.last_me().unwrap_or_default();
-    agent.update_members(&me)
+    // A renewal of a peer fast failover judged failed may prove it alive: a pass decides.
+    agent.update_members(&me) || agent.fast_failover_judges_a_peer()
 }
 
 /// For people and metrics: membership freezes by itself while this node's renewals do not get

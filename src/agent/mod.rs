@@ -18,6 +18,7 @@ pub mod decide;
 pub mod drain;
 pub mod endpoints;
 pub mod events;
+pub mod fast_failover;
 pub mod pass;
 pub mod proxy_grace;
 pub mod readiness;
@@ -119,6 +120,15 @@ pub async fn run(
         reachable_tx,
         cancel.clone(),
     ));
+    // Fast failover's BFD looks: the task reads only while the pass gives it an interval.
+    let (bfd_interval_tx, bfd_interval) = watch::channel(None);
+    let (bfd_looks_tx, bfd_looks) = watch::channel(Some(vec![]));
+    tokio::spawn(tasks::watch_bfd(
+        crate::daemon::bfd::BfdReader::new(&cfg.driver),
+        bfd_interval,
+        bfd_looks_tx,
+        cancel.clone(),
+    ));
     let mut sources = Sources {
         cancel: cancel.clone(),
         changed: caches.changed.clone(),
@@ -134,9 +144,12 @@ pub async fn run(
         verify: skip_first_tick(verify::PERIOD).await,
         verify_at: None,
         grace_over_at: None,
+        bfd_looks: bfd_looks.clone(),
+        failover_at: None,
     };
     let nl = Netlink::connect()?;
     let mut agent = Agent::new(cfg.clone(), nl, caches, metrics.clone(), writes, me_tx);
+    agent.fast_failover = fast_failover::FastFailover::new(bfd_looks, bfd_interval_tx);
     metrics.api_reachable.set(1);
     let mut kind = PassKind {
         check_daemon: true,
@@ -148,6 +161,7 @@ pub async fn run(
         let next = after_pass(&mut agent, kind).await;
         report_readiness(&agent, &health, started.elapsed());
         sources.schedule(next.retry, next.grace_over, verify::SETTLE);
+        sources.failover_at = next.failover.map(|d| tokio::time::Instant::now() + d);
         kind = PassKind::default();
         loop {
             let event = sources.next().await;
@@ -215,6 +229,8 @@ struct AfterPass {
     retry: Option<Duration>,
     /// A plain pass, once a Service's kube-proxy grace or the drain time is over.
     grace_over: Option<Duration>,
+    /// A plain pass, once a fast-failover guard runs out.
+    failover: Option<Duration>,
 }
 
 /// Runs a pass; returns when to run the next one.
@@ -225,6 +241,7 @@ async fn after_pass(agent: &mut Agent, kind: PassKind) -> AfterPass {
             return AfterPass {
                 retry: Some(agent.error_policy(&e)),
                 grace_over: None,
+                failover: None,
             };
         }
     };
@@ -241,6 +258,7 @@ async fn after_pass(agent: &mut Agent, kind: PassKind) -> AfterPass {
     AfterPass {
         retry,
         grace_over: [o.kube_proxy_wait, o.drain_due].into_iter().flatten().min(),
+        failover: o.failover_next,
     }
 }
 

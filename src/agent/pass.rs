@@ -17,6 +17,7 @@ use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
 use crate::daemon::applier::LastApply;
 use crate::daemon::session::DaemonSession;
 use crate::election::Member;
+use crate::failover;
 use crate::last_valid::Memory;
 use crate::membership;
 use crate::metrics::{AgentMetrics, DaemonLabels, KindLabels, ResultLabels};
@@ -96,6 +97,10 @@ pub struct Agent {
     /// The agent received SIGTERM: it drains before it leaves.
     pub(super) shutting_down: bool,
     first_pass: bool,
+    /// BFD peers and the verdict of fast failover ([`super::fast_failover`]).
+    pub fast_failover: super::fast_failover::FastFailover,
+    /// Whether the last verdict named failed peers or this node cut off.
+    failover_judging: bool,
 }
 
 /// How a pass went, for when to run the next one.
@@ -108,6 +113,8 @@ pub struct PassOutcome {
     pub kube_proxy_wait: Option<std::time::Duration>,
     /// When a draining node is to withdraw.
     pub drain_due: Option<std::time::Duration>,
+    /// When a fast-failover guard runs out.
+    pub failover_next: Option<std::time::Duration>,
 }
 
 impl Agent {
@@ -152,6 +159,11 @@ impl Agent {
             revision: Default::default(),
             shutting_down: false,
             first_pass: true,
+            fast_failover: super::fast_failover::FastFailover::new(
+                watch::channel(Some(vec![])).1,
+                watch::channel(None).0,
+            ),
+            failover_judging: false,
         }
     }
 
@@ -175,9 +187,12 @@ impl Agent {
         if self.drain.lowers_preference() {
             drain::drain(&mut resolved.built.data, &self.cfg.drain.attributes);
         }
+        self.update_members(&resolved.me);
+        let failover = self.step_fast_failover(&resolved);
+        resolved.me.cut_off = failover.verdict.cut_off;
+        resolved.built.data.bfd = crate::render::model::BfdData::of(&failover.peers);
         let fragment = self.render(&inputs, &resolved.built.data)?;
         self.announce_me(&resolved.me);
-        self.update_members(&resolved.me);
         let readiness = endpoints::readiness(&self.caches.slices.state());
         let now = std::time::Instant::now();
         self.proxy_grace
@@ -188,10 +203,15 @@ impl Agent {
             services: &waiting.services,
             announced: &announced,
         };
+        let fast_members = failover::view(&self.cfg.node, &self.members, &failover.verdict);
         let placement = decide::place(
             &self.id,
             &resolved,
-            &self.members,
+            &decide::Members {
+                all: &self.members,
+                fast: &fast_members,
+                fast_pools: &failover.pools,
+            },
             &readiness,
             &facts,
             &held_back,
@@ -209,7 +229,7 @@ impl Agent {
         };
         self.record_revision(&inputs, daemon_ok);
         self.plan_pending(&facts, &inputs).await;
-        self.report(&resolved, &placement, instance_error);
+        self.report(&resolved, &placement, instance_error, failover.problem);
         self.fragment_data = Some(resolved.built.data);
         self.metrics.passes.inc();
         self.metrics
@@ -221,7 +241,35 @@ impl Agent {
             instances_missing: resolved.instances_missing,
             kube_proxy_wait: waiting.next,
             drain_due: self.drain.due(std::time::Instant::now()),
+            failover_next: failover.verdict.next,
         })
+    }
+
+    /// Fast failover's share of the pass: its peers for the fragment, and the verdict the
+    /// election of its pools uses.
+    fn step_fast_failover(&mut self, resolved: &Resolved) -> super::fast_failover::Step {
+        let leases = self.caches.leases.state();
+        let renewals = self.liveness.renewals(&leases);
+        let bfd_runs = match &self.cfg.driver {
+            crate::daemon::Driver::Frr(d) => d.vty_dir().join("bfdd.vty").exists(),
+            crate::daemon::Driver::Bird(_) => true,
+        };
+        let step = self.fast_failover.step(
+            &self.cfg.node,
+            resolved,
+            &self.members,
+            &renewals,
+            bfd_runs,
+            Instant::now(),
+        );
+        self.failover_judging = step.verdict.cut_off || !step.verdict.failed.is_empty();
+        step
+    }
+
+    /// Whether fast failover judges a peer failed (or this node cut off) now: a Lease renewal
+    /// may change that.
+    pub fn fast_failover_judges_a_peer(&self) -> bool {
+        self.failover_judging
     }
 
     /// Moves the drain on: from this node's Node object and whether the agent is leaving;
@@ -548,12 +596,19 @@ impl Agent {
     }
 
     /// Events, NodeState: what [`decide::report`] says, each Event once.
-    fn report(&mut self, r: &Resolved, p: &Placement, instance_error: Option<String>) {
+    fn report(
+        &mut self,
+        r: &Resolved,
+        p: &Placement,
+        instance_error: Option<String>,
+        failover_problem: Option<String>,
+    ) {
         let template_problem = self
             .daemon
             .template_problem()
             .into_iter()
-            .chain(self.revision.problem.clone());
+            .chain(self.revision.problem.clone())
+            .chain(failover_problem);
         let reports = decide::report(
             &self.id,
             &self.reported,

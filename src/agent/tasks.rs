@@ -195,3 +195,45 @@ pub async fn delete_lease(client: Client, cfg: &Config) {
         Err(_) => tracing::warn!("deleting the node lease timed out"),
     }
 }
+
+/// Looks at fast failover's BFD sessions every `interval` while there is one (none: this node
+/// keeps no BFD peer, and nothing is read), publishing each look that differs from the last
+/// (`None`: the daemon did not answer). Its own connection: a long apply never delays it.
+pub async fn watch_bfd(
+    reader: crate::daemon::bfd::BfdReader,
+    mut interval: watch::Receiver<Option<Duration>>,
+    looks: watch::Sender<super::fast_failover::BfdLook>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let every = *interval.borrow_and_update();
+        let Some(every) = every else {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = interval.changed() => if r.is_err() { return } else { continue },
+            }
+        };
+        let look = match reader.read().await {
+            Ok(mut sessions) => {
+                sessions.sort_by_key(|s| (s.peer, s.up));
+                Some(sessions)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no answer about BFD sessions");
+                None
+            }
+        };
+        looks.send_if_modified(|l| {
+            let changed = *l != look;
+            if changed {
+                *l = look;
+            }
+            changed
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+            r = interval.changed() => if r.is_err() { return },
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod advertised;
 pub mod applier;
+pub mod bfd;
 pub mod bird;
 pub mod bird_config;
 pub mod bird_ctl;

@@ -298,7 +298,7 @@ fn holdings(
                 place(
                     &id(n),
                     &r,
-                    &members,
+                    &Members::plain(&members),
                     &BTreeMap::new(),
                     &facts,
                     &HeldBack::nothing(),
@@ -371,7 +371,7 @@ fn place_alone(me: &Identity, r: &Resolved, held_back: &HeldBack) -> Placement {
     place(
         me,
         r,
-        std::slice::from_ref(&r.me),
+        &Members::plain(std::slice::from_ref(&r.me)),
         &BTreeMap::new(),
         &[],
         held_back,

@@ -1,0 +1,154 @@
+//! Fast failover in the agent ([`crate::failover`] decides): which BFD peers this node keeps,
+//! how often the reader task looks at them, and the verdict each pass elects with. Pure but
+//! for the clock and the channels to the reader task ([`super::tasks::watch_bfd`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use tokio::sync::watch;
+
+use super::decide::Resolved;
+use crate::api::PoolMode;
+use crate::election::Member;
+use crate::failover::{self, BfdPeer, Detector, SessionState, Verdict, Watched};
+
+/// What the reader task saw last: every BFD session the daemon reports, or `None` when the
+/// daemon did not answer.
+pub type BfdLook = Option<Vec<SessionState>>;
+
+pub struct FastFailover {
+    detector: Detector,
+    looks: watch::Receiver<BfdLook>,
+    /// How often the reader task looks; `None`: no peers, no looks.
+    interval: watch::Sender<Option<Duration>>,
+    last: Verdict,
+}
+
+/// This pass's share of fast failover.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// The sessions the fragment renders.
+    pub peers: Vec<BfdPeer>,
+    pub verdict: Verdict,
+    /// The pools whose local addresses are elected with [`failover::view`].
+    pub pools: BTreeSet<String>,
+    /// Why fast failover does not work on this node, for `RoutingProblems`.
+    pub problem: Option<String>,
+}
+
+/// The local addresses of the pools with `spec.fastFailover`, each with its pool's timers;
+/// and those pools.
+pub fn watched(r: &Resolved) -> (Vec<Watched>, BTreeSet<String>) {
+    let fast: BTreeMap<String, failover::Timers> = r
+        .pools
+        .iter()
+        .filter(|p| p.spec.mode == PoolMode::Local)
+        .filter_map(|p| Some((p.name_any(), p.spec.fast_failover.as_ref()?.timers())))
+        .collect();
+    let mut addresses: BTreeMap<IpAddr, failover::Timers> = BTreeMap::new();
+    for i in &r.inputs {
+        let Some(timers) = fast.get(&i.addresses.pool) else {
+            continue;
+        };
+        for a in &i.addresses.addresses {
+            addresses.insert(*a, *timers);
+        }
+    }
+    let watched = addresses
+        .into_iter()
+        .map(|(address, timers)| Watched { address, timers })
+        .collect();
+    (watched, fast.into_keys().collect())
+}
+
+impl FastFailover {
+    pub fn new(looks: watch::Receiver<BfdLook>, interval: watch::Sender<Option<Duration>>) -> Self {
+        FastFailover {
+            detector: Detector::default(),
+            looks,
+            interval,
+            last: Verdict::default(),
+        }
+    }
+
+    /// The peers, the verdict at `now` and the pools it applies to. `bfd_runs`: whether the
+    /// daemon can keep BFD sessions at all (FRR without bfdd cannot): without, none are
+    /// rendered and the problem says why. `renewals`: [`crate::membership::Liveness::renewals`].
+    pub fn step(
+        &mut self,
+        node: &str,
+        r: &Resolved,
+        members: &[Member],
+        renewals: &BTreeMap<String, (Instant, bool)>,
+        bfd_runs: bool,
+        now: Instant,
+    ) -> Step {
+        let (watched, pools) = watched(r);
+        if watched.is_empty() {
+            self.interval.send_if_modified(|i| i.take().is_some());
+            self.last = Verdict::default();
+            return Step {
+                pools,
+                ..Default::default()
+            };
+        }
+        if !bfd_runs {
+            self.interval.send_if_modified(|i| i.take().is_some());
+            let names = pools.iter().cloned().collect::<Vec<_>>().join(", ");
+            return Step {
+                pools,
+                problem: Some(format!(
+                    "fast failover (pools {names}) needs the daemon's BFD (FRR: bfdd=yes in \
+                     /etc/frr/daemons); this node keeps no BFD session and its local \
+                     addresses of those pools fail over by Lease"
+                )),
+                ..Default::default()
+            };
+        }
+        let peers = failover::peers(node, members, &watched);
+        let fastest = peers
+            .iter()
+            .map(|p| p.timers)
+            .min_by_key(|t| (t.interval_ms, t.multiplier));
+        let poll = fastest.map(failover::poll_interval);
+        self.interval
+            .send_if_modified(|i| std::mem::replace(i, poll) != poll);
+        let look = self.looks.borrow().clone();
+        self.detector.observe(now, &peers, look.as_deref());
+        let guard = fastest.map(failover::guard).unwrap_or_default();
+        let verdict = self.detector.verdict(now, guard, renewals);
+        self.log_change(&verdict);
+        let problem = (look.is_none() && !peers.is_empty())
+            .then(|| "fast failover: the daemon does not answer about its BFD sessions".into());
+        Step {
+            peers,
+            verdict,
+            pools,
+            problem,
+        }
+    }
+
+    fn log_change(&mut self, v: &Verdict) {
+        if v.failed != self.last.failed {
+            tracing::info!(failed = ?v.failed, "fast failover: peers whose BFD sessions are down");
+        }
+        if v.cut_off != self.last.cut_off {
+            if v.cut_off {
+                tracing::warn!(
+                    "fast failover: every BFD session is down (or the daemon is silent): this \
+                     node steps back from its fast-failover addresses"
+                );
+            } else {
+                tracing::info!("fast failover: BFD sessions up again");
+            }
+        }
+        self.last = v.clone();
+    }
+
+    /// Per peer node: whether its sessions are up.
+    pub fn sessions(&self) -> Vec<(String, bool)> {
+        self.detector.sessions()
+    }
+}
