@@ -16,7 +16,7 @@ fi
 log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2 iputils-ping python3-yaml frr frr-pythontools bird2 prometheus; do
+for p in bc etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev build-essential rsync openssl curl iproute2 iputils-ping iptables python3-yaml frr frr-pythontools bird2 prometheus; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

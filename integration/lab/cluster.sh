@@ -205,7 +205,8 @@ start_node() { # I
     ps=$(node_var "$i" FRR)
     mkdir -p "$CLUSTER_FRR_CONFDIR/$ps"
     node_frr_conf "$i" >"$(node_var "$i" FRR_CONF)"
-    frr_start "$(node_var "$i" NS)" "$ps" "$CLUSTER_FRR_CONFDIR" $(frr_daemons_for "$CLUSTER_PROTO")
+    # bfdd too: fast failover's BFD sessions between nodes (tests/failover.rs)
+    frr_start "$(node_var "$i" NS)" "$ps" "$CLUSTER_FRR_CONFDIR" $(frr_daemons_for "$CLUSTER_PROTO") bfdd
   else
     conf=$(node_var "$i" BIRD_CONF)
     mkdir -p "$(dirname "$conf")"
@@ -266,7 +267,7 @@ cluster_healthy() {
     ip netns pids "$(node_var "$i" NS)" >/dev/null 2>&1 || return 1
   done
   per=$(wc -w <<<"$(frr_daemons_for "$CLUSTER_PROTO")")
-  if [ "$CLUSTER_DAEMON" = frr ]; then want=$((per * (CLUSTER_NODES + 1))); else want=$((per + CLUSTER_NODES)); fi
+  if [ "$CLUSTER_DAEMON" = frr ]; then want=$((per * (CLUSTER_NODES + 1) + CLUSTER_NODES)); else want=$((per + CLUSTER_NODES)); fi
   for pid in $(cluster_pids); do
     kill -0 "$pid" 2>/dev/null || return 1
     n=$((n + 1))

@@ -24,6 +24,7 @@ pub struct FastFailover {
     /// How often the reader task looks; `None`: no peers, no looks.
     interval: watch::Sender<Option<Duration>>,
     last: Verdict,
+    last_peers: Vec<BfdPeer>,
 }
 
 /// This pass's share of fast failover.
@@ -70,6 +71,7 @@ impl FastFailover {
             looks,
             interval,
             last: Verdict::default(),
+            last_peers: vec![],
         }
     }
 
@@ -108,6 +110,14 @@ impl FastFailover {
             };
         }
         let peers = failover::peers(node, members, &watched);
+        if peers != self.last_peers {
+            let names: Vec<String> = peers
+                .iter()
+                .map(|p| format!("{}@{}", p.node, p.address))
+                .collect();
+            tracing::info!(peers = ?names, addresses = watched.len(), "fast failover: BFD peers");
+            self.last_peers = peers.clone();
+        }
         let fastest = peers
             .iter()
             .map(|p| p.timers)

@@ -323,6 +323,7 @@ impl FrrDriver {
     /// its daemon a commit of its whole configuration (20–45 ms at 5,000 entries): zebra's
     /// copy doubled the CPU of every change and, on a small machine, its wall time.
     fn shares(&self, held: &Held, desired: &Owned) -> Held {
+        const BFDD: &str = "bfdd";
         let ignores = self.ignores.lock().expect("not poisoned");
         let routers: BTreeSet<&String> = desired
             .redistribute
@@ -331,6 +332,8 @@ impl FrrDriver {
             .collect();
         let takes = |d: &str| {
             let mut skip = ignores.get(d).cloned().unwrap_or_default();
+            // The `bfd` node is bfdd's alone.
+            skip.insert(frr_config::BFD.to_string());
             skip.extend(
                 routers
                     .iter()
@@ -345,6 +348,18 @@ impl FrrDriver {
             .filter(|d| held.contains_key(d))
             .collect();
         let mut shares: Held = users.iter().map(|d| (d.clone(), takes(d))).collect();
+        // Fast failover's BFD blocks go to bfdd, and nothing else does (a prefix-list would
+        // cost it a commit for nothing).
+        if !desired.bfd.is_empty() && held.contains_key(BFDD) {
+            shares.insert(
+                BFDD.to_string(),
+                Owned {
+                    bfd: desired.bfd.clone(),
+                    ..Owned::default()
+                },
+            );
+        }
+        let users: BTreeSet<String> = shares.keys().cloned().collect();
         let others: Held = {
             let of_users: Vec<&Owned> = shares.values().collect();
             held.keys()

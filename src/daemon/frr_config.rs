@@ -99,6 +99,13 @@ pub struct Owned {
 /// The `bfd` node, where bfdd keeps profiles and peers.
 pub const BFD: &str = "bfd";
 
+/// bfdd's settings at their defaults, which its running configuration leaves out.
+const BFD_DEFAULTS: [&str; 3] = [
+    "detect-multiplier 3",
+    "receive-interval 300",
+    "transmit-interval 300",
+];
+
 /// Whether a block inside `bfd` is routelb's: one of its profiles, or a peer using one.
 fn is_owned_bfd_block(n: &Node) -> bool {
     let owned_profile = |line: &str| {
@@ -379,7 +386,13 @@ pub fn owned(tree: &[Node]) -> Owned {
             walk(&n.children, &mut path, &mut o);
         } else if n.line == BFD {
             for b in n.children.iter().filter(|b| is_owned_bfd_block(b)) {
-                let mut lines: Vec<String> = b.children.iter().map(|c| c.line.clone()).collect();
+                // bfdd does not show a setting at its default: neither side keeps one.
+                let mut lines: Vec<String> = b
+                    .children
+                    .iter()
+                    .map(|c| c.line.clone())
+                    .filter(|l| !BFD_DEFAULTS.contains(&l.as_str()))
+                    .collect();
                 lines.sort();
                 o.bfd.insert(b.line.clone(), lines);
             }
@@ -755,13 +768,24 @@ fn bfd_additions(running: &Owned, desired: &Owned, profiles: bool) -> Vec<Change
         .filter(|(head, _)| head.starts_with("profile ") == profiles)
         .filter_map(|(head, lines)| {
             let old = running.bfd.get(head);
-            (old != Some(lines)).then(|| Change {
-                context: vec![BFD.to_string(), head.clone()],
-                lines: lines
-                    .iter()
-                    .filter(|l| old.is_none_or(|o| !o.contains(l)))
-                    .cloned()
-                    .collect(),
+            (old != Some(lines)).then(|| {
+                let setting = |l: &String| l.split_whitespace().next().map(str::to_string);
+                // A setting back at its default is a line gone: `no` it.
+                let reset = old.into_iter().flatten().filter(|o| {
+                    !lines.contains(o) && !lines.iter().any(|l| setting(l) == setting(o))
+                });
+                Change {
+                    context: vec![BFD.to_string(), head.clone()],
+                    lines: reset
+                        .map(|o| format!("no {o}"))
+                        .chain(
+                            lines
+                                .iter()
+                                .filter(|l| old.is_none_or(|o| !o.contains(l)))
+                                .cloned(),
+                        )
+                        .collect(),
+                }
             })
         })
         .collect()
@@ -1067,11 +1091,8 @@ exit
             vec![
                 (
                     s(&["bfd", "profile ROUTELB-BFD-30MS-X3"]),
-                    s(&[
-                        "detect-multiplier 3",
-                        "receive-interval 30",
-                        "transmit-interval 30"
-                    ])
+                    // (multiplier 3 is bfdd's default: it shows no such line)
+                    s(&["receive-interval 30", "transmit-interval 30"])
                 ),
                 (
                     s(&["bfd", "peer 10.0.0.2 interface eth0"]),
