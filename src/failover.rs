@@ -49,8 +49,17 @@ pub struct Timers {
 impl Default for Timers {
     fn default() -> Self {
         Timers {
-            interval_ms: 50,
-            multiplier: 3,
+            interval_ms: crate::api::DEFAULT_BFD_INTERVAL_MS,
+            multiplier: crate::api::DEFAULT_BFD_MULTIPLIER,
+        }
+    }
+}
+
+impl From<&crate::api::FastFailover> for Timers {
+    fn from(f: &crate::api::FastFailover) -> Self {
+        Timers {
+            interval_ms: f.interval_ms,
+            multiplier: f.detect_multiplier,
         }
     }
 }

@@ -88,17 +88,19 @@ async fn sleep_until(t: Option<Instant>) {
 }
 
 impl Sources {
-    /// After a pass: a retry (reading the daemon afresh), the end of a kube-proxy grace, and
-    /// a verification, each that long from now.
+    /// After a pass: a retry (reading the daemon afresh), the end of a kube-proxy grace, the
+    /// end of a fast-failover guard, and a verification, each that long from now.
     pub fn schedule(
         &mut self,
         retry: Option<Duration>,
         grace_over: Option<Duration>,
+        failover: Option<Duration>,
         verify: Duration,
     ) {
         let now = Instant::now();
         self.retry_at = retry.map(|d| now + d);
         self.grace_over_at = grace_over.map(|d| now + d);
+        self.failover_at = failover.map(|d| now + d);
         self.verify_at = Some(now + verify);
     }
 

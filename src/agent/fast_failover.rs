@@ -46,7 +46,7 @@ pub fn watched(r: &Resolved) -> (Vec<Watched>, BTreeSet<String>) {
         .pools
         .iter()
         .filter(|p| p.spec.mode == PoolMode::Local)
-        .filter_map(|p| Some((p.name_any(), p.spec.fast_failover.as_ref()?.timers())))
+        .filter_map(|p| Some((p.name_any(), p.spec.fast_failover.as_ref()?.into())))
         .collect();
     let mut addresses: BTreeMap<IpAddr, failover::Timers> = BTreeMap::new();
     for i in &r.inputs {

@@ -120,15 +120,7 @@ pub async fn run(
         reachable_tx,
         cancel.clone(),
     ));
-    // Fast failover's BFD looks: the task reads only while the pass gives it an interval.
-    let (bfd_interval_tx, bfd_interval) = watch::channel(None);
-    let (bfd_looks_tx, bfd_looks) = watch::channel(Some(vec![]));
-    tokio::spawn(tasks::watch_bfd(
-        crate::daemon::bfd::BfdReader::new(&cfg.driver),
-        bfd_interval,
-        bfd_looks_tx,
-        cancel.clone(),
-    ));
+    let (fast_failover, bfd_looks) = start_bfd_reader(&cfg, &cancel);
     let mut sources = Sources {
         cancel: cancel.clone(),
         changed: caches.changed.clone(),
@@ -144,24 +136,19 @@ pub async fn run(
         verify: skip_first_tick(verify::PERIOD).await,
         verify_at: None,
         grace_over_at: None,
-        bfd_looks: bfd_looks.clone(),
+        bfd_looks,
         failover_at: None,
     };
     let nl = Netlink::connect()?;
     let mut agent = Agent::new(cfg.clone(), nl, caches, metrics.clone(), writes, me_tx);
-    agent.fast_failover = fast_failover::FastFailover::new(bfd_looks, bfd_interval_tx);
+    agent.fast_failover = fast_failover;
     metrics.api_reachable.set(1);
-    let mut kind = PassKind {
-        check_daemon: true,
-        refresh: true,
-        reload_templates: true,
-    };
+    let mut kind = PassKind::first();
     let started = tokio::time::Instant::now();
     loop {
         let next = after_pass(&mut agent, kind).await;
         report_readiness(&agent, &health, started.elapsed());
-        sources.schedule(next.retry, next.grace_over, verify::SETTLE);
-        sources.failover_at = next.failover.map(|d| tokio::time::Instant::now() + d);
+        sources.schedule(next.retry, next.grace_over, next.failover, verify::SETTLE);
         kind = PassKind::default();
         loop {
             let event = sources.next().await;
@@ -176,6 +163,29 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Fast failover's BFD reader task, which reads only while the pass gives it an interval; the
+/// pass's side of it, and the looks for the event loop.
+fn start_bfd_reader(
+    cfg: &Config,
+    cancel: &CancellationToken,
+) -> (
+    fast_failover::FastFailover,
+    watch::Receiver<fast_failover::BfdLook>,
+) {
+    let (interval_tx, interval) = watch::channel(None);
+    let (looks_tx, looks) = watch::channel(Some(vec![]));
+    tokio::spawn(tasks::watch_bfd(
+        crate::daemon::bfd::BfdReader::new(&cfg.driver),
+        interval,
+        looks_tx,
+        cancel.clone(),
+    ));
+    (
+        fast_failover::FastFailover::new(looks.clone(), interval_tx),
+        looks,
+    )
 }
 
 /// On SIGTERM: first a drain (routes less preferred, local addresses handed over, for the

@@ -59,6 +59,17 @@ pub struct PassKind {
     pub reload_templates: bool,
 }
 
+impl PassKind {
+    /// The agent's first pass: everything read and done afresh.
+    pub fn first() -> Self {
+        PassKind {
+            check_daemon: true,
+            refresh: true,
+            reload_templates: true,
+        }
+    }
+}
+
 /// Everything a pass needs that outlives it.
 pub struct Agent {
     pub cfg: Config,

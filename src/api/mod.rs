@@ -117,21 +117,16 @@ impl Default for FastFailover {
     }
 }
 
+/// The BFD interval and multiplier of `spec.fastFailover` when the pool does not say.
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = 50;
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
+
 fn default_bfd_interval() -> u32 {
-    crate::failover::Timers::default().interval_ms
+    DEFAULT_BFD_INTERVAL_MS
 }
 
 fn default_bfd_multiplier() -> u8 {
-    crate::failover::Timers::default().multiplier
-}
-
-impl FastFailover {
-    pub fn timers(&self) -> crate::failover::Timers {
-        crate::failover::Timers {
-            interval_ms: self.interval_ms,
-            multiplier: self.detect_multiplier,
-        }
-    }
+    DEFAULT_BFD_MULTIPLIER
 }
 
 fn default_true() -> bool {
