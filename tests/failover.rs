@@ -255,6 +255,24 @@ async fn fast_failover(daemon: &str, name: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // NodeState says what fast failover sees: the holder's two peers, up, nothing failed.
+    let h = lab.settled(None).await;
+    lab.s
+        .wait_node_state(&lab.c.node_name(h), |st| {
+            st.fast_failover.as_ref().is_some_and(|f| {
+                f.peers.len() == 2
+                    && f.peers.iter().all(|p| p.up)
+                    && f.failed.is_empty()
+                    && !f.cut_off
+            })
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "NodeState never showed both peers up\n{}",
+                logs(&lab.agents)
+            )
+        });
     let moves = hung_holder(&lab, n).await;
     println!(
         "{daemon}: hung holder → the router's neighbour entry at another node, n={}: p50 {:.0} ms, \

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use tokio::sync::watch;
 
 use super::decide::Resolved;
-use crate::api::PoolMode;
+use crate::api::{FastFailoverPeer, FastFailoverStatus, PoolMode};
 use crate::election::Member;
 use crate::failover::{self, BfdPeer, Detector, SessionState, Verdict, Watched};
 
@@ -91,6 +91,7 @@ impl FastFailover {
         if watched.is_empty() {
             self.interval.send_if_modified(|i| i.take().is_some());
             self.last = Verdict::default();
+            self.last_peers.clear();
             return Step {
                 pools,
                 ..Default::default()
@@ -98,6 +99,7 @@ impl FastFailover {
         }
         if !bfd_runs {
             self.interval.send_if_modified(|i| i.take().is_some());
+            self.last_peers.clear();
             let names = pools.iter().cloned().collect::<Vec<_>>().join(", ");
             return Step {
                 pools,
@@ -157,8 +159,25 @@ impl FastFailover {
         self.last = v.clone();
     }
 
-    /// Per peer node: whether its sessions are up.
-    pub fn sessions(&self) -> Vec<(String, bool)> {
-        self.detector.sessions()
+    /// What NodeState says of it; none while this node keeps no BFD peer.
+    pub fn status(&self) -> Option<FastFailoverStatus> {
+        if self.last_peers.is_empty() {
+            return None;
+        }
+        let up: BTreeMap<String, bool> = self.detector.sessions().into_iter().collect();
+        let mut peers: BTreeMap<&str, FastFailoverPeer> = BTreeMap::new();
+        for p in &self.last_peers {
+            let e = peers.entry(&p.node).or_insert_with(|| FastFailoverPeer {
+                node: p.node.clone(),
+                addresses: vec![],
+                up: up.get(&p.node).copied().unwrap_or(false),
+            });
+            e.addresses.push(p.address.to_string());
+        }
+        Some(FastFailoverStatus {
+            peers: peers.into_values().collect(),
+            failed: self.last.failed.iter().cloned().collect(),
+            cut_off: self.last.cut_off,
+        })
     }
 }

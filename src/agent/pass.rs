@@ -683,6 +683,7 @@ impl Agent {
         s.last_drift_repair = self.last_drift_repair.clone();
         s.revision = self.revision.status();
         s.pending_revision = self.revision.pending.clone();
+        s.fast_failover = self.fast_failover.status();
         if self
             .last_status
             .as_ref()

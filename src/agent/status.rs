@@ -69,6 +69,7 @@ pub fn node_status(r: &NodeReport, old: &[Condition], now: &Time) -> NodeStateSt
         routing: r.routing.map(routing),
         revision: None,
         pending_revision: None,
+        fast_failover: None,
     }
 }
 

@@ -413,6 +413,37 @@ pub struct NodeStateStatus {
     /// gets it; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_revision: Option<rollout::PendingRevision>,
+    /// Fast failover's BFD sessions from this node (local pools with `spec.fastFailover`);
+    /// absent while it keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_failover: Option<FastFailoverStatus>,
+}
+
+/// What fast failover sees from a node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FastFailoverStatus {
+    /// The nodes this node keeps BFD sessions with.
+    #[serde(default)]
+    pub peers: Vec<FastFailoverPeer>,
+    /// Peers judged failed: the next-ranked node takes their local addresses of these pools
+    /// without waiting for their Lease.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    /// Every session lost (or the daemon silent): this node holds none of these pools'
+    /// addresses until a session has been up again for the guard.
+    #[serde(default)]
+    pub cut_off: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FastFailoverPeer {
+    pub node: String,
+    /// Its addresses the sessions go to.
+    pub addresses: Vec<String>,
+    /// Whether a session to it is up.
+    pub up: bool,
 }
 
 /// The daemon's sessions and adjacencies: BGP peers, OSPF/OSPFv3 neighbours, IS-IS
