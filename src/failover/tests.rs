@@ -150,6 +150,11 @@ fn session(peer: &str, up: bool) -> SessionState {
     }
 }
 
+/// The sessions to n2 and n3, up or not.
+fn both(n2: bool, n3: bool) -> [SessionState; 2] {
+    [session("10.0.0.2", n2), session("10.0.0.3", n3)]
+}
+
 fn two_peers() -> Vec<BfdPeer> {
     peers("n1", &members(3), &[watched("10.0.0.100")])
 }
@@ -161,18 +166,10 @@ fn a_peer_fails_after_its_sessions_were_up_and_stayed_down_for_the_guard() {
     let ps = two_peers();
     let mut d = Detector::default();
     let none = BTreeMap::new();
-    d.observe(
-        t0,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", true)]),
-    );
+    d.observe(t0, &ps, Some(&both(true, true)));
     assert_eq!(d.verdict(t0, guard, &none), Verdict::default());
     let t1 = t0 + 1000 * MS;
-    d.observe(
-        t1,
-        &ps,
-        Some(&[session("10.0.0.2", false), session("10.0.0.3", true)]),
-    );
+    d.observe(t1, &ps, Some(&both(false, true)));
     let v = d.verdict(t1 + 10 * MS, guard, &none);
     assert!(v.failed.is_empty());
     assert_eq!(
@@ -187,11 +184,7 @@ fn a_peer_fails_after_its_sessions_were_up_and_stayed_down_for_the_guard() {
         "one of two sessions lost: the peer, not this node"
     );
     // up again: back at once
-    d.observe(
-        t1 + guard,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", true)]),
-    );
+    d.observe(t1 + guard, &ps, Some(&both(true, true)));
     assert!(d.verdict(t1 + guard, guard, &none).failed.is_empty());
 }
 
@@ -211,17 +204,9 @@ fn a_lease_renewed_after_the_sessions_went_down_keeps_the_peer_unless_it_says_cu
     let guard = 100 * MS;
     let ps = two_peers();
     let mut d = Detector::default();
-    d.observe(
-        t0,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", true)]),
-    );
+    d.observe(t0, &ps, Some(&both(true, true)));
     let t1 = t0 + 1000 * MS;
-    d.observe(
-        t1,
-        &ps,
-        Some(&[session("10.0.0.2", false), session("10.0.0.3", true)]),
-    );
+    d.observe(t1, &ps, Some(&both(false, true)));
     let before: BTreeMap<String, (Instant, bool)> = [("n2".to_string(), (t0, false))].into();
     assert!(d.verdict(t1 + guard, guard, &before).failed.contains("n2"));
     let alive: BTreeMap<String, (Instant, bool)> =
@@ -243,24 +228,12 @@ fn losing_every_session_cuts_this_node_off_at_once_and_it_returns_after_the_guar
     let ps = two_peers();
     let none = BTreeMap::new();
     let mut d = Detector::default();
-    d.observe(
-        t0,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", true)]),
-    );
+    d.observe(t0, &ps, Some(&both(true, true)));
     let t1 = t0 + 1000 * MS;
-    d.observe(
-        t1,
-        &ps,
-        Some(&[session("10.0.0.2", false), session("10.0.0.3", false)]),
-    );
+    d.observe(t1, &ps, Some(&both(false, false)));
     assert!(d.verdict(t1, guard, &none).cut_off, "at once");
     let t2 = t1 + 5000 * MS;
-    d.observe(
-        t2,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", false)]),
-    );
+    d.observe(t2, &ps, Some(&both(true, false)));
     let v = d.verdict(t2 + 50 * MS, guard, &none);
     assert!(v.cut_off, "a session up for less than the guard");
     assert_eq!(v.next, Some(50 * MS));
@@ -286,11 +259,7 @@ fn a_daemon_that_stops_answering_cuts_this_node_off_after_the_guard() {
     let ps = two_peers();
     let none = BTreeMap::new();
     let mut d = Detector::default();
-    d.observe(
-        t0,
-        &ps,
-        Some(&[session("10.0.0.2", true), session("10.0.0.3", true)]),
-    );
+    d.observe(t0, &ps, Some(&both(true, true)));
     d.observe(t0 + MS, &ps, None);
     let v = d.verdict(t0 + 50 * MS, guard, &none);
     assert!(!v.cut_off);
