@@ -155,12 +155,18 @@ impl Lab {
                 )
             })
             .value;
+        // every node's sessions up: a round starts from the steady state, not from the
+        // last one's recovery
         wait::up_to(Duration::from_secs(30))
-            .until(|| async { (bfd_up(&self.c, holder, &self.daemon) >= 2).then_some(()) })
+            .until(|| async {
+                (1..=3)
+                    .all(|i| bfd_up(&self.c, i, &self.daemon) >= 2)
+                    .then_some(())
+            })
             .await
             .unwrap_or_else(|| {
                 panic!(
-                    "node {holder}'s BFD sessions never up\n{}",
+                    "the nodes' BFD sessions never all up\n{}",
                     logs(&self.agents)
                 )
             });

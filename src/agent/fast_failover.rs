@@ -90,6 +90,7 @@ impl FastFailover {
         let (watched, pools) = watched(r);
         if watched.is_empty() {
             self.interval.send_if_modified(|i| i.take().is_some());
+            self.detector = Detector::default();
             self.last = Verdict::default();
             self.last_peers.clear();
             return Step {
@@ -99,6 +100,8 @@ impl FastFailover {
         }
         if !bfd_runs {
             self.interval.send_if_modified(|i| i.take().is_some());
+            self.detector = Detector::default();
+            self.last = Verdict::default();
             self.last_peers.clear();
             let names = pools.iter().cloned().collect::<Vec<_>>().join(", ");
             return Step {

@@ -208,6 +208,9 @@ pub async fn watch_bfd(
     loop {
         let every = *interval.borrow_and_update();
         let Some(every) = every else {
+            // No peers: what was read last is forgotten, so that sessions configured again
+            // later are judged from a fresh read, never from a stale "up".
+            looks.send_if_modified(|l| l.replace(vec![]) != Some(vec![]));
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = interval.changed() => if r.is_err() { return } else { continue },

@@ -414,8 +414,8 @@ pub struct NodeStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_revision: Option<rollout::PendingRevision>,
     /// Fast failover's BFD sessions from this node (local pools with `spec.fastFailover`);
-    /// absent while it keeps none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// null while it keeps none (written as null, so that a merge patch clears it).
+    #[serde(default)]
     pub fast_failover: Option<FastFailoverStatus>,
 }
 
@@ -427,8 +427,8 @@ pub struct FastFailoverStatus {
     #[serde(default)]
     pub peers: Vec<FastFailoverPeer>,
     /// Peers judged failed: the next-ranked node takes their local addresses of these pools
-    /// without waiting for their Lease.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// without waiting for their Lease. (Always written: an empty list clears the last one.)
+    #[serde(default)]
     pub failed: Vec<String>,
     /// Every session lost (or the daemon silent): this node holds none of these pools'
     /// addresses until a session has been up again for the guard.
