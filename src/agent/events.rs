@@ -79,6 +79,18 @@ pub struct Sources {
     pub failover_at: Option<Instant>,
 }
 
+/// When to retry after a pass: as the pass asks, but never later than a retry still pending
+/// (none if the pass asks for none). Passes woken by other events must not push a retry back
+/// forever: an agent whose daemon's bgpd came up after its first read of the instances kept
+/// `InstanceMissing` for minutes on the real cluster, each cache event's pass postponing the
+/// retry that would have read the daemon again.
+fn next_retry(pending: Option<Instant>, asked: Option<Instant>, now: Instant) -> Option<Instant> {
+    match (pending, asked) {
+        (Some(p), Some(a)) if p > now => Some(p.min(a)),
+        (_, asked) => asked,
+    }
+}
+
 /// Until `t`; never, without one.
 async fn sleep_until(t: Option<Instant>) {
     match t {
@@ -98,7 +110,7 @@ impl Sources {
         verify: Duration,
     ) {
         let now = Instant::now();
-        self.retry_at = retry.map(|d| now + d);
+        self.retry_at = next_retry(self.retry_at, retry.map(|d| now + d), now);
         self.grace_over_at = grace_over.map(|d| now + d);
         self.failover_at = failover.map(|d| now + d);
         self.verify_at = Some(now + verify);
@@ -337,4 +349,31 @@ pub fn watch_templates(
 /// The netlink change stream.
 pub fn link_changes() -> anyhow::Result<mpsc::UnboundedReceiver<()>> {
     Ok(Netlink::changes()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_never_postpones_a_pending_retry() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        // a pending retry stays when the pass asks for a later one
+        assert_eq!(
+            next_retry(Some(now + s), Some(now + 4 * s), now),
+            Some(now + s)
+        );
+        // and gives way to a sooner one
+        assert_eq!(
+            next_retry(Some(now + 4 * s), Some(now + s), now),
+            Some(now + s)
+        );
+        // one that fired is replaced; none asked, none kept
+        assert_eq!(
+            next_retry(Some(now), Some(now + 4 * s), now),
+            Some(now + 4 * s)
+        );
+        assert_eq!(next_retry(Some(now + s), None, now), None);
+    }
 }

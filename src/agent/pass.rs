@@ -401,7 +401,10 @@ impl Agent {
             .as_ref()
             .map(|m| m.routed_pools.clone())
             .unwrap_or_default();
-        current.as_ref() != Some(&self.drain.member(decide::member(&self.id, facts, routed)))
+        let mut fresh = self.drain.member(decide::member(&self.id, facts, routed));
+        // (whether fast failover finds this node cut off is not a fact of its interfaces)
+        fresh.cut_off = current.as_ref().is_some_and(|m| m.cut_off);
+        current.as_ref() != Some(&fresh)
     }
 
     /// Puts the planned addresses on, takes the others off, announces what was acquired.
