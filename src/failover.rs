@@ -255,13 +255,14 @@ impl Detector {
         }
     }
 
-    /// The verdict at `now`. `renewals` gives, per node, when its Lease was last seen renewed
-    /// (on this clock) and whether that Lease says it is cut off.
+    /// The verdict at `now`. `renewal` gives a node's last Lease renewal as seen here (on this
+    /// clock) and whether that Lease says it is cut off; it is asked only about peers whose
+    /// sessions are down.
     pub fn verdict(
         &mut self,
         now: Instant,
         guard: Duration,
-        renewals: &BTreeMap<String, (Instant, bool)>,
+        renewal: impl Fn(&str) -> Option<(Instant, bool)>,
     ) -> Verdict {
         let mut next: Option<Duration> = None;
         let mut soon = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
@@ -271,9 +272,7 @@ impl Detector {
                 continue;
             }
             let down_for = now.saturating_duration_since(t.since);
-            let proven_alive = renewals
-                .get(node)
-                .is_some_and(|(at, cut_off)| *at > t.since && !cut_off);
+            let proven_alive = renewal(node).is_some_and(|(at, cut_off)| at > t.since && !cut_off);
             if proven_alive {
                 continue;
             }

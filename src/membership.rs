@@ -250,18 +250,25 @@ impl Liveness {
         out.into_values().collect()
     }
 
-    /// Per node: when its Lease was last seen renewed, on this clock, and whether it says the
-    /// node is cut off (for [`crate::failover::Detector::verdict`]).
-    pub fn renewals<L: Borrow<Lease>>(&self, leases: &[L]) -> BTreeMap<String, (Instant, bool)> {
-        leases
+    /// When `node`'s Lease was last seen renewed, on this clock, and whether it says the node
+    /// is cut off (for [`crate::failover::Detector::verdict`], which asks only about peers
+    /// whose BFD sessions are down: no per-pass walk over every Lease).
+    pub fn renewal_of<L: Borrow<Lease>>(
+        &self,
+        leases: &[L],
+        node: &str,
+    ) -> Option<(Instant, bool)> {
+        let name = lease_name(node);
+        let (_, at) = self.seen.get(&name)?;
+        let lease = leases
             .iter()
             .map(Borrow::borrow)
-            .filter_map(|l| {
-                let (_, at) = self.seen.get(&l.name_any())?;
-                let m = member_of(l)?;
-                Some((m.node, (*at, m.cut_off)))
-            })
-            .collect()
+            .find(|l| l.name_any() == name)?;
+        let cut_off = lease
+            .annotations()
+            .get(CUT_OFF)
+            .is_some_and(|v| v == "true");
+        Some((*at, cut_off))
     }
 
     /// The names of the nodes whose lease is alive.

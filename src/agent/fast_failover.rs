@@ -25,6 +25,9 @@ pub struct FastFailover {
     interval: watch::Sender<Option<Duration>>,
     last: Verdict,
     last_peers: Vec<BfdPeer>,
+    /// What `last_peers` were computed from: a pass whose members and addresses did not change
+    /// (most Service changes) does not rank every candidate again.
+    peers_from: (Vec<Member>, Vec<Watched>),
 }
 
 /// This pass's share of fast failover.
@@ -72,37 +75,33 @@ impl FastFailover {
             interval,
             last: Verdict::default(),
             last_peers: vec![],
+            peers_from: Default::default(),
         }
     }
 
     /// The peers, the verdict at `now` and the pools it applies to. `bfd_runs`: whether the
     /// daemon can keep BFD sessions at all (FRR without bfdd cannot): without, none are
-    /// rendered and the problem says why. `renewals`: [`crate::membership::Liveness::renewals`].
+    /// rendered and the problem says why. `renewal`: a node's last Lease renewal seen
+    /// ([`crate::membership::Liveness::renewal_of`]). Both are asked only when needed.
     pub fn step(
         &mut self,
         node: &str,
         r: &Resolved,
         members: &[Member],
-        renewals: &BTreeMap<String, (Instant, bool)>,
-        bfd_runs: bool,
+        renewal: impl Fn(&str) -> Option<(Instant, bool)>,
+        bfd_runs: impl FnOnce() -> bool,
         now: Instant,
     ) -> Step {
         let (watched, pools) = watched(r);
         if watched.is_empty() {
-            self.interval.send_if_modified(|i| i.take().is_some());
-            self.detector = Detector::default();
-            self.last = Verdict::default();
-            self.last_peers.clear();
+            self.stand_down();
             return Step {
                 pools,
                 ..Default::default()
             };
         }
-        if !bfd_runs {
-            self.interval.send_if_modified(|i| i.take().is_some());
-            self.detector = Detector::default();
-            self.last = Verdict::default();
-            self.last_peers.clear();
+        if !bfd_runs() {
+            self.stand_down();
             let names = pools.iter().cloned().collect::<Vec<_>>().join(", ");
             return Step {
                 pools,
@@ -114,15 +113,7 @@ impl FastFailover {
                 ..Default::default()
             };
         }
-        let peers = failover::peers(node, members, &watched);
-        if peers != self.last_peers {
-            let names: Vec<String> = peers
-                .iter()
-                .map(|p| format!("{}@{}", p.node, p.address))
-                .collect();
-            tracing::info!(peers = ?names, addresses = watched.len(), "fast failover: BFD peers");
-            self.last_peers = peers.clone();
-        }
+        let peers = self.peers(node, members, watched).to_vec();
         let fastest = peers
             .iter()
             .map(|p| p.timers)
@@ -133,7 +124,7 @@ impl FastFailover {
         let look = self.looks.borrow().clone();
         self.detector.observe(now, &peers, look.as_deref());
         let guard = fastest.map(failover::guard).unwrap_or_default();
-        let verdict = self.detector.verdict(now, guard, renewals);
+        let verdict = self.detector.verdict(now, guard, renewal);
         self.log_change(&verdict);
         let problem = (look.is_none() && !peers.is_empty())
             .then(|| "fast failover: the daemon does not answer about its BFD sessions".into());
@@ -143,6 +134,38 @@ impl FastFailover {
             pools,
             problem,
         }
+    }
+
+    /// No BFD peer to keep: the reader stops, and what it and the detector knew is forgotten
+    /// (sessions configured again later are judged afresh).
+    fn stand_down(&mut self) {
+        self.interval.send_if_modified(|i| i.take().is_some());
+        self.detector = Detector::default();
+        self.last = Verdict::default();
+        self.last_peers.clear();
+        self.peers_from = Default::default();
+    }
+
+    /// The peers for these members and addresses, computed again only when they changed.
+    fn peers(&mut self, node: &str, members: &[Member], watched: Vec<Watched>) -> &[BfdPeer] {
+        if self.peers_from.0 != members || self.peers_from.1 != watched {
+            let peers = failover::peers(node, members, &watched);
+            if peers != self.last_peers {
+                let names: Vec<String> = peers
+                    .iter()
+                    .map(|p| format!("{}@{}", p.node, p.address))
+                    .collect();
+                tracing::info!(peers = ?names, addresses = watched.len(), "fast failover: BFD peers");
+                self.last_peers = peers;
+            }
+            self.peers_from = (members.to_vec(), watched);
+        }
+        &self.last_peers
+    }
+
+    /// Whether the last verdict names a failed peer or this node cut off.
+    pub fn judging(&self) -> bool {
+        self.last.cut_off || !self.last.failed.is_empty()
     }
 
     fn log_change(&mut self, v: &Verdict) {

@@ -110,8 +110,6 @@ pub struct Agent {
     first_pass: bool,
     /// BFD peers and the verdict of fast failover ([`super::fast_failover`]).
     pub fast_failover: super::fast_failover::FastFailover,
-    /// Whether the last verdict named failed peers or this node cut off.
-    failover_judging: bool,
 }
 
 /// How a pass went, for when to run the next one.
@@ -174,7 +172,6 @@ impl Agent {
                 watch::channel(Some(vec![])).1,
                 watch::channel(None).0,
             ),
-            failover_judging: false,
         }
     }
 
@@ -260,27 +257,21 @@ impl Agent {
     /// election of its pools uses.
     fn step_fast_failover(&mut self, resolved: &Resolved) -> super::fast_failover::Step {
         let leases = self.caches.leases.state();
-        let renewals = self.liveness.renewals(&leases);
-        let bfd_runs = match &self.cfg.driver {
-            crate::daemon::Driver::Frr(d) => d.vty_dir().join("bfdd.vty").exists(),
-            crate::daemon::Driver::Bird(_) => true,
-        };
-        let step = self.fast_failover.step(
+        let liveness = &self.liveness;
+        self.fast_failover.step(
             &self.cfg.node,
             resolved,
             &self.members,
-            &renewals,
-            bfd_runs,
+            |node| liveness.renewal_of(&leases, node),
+            || self.cfg.driver.runs_bfd(),
             Instant::now(),
-        );
-        self.failover_judging = step.verdict.cut_off || !step.verdict.failed.is_empty();
-        step
+        )
     }
 
     /// Whether fast failover judges a peer failed (or this node cut off) now: a Lease renewal
     /// may change that.
     pub fn fast_failover_judges_a_peer(&self) -> bool {
-        self.failover_judging
+        self.fast_failover.judging()
     }
 
     /// Moves the drain on: from this node's Node object and whether the agent is leaving;

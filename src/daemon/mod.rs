@@ -60,6 +60,15 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// Whether the daemon can keep BFD sessions: BIRD always, FRR only with bfdd running (its
+    /// vty socket is there).
+    pub fn runs_bfd(&self) -> bool {
+        match self {
+            Driver::Frr(d) => d.vty_dir().join("bfdd.vty").exists(),
+            Driver::Bird(_) => true,
+        }
+    }
+
     /// The routing instances the daemon runs. A daemon that does not answer within
     /// [`INSTANCES_TIMEOUT`] counts as unreachable: a hung daemon must not hold up a pass.
     pub async fn instances(&self) -> Result<Instances, DaemonError> {

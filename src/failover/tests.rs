@@ -150,6 +150,11 @@ fn session(peer: &str, up: bool) -> SessionState {
     }
 }
 
+/// n2's Lease seen renewed `at`, saying it is `cut_off` or not; no other node's.
+fn n2_renewed(at: Instant, cut_off: bool) -> impl Fn(&str) -> Option<(Instant, bool)> {
+    move |node| (node == "n2").then_some((at, cut_off))
+}
+
 /// The sessions to n2 and n3, up or not.
 fn both(n2: bool, n3: bool) -> [SessionState; 2] {
     [session("10.0.0.2", n2), session("10.0.0.3", n3)]
@@ -165,19 +170,18 @@ fn a_peer_fails_after_its_sessions_were_up_and_stayed_down_for_the_guard() {
     let guard = guard(Timers::default());
     let ps = two_peers();
     let mut d = Detector::default();
-    let none = BTreeMap::new();
     d.observe(t0, &ps, Some(&both(true, true)));
-    assert_eq!(d.verdict(t0, guard, &none), Verdict::default());
+    assert_eq!(d.verdict(t0, guard, |_| None), Verdict::default());
     let t1 = t0 + 1000 * MS;
     d.observe(t1, &ps, Some(&both(false, true)));
-    let v = d.verdict(t1 + 10 * MS, guard, &none);
+    let v = d.verdict(t1 + 10 * MS, guard, |_| None);
     assert!(v.failed.is_empty());
     assert_eq!(
         v.next,
         Some(guard - 10 * MS),
         "a pass when the guard runs out"
     );
-    let v = d.verdict(t1 + guard, guard, &none);
+    let v = d.verdict(t1 + guard, guard, |_| None);
     assert_eq!(v.failed, ["n2".to_string()].into());
     assert!(
         !v.cut_off,
@@ -185,7 +189,7 @@ fn a_peer_fails_after_its_sessions_were_up_and_stayed_down_for_the_guard() {
     );
     // up again: back at once
     d.observe(t1 + guard, &ps, Some(&both(true, true)));
-    assert!(d.verdict(t1 + guard, guard, &none).failed.is_empty());
+    assert!(d.verdict(t1 + guard, guard, |_| None).failed.is_empty());
 }
 
 #[test]
@@ -194,7 +198,7 @@ fn a_session_that_never_came_up_means_nothing() {
     let ps = two_peers();
     let mut d = Detector::default();
     d.observe(t0, &ps, Some(&[session("10.0.0.2", false)]));
-    let v = d.verdict(t0 + Duration::from_secs(60), 100 * MS, &BTreeMap::new());
+    let v = d.verdict(t0 + Duration::from_secs(60), 100 * MS, |_| None);
     assert_eq!(v, Verdict::default());
 }
 
@@ -207,15 +211,13 @@ fn a_lease_renewed_after_the_sessions_went_down_keeps_the_peer_unless_it_says_cu
     d.observe(t0, &ps, Some(&both(true, true)));
     let t1 = t0 + 1000 * MS;
     d.observe(t1, &ps, Some(&both(false, true)));
-    let before: BTreeMap<String, (Instant, bool)> = [("n2".to_string(), (t0, false))].into();
-    assert!(d.verdict(t1 + guard, guard, &before).failed.contains("n2"));
-    let alive: BTreeMap<String, (Instant, bool)> =
-        [("n2".to_string(), (t1 + 500 * MS, false))].into();
-    assert!(d.verdict(t1 + 600 * MS, guard, &alive).failed.is_empty());
-    let stepped_back: BTreeMap<String, (Instant, bool)> =
-        [("n2".to_string(), (t1 + 500 * MS, true))].into();
+    let before = n2_renewed(t0, false);
+    assert!(d.verdict(t1 + guard, guard, before).failed.contains("n2"));
+    let alive = n2_renewed(t1 + 500 * MS, false);
+    assert!(d.verdict(t1 + 600 * MS, guard, alive).failed.is_empty());
+    let stepped_back = n2_renewed(t1 + 500 * MS, true);
     assert!(
-        d.verdict(t1 + 600 * MS, guard, &stepped_back)
+        d.verdict(t1 + 600 * MS, guard, stepped_back)
             .failed
             .contains("n2")
     );
@@ -226,18 +228,17 @@ fn losing_every_session_cuts_this_node_off_at_once_and_it_returns_after_the_guar
     let t0 = Instant::now();
     let guard = 100 * MS;
     let ps = two_peers();
-    let none = BTreeMap::new();
     let mut d = Detector::default();
     d.observe(t0, &ps, Some(&both(true, true)));
     let t1 = t0 + 1000 * MS;
     d.observe(t1, &ps, Some(&both(false, false)));
-    assert!(d.verdict(t1, guard, &none).cut_off, "at once");
+    assert!(d.verdict(t1, guard, |_| None).cut_off, "at once");
     let t2 = t1 + 5000 * MS;
     d.observe(t2, &ps, Some(&both(true, false)));
-    let v = d.verdict(t2 + 50 * MS, guard, &none);
+    let v = d.verdict(t2 + 50 * MS, guard, |_| None);
     assert!(v.cut_off, "a session up for less than the guard");
     assert_eq!(v.next, Some(50 * MS));
-    assert!(!d.verdict(t2 + guard, guard, &none).cut_off);
+    assert!(!d.verdict(t2 + guard, guard, |_| None).cut_off);
 }
 
 #[test]
@@ -247,7 +248,7 @@ fn with_one_peer_its_loss_is_the_peers_failure_not_this_nodes() {
     let mut d = Detector::default();
     d.observe(t0, &ps, Some(&[session("10.0.0.2", true)]));
     d.observe(t0 + MS, &ps, Some(&[session("10.0.0.2", false)]));
-    let v = d.verdict(t0 + Duration::from_secs(1), 100 * MS, &BTreeMap::new());
+    let v = d.verdict(t0 + Duration::from_secs(1), 100 * MS, |_| None);
     assert!(!v.cut_off);
     assert_eq!(v.failed, ["n2".to_string()].into());
 }
@@ -257,14 +258,13 @@ fn a_daemon_that_stops_answering_cuts_this_node_off_after_the_guard() {
     let t0 = Instant::now();
     let guard = 100 * MS;
     let ps = two_peers();
-    let none = BTreeMap::new();
     let mut d = Detector::default();
     d.observe(t0, &ps, Some(&both(true, true)));
     d.observe(t0 + MS, &ps, None);
-    let v = d.verdict(t0 + 50 * MS, guard, &none);
+    let v = d.verdict(t0 + 50 * MS, guard, |_| None);
     assert!(!v.cut_off);
     assert_eq!(v.next, Some(51 * MS));
-    assert!(d.verdict(t0 + 101 * MS, guard, &none).cut_off);
+    assert!(d.verdict(t0 + 101 * MS, guard, |_| None).cut_off);
 }
 
 fn local_service(address: &str) -> ServiceAddresses {
@@ -378,14 +378,13 @@ fn in_a_partition_the_holder_steps_back_before_its_successor_takes_over() {
                 .collect();
             h_det.observe(h_reads, &hp, Some(&h_down));
             s_det.observe(s_reads, &sp, Some(&s_down));
-            let none = BTreeMap::new();
-            let h_verdict = h_det.verdict(h_reads, guard, &none);
+            let h_verdict = h_det.verdict(h_reads, guard, |_| None);
             assert!(h_verdict.cut_off);
             let released = h_reads;
             // S takes over at its first verdict that says so
             let mut at = s_reads;
             let acquired = loop {
-                let v = s_det.verdict(at, guard, &none);
+                let v = s_det.verdict(at, guard, |_| None);
                 if holder_seen_by(&s, &ms, &v, "10.0.0.100").as_ref() == Some(&s) {
                     break at;
                 }
