@@ -401,7 +401,7 @@ EOF
 # every routelb pod that is not ready. Bounded, so that the cause stays on screen.
 dump_cluster_state() {
   [[ -n ${KUBECTL:-} && -f ${KUBECONFIG_PATH:-} ]] || return 0
-  log "up failed; the cluster as it is:"
+  log "${1:-up} failed; the cluster as it is:"
   kubectl_ get pods -A -o wide >&2 2>&1 || true
   kubectl_ -n routelb-system get events --sort-by=.lastTimestamp 2>&1 | tail -n 15 >&2 || true
   local pod
@@ -409,6 +409,18 @@ dump_cluster_state() {
     awk '$2 != "True" { print $1 }'); do
     log "logs of routelb-system/$pod (end):"
     kubectl_ -n routelb-system logs "$pod" --all-containers --tail=8 2>&1 | cut -c1-300 >&2 || true
+    # a pod stuck before its containers start (PodInitializing, ContainerCreating) has no
+    # logs: its container states, its Events and what its node's kubelet said about it
+    log "routelb-system/$pod as described (containers and Events):"
+    kubectl_ -n routelb-system describe pod "$pod" 2>&1 |
+      sed -n '/^Init Containers:/,/^Volumes:/p;/^Events:/,$p' | grep -v '^ *Mounts:\|^ *\/' | tail -n 40 >&2 || true
+    local node kubelet_log
+    node=$(kubectl_ -n routelb-system get pod "$pod" -o jsonpath='{.spec.nodeName}' 2>/dev/null || true)
+    kubelet_log=${ROUTELB_KN_STATE:-/tmp/routelb-kn}/node${node##*node}/logs/kubelet.log
+    if [[ -n $node && -f $kubelet_log ]]; then
+      log "$node's kubelet on $pod (last 15 lines naming it):"
+      grep -F "$pod" "$kubelet_log" | tail -n 15 | cut -c1-400 >&2 || true
+    fi
   done
 }
 
@@ -739,6 +751,8 @@ case ${1:-} in
   check) cmd_check ;;
   down)  cmd_down ;;
   env)   cmd_env ;;
-  overlay) cp_env; mkdir -p "$STATE"; apply_routelb ;;
+  overlay)
+    trap 'status=$?; ((status == 0)) || dump_cluster_state overlay; exit $status' EXIT
+    cp_env; mkdir -p "$STATE"; apply_routelb ;;
   *)     echo "usage: $0 up|check|overlay NAME|env|down" >&2; exit 2 ;;
 esac

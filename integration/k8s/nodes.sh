@@ -452,6 +452,13 @@ start_kubelet() {
   #  --fail-swap-on=false        harmless here (no swap), keeps CI hosts with swap working
   #  --container-runtime=remote  containerd's CRI; the dockershim is not used
   #  --volume-plugin-dir         the default /usr/libexec/... would be created
+  #  --image-gc-high-threshold=100, --eviction-hard in bytes: the images are imported, and
+  #                              no registry can give them back. The kubelet measures the
+  #                              host's disk (usage = 1 - available/size, 92% on this host
+  #                              with 22 GB free): above its threshold it deleted the images
+  #                              no pod used at that moment (the FRR image while the BIRD
+  #                              overlay ran) and the next pod waited in PodInitializing
+  #                              for ever (CI, stop 31). 100 = never; 256Mi = a full disk.
   start_detached "$dir/kubelet.pid" "$dir/logs/kubelet.log" \
     nsenter --net="/run/netns/$name" --mount="$STATE/mnt/node$k" -- \
     "$KUBELET" \
@@ -474,8 +481,8 @@ start_kubelet() {
     --read-only-port=0 \
     --healthz-port=10248 \
     --serialize-image-pulls=false \
-    --image-gc-high-threshold=95 --image-gc-low-threshold=90 \
-    --eviction-hard='memory.available<100Mi,nodefs.available<2%,imagefs.available<2%' \
+    --image-gc-high-threshold=100 --image-gc-low-threshold=99 \
+    --eviction-hard='memory.available<100Mi,nodefs.available<256Mi,imagefs.available<256Mi' \
     --v=1
 }
 
