@@ -5,19 +5,23 @@
 //!   endpoints), the one ranking highest for the address. The rank is a hash of (node,
 //!   address), so every agent reaches the same answer from the same facts with no
 //!   coordination, Services sharing an address agree on its holder, addresses spread over
-//!   nodes, and a node leaving moves only its own addresses. (Under `externalTrafficPolicy:
-//!   Local`, Services sharing an address should share their endpoints' nodes too, as with
-//!   MetalLB; otherwise each may elect a different holder.)
+//!   nodes, and a node leaving moves only its own addresses.
 //! - A **routed** address is held by every live node announcing its pool (a RoutingPolicy
 //!   selects the pool for that node), or under `externalTrafficPolicy: Local` by those of them
 //!   with ready endpoints; the upstream routers spread traffic over them (ECMP).
+//! - An address shared (a sharing key) by Services under `externalTrafficPolicy: Local` is
+//!   held only by nodes with a ready endpoint of *each* of them, whichever Service is elected:
+//!   the address brings every sharing Service's traffic to its holders, and a node without a
+//!   Local Service's endpoint would drop that Service's share. (MetalLB refuses such sharing
+//!   unless the selectors match; here the Services may differ, and an address no node can
+//!   serve for all of them is not announced, with that reason.)
 //! - With `routelb.io/withdraw-when-no-endpoints`, a service with no ready endpoint anywhere
 //!   is held by nobody, whatever its traffic policy.
 //!
 //! Each decision also names a *reporter*: the one node that writes the Service's
 //! `routelb.io/announcing` annotation and its Events, so nodes do not race to write them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -57,6 +61,9 @@ pub struct Readiness {
     pub nodes: BTreeSet<String>,
     /// Whether any endpoint is ready (also those whose node is not known).
     pub any: bool,
+    /// The ready endpoints' addresses on the node readiness was read for (its first address
+    /// each), for `weightedEcmp`.
+    pub here: BTreeSet<IpAddr>,
 }
 
 /// A service with an address, as the election needs it.
@@ -156,19 +163,45 @@ pub fn elect_each<'m>(
     members_for: impl Fn(&Candidate) -> &'m [Member],
     lb_interface: &str,
 ) -> Vec<Decision> {
+    let local = local_sharers(candidates);
     candidates
         .iter()
-        .map(|c| decide(c, members_for(c), lb_interface))
+        .map(|c| decide(c, members_for(c), lb_interface, &local))
         .collect()
 }
 
-fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
+/// Per address, the endpoints of the `externalTrafficPolicy: Local` Services that have it. A
+/// node may hold an address only with a ready endpoint of each of them: the address (one
+/// route, one ARP answer) brings every sharing Service's traffic to its holders, and a Local
+/// Service's traffic is dropped on a node without its endpoints. Services sharing an address
+/// therefore agree on its holders.
+fn local_sharers<'a>(candidates: &[Candidate<'a>]) -> BTreeMap<IpAddr, Vec<&'a Readiness>> {
+    let mut out: BTreeMap<IpAddr, Vec<&'a Readiness>> = BTreeMap::new();
+    for c in candidates.iter().filter(|c| c.local_traffic) {
+        for a in &c.service.addresses {
+            out.entry(*a).or_default().push(c.endpoints);
+        }
+    }
+    out
+}
+
+fn decide(
+    c: &Candidate,
+    members: &[Member],
+    lb_interface: &str,
+    local: &BTreeMap<IpAddr, Vec<&Readiness>>,
+) -> Decision {
     let key = &c.service.key;
     let placements: Vec<Placement> = c
         .service
         .addresses
         .iter()
-        .map(|&address| place(c, address, members, lb_interface))
+        .map(|&address| {
+            let needs = Needs {
+                endpoints_of: local.get(&address).map_or(&[], Vec::as_slice),
+            };
+            place(c, address, members, lb_interface, &needs)
+        })
         .collect();
     let reporter = reporter(&placements, members, key);
     Decision {
@@ -180,13 +213,19 @@ fn decide(c: &Candidate, members: &[Member], lb_interface: &str) -> Decision {
 }
 
 /// Who holds one of the service's addresses, or why nobody does.
-fn place(c: &Candidate, address: IpAddr, members: &[Member], lb_interface: &str) -> Placement {
+fn place(
+    c: &Candidate,
+    address: IpAddr,
+    members: &[Member],
+    lb_interface: &str,
+    needs: &Needs,
+) -> Placement {
     let holders = if c.withdraw_without_endpoints && !c.endpoints.any {
         Err("no ready endpoints".to_string())
     } else {
         match c.mode {
-            PoolMode::Local => local_holder(c, address, members).map(|h| vec![h]),
-            PoolMode::Routed => routed_holders(c, members, lb_interface),
+            PoolMode::Local => local_holder(c, address, members, needs).map(|h| vec![h]),
+            PoolMode::Routed => routed_holders(c, address, members, lb_interface, needs),
         }
     };
     match holders {
@@ -203,15 +242,38 @@ fn place(c: &Candidate, address: IpAddr, members: &[Member], lb_interface: &str)
     }
 }
 
-/// Whether `m` may hold the service's addresses as far as its endpoints go: under
-/// `externalTrafficPolicy: Local`, only with a ready endpoint.
-fn endpoint_ok(c: &Candidate, m: &Member) -> bool {
-    !c.local_traffic || c.endpoints.nodes.contains(&m.node)
+/// What a node needs to hold an address, as far as endpoints go: a ready endpoint of each
+/// `externalTrafficPolicy: Local` Service with the address ([`local_sharers`]).
+struct Needs<'a> {
+    endpoints_of: &'a [&'a Readiness],
+}
+
+impl Needs<'_> {
+    fn met_by(&self, m: &Member) -> bool {
+        self.endpoints_of.iter().all(|r| r.nodes.contains(&m.node))
+    }
+
+    /// Why no node meets them: `what` names the nodes looked at.
+    fn unmet(&self, address: IpAddr, what: &str) -> String {
+        if self.endpoints_of.len() > 1 {
+            format!(
+                "no {what} has a ready endpoint of each of the {} Services sharing {address} (externalTrafficPolicy: Local)",
+                self.endpoints_of.len()
+            )
+        } else {
+            format!("no {what} has a ready endpoint (externalTrafficPolicy: Local)")
+        }
+    }
 }
 
 /// The one holder of a local address: among the live nodes with a subnet holding it (and an
 /// endpoint, if need be), the one ranking highest for the address, on that subnet's interface.
-fn local_holder(c: &Candidate, address: IpAddr, members: &[Member]) -> Result<Holder, String> {
+fn local_holder(
+    c: &Candidate,
+    address: IpAddr,
+    members: &[Member],
+    needs: &Needs,
+) -> Result<Holder, String> {
     let pool = &c.service.pool;
     let able: Vec<(&Member, &String)> = members
         .iter()
@@ -230,13 +292,11 @@ fn local_holder(c: &Candidate, address: IpAddr, members: &[Member]) -> Result<Ho
     // Ranked by the address, not the service: Services sharing an address (a sharing key)
     // must elect the same holder.
     let eligible = ranked(
-        able.iter().map(|(m, _)| *m).filter(|m| endpoint_ok(c, m)),
+        able.iter().map(|(m, _)| *m).filter(|m| needs.met_by(m)),
         &address.to_string(),
     );
     let Some(winner) = eligible.first() else {
-        return Err(format!(
-            "no node on the subnet of {address} has a ready endpoint (externalTrafficPolicy: Local)"
-        ));
+        return Err(needs.unmet(address, &format!("node on the subnet of {address}")));
     };
     let interface = able
         .iter()
@@ -253,8 +313,10 @@ fn local_holder(c: &Candidate, address: IpAddr, members: &[Member]) -> Result<Ho
 /// if need be), ranked for the service, on the load-balancer interface.
 fn routed_holders(
     c: &Candidate,
+    address: IpAddr,
     members: &[Member],
     lb_interface: &str,
+    needs: &Needs,
 ) -> Result<Vec<Holder>, String> {
     let pool = &c.service.pool;
     let announcing: Vec<&Member> = members
@@ -267,7 +329,7 @@ fn routed_holders(
         ));
     }
     let holders: Vec<Holder> = ranked(
-        announcing.into_iter().filter(|m| endpoint_ok(c, m)),
+        announcing.into_iter().filter(|m| needs.met_by(m)),
         &c.service.key.to_string(),
     )
     .into_iter()
@@ -277,10 +339,7 @@ fn routed_holders(
     })
     .collect();
     if holders.is_empty() {
-        return Err(
-            "no node announcing the pool has a ready endpoint (externalTrafficPolicy: Local)"
-                .into(),
-        );
+        return Err(needs.unmet(address, "node announcing the pool"));
     }
     Ok(holders)
 }
@@ -353,6 +412,7 @@ mod tests {
         Readiness {
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
             any: !nodes.is_empty(),
+            ..Default::default()
         }
     }
 
@@ -521,6 +581,53 @@ mod tests {
         assert_eq!(holders(&d.placements[1]), ["b"]);
     }
 
+    /// A routed address shared by Services under `externalTrafficPolicy: Local` goes only to
+    /// nodes with endpoints of each of them, whichever Service is elected (a Cluster Service
+    /// sharing it too); a local one gets the same holder from each. Nobody, with a reason
+    /// naming the sharing, when no node has them all.
+    #[test]
+    fn a_shared_address_goes_only_where_every_local_service_has_endpoints() {
+        let web = svc("web", "r", &["203.0.113.5"]);
+        let dns = svc("dns", "r", &["203.0.113.5"]);
+        let ops = svc("ops", "r", &["203.0.113.5"]);
+        let (on_ab, on_bd, anywhere) = (ready(&["a", "b"]), ready(&["b", "d"]), ready(&["a"]));
+        let mut c_web = cand(&web, PoolMode::Routed, &on_ab);
+        let mut c_dns = cand(&dns, PoolMode::Routed, &on_bd);
+        let c_ops = cand(&ops, PoolMode::Routed, &anywhere);
+        (c_web.local_traffic, c_dns.local_traffic) = (true, true);
+        let ds = elect(&[c_web.clone(), c_dns.clone(), c_ops], &lan(), "kube-lb0");
+        for d in &ds {
+            assert_eq!(holders(&d.placements[0]), ["b"], "{}", d.key);
+        }
+        // Alone, each would go wherever it has endpoints.
+        let alone = &elect(std::slice::from_ref(&c_web), &lan(), "kube-lb0")[0];
+        assert_eq!(holders(&alone.placements[0]).len(), 2);
+
+        let on_d = ready(&["d"]);
+        c_dns.endpoints = &on_d;
+        let ds = elect(&[c_web.clone(), c_dns], &lan(), "kube-lb0");
+        for d in &ds {
+            assert!(d.placements[0].holders.is_empty(), "{}", d.key);
+            assert_eq!(
+                d.unheld_reason().as_deref(),
+                Some(
+                    "no node announcing the pool has a ready endpoint of each of the 2 Services sharing 203.0.113.5 (externalTrafficPolicy: Local)"
+                )
+            );
+        }
+
+        // A local address: one holder, the same for both, with endpoints of both.
+        let lan_web = svc("web", "lan", &["10.0.0.60"]);
+        let lan_dns = svc("dns", "lan", &["10.0.0.60"]);
+        let (on_abc, on_c) = (ready(&["a", "b", "c"]), ready(&["c"]));
+        let mut l_web = cand(&lan_web, PoolMode::Local, &on_abc);
+        let mut l_dns = cand(&lan_dns, PoolMode::Local, &on_c);
+        (l_web.local_traffic, l_dns.local_traffic) = (true, true);
+        for d in elect(&[l_web, l_dns], &lan(), "kube-lb0") {
+            assert_eq!(holders(&d.placements[0]), ["c"], "{}", d.key);
+        }
+    }
+
     #[test]
     fn routed_pool_nobody_announces() {
         let s = svc("web", "other", &["203.0.113.5"]);
@@ -542,6 +649,7 @@ mod tests {
         let elsewhere = Readiness {
             nodes: ["z".to_string()].into(),
             any: true,
+            ..Default::default()
         };
         c.endpoints = &elsewhere;
         let d = &elect(&[c], &lan(), "kube-lb0")[0];
@@ -608,16 +716,18 @@ mod tests {
         assert_eq!(reporter(&[], &[], &key), None);
     }
 
+    const NO_NEEDS: Needs = Needs { endpoints_of: &[] };
+
     #[test]
     fn no_endpoints_withdraws_before_the_mode_is_looked_at() {
         let s = svc("web", "nowhere", &["192.0.2.1"]);
         let none = ready(&[]);
         let mut c = cand(&s, PoolMode::Local, &none);
         c.withdraw_without_endpoints = true;
-        let p = place(&c, s.addresses[0], &lan(), "kube-lb0");
+        let p = place(&c, s.addresses[0], &lan(), "kube-lb0", &NO_NEEDS);
         assert_eq!(p.unheld.as_deref(), Some("no ready endpoints"));
         c.withdraw_without_endpoints = false;
-        let p = place(&c, s.addresses[0], &lan(), "kube-lb0");
+        let p = place(&c, s.addresses[0], &lan(), "kube-lb0", &NO_NEEDS);
         assert_eq!(
             p.unheld.as_deref(),
             Some("no live node has a subnet holding 192.0.2.1 (local pool nowhere)")
