@@ -204,6 +204,7 @@ pub fn render_assigned(
         .map(|x| x.labels().clone())
         .unwrap_or_default();
     let built = build(&RenderInput {
+        local_endpoints: &Default::default(),
         node,
         node_labels: &node_labels,
         lb_interface,

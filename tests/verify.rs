@@ -93,6 +93,7 @@ async fn rendered(driver: &Driver, protocol: &str) -> String {
     }))
     .unwrap();
     let built = build(&RenderInput {
+        local_endpoints: &Default::default(),
         node: None,
         node_labels: &Default::default(),
         lb_interface: "kube-lb0",

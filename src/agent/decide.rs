@@ -45,6 +45,8 @@ pub struct Snapshot<'a> {
     pub facts: &'a [NodeInterface],
     /// The daemon's routing instances; None when they could not be read.
     pub instances: Option<&'a Instances>,
+    /// Where each Service's endpoints are ready ([`super::endpoints::readiness`]).
+    pub readiness: &'a BTreeMap<ServiceKey, Readiness>,
 }
 
 /// A Service this node acts on.
@@ -83,6 +85,7 @@ pub fn resolve(id: &Identity, s: &Snapshot, memory: &mut Memory) -> Resolved {
     let none = Instances::default();
     let mut built = crate::render::build(&RenderInput {
         node: Some(&id.node),
+        local_endpoints: &local_endpoints(&inputs, s.readiness),
         node_labels: s.node_labels,
         lb_interface: &id.lb_interface,
         pools: &in_use.pools,
@@ -167,6 +170,44 @@ pub fn service_input(svc: &Service, id: &Identity, namespace_labels: &Labels) ->
         local_traffic,
         withdraw_without_endpoints,
     })
+}
+
+/// Ready endpoints on this node per address whose Services are all
+/// `externalTrafficPolicy: Local` (for `weightedEcmp`): a shared address weighs the union of
+/// its Services' endpoints, counted in the address's family (all of them if none is).
+/// An address shared with a `Cluster` Service is left out: every node forwards its traffic.
+pub fn local_endpoints(
+    inputs: &[Input],
+    readiness: &BTreeMap<ServiceKey, Readiness>,
+) -> BTreeMap<IpAddr, u32> {
+    let mut union: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
+    let mut cluster: BTreeSet<IpAddr> = BTreeSet::new();
+    for i in inputs {
+        let here = readiness.get(&i.addresses.key).map(|r| &r.here);
+        for a in &i.addresses.addresses {
+            if i.local_traffic {
+                union
+                    .entry(*a)
+                    .or_default()
+                    .extend(here.into_iter().flatten());
+            } else {
+                cluster.insert(*a);
+            }
+        }
+    }
+    union
+        .into_iter()
+        .filter(|(a, _)| !cluster.contains(a))
+        .map(|(a, endpoints)| {
+            let same = endpoints
+                .iter()
+                .filter(|e| e.is_ipv4() == a.is_ipv4())
+                .count();
+            let n = if same > 0 { same } else { endpoints.len() };
+            (a, u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Attributes each service's addresses to a pool ([`ServiceAddresses::attribute`]): anyone who

@@ -4,6 +4,7 @@
 //! (`caches.rs` finds out which).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -15,10 +16,14 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The deprecated v1beta1 `topology` key naming the node, as a JSON pointer.
 const HOSTNAME_TOPOLOGY: &str = "/topology/kubernetes.io~1hostname";
 
-/// Readiness per service over all its slices. An endpoint whose `ready` condition is absent
-/// counts as ready, as the API defines; its node comes from `nodeName` (v1, and v1beta1 from
-/// Kubernetes 1.20) or the deprecated `topology["kubernetes.io/hostname"]` (v1beta1).
-pub fn readiness(slices: &[std::sync::Arc<DynamicObject>]) -> BTreeMap<ServiceKey, Readiness> {
+/// Readiness per service over all its slices, with the endpoints on node `here`. An endpoint
+/// whose `ready` condition is absent counts as ready, as the API defines; its node comes from
+/// `nodeName` (v1, and v1beta1 from Kubernetes 1.20) or the deprecated
+/// `topology["kubernetes.io/hostname"]` (v1beta1).
+pub fn readiness(
+    slices: &[std::sync::Arc<DynamicObject>],
+    here: &str,
+) -> BTreeMap<ServiceKey, Readiness> {
     let mut out: BTreeMap<ServiceKey, Readiness> = BTreeMap::new();
     for s in slices {
         let (Some(ns), Some(svc)) = (s.namespace(), s.labels().get(SERVICE_NAME_LABEL)) else {
@@ -42,6 +47,10 @@ pub fn readiness(slices: &[std::sync::Arc<DynamicObject>]) -> BTreeMap<ServiceKe
                 .and_then(|v| v.as_str())
                 .or_else(|| ep.pointer(HOSTNAME_TOPOLOGY).and_then(|v| v.as_str()));
             if let Some(n) = node {
+                if n == here {
+                    let first = ep.pointer("/addresses/0").and_then(|a| a.as_str());
+                    r.here.extend(first.and_then(|a| a.parse::<IpAddr>().ok()));
+                }
                 r.nodes.insert(n.to_string());
             }
         }
@@ -97,12 +106,20 @@ mod tests {
             ),
             slice("empty-1", "empty", serde_json::Value::Null),
         ];
-        let r = readiness(&slices);
+        let r = readiness(&slices, "a");
         let web = &r[&ServiceKey::new("default", "web")];
         assert!(web.any);
         assert_eq!(
             web.nodes.iter().map(String::as_str).collect::<Vec<_>>(),
             ["a", "c"]
+        );
+        // only node a's ready endpoints, by address
+        let here: Vec<String> = web.here.iter().map(|a| a.to_string()).collect();
+        assert_eq!(here, ["10.1.0.1"]);
+        assert!(
+            readiness(&slices, "c")[&ServiceKey::new("default", "web")]
+                .here
+                .contains(&"10.1.0.3".parse().unwrap())
         );
         let db = &r[&ServiceKey::new("default", "db")];
         assert!(!db.any && db.nodes.is_empty());

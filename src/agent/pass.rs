@@ -16,8 +16,9 @@ use super::{Config, endpoints, revision, status};
 use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
 use crate::daemon::applier::LastApply;
 use crate::daemon::session::DaemonSession;
-use crate::election::Member;
+use crate::election::{Member, Readiness};
 use crate::failover;
+use crate::ipam::ServiceKey;
 use crate::last_valid::Memory;
 use crate::membership;
 use crate::metrics::{AgentMetrics, DaemonLabels, KindLabels, ResultLabels};
@@ -189,7 +190,8 @@ impl Agent {
             &self.caches.rollouts.state(),
             &self.caches.revisions.state(),
         );
-        let mut resolved = self.resolve(&facts, &inputs);
+        let readiness = endpoints::readiness(&self.caches.slices.state(), &self.cfg.node);
+        let mut resolved = self.resolve(&facts, &inputs, &readiness);
         self.step_drain();
         resolved.me = self.drain.member(resolved.me);
         if self.drain.lowers_preference() {
@@ -201,7 +203,6 @@ impl Agent {
         resolved.built.data.bfd = crate::render::model::BfdData::of(&failover.peers);
         let fragment = self.render(&inputs, &resolved.built.data)?;
         self.announce_me(&resolved.me);
-        let readiness = endpoints::readiness(&self.caches.slices.state());
         let now = std::time::Instant::now();
         self.proxy_grace
             .observe(now, decide::ready_here(&self.id, &resolved, &readiness));
@@ -312,9 +313,14 @@ impl Agent {
         std::time::Duration::from_secs(2)
     }
 
-    fn resolve(&mut self, facts: &[NodeInterface], inputs: &revision::Inputs) -> Resolved {
+    fn resolve(
+        &mut self,
+        facts: &[NodeInterface],
+        inputs: &revision::Inputs,
+        readiness: &BTreeMap<ServiceKey, Readiness>,
+    ) -> Resolved {
         let mut memory = std::mem::take(&mut self.memory);
-        let resolved = self.resolve_with(facts, inputs, &mut memory);
+        let resolved = self.resolve_with(facts, inputs, readiness, &mut memory);
         self.memory = memory;
         resolved
     }
@@ -325,6 +331,7 @@ impl Agent {
         &self,
         facts: &[NodeInterface],
         inputs: &revision::Inputs,
+        readiness: &BTreeMap<ServiceKey, Readiness>,
         memory: &mut Memory,
     ) -> Resolved {
         let services = self.caches.services.state();
@@ -341,6 +348,7 @@ impl Agent {
             node_labels: &node_labels,
             facts,
             instances: self.daemon.instances(),
+            readiness,
         };
         decide::resolve(&self.id, &snapshot, memory)
     }
@@ -533,7 +541,8 @@ impl Agent {
             name: name.clone(),
             content,
         };
-        let resolved = self.resolve_with(facts, &inputs, &mut self.memory.clone());
+        let readiness = endpoints::readiness(&self.caches.slices.state(), &self.cfg.node);
+        let resolved = self.resolve_with(facts, &inputs, &readiness, &mut self.memory.clone());
         let revision::Inputs::Revision { content, .. } = &inputs else {
             unreachable!("built above")
         };

@@ -275,6 +275,13 @@ pub struct BgpAttributes {
         inner(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9._:-]+$"))
     )]
     pub outbound_route_maps: Vec<String>,
+    /// Weighted ECMP for `externalTrafficPolicy: Local`: each node attaches the BGP
+    /// link-bandwidth extended community to a Service address, proportional to its ready
+    /// endpoints for it (1 Mbps per endpoint, in buckets), so that a router doing weighted
+    /// multipath (FRR: by default) sends each node its share. Addresses shared with a Service
+    /// under `externalTrafficPolicy: Cluster` are not weighted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weighted_ecmp: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -490,6 +490,7 @@ mod tests {
                 as_path_prepend: Some(11),
                 vrf: Some("red\n}".into()),
                 outbound_route_maps: vec!["ROUTELB-BGP-V4".into()],
+                weighted_ecmp: false,
             }),
             ospf: Some(OspfAttributes {
                 metric: Some(10),

@@ -10,23 +10,27 @@ use super::model::{
 };
 use super::policy::Rule;
 use super::services::ServiceList;
+use super::weights::Weight;
 use crate::api::BgpAttributes;
 use crate::api::values::{Community, LargeCommunity};
 
 /// The BGP targets, by VRF (the default VRF first); rules naming a VRF without an instance
-/// are reported, and export nothing.
+/// are reported, and export nothing. Each target gets the weights `weigh` finds for its rules
+/// (indexes into `rules`), route-map and AS; the weights' prefix lists are returned beside.
 pub(super) fn targets(
     rules: &[Rule],
     lists: &PoolLists,
     services: &[ServiceList],
     instances: &[BgpInstance],
     problems: &mut Vec<Problem>,
-) -> Vec<Target> {
+    weigh: impl Fn(&[usize], &str, u32) -> (Vec<Weight>, Vec<PrefixList>),
+) -> (Vec<Target>, Vec<PrefixList>) {
     let mut by_vrf: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
     for (i, r) in rules.iter().enumerate() {
         by_vrf.entry(vrf_of(r)).or_default().push(i);
     }
     let mut out = Vec::new();
+    let mut weight_lists = Vec::new();
     for (vrf, in_vrf) in by_vrf {
         let Some(instance) = instances.iter().find(|i| i.vrf == vrf) else {
             let what = match &vrf {
@@ -42,9 +46,13 @@ pub(super) fn targets(
         };
         let mut entries = service_entries(rules, &in_vrf, services, instance.asn);
         entries.extend(pool_entries(rules, &in_vrf, lists, instance.asn));
-        out.push(target(instance, entries));
+        let mut target = target(instance, entries);
+        let (weights, lists) = weigh(&in_vrf, &target.route_map, instance.asn);
+        target.weights = weights;
+        weight_lists.extend(lists);
+        out.push(target);
     }
-    out
+    (out, weight_lists)
 }
 
 fn vrf_of(rule: &Rule) -> Option<String> {
@@ -65,6 +73,7 @@ fn target(instance: &BgpInstance, entries: Vec<Entry>) -> Target {
         v4,
         v6,
         entries,
+        weights: vec![],
     }
 }
 

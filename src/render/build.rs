@@ -4,7 +4,7 @@
 //! [`super::igp`]) are built from them.
 
 use super::model::{Built, CONTRACT, FragmentData, RenderInput};
-use super::{bgp, fallback, hooks, igp, lists, policy, services};
+use super::{bgp, fallback, hooks, igp, lists, policy, services, weights};
 use crate::api::Protocol;
 use crate::api::values;
 
@@ -18,12 +18,22 @@ pub fn build(input: &RenderInput) -> Built {
     let pool_lists = lists::pool_lists(&resolved);
     let service_lists = services::service_lists(&resolved, input.services, &mut problems);
     let inst = input.instances;
-    let bgp = bgp::targets(
+    let (bgp, weight_lists) = bgp::targets(
         resolved.rules(Protocol::Bgp),
         &pool_lists,
         &service_lists,
         &inst.bgp,
         &mut problems,
+        |in_vrf, route_map, asn| {
+            weights::weights(
+                &resolved,
+                in_vrf,
+                input.services,
+                input.local_endpoints,
+                route_map,
+                asn,
+            )
+        },
     );
     let route_map_hooks = hooks::hooks(
         resolved.rules(Protocol::Bgp),
@@ -53,6 +63,7 @@ pub fn build(input: &RenderInput) -> Built {
         fallback::fallbacks(bgp.iter().chain(&ospf).chain(&isis).chain(&rip), inst);
     let mut prefix_lists = pool_lists.into_lists();
     prefix_lists.extend(service_lists.into_iter().map(|s| s.list));
+    prefix_lists.extend(weight_lists);
     let node = input.node.filter(|n| values::is_dns_name(n));
     let data = FragmentData {
         contract: CONTRACT,

@@ -98,6 +98,7 @@ mod tests {
             ..Default::default()
         };
         build(&RenderInput {
+            local_endpoints: &Default::default(),
             node: None,
             node_labels: &Default::default(),
             lb_interface: "kube-lb0",

@@ -55,6 +55,7 @@ mod tests {
             v4,
             v6,
             entries: vec![],
+            weights: vec![],
         }
     }
 

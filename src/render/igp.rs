@@ -107,6 +107,7 @@ pub(super) fn isis(
             v4,
             v6,
             entries: entries.clone(),
+            weights: vec![],
         }));
     }
     out
@@ -146,5 +147,6 @@ fn dual_family_target(
         v4,
         v6,
         entries,
+        weights: vec![],
     })
 }

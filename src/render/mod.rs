@@ -12,6 +12,7 @@ mod lists;
 pub mod model;
 pub mod policy;
 mod services;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::path::Path;

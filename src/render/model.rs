@@ -5,6 +5,7 @@
 //! a line to the daemon's configuration. docs/templates.md documents every field.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -86,6 +87,9 @@ pub struct BgpInstance {
 
 pub struct RenderInput<'a> {
     pub node: Option<&'a str>,
+    /// Ready endpoints on this node per Service address whose Services are all
+    /// `externalTrafficPolicy: Local` (for `weightedEcmp`); empty elsewhere.
+    pub local_endpoints: &'a BTreeMap<IpAddr, u32>,
     pub node_labels: &'a BTreeMap<String, String>,
     pub lb_interface: &'a str,
     pub pools: &'a [AddressPool],
@@ -282,6 +286,8 @@ pub struct Target {
     pub v4: bool,
     pub v6: bool,
     pub entries: Vec<Entry>,
+    /// BGP with `weightedEcmp`: the link-bandwidth weights of this node's addresses.
+    pub weights: Vec<super::weights::Weight>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

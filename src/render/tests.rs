@@ -107,11 +107,13 @@ struct World {
     pub policies: Vec<RoutingPolicy>,
     pub services: Vec<ServiceAddresses>,
     pub instances: Instances,
+    pub local_endpoints: BTreeMap<std::net::IpAddr, u32>,
 }
 
 impl World {
     pub fn build(&self) -> Built {
         build(&RenderInput {
+            local_endpoints: &self.local_endpoints,
             node: self.node.as_deref(),
             node_labels: &self.node_labels,
             lb_interface: "kube-lb0",
@@ -287,11 +289,18 @@ fn arb_policy() -> impl Strategy<Value = RoutingPolicy> {
         prop::sample::select(&["64512:1", "1:2", "64512:7", "64512:8", "x:y"][..]),
         prop::option::of(1u8..=3),
         prop::bool::weighted(0.7),
+        prop::bool::weighted(0.5),
     );
     let name = prop::sample::select(&["p1", "p2", "p3", "p4"][..]);
     let level = prop::sample::select(&["level-1", "level-2", "level-1-2"][..]);
     (name, protocols, selectors, bgp, level).prop_map(
-        |(name, protocols, (pool_sel, zone), (vrf, community, prepend, overrides), level)| {
+        |(
+            name,
+            protocols,
+            (pool_sel, zone),
+            (vrf, community, prepend, overrides, weighted),
+            level,
+        )| {
             let pool_selector = match pool_sel {
                 Some("Bad Op") => json!({"matchExpressions": [{"key": "tier", "operator": "Bad"}]}),
                 Some(t) => json!({"matchLabels": {"tier": t}}),
@@ -311,6 +320,7 @@ fn arb_policy() -> impl Strategy<Value = RoutingPolicy> {
                         "localPreference": 200,
                         "asPathPrepend": prepend,
                         "vrf": vrf,
+                        "weightedEcmp": weighted,
                     },
                     "ospf": {"metric": 20, "metricType": 1},
                     "isis": {"level": level, "metric": 30},
@@ -384,9 +394,18 @@ fn arb_world() -> impl Strategy<Value = World> {
         prop::collection::vec(arb_service(), 0..8),
         arb_instances(),
         prop::option::of(prop::sample::select(&["a", "b"][..])),
+        prop::collection::btree_map(
+            prop::sample::select(&["10.0.0.5", "2001:db8::5", "10.8.0.7"][..]),
+            0u32..40,
+            0..=3,
+        ),
     )
-        .prop_map(|(pools, policies, services, instances, zone)| {
+        .prop_map(|(pools, policies, services, instances, zone, endpoints)| {
             let mut w = World {
+                local_endpoints: endpoints
+                    .into_iter()
+                    .map(|(a, n)| (a.parse().unwrap(), n))
+                    .collect(),
                 node: zone.map(|_| "node-1".to_string()),
                 node_labels: zone
                     .iter()
@@ -462,6 +481,8 @@ proptest! {
         let targets = d.bgp.iter().chain(&d.ospf).chain(&d.isis).chain(&d.rip);
         for t in targets {
             prop_assert!(unique(t.entries.iter().map(|e| e.seq)), "{}", t.route_map);
+            prop_assert!(unique(t.weights.iter().map(|w| w.mbps)), "{}", t.route_map);
+            prop_assert!(t.weights.iter().all(|w| (1..=25_600).contains(&w.mbps)));
         }
     }
 }
@@ -599,4 +620,86 @@ fn bfd_peers_render_for_each_daemon() {
         v6.contains("neighbor fd00::2") && !v6.contains("10.0.0.3"),
         "{v6}"
     );
+}
+
+/// `weightedEcmp`: addresses with ready local endpoints get the link-bandwidth community of
+/// their bucket, in lists per weight, from a route-map called first; FRR numbers each weight's
+/// entry by its value, BIRD adds the community in routelb's export function. A policy without
+/// the option weighs nothing.
+#[test]
+fn weighted_ecmp_renders_a_weight_per_bucket_for_each_daemon() {
+    use crate::render::{DaemonKind, Templates};
+    let weighted = |on: bool| World {
+        pools: vec![pool("a", &["10.0.0.0/24", "2001:db8::/120"])],
+        policies: vec![policy(
+            "up",
+            json!({"protocols": ["bgp"], "poolSelector": {}, "bgp": {"weightedEcmp": on}}),
+        )],
+        services: vec![
+            service("default", "web", "a", &["10.0.0.5", "2001:db8::5"]),
+            service("default", "api", "a", &["10.0.0.6"]),
+            service("default", "idle", "a", &["10.0.0.7"]),
+        ],
+        instances: all_instances(),
+        local_endpoints: [("10.0.0.5", 3), ("2001:db8::5", 3), ("10.0.0.6", 9)]
+            .into_iter()
+            .map(|(a, n)| (a.parse().unwrap(), n))
+            .collect(),
+        ..World::default()
+    };
+    let data = weighted(true).build().data;
+    let t = &data.bgp[0];
+    let weights: Vec<(u32, bool, bool)> = t
+        .weights
+        .iter()
+        .map(|w| (w.mbps, w.has_v4, w.has_v6))
+        .collect();
+    // 9 endpoints fall in the bucket of 8; the idle service has none here.
+    assert_eq!(weights, [(3, true, true), (8, true, false)]);
+    let frr = Templates::load(DaemonKind::Frr, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    for lines in [
+        "ip prefix-list ROUTELB-BGP-LBW-3-V4 seq",
+        "ipv6 prefix-list ROUTELB-BGP-LBW-3-V6 seq",
+        "route-map ROUTELB-BGP-LBW-V4 permit 3\n description weight_3\n match ip address prefix-list ROUTELB-BGP-LBW-3-V4\n set extcommunity bandwidth 3\nexit",
+        "route-map ROUTELB-BGP-LBW-V4 permit 8\n",
+        "route-map ROUTELB-BGP-LBW-V4 permit 65535\n",
+        "route-map ROUTELB-BGP-V4 permit 1\n description weights\n call ROUTELB-BGP-LBW-V4\n on-match next\nexit",
+        "route-map ROUTELB-BGP-LBW-V6 permit 3\n",
+        "route-map ROUTELB-BGP-V6 permit 1\n",
+    ] {
+        assert!(frr.contains(lines), "{lines:?} not in\n{frr}");
+    }
+    assert!(!frr.contains("ROUTELB-BGP-LBW-V6 permit 8"), "{frr}");
+    assert!(!frr.contains("10.0.0.7/32"), "not weighted: {frr}");
+    let bird = Templates::load(DaemonKind::Bird, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    assert!(
+        bird.contains("then\n    bgp_ext_community.add((generic, 0x0004FC00, 0x48B71B00));"),
+        "{bird}"
+    );
+    let bird1 = Templates::load(DaemonKind::Bird1, None)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    let (v4, v6) = bird1
+        .split_once("# routelb fragment for BIRD 1.x, bird6")
+        .unwrap();
+    assert!(v4.contains("0x49742400"), "bucket 8 in bird: {v4}");
+    assert!(
+        !v6.contains("0x49742400") && v6.contains("0x48B71B00"),
+        "{v6}"
+    );
+
+    let plain = weighted(false).build().data;
+    assert!(plain.bgp[0].weights.is_empty());
+    let frr = Templates::load(DaemonKind::Frr, None)
+        .unwrap()
+        .render(&plain)
+        .unwrap();
+    assert!(!frr.contains("LBW") && !frr.contains("bandwidth"), "{frr}");
 }

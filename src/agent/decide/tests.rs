@@ -10,6 +10,9 @@ use serde_json::json;
 use super::*;
 use crate::render::model::BgpInstance;
 
+/// No Service has ready endpoints (placement takes readiness separately).
+static NO_READINESS: BTreeMap<ServiceKey, Readiness> = BTreeMap::new();
+
 fn id(node: &str) -> Identity {
     Identity {
         node: node.into(),
@@ -163,6 +166,7 @@ fn a_route_map_to_hook_into_is_looked_for_again_like_an_instance() {
         ..instances()
     };
     let snapshot = |inst| Snapshot {
+        readiness: &NO_READINESS,
         services: &services,
         pools: &pools,
         policies: &policies,
@@ -198,6 +202,7 @@ fn each_event_goes_out_once() {
     let no_ns = BTreeMap::new();
     let missing = Instances::default();
     let snapshot = Snapshot {
+        readiness: &NO_READINESS,
         services: &services,
         pools: &pools,
         policies: &policies,
@@ -268,6 +273,7 @@ fn holdings(
         .iter()
         .map(|n| {
             let s = Snapshot {
+                readiness: &NO_READINESS,
                 services,
                 pools,
                 policies: &policies,
@@ -284,6 +290,7 @@ fn holdings(
         .iter()
         .map(|n| {
             let s = Snapshot {
+                readiness: &NO_READINESS,
                 services,
                 pools,
                 policies: &policies,
@@ -385,6 +392,7 @@ fn resolved_on_routed_pool(services: &[Arc<Service>]) -> Resolved {
     let policies = [policy()];
     let no_ns = BTreeMap::new();
     let snapshot = Snapshot {
+        readiness: &NO_READINESS,
         services,
         pools: &pools,
         policies: &policies,
@@ -443,6 +451,7 @@ fn ready_here_means_a_local_endpoint_under_local_traffic() {
     let elsewhere = Readiness {
         nodes: ["n2".to_string()].into(),
         any: true,
+        ..Default::default()
     };
     let readiness: BTreeMap<ServiceKey, Readiness> = [
         (ServiceKey::new("default", "web"), elsewhere.clone()),
@@ -453,4 +462,56 @@ fn ready_here_means_a_local_endpoint_under_local_traffic() {
         ready_here(&id("n1"), &r, &readiness).into_iter().collect();
     assert!(ready[&ServiceKey::new("default", "web")]);
     assert!(!ready[&ServiceKey::new("default", "loc")]);
+}
+
+/// `weightedEcmp`'s counts: a Local Service's ready endpoints on this node, in the address's
+/// family; a shared address weighs the union of its Services' endpoints (the same pod behind
+/// two Services counts once); an address shared with a Cluster Service is not weighted.
+#[test]
+fn local_endpoints_count_the_union_in_the_address_family() {
+    let input = |name: &str, ips: &[&str], local: bool| {
+        let mut s = (*lb(name, "default", "a", ips[0])).clone();
+        s.spec.as_mut().unwrap().external_traffic_policy =
+            Some(if local { "Local" } else { "Cluster" }.into());
+        let mut i = service_input(&s, &id("n1"), &Labels::new()).unwrap();
+        i.addresses.addresses = ips.iter().map(|a| a.parse().unwrap()).collect();
+        i
+    };
+    let ready = |eps: &[&str]| Readiness {
+        nodes: ["n1".to_string()].into(),
+        any: true,
+        here: eps.iter().map(|a| a.parse().unwrap()).collect(),
+    };
+    let readiness: BTreeMap<ServiceKey, Readiness> = [
+        ("web", ready(&["10.244.0.1", "10.244.0.2", "fd00::1"])),
+        ("web-udp", ready(&["10.244.0.2", "10.244.0.3"])),
+        ("api", ready(&["10.244.0.9"])),
+        ("mixed", ready(&["10.244.0.4"])),
+        ("v6only", ready(&["10.244.0.5", "10.244.0.6"])),
+    ]
+    .into_iter()
+    .map(|(n, r)| (ServiceKey::new("default", n), r))
+    .collect();
+    let inputs = [
+        input("web", &["203.0.113.1", "2001:db8::1"], true),
+        input("web-udp", &["203.0.113.1"], true),
+        input("api", &["203.0.113.2"], false),
+        input("mixed", &["203.0.113.2"], true),
+        input("v6only", &["2001:db8::6"], true),
+        input("idle", &["203.0.113.9"], true),
+    ];
+    let got: Vec<(String, u32)> = local_endpoints(&inputs, &readiness)
+        .into_iter()
+        .map(|(a, n)| (a.to_string(), n))
+        .collect();
+    let want = [
+        // web ∪ web-udp: .1 .2 .3 (IPv4 endpoints only)
+        ("203.0.113.1", 3),
+        // one IPv6 endpoint
+        ("2001:db8::1", 1),
+        // no endpoint of its family: all of them
+        ("2001:db8::6", 2),
+    ];
+    let want: Vec<(String, u32)> = want.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    assert_eq!(got, want);
 }

@@ -39,6 +39,7 @@ fn target(vrf: Option<&str>, list: &str) -> Target {
         v4: true,
         v6: true,
         entries: vec![entry(list)],
+        weights: vec![],
     }
 }
 

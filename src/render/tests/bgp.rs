@@ -41,12 +41,13 @@ fn run(
     let lists = pool_lists(&r);
     let mut problems = vec![];
     let services = service_lists(&r, services, &mut problems);
-    let t = targets(
+    let (t, _) = targets(
         r.rules(Protocol::Bgp),
         &lists,
         &services,
         instances,
         &mut problems,
+        |_, _, _| (vec![], vec![]),
     );
     (t, problems)
 }
