@@ -407,21 +407,28 @@ fn bird1_fragments_are_pinned_and_load_in_bird_1_6() {
         }
         let (v4, v6) = routelb::render::split_bird1(&out.fragment);
         assert!(!v4.is_empty() && !v6.is_empty(), "{}", out.fragment);
-        for (daemon, part, neighbor) in [("bird", v4, "10.0.0.2"), ("bird6", v6, "fd00::2")] {
-            let include = dir.join(format!("{name}-{daemon}-routelb.conf"));
-            std::fs::write(&include, part).unwrap();
-            let conf = dir.join(format!("{name}-{daemon}.conf"));
-            std::fs::write(&conf, bird1_base(&include, neighbor)).unwrap();
-            let run = Command::new(sbin.join(daemon))
-                .args(["-p", "-c", conf.to_str().unwrap()])
-                .output()
-                .unwrap();
-            assert!(
-                run.status.success(),
-                "{name}: {daemon} -p refused its half: {}\n{part}",
-                String::from_utf8_lossy(&run.stderr)
-            );
-        }
+        parse_bird1_halves(&dir, name, v4, v6);
+    }
+}
+
+/// Each half of a BIRD 1.x fragment, included by [`bird1_base`], in its daemon's parser
+/// (`bird -p` for IPv4, `bird6 -p` for IPv6).
+fn parse_bird1_halves(dir: &Path, name: &str, v4: &str, v6: &str) {
+    let sbin = bird1_sbin();
+    for (daemon, part, neighbor) in [("bird", v4, "10.0.0.2"), ("bird6", v6, "fd00::2")] {
+        let include = dir.join(format!("{name}-{daemon}-routelb.conf"));
+        std::fs::write(&include, part).unwrap();
+        let conf = dir.join(format!("{name}-{daemon}.conf"));
+        std::fs::write(&conf, bird1_base(&include, neighbor)).unwrap();
+        let run = Command::new(sbin.join(daemon))
+            .args(["-p", "-c", conf.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: {daemon} -p refused its half: {}\n{part}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
 }
 
@@ -555,4 +562,50 @@ fn the_bases_own_redistribution_gets_a_fallback_entry() {
         )
         .unwrap();
     }
+}
+
+/// `weightedEcmp`'s link-bandwidth lines load in BIRD 1.6's parsers, both halves (BIRD 2 and
+/// FRR apply them in the lab: tests/routing_features.rs).
+#[test]
+fn weights_load_in_bird_1_6() {
+    use routelb::render::model::RenderInput;
+    let dir = tempdir("bird1-weights");
+    let mut m = load_dir(&root().join("examples").join("bgp")).unwrap();
+    for p in &mut m.policies {
+        p.spec
+            .bgp
+            .get_or_insert_with(Default::default)
+            .weighted_ecmp = true;
+    }
+    let services = offline::assignments(&m);
+    let endpoints = services
+        .iter()
+        .flat_map(|s| &s.addresses)
+        .zip([3, 9, 1, 40].into_iter().cycle())
+        .map(|(a, n)| (*a, n))
+        .collect();
+    let data = routelb::render::build(&RenderInput {
+        node: None,
+        local_endpoints: &endpoints,
+        node_labels: &Default::default(),
+        lb_interface: "kube-lb0",
+        pools: &m.pools,
+        policies: &m.policies,
+        services: &services,
+        instances: &offline::assume_all_instances(64512),
+    })
+    .data;
+    assert!(!data.bgp[0].weights.is_empty(), "{:?}", data.bgp);
+    let fragment = Templates::embedded(DaemonKind::Bird1)
+        .unwrap()
+        .render(&data)
+        .unwrap();
+    let (v4, v6) = routelb::render::split_bird1(&fragment);
+    for part in [v4, v6] {
+        assert!(
+            part.contains("bgp_ext_community.add((generic, 0x0004FC00, "),
+            "{part}"
+        );
+    }
+    parse_bird1_halves(&dir, "weights", v4, v6);
 }

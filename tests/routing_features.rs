@@ -30,6 +30,7 @@ use routelb::api::RoutingPolicy;
 use serde_json::json;
 use support::cluster::Cluster;
 use support::load::Load;
+use support::objects::{self, create_service, service};
 use support::setup::{Setup, logs};
 use support::web::WebServer;
 use support::{lock, wait};
@@ -181,6 +182,100 @@ async fn weighted_ecmp(daemon: &str, name: &str) {
         t1.elapsed()
     );
     s.cleanup().await;
+}
+
+/// A routed address shared (a sharing key) by two Services under `externalTrafficPolicy:
+/// Local` is announced only by the nodes with endpoints of both, and every request to it is
+/// answered there; when no node has both, nobody announces it and the Services say why.
+async fn shared_local_address(daemon: &str, name: &str) {
+    let api_server = lock::api_server();
+    let c = Cluster::up(name, 3, "bgp", daemon);
+    let s = Setup::new(&api_server, &c, "bgp").await;
+    let _servers: Vec<WebServer> = (1..=3).map(|i| WebServer::start(&c, i)).collect();
+    let agents = s.agents(&c, FAST).await;
+    let n = |i: usize| c.node_name(i);
+    let shared = |svc: &str, port: u16, protocol: &str| {
+        service(
+            &s.ns,
+            svc,
+            json!({
+                "metadata": { "annotations": {
+                    "routelb.io/pool": s.routed, "routelb.io/sharing-key": "shared" } },
+                "spec": { "externalTrafficPolicy": "Local",
+                          "ports": [{ "port": port, "protocol": protocol }] },
+            }),
+        )
+    };
+    create_service(&s.client, shared("web", 80, "TCP")).await;
+    create_service(&s.client, shared("dns", 53, "UDP")).await;
+    let web = objects::wait_ips(&s.client, &s.ns, "web", 1).await;
+    let dns = objects::wait_ips(&s.client, &s.ns, "dns", 1).await;
+    assert_eq!(web, dns, "the sharing key gives both one address");
+    let prefix = host(&web[0]);
+    s.endpoints("web", &[(n(1), true), (n(2), true)]).await;
+    s.endpoints("dns", &[(n(2), true), (n(3), true)]).await;
+    c.wait_nexthops(&prefix, 1, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    assert!(
+        c.route(&prefix).contains(c.node_var(2, "V4")),
+        "only node 2 has endpoints of both: {}",
+        c.route(&prefix)
+    );
+    for svc in ["web", "dns"] {
+        s.wait_announcing(svc, |a| a == format!("{}/kube-lb0", n(2)))
+            .await;
+    }
+    let target = std::net::SocketAddr::new(web[0].parse().unwrap(), 8080);
+    let load = Load::start(c.var("CLUSTER_RTR_NS"), target, 100).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop();
+    println!(
+        "shared Local address ({daemon} nodes): {}",
+        report.summary()
+    );
+    assert_eq!(report.failed(), 0, "{}", report.summary());
+    assert_eq!(
+        report.answered_by.keys().collect::<Vec<_>>(),
+        [&n(2)],
+        "{}",
+        report.summary()
+    );
+
+    // No node with endpoints of both: nobody announces it, and the reporter says why.
+    s.endpoints("dns", &[(n(3), true)]).await;
+    c.wait_nexthops(&prefix, 0, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    s.wait_announcing("dns", |a| a.is_empty()).await;
+    for svc in ["web", "dns"] {
+        objects::wait_event_saying(
+            &s.client,
+            &s.ns,
+            svc,
+            "NotAnnounced",
+            "ready endpoint of each of the 2 Services sharing",
+        )
+        .await;
+    }
+
+    // Endpoints of both on nodes 1 and 2: both announce.
+    s.endpoints("dns", &[(n(1), true), (n(2), true), (n(3), true)])
+        .await;
+    c.wait_nexthops(&prefix, 2, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_local_address_goes_where_every_service_has_endpoints_frr() {
+    shared_local_address("frr", "rf-sfrr").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_local_address_goes_where_every_service_has_endpoints_bird() {
+    shared_local_address("bird", "rf-sbird").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

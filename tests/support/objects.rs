@@ -116,6 +116,26 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String>
         .collect()
 }
 
+/// Waits for an Event with this reason about the object whose note contains `text`.
+#[allow(dead_code)] // routing feature tests
+pub async fn wait_event_saying(client: &Client, ns: &str, name: &str, reason: &str, text: &str) {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait::up_to(WAIT)
+        .until(|| async {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.reason.as_deref() == Some(reason)
+                        && e.note.as_deref().is_some_and(|n| n.contains(text))
+                })
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("no {reason} event for {ns}/{name} saying {text:?}"));
+}
+
 /// Waits for an Event with this reason about the object.
 #[allow(dead_code)] // agent and allocator tests
 pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) {
