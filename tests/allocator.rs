@@ -168,6 +168,83 @@ async fn sharing_key_shares_when_ports_do_not_collide() {
     delete_pool(&c, &pool).await;
 }
 
+/// Sharing across namespaces: both Services carry the key and
+/// `routelb.io/share-across-namespaces: "true"`, and the pool allows it; where the pool does
+/// not, the Service says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn sharing_across_namespaces_needs_both_services_and_the_pool() {
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
+    let (shop, pay) = (unique("shop"), unique("pay"));
+    ensure_namespace(&c, &shop, &[]).await;
+    ensure_namespace(&c, &pay, &[]).await;
+    let (allowing, closed) = (format!("{shop}-across"), format!("{shop}-closed"));
+    create_pool(
+        &c,
+        &allowing,
+        json!({ "addresses": ["10.10.9.0/29"], "autoAssign": false,
+                "allocation": { "namespaces": [shop, pay], "shareAcrossNamespaces": true } }),
+    )
+    .await;
+    create_pool(
+        &c,
+        &closed,
+        json!({ "addresses": ["10.10.9.8/29"], "autoAssign": false,
+                "allocation": { "namespaces": [shop, pay] } }),
+    )
+    .await;
+    let _a = Allocator::start(&shop, "a", &[]);
+    let shared = |ns: &str, name: &str, pool: &str, port: i32| {
+        service(
+            ns,
+            name,
+            json!({
+                "metadata": { "annotations": {
+                    annotations::POOL: pool,
+                    annotations::SHARING_KEY: "front",
+                    annotations::SHARE_ACROSS_NAMESPACES: "true" } },
+                "spec": { "ports": [{ "port": port, "protocol": "TCP" }] }
+            }),
+        )
+    };
+    create_service(&c, shared(&shop, "web", &allowing, 80)).await;
+    let web = wait_ips(&c, &shop, "web", 1).await;
+    create_service(&c, shared(&pay, "api", &allowing, 443)).await;
+    assert_eq!(wait_ips(&c, &pay, "api", 1).await, web);
+    // The same key without the annotation: its namespace's own group, another address.
+    let mut alone = shared(&pay, "alone", &allowing, 80);
+    alone
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove(annotations::SHARE_ACROSS_NAMESPACES);
+    create_service(&c, alone).await;
+    let other = wait_ips(&c, &pay, "alone", 1).await;
+    assert_ne!(other, web);
+    // A pool that does not allow it (another key: "front" is in the other pool).
+    let mut refused = shared(&pay, "refused", &closed, 8080);
+    refused
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(annotations::SHARING_KEY.into(), "back".into());
+    create_service(&c, refused).await;
+    let s = wait_annotation(&c, &pay, "refused", annotations::ALLOCATION_ERROR, |v| {
+        v.is_some()
+    })
+    .await;
+    let err = &s.annotations()[annotations::ALLOCATION_ERROR];
+    assert!(
+        err.contains("does not allow sharing across namespaces"),
+        "{err}"
+    );
+    wait_event(&c, &pay, "refused", "AllocationFailed").await;
+    delete_pool(&c, &allowing).await;
+    delete_pool(&c, &closed).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_addresses_are_honoured_or_refused() {
     let api_server = lock::api_server();

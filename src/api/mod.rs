@@ -23,6 +23,9 @@ pub mod annotations {
     pub const ADDRESSES: &str = "routelb.io/addresses";
     /// Services in one namespace with the same key may share an address.
     pub const SHARING_KEY: &str = "routelb.io/sharing-key";
+    /// `"true"`: the Service's sharing key is shared with Services of other namespaces that
+    /// say the same, from a pool with `spec.allocation.shareAcrossNamespaces`.
+    pub const SHARE_ACROSS_NAMESPACES: &str = "routelb.io/share-across-namespaces";
     /// Per-service BGP communities; honoured only where a RoutingPolicy allows them.
     pub const BGP_COMMUNITIES: &str = "routelb.io/bgp-communities";
     /// Output: the pool the addresses came from.
@@ -162,6 +165,11 @@ pub struct AllocationPolicy {
     /// Only services whose labels match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_selector: Option<LabelSelector>,
+    /// Services of different namespaces may share an address from this pool, when each
+    /// carries the same `routelb.io/sharing-key` and `routelb.io/share-across-namespaces:
+    /// "true"` (default: sharing stays within a namespace).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_across_namespaces: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -35,6 +35,8 @@ pub struct Pool {
     pub namespaces: Vec<String>,
     pub namespace_selector: Option<Selector>,
     pub service_selector: Option<Selector>,
+    /// `spec.allocation.shareAcrossNamespaces`.
+    pub share_across_namespaces: bool,
 }
 
 impl Pool {
@@ -95,6 +97,7 @@ impl Pool {
             namespaces: alloc.namespaces,
             namespace_selector,
             service_selector,
+            share_across_namespaces: alloc.share_across_namespaces,
         })
     }
 
@@ -455,6 +458,9 @@ impl<'a> State<'a> {
     fn holder_name(&self, h: &Holder) -> String {
         match h {
             Holder::Service(i) => format!("service {}", self.services[*i].key),
+            Holder::Group(scope, key) if scope == service::ACROSS_NAMESPACES => {
+                format!("services of several namespaces sharing key {key:?}")
+            }
             Holder::Group(ns, key) => format!("services in {ns} sharing key {key:?}"),
         }
     }
@@ -531,8 +537,8 @@ impl<'a> State<'a> {
     fn claimed_by_older(&self, svc: &ServiceRequest, held: &[Addr]) -> Option<String> {
         held.iter().find_map(|a| {
             let h = self.used.get(a)?;
-            let shareable = matches!(h, Holder::Group(ns, key)
-                if svc.sharing_key.as_deref() == Some(key) && *ns == svc.key.namespace);
+            let shareable = matches!(h, Holder::Group(scope, key)
+                if svc.sharing_key.as_deref() == Some(key) && scope == svc.sharing_scope());
             (!shareable).then(|| {
                 format!(
                     "address {} is also claimed by older {}; allocating another",
@@ -588,7 +594,7 @@ impl<'a> State<'a> {
         addresses: &[Addr],
     ) -> Result<(), AllocationError> {
         let svc = &self.services[i];
-        let gid = (svc.key.namespace.clone(), key.to_string());
+        let gid = (svc.sharing_scope().to_string(), key.to_string());
         match self.groups.get_mut(&gid) {
             Some(g) => {
                 if g.pool != pool || !addresses.iter().all(|a| g.addresses.contains(a)) {
@@ -665,6 +671,10 @@ impl<'a> State<'a> {
             Ok(c) => c,
             Err(e) => return Decision::Failed(e),
         };
+        let candidates = match across_namespaces(svc, candidates) {
+            Ok(c) => c,
+            Err(e) => return Decision::Failed(e),
+        };
         self.allocate_from(i, &candidates, &held, &requested, warnings)
     }
 
@@ -673,7 +683,7 @@ impl<'a> State<'a> {
     fn group_addresses(&self, svc: &ServiceRequest, key: &str) -> Option<(String, Vec<Addr>)> {
         let g = self
             .groups
-            .get(&(svc.key.namespace.clone(), key.to_string()))?;
+            .get(&(svc.sharing_scope().to_string(), key.to_string()))?;
         let wanted = svc.wanted_families();
         let mut addrs: Vec<Addr> = g
             .addresses
@@ -696,7 +706,11 @@ impl<'a> State<'a> {
         warnings: Vec<String>,
     ) -> Decision {
         let svc = &self.services[i];
-        if let Err(e) = group_fits(svc, key, &pool, &addrs, requested) {
+        let fits = group_fits(svc, key, &pool, &addrs, requested).and_then(|()| {
+            let pools = self.pools.get(pool.as_str()).into_iter().copied().collect();
+            across_namespaces(svc, pools).map(|_| ())
+        });
+        if let Err(e) = fits {
             return Decision::Failed(e);
         }
         if let Err(e) = self.join_group(i, key, &pool, &addrs) {
@@ -1106,6 +1120,31 @@ fn group_fits(
         ));
     }
     Ok(())
+}
+
+/// The pools a new member of a sharing group across namespaces may take its address from:
+/// those that allow it ([`Pool::share_across_namespaces`]); all of them for anyone else. What a
+/// group holds already is kept when its pool stops allowing it (nothing is taken away), but
+/// nobody new joins.
+fn across_namespaces<'p>(
+    svc: &ServiceRequest,
+    pools: Vec<&'p Pool>,
+) -> Result<Vec<&'p Pool>, AllocationError> {
+    if !(svc.share_across_namespaces && svc.sharing_key.is_some()) {
+        return Ok(pools);
+    }
+    let names: Vec<String> = pools.iter().map(|p| format!("{:?}", p.name)).collect();
+    let allowing: Vec<&Pool> = pools
+        .into_iter()
+        .filter(|p| p.share_across_namespaces)
+        .collect();
+    if allowing.is_empty() {
+        return Err(AllocationError::Sharing(format!(
+            "routelb.io/share-across-namespaces: pool {} does not allow sharing across namespaces (spec.allocation.shareAcrossNamespaces)",
+            names.join(", ")
+        )));
+    }
+    Ok(allowing)
 }
 
 /// Addresses as users read them: `a, b`.

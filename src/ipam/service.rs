@@ -39,6 +39,9 @@ pub enum FamilyPolicy {
     RequireDualStack,
 }
 
+/// The sharing scope of keys shared across namespaces: no namespace is named `*`.
+pub(super) const ACROSS_NAMESPACES: &str = "*";
+
 /// A service port as far as sharing is concerned.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Port {
@@ -66,6 +69,8 @@ pub struct ServiceRequest {
     /// Addresses from `routelb.io/addresses` or `spec.loadBalancerIP`, or why they are unreadable.
     pub requested: Result<Vec<IpAddr>, RequestError>,
     pub sharing_key: Option<String>,
+    /// `routelb.io/share-across-namespaces: "true"`: the sharing key's group spans namespaces.
+    pub share_across_namespaces: bool,
     pub ports: Vec<Port>,
     /// What `status.loadBalancer.ingress` holds now.
     pub current: Vec<IpAddr>,
@@ -85,6 +90,7 @@ impl Default for ServiceRequest {
             requested_pool: None,
             requested: Ok(vec![]),
             sharing_key: None,
+            share_across_namespaces: false,
             ports: vec![],
             current: vec![],
             current_pool: None,
@@ -95,6 +101,16 @@ impl Default for ServiceRequest {
 impl ServiceRequest {
     pub(super) fn order_key(&self) -> (i64, &str, &str) {
         (self.created, &self.key.namespace, &self.key.name)
+    }
+
+    /// Where its sharing key is looked up: its namespace, or every namespace
+    /// ([`ACROSS_NAMESPACES`]) when it shares across them.
+    pub(super) fn sharing_scope(&self) -> &str {
+        if self.share_across_namespaces {
+            ACROSS_NAMESPACES
+        } else {
+            &self.key.namespace
+        }
     }
 
     fn primary_family(&self) -> Family {
@@ -189,6 +205,9 @@ impl ServiceRequest {
             requested_pool,
             requested,
             sharing_key,
+            share_across_namespaces: ann
+                .get(annotations::SHARE_ACROSS_NAMESPACES)
+                .is_some_and(|v| v.trim() == "true"),
             ports: ports(spec),
             current: ingress_ips(svc),
             current_pool,

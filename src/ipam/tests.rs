@@ -58,9 +58,13 @@ fn addrs(o: &Outcome, name: &str) -> Vec<String> {
 }
 
 fn failure(o: &Outcome, name: &str) -> AllocationError {
-    match &o.services[&ServiceKey::new("default", name)] {
+    failure_in(o, "default", name)
+}
+
+fn failure_in(o: &Outcome, ns: &str, name: &str) -> AllocationError {
+    match &o.services[&ServiceKey::new(ns, name)] {
         Decision::Failed(e) => e.clone(),
-        Decision::Assigned(a) => panic!("{name} unexpectedly got {:?}", a.addresses),
+        Decision::Assigned(a) => panic!("{ns}/{name} unexpectedly got {:?}", a.addresses),
     }
 }
 
@@ -325,6 +329,86 @@ fn sharing_key() {
     assert_eq!(o.pools["a"].v4.allocated, 2);
 }
 
+/// Sharing across namespaces is explicit on both sides: every Service carries the key and
+/// `routelb.io/share-across-namespaces: "true"`, and the pool allows it. A Service of the key
+/// without the annotation stays in its namespace's own group; a pool that does not allow it
+/// refuses new members with a reason, and takes nothing from a group it held before.
+#[test]
+fn sharing_across_namespaces_is_opt_in_on_both_sides() {
+    let allowing = |name: &str, cidr: &str| {
+        pool_with(name, &[cidr], |s| {
+            s.allocation = Some(AllocationPolicy {
+                share_across_namespaces: true,
+                ..Default::default()
+            })
+        })
+    };
+    let shared = |ns: &str, name: &str, created, port, across| {
+        let mut s = svc(name, created);
+        s.key.namespace = ns.into();
+        s.sharing_key = Some("k".into());
+        s.share_across_namespaces = across;
+        s.ports = vec![Port {
+            protocol: "TCP".into(),
+            port,
+        }];
+        s
+    };
+    let at = |o: &Outcome, ns: &str, name: &str| -> Vec<IpAddr> {
+        o.services[&ServiceKey::new(ns, name)]
+            .assignment()
+            .map(|a| a.addresses.clone())
+            .unwrap_or_default()
+    };
+    let services = [
+        shared("shop", "web", 1, 80, true),
+        shared("pay", "api", 2, 443, true),
+        shared("pay", "clash", 3, 80, true),
+        shared("ops", "local-key", 4, 80, false),
+    ];
+    let o = allocate(&[allowing("a", "10.0.0.0/24")], &services);
+    assert_eq!(at(&o, "shop", "web"), [ip("10.0.0.0")]);
+    assert_eq!(at(&o, "pay", "api"), [ip("10.0.0.0")]);
+    let clash = failure_in(&o, "pay", "clash").to_string();
+    assert!(
+        clash.contains("80/TCP") && clash.contains("shop/web"),
+        "{clash}"
+    );
+    // Without the annotation, the same key is its namespace's own group.
+    assert_eq!(at(&o, "ops", "local-key"), [ip("10.0.0.1")]);
+
+    // A pool that does not allow it: the first member is refused, saying why.
+    let o = allocate(&[pool("a", &["10.0.0.0/24"])], &services[..2]);
+    let e = failure_in(&o, "shop", "web").to_string();
+    assert!(
+        e.contains("does not allow sharing across namespaces"),
+        "{e}"
+    );
+    // With two pools, the members go to the one that allows it.
+    let o = allocate(
+        &[pool("a", &["10.0.0.0/24"]), allowing("b", "10.1.0.0/24")],
+        &services[..2],
+    );
+    assert_eq!(at(&o, "shop", "web"), [ip("10.1.0.0")]);
+    assert_eq!(at(&o, "pay", "api"), [ip("10.1.0.0")]);
+
+    // The pool stops allowing it: members keep what they hold; a new one is refused.
+    let mut holding: Vec<ServiceRequest> = services[..2].to_vec();
+    for s in &mut holding {
+        s.current = vec![ip("10.0.0.0")];
+        s.current_pool = Some("a".into());
+    }
+    holding.push(shared("dev", "late", 5, 8080, true));
+    let o = allocate(&[pool("a", &["10.0.0.0/24"])], &holding);
+    assert_eq!(at(&o, "shop", "web"), [ip("10.0.0.0")]);
+    assert_eq!(at(&o, "pay", "api"), [ip("10.0.0.0")]);
+    let e = failure_in(&o, "dev", "late").to_string();
+    assert!(
+        e.contains("does not allow sharing across namespaces"),
+        "{e}"
+    );
+}
+
 #[test]
 fn keeps_existing_and_older_wins_conflicts() {
     let pools = [pool("a", &["10.0.0.0/24"])];
@@ -500,6 +584,7 @@ fn arb_services() -> impl Strategy<Value = Vec<ServiceRequest>> {
             0u8..3,
             prop::option::of(0u8..2),
             0i32..4,
+            prop::bool::weighted(0.3),
         ),
         0..60,
     )
@@ -507,31 +592,34 @@ fn arb_services() -> impl Strategy<Value = Vec<ServiceRequest>> {
         items
             .into_iter()
             .enumerate()
-            .map(|(i, (created, fam, pool, current, policy, share, port))| {
-                let mut s = svc(&format!("s{i}"), created);
-                s.key.namespace = format!("ns{}", i % 2);
-                s.families = match fam {
-                    0 => vec![],
-                    1 => vec![Family::V4],
-                    2 => vec![Family::V6],
-                    _ => vec![Family::V6, Family::V4],
-                };
-                s.family_policy = [
-                    FamilyPolicy::SingleStack,
-                    FamilyPolicy::PreferDualStack,
-                    FamilyPolicy::RequireDualStack,
-                ][policy as usize];
-                s.requested_pool = pool.map(|p| format!("p{p}"));
-                if let Some(c) = current {
-                    s.current = vec![ip(&format!("10.0.0.{c}"))];
-                }
-                s.sharing_key = share.map(|k| format!("k{k}"));
-                s.ports = vec![Port {
-                    protocol: "TCP".into(),
-                    port,
-                }];
-                s
-            })
+            .map(
+                |(i, (created, fam, pool, current, policy, share, port, across))| {
+                    let mut s = svc(&format!("s{i}"), created);
+                    s.key.namespace = format!("ns{}", i % 2);
+                    s.families = match fam {
+                        0 => vec![],
+                        1 => vec![Family::V4],
+                        2 => vec![Family::V6],
+                        _ => vec![Family::V6, Family::V4],
+                    };
+                    s.family_policy = [
+                        FamilyPolicy::SingleStack,
+                        FamilyPolicy::PreferDualStack,
+                        FamilyPolicy::RequireDualStack,
+                    ][policy as usize];
+                    s.requested_pool = pool.map(|p| format!("p{p}"));
+                    if let Some(c) = current {
+                        s.current = vec![ip(&format!("10.0.0.{c}"))];
+                    }
+                    s.sharing_key = share.map(|k| format!("k{k}"));
+                    s.share_across_namespaces = across;
+                    s.ports = vec![Port {
+                        protocol: "TCP".into(),
+                        port,
+                    }];
+                    s
+                },
+            )
             .collect()
     })
 }
@@ -541,7 +629,11 @@ fn arb_pools() -> Vec<PoolInput> {
         pool("p0", &["10.0.0.0-10.0.0.15", "2001:db8::/124"]),
         pool("p1", &["10.0.0.8/29"]),
         pool_with("p2", &["10.0.0.20-10.0.0.40", "2001:db8::10/126"], |s| {
-            s.avoid_buggy_ips = true
+            s.avoid_buggy_ips = true;
+            s.allocation = Some(AllocationPolicy {
+                share_across_namespaces: true,
+                ..Default::default()
+            });
         }),
     ]
 }
@@ -563,7 +655,12 @@ proptest! {
                 let first = hs[0];
                 for h in &hs {
                     prop_assert!(h.sharing_key.is_some() && h.sharing_key == first.sharing_key
-                        && h.key.namespace == first.key.namespace, "{ip} held by {:?}", hs.iter().map(|h| &h.key).collect::<Vec<_>>());
+                        && h.sharing_scope() == first.sharing_scope(), "{ip} held by {:?}", hs.iter().map(|h| &h.key).collect::<Vec<_>>());
+                    // Across namespaces only from a pool that allows it, or kept from before.
+                    if h.key.namespace != first.key.namespace {
+                        let allowed = matches!(&o.services[&h.key], Decision::Assigned(a) if a.pool == "p2");
+                        prop_assert!(allowed || h.current.contains(&ip), "{ip}");
+                    }
                 }
                 // Sharers never collide on ports.
                 let mut seen = std::collections::HashSet::new();
