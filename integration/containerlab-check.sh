@@ -9,7 +9,8 @@
 #   * every FRR config is accepted by FRR's own parser (`vtysh -C -f FILE`; needs no
 #     running daemon) and each daemons file enables the daemons its frr.conf needs;
 #   * with ROUTELB_BIN=path/to/routelb: `routelb check` renders the fragment for the
-#     topology's manifests/ against its node base config and validates it with vtysh;
+#     topology's manifests/ against its node base config and validates it with vtysh, and
+#     the routers' filters of the nodes are what `routelb peer-config` prints;
 #   * where kubectl is installed: each lab's kustomization.yaml (deploy/overlays/frr-sidecar
 #     with the lab's node config) builds (`kubectl kustomize`, no cluster needed).
 # The routers' behaviour is exercised by integration/lab/clab-netns.sh check (namespaces).
@@ -63,6 +64,38 @@ if [ -n "${ROUTELB_BIN:-}" ]; then
   done
 fi
 
+# Router configs that take their filter of the nodes from `routelb peer-config`: the block
+# between its BEGIN line (which holds the arguments) and END is what that command prints now
+# (PEER_CONFIG_SYNC=1 rewrites it).
+peer=0
+if [ -n "${ROUTELB_BIN:-}" ]; then
+  while IFS= read -r conf; do
+    args=$(sed -n 's/^! BEGIN routelb peer-config //p' "$conf")
+    # shellcheck disable=SC2086 # the arguments as written on the BEGIN line
+    want=$("$ROUTELB_BIN" peer-config $args)
+    have=$(sed -n '/^! BEGIN routelb peer-config /,/^! END routelb peer-config$/p' "$conf" | sed '1d;$d')
+    if [ "$want" = "$have" ]; then
+      echo "ok   $conf: its filter of the nodes is what routelb peer-config prints"
+      peer=$((peer + 1))
+    elif [ "${PEER_CONFIG_SYNC:-}" = 1 ]; then
+      "$PY" - "$conf" "$want" <<'PYEOF'
+import sys
+path, want = sys.argv[1], sys.argv[2]
+text = open(path).read()
+begin = text.index("! BEGIN routelb peer-config ")
+body = text.index("\n", begin) + 1
+end = text.index("! END routelb peer-config", body)
+open(path, "w").write(text[:body] + want + "\n" + text[end:])
+PYEOF
+      echo "sync $conf: rewritten from routelb peer-config $args"
+    else
+      echo "FAIL $conf: its routelb peer-config block differs from what \`routelb peer-config $args\` prints (PEER_CONFIG_SYNC=1 rewrites it):"
+      diff <(echo "$have") <(echo "$want") | sed 's/^/    /' || true
+      bad=1
+    fi
+  done < <(grep -l '^! BEGIN routelb peer-config ' containerlab/*/configs/*/frr.conf 2>/dev/null)
+fi
+
 built=0
 if command -v kubectl >/dev/null; then
   tmp=$(mktemp -d)
@@ -83,7 +116,7 @@ fi
 
 n=${#topos[@]}
 if [ "$bad" = 0 ]; then
-  echo "containerlab-check: ok, ${n} topologies (files present, FRR configs accepted by vtysh -C${ROUTELB_BIN:+, $rendered routelb fragments valid}, $built kustomizations build)"
+  echo "containerlab-check: ok, ${n} topologies (files present, FRR configs accepted by vtysh -C${ROUTELB_BIN:+, $rendered routelb fragments valid, $peer router filters from routelb peer-config}, $built kustomizations build)"
 else
   echo "containerlab-check: FAILED (${n} topologies; see the FAIL lines above)"
   exit 1

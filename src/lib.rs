@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod node;
 pub mod offline;
+pub mod peer_config;
 pub(crate) mod plan;
 pub mod plugin;
 pub mod render;

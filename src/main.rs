@@ -62,6 +62,11 @@ enum Command {
     /// exports again or restarts). Offline from another directory of manifests (--from), or
     /// against the running daemon. Changes nothing.
     Plan(PlanArgs),
+    /// Print what the upstream router needs to accept from routelb's nodes: an inbound
+    /// prefix-list/filter with exactly the pools' prefixes at the lengths routelb announces
+    /// them, a maximum-prefix limit from the pools' sizes with headroom, and the communities
+    /// the policies attach. From a directory of manifests (--config), or from the cluster.
+    PeerConfig(PeerConfigArgs),
     /// Run the whole pipeline on this host from a directory of manifests instead of a cluster:
     /// allocate, put addresses on interfaces, and apply the fragment to FRR or BIRD. The
     /// directory is watched; allocations persist in a state file.
@@ -335,6 +340,27 @@ struct RenderArgs {
 }
 
 #[derive(Args)]
+struct PeerConfigArgs {
+    /// Directory of manifests (AddressPool, RoutingPolicy) [default: the cluster's, through
+    /// the kubeconfig]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The router's daemon: frr, or bird (BIRD 2).
+    #[arg(long, value_parser = daemon_kind())]
+    daemon: DaemonKind,
+    /// The router's AS: with --peer-group, the output applies the filter and limit in
+    /// `router bgp <AS>` (FRR).
+    #[arg(long, requires = "peer_group")]
+    router_as: Option<u32>,
+    /// The router's peer-group (or neighbor) of the nodes.
+    #[arg(long, requires = "router_as")]
+    peer_group: Option<String>,
+    /// Headroom over the pools' sizes for the maximum-prefix limit, in percent.
+    #[arg(long, default_value_t = 25)]
+    headroom_percent: u32,
+}
+
+#[derive(Args)]
 struct PlanArgs {
     /// Directory of manifests (AddressPool, RoutingPolicy, Service) to plan, offline or
     /// against this host's daemon. Without it, against the cluster: every node's plan for
@@ -497,12 +523,71 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check(r) => check(r).await,
+        Command::PeerConfig(a) => peer_config(a).await,
         Command::Standalone(a) => standalone(a).await,
         Command::Apply(a) => apply(a).await,
         Command::Plan(a) => plan(a).await,
         Command::Agent(a) => agent(a).await,
         Command::Allocator(a) => allocator(a).await,
     }
+}
+
+/// `routelb peer-config`: the pools and policies of a directory or the cluster, as every node
+/// exports them (node selectors aside), turned into the router's side.
+async fn peer_config(a: PeerConfigArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.daemon != DaemonKind::Bird1,
+        "peer-config renders for an FRR or a BIRD 2 router (--daemon frr|bird)"
+    );
+    let (pools, policies) = match &a.config {
+        Some(dir) => {
+            let m = routelb::manifests::load_dir(dir)?;
+            for w in &m.warnings {
+                eprintln!("warning: {w}");
+            }
+            (m.pools, m.policies)
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .context("no cluster to read (give --config DIR to read manifests instead)")?;
+            let pools = kube::Api::<routelb::api::AddressPool>::all(client.clone());
+            let policies = kube::Api::<routelb::api::RoutingPolicy>::all(client);
+            let lp = kube::api::ListParams::default();
+            (
+                pools.list(&lp).await?.items,
+                policies.list(&lp).await?.items,
+            )
+        }
+    };
+    let built = routelb::render::build(&routelb::render::model::RenderInput {
+        node: None,
+        local_endpoints: &Default::default(),
+        node_labels: &Default::default(),
+        lb_interface: "kube-lb0",
+        pools: &pools,
+        policies: &policies,
+        services: &[],
+        instances: &routelb::offline::assume_all_instances(64512),
+    });
+    for p in built.problems.iter().filter(|p| p.reason == "Invalid") {
+        eprintln!("warning: {p}");
+    }
+    let filter = routelb::peer_config::peer_filter(&built.data);
+    anyhow::ensure!(
+        !filter.v4.is_empty() || !filter.v6.is_empty(),
+        "no pool is exported through BGP by a valid RoutingPolicy: nothing to accept"
+    );
+    let router = routelb::peer_config::RouterSide {
+        asn: a.router_as,
+        peer_group: a.peer_group,
+        headroom_percent: a.headroom_percent,
+    };
+    print!(
+        "{}",
+        routelb::peer_config::render(a.daemon, &filter, &router)
+    );
+    Ok(())
 }
 
 /// Renders, reports what the base would drop of it ([`routelb::analysis`]), then validates

@@ -609,3 +609,94 @@ fn weights_load_in_bird_1_6() {
     }
     parse_bird1_halves(&dir, "weights", v4, v6);
 }
+
+/// `routelb peer-config` for each example: FRR's parser (`vtysh --dryrun`) takes it beside the
+/// router's own `router bgp` and peer-group, BIRD's (`bird -p`) with the filter and limits
+/// used in a node's channels.
+#[test]
+fn peer_config_loads_in_the_routers_parsers() {
+    let dir = tempdir("peer-config");
+    for name in ["bgp", "frr-k8s"] {
+        let config = root().join("examples").join(name);
+        let config = config.to_str().unwrap();
+        let out = routelb(&[
+            "peer-config",
+            "--config",
+            config,
+            "--daemon",
+            "frr",
+            "--router-as",
+            "64500",
+            "--peer-group",
+            "NODES",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frr = String::from_utf8(out.stdout).unwrap();
+        assert!(frr.contains("maximum-prefix"), "{frr}");
+        let conf = dir.join(format!("{name}-frr.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "router bgp 64500\n neighbor NODES peer-group\n neighbor NODES remote-as 64512\n \
+                 address-family ipv6 unicast\n  neighbor NODES activate\n exit-address-family\nexit\n{frr}"
+            ),
+        )
+        .unwrap();
+        let run = Command::new("vtysh")
+            .args(["--dryrun", "-f"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: vtysh --dryrun refused it: {}{}\n{frr}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+
+        let out = routelb(&["peer-config", "--config", config, "--daemon", "bird"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bird = String::from_utf8(out.stdout).unwrap();
+        let include = dir.join(format!("{name}-peer.conf"));
+        std::fs::write(&include, &bird).unwrap();
+        let channel = |family: &str, limit: &str| {
+            if bird.contains(limit) {
+                format!(
+                    "{family} {{ import filter routelb_peer_in; import limit {limit} action restart; export none; }};"
+                )
+            } else {
+                String::new()
+            }
+        };
+        let conf = dir.join(format!("{name}-bird.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "router id 10.0.0.254;\ninclude \"{}\";\nprotocol device {{}}\n\
+                 protocol bgp node1 {{ local as 64500; neighbor 10.0.0.1 as 64512; {} {} }}\n",
+                include.display(),
+                channel("ipv4", "ROUTELB_PEER_LIMIT_V4"),
+                channel("ipv6", "ROUTELB_PEER_LIMIT_V6"),
+            ),
+        )
+        .unwrap();
+        let run = Command::new("bird")
+            .args(["-p", "-c"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: bird -p refused it: {}\n{bird}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
