@@ -402,6 +402,25 @@ routelb_standin() { # NODE
   fi
 }
 
+# The router a kind node peers with (its link's other end).
+leaf_of() { # NODE
+  local l na ia nb ib
+  for l in "${LINKS[@]}"; do
+    read -r na ia nb ib <<<"$l"
+    [ "$na" = "$1" ] && [ "${ROLE[$nb]}" = router ] && { echo "$nb"; return; }
+    [ "$nb" = "$1" ] && [ "${ROLE[$na]}" = router ] && { echo "$na"; return; }
+  done
+  die "$1 has no router neighbour"
+}
+
+# A node originating the whole pool as one BGP route, which routelb never announces.
+originate_pool() { # NODE add|del
+  local no=""
+  [ "$2" = del ] && no="no "
+  vt "$1" -c 'configure terminal' -c "router bgp $NODE_AS" -c 'no bgp network import-check' \
+    -c 'address-family ipv4 unicast' -c "${no}network $POOL4" >&2
+}
+
 svc_addrs() { # NODE add|del
   ip -n "${NS[$1]}" addr "$2" "$SVC4/32" dev "$LB_IF"
   ip -n "${NS[$1]}" -6 addr "$2" "$SVC6/128" dev "$LB_IF"
@@ -552,12 +571,24 @@ cmd_check() { # TOPO [--keep]
   # 0. What the routelb agent does on every node before any service: kube-lb0 + fragment.
   for n in "${K8S[@]}"; do routelb_standin "$n"; done
 
-  # 1. One node announces: the route reaches every router, v4 and v6.
-  local ts=$EPOCHREALTIME conds=()
+  # 1. One node announces: the route reaches every router, v4 and v6. (BGP: before it, the
+  #    node also sends the pool's /24, which routelb never announces: its leaf's filter,
+  #    rendered by `routelb peer-config`, must refuse it.)
+  local ts=$EPOCHREALTIME conds=() leaf1=""
+  [ "$PROTO" = bgp ] && leaf1=$(leaf_of "$n1") && originate_pool "$n1" add
   svc_addrs "$n1" add
   conds=()
   for r in "${ROUTERS[@]}"; do conds+=("$r $SVC4/32 present" "$r $SVC6/128 present"); done
   multi_wait 30 "${ts/./}" "${conds[@]}" || die "$LAB: the service address did not reach every router"
+  if [ -n "$leaf1" ]; then
+    # Sent (n1 advertises it) and refused (its leaf has the host route sent after it, not it).
+    vt "$n1" -c "show bgp ipv4 unicast neighbors eth1 advertised-routes" | grep -qF "$POOL4" ||
+      die "$n1 did not send $POOL4: the leaf's filter is not tested"
+    [ -z "$(ip -n "${NS[$leaf1]}" route show exact "$POOL4")" ] ||
+      die "$leaf1 accepted $POOL4 from $n1: its routelb peer-config filter lets through what routelb never announces"
+    log "$leaf1: refused $POOL4 from $n1 (its routelb peer-config filter), took $SVC4/32"
+    originate_pool "$n1" del
+  fi
   for r in "${ROUTERS[@]}"; do
     [[ $r == spine* ]] && spines+=" $r ${WAITED["$r $SVC4/32 present"]}/${WAITED["$r $SVC6/128 present"]}ms"
   done
