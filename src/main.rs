@@ -560,20 +560,10 @@ async fn peer_config(a: PeerConfigArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let built = routelb::render::build(&routelb::render::model::RenderInput {
-        node: None,
-        local_endpoints: &Default::default(),
-        node_labels: &Default::default(),
-        lb_interface: "kube-lb0",
-        pools: &pools,
-        policies: &policies,
-        services: &[],
-        instances: &routelb::offline::assume_all_instances(64512),
-    });
-    for p in built.problems.iter().filter(|p| p.reason == "Invalid") {
+    let (filter, problems) = routelb::peer_config::from_manifests(&pools, &policies);
+    for p in problems.iter().filter(|p| p.reason == "Invalid") {
         eprintln!("warning: {p}");
     }
-    let filter = routelb::peer_config::peer_filter(&built.data);
     anyhow::ensure!(
         !filter.v4.is_empty() || !filter.v6.is_empty(),
         "no pool is exported through BGP by a valid RoutingPolicy: nothing to accept"

@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use crate::api::{AddressPool, RoutingPolicy};
 use crate::render::DaemonKind;
-use crate::render::model::{FragmentData, PrefixMatch};
+use crate::render::model::{FragmentData, PrefixMatch, RenderInput};
 
 /// What the nodes may announce through BGP, per family.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,6 +54,25 @@ pub struct RouterSide {
 
 /// FRR's and BIRD's largest limit.
 const MAX_LIMIT: u64 = u32::MAX as u64;
+
+/// The filter for `pools` as `policies` export them from any node (node selectors aside), and
+/// the policies' problems (an invalid policy exports nothing).
+pub fn from_manifests(
+    pools: &[AddressPool],
+    policies: &[RoutingPolicy],
+) -> (PeerFilter, Vec<crate::render::model::Problem>) {
+    let built = crate::render::build(&RenderInput {
+        node: None,
+        local_endpoints: &Default::default(),
+        node_labels: &Default::default(),
+        lb_interface: "kube-lb0",
+        pools,
+        policies,
+        services: &[],
+        instances: &crate::offline::assume_all_instances(64512),
+    });
+    (peer_filter(&built.data), built.problems)
+}
 
 /// The filter for what the BGP targets of `data` export: each pool list's prefixes, at the
 /// length routelb announces them (the list's longest: host routes, or the aggregate).

@@ -2,9 +2,8 @@ use serde_json::json;
 
 use super::*;
 use crate::api::{AddressPool, RoutingPolicy};
-use crate::render::model::RenderInput;
 
-fn data() -> FragmentData {
+fn filter() -> PeerFilter {
     let pool = |name: &str, spec: serde_json::Value| {
         AddressPool::new(name, serde_json::from_value(spec).unwrap())
     };
@@ -35,22 +34,12 @@ fn data() -> FragmentData {
     let mut pools = pools.to_vec();
     // A pool no BGP policy exports is not accepted from the nodes.
     pools[3].metadata.labels = Some([("x".to_string(), "y".to_string())].into());
-    crate::render::build(&RenderInput {
-        node: None,
-        local_endpoints: &Default::default(),
-        node_labels: &Default::default(),
-        lb_interface: "kube-lb0",
-        pools: &pools,
-        policies: &policies,
-        services: &[],
-        instances: &crate::offline::assume_all_instances(64512),
-    })
-    .data
+    from_manifests(&pools, &policies).0
 }
 
 #[test]
 fn accepts_the_exported_pools_at_the_lengths_announced() {
-    let f = peer_filter(&data());
+    let f = filter();
     let v4: Vec<(&str, &str, u8)> =
         f.v4.iter()
             .map(|a| (a.source.as_str(), a.prefix.as_str(), a.announced))
@@ -85,7 +74,7 @@ fn a_huge_pool_caps_the_limit() {
 
 #[test]
 fn frr_and_bird_text() {
-    let f = peer_filter(&data());
+    let f = filter();
     let router = RouterSide {
         asn: Some(64500),
         peer_group: Some("NODES".into()),
