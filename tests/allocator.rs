@@ -245,6 +245,54 @@ async fn sharing_across_namespaces_needs_both_services_and_the_pool() {
     delete_pool(&c, &closed).await;
 }
 
+/// `routelb peer-config` without `--config` reads the cluster's pools and policies: the pool
+/// a BGP policy exports is accepted at host-route length, with a limit; a pool no policy
+/// exports is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_config_reads_the_cluster() {
+    use routelb::api::RoutingPolicy;
+    let api_server = lock::api_server();
+    let c = client(&api_server).await;
+    let name = unique("peer");
+    let (exported, quiet) = (format!("{name}-bgp"), format!("{name}-quiet"));
+    create_pool(&c, &exported, json!({ "addresses": ["10.10.12.0/28"] })).await;
+    Api::<AddressPool>::all(c.clone())
+        .patch(
+            &exported,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "peer-test": name } } })),
+        )
+        .await
+        .unwrap();
+    create_pool(&c, &quiet, json!({ "addresses": ["10.10.13.0/28"] })).await;
+    let policies: Api<RoutingPolicy> = Api::all(c.clone());
+    let policy: RoutingPolicy = serde_json::from_value(json!({
+        "apiVersion": "routelb.io/v1alpha1", "kind": "RoutingPolicy",
+        "metadata": { "name": name },
+        "spec": { "protocols": ["bgp"], "poolSelector": { "matchLabels": { "peer-test": name } } },
+    }))
+    .unwrap();
+    policies.create(&Default::default(), &policy).await.unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_routelb"))
+        .args(["peer-config", "--daemon", "frr"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("permit 10.10.12.0/28 ge 32 le 32") && text.contains("maximum-prefix 26 90"),
+        "{text}"
+    );
+    assert!(!text.contains("10.10.13.0"), "{text}");
+    let _ = policies.delete(&name, &DeleteParams::default()).await;
+    delete_pool(&c, &exported).await;
+    delete_pool(&c, &quiet).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_addresses_are_honoured_or_refused() {
     let api_server = lock::api_server();
