@@ -238,20 +238,42 @@ fn pool_list(pool: &RoutedPool) -> Vec<PrefixList> {
 /// The host routes of one service's addresses. `ns` must be a DNS-1123 label: with no dot in
 /// it, `<ns>.<name>` names one service only.
 pub(super) fn service_list(ns: &str, name: &str, addresses: &[IpAddr]) -> PrefixList {
+    host_routes(
+        format!("ROUTELB-SVC-{ns}.{name}"),
+        bird_ident("ROUTELB_SVC", &format!("{ns}.{name}")),
+        format!("service {ns}/{name}"),
+        addresses,
+    )
+}
+
+/// A list of `addresses` as host routes, numbered.
+pub(super) fn host_routes<'a>(
+    frr_name: String,
+    bird_name: String,
+    source: String,
+    addresses: impl IntoIterator<Item = &'a IpAddr> + Clone,
+) -> PrefixList {
     let host = |ip: &IpAddr| {
         let len = if ip.is_ipv4() { 32 } else { 128 };
         PrefixMatch::new(format!("{ip}/{len}"), len, len, len)
     };
-    let mut list = PrefixList {
-        frr_name: format!("ROUTELB-SVC-{ns}.{name}"),
-        bird_name: bird_ident("ROUTELB_SVC", &format!("{ns}.{name}")),
-        source: format!("service {ns}/{name}"),
-        v4: addresses.iter().filter(|a| a.is_ipv4()).map(host).collect(),
-        v6: addresses.iter().filter(|a| a.is_ipv6()).map(host).collect(),
+    let of = |v4: bool| -> Vec<PrefixMatch> {
+        let mut m: Vec<PrefixMatch> = addresses
+            .clone()
+            .into_iter()
+            .filter(|a| a.is_ipv4() == v4)
+            .map(host)
+            .collect();
+        number(&mut m);
+        m
     };
-    number(&mut list.v4);
-    number(&mut list.v6);
-    list
+    PrefixList {
+        frr_name,
+        bird_name,
+        source,
+        v4: of(true),
+        v6: of(false),
+    }
 }
 
 /// The lists of every exported pool, in the order rules first name the pools (protocol, then

@@ -46,6 +46,15 @@ impl<'a> Resolved<'a> {
     pub fn rules(&self, protocol: Protocol) -> &[Rule<'a>] {
         self.rules.get(&protocol).map_or(&[], Vec::as_slice)
     }
+
+    /// The BGP rule that decides a pool's per-service attributes and weights: the first by
+    /// policy name that exports it, with its index in the BGP rules. `pool` indexes `pools`.
+    pub fn bgp_rule_of(&self, pool: usize) -> Option<(usize, &Rule<'a>)> {
+        self.rules(Protocol::Bgp)
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.pools.contains(&pool))
+    }
 }
 
 /// Resolves `policies` against `pools`. `node_labels` are the labels of the node rendered for;

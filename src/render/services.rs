@@ -4,7 +4,7 @@
 
 use super::lists;
 use super::model::{PrefixList, Problem};
-use super::policy::{Resolved, Rule};
+use super::policy::Resolved;
 use crate::api::values::{self, Community, CommunityRange};
 use crate::api::{Protocol, RoutingPolicy};
 use crate::service::ServiceAddresses;
@@ -34,13 +34,12 @@ pub(super) fn service_lists(
     asking.sort_by(|a, b| a.key.cmp(&b.key));
     asking
         .into_iter()
-        .filter_map(|svc| service_list(resolved, bgp, svc, problems))
+        .filter_map(|svc| service_list(resolved, svc, problems))
         .collect()
 }
 
 fn service_list(
     resolved: &Resolved,
-    bgp: &[Rule],
     svc: &ServiceAddresses,
     problems: &mut Vec<Problem>,
 ) -> Option<ServiceList> {
@@ -55,11 +54,7 @@ fn service_list(
         ));
         return None;
     }
-    // The first BGP policy by name that exports the pool decides.
-    let (index, rule) = bgp
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.pools.contains(&pool))?;
+    let (index, rule) = resolved.bgp_rule_of(pool)?;
     let refuse = |message: String| Problem::service_refused(Some(&rule.name), message);
     let annotation = svc.bgp_communities.as_deref().unwrap_or("");
     let (accepted, refused) = values::service_communities(annotation, &allowed(rule.policy));

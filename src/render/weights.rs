@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::lists::{self, bird_ident};
-use super::model::{PrefixList, PrefixMatch};
+use super::model::PrefixList;
 use super::policy::{Resolved, Rule};
 use crate::api::Protocol;
 use crate::service::ServiceAddresses;
@@ -85,23 +85,20 @@ pub(super) fn weights(
     route_map: &str,
     asn: u32,
 ) -> (Vec<Weight>, Vec<PrefixList>) {
+    let weighs = |r: &Rule| r.policy.spec.bgp.as_ref().is_some_and(|b| b.weighted_ecmp);
     let bgp = resolved.rules(Protocol::Bgp);
-    let weighted: Vec<&Rule> = in_vrf
-        .iter()
-        .map(|&i| &bgp[i])
-        .filter(|r| r.policy.spec.bgp.as_ref().is_some_and(|b| b.weighted_ecmp))
-        .collect();
-    if weighted.is_empty() || endpoints.is_empty() {
+    if endpoints.is_empty() || !in_vrf.iter().any(|&i| weighs(&bgp[i])) {
         return (vec![], vec![]);
     }
     let mut by_weight: BTreeMap<u32, BTreeSet<IpAddr>> = BTreeMap::new();
     for svc in services {
-        let Some(pool) = resolved.pools.iter().position(|p| p.name == svc.pool) else {
-            continue;
-        };
-        // The first BGP rule by name that exports the pool decides, as for its attributes.
-        let decides = bgp.iter().find(|r| r.pools.contains(&pool));
-        if !decides.is_some_and(|d| weighted.iter().any(|w| w.name == d.name)) {
+        // The rule deciding the pool's attributes decides its weights, in this VRF.
+        let decides = resolved
+            .pools
+            .iter()
+            .position(|p| p.name == svc.pool)
+            .and_then(|pool| resolved.bgp_rule_of(pool));
+        if !decides.is_some_and(|(i, r)| in_vrf.contains(&i) && weighs(r)) {
             continue;
         }
         for a in &svc.addresses {
@@ -131,24 +128,15 @@ pub(super) fn weights(
 }
 
 fn weight_list(route_map: &str, mbps: u32, addresses: &BTreeSet<IpAddr>) -> PrefixList {
-    let host = |ip: &IpAddr| {
-        let len = if ip.is_ipv4() { 32 } else { 128 };
-        PrefixMatch::new(format!("{ip}/{len}"), len, len, len)
-    };
-    let name = format!("{route_map}-LBW-{mbps}");
-    let mut list = PrefixList {
-        bird_name: bird_ident(
+    lists::host_routes(
+        format!("{route_map}-LBW-{mbps}"),
+        bird_ident(
             "ROUTELB_LBW",
             &format!("{}-{mbps}", route_map.trim_start_matches("ROUTELB-")),
         ),
-        frr_name: name,
-        source: format!("weight {mbps} (ready endpoints on this node)"),
-        v4: addresses.iter().filter(|a| a.is_ipv4()).map(host).collect(),
-        v6: addresses.iter().filter(|a| a.is_ipv6()).map(host).collect(),
-    };
-    lists::number(&mut list.v4);
-    lists::number(&mut list.v6);
-    list
+        format!("weight {mbps} (ready endpoints on this node)"),
+        addresses,
+    )
 }
 
 #[cfg(test)]
