@@ -403,7 +403,7 @@ mod tests {
             key: ServiceKey::new("default", name),
             pool: pool.into(),
             addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
-            bgp_communities: None,
+            attributes: Default::default(),
             admitted: true,
         }
     }

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use kube::ResourceExt;
 
 use crate::analysis::{self, Finding, bird};
-use crate::api::{DEFAULT_LB_CLASS, annotations};
+use crate::api::DEFAULT_LB_CLASS;
 use crate::daemon::{bird_config, frr_config};
 use crate::ipam::{self, Pool, PoolInput, ServiceRequest};
 use crate::manifests::Manifests;
 use crate::render::model::{BgpInstance, Instances, Problem, RenderInput};
-use crate::render::{DaemonKind, FragmentData, Templates, build};
+use crate::render::{DaemonKind, FragmentData, Templates, attributes, build};
 use crate::service::ServiceAddresses;
 
 /// Instances found in a base configuration file, for rendering without a running daemon.
@@ -117,7 +117,7 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> Assigned {
             }
         }
     }
-    let (assigned, requests) = served
+    let (assigned, requests): (Vec<ServiceAddresses>, Vec<ServiceRequest>) = served
         .iter()
         .zip(requests)
         .filter_map(|(svc, req)| {
@@ -126,12 +126,17 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> Assigned {
                 key: req.key.clone(),
                 pool: a.pool.clone(),
                 addresses: a.addresses.clone(),
-                bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+                attributes: attributes::Request::of(svc, &req),
                 admitted: a.admitted,
             };
             Some((addresses, req))
         })
         .unzip();
+    let judge = attributes::Judge::new(&m.pools, &m.policies);
+    for s in &assigned {
+        let refused = judge.refusals(&s.attributes, &s.pool, s.admitted);
+        notes.extend(refused.iter().map(|r| format!("{}: {r}", s.key)));
+    }
     Assigned {
         assigned,
         requests,

@@ -11,8 +11,8 @@ pub struct ServiceAddresses {
     pub key: ServiceKey,
     pub pool: String,
     pub addresses: Vec<IpAddr>,
-    /// The raw `routelb.io/bgp-communities` annotation, if any.
-    pub bgp_communities: Option<String>,
+    /// Its per-service attribute annotations, raw, and its labels for the policy's grants.
+    pub attributes: crate::render::attributes::Request,
     /// Whether the pool admits the service ([`crate::ipam::attribute`]): per-service
     /// attributes are honoured only then, whatever `routelb.io/pool-used` claims.
     pub admitted: bool,

@@ -96,7 +96,7 @@ fn rows() -> Vec<Row> {
                 service("default", "greedy", "web", &flood.join(",")),
                 service("default", "modest", "web", "64512:7"),
             ],
-            reported: &["60 communities; at most 32 per Service"],
+            reported: &["routelb.io/bgp-communities: 60 values; at most 32 per Service"],
             absent: &["64512:1059", "64512, 1059"],
         },
         Row {
@@ -106,7 +106,7 @@ fn rows() -> Vec<Row> {
                 POLICY.into(),
                 service("default", "greedy", "web", &flood300.join(",")),
             ],
-            reported: &["3299 bytes; at most 1024"],
+            reported: &["3299 bytes; at most 2048"],
             absent: &["64512:2299", "64512, 2299"],
         },
         Row {
@@ -116,7 +116,7 @@ fn rows() -> Vec<Row> {
                 POLICY.into(),
                 service("default", "huge", "web", &huge),
             ],
-            reported: &["160000 bytes; at most 1024"],
+            reported: &["160000 bytes; at most 2048"],
             absent: &[],
         },
         Row {

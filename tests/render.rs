@@ -259,9 +259,12 @@ fn hostile_input_never_reaches_the_fragment() {
         );
         // Refused service communities are reported, not silently dropped.
         assert!(
-            out.problems
-                .iter()
-                .any(|p| p.reason == "ServiceAttributeRefused" && p.message.contains("9999"))
+            out.notes.iter().any(
+                |n| n.starts_with("default/api: routelb.io/bgp-communities: ")
+                    && n.contains("9999")
+            ),
+            "{:?}",
+            out.notes
         );
         // Every line is one a template wrote: a fixed keyword first.
         for line in f.lines() {

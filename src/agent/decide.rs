@@ -19,6 +19,7 @@ use crate::ipam::{self, ServiceKey};
 use crate::last_valid::Memory;
 use crate::node::NodeInterface;
 use crate::plan::{self, Plan};
+use crate::render::attributes;
 use crate::render::model::{Built, Instances, RenderInput};
 use crate::service::ServiceAddresses;
 use crate::status::EventSpec;
@@ -158,15 +159,16 @@ pub fn service_input(svc: &Service, id: &Identity, namespace_labels: &Labels) ->
         .annotations()
         .get(annotations::WITHDRAW_WHEN_NO_ENDPOINTS)
         .is_some_and(|v| v == "true");
+    let request = ipam::ServiceRequest::from_service(svc, namespace_labels);
     Some(Input {
         addresses: ServiceAddresses {
             key: ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any()),
             pool,
             addresses,
-            bgp_communities: svc.annotations().get(annotations::BGP_COMMUNITIES).cloned(),
+            attributes: attributes::Request::of(svc, &request),
             admitted: false,
         },
-        request: ipam::ServiceRequest::from_service(svc, namespace_labels),
+        request,
         local_traffic,
         withdraw_without_endpoints,
     })

@@ -56,8 +56,13 @@ fn release(change: &mut ServiceChange, current: &[IpAddr], why: &str) {
 }
 
 /// `decision` is `None` for a service routelb no longer serves (its type changed): whatever
-/// routelb gave it is taken back.
-pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChange {
+/// routelb gave it is taken back. `refused`: the per-service attribute requests no policy
+/// grants ([`crate::render::attributes::summary`]).
+pub fn service_change(
+    svc: &Service,
+    decision: Option<&Decision>,
+    refused: Option<String>,
+) -> ServiceChange {
     let ann = svc.metadata.annotations.clone().unwrap_or_default();
     let current = crate::ipam::ingress_ips(svc);
     let mut change = ServiceChange::default();
@@ -98,6 +103,14 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
                 });
             }
             set_ann(&mut change, annotations::ALLOCATION_WARNING, warning);
+            if refused.is_some() && ann.get(annotations::REFUSED_ATTRIBUTES) != refused.as_ref() {
+                change.events.push(EventSpec {
+                    warning: true,
+                    reason: "AttributeRefused",
+                    note: refused.clone().unwrap_or_default(),
+                });
+            }
+            set_ann(&mut change, annotations::REFUSED_ATTRIBUTES, refused);
         }
         Some(Decision::Failed(e)) => {
             let reason = e.to_string();
@@ -113,6 +126,7 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
             set_ann(&mut change, annotations::ALLOCATION_ERROR, Some(reason));
             set_ann(&mut change, annotations::POOL_USED, None);
             set_ann(&mut change, annotations::ALLOCATION_WARNING, None);
+            set_ann(&mut change, annotations::REFUSED_ATTRIBUTES, None);
         }
         None => {
             release(
@@ -124,6 +138,7 @@ pub fn service_change(svc: &Service, decision: Option<&Decision>) -> ServiceChan
                 annotations::POOL_USED,
                 annotations::ALLOCATION_ERROR,
                 annotations::ALLOCATION_WARNING,
+                annotations::REFUSED_ATTRIBUTES,
             ] {
                 set_ann(&mut change, key, None);
             }
@@ -389,7 +404,11 @@ mod tests {
 
     #[test]
     fn new_allocation_writes_status_annotation_and_event() {
-        let c = service_change(&service(&[], &[]), Some(&assigned(&["10.0.0.1"], "a")));
+        let c = service_change(
+            &service(&[], &[]),
+            Some(&assigned(&["10.0.0.1"], "a")),
+            None,
+        );
         assert_eq!(c.ingress, Some(vec!["10.0.0.1".parse().unwrap()]));
         assert_eq!(c.annotations[annotations::POOL_USED], Some("a".into()));
         assert_eq!(c.events[0].reason, "Allocated");
@@ -399,13 +418,13 @@ mod tests {
     #[test]
     fn converged_service_needs_nothing() {
         let svc = service(&["10.0.0.1"], &[(annotations::POOL_USED, "a")]);
-        assert!(service_change(&svc, Some(&assigned(&["10.0.0.1"], "a"))).is_empty());
+        assert!(service_change(&svc, Some(&assigned(&["10.0.0.1"], "a")), None).is_empty());
     }
 
     #[test]
     fn failure_is_reported_once() {
         let d = Decision::Failed(AllocationError::NoMatchingPool);
-        let c = service_change(&service(&[], &[]), Some(&d));
+        let c = service_change(&service(&[], &[]), Some(&d), None);
         assert_eq!(c.events.len(), 1);
         assert_eq!(c.failure_reason, Some("NoMatchingPool"));
         let reason = d.clone();
@@ -413,13 +432,13 @@ mod tests {
             unreachable!()
         };
         let svc = service(&[], &[(annotations::ALLOCATION_ERROR, &e.to_string())]);
-        assert!(service_change(&svc, Some(&d)).is_empty());
+        assert!(service_change(&svc, Some(&d), None).is_empty());
     }
 
     #[test]
     fn type_change_releases() {
         let svc = service(&["10.0.0.1"], &[(annotations::POOL_USED, "a")]);
-        let c = service_change(&svc, None);
+        let c = service_change(&svc, None, None);
         assert_eq!(c.ingress, Some(vec![]));
         assert_eq!(c.annotations[annotations::POOL_USED], None);
         assert_eq!(c.events[0].reason, "AddressReleased");

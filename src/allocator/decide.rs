@@ -20,6 +20,7 @@ use crate::api::{
     AddressPool, AddressPoolStatus, NodeState, RoutingPolicy, RoutingPolicyStatus, annotations,
 };
 use crate::ipam::{self, Outcome, Pool, PoolInput, ServiceKey, ServiceRequest};
+use crate::render::attributes;
 use crate::status::EventSpec;
 
 /// How long a service that was announced may have no live holder before it is reported as not
@@ -52,6 +53,7 @@ impl Served {
                 annotations::POOL_USED,
                 annotations::ALLOCATION_ERROR,
                 annotations::ALLOCATION_WARNING,
+                annotations::REFUSED_ATTRIBUTES,
             ]
             .iter()
             .any(|k| svc.annotations().contains_key(*k))
@@ -183,18 +185,41 @@ pub fn agent_counts<L: std::borrow::Borrow<k8s_openapi::api::coordination::v1::L
     (up, members.len() as u64 - up)
 }
 
-/// Each Service's change: what IPAM decided, and which live nodes announce it (from their
-/// NodeStates).
+/// What a pass judges Services' per-service attribute requests against.
+pub struct Grants<'a> {
+    pub judge: attributes::Judge<'a>,
+    pub namespace_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Grants<'_> {
+    /// The `routelb.io/refused-attributes` a Service holding `a` should show.
+    fn refused(&self, svc: &Service, a: &ipam::Assignment) -> Option<String> {
+        let ns = svc.namespace().unwrap_or_default();
+        let empty = BTreeMap::new();
+        let ns_labels = self.namespace_labels.get(&ns).unwrap_or(&empty);
+        let request = attributes::Request::new(svc.annotations(), &ns, svc.labels(), ns_labels);
+        attributes::summary(&self.judge.refusals(&request, &a.pool, a.admitted))
+    }
+}
+
+/// What the nodes show: their NodeStates, and which of them are live.
+pub struct NodesSeen<'a> {
+    pub states: &'a [Arc<NodeState>],
+    pub live: &'a BTreeSet<String>,
+}
+
+/// Each Service's change: what IPAM decided, what of its attribute requests is refused, and
+/// which live nodes announce it (from their NodeStates).
 pub fn service_writes(
     served: &Served,
     services: &[Service],
     outcome: &Outcome,
-    node_states: &[Arc<NodeState>],
-    live_nodes: &BTreeSet<String>,
+    grants: &Grants,
+    nodes: NodesSeen,
     grace: &mut Grace,
     now: Instant,
 ) -> ServiceWrites {
-    let seen = Announcements::collect(node_states.iter().map(|s| s.as_ref()), live_nodes);
+    let seen = Announcements::collect(nodes.states.iter().map(|s| s.as_ref()), nodes.live);
     let mut out = ServiceWrites {
         writes: Vec::new(),
         wake_at: None,
@@ -210,7 +235,11 @@ pub fn service_writes(
         } else {
             continue;
         };
-        let mut change = changes::service_change(svc, decision);
+        let refused = match decision {
+            Some(ipam::Decision::Assigned(a)) => grants.refused(svc, a),
+            _ => None,
+        };
+        let mut change = changes::service_change(svc, decision, refused);
         if let Some(at) = announce(svc, &mut change, &seen, grace, now) {
             out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
         }

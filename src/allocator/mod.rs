@@ -33,6 +33,7 @@ use crate::membership::Liveness;
 use crate::metrics::{
     ChangeLabels, Health, KindLabels, Metrics, PoolLabels, ReasonLabels, StateLabels,
 };
+use crate::render::attributes;
 use caches::Caches;
 use changes::ServiceChange;
 use decide::{Grace, Served, StatusWrite, Written};
@@ -225,12 +226,27 @@ impl Ctx {
         self.metrics
             .ipam_duration
             .observe(t.elapsed().as_secs_f64());
+        let pool_objects: Vec<AddressPool> = pools.iter().map(|p| (**p).clone()).collect();
+        let policies: Vec<RoutingPolicy> = self
+            .caches
+            .policies
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let grants = decide::Grants {
+            judge: attributes::Judge::new(&pool_objects, &policies),
+            namespace_labels: &labels,
+        };
         let w = decide::service_writes(
             &self.served,
             &services,
             &outcome,
-            &self.caches.node_states.state(),
-            &self.live_nodes,
+            &grants,
+            decide::NodesSeen {
+                states: &self.caches.node_states.state(),
+                live: &self.live_nodes,
+            },
             &mut self.grace,
             Instant::now(),
         );

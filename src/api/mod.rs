@@ -28,6 +28,20 @@ pub mod annotations {
     pub const SHARE_ACROSS_NAMESPACES: &str = "routelb.io/share-across-namespaces";
     /// Per-service BGP communities; honoured only where a RoutingPolicy allows them.
     pub const BGP_COMMUNITIES: &str = "routelb.io/bgp-communities";
+    /// Per-service BGP large communities (`global:local1:local2`, comma separated).
+    pub const BGP_LARGE_COMMUNITIES: &str = "routelb.io/bgp-large-communities";
+    /// Per-service BGP local preference, replacing the policy's.
+    pub const BGP_LOCAL_PREFERENCE: &str = "routelb.io/bgp-local-preference";
+    /// Per-service BGP MED, replacing the policy's.
+    pub const BGP_MED: &str = "routelb.io/bgp-med";
+    /// Per-service AS-path prepend count (0 for none), replacing the policy's.
+    pub const BGP_AS_PATH_PREPEND: &str = "routelb.io/bgp-as-path-prepend";
+    /// Per-service OSPF external metric, replacing the policy's.
+    pub const OSPF_METRIC: &str = "routelb.io/ospf-metric";
+    /// Per-service IS-IS metric, replacing the policy's.
+    pub const ISIS_METRIC: &str = "routelb.io/isis-metric";
+    /// Output: the per-service attribute requests no policy grants, and why (absent if none).
+    pub const REFUSED_ATTRIBUTES: &str = "routelb.io/refused-attributes";
     /// Output: the pool the addresses came from.
     pub const POOL_USED: &str = "routelb.io/pool-used";
     /// Output: why the service has no address (absent when it has one).
@@ -337,13 +351,77 @@ pub struct RipAttributes {
     pub metric: Option<u8>,
 }
 
+/// What a policy lets the Services it exports ask for with annotations: `grants` to some of
+/// them (by namespace or label), and, at this level, to every Service the pool admits. A
+/// request is honoured when any grant that applies to the Service allows it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceOverrides {
+    #[serde(flatten)]
+    pub allowed: AttributeAllowance,
+    /// Grants to the Services a namespace list and/or label selectors pick.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub grants: Vec<ServiceGrant>,
+}
+
+/// A grant to some Services: those in `namespaces` (empty: any) whose namespace and own labels
+/// match the selectors (absent: any).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceGrant {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<LabelSelector>,
+    #[serde(flatten)]
+    pub allowed: AttributeAllowance,
+}
+
+/// The per-service attributes allowed, each within bounds. An attribute not named here is
+/// not allowed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeAllowance {
     /// Ranges of standard communities a Service may add with `routelb.io/bgp-communities`,
-    /// e.g. `65000:100-65000:199` or a single `65000:100`. Empty: the annotation is ignored.
+    /// e.g. `65000:100-65000:199` or a single `65000:100`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bgp_communities: Vec<String>,
+    /// Ranges of large communities a Service may add with `routelb.io/bgp-large-communities`,
+    /// e.g. `64512:1:0-64512:1:99` or a single `64512:1:7`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_large_communities: Vec<String>,
+    /// Local preferences a Service may set with `routelb.io/bgp-local-preference`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_local_preference: Option<ValueRange>,
+    /// MEDs a Service may set with `routelb.io/bgp-med`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_med: Option<ValueRange>,
+    /// Prepend counts (0-10) a Service may set with `routelb.io/bgp-as-path-prepend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_as_path_prepend: Option<ValueRange>,
+    /// OSPF external metrics a Service may set with `routelb.io/ospf-metric`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ospf_metric: Option<ValueRange>,
+    /// IS-IS metrics a Service may set with `routelb.io/isis-metric`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isis_metric: Option<ValueRange>,
+}
+
+/// An inclusive range of numbers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl ValueRange {
+    pub fn contains(&self, v: u32) -> bool {
+        (self.min..=self.max).contains(&v)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -5,8 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{
-    BgpAttributes, IsisAttributes, OspfAttributes, RipAttributes, RoutingPolicySpec,
-    ServiceOverrides,
+    AttributeAllowance, BgpAttributes, IsisAttributes, OspfAttributes, RipAttributes,
+    RoutingPolicySpec, ServiceOverrides,
 };
 
 /// A BGP standard community, `asn:value`.
@@ -17,12 +17,16 @@ pub struct Community(pub u16, pub u16);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LargeCommunity(pub u32, pub u32, pub u32);
 
-/// An inclusive range of standard communities, compared as 32-bit numbers.
+/// An inclusive range of communities, `FIRST-LAST` or a single one. Standard communities
+/// compare as 32-bit numbers, large ones by global admin, then local data 1, then 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommunityRange {
-    pub first: Community,
-    pub last: Community,
+pub struct Span<T> {
+    pub first: T,
+    pub last: T,
 }
+
+pub type CommunityRange = Span<Community>;
+pub type LargeCommunityRange = Span<LargeCommunity>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -97,27 +101,27 @@ impl fmt::Display for LargeCommunity {
     }
 }
 
-impl FromStr for CommunityRange {
+impl<T: FromStr<Err = ValueError> + Ord + Copy> FromStr for Span<T> {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
         let s = bounded(s)?;
         let (first, last) = match s.split_once('-') {
-            Some((a, b)) => (a.parse::<Community>()?, b.parse::<Community>()?),
+            Some((a, b)) => (a.parse::<T>()?, b.parse::<T>()?),
             None => {
-                let c = s.parse::<Community>()?;
+                let c = s.parse::<T>()?;
                 (c, c)
             }
         };
-        if first.as_u32() > last.as_u32() {
-            return Err(ValueError(format!("community range {s:?} is empty")));
+        if first > last {
+            return Err(ValueError(format!("range {s:?} is empty")));
         }
-        Ok(CommunityRange { first, last })
+        Ok(Span { first, last })
     }
 }
 
-impl CommunityRange {
-    pub fn contains(&self, c: Community) -> bool {
-        (self.first.as_u32()..=self.last.as_u32()).contains(&c.as_u32())
+impl<T: Ord> Span<T> {
+    pub fn contains(&self, c: &T) -> bool {
+        (&self.first..=&self.last).contains(&c)
     }
 }
 
@@ -203,18 +207,18 @@ pub fn validate_vrf_name(name: &str) -> Result<(), ValueError> {
 pub const MAX_SERVICE_COMMUNITIES: usize = 32;
 /// At most this many standard, and as many large, communities per RoutingPolicy.
 pub const MAX_POLICY_COMMUNITIES: usize = 64;
-/// At most this many ranges in `serviceOverrides.bgpCommunities`.
+/// At most this many ranges in each community list of `serviceOverrides` (and its grants).
 pub const MAX_OVERRIDE_RANGES: usize = 64;
-/// The longest `routelb.io/bgp-communities` value read (32 communities take at most 384).
-pub const MAX_COMMUNITIES_ANNOTATION: usize = 1024;
+/// The longest community-list annotation read (32 large communities take at most 1,056).
+pub const MAX_COMMUNITIES_ANNOTATION: usize = 2048;
 
-/// Parses the `routelb.io/bgp-communities` annotation (comma separated) and keeps only what
-/// the policy's ranges allow. Returns the accepted communities and a message per refused one.
-/// An annotation over the limits is refused whole.
-pub fn service_communities(
-    annotation: &str,
-    allowed: &[CommunityRange],
-) -> (Vec<Community>, Vec<String>) {
+/// Parses a comma-separated community annotation (`what` names the kind) and keeps what
+/// `allowed` allows. Returns the accepted values and a message per refused one. An annotation
+/// over the limits is refused whole.
+pub fn listed_values<T>(annotation: &str, allowed: &[Span<T>], what: &str) -> (Vec<T>, Vec<String>)
+where
+    T: FromStr<Err = ValueError> + Ord + Copy + fmt::Display,
+{
     if annotation.len() > MAX_COMMUNITIES_ANNOTATION {
         return (
             vec![],
@@ -231,11 +235,9 @@ pub fn service_communities(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        match item.parse::<Community>() {
-            Ok(c) if allowed.iter().any(|r| r.contains(c)) => accepted.push(c),
-            Ok(c) => refused.push(format!(
-                "community {c} is not allowed by the routing policy"
-            )),
+        match item.parse::<T>() {
+            Ok(c) if allowed.iter().any(|r| r.contains(&c)) => accepted.push(c),
+            Ok(c) => refused.push(format!("{what} {c} is not allowed")),
             Err(e) => refused.push(e.0),
         }
     }
@@ -243,7 +245,7 @@ pub fn service_communities(
     accepted.dedup();
     if accepted.len() > MAX_SERVICE_COMMUNITIES {
         refused.push(format!(
-            "{} communities; at most {MAX_SERVICE_COMMUNITIES} per Service, so none is applied",
+            "{} values; at most {MAX_SERVICE_COMMUNITIES} per Service, so none is applied",
             accepted.len()
         ));
         accepted.clear();
@@ -385,18 +387,85 @@ fn metric_problems(spec: &RoutingPolicySpec) -> Vec<String> {
     problems
 }
 
-/// `spec.serviceOverrides`: how many community ranges, and whether each parses.
-fn override_problems(o: &ServiceOverrides) -> Vec<String> {
-    let mut problems = Vec::new();
-    if o.bgp_communities.len() > MAX_OVERRIDE_RANGES {
-        problems.push(format!(
-            "spec.serviceOverrides.bgpCommunities has {} entries; at most {MAX_OVERRIDE_RANGES}",
-            o.bgp_communities.len()
-        ));
+/// The most a metric or preference may be, per `serviceOverrides` field: what the daemons
+/// accept for it.
+pub fn override_limit(field: &str) -> u32 {
+    match field {
+        "bgpAsPathPrepend" => 10,
+        "ospfMetric" => 16_777_214,
+        "isisMetric" => 16_777_215,
+        _ => u32::MAX,
     }
-    for r in &o.bgp_communities {
+}
+
+/// `spec.serviceOverrides` and each of its grants: the community ranges (how many, whether
+/// each parses), the value ranges (ordered, within what the daemon takes) and the selectors.
+fn override_problems(o: &ServiceOverrides) -> Vec<String> {
+    let mut problems = allowance_problems("spec.serviceOverrides", &o.allowed);
+    for (i, g) in o.grants.iter().enumerate() {
+        let at = format!("spec.serviceOverrides.grants[{i}]");
+        problems.extend(allowance_problems(&at, &g.allowed));
+        for ns in &g.namespaces {
+            if !is_dns_label(ns) {
+                problems.push(format!(
+                    "{at}.namespaces: {} is not a namespace name",
+                    shown(ns)
+                ));
+            }
+        }
+        for (field, sel) in [
+            ("namespaceSelector", &g.namespace_selector),
+            ("serviceSelector", &g.service_selector),
+        ] {
+            if let Some(sel) = sel
+                && let Err(e) = kube::core::Selector::try_from(sel.clone())
+            {
+                problems.push(format!("{at}.{field}: {e}"));
+            }
+        }
+    }
+    problems
+}
+
+fn allowance_problems(at: &str, a: &AttributeAllowance) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (field, ranges) in [
+        ("bgpCommunities", &a.bgp_communities),
+        ("bgpLargeCommunities", &a.bgp_large_communities),
+    ] {
+        if ranges.len() > MAX_OVERRIDE_RANGES {
+            problems.push(format!(
+                "{at}.{field} has {} entries; at most {MAX_OVERRIDE_RANGES}",
+                ranges.len()
+            ));
+        }
+    }
+    for r in &a.bgp_communities {
         if let Err(e) = r.parse::<CommunityRange>() {
-            problems.push(format!("spec.serviceOverrides.bgpCommunities: {e}"));
+            problems.push(format!("{at}.bgpCommunities: {e}"));
+        }
+    }
+    for r in &a.bgp_large_communities {
+        if let Err(e) = r.parse::<LargeCommunityRange>() {
+            problems.push(format!("{at}.bgpLargeCommunities: {e}"));
+        }
+    }
+    for (field, range) in [
+        ("bgpLocalPreference", a.bgp_local_preference),
+        ("bgpMed", a.bgp_med),
+        ("bgpAsPathPrepend", a.bgp_as_path_prepend),
+        ("ospfMetric", a.ospf_metric),
+        ("isisMetric", a.isis_metric),
+    ] {
+        let Some(r) = range else { continue };
+        let limit = override_limit(field);
+        if r.min > r.max {
+            problems.push(format!(
+                "{at}.{field}: min {} is above max {}",
+                r.min, r.max
+            ));
+        } else if r.max > limit {
+            problems.push(format!("{at}.{field}: max {} is above {limit}", r.max));
         }
     }
     problems
@@ -469,11 +538,20 @@ mod tests {
     #[test]
     fn service_communities_are_bounded_by_policy() {
         let allowed = vec!["65000:100-65000:199".parse().unwrap()];
-        let (ok, refused) = service_communities("65000:150, 65000:200,bad\n,65000:100", &allowed);
+        let (ok, refused) = listed_values::<Community>(
+            "65000:150, 65000:200,bad\n,65000:100",
+            &allowed,
+            "community",
+        );
         assert_eq!(ok, vec![Community(65000, 100), Community(65000, 150)]);
         assert_eq!(refused.len(), 2);
-        let (ok, _) = service_communities("65000:150", &[]);
+        let (ok, _) = listed_values::<Community>("65000:150", &[], "community");
         assert!(ok.is_empty());
+        let large: Vec<LargeCommunityRange> = vec!["64512:1:0-64512:1:99".parse().unwrap()];
+        let (ok, refused) =
+            listed_values::<LargeCommunity>("64512:1:7,64512:2:7", &large, "large community");
+        assert_eq!(ok, vec![LargeCommunity(64512, 1, 7)]);
+        assert_eq!(refused, ["large community 64512:2:7 is not allowed"]);
     }
 
     #[test]
@@ -499,7 +577,11 @@ mod tests {
             isis: None,
             rip: Some(RipAttributes { metric: Some(17) }),
             service_overrides: Some(ServiceOverrides {
-                bgp_communities: vec!["65000:9-65000:1".into()],
+                allowed: AttributeAllowance {
+                    bgp_communities: vec!["65000:9-65000:1".into()],
+                    ..Default::default()
+                },
+                grants: vec![],
             }),
         };
         let problems = validate_policy(&spec).unwrap_err();
@@ -583,20 +665,69 @@ mod tests {
             ]
         );
 
-        let o = ServiceOverrides {
+        let o = overrides(AttributeAllowance {
             bgp_communities: vec!["65000:0-65000:99".into(); MAX_OVERRIDE_RANGES + 1],
-        };
+            ..Default::default()
+        });
         assert_eq!(
             override_problems(&o),
             ["spec.serviceOverrides.bgpCommunities has 65 entries; at most 64"]
         );
-        let o = ServiceOverrides {
+        let o = overrides(AttributeAllowance {
             bgp_communities: vec!["65000:9-65000:1".into()],
-        };
+            ..Default::default()
+        });
         let p = override_problems(&o);
         assert!(
             p.len() == 1 && p[0].starts_with("spec.serviceOverrides.bgpCommunities: "),
             "{p:#?}"
         );
+    }
+
+    fn overrides(allowed: AttributeAllowance) -> ServiceOverrides {
+        ServiceOverrides {
+            allowed,
+            grants: vec![],
+        }
+    }
+
+    #[test]
+    fn grants_and_value_ranges_are_checked() {
+        use crate::api::{ServiceGrant, ValueRange};
+        let o = ServiceOverrides {
+            allowed: AttributeAllowance {
+                bgp_med: Some(ValueRange { min: 10, max: 5 }),
+                ..Default::default()
+            },
+            grants: vec![ServiceGrant {
+                namespaces: vec!["Team A".into()],
+                service_selector: Some(
+                    serde_json::from_value(serde_json::json!({"matchExpressions": [
+                        {"key": "tier", "operator": "In"}
+                    ]}))
+                    .unwrap(),
+                ),
+                allowed: AttributeAllowance {
+                    bgp_as_path_prepend: Some(ValueRange { min: 0, max: 11 }),
+                    ospf_metric: Some(ValueRange {
+                        min: 0,
+                        max: 16_777_214,
+                    }),
+                    bgp_large_communities: vec!["64512:2:0-64512:1:0".into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        };
+        let p = override_problems(&o);
+        assert_eq!(p.len(), 5, "{p:#?}");
+        assert_eq!(p[0], "spec.serviceOverrides.bgpMed: min 10 is above max 5");
+        assert!(p[1].starts_with("spec.serviceOverrides.grants[0].bgpLargeCommunities: range"));
+        assert_eq!(
+            p[2],
+            "spec.serviceOverrides.grants[0].bgpAsPathPrepend: max 11 is above 10"
+        );
+        assert!(p[3].contains("grants[0].namespaces"), "{}", p[3]);
+        assert!(p[4].starts_with("spec.serviceOverrides.grants[0].serviceSelector"));
     }
 }

@@ -272,7 +272,7 @@ fn local_service(address: &str) -> ServiceAddresses {
         key: ServiceKey::new("ns", "svc"),
         addresses: vec![address.parse().unwrap()],
         pool: "fast".into(),
-        bgp_communities: None,
+        attributes: Default::default(),
         admitted: true,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::attributes::Accepted;
 use super::lists::PoolLists;
 use super::model::{
     BgpInstance, CommunityData, Entry, LargeCommunityData, PrefixList, Problem, RULE_SEQ_START,
@@ -11,8 +12,8 @@ use super::model::{
 use super::policy::Rule;
 use super::services::ServiceList;
 use super::weights::Weight;
-use crate::api::BgpAttributes;
 use crate::api::values::{Community, LargeCommunity};
+use crate::api::{BgpAttributes, Protocol};
 
 /// The BGP targets, by VRF (the default VRF first); rules naming a VRF without an instance
 /// are reported, and export nothing. Each target gets the weights `weigh` finds for its rules
@@ -87,13 +88,14 @@ fn service_entries(
 ) -> Vec<Entry> {
     services
         .iter()
-        .filter(|s| in_vrf.contains(&s.rule))
+        .flat_map(|s| s.of(Protocol::Bgp).map(move |e| (s, e)))
+        .filter(|(_, e)| in_vrf.contains(&e.rule))
         .enumerate()
-        .map(|(n, s)| {
-            let rule = &rules[s.rule];
+        .map(|(n, (s, e))| {
+            let rule = &rules[e.rule];
             let source = format!("{} (policy {})", s.list.source, rule.name);
             let seq = SERVICE_SEQ_START + 10 * n as u32;
-            entry(rule, &s.list, seq, source, &s.communities, asn)
+            entry(rule, &s.list, seq, source, &e.accepted, asn)
         })
         .collect()
 }
@@ -108,18 +110,19 @@ fn pool_entries(rules: &[Rule], in_vrf: &[usize], lists: &PoolLists, asn: u32) -
         .zip(exported)
         .map(|(seq, (rule, list))| {
             let source = format!("policy {}", rule.name);
-            entry(rule, list, seq, source, &[], asn)
+            entry(rule, list, seq, source, &Accepted::default(), asn)
         })
         .collect()
 }
 
-/// An entry with the rule's BGP attributes; `extra` communities come from the service.
+/// An entry with the rule's BGP attributes and what a service was granted (`extra`): its
+/// communities are added, its single values replace the policy's.
 fn entry(
     rule: &Rule,
     list: &PrefixList,
     seq: u32,
     source: String,
-    extra: &[Community],
+    extra: &Accepted,
     asn: u32,
 ) -> Entry {
     let none = BgpAttributes::default();
@@ -129,14 +132,18 @@ fn entry(
         .communities
         .iter()
         .filter_map(|c| c.parse().ok())
-        .chain(extra.iter().copied())
+        .chain(extra.communities.iter().copied())
         .collect();
     communities.sort();
     communities.dedup();
-    let large = bgp
+    let mut large: Vec<LargeCommunity> = bgp
         .large_communities
         .iter()
-        .filter_map(|c| c.parse::<LargeCommunity>().ok());
+        .filter_map(|c| c.parse().ok())
+        .chain(extra.large_communities.iter().copied())
+        .collect();
+    large.sort();
+    large.dedup();
     Entry {
         communities: communities
             .iter()
@@ -146,15 +153,22 @@ fn entry(
             })
             .collect(),
         large_communities: large
+            .iter()
             .map(|c| LargeCommunityData {
                 global: c.0,
                 local1: c.1,
                 local2: c.2,
             })
             .collect(),
-        local_preference: bgp.local_preference,
-        med: bgp.med,
-        prepend: vec![asn; bgp.as_path_prepend.map_or(0, usize::from)],
+        local_preference: extra.local_preference.or(bgp.local_preference),
+        med: extra.med.or(bgp.med),
+        prepend: vec![
+            asn;
+            extra
+                .as_path_prepend
+                .or(bgp.as_path_prepend)
+                .map_or(0, usize::from)
+        ],
         ..Entry::new(list, seq, source)
     }
 }

@@ -16,7 +16,7 @@ pub fn build(input: &RenderInput) -> Built {
     let mut resolved = policy::resolve(input.pools, input.policies, node_labels);
     let mut problems = std::mem::take(&mut resolved.problems);
     let pool_lists = lists::pool_lists(&resolved);
-    let service_lists = services::service_lists(&resolved, input.services, &mut problems);
+    let service_lists = services::service_lists(&resolved, input.services);
     let inst = input.instances;
     let (bgp, weight_lists) = bgp::targets(
         resolved.rules(Protocol::Bgp),
@@ -41,24 +41,14 @@ pub fn build(input: &RenderInput) -> Built {
         inst,
         &mut problems,
     );
-    let ospf = igp::ospf(
-        resolved.rules(Protocol::Ospf),
-        &pool_lists,
-        inst,
-        &mut problems,
-    );
-    let isis = igp::isis(
-        resolved.rules(Protocol::Isis),
-        &pool_lists,
-        &inst.isis,
-        &mut problems,
-    );
-    let rip = igp::rip(
-        resolved.rules(Protocol::Rip),
-        &pool_lists,
-        inst,
-        &mut problems,
-    );
+    let igp_input = |protocol| igp::IgpInput {
+        rules: resolved.rules(protocol),
+        lists: &pool_lists,
+        services: &service_lists,
+    };
+    let ospf = igp::ospf(&igp_input(Protocol::Ospf), inst, &mut problems);
+    let isis = igp::isis(&igp_input(Protocol::Isis), &inst.isis, &mut problems);
+    let rip = igp::rip(&igp_input(Protocol::Rip), inst, &mut problems);
     let base_fallbacks =
         fallback::fallbacks(bgp.iter().chain(&ospf).chain(&isis).chain(&rip), inst);
     let mut prefix_lists = pool_lists.into_lists();

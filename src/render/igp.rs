@@ -3,39 +3,71 @@
 //! not apply to them.
 
 use super::lists::PoolLists;
-use super::model::{Entry, Instances, Problem, RULE_SEQ_START, Target, families};
+use super::model::{
+    Entry, Instances, Problem, RULE_SEQ_START, SERVICE_SEQ_START, Target, families,
+};
 use super::policy::Rule;
-use crate::api::{IsisLevel, RoutingPolicySpec};
+use super::services::ServiceList;
+use crate::api::{IsisLevel, Protocol, RoutingPolicySpec};
 
-/// One entry per list the rules export, numbered from [`RULE_SEQ_START`]; `set` adds the
-/// protocol's attributes from the policy.
-fn entries<'r>(
-    rules: impl IntoIterator<Item = &'r Rule<'r>>,
-    lists: &PoolLists,
+/// What the IGP targets are built from: one protocol's rules, the pool lists, and the
+/// services with entries of their own.
+pub(super) struct IgpInput<'a> {
+    pub rules: &'a [Rule<'a>],
+    pub lists: &'a PoolLists,
+    pub services: &'a [ServiceList],
+}
+
+/// The entries of the rules `chosen` (indexes into `rules`): the services' own first, from
+/// [`SERVICE_SEQ_START`], then one per list the rules export, from [`RULE_SEQ_START`]. `set`
+/// adds the protocol's attributes from the policy, then a service's granted metric replaces
+/// the policy's.
+fn entries(
+    input: &IgpInput,
+    protocol: Protocol,
+    chosen: &[usize],
     set: impl Fn(&mut Entry, &RoutingPolicySpec),
 ) -> Vec<Entry> {
-    let exported = rules
-        .into_iter()
-        .flat_map(|rule| lists.of_rule(rule).map(move |l| (rule, l)));
-    (RULE_SEQ_START..)
+    let rules = input.rules;
+    let own = input
+        .services
+        .iter()
+        .flat_map(|s| s.of(protocol).map(move |e| (s, e)))
+        .filter(|(_, e)| chosen.contains(&e.rule));
+    let services = (SERVICE_SEQ_START..)
+        .step_by(10)
+        .zip(own)
+        .map(|(seq, (s, e))| {
+            let rule = &rules[e.rule];
+            let source = format!("{} (policy {})", s.list.source, rule.name);
+            let mut entry = Entry::new(&s.list, seq, source);
+            set(&mut entry, &rule.policy.spec);
+            entry.metric = e.accepted.metric.or(entry.metric);
+            entry
+        });
+    let exported = chosen
+        .iter()
+        .flat_map(|&i| input.lists.of_rule(&rules[i]).map(move |l| (&rules[i], l)));
+    let pools = (RULE_SEQ_START..)
         .step_by(10)
         .zip(exported)
         .map(|(seq, (rule, list))| {
             let mut e = Entry::new(list, seq, format!("policy {}", rule.name));
             set(&mut e, &rule.policy.spec);
             e
-        })
-        .collect()
+        });
+    services.chain(pools).collect()
 }
 
 /// One target for OSPFv2 (the IPv4 side) and OSPFv3 (the IPv6 side).
 pub(super) fn ospf(
-    rules: &[Rule],
-    lists: &PoolLists,
+    input: &IgpInput,
     instances: &Instances,
     problems: &mut Vec<Problem>,
 ) -> Option<Target> {
-    let entries = entries(rules, lists, |e, spec| {
+    let rules = input.rules;
+    let all: Vec<usize> = (0..rules.len()).collect();
+    let entries = entries(input, Protocol::Ospf, &all, |e, spec| {
         e.metric = spec.ospf.as_ref().and_then(|o| o.metric);
         e.metric_type = spec.ospf.as_ref().and_then(|o| o.metric_type);
     });
@@ -50,12 +82,13 @@ pub(super) fn ospf(
 
 /// One target for RIP (the IPv4 side) and RIPng (the IPv6 side).
 pub(super) fn rip(
-    rules: &[Rule],
-    lists: &PoolLists,
+    input: &IgpInput,
     instances: &Instances,
     problems: &mut Vec<Problem>,
 ) -> Option<Target> {
-    let entries = entries(rules, lists, |e, spec| {
+    let rules = input.rules;
+    let all: Vec<usize> = (0..rules.len()).collect();
+    let entries = entries(input, Protocol::Rip, &all, |e, spec| {
         e.metric = spec.rip.as_ref().and_then(|r| r.metric).map(u32::from);
     });
     dual_family_target(
@@ -69,12 +102,8 @@ pub(super) fn rip(
 
 /// One target per IS-IS instance (`tags`) and level some rule exports into: level 1 for all
 /// instances, then level 2.
-pub(super) fn isis(
-    rules: &[Rule],
-    lists: &PoolLists,
-    tags: &[String],
-    problems: &mut Vec<Problem>,
-) -> Vec<Target> {
+pub(super) fn isis(input: &IgpInput, tags: &[String], problems: &mut Vec<Problem>) -> Vec<Target> {
+    let rules = input.rules;
     if tags.is_empty() {
         missing(problems, rules, "IS-IS");
     }
@@ -83,9 +112,9 @@ pub(super) fn isis(
         (IsisLevel::Level1, "level-1", "L1"),
         (IsisLevel::Level2, "level-2", "L2"),
     ] {
-        let at_level: Vec<&Rule> = rules
-            .iter()
-            .filter(|r| {
+        let at_level: Vec<usize> = (0..rules.len())
+            .filter(|&i| {
+                let r = &rules[i];
                 let l = r.policy.spec.isis.as_ref().map(|i| i.level);
                 let l = l.unwrap_or_default();
                 l == level || l == IsisLevel::Level12
@@ -94,7 +123,7 @@ pub(super) fn isis(
         if at_level.is_empty() {
             continue;
         }
-        let entries = entries(at_level, lists, |e, spec| {
+        let entries = entries(input, Protocol::Isis, &at_level, |e, spec| {
             e.metric = spec.isis.as_ref().and_then(|i| i.metric);
         });
         let (v4, v6) = families(&entries);

@@ -2,6 +2,7 @@
 //! templates into a daemon fragment. Pure apart from reading a template directory when one is
 //! given.
 
+pub mod attributes;
 mod bgp;
 mod build;
 pub mod drain;

@@ -387,14 +387,6 @@ impl Problem {
             message,
         }
     }
-
-    pub(super) fn service_refused(policy: Option<&str>, message: String) -> Problem {
-        Problem {
-            policy: policy.map(str::to_string),
-            reason: "ServiceAttributeRefused",
-            message,
-        }
-    }
 }
 
 impl Entry {

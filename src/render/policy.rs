@@ -47,10 +47,11 @@ impl<'a> Resolved<'a> {
         self.rules.get(&protocol).map_or(&[], Vec::as_slice)
     }
 
-    /// The BGP rule that decides a pool's per-service attributes and weights: the first by
-    /// policy name that exports it, with its index in the BGP rules. `pool` indexes `pools`.
-    pub fn bgp_rule_of(&self, pool: usize) -> Option<(usize, &Rule<'a>)> {
-        self.rules(Protocol::Bgp)
+    /// The rule of `protocol` that decides a pool's per-service attributes (and, for BGP,
+    /// its weights): the first by policy name that exports it, with its index in that
+    /// protocol's rules. `pool` indexes `pools`.
+    pub fn rule_of(&self, protocol: Protocol, pool: usize) -> Option<(usize, &Rule<'a>)> {
+        self.rules(protocol)
             .iter()
             .enumerate()
             .find(|(_, r)| r.pools.contains(&pool))

@@ -1,6 +1,7 @@
 //! Tests of the contract: one file per builder under `tests/`, sharing the fixtures here, and
 //! of [`build`] as a whole (order of lists and problems, independence from input order).
 
+mod attributes;
 mod bgp;
 mod hooks;
 mod igp;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::build;
 use super::model::*;
-use crate::api::{AddressPool, AddressPoolSpec, Aggregation, PoolMode, RoutingPolicy};
+use crate::api::{AddressPool, AddressPoolSpec, Aggregation, PoolMode, RoutingPolicy, annotations};
 use crate::ipam::ServiceKey;
 use crate::service::ServiceAddresses;
 
@@ -65,13 +66,21 @@ fn service(ns: &str, name: &str, pool: &str, addresses: &[&str]) -> ServiceAddre
         key: ServiceKey::new(ns, name),
         pool: pool.into(),
         addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
-        bgp_communities: None,
+        attributes: Default::default(),
         admitted: true,
     }
 }
 
-fn with_communities(mut s: ServiceAddresses, annotation: &str) -> ServiceAddresses {
-    s.bgp_communities = Some(annotation.into());
+fn with_communities(s: ServiceAddresses, annotation: &str) -> ServiceAddresses {
+    asking(s, &[(annotations::BGP_COMMUNITIES, annotation)])
+}
+
+/// `s` with per-service attribute annotations.
+fn asking(mut s: ServiceAddresses, asks: &[(&'static str, &str)]) -> ServiceAddresses {
+    for (a, v) in asks {
+        s.attributes.asks.insert(a, v.to_string());
+    }
+    s.attributes.namespace = s.key.namespace.clone();
     s
 }
 
@@ -178,7 +187,7 @@ fn lists_come_in_the_order_rules_name_pools_then_services() {
 }
 
 #[test]
-fn problems_come_policies_first_then_services_then_protocol_by_protocol() {
+fn problems_come_policies_first_then_protocol_by_protocol() {
     let w = World {
         pools: vec![pool("a", &["10.0.0.0/24", "2001:db8::/120"])],
         policies: vec![
@@ -205,14 +214,14 @@ fn problems_come_policies_first_then_services_then_protocol_by_protocol() {
         reasons(&b),
         [
             ("Invalid", Some("bad")),
-            ("ServiceAttributeRefused", None),
+            // A refused service attribute is the allocator's to report, on the Service.
             ("InstanceMissing", Some("every")), // BGP
             ("InstanceMissing", Some("every")), // OSPFv3
             ("InstanceMissing", Some("every")), // IS-IS
             ("InstanceMissing", Some("every")), // RIPng
         ]
     );
-    let missing: Vec<&str> = b.problems[2..].iter().map(|p| p.message.as_str()).collect();
+    let missing: Vec<&str> = b.problems[1..].iter().map(|p| p.message.as_str()).collect();
     for (m, what) in missing.iter().zip(["BGP,", "OSPFv3", "IS-IS", "RIPng"]) {
         assert!(m.starts_with(&format!("exports through {what}")), "{m}");
     }
@@ -357,8 +366,10 @@ fn arb_service() -> impl Strategy<Value = ServiceAddresses> {
         .prop_map(
             |(ns, name, pool, addrs, communities, admitted)| ServiceAddresses {
                 admitted,
-                bgp_communities: communities.map(str::to_string),
-                ..service(ns, name, pool, &addrs)
+                ..communities.map_or_else(
+                    || service(ns, name, pool, &addrs),
+                    |c| with_communities(service(ns, name, pool, &addrs), c),
+                )
             },
         )
 }

@@ -97,7 +97,7 @@ pub(super) fn weights(
             .pools
             .iter()
             .position(|p| p.name == svc.pool)
-            .and_then(|pool| resolved.bgp_rule_of(pool));
+            .and_then(|pool| resolved.rule_of(Protocol::Bgp, pool));
         if !decides.is_some_and(|(i, r)| in_vrf.contains(&i) && weighs(r)) {
             continue;
         }

@@ -76,12 +76,20 @@ fn pass(
 ) -> ServiceWrites {
     let (pool_inputs, requests) = ipam_input(&served(), services, pools, &BTreeMap::new());
     let outcome = ipam::allocate(&pool_inputs, &requests);
+    let judge = crate::render::attributes::Judge::new(&[], &[]);
+    let grants = Grants {
+        judge,
+        namespace_labels: &BTreeMap::new(),
+    };
     service_writes(
         &served(),
         services,
         &outcome,
-        &[],
-        &BTreeSet::new(),
+        &grants,
+        NodesSeen {
+            states: &[],
+            live: &BTreeSet::new(),
+        },
         grace,
         at,
     )

@@ -40,7 +40,7 @@ fn run(
     let r = resolve(&pools, policies, None);
     let lists = pool_lists(&r);
     let mut problems = vec![];
-    let services = service_lists(&r, services, &mut problems);
+    let services = service_lists(&r, services);
     let (t, _) = targets(
         r.rules(Protocol::Bgp),
         &lists,

@@ -20,10 +20,19 @@ fn with_rules<T>(policies: &[RoutingPolicy], f: impl FnOnce(&Resolved, &PoolList
     f(&r, &pool_lists(&r))
 }
 
+/// What the IGP targets of `protocol` are built from, with no service of its own.
+fn input<'a>(r: &'a Resolved, lists: &'a PoolLists, protocol: Protocol) -> igp::IgpInput<'a> {
+    igp::IgpInput {
+        rules: r.rules(protocol),
+        lists,
+        services: &[],
+    }
+}
+
 fn ospf(policies: &[RoutingPolicy], instances: &Instances) -> (Option<Target>, Vec<Problem>) {
     with_rules(policies, |r, lists| {
         let mut problems = vec![];
-        let t = igp::ospf(r.rules(Protocol::Ospf), lists, instances, &mut problems);
+        let t = igp::ospf(&input(r, lists, Protocol::Ospf), instances, &mut problems);
         (t, problems)
     })
 }
@@ -107,7 +116,7 @@ fn rip_is_ripng_too_and_carries_its_metric() {
             ..all_instances()
         };
         (
-            igp::rip(r.rules(Protocol::Rip), lists, &no_ripng, &mut problems),
+            igp::rip(&input(r, lists, Protocol::Rip), &no_ripng, &mut problems),
             problems,
         )
     });
@@ -129,7 +138,7 @@ fn isis(policies: &[RoutingPolicy], tags: &[&str]) -> (Vec<Target>, Vec<Problem>
     with_rules(policies, |r, lists| {
         let mut problems = vec![];
         (
-            igp::isis(r.rules(Protocol::Isis), lists, &tags, &mut problems),
+            igp::isis(&input(r, lists, Protocol::Isis), &tags, &mut problems),
             problems,
         )
     })

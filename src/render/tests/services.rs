@@ -2,9 +2,8 @@
 
 use serde_json::json;
 
-use super::{aggregated, labelled, policy, pool, service, with_communities};
-use crate::api::{AddressPool, RoutingPolicy};
-use crate::render::model::Problem;
+use super::{aggregated, asking, labelled, policy, pool, service, with_communities};
+use crate::api::{AddressPool, Protocol, RoutingPolicy, annotations};
 use crate::render::policy::resolve;
 use crate::render::services::{ServiceList, service_lists};
 use crate::service::ServiceAddresses;
@@ -39,19 +38,19 @@ fn policies() -> Vec<RoutingPolicy> {
     ]
 }
 
-fn run(
-    policies: &[RoutingPolicy],
-    services: &[ServiceAddresses],
-) -> (Vec<ServiceList>, Vec<Problem>) {
+fn run(policies: &[RoutingPolicy], services: &[ServiceAddresses]) -> Vec<ServiceList> {
     let pools = pools();
     let r = resolve(&pools, policies, None);
-    let mut problems = vec![];
-    let lists = service_lists(&r, services, &mut problems);
-    (lists, problems)
+    service_lists(&r, services)
 }
 
-fn messages(problems: &[Problem]) -> Vec<String> {
-    problems.iter().map(ToString::to_string).collect()
+fn communities(s: &ServiceList) -> Vec<String> {
+    s.entries[0]
+        .accepted
+        .communities
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -60,54 +59,39 @@ fn allowed_communities_give_a_service_its_own_list() {
         service("prod", "api", "web", &["10.0.0.7", "2001:db8::7"]),
         "64512:150, 64512:120,64512:150",
     );
-    let (lists, problems) = run(&policies(), &[svc]);
-    assert!(problems.is_empty(), "{problems:?}");
+    let lists = run(&policies(), &[svc]);
     assert_eq!(lists.len(), 1);
     let s = &lists[0];
+    assert_eq!(s.list.frr_name, "ROUTELB-SVC-prod.api");
+    assert_eq!(s.entries.len(), 1);
     assert_eq!(
-        (s.rule, s.list.frr_name.as_str()),
-        (0, "ROUTELB-SVC-prod.api")
+        (s.entries[0].protocol, s.entries[0].rule),
+        (Protocol::Bgp, 0)
     );
     assert_eq!((s.list.v4.len(), s.list.v6.len()), (1, 1));
-    let communities: Vec<String> = s
-        .communities
-        .iter()
-        .map(|c| format!("{}:{}", c.0, c.1))
-        .collect();
-    assert_eq!(communities, ["64512:120", "64512:150"], "sorted, once each");
+    assert_eq!(
+        communities(s),
+        ["64512:120", "64512:150"],
+        "sorted, once each"
+    );
 }
 
 #[test]
-fn the_first_bgp_policy_by_name_exporting_the_pool_decides() {
+fn the_first_policy_by_name_exporting_the_pool_decides() {
     // `a-strict` exports every pool and allows no community.
     let mut with_strict = policies();
     with_strict.push(policy("a-strict", json!({"protocols": ["bgp"]})));
     let svc = with_communities(service("prod", "api", "web", &["10.0.0.7"]), "64512:150");
-    let (lists, problems) = run(&with_strict, &[svc]);
-    assert!(lists.is_empty());
-    assert_eq!(
-        messages(&problems),
-        [
-            "RoutingPolicy a-strict: ServiceAttributeRefused: service prod/api: community 64512:150 is not allowed by the routing policy"
-        ]
-    );
+    assert!(run(&with_strict, &[svc]).is_empty());
 }
 
 #[test]
-fn refused_communities_are_reported_and_the_rest_kept() {
+fn refused_communities_are_left_out_and_the_rest_kept() {
     let svc = with_communities(
         service("prod", "api", "web", &["10.0.0.7"]),
         "64512:150,64512:300,nope",
     );
-    let (lists, problems) = run(&policies(), &[svc]);
-    assert_eq!(lists[0].communities.len(), 1);
-    assert_eq!(problems.len(), 2);
-    for p in &problems {
-        assert_eq!(
-            (p.policy.as_deref(), p.reason),
-            (Some("b-open"), "ServiceAttributeRefused")
-        );
-    }
+    assert_eq!(communities(&run(&policies(), &[svc])[0]), ["64512:150"]);
 }
 
 #[test]
@@ -121,34 +105,11 @@ fn aggregated_pools_unadmitted_services_and_bad_names_get_no_list() {
         unadmitted,
         with_communities(service("Prod", "api", "web", &["10.0.0.9"]), "64512:150"),
     ];
-    let (lists, problems) = run(&policies(), &services);
-    assert!(lists.is_empty());
-    let got: Vec<(Option<&str>, &str)> = problems
-        .iter()
-        .map(|p| (p.policy.as_deref(), p.message.as_str()))
-        .collect();
-    // Sorted by namespace and name: "Prod" < "prod".
-    assert_eq!(
-        got,
-        [
-            (
-                Some("b-open"),
-                "service \"Prod/api\": not a valid Kubernetes namespace/name"
-            ),
-            (
-                Some("b-open"),
-                "service prod/agg: per-service communities do not apply to aggregated pool agg"
-            ),
-            (
-                None,
-                "service prod/late: pool web does not admit it, so its per-service attributes are not honoured"
-            ),
-        ]
-    );
+    assert!(run(&policies(), &services).is_empty());
 }
 
 #[test]
-fn nothing_without_a_bgp_policy_for_the_pool() {
+fn nothing_without_a_policy_for_the_pool() {
     let services = [
         // No BGP policy exports `quiet`; `gone` is no pool in use.
         with_communities(service("prod", "a", "quiet", &["10.2.0.1"]), "64512:150"),
@@ -156,12 +117,42 @@ fn nothing_without_a_bgp_policy_for_the_pool() {
         // No annotation: nothing to decide.
         service("prod", "c", "web", &["10.0.0.3"]),
     ];
-    assert!(run(&policies(), &services).0.is_empty());
-    // Without any BGP policy even an unadmitted service is not worth a word.
-    let unadmitted = ServiceAddresses {
-        admitted: false,
-        ..with_communities(service("prod", "late", "web", &["10.0.0.8"]), "64512:150")
-    };
-    let (lists, problems) = run(&policies()[1..], &[unadmitted]);
-    assert!(lists.is_empty() && problems.is_empty());
+    assert!(run(&policies(), &services).is_empty());
+}
+
+#[test]
+fn each_protocol_s_grants_give_entries_of_their_own() {
+    let mut ps = policies();
+    ps[1] = policy(
+        "igp",
+        json!({
+            "protocols": ["ospf", "isis"],
+            "serviceOverrides": {"grants": [{
+                "namespaces": ["prod"],
+                "ospfMetric": {"min": 10, "max": 100},
+            }]},
+        }),
+    );
+    let svc = asking(
+        service("prod", "api", "web", &["10.0.0.7"]),
+        &[
+            (annotations::OSPF_METRIC, "50"),
+            (annotations::ISIS_METRIC, "50"),
+            (annotations::BGP_MED, "7"),
+        ],
+    );
+    let lists = run(&ps, std::slice::from_ref(&svc));
+    assert_eq!(lists.len(), 1);
+    let entries: Vec<(Protocol, usize, Option<u32>)> = lists[0]
+        .entries
+        .iter()
+        .map(|e| (e.protocol, e.rule, e.accepted.metric))
+        .collect();
+    // IS-IS is granted nothing; b-open grants no MED.
+    assert_eq!(entries, [(Protocol::Ospf, 0, Some(50))]);
+    // Another namespace is not granted the metric.
+    let mut other = svc;
+    other.key.namespace = "dev".into();
+    other.attributes.namespace = "dev".into();
+    assert!(run(&ps, &[other]).is_empty());
 }
