@@ -24,8 +24,9 @@ mod support {
 
 use std::time::{Duration, Instant};
 
-use kube::Api;
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use routelb::api::RoutingPolicy;
 use serde_json::json;
 use support::cluster::Cluster;
@@ -274,6 +275,315 @@ async fn shared_local_address(daemon: &str, name: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
     s.cleanup().await;
+}
+
+/// The router's best BGP path to `prefix` (FRR's `show bgp ... json`), if it has one.
+fn router_bgp_path(c: &Cluster, prefix: &str) -> Option<serde_json::Value> {
+    let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let out = std::process::Command::new("vtysh")
+        .args(["-N", c.var("CLUSTER_RTR_FRR")])
+        .args(["-c", &format!("show bgp {family} unicast {prefix} json")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["paths"].as_array()?.first().cloned()
+}
+
+/// What a BGP path carries that a Service can ask for: MED, large communities, AS path.
+#[derive(Debug, PartialEq)]
+struct Carried {
+    med: Option<u64>,
+    large: String,
+    as_path: String,
+}
+
+fn carried(path: &serde_json::Value) -> Carried {
+    Carried {
+        med: path["metric"].as_u64().or(path["med"].as_u64()),
+        large: path["largeCommunity"]["string"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        as_path: path["aspath"]["string"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// Waits until the router's path to `prefix` carries `want`.
+async fn wait_carried(c: &Cluster, prefix: &str, want: &Carried) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    wait::up_to(Duration::from_secs(20))
+        .until(|| async {
+            router_bgp_path(c, prefix)
+                .is_some_and(|p| carried(&p) == *want)
+                .then_some(())
+        })
+        .await
+        .map(|_| t0.elapsed())
+        .ok_or_else(|| {
+            format!(
+                "{prefix}: the router's path carries {:?}, not {want:?}",
+                router_bgp_path(c, prefix).map(|p| carried(&p))
+            )
+        })
+}
+
+/// Per-service BGP attributes within policy: a Service the policy's grant picks (its
+/// namespace and label) gets its MED, large community, AS-path prepend and local preference
+/// on its own route at the router; what the grant does not cover, and everything a Service it
+/// does not pick asks for, is refused on the Service (annotation and Event) and never reaches
+/// the daemon; withdrawing the grant takes the attributes back.
+async fn per_service_bgp_attributes(daemon: &str, name: &str) {
+    let api_server = lock::api_server();
+    let c = Cluster::up(name, 1, "bgp", daemon);
+    let s = Setup::new(&api_server, &c, "bgp").await;
+    let policies: Api<RoutingPolicy> = Api::all(s.client.clone());
+    let grant = json!({
+        "namespaces": [s.ns],
+        "serviceSelector": { "matchLabels": { "tier": "gold" } },
+        "bgpMed": { "min": 100, "max": 1000 },
+        "bgpLocalPreference": { "min": 100, "max": 300 },
+        "bgpLargeCommunities": ["64512:7:0-64512:7:99"],
+        "bgpAsPathPrepend": { "min": 0, "max": 3 },
+    });
+    policies
+        .patch(
+            &s.policy,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": {
+                "bgp": { "med": 10 },
+                "serviceOverrides": { "grants": [grant] },
+            } })),
+        )
+        .await
+        .unwrap();
+    let agents = s.agents(&c, FAST).await;
+    let asking = |svc: &str, labels: serde_json::Value, med: &str| {
+        service(
+            &s.ns,
+            svc,
+            json!({ "metadata": { "labels": labels, "annotations": {
+                "routelb.io/pool": s.routed,
+                "routelb.io/bgp-med": med,
+                "routelb.io/bgp-local-preference": "200",
+                "routelb.io/bgp-large-communities": "64512:7:1, 64512:8:1",
+                "routelb.io/bgp-as-path-prepend": "2",
+            } } }),
+        )
+    };
+    create_service(&s.client, asking("gold", json!({ "tier": "gold" }), "300")).await;
+    create_service(&s.client, asking("plain", json!({}), "300")).await;
+    let gold = host(&objects::wait_ips(&s.client, &s.ns, "gold", 1).await[0]);
+    let plain = host(&objects::wait_ips(&s.client, &s.ns, "plain", 1).await[0]);
+    let node_as = c.var("CLUSTER_NODE_AS").to_string();
+    let granted = Carried {
+        med: Some(300),
+        large: "64512:7:1".into(),
+        as_path: [node_as.as_str(); 3].join(" "),
+    };
+    let policy_only = Carried {
+        med: Some(10),
+        large: String::new(),
+        as_path: node_as.clone(),
+    };
+    wait_carried(&c, &gold, &granted).await.unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            logs(&agents)
+        )
+    });
+    wait_carried(&c, &plain, &policy_only)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}
+{}",
+                logs(&agents)
+            )
+        });
+    if daemon == "frr" {
+        // Local preference does not cross eBGP; the node's own table holds it.
+        let out = std::process::Command::new("vtysh")
+            .args(["-N", c.node_var(1, "FRR")])
+            .args(["-c", &format!("show bgp ipv4 unicast {gold} json")])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("\"locPrf\":200"), "{out}");
+    }
+    // Refused on the Service, with the reason, and as an Event.
+    let gold_refused = objects::wait_annotation(
+        &s.client,
+        &s.ns,
+        "gold",
+        "routelb.io/refused-attributes",
+        |v| v.is_some(),
+    )
+    .await;
+    assert_eq!(
+        gold_refused.annotations()["routelb.io/refused-attributes"],
+        format!(
+            "routelb.io/bgp-large-communities: large community 64512:8:1 is not allowed (policy {})",
+            s.policy
+        )
+    );
+    objects::wait_event_saying(
+        &s.client,
+        &s.ns,
+        "plain",
+        "AttributeRefused",
+        "bgp-med: not granted to this Service",
+    )
+    .await;
+
+    // A change of a granted value, as the user sees it: annotation write to the router.
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
+    let t0 = Instant::now();
+    services
+        .patch(
+            "gold",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { "routelb.io/bgp-med": "500" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    let med_500 = Carried {
+        med: Some(500),
+        ..granted
+    };
+    wait_carried(&c, &gold, &med_500).await.unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            logs(&agents)
+        )
+    });
+    println!(
+        "per-service attributes ({daemon} node): a Service's MED changed 300 -> 500 at the router {:.2?} after the annotation write",
+        t0.elapsed()
+    );
+
+    // The grant withdrawn: the policy's own attributes, and the Service says why.
+    let t1 = Instant::now();
+    policies
+        .patch(
+            &s.policy,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "serviceOverrides": null } })),
+        )
+        .await
+        .unwrap();
+    wait_carried(&c, &gold, &policy_only)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}
+{}",
+                logs(&agents)
+            )
+        });
+    println!(
+        "per-service attributes ({daemon} node): grant withdrawn, the router has the policy's attributes {:.2?} after the policy write",
+        t1.elapsed()
+    );
+    objects::wait_annotation(
+        &s.client,
+        &s.ns,
+        "gold",
+        "routelb.io/refused-attributes",
+        |v| v.is_some_and(|v| v.contains("routelb.io/bgp-med: not granted")),
+    )
+    .await;
+    s.cleanup().await;
+}
+
+/// A Service's OSPF metric, granted by the policy, reaches the router as its external metric;
+/// another Service keeps the policy's.
+async fn per_service_ospf_metric(daemon: &str, name: &str) {
+    let api_server = lock::api_server();
+    let c = Cluster::up(name, 1, "ospf", daemon);
+    let s = Setup::new(&api_server, &c, "ospf").await;
+    Api::<RoutingPolicy>::all(s.client.clone())
+        .patch(
+            &s.policy,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": {
+                "ospf": { "metric": 40 },
+                "serviceOverrides": { "ospfMetric": { "min": 50, "max": 100 } },
+            } })),
+        )
+        .await
+        .unwrap();
+    let agents = s.agents(&c, FAST).await;
+    let with_metric = |svc: &str, metric: &str| {
+        service(
+            &s.ns,
+            svc,
+            json!({ "metadata": { "annotations": {
+                "routelb.io/pool": s.routed, "routelb.io/ospf-metric": metric } } }),
+        )
+    };
+    create_service(&s.client, with_metric("near", "70")).await;
+    create_service(&s.client, with_metric("far", "700")).await;
+    let near = host(&objects::wait_ips(&s.client, &s.ns, "near", 1).await[0]);
+    let far = host(&objects::wait_ips(&s.client, &s.ns, "far", 1).await[0]);
+    for (prefix, metric) in [(&near, 70), (&far, 40)] {
+        wait::up_to(Duration::from_secs(30))
+            .until(|| async { (router_metric(&c, prefix) == Some(metric)).then_some(()) })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{prefix}: metric {:?}, not {metric}\n{}",
+                    router_metric(&c, prefix),
+                    logs(&agents)
+                )
+            });
+    }
+    objects::wait_event_saying(
+        &s.client,
+        &s.ns,
+        "far",
+        "AttributeRefused",
+        "700 is outside what is granted to this Service (50-100)",
+    )
+    .await;
+    s.cleanup().await;
+}
+
+/// The metric of the router's route to `prefix` (`show ip route ... json`).
+fn router_metric(c: &Cluster, prefix: &str) -> Option<u64> {
+    let out = std::process::Command::new("vtysh")
+        .args(["-N", c.var("CLUSTER_RTR_FRR")])
+        .args(["-c", &format!("show ip route {prefix} json")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[prefix].as_array()?.first()?["metric"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_service_bgp_attributes_within_policy_frr() {
+    per_service_bgp_attributes("frr", "rf-afrr").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_service_bgp_attributes_within_policy_bird() {
+    per_service_bgp_attributes("bird", "rf-abird").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_service_ospf_metric_within_policy_frr() {
+    per_service_ospf_metric("frr", "rf-ofrr").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_service_ospf_metric_within_policy_bird() {
+    per_service_ospf_metric("bird", "rf-obird").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

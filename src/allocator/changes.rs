@@ -422,6 +422,34 @@ mod tests {
     }
 
     #[test]
+    fn refused_attributes_are_annotated_and_told_once() {
+        let d = assigned(&["10.0.0.1"], "a");
+        let why = "routelb.io/bgp-med: not granted to this Service (policy p)".to_string();
+        let svc = service(&["10.0.0.1"], &[(annotations::POOL_USED, "a")]);
+        let c = service_change(&svc, Some(&d), Some(why.clone()));
+        assert_eq!(
+            c.annotations[annotations::REFUSED_ATTRIBUTES],
+            Some(why.clone())
+        );
+        assert_eq!(
+            (c.events.len(), c.events[0].reason, c.events[0].warning),
+            (1, "AttributeRefused", true)
+        );
+        let told = service(
+            &["10.0.0.1"],
+            &[
+                (annotations::POOL_USED, "a"),
+                (annotations::REFUSED_ATTRIBUTES, &why),
+            ],
+        );
+        assert!(service_change(&told, Some(&d), Some(why)).is_empty());
+        // Granted since (or the annotation removed): the note goes, without an Event.
+        let c = service_change(&told, Some(&d), None);
+        assert_eq!(c.annotations[annotations::REFUSED_ATTRIBUTES], None);
+        assert!(c.events.is_empty());
+    }
+
+    #[test]
     fn failure_is_reported_once() {
         let d = Decision::Failed(AllocationError::NoMatchingPool);
         let c = service_change(&service(&[], &[]), Some(&d), None);
