@@ -454,7 +454,8 @@ async fn per_service_bgp_attributes(daemon: &str, name: &str) {
         .unwrap();
     let med_500 = Carried {
         med: Some(500),
-        ..granted
+        large: granted.large.clone(),
+        as_path: granted.as_path.clone(),
     };
     wait_carried(&c, &gold, &med_500).await.unwrap_or_else(|e| {
         panic!(
@@ -466,6 +467,44 @@ async fn per_service_bgp_attributes(daemon: &str, name: &str) {
     println!(
         "per-service attributes ({daemon} node): a Service's MED changed 300 -> 500 at the router {:.2?} after the annotation write",
         t0.elapsed()
+    );
+
+    // Out of the granted range: the Service says so, and its routes fall back to the
+    // policy's MED (the refused value is never rendered) while its other grants stay.
+    let t2 = Instant::now();
+    services
+        .patch(
+            "gold",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { "routelb.io/bgp-med": "5000" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    objects::wait_annotation(
+        &s.client,
+        &s.ns,
+        "gold",
+        "routelb.io/refused-attributes",
+        |v| {
+            v.is_some_and(|v| {
+                v.contains("5000 is outside what is granted to this Service (100-1000)")
+            })
+        },
+    )
+    .await;
+    let refused_after = t2.elapsed();
+    let policy_med = Carried {
+        med: Some(10),
+        ..med_500
+    };
+    wait_carried(&c, &gold, &policy_med)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agents)));
+    println!(
+        "per-service attributes ({daemon} node): MED 5000 (outside 100-1000) refused on the Service {refused_after:.2?} after the annotation write; the router has the policy's MED {:.2?} after it",
+        t2.elapsed()
     );
 
     // The grant withdrawn: the policy's own attributes, and the Service says why.
