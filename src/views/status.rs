@@ -101,6 +101,9 @@ fn service_problem(
     if let Some(w) = ann.get(annotations::ALLOCATION_WARNING) {
         return (Health::Warning, Some(w.clone()));
     }
+    if let Some(r) = ann.get(annotations::REFUSED_ATTRIBUTES) {
+        return (Health::Warning, Some(format!("refused attributes: {r}")));
+    }
     let problems = address_problems(s, announced_by, ips, routed);
     if !problems.is_empty() {
         return (Health::Warning, Some(problems.join("; ")));

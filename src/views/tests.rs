@@ -326,6 +326,29 @@ fn why_follows_the_chain_to_the_peers() {
 }
 
 #[test]
+fn why_says_which_attributes_are_granted_and_which_refused() {
+    let mut s = cluster();
+    let asks = |extra: serde_json::Value| {
+        let mut ann = json!({ "routelb.io/pool-used": "edge", "routelb.io/announcing": "n1/kube-lb0",
+                              "routelb.io/bgp-med": "500" });
+        ann.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        svc("web", ann, &["203.0.113.1"])
+    };
+    s.services[0] = asks(json!({}));
+    let w = why(&s, "shop", "web");
+    assert_eq!(w.health, Health::Ok);
+    assert_eq!(w.steps[4].what, "attributes");
+    assert_eq!(w.steps[4].fact, "granted: routelb.io/bgp-med=\"500\"");
+    let refused = "routelb.io/bgp-med: 500 is outside what is granted to this Service (0-100) (policy bgp-edge)";
+    s.services[0] = asks(json!({ "routelb.io/refused-attributes": refused }));
+    let w = why(&s, "shop", "web");
+    assert_eq!(w.health, Health::Warning);
+    assert_eq!(w.verdict, format!("refused: {refused}"));
+}
+
+#[test]
 fn why_names_the_first_broken_link() {
     let s = cluster();
     let full = why(&s, "shop", "full");

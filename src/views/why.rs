@@ -11,8 +11,9 @@ use serde::Serialize;
 use super::pools::pool_problem;
 use super::status::{PeerOf, announcing_nodes, not_announced_reason, receivers, verified};
 use super::*;
-use crate::api::{AddressPool, PoolMode, annotations};
+use crate::api::{AddressPool, PoolMode, annotations, values};
 use crate::ipam;
+use crate::render::attributes;
 
 /// The chain of reasons for one Service, from its definition to the routers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -28,7 +29,8 @@ pub struct Why {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Step {
     pub health: Health,
-    /// What is checked: `service`, `address`, `pool`, `policy`, `nodes`, `peers`, `event`.
+    /// What is checked: `service`, `address`, `pool`, `policy`, `attributes`, `nodes`,
+    /// `peers`, `event`.
     pub what: String,
     pub fact: String,
 }
@@ -155,7 +157,29 @@ fn address_steps(s: &Snapshot, svc: &Service, steps: &mut Vec<Step>) {
     if routed && let Some(p) = pool {
         steps.push(policy_step(s, p));
     }
+    steps.extend(attributes_step(svc));
     announce_steps(s, svc, &ips, routed, steps);
+}
+
+/// What the Service asks of its routes ([`attributes::ANNOTATIONS`]) and what the allocator
+/// found refused; nothing when it asks nothing.
+fn attributes_step(svc: &Service) -> Option<Step> {
+    let ann = svc.annotations();
+    if let Some(refused) = ann.get(annotations::REFUSED_ATTRIBUTES) {
+        let fact = format!("refused: {refused}");
+        return Some(step(Health::Warning, "attributes", fact));
+    }
+    let asked: Vec<String> = attributes::ANNOTATIONS
+        .iter()
+        .filter_map(|(a, _)| ann.get(*a).map(|v| format!("{a}={}", values::shown(v))))
+        .collect();
+    (!asked.is_empty()).then(|| {
+        step(
+            Health::Ok,
+            "attributes",
+            format!("granted: {}", asked.join(", ")),
+        )
+    })
 }
 
 /// Which nodes announce the addresses and, for a routed pool, which peers get them.
