@@ -14,6 +14,7 @@ pub mod agent;
 pub mod allocator;
 pub mod analysis;
 pub mod api;
+pub mod attributes;
 pub(crate) mod backoff;
 pub mod crdgen;
 pub mod daemon;

@@ -9,11 +9,13 @@ use kube::ResourceExt;
 
 use crate::analysis::{self, Finding, bird};
 use crate::api::DEFAULT_LB_CLASS;
+use crate::attributes;
 use crate::daemon::{bird_config, frr_config};
 use crate::ipam::{self, Pool, PoolInput, ServiceRequest};
 use crate::manifests::Manifests;
+use crate::render::attributes::Judge;
 use crate::render::model::{BgpInstance, Instances, Problem, RenderInput};
-use crate::render::{DaemonKind, FragmentData, Templates, attributes, build};
+use crate::render::{DaemonKind, FragmentData, Templates, build};
 use crate::service::ServiceAddresses;
 
 /// Instances found in a base configuration file, for rendering without a running daemon.
@@ -132,7 +134,7 @@ pub fn assignments_with(m: &Manifests, held: &Held) -> Assigned {
             Some((addresses, req))
         })
         .unzip();
-    let judge = attributes::Judge::new(&m.pools, &m.policies);
+    let judge = Judge::new(&m.pools, &m.policies);
     for s in &assigned {
         let refused = judge.refusals(&s.attributes, &s.pool, s.admitted);
         notes.extend(refused.iter().map(|r| format!("{}: {r}", s.key)));

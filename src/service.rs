@@ -12,7 +12,7 @@ pub struct ServiceAddresses {
     pub pool: String,
     pub addresses: Vec<IpAddr>,
     /// Its per-service attribute annotations, raw, and its labels for the policy's grants.
-    pub attributes: crate::render::attributes::Request,
+    pub attributes: crate::attributes::Request,
     /// Whether the pool admits the service ([`crate::ipam::attribute`]): per-service
     /// attributes are honoured only then, whatever `routelb.io/pool-used` claims.
     pub admitted: bool,

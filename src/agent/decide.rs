@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 
 use crate::api::{AddressPool, PoolMode, RoutingPolicy, ServiceNote, annotations};
+use crate::attributes;
 use crate::election::{self, Candidate, Decision, Member, Readiness};
 use crate::ipam::{self, ServiceKey};
 use crate::last_valid::Memory;
 use crate::node::NodeInterface;
 use crate::plan::{self, Plan};
-use crate::render::attributes;
 use crate::render::model::{Built, Instances, RenderInput};
 use crate::service::ServiceAddresses;
 use crate::status::EventSpec;

@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{
     AddressPoolStatus, FamilyCounts, RoutingPolicySpec, RoutingPolicyStatus, annotations, values,
 };
-use crate::ipam::{Counts, Decision, PoolReport};
+use crate::ipam::{Assignment, Counts, Decision, PoolReport};
 use crate::status::{EventSpec, condition};
 
 /// Changes to one Service. Empty means nothing to write.
@@ -31,6 +31,29 @@ pub struct ServiceChange {
 impl ServiceChange {
     pub fn is_empty(&self) -> bool {
         self.ingress.is_none() && self.annotations.is_empty() && self.events.is_empty()
+    }
+
+    /// Sets a note annotation (`None` removes it) and, when it says something new, a
+    /// warning Event with it. Returns whether there was such an Event.
+    fn note(
+        &mut self,
+        ann: &BTreeMap<String, String>,
+        key: &'static str,
+        value: Option<String>,
+        reason: &'static str,
+    ) -> bool {
+        if ann.get(key) == value.as_ref() {
+            return false;
+        }
+        let new = value.clone().map(|note| EventSpec {
+            warning: true,
+            reason,
+            note,
+        });
+        self.annotations.insert(key, value);
+        let told = new.is_some();
+        self.events.extend(new);
+        told
     }
 }
 
@@ -55,9 +78,33 @@ fn release(change: &mut ServiceChange, current: &[IpAddr], why: &str) {
     });
 }
 
+/// Gives a service the addresses IPAM assigned, with an Event saying so, unless it has them.
+fn assign(change: &mut ServiceChange, current: &[IpAddr], a: &Assignment) {
+    if current == a.addresses {
+        return;
+    }
+    change.ingress = Some(a.addresses.clone());
+    change.allocated = true;
+    let note = if current.is_empty() {
+        format!("Assigned {} from pool {}", join(&a.addresses), a.pool)
+    } else {
+        format!(
+            "Changed from {} to {} (pool {})",
+            join(current),
+            join(&a.addresses),
+            a.pool
+        )
+    };
+    change.events.push(EventSpec {
+        warning: false,
+        reason: "Allocated",
+        note,
+    });
+}
+
 /// `decision` is `None` for a service routelb no longer serves (its type changed): whatever
 /// routelb gave it is taken back. `refused`: the per-service attribute requests no policy
-/// grants ([`crate::render::attributes::summary`]).
+/// grants ([`crate::attributes::summary`]).
 pub fn service_change(
     svc: &Service,
     decision: Option<&Decision>,
@@ -73,57 +120,34 @@ pub fn service_change(
     };
     match decision {
         Some(Decision::Assigned(a)) => {
-            if current != a.addresses {
-                change.ingress = Some(a.addresses.clone());
-                change.allocated = true;
-                let note = if current.is_empty() {
-                    format!("Assigned {} from pool {}", join(&a.addresses), a.pool)
-                } else {
-                    format!(
-                        "Changed from {} to {} (pool {})",
-                        join(&current),
-                        join(&a.addresses),
-                        a.pool
-                    )
-                };
-                change.events.push(EventSpec {
-                    warning: false,
-                    reason: "Allocated",
-                    note,
-                });
-            }
+            assign(&mut change, &current, a);
             set_ann(&mut change, annotations::POOL_USED, Some(a.pool.clone()));
             set_ann(&mut change, annotations::ALLOCATION_ERROR, None);
             let warning = (!a.warnings.is_empty()).then(|| a.warnings.join("; "));
-            if warning.is_some() && ann.get(annotations::ALLOCATION_WARNING) != warning.as_ref() {
-                change.events.push(EventSpec {
-                    warning: true,
-                    reason: "AllocationWarning",
-                    note: warning.clone().unwrap_or_default(),
-                });
-            }
-            set_ann(&mut change, annotations::ALLOCATION_WARNING, warning);
-            if refused.is_some() && ann.get(annotations::REFUSED_ATTRIBUTES) != refused.as_ref() {
-                change.events.push(EventSpec {
-                    warning: true,
-                    reason: "AttributeRefused",
-                    note: refused.clone().unwrap_or_default(),
-                });
-            }
-            set_ann(&mut change, annotations::REFUSED_ATTRIBUTES, refused);
+            change.note(
+                &ann,
+                annotations::ALLOCATION_WARNING,
+                warning,
+                "AllocationWarning",
+            );
+            change.note(
+                &ann,
+                annotations::REFUSED_ATTRIBUTES,
+                refused,
+                "AttributeRefused",
+            );
         }
         Some(Decision::Failed(e)) => {
-            let reason = e.to_string();
             release(&mut change, &current, "");
-            if ann.get(annotations::ALLOCATION_ERROR) != Some(&reason) {
+            let reason = Some(e.to_string());
+            if change.note(
+                &ann,
+                annotations::ALLOCATION_ERROR,
+                reason,
+                "AllocationFailed",
+            ) {
                 change.failure_reason = Some(e.kind());
-                change.events.push(EventSpec {
-                    warning: true,
-                    reason: "AllocationFailed",
-                    note: reason.clone(),
-                });
             }
-            set_ann(&mut change, annotations::ALLOCATION_ERROR, Some(reason));
             set_ann(&mut change, annotations::POOL_USED, None);
             set_ann(&mut change, annotations::ALLOCATION_WARNING, None);
             set_ann(&mut change, annotations::REFUSED_ATTRIBUTES, None);

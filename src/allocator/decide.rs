@@ -19,8 +19,9 @@ use super::changes::{self, ServiceChange};
 use crate::api::{
     AddressPool, AddressPoolStatus, NodeState, RoutingPolicy, RoutingPolicyStatus, annotations,
 };
+use crate::attributes;
 use crate::ipam::{self, Outcome, Pool, PoolInput, ServiceKey, ServiceRequest};
-use crate::render::attributes;
+use crate::render::attributes::Judge;
 use crate::status::EventSpec;
 
 /// How long a service that was announced may have no live holder before it is reported as not
@@ -187,7 +188,7 @@ pub fn agent_counts<L: std::borrow::Borrow<k8s_openapi::api::coordination::v1::L
 
 /// What a pass judges Services' per-service attribute requests against.
 pub struct Grants<'a> {
-    pub judge: attributes::Judge<'a>,
+    pub judge: Judge<'a>,
     pub namespace_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 

@@ -33,7 +33,7 @@ use crate::membership::Liveness;
 use crate::metrics::{
     ChangeLabels, Health, KindLabels, Metrics, PoolLabels, ReasonLabels, StateLabels,
 };
-use crate::render::attributes;
+use crate::render::attributes::Judge;
 use caches::Caches;
 use changes::ServiceChange;
 use decide::{Grace, Served, StatusWrite, Written};
@@ -235,7 +235,7 @@ impl Ctx {
             .map(|p| (**p).clone())
             .collect();
         let grants = decide::Grants {
-            judge: attributes::Judge::new(&pool_objects, &policies),
+            judge: Judge::new(&pool_objects, &policies),
             namespace_labels: &labels,
         };
         let w = decide::service_writes(

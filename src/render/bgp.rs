@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use super::attributes::Accepted;
 use super::lists::PoolLists;
 use super::model::{
     BgpInstance, CommunityData, Entry, LargeCommunityData, PrefixList, Problem, RULE_SEQ_START,
@@ -14,6 +13,7 @@ use super::services::ServiceList;
 use super::weights::Weight;
 use crate::api::values::{Community, LargeCommunity};
 use crate::api::{BgpAttributes, Protocol};
+use crate::attributes::Accepted;
 
 /// The BGP targets, by VRF (the default VRF first); rules naming a VRF without an instance
 /// are reported, and export nothing. Each target gets the weights `weigh` finds for its rules

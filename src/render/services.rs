@@ -1,14 +1,14 @@
 //! Per-service lists: a Service whose pool a rule exports, and which asks for attributes that
-//! rule's `serviceOverrides` grant it ([`super::attributes`]), gets a list of its own addresses
+//! rule's `serviceOverrides` grant it ([`crate::attributes`]), gets a list of its own addresses
 //! so an entry of its own can carry them. What is refused is not rendered; the allocator
 //! reports it on the Service.
 
-use super::attributes::{self, Accepted};
 use super::lists;
 use super::model::PrefixList;
 use super::policy::Resolved;
 use crate::api::Protocol;
 use crate::api::values;
+use crate::attributes::{self, Accepted};
 use crate::service::ServiceAddresses;
 
 /// A service's own list, and its entries' attributes per protocol.

@@ -12,8 +12,8 @@ use super::pools::pool_problem;
 use super::status::{PeerOf, announcing_nodes, not_announced_reason, receivers, verified};
 use super::*;
 use crate::api::{AddressPool, PoolMode, annotations, values};
+use crate::attributes;
 use crate::ipam;
-use crate::render::attributes;
 
 /// The chain of reasons for one Service, from its definition to the routers.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -1,4 +1,4 @@
-//! Tests of [`crate::render::attributes`]: what a policy grants a Service, what the allocator
+//! Tests of [`crate::attributes`] and [`crate::render::attributes`]: what a policy grants a Service, what the allocator
 //! reports as refused, and that both agree.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::{aggregated, policy, pool};
 use crate::api::{AddressPool, PoolMode, Protocol, RoutingPolicy, annotations};
-use crate::render::attributes::{Judge, Refusal, Request, evaluate, summary};
+use crate::attributes::{Refusal, Request, evaluate, summary};
+use crate::render::attributes::Judge;
 
 fn request(ns: &str, labels: &[(&str, &str)], asks: &[(&'static str, &str)]) -> Request {
     Request {
