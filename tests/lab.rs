@@ -285,6 +285,64 @@ async fn bird_rip() {
     exercise(DaemonKind::Bird, Protocol::Rip, "rip").await;
 }
 
+/// A Service's IS-IS metric, granted by the policy, reaches the router: its address costs what
+/// the Service asked (plus the link), another address of the pool what the policy says.
+#[tokio::test]
+async fn frr_isis_per_service_metric_reaches_the_router() {
+    let _one = one_at_a_time();
+    let lab = Lab::up("tfim", "frr", "isis");
+    let driver = lab.driver(FrrApply::Diff);
+    let text = r#"
+apiVersion: routelb.io/v1alpha1
+kind: AddressPool
+metadata: {name: lab}
+spec: {addresses: ["203.0.113.0/24"]}
+---
+apiVersion: routelb.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: lab}
+spec:
+  protocols: [isis]
+  isis: {level: level-2, metric: 30}
+  serviceOverrides:
+    isisMetric: {min: 30, max: 1000}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backup
+  namespace: default
+  annotations:
+    routelb.io/addresses: 203.0.113.7
+    routelb.io/isis-metric: "300"
+spec: {type: LoadBalancer, ports: [{port: 80, protocol: TCP}]}
+"#;
+    let mut m = Manifests::default();
+    load_str(text, Path::new("lab.yaml"), &mut m).unwrap();
+    let fragment = render(DaemonKind::Frr, &driver, &m).await;
+    assert!(fragment.contains("set metric 300"), "{fragment}");
+    Applier::new(driver.clone())
+        .converge(&fragment)
+        .await
+        .expect("fragment applies");
+    for a in ["203.0.113.7/32", "203.0.113.8/32"] {
+        lab.ip(&["addr", "add", a, "dev", "kube-lb0"]);
+        lab.wait_route(a, "present", 60)
+            .expect("route at the router");
+    }
+    let metric = |prefix: &str| -> Option<u64> {
+        let out = lab.router_vtysh(&format!("show ip route {prefix} json"));
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v[prefix].as_array()?.first()?["metric"].as_u64()
+    };
+    let (service, pool) = (metric("203.0.113.7/32"), metric("203.0.113.8/32"));
+    println!("IS-IS metrics at the router: the Service's address {service:?}, the pool's {pool:?}");
+    let (Some(service), Some(pool)) = (service, pool) else {
+        panic!("no metric at the router: {service:?} {pool:?}");
+    };
+    assert_eq!(service - pool, 300 - 30, "the link's cost is added to both");
+}
+
 #[tokio::test]
 async fn frr_reload_mode_applies_through_frr_reload_py() {
     let _one = one_at_a_time();
