@@ -38,7 +38,7 @@ pub(crate) mod plan;
 pub mod plugin;
 pub mod render;
 pub mod rollout;
-pub(crate) mod service;
+pub mod service;
 pub mod standalone;
 pub(crate) mod status;
 pub mod telemetry;

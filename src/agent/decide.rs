@@ -15,7 +15,7 @@ use kube::ResourceExt;
 
 use crate::api::{AddressPool, PoolMode, RoutingPolicy, ServiceNote, annotations};
 use crate::attributes;
-use crate::election::{self, Candidate, Decision, Member, Readiness};
+use crate::election::{self, Candidate, Member, NodeView, Readiness};
 use crate::ipam::{self, ServiceKey};
 use crate::last_valid::Memory;
 use crate::node::NodeInterface;
@@ -237,7 +237,8 @@ pub fn member(id: &Identity, facts: &[NodeInterface], routed_pools: BTreeSet<Str
 
 /// Step 2's outcome.
 pub struct Placement {
-    pub decisions: Vec<Decision>,
+    /// The election as this node sees it, one view per input.
+    pub views: Vec<NodeView>,
     pub plan: Plan,
 }
 
@@ -338,23 +339,28 @@ pub fn place(
             endpoints: readiness.get(&i.addresses.key).unwrap_or(&none),
         })
         .collect();
-    let decisions = election::elect_each(
+    let views = election::elect_for(
+        &id.node,
         &candidates,
         |c| members.for_pool(&c.service.pool),
         &id.lb_interface,
     );
-    let all: Vec<ServiceAddresses> = r.inputs.iter().map(|i| i.addresses.clone()).collect();
-    let mine: Vec<ServiceAddresses> = election::held_here(&decisions, &id.node, &all)
-        .into_iter()
-        .filter_map(|mut svc| {
-            if held_back.services.contains(&svc.key) {
-                svc.addresses.retain(|a| held_back.announced.contains(a));
+    let mine: Vec<ServiceAddresses> = views
+        .iter()
+        .zip(&r.inputs)
+        .filter_map(|(v, i)| {
+            let mut addresses: Vec<IpAddr> = v.here.iter().map(|(a, _)| *a).collect();
+            if held_back.services.contains(&v.key) {
+                addresses.retain(|a| held_back.announced.contains(a));
             }
-            (!svc.addresses.is_empty()).then_some(svc)
+            (!addresses.is_empty()).then(|| ServiceAddresses {
+                addresses,
+                ..i.addresses.clone()
+            })
         })
         .collect();
     let plan = plan::plan(&mine, &r.pools, &id.lb_interface, facts);
-    Placement { decisions, plan }
+    Placement { views, plan }
 }
 
 /// What was reported before, so each Event goes out once.
@@ -414,7 +420,7 @@ pub fn report(
     Reports {
         policy_events,
         service_events,
-        not_announced: not_announced(id, &p.decisions),
+        not_announced: not_announced(id, &p.views),
         reported: Reported {
             problems: problems.clone(),
             failed_services,
@@ -434,10 +440,10 @@ fn failed_services(
         return (vec![], BTreeSet::new());
     }
     let failed: BTreeSet<ServiceKey> = p
-        .decisions
+        .views
         .iter()
-        .filter(|d| d.held_by(&id.node))
-        .map(|d| d.key.clone())
+        .filter(|v| v.held())
+        .map(|v| v.key.clone())
         .collect();
     let events = failed
         .iter()
@@ -464,14 +470,14 @@ fn failed_services(
 /// The notes on Services nobody announces that this node is the one to report on. Which
 /// nodes announce a Service is written by the allocator, from every node's NodeState: agents
 /// never write Services.
-fn not_announced(id: &Identity, decisions: &[Decision]) -> Vec<ServiceNote> {
-    decisions
+fn not_announced(id: &Identity, views: &[NodeView]) -> Vec<ServiceNote> {
+    views
         .iter()
-        .filter(|d| d.reporter.as_deref() == Some(id.node.as_str()) && d.announcing().is_empty())
-        .filter_map(|d| {
+        .filter(|v| !v.announced && v.reporter.as_deref() == Some(id.node.as_str()))
+        .filter_map(|v| {
             Some(ServiceNote {
-                service: d.key.to_string(),
-                reason: d.unheld_reason()?,
+                service: v.key.to_string(),
+                reason: v.unheld.clone()?,
             })
         })
         .collect()

@@ -31,6 +31,9 @@ use crate::api::PoolMode;
 use crate::ipam::ServiceKey;
 use crate::service::ServiceAddresses;
 
+mod node_view;
+pub use node_view::{NodeView, elect_for};
+
 /// A live node as its Lease describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
@@ -358,30 +361,6 @@ fn reporter(placements: &[Placement], members: &[Member], key: &ServiceKey) -> O
         })
 }
 
-/// The part of each service this node holds, for the planner.
-pub fn held_here(
-    decisions: &[Decision],
-    node: &str,
-    all: &[ServiceAddresses],
-) -> Vec<ServiceAddresses> {
-    decisions
-        .iter()
-        .zip(all)
-        .filter_map(|(d, svc)| {
-            let addresses: Vec<IpAddr> = d
-                .placements
-                .iter()
-                .filter(|p| p.holders.iter().any(|h| h.node == node))
-                .map(|p| p.address)
-                .collect();
-            (!addresses.is_empty()).then(|| ServiceAddresses {
-                addresses,
-                ..svc.clone()
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,22 +633,6 @@ mod tests {
         c.endpoints = &elsewhere;
         let d = &elect(&[c], &lan(), "kube-lb0")[0];
         assert_eq!(d.placements[0].holders.len(), 3);
-    }
-
-    #[test]
-    fn held_here_keeps_only_this_nodes_addresses() {
-        let a = svc("a", "r", &["203.0.113.5"]);
-        let b = svc("b", "lan", &["10.0.0.9"]);
-        let r = Readiness::default();
-        let all = [a.clone(), b.clone()];
-        let cands = [
-            cand(&a, PoolMode::Routed, &r),
-            cand(&b, PoolMode::Local, &r),
-        ];
-        let ds = elect(&cands, &lan(), "kube-lb0");
-        let here = held_here(&ds, "d", &all);
-        assert_eq!(here.len(), 1);
-        assert_eq!(here[0].key.name, "a");
     }
 
     #[test]
