@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use routelb::api::{AddressPoolSpec, PoolMode};
-use routelb::election::{Candidate, Member, Readiness, elect, elect_for};
+use routelb::election::{Candidate, Kept, Member, Ranks, Readiness, elect, elect_for};
 use routelb::ipam::{Pool, PoolInput, ServiceKey, ServiceRequest, allocate};
 use routelb::service::ServiceAddresses;
 use support::env::env_or;
@@ -154,11 +154,57 @@ fn election(
     let mut held = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let views = elect_for(&me, &candidates, |_| &members[..], "kube-lb0");
+        let views = elect_for(&me, &candidates, |_| &members[..], "kube-lb0", None);
         times.push(t.elapsed());
         held = views.iter().filter(|v| v.held()).count();
     }
     (full, median(&times), held)
+}
+
+/// The agent's election with its ranks kept: the first pass, a pass with nothing changed, one
+/// after a node died, one after it came back.
+fn kept_passes(nodes: usize, s: usize, layout: Layout) -> [Duration; 4] {
+    let members = members(nodes, layout);
+    let services = services(s, nodes, layout);
+    let ready = Readiness::default();
+    let candidates: Vec<Candidate> = services
+        .iter()
+        .map(|service| Candidate {
+            service,
+            mode: PoolMode::Local,
+            local_traffic: false,
+            withdraw_without_endpoints: false,
+            endpoints: &ready,
+        })
+        .collect();
+    let me = node_name(0);
+    let mut ranks = Ranks::default();
+    let mut pass = |members: &[Member]| {
+        let t = Instant::now();
+        let kept = Kept {
+            members,
+            ranks: &mut ranks,
+        };
+        std::hint::black_box(elect_for(
+            &me,
+            &candidates,
+            |_| members,
+            "kube-lb0",
+            Some(kept),
+        ));
+        t.elapsed()
+    };
+    let without: Vec<Member> = members
+        .iter()
+        .filter(|m| m.node != node_name(nodes / 2))
+        .cloned()
+        .collect();
+    [
+        pass(&members),
+        pass(&members),
+        pass(&without),
+        pass(&members),
+    ]
 }
 
 fn ipam(s: usize, runs: usize) -> Duration {
@@ -244,6 +290,34 @@ fn main() {
                     ms(view),
                     view.as_secs_f64() * 1e6 / s as f64,
                     node_state_bytes(held) / 1024
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "| layout | nodes | Services | first pass (ranks every address) | next pass, nothing changed | a node died | it came back |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for layout in [Layout::LocalRacks, Layout::LocalOneSubnet] {
+        for &n in &node_counts {
+            for &s in &service_counts {
+                let work = layout.candidates(n) * s;
+                if work > max_work {
+                    println!(
+                        "| {} | {n} | {s} | not run: {work} node ranks | | | |",
+                        layout.name()
+                    );
+                    continue;
+                }
+                let [first, steady, died, back] = kept_passes(n, s, layout);
+                println!(
+                    "| {} | {n} | {s} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+                    layout.name(),
+                    ms(first),
+                    ms(steady),
+                    ms(died),
+                    ms(back)
                 );
             }
         }

@@ -15,7 +15,7 @@ use kube::ResourceExt;
 
 use crate::api::{AddressPool, PoolMode, RoutingPolicy, ServiceNote, annotations};
 use crate::attributes;
-use crate::election::{self, Candidate, Member, NodeView, Readiness};
+use crate::election::{self, Candidate, Kept, Member, NodeView, Ranks, Readiness};
 use crate::ipam::{self, ServiceKey};
 use crate::last_valid::Memory;
 use crate::node::NodeInterface;
@@ -313,11 +313,13 @@ impl<'a> Members<'a> {
 }
 
 /// Step 2: who holds each address among the live `members` (this node included), and this
-/// node's share less what it holds back.
+/// node's share less what it holds back. `ranks` keeps local addresses' ranks among all
+/// members from one pass to the next.
 pub fn place(
     id: &Identity,
     r: &Resolved,
     members: &Members,
+    ranks: &mut Ranks,
     readiness: &BTreeMap<ServiceKey, Readiness>,
     facts: &[NodeInterface],
     held_back: &HeldBack,
@@ -344,6 +346,10 @@ pub fn place(
         &candidates,
         |c| members.for_pool(&c.service.pool),
         &id.lb_interface,
+        Some(Kept {
+            members: members.all,
+            ranks,
+        }),
     );
     let mine: Vec<ServiceAddresses> = views
         .iter()

@@ -16,7 +16,7 @@ use super::{Config, endpoints, revision, status};
 use crate::api::{AddressPool, NodeStateStatus, RoutingPolicy, ServiceNote};
 use crate::daemon::applier::LastApply;
 use crate::daemon::session::DaemonSession;
-use crate::election::{Member, Readiness};
+use crate::election::{Member, Ranks, Readiness};
 use crate::failover;
 use crate::ipam::ServiceKey;
 use crate::last_valid::Memory;
@@ -81,6 +81,8 @@ pub struct Agent {
     pub metrics: Arc<AgentMetrics>,
     pub writes: mpsc::UnboundedSender<Write>,
     memory: Memory,
+    /// Local addresses' best-ranked nodes, kept from pass to pass.
+    ranks: Ranks,
     liveness: membership::Liveness,
     members: Vec<Member>,
     /// This node as the lease task announces it.
@@ -152,6 +154,7 @@ impl Agent {
             metrics,
             writes,
             memory: Memory::default(),
+            ranks: Ranks::default(),
             members: vec![],
             me,
             held: BTreeMap::new(),
@@ -221,6 +224,7 @@ impl Agent {
                 fast: &fast_members,
                 fast_pools: &failover.pools,
             },
+            &mut self.ranks,
             &readiness,
             &facts,
             &held_back,

@@ -32,7 +32,9 @@ use crate::ipam::ServiceKey;
 use crate::service::ServiceAddresses;
 
 mod node_view;
-pub use node_view::{NodeView, elect_for};
+mod ranks;
+pub use node_view::{Kept, NodeView, elect_for};
+pub use ranks::Ranks;
 
 /// A live node as its Lease describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,11 +7,12 @@
 //! a lookup, a local one the ranks of the nodes on its subnets, found through an index, and
 //! the reporter is ranked only for the Services nobody holds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::ranks::Ranks;
 use super::{Candidate, Decision, Member, Needs, local_sharers, rank};
 use crate::api::PoolMode;
 use crate::ipam::ServiceKey;
@@ -56,54 +57,82 @@ impl NodeView {
     }
 }
 
+/// Local addresses' ranks kept across elections ([`Ranks`]), valid for one member list: the
+/// elections among other lists (fast failover's view) rank afresh.
+pub struct Kept<'a> {
+    pub members: &'a [Member],
+    pub ranks: &'a mut Ranks,
+}
+
 /// [`super::elect_each`] as `node` sees it: one view per candidate, in order.
 pub fn elect_for<'m>(
     node: &str,
     candidates: &[Candidate],
     members_for: impl Fn(&Candidate) -> &'m [Member],
     lb_interface: &str,
+    mut kept: Option<Kept>,
 ) -> Vec<NodeView> {
     let local = local_sharers(candidates);
+    if let Some(k) = kept.as_mut() {
+        k.ranks.update(k.members);
+    }
     // One index per distinct member list (all members, and fast failover's view).
     let mut indexes: HashMap<*const Member, Index<'m>> = HashMap::new();
-    candidates
+    let mut ranked: HashSet<IpAddr> = HashSet::new();
+    let views = candidates
         .iter()
         .map(|c| {
             let members = members_for(c);
             let index = indexes
                 .entry(members.as_ptr())
                 .or_insert_with(|| Index::new(members));
-            view(node, c, index, lb_interface, |a| Needs {
+            let ranks = kept
+                .as_mut()
+                .filter(|k| k.members.as_ptr() == members.as_ptr())
+                .map(|k| &mut *k.ranks);
+            if ranks.is_some() && c.mode == PoolMode::Local {
+                ranked.extend(&c.service.addresses);
+            }
+            let ask = Ask {
+                node,
+                index,
+                lb_interface,
+            };
+            view(&ask, c, ranks, |a| Needs {
                 endpoints_of: local.get(&a).map_or(&[], Vec::as_slice),
             })
         })
-        .collect()
+        .collect();
+    if let Some(k) = kept {
+        k.ranks.keep_only(&ranked);
+    }
+    views
 }
 
-/// A member having a subnet: its index, the subnet's position among its subnets, and the
-/// interface carrying it.
-type OnSubnet<'m> = (usize, usize, &'m str);
+/// What every address's election looks at.
+struct Ask<'a, 'm> {
+    node: &'a str,
+    index: &'a Index<'m>,
+    lb_interface: &'a str,
+}
 
 /// The live members, indexed for the questions the election asks.
 struct Index<'m> {
     members: &'m [Member],
     by_node: HashMap<&'m str, &'m Member>,
-    /// Each distinct subnet, with the members having it.
-    subnets: Vec<(IpNet, Vec<OnSubnet<'m>>)>,
+    /// Each distinct subnet, with the members having it (indexes into `members`).
+    subnets: Vec<(IpNet, Vec<usize>)>,
     /// Per routed pool, how many members announce it.
     announcing: HashMap<&'m str, usize>,
 }
 
 impl<'m> Index<'m> {
     fn new(members: &'m [Member]) -> Index<'m> {
-        let mut by_subnet: HashMap<IpNet, Vec<OnSubnet<'m>>> = HashMap::new();
+        let mut by_subnet: HashMap<IpNet, Vec<usize>> = HashMap::new();
         let mut announcing: HashMap<&str, usize> = HashMap::new();
         for (i, m) in members.iter().enumerate() {
-            for (pos, (iface, subnet)) in m.subnets.iter().enumerate() {
-                by_subnet
-                    .entry(*subnet)
-                    .or_default()
-                    .push((i, pos, iface.as_str()));
+            for (_, subnet) in &m.subnets {
+                by_subnet.entry(*subnet).or_default().push(i);
             }
             for p in &m.routed_pools {
                 *announcing.entry(p.as_str()).or_default() += 1;
@@ -117,24 +146,22 @@ impl<'m> Index<'m> {
         }
     }
 
-    /// The members with a subnet holding `address`, each with the interface of its first such
-    /// subnet, as the full election finds them.
-    fn able(&self, address: IpAddr) -> Vec<(&'m Member, &'m str)> {
-        let mut first: HashMap<usize, (usize, &'m str)> = HashMap::new();
-        for (subnet, holders) in &self.subnets {
-            if !subnet.contains(&address) {
-                continue;
-            }
-            for &(i, pos, iface) in holders {
-                let e = first.entry(i).or_insert((pos, iface));
-                if pos < e.0 {
-                    *e = (pos, iface);
-                }
-            }
-        }
-        first
-            .into_iter()
-            .map(|(i, (_, iface))| (&self.members[i], iface))
+    /// Whether some member has a subnet holding `address`.
+    fn has_able(&self, address: IpAddr) -> bool {
+        self.subnets
+            .iter()
+            .any(|(subnet, holders)| !holders.is_empty() && subnet.contains(&address))
+    }
+
+    /// The members with a subnet holding `address`, each once.
+    fn able(&self, address: IpAddr) -> Vec<&'m Member> {
+        let mut seen = HashSet::new();
+        self.subnets
+            .iter()
+            .filter(|(subnet, _)| subnet.contains(&address))
+            .flat_map(|(_, holders)| holders.iter().copied())
+            .filter(|i| seen.insert(*i))
+            .map(|i| &self.members[i])
             .collect()
     }
 }
@@ -146,12 +173,12 @@ fn best<'a>(members: impl Iterator<Item = &'a Member>, subject: &str) -> Option<
 }
 
 fn view<'n>(
-    node: &str,
+    ask: &Ask,
     c: &Candidate,
-    index: &Index,
-    lb_interface: &str,
+    mut ranks: Option<&mut Ranks>,
     needs_of: impl Fn(IpAddr) -> Needs<'n>,
 ) -> NodeView {
+    let (node, index) = (ask.node, ask.index);
     let mut here = Vec::new();
     let mut announced = false;
     let mut reasons = BTreeSet::new();
@@ -161,8 +188,8 @@ fn view<'n>(
             Err("no ready endpoints".to_string())
         } else {
             match c.mode {
-                PoolMode::Local => local(c, node, address, index, &needs),
-                PoolMode::Routed => routed(c, node, address, index, lb_interface, &needs),
+                PoolMode::Local => local(c, node, address, index, ranks.as_deref_mut(), &needs),
+                PoolMode::Routed => routed(c, node, address, index, ask.lb_interface, &needs),
             }
         };
         match held {
@@ -195,25 +222,40 @@ fn local(
     node: &str,
     address: IpAddr,
     index: &Index,
+    ranks: Option<&mut Ranks>,
     needs: &Needs,
 ) -> Result<Option<String>, String> {
-    let able = index.able(address);
-    if able.is_empty() {
+    if !index.has_able(address) {
         return Err(format!(
             "no live node has a subnet holding {address} (local pool {})",
             c.service.pool
         ));
     }
+    let meets = |n: &str| index.by_node.get(n).is_some_and(|m| needs.met_by(m));
+    // The kept ranks, when they name the winner: the first kept node meeting the needs.
+    let kept = ranks.and_then(|r| {
+        let (first, complete) = r.best(address, || index.able(address));
+        match first.iter().find(|(_, n)| meets(n)) {
+            Some((_, n)) => Some(Some(n.clone())),
+            None => complete.then_some(None),
+        }
+    });
     // Ranked by the address, not the service: Services sharing it elect the same holder.
-    let winner = best(
-        able.iter().map(|(m, _)| *m).filter(|m| needs.met_by(m)),
-        &address.to_string(),
-    )
+    let winner = match kept {
+        Some(w) => w,
+        None => best(
+            index.able(address).into_iter().filter(|m| needs.met_by(m)),
+            &address.to_string(),
+        )
+        .map(|m| m.node.clone()),
+    }
     .ok_or_else(|| needs.unmet(address, &format!("node on the subnet of {address}")))?;
-    Ok((winner.node == node)
-        .then(|| able.iter().find(|(m, _)| m.node == node))
+    // This node's interface: that of its first subnet holding the address.
+    Ok((winner == node)
+        .then(|| index.by_node.get(node))
         .flatten()
-        .map(|(_, iface)| iface.to_string()))
+        .and_then(|m| m.subnets.iter().find(|(_, s)| s.contains(&address)))
+        .map(|(iface, _)| iface.clone()))
 }
 
 /// A routed address: held by every live node announcing its pool that meets the needs.
@@ -327,7 +369,7 @@ mod tests {
         /// (members or not), whatever the members, modes, sharing and endpoints.
         #[test]
         fn a_node_s_view_is_the_full_election_projected(
-            members in arb_members(),
+            passes in prop::collection::vec(arb_members(), 1..5),
             specs in arb_services(),
         ) {
             let services: Vec<(ServiceAddresses, PoolMode, bool, bool, Readiness)> = specs
@@ -359,11 +401,26 @@ mod tests {
                     endpoints: r,
                 })
                 .collect();
-            let full = elect_each(&candidates, |_| &members[..], "kube-lb0");
-            for node in NODES.iter().chain(&["stranger"]) {
-                let projected: Vec<NodeView> = full.iter().map(|d| NodeView::of(d, node)).collect();
-                let direct = elect_for(node, &candidates, |_| &members[..], "kube-lb0");
-                prop_assert_eq!(direct, projected, "node {}", node);
+            // Each node keeps its ranks from pass to pass, as its agent does, while members
+            // come and go and change subnets.
+            let mut kept: HashMap<&str, Ranks> = HashMap::new();
+            for (pass, members) in passes.iter().enumerate() {
+                let full = elect_each(&candidates, |_| &members[..], "kube-lb0");
+                for node in NODES.iter().chain(&["stranger"]) {
+                    let projected: Vec<NodeView> =
+                        full.iter().map(|d| NodeView::of(d, node)).collect();
+                    let fresh = elect_for(node, &candidates, |_| &members[..], "kube-lb0", None);
+                    prop_assert_eq!(&fresh, &projected, "node {}, pass {}", node, pass);
+                    let ranks = kept.entry(node).or_default();
+                    let with_kept = elect_for(
+                        node,
+                        &candidates,
+                        |_| &members[..],
+                        "kube-lb0",
+                        Some(Kept { members, ranks }),
+                    );
+                    prop_assert_eq!(&with_kept, &projected, "node {}, pass {} (kept ranks)", node, pass);
+                }
             }
         }
     }
