@@ -57,10 +57,11 @@ fn node_name(i: usize) -> String {
     format!("node-{i:05}")
 }
 
-/// Rack `r`'s subnet: 10.(r/256).(r%256).0/24 inside 10.0.0.0/8... kept inside 10.128/9 for
-/// the one big subnet.
+/// Rack `r`'s subnet, 10.r.0.0/16 (room for every Service's own address on a few racks); the
+/// one big subnet, 10.0.0.0/8, holds them all.
 fn rack_subnet(r: usize) -> IpNet {
-    format!("10.{}.{}.0/24", r / 256, r % 256).parse().unwrap()
+    assert!(r < 256, "at most 256 racks");
+    format!("10.{r}.0.0/16").parse().unwrap()
 }
 
 fn members(n: usize, layout: Layout) -> Vec<Member> {
@@ -86,9 +87,10 @@ fn address(i: usize, nodes: usize, layout: Layout) -> IpAddr {
     match layout {
         Layout::Routed => IpAddr::V4(Ipv4Addr::from(0xC612_0000u32 + i as u32)),
         _ => {
+            // Spread over the racks, each Service its own address.
             let racks = nodes.div_ceil(RACK);
             let r = i % racks;
-            let host = 10 + (i / racks) % 240;
+            let host = 10 + i / racks;
             let net = rack_subnet(r);
             let IpAddr::V4(base) = net.network() else {
                 unreachable!()
