@@ -367,7 +367,7 @@ fn reporter(placements: &[Placement], members: &[Member], key: &ServiceKey) -> O
 mod tests {
     use super::*;
 
-    fn member(node: &str, subnets: &[(&str, &str)], pools: &[&str]) -> Member {
+    pub(super) fn member(node: &str, subnets: &[(&str, &str)], pools: &[&str]) -> Member {
         Member {
             node: node.into(),
             subnets: subnets

@@ -295,6 +295,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::election::tests::member;
     use crate::election::{Readiness, elect_each};
     use crate::service::ServiceAddresses;
 
@@ -321,15 +322,7 @@ mod tests {
                     alive
                         .iter()
                         .zip(specs)
-                        .map(|(n, (subnets, pools))| Member {
-                            node: n.to_string(),
-                            subnets: subnets
-                                .iter()
-                                .map(|(i, s)| (i.to_string(), s.parse().unwrap()))
-                                .collect(),
-                            routed_pools: pools.iter().map(|p| p.to_string()).collect(),
-                            ..Default::default()
-                        })
+                        .map(|(n, (subnets, pools))| member(n, &subnets, &pools))
                         .collect()
                 },
             )
