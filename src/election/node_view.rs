@@ -120,8 +120,12 @@ struct Ask<'a, 'm> {
 struct Index<'m> {
     members: &'m [Member],
     by_node: HashMap<&'m str, &'m Member>,
-    /// Each distinct subnet, with the members having it (indexes into `members`).
-    subnets: Vec<(IpNet, Vec<usize>)>,
+    /// Each distinct subnet (truncated), with the members having it (indexes into
+    /// `members`).
+    subnets: HashMap<IpNet, Vec<usize>>,
+    /// The prefix lengths of those subnets: an address's subnets are found by masking it to
+    /// each, not by testing every subnet.
+    lengths: BTreeSet<(bool, u8)>,
     /// Per routed pool, how many members announce it.
     announcing: HashMap<&'m str, usize>,
 }
@@ -132,7 +136,7 @@ impl<'m> Index<'m> {
         let mut announcing: HashMap<&str, usize> = HashMap::new();
         for (i, m) in members.iter().enumerate() {
             for (_, subnet) in &m.subnets {
-                by_subnet.entry(*subnet).or_default().push(i);
+                by_subnet.entry(subnet.trunc()).or_default().push(i);
             }
             for p in &m.routed_pools {
                 *announcing.entry(p.as_str()).or_default() += 1;
@@ -141,25 +145,36 @@ impl<'m> Index<'m> {
         Index {
             members,
             by_node: members.iter().map(|m| (m.node.as_str(), m)).collect(),
-            subnets: by_subnet.into_iter().collect(),
+            lengths: by_subnet
+                .keys()
+                .map(|n| (n.addr().is_ipv4(), n.prefix_len()))
+                .collect(),
+            subnets: by_subnet,
             announcing,
         }
     }
 
+    /// The members of each subnet holding `address`.
+    fn holding(&self, address: IpAddr) -> impl Iterator<Item = &Vec<usize>> {
+        self.lengths
+            .iter()
+            .filter(move |(v4, _)| *v4 == address.is_ipv4())
+            .filter_map(move |(_, len)| {
+                let net = IpNet::new(address, *len).ok()?.trunc();
+                self.subnets.get(&net)
+            })
+    }
+
     /// Whether some member has a subnet holding `address`.
     fn has_able(&self, address: IpAddr) -> bool {
-        self.subnets
-            .iter()
-            .any(|(subnet, holders)| !holders.is_empty() && subnet.contains(&address))
+        self.holding(address).any(|holders| !holders.is_empty())
     }
 
     /// The members with a subnet holding `address`, each once.
     fn able(&self, address: IpAddr) -> Vec<&'m Member> {
         let mut seen = HashSet::new();
-        self.subnets
-            .iter()
-            .filter(|(subnet, _)| subnet.contains(&address))
-            .flat_map(|(_, holders)| holders.iter().copied())
+        self.holding(address)
+            .flat_map(|holders| holders.iter().copied())
             .filter(|i| seen.insert(*i))
             .map(|i| &self.members[i])
             .collect()
