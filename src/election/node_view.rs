@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::ranks::Ranks;
-use super::{Candidate, Decision, Member, Needs, local_sharers, rank};
+use super::{Candidate, Member, Needs, local_sharers, rank};
 use crate::api::PoolMode;
 use crate::ipam::ServiceKey;
 
@@ -32,8 +32,9 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    /// The full election's decision as `node` sees it.
-    pub fn of(d: &Decision, node: &str) -> NodeView {
+    /// The full election's decision as `node` sees it: the oracle of the property test.
+    #[cfg(test)]
+    pub fn of(d: &super::Decision, node: &str) -> NodeView {
         let here = d
             .placements
             .iter()
