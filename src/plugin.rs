@@ -284,7 +284,7 @@ fn status_table(rows: &[views::ServiceRow], namespace: Option<&str>) -> String {
                 r.health.mark().into(),
                 r.addresses.join(","),
                 r.pool.clone().unwrap_or_default(),
-                r.announced_by.join(","),
+                views::announcers_text(&r.announced_by),
                 r.peers.join(", "),
                 r.problem.clone().unwrap_or_default(),
             ];

@@ -38,6 +38,16 @@ use support::setup::{Setup, logs};
 use support::web::WebServer;
 use support::{lock, wait};
 
+/// Whether NodeState lists `ip`'s host route among the announced prefixes (in a run or alone).
+fn announced(st: &NodeStateStatus, ip: &str) -> bool {
+    let ip: std::net::IpAddr = ip.parse().expect("an address");
+    let len = if ip.is_ipv6() { 128 } else { 32 };
+    st.announced_prefixes.iter().any(|p| {
+        routelb::api::address_runs::decode(p)
+            .is_some_and(|(first, last, l)| l == len && first <= ip && ip <= last)
+    })
+}
+
 fn host(prefix_of: &str) -> String {
     if prefix_of.contains(':') {
         format!("{prefix_of}/128")
@@ -81,7 +91,7 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
         .until(|| async {
             let st = s.node_state(&c.node_name(1)).await?.status?;
             ips.iter()
-                .all(|ip| st.announced_prefixes.contains(&host(ip)))
+                .all(|ip| announced(&st, ip))
                 .then_some(st)
         })
         .await
@@ -1189,7 +1199,7 @@ async fn bad_pool_edits_withdraw_nothing() {
     let node = c.node_name(1);
     let before = s
         .wait_node_state(&node, |st| {
-            st.announced_prefixes.contains(&p) && st.fragment_hash.is_some()
+            announced(st, &ips[0]) && st.fragment_hash.is_some()
         })
         .await
         .expect("NodeState lists the address")

@@ -168,39 +168,33 @@ pub fn advertisement(v: &Verification) -> AdvertisementStatus {
     }
 }
 
-/// routelb's addresses per interface, as `address/length`; interfaces without any left out.
+/// routelb's addresses per interface, in runs (`first-last/length`); interfaces without any
+/// left out.
 fn interfaces(held: &BTreeMap<String, BTreeSet<IfAddress>>) -> Vec<InterfaceAddresses> {
     held.iter()
         .filter(|(_, a)| !a.is_empty())
         .map(|(iface, addrs)| InterfaceAddresses {
             interface: iface.clone(),
-            addresses: addrs
-                .iter()
-                .map(|(ip, len)| format!("{ip}/{len}"))
-                .collect(),
+            addresses: crate::api::address_runs::encode(addrs),
         })
         .collect()
 }
 
-/// The prefixes of the addresses on the load-balancer interface, sorted and distinct: they
-/// reach the daemon as connected routes.
+/// The prefixes of the addresses on the load-balancer interface, sorted and distinct, in runs
+/// like the addresses (only host routes can be consecutive): they reach the daemon as
+/// connected routes.
 fn announced_prefixes(
     held: &BTreeMap<String, BTreeSet<IfAddress>>,
     lb_interface: &str,
 ) -> Vec<String> {
-    held.get(lb_interface)
-        .map(|a| {
-            a.iter()
-                .map(|(ip, len)| {
-                    ipnet::IpNet::new(*ip, *len)
-                        .map(|n| n.trunc().to_string())
-                        .unwrap_or_default()
-                })
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        })
-        .unwrap_or_default()
+    let networks: BTreeSet<IfAddress> = held
+        .get(lb_interface)
+        .into_iter()
+        .flatten()
+        .filter_map(|(ip, len)| ipnet::IpNet::new(*ip, *len).ok())
+        .map(|n| (n.trunc().addr(), n.prefix_len()))
+        .collect();
+    crate::api::address_runs::encode(&networks)
 }
 
 /// What the last apply to the daemon means for the status.
@@ -337,6 +331,7 @@ mod tests {
             "kube-lb0".to_string(),
             [
                 ("203.0.113.5".parse().unwrap(), 32),
+                ("203.0.113.6".parse().unwrap(), 32),
                 ("198.51.100.7".parse().unwrap(), 24),
             ]
             .into(),
@@ -367,9 +362,16 @@ mod tests {
             &[],
             &now(),
         );
-        assert_eq!(s.address_count, 3);
+        assert_eq!(s.address_count, 4);
         assert_eq!(s.interfaces.len(), 2);
-        assert_eq!(s.announced_prefixes, ["198.51.100.0/24", "203.0.113.5/32"]);
+        assert_eq!(
+            s.interfaces[1].addresses,
+            ["198.51.100.7/24", "203.0.113.5-203.0.113.6/32"]
+        );
+        assert_eq!(
+            s.announced_prefixes,
+            ["198.51.100.0/24", "203.0.113.5-203.0.113.6/32"]
+        );
         assert_eq!(s.fragment_hash.as_deref(), Some("abc"));
         let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(cond("Ready").status, "False");

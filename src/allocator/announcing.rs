@@ -11,16 +11,54 @@ use std::net::IpAddr;
 use kube::ResourceExt;
 
 use super::changes::ServiceChange;
+use crate::api::address_runs::{AddressRun, decode};
 use crate::api::{NodeState, NodeStateStatus, annotations};
 use crate::status::EventSpec;
 
-/// What live nodes hold, by address, and why services are not announced, by `namespace/name`.
+/// How many `node/interface` entries the annotation lists; beyond, it says
+/// [`MANY_ANNOUNCERS`], which does not change as nodes come and go (a routed pool on 5,000
+/// nodes would otherwise rewrite the annotation, ~100 KB, of every Service on each change).
+pub const LISTED_ANNOUNCERS: usize = 16;
+/// The annotation's value when more than [`LISTED_ANNOUNCERS`] nodes announce a Service.
+pub const MANY_ANNOUNCERS: &str = "more than 16 nodes";
+
+/// What live nodes hold and why services are not announced, by `namespace/name`.
+///
+/// Nodes that hold the same addresses on the same interface (every node announcing a routed
+/// pool) make one group, so a pass costs one lookup per group, not per node, for each address.
 #[derive(Debug, Default)]
 pub struct Announcements {
-    by_address: HashMap<IpAddr, BTreeSet<String>>,
+    groups: Vec<Holding>,
     reasons: HashMap<String, String>,
-    /// Addresses held but advertised to no peer: per address, `node: why`.
-    unadvertised: HashMap<IpAddr, BTreeSet<String>>,
+}
+
+/// What makes nodes one group: the interface, its address runs as written, the prefixes held
+/// but not advertised and why.
+type HoldingKey<'a> = (&'a str, &'a [String], Vec<ipnet::IpNet>, &'a str);
+
+/// The nodes holding one list of address runs on one interface.
+#[derive(Debug)]
+struct Holding {
+    /// Sorted by first address.
+    runs: Vec<AddressRun>,
+    /// Held but advertised to no peer (NodeState `advertisement.unadvertised`), and why.
+    silent: Vec<ipnet::IpNet>,
+    why_silent: String,
+    /// `node/interface`.
+    holders: BTreeSet<String>,
+    /// `node`.
+    nodes: BTreeSet<String>,
+}
+
+impl Holding {
+    fn holds(&self, ip: IpAddr) -> bool {
+        let after = self.runs.partition_point(|(first, _, _)| *first <= ip);
+        after > 0 && ip <= self.runs[after - 1].1
+    }
+
+    fn silent_on(&self, ip: IpAddr) -> bool {
+        self.silent.iter().any(|n| n.contains(&ip))
+    }
 }
 
 impl Announcements {
@@ -30,29 +68,41 @@ impl Announcements {
         live: &BTreeSet<String>,
     ) -> Announcements {
         let mut a = Announcements::default();
+        let mut index: HashMap<HoldingKey, usize> = HashMap::new();
         for st in states {
             let node = st.name_any();
             let Some(status) = st.status.as_ref().filter(|_| live.contains(&node)) else {
                 continue;
             };
             let silent = unadvertised(status);
-            for iface in &status.interfaces {
-                for addr in &iface.addresses {
-                    let ip: Option<IpAddr> = addr.split('/').next().and_then(|i| i.parse().ok());
-                    if let Some(ip) = ip {
-                        if silent.iter().any(|n| n.contains(&ip)) {
-                            a.unadvertised
-                                .entry(ip)
-                                .or_default()
-                                .insert(format!("{node}: {}", why_unadvertised(status)));
-                            continue;
-                        }
-                        a.by_address
-                            .entry(ip)
-                            .or_default()
-                            .insert(format!("{node}/{}", iface.interface));
-                    }
-                }
+            let why = if silent.is_empty() {
+                ""
+            } else {
+                why_unadvertised(status)
+            };
+            for iface in status.interfaces.iter().filter(|i| !i.addresses.is_empty()) {
+                let key = (
+                    iface.interface.as_str(),
+                    iface.addresses.as_slice(),
+                    silent.clone(),
+                    why,
+                );
+                let at = *index.entry(key).or_insert_with(|| {
+                    let mut runs: Vec<AddressRun> =
+                        iface.addresses.iter().filter_map(|r| decode(r)).collect();
+                    runs.sort();
+                    a.groups.push(Holding {
+                        runs,
+                        silent: silent.clone(),
+                        why_silent: why.to_string(),
+                        holders: BTreeSet::new(),
+                        nodes: BTreeSet::new(),
+                    });
+                    a.groups.len() - 1
+                });
+                let group = &mut a.groups[at];
+                group.holders.insert(format!("{node}/{}", iface.interface));
+                group.nodes.insert(node.clone());
             }
             for n in &status.not_announced {
                 a.reasons.insert(n.service.clone(), n.reason.clone());
@@ -63,24 +113,34 @@ impl Announcements {
 
     /// Why no node announces `ips`: a holder's daemon advertises them to no peer, else none.
     fn silence(&self, ips: &[IpAddr]) -> Option<String> {
-        let notes: BTreeSet<&String> = ips
+        let notes: BTreeSet<String> = self
+            .groups
             .iter()
-            .filter_map(|ip| self.unadvertised.get(ip))
-            .flatten()
+            .filter(|g| ips.iter().any(|ip| g.holds(*ip) && g.silent_on(*ip)))
+            .flat_map(|g| g.nodes.iter().map(|n| format!("{n}: {}", g.why_silent)))
             .collect();
         (!notes.is_empty()).then(|| {
-            let notes: Vec<&str> = notes.into_iter().map(String::as_str).collect();
+            let notes: Vec<String> = notes.into_iter().collect();
             format!("held but advertised to no peer: {}", notes.join("; "))
         })
     }
 
-    /// The annotation value for a service with these addresses; empty when nobody holds one.
-    pub fn value(&self, ips: &[IpAddr]) -> String {
-        let set: BTreeSet<&String> = ips
+    /// The `node/interface` entries announcing any of `ips`.
+    pub fn announcers(&self, ips: &[IpAddr]) -> BTreeSet<&String> {
+        self.groups
             .iter()
-            .filter_map(|ip| self.by_address.get(ip))
-            .flatten()
-            .collect();
+            .filter(|g| ips.iter().any(|ip| g.holds(*ip) && !g.silent_on(*ip)))
+            .flat_map(|g| &g.holders)
+            .collect()
+    }
+
+    /// The annotation value for a service with these addresses: the announcing entries, or
+    /// [`MANY_ANNOUNCERS`] beyond [`LISTED_ANNOUNCERS`]; empty when nobody holds one.
+    pub fn value(&self, ips: &[IpAddr]) -> String {
+        let set = self.announcers(ips);
+        if set.len() > LISTED_ANNOUNCERS {
+            return MANY_ANNOUNCERS.to_string();
+        }
         set.into_iter().cloned().collect::<Vec<_>>().join(",")
     }
 }
@@ -118,6 +178,8 @@ pub fn change_kind(before: &str, after: &str) -> &'static str {
     match (nodes(before), nodes(after)) {
         (b, _) if b.is_empty() => "started",
         (_, a) if a.is_empty() => "stopped",
+        // Many nodes before or after: some stay (what is summarised is never all replaced).
+        _ if before == MANY_ANNOUNCERS || after == MANY_ANNOUNCERS => "changed",
         (b, a) if b.is_disjoint(&a) => "moved",
         _ => "changed",
     }
@@ -296,6 +358,33 @@ mod tests {
         // Both nodes live: b still announces it.
         let seen = Announcements::collect(&states, &["a".to_string(), "b".to_string()].into());
         assert_eq!(seen.value(&ips(&["203.0.113.5"])), "b/kube-lb0");
+    }
+
+    #[test]
+    fn runs_are_held_address_by_address_and_many_nodes_are_summarised() {
+        let runs: &[&str] = &["203.0.113.1-203.0.113.200/32", "2001:db8::1-2001:db8::9/128"];
+        let mut states: Vec<NodeState> = (0..LISTED_ANNOUNCERS)
+            .map(|i| state(&format!("n{i:02}"), &[("kube-lb0", runs)], &[]))
+            .collect();
+        let live: BTreeSet<String> = (0..=LISTED_ANNOUNCERS).map(|i| format!("n{i:02}")).collect();
+        let seen = Announcements::collect(&states, &live);
+        // One group for the nodes holding the same runs.
+        assert_eq!(seen.groups.len(), 1);
+        assert_eq!(seen.announcers(&ips(&["203.0.113.200"])).len(), LISTED_ANNOUNCERS);
+        assert_eq!(seen.announcers(&ips(&["2001:db8::9"])).len(), LISTED_ANNOUNCERS);
+        for outside in ["203.0.113.0", "203.0.113.201", "2001:db8::a", "10.0.0.1"] {
+            assert_eq!(seen.value(&ips(&[outside])), "", "{outside}");
+        }
+        states.push(state(
+            &format!("n{LISTED_ANNOUNCERS:02}"),
+            &[("kube-lb0", runs)],
+            &[],
+        ));
+        let seen = Announcements::collect(&states, &live);
+        assert_eq!(seen.value(&ips(&["203.0.113.7"])), MANY_ANNOUNCERS);
+        assert_eq!(change_kind(MANY_ANNOUNCERS, "n00/kube-lb0"), "changed");
+        assert_eq!(change_kind("n00/kube-lb0", MANY_ANNOUNCERS), "changed");
+        assert_eq!(change_kind(MANY_ANNOUNCERS, ""), "stopped");
     }
 
     #[test]

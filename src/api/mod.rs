@@ -1,6 +1,7 @@
 //! The routelb API: custom resources in `routelb.io/v1alpha1` and the Service annotations we
 //! read and write. Types only; validation of values lives in [`values`].
 
+pub mod address_runs;
 pub mod rollout;
 pub mod values;
 
@@ -655,6 +656,8 @@ pub struct ServiceNote {
 #[serde(rename_all = "camelCase")]
 pub struct InterfaceAddresses {
     pub interface: String,
+    /// `address/length`, or a run of consecutive addresses of one length,
+    /// `first-last/length` (a node holding a routed pool's addresses lists its runs).
     pub addresses: Vec<String>,
 }
 

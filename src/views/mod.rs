@@ -22,7 +22,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::{AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy};
+use crate::allocator::announcing::{LISTED_ANNOUNCERS, MANY_ANNOUNCERS};
+use crate::api::{
+    AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, address_runs, annotations,
+};
 
 /// Everything the views join, read at one moment.
 #[derive(Clone, Debug, Default)]
@@ -90,13 +93,49 @@ fn split_list(v: Option<&String>) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// The `node/interface` entries announcing a Service: its annotation, or, where that only
+/// says [`MANY_ANNOUNCERS`], the NodeStates holding its addresses with their daemons
+/// advertising them.
+fn announced_by(s: &Snapshot, svc: &Service, ips: &[IpAddr]) -> Vec<String> {
+    let listed = split_list(svc.annotations().get(annotations::ANNOUNCING));
+    if listed != [MANY_ANNOUNCERS] {
+        return listed;
+    }
+    s.node_states
+        .iter()
+        .filter_map(|n| Some((n.name_any(), n.status.as_ref()?)))
+        .filter(|(_, st)| !unadvertised(st, ips))
+        .flat_map(|(node, st)| {
+            st.interfaces
+                .iter()
+                .filter(|i| {
+                    i.addresses
+                        .iter()
+                        .any(|a| ips.iter().any(|ip| address_runs::contains(a, *ip)))
+                })
+                .map(move |i| format!("{node}/{}", i.interface))
+        })
+        .collect()
+}
+
+/// The announcing entries as a table or a sentence shows them: all up to
+/// [`LISTED_ANNOUNCERS`], beyond that the first three and how many.
+pub fn announcers_text(announced_by: &[String]) -> String {
+    if announced_by.len() <= LISTED_ANNOUNCERS {
+        return announced_by.join(",");
+    }
+    format!(
+        "{},… ({} nodes)",
+        announced_by[..3].join(","),
+        announced_by.len()
+    )
+}
+
 fn holds(st: &NodeStateStatus, ips: &[IpAddr]) -> bool {
-    st.interfaces.iter().flat_map(|i| &i.addresses).any(|a| {
-        a.split('/')
-            .next()
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .is_some_and(|a| ips.contains(&a))
-    })
+    st.interfaces
+        .iter()
+        .flat_map(|i| &i.addresses)
+        .any(|a| ips.iter().any(|ip| address_runs::contains(a, *ip)))
 }
 
 /// Whether the node's daemon advertises any of `ips` to no peer (as the allocator judges it).

@@ -51,7 +51,7 @@ fn service_row(s: &Snapshot, svc: &Service) -> ServiceRow {
     let ips = ipam::ingress_ips(svc);
     let pool = ann.get(annotations::POOL_USED).cloned();
     let pool_object = pool.as_ref().and_then(|p| find_pool(s, p));
-    let announced_by = split_list(ann.get(annotations::ANNOUNCING));
+    let announced_by = announced_by(s, svc, &ips);
     let routed = pool_object.is_none_or(|p| p.spec.mode == PoolMode::Routed);
     let peers = if routed {
         receiving_peers(s, &announced_by, &ips)

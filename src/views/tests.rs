@@ -530,3 +530,37 @@ fn a_deleted_nodes_expired_lease_is_a_warning() {
     let n3 = nodes(&s).into_iter().find(|r| r.name == "n3").unwrap();
     assert_eq!((n3.agent.as_str(), n3.health), ("expired", Health::Warning));
 }
+
+#[test]
+fn many_announcing_nodes_are_read_from_their_nodestates() {
+    let mut s = cluster();
+    let web = &mut s.services[0];
+    web.metadata.annotations.as_mut().unwrap().insert(
+        annotations::ANNOUNCING.into(),
+        crate::allocator::announcing::MANY_ANNOUNCERS.into(),
+    );
+    // n1 and 19 more nodes hold the pool's addresses in one run; their daemons send it on.
+    let held = s.node_states[0].status.as_mut().unwrap();
+    held.interfaces[0].addresses = vec!["203.0.113.1-203.0.113.2/32".into()];
+    let template = s.node_states[0].clone();
+    for i in 0..19 {
+        let mut n = template.clone();
+        n.metadata.name = Some(format!("r{i:02}"));
+        s.node_states.push(n);
+    }
+    let row = status(&s, None)
+        .into_iter()
+        .find(|r| r.name == "web")
+        .unwrap();
+    assert_eq!(row.announced_by.len(), 20);
+    assert_eq!(row.health, Health::Ok, "{:?}", row.problem);
+    assert_eq!(
+        announcers_text(&row.announced_by),
+        "n1/kube-lb0,r00/kube-lb0,r01/kube-lb0,… (20 nodes)"
+    );
+    let w = why(&s, "shop", "web");
+    assert_eq!(
+        w.steps[4].fact,
+        "announced by n1/kube-lb0,r00/kube-lb0,r01/kube-lb0,… (20 nodes)"
+    );
+}

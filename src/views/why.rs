@@ -190,13 +190,13 @@ fn announce_steps(
     routed: bool,
     steps: &mut Vec<Step>,
 ) {
-    let announced_by = split_list(svc.annotations().get(annotations::ANNOUNCING));
+    let announced_by = announced_by(s, svc, ips);
     if announced_by.is_empty() {
         let fact = format!("not announced: {}", not_announced_reason(s, svc, ips));
         steps.push(step(Health::Error, "nodes", fact));
         return;
     }
-    let fact = format!("announced by {}", announced_by.join(", "));
+    let fact = format!("announced by {}", announcers_text(&announced_by));
     steps.push(step(Health::Ok, "nodes", fact));
     if routed {
         steps.push(peers_step(s, &announced_by, ips));
