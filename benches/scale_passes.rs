@@ -240,17 +240,25 @@ fn ipam(s: usize, runs: usize) -> Duration {
     median(&times)
 }
 
-/// The JSON size of a NodeState address list of `held` IPv4 addresses on one interface.
-fn node_state_bytes(held: usize) -> usize {
-    let addresses: Vec<String> = (0..held)
-        .map(|i| Ipv4Addr::from(0xC612_0000u32 + i as u32).to_string())
+/// The JSON size of a NodeState address list of `held` IPv4 /32s on one interface: listed one
+/// by one (before issue 17), and in runs as written now, with every 100th address missing (the
+/// holes Service deletions leave until IPAM reuses them).
+fn node_state_bytes(held: usize) -> (usize, usize) {
+    let size = |addresses: Vec<String>| {
+        serde_json::to_vec(&routelb::api::InterfaceAddresses {
+            interface: "kube-lb0".into(),
+            addresses,
+        })
+        .unwrap()
+        .len()
+    };
+    let ip = |i: usize| IpAddr::V4(Ipv4Addr::from(0xC612_0000u32 + i as u32));
+    let each = (0..held).map(|i| format!("{}/32", ip(i))).collect();
+    let holed: Vec<(IpAddr, u8)> = (0..held + held / 100)
+        .filter(|i| i % 100 != 99)
+        .map(|i| (ip(i), 32))
         .collect();
-    serde_json::to_vec(&routelb::api::InterfaceAddresses {
-        interface: "kube-lb0".into(),
-        addresses,
-    })
-    .unwrap()
-    .len()
+    (size(each), size(routelb::api::address_runs::encode(&holed)))
 }
 
 fn list(var: &str, default: &str) -> Vec<usize> {
@@ -266,7 +274,7 @@ fn main() {
     let max_work: usize = env_or("SCALE_MAX_WORK", 50_000_000);
     let runs: usize = env_or("SCALE_RUNS", 3);
     println!(
-        "| layout | nodes | Services | full election (every node's holders) | this node's view (the agent's) | per address | held by one node | its NodeState address list |"
+        "| layout | nodes | Services | full election (every node's holders) | this node's view (the agent's) | per address | held by one node | its NodeState address list: each address → runs (1 % holes) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for layout in [Layout::Routed, Layout::LocalRacks, Layout::LocalOneSubnet] {
@@ -286,12 +294,14 @@ fn main() {
                 let full = full.map_or(format!("not run: {work} node ranks per pass"), |t| {
                     format!("{:.1} ms", ms(t))
                 });
+                let (each, runs) = node_state_bytes(held);
                 println!(
-                    "| {} | {n} | {s} | {full} | {:.1} ms | {:.2} µs | {held} | {} KiB |",
+                    "| {} | {n} | {s} | {full} | {:.1} ms | {:.2} µs | {held} | {:.1} KiB → {:.1} KiB |",
                     layout.name(),
                     ms(view),
                     view.as_secs_f64() * 1e6 / s as f64,
-                    node_state_bytes(held) / 1024
+                    each as f64 / 1024.0,
+                    runs as f64 / 1024.0
                 );
             }
         }

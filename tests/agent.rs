@@ -90,9 +90,7 @@ async fn routed(proto: &str, daemon: &str, name: &str) {
     let state = wait::up_to(Duration::from_secs(10))
         .until(|| async {
             let st = s.node_state(&c.node_name(1)).await?.status?;
-            ips.iter()
-                .all(|ip| announced(&st, ip))
-                .then_some(st)
+            ips.iter().all(|ip| announced(&st, ip)).then_some(st)
         })
         .await
         .expect("NodeState of node 1 lists both addresses")

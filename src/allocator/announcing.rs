@@ -362,16 +362,27 @@ mod tests {
 
     #[test]
     fn runs_are_held_address_by_address_and_many_nodes_are_summarised() {
-        let runs: &[&str] = &["203.0.113.1-203.0.113.200/32", "2001:db8::1-2001:db8::9/128"];
+        let runs: &[&str] = &[
+            "203.0.113.1-203.0.113.200/32",
+            "2001:db8::1-2001:db8::9/128",
+        ];
         let mut states: Vec<NodeState> = (0..LISTED_ANNOUNCERS)
             .map(|i| state(&format!("n{i:02}"), &[("kube-lb0", runs)], &[]))
             .collect();
-        let live: BTreeSet<String> = (0..=LISTED_ANNOUNCERS).map(|i| format!("n{i:02}")).collect();
+        let live: BTreeSet<String> = (0..=LISTED_ANNOUNCERS)
+            .map(|i| format!("n{i:02}"))
+            .collect();
         let seen = Announcements::collect(&states, &live);
         // One group for the nodes holding the same runs.
         assert_eq!(seen.groups.len(), 1);
-        assert_eq!(seen.announcers(&ips(&["203.0.113.200"])).len(), LISTED_ANNOUNCERS);
-        assert_eq!(seen.announcers(&ips(&["2001:db8::9"])).len(), LISTED_ANNOUNCERS);
+        assert_eq!(
+            seen.announcers(&ips(&["203.0.113.200"])).len(),
+            LISTED_ANNOUNCERS
+        );
+        assert_eq!(
+            seen.announcers(&ips(&["2001:db8::9"])).len(),
+            LISTED_ANNOUNCERS
+        );
         for outside in ["203.0.113.0", "203.0.113.201", "2001:db8::a", "10.0.0.1"] {
             assert_eq!(seen.value(&ips(&[outside])), "", "{outside}");
         }
