@@ -849,6 +849,21 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client of the API server named `component` in its User-Agent
+/// (`routelb-agent/0.1.0`), so that audit logs and API Priority and Fairness tell each
+/// component's requests apart (kube-rs sends none of its own).
+async fn api_client(component: &str) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let agent = format!("{component}/{}", env!("CARGO_PKG_VERSION"));
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent).context("a User-Agent")?,
+    ));
+    kube::Client::try_from(config).context("connecting to the Kubernetes API")
+}
+
 async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     routelb::render::model::validate_interface_name(&a.lb_interface).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -859,9 +874,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         a.address_lifetime >= Duration::from_secs(3),
         "--address-lifetime must be at least 3s"
     );
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let client = api_client("routelb-agent").await?;
     let metrics = Arc::new(routelb::metrics::AgentMetrics::new());
     let health = Arc::new(Health::default());
     let cancel = cancel_on_signal();
@@ -903,9 +916,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
 }
 
 async fn allocator(a: AllocatorArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let client = api_client("routelb-allocator").await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let cancel = cancel_on_signal();

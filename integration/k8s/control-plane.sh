@@ -69,6 +69,9 @@
 #   ROUTELB_K8S_ETCD_PORT  etcd client port, default 23790 (peer port: +10)
 #   ROUTELB_K8S_TIMEOUT    seconds to wait for readiness, default 60
 #   ROUTELB_K8S_CONTROLLERS  1: also controller-manager + scheduler (see above)
+#   ROUTELB_K8S_AUDIT      1: an audit log at $STATE/logs/audit.log (Metadata level,
+#                          every user but routelb-load, whose token is load.token: the
+#                          scale harness's own load), to count each component's requests
 
 set -euo pipefail
 
@@ -81,6 +84,7 @@ ETCD_CLIENT_PORT=${ROUTELB_K8S_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 10))
 READY_TIMEOUT=${ROUTELB_K8S_TIMEOUT:-60}
 CONTROLLERS=${ROUTELB_K8S_CONTROLLERS:-0}
+AUDIT=${ROUTELB_K8S_AUDIT:-0}
 [[ $CONTROLLERS == 0 || $CONTROLLERS == 1 ]] || { echo "ROUTELB_K8S_CONTROLLERS must be 0 or 1" >&2; exit 2; }
 
 APISERVER_BIN="$CACHE_DIR/kube-apiserver-$K8S_VERSION"
@@ -340,6 +344,32 @@ EOF
   umask 022
 }
 
+# The load harness's own user (benches/scale_api.rs), left out of the audit log; added to
+# state directories made before it existed.
+ensure_load_token() {
+  grep -q ',routelb-load,' "$STATE_DIR/tokens.csv" && return 0
+  umask 077
+  openssl rand -hex 24 >"$STATE_DIR/load.token"
+  printf '%s,routelb-load,routelb-load,"system:masters"\n' "$(<"$STATE_DIR/load.token")" >>"$STATE_DIR/tokens.csv"
+  umask 022
+}
+
+# The audit policy of ROUTELB_K8S_AUDIT=1: one line per request of everyone but the load.
+audit_flags() {
+  [[ $AUDIT == 1 ]] || return 0
+  cat >"$STATE_DIR/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  users: ["routelb-load"]
+- level: Metadata
+POLICY
+  printf '%s\n' --audit-policy-file="$STATE_DIR/audit-policy.yaml" \
+    --audit-log-path="$LOG_DIR/audit.log" --audit-log-maxsize=0
+}
+
 write_kubeconfig() {
   local ca_data tmp
   ca_data=$(base64 -w0 <"$PKI_DIR/ca.crt")
@@ -398,7 +428,9 @@ start_etcd() {
 start_apiserver() {
   port_free "$APISERVER_PORT" || die "port $APISERVER_PORT is in use by another process (set ROUTELB_K8S_PORT)"
   log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
-  local mode_flags=(--disable-admission-plugins=ServiceAccount)
+  local mode_flags=(--disable-admission-plugins=ServiceAccount) audit
+  ensure_load_token
+  mapfile -t audit < <(audit_flags)
   # with nodes: reach kubelets (logs, exec) by their InternalIP, not by their
   # host name (the default order's first choice), which no DNS resolves here
   # shellcheck disable=SC2054  # one flag whose value is a comma list
@@ -442,6 +474,7 @@ start_apiserver() {
     --service-cluster-ip-range="$SERVICE_CIDRS" \
     --endpoint-reconciler-type=none \
     "${mode_flags[@]}" \
+    "${audit[@]}" \
     --allow-privileged=true \
     --profiling=false \
     --v=1

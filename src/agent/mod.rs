@@ -25,6 +25,7 @@ pub mod readiness;
 pub mod revision;
 pub mod routing_health;
 pub mod status;
+pub mod status_pace;
 pub mod tasks;
 pub mod verify;
 

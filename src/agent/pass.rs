@@ -691,14 +691,17 @@ impl Agent {
         s.revision = self.revision.status();
         s.pending_revision = self.revision.pending.clone();
         s.fast_failover = self.fast_failover.status();
-        if self
-            .last_status
-            .as_ref()
-            .is_none_or(|old| status::status_differs(old, &s))
-        {
-            self.last_status = Some(s.clone());
-            let _ = self.writes.send(Write::NodeStatus(Box::new(s)));
-        }
+        let urgent = match &self.last_status {
+            None => true,
+            Some(old) if status::status_differs(old, &s) => status::urgent(old, &s),
+            Some(_) => return,
+        };
+        self.last_status = Some(s.clone());
+        let _ = self.writes.send(Write::NodeStatus {
+            status: Box::new(s),
+            urgent,
+            nodes: self.members.len(),
+        });
     }
 
     /// Graceful shutdown, first half: take every address off, so other nodes can take over

@@ -316,6 +316,26 @@ pub fn status_differs(a: &NodeStateStatus, b: &NodeStateStatus) -> bool {
     strip(a) != strip(b) || crate::status::conditions_differ(&a.conditions, &b.conditions)
 }
 
+/// Whether a new status must go out at once rather than in the node's next slot
+/// ([`super::status_pace`]): a condition turned or came or went, a Service's report
+/// (`notAnnounced`, one reporting node per Service) changed, or what a rollout, drift repair
+/// or fast failover waits on did. Address lists, counts and per-peer figures, which every
+/// node changes with every routed Service, wait for the slot.
+pub fn urgent(old: &NodeStateStatus, new: &NodeStateStatus) -> bool {
+    let turned = |c: &[Condition]| -> BTreeSet<(String, String)> {
+        c.iter()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect()
+    };
+    turned(&old.conditions) != turned(&new.conditions)
+        || old.not_announced != new.not_announced
+        || old.revision != new.revision
+        || old.pending_revision != new.pending_revision
+        || old.fast_failover != new.fast_failover
+        || old.last_drift_repair != new.last_drift_repair
+        || old.last_apply.as_ref().map(|a| &a.result) != new.last_apply.as_ref().map(|a| &a.result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +421,49 @@ mod tests {
                 &now(),
             )
         ));
+    }
+
+    #[test]
+    fn address_churn_waits_for_the_slot_and_a_turned_condition_does_not() {
+        let report = |held: &BTreeMap<String, BTreeSet<IfAddress>>, errors: &[String]| {
+            node_status(
+                &NodeReport {
+                    daemon: "frr",
+                    held,
+                    lb_interface: "kube-lb0",
+                    address_errors: errors,
+                    last_apply: None,
+                    last_apply_time: None,
+                    problems: &[],
+                    not_announced: &[],
+                    advertised: None,
+                    routing: None,
+                    drain: &super::super::drain::Phase::Serving,
+                },
+                &[],
+                &now(),
+            )
+        };
+        let one: BTreeMap<String, BTreeSet<IfAddress>> = [(
+            "kube-lb0".to_string(),
+            [("203.0.113.5".parse().unwrap(), 32)].into(),
+        )]
+        .into();
+        let mut two = one.clone();
+        two.get_mut("kube-lb0")
+            .unwrap()
+            .insert(("203.0.113.9".parse().unwrap(), 32));
+        let (a, b) = (report(&one, &[]), report(&two, &[]));
+        assert!(status_differs(&a, &b));
+        assert!(!urgent(&a, &b), "a routed Service more is routine");
+        let failed = report(&one, &["kube-lb0: permission denied".into()]);
+        assert!(urgent(&a, &failed), "AddressesConverged turned False");
+        let mut reported = a.clone();
+        reported.not_announced.push(crate::api::ServiceNote {
+            service: "shop/web".into(),
+            reason: "no ready endpoints".into(),
+        });
+        assert!(urgent(&a, &reported));
     }
 
     #[test]

@@ -12,9 +12,9 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::Config;
+use super::{Config, status_pace};
 use crate::api::{NodeState, NodeStateStatus, RoutingPolicy};
-use crate::election::Member;
+use crate::election::{self, Member};
 use crate::events::EventPublisher;
 use crate::ipam::ServiceKey;
 use crate::membership;
@@ -31,13 +31,19 @@ pub enum Write {
         policy: String,
         event: EventSpec,
     },
-    NodeStatus(Box<NodeStateStatus>),
+    /// The node's status; `urgent` ([`super::status::urgent`]) goes at once, the rest in
+    /// the node's next slot among the cluster's `nodes` ([`super::status_pace`]).
+    NodeStatus {
+        status: Box<NodeStateStatus>,
+        urgent: bool,
+        nodes: usize,
+    },
     /// An Event about this node, on its NodeState.
     NodeEvent(EventSpec),
 }
 
-/// Carries out writes in order; a failed one is logged and counted, and the next status
-/// supersedes it.
+/// Carries out writes in order, NodeState statuses paced; a failed one is logged and
+/// counted, and the next status supersedes it.
 pub async fn writer(
     client: Client,
     node: String,
@@ -45,56 +51,151 @@ pub async fn writer(
     mut rx: mpsc::UnboundedReceiver<Write>,
 ) {
     let events = EventPublisher::new(client.clone(), "routelb-agent", &node, "Announce");
-    while let Some(w) = rx.recv().await {
-        match w {
-            Write::ServiceEvent { key, event } => {
-                let reference = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Service".into()),
-                    namespace: Some(key.namespace.clone()),
-                    name: Some(key.name.clone()),
-                    ..Default::default()
-                };
-                events.publish(&reference, event).await;
-            }
-            Write::PolicyEvent { policy, event } => {
-                let reference = ObjectReference {
-                    api_version: Some(RoutingPolicy::api_version(&()).into()),
-                    kind: Some("RoutingPolicy".into()),
-                    name: Some(policy),
-                    ..Default::default()
-                };
-                events.publish(&reference, event).await;
-            }
-            Write::NodeEvent(event) => {
-                let reference = ObjectReference {
-                    api_version: Some(NodeState::api_version(&()).into()),
-                    kind: Some("NodeState".into()),
-                    name: Some(node.clone()),
-                    ..Default::default()
-                };
-                events.publish(&reference, event).await;
-            }
-            Write::NodeStatus(status) => {
-                if let Err(e) = write_node_status(&client, &node, *status).await {
-                    metrics
-                        .write_errors
-                        .get_or_create(&KindLabels {
-                            kind: "NodeState".into(),
-                        })
-                        .inc();
-                    tracing::warn!(kind = "NodeState", error = %e, "write failed");
-                }
+    let mut status = StatusWriter::new(client.clone(), node.clone(), metrics);
+    loop {
+        let due = status.due();
+        let step = tokio::select! {
+            w = rx.recv() => match w {
+                Some(w) => WriterStep::Write(w),
+                None => WriterStep::Closed,
+            },
+            _ = sleep_until(due), if due.is_some() => WriterStep::Slot,
+        };
+        match step {
+            WriterStep::Write(w) => write(&node, &events, &mut status, w).await,
+            WriterStep::Slot => status.flush().await,
+            WriterStep::Closed => return status.flush().await,
+        }
+    }
+}
+
+enum WriterStep {
+    Write(Write),
+    /// The node's slot to write its pending status came.
+    Slot,
+    /// The agent is gone: what is pending is written now.
+    Closed,
+}
+
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    if let Some(at) = due {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+async fn write(node: &str, events: &EventPublisher, status: &mut StatusWriter, w: Write) {
+    match w {
+        Write::ServiceEvent { key, event } => {
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: Some(key.namespace.clone()),
+                name: Some(key.name.clone()),
+                ..Default::default()
+            };
+            events.publish(&reference, event).await;
+        }
+        Write::PolicyEvent { policy, event } => {
+            let reference = ObjectReference {
+                api_version: Some(RoutingPolicy::api_version(&()).into()),
+                kind: Some("RoutingPolicy".into()),
+                name: Some(policy),
+                ..Default::default()
+            };
+            events.publish(&reference, event).await;
+        }
+        Write::NodeEvent(event) => {
+            let reference = ObjectReference {
+                api_version: Some(NodeState::api_version(&()).into()),
+                kind: Some("NodeState".into()),
+                name: Some(node.to_string()),
+                ..Default::default()
+            };
+            events.publish(&reference, event).await;
+        }
+        Write::NodeStatus {
+            status: s,
+            urgent,
+            nodes,
+        } => {
+            status.pending = Some(*s);
+            status.window = status_pace::window(nodes);
+            if urgent {
+                status.flush().await;
             }
         }
     }
 }
 
-/// Creates this node's NodeState if needed (server-side apply), then merges its status.
+/// The node's NodeState status: the latest not yet written, and when the last write went.
+struct StatusWriter {
+    client: Client,
+    node: String,
+    metrics: Arc<AgentMetrics>,
+    pending: Option<NodeStateStatus>,
+    last_write_ms: Option<u64>,
+    window: Duration,
+    /// The object exists (created by this agent, or found): later writes patch its status only.
+    created: bool,
+}
+
+impl StatusWriter {
+    fn new(client: Client, node: String, metrics: Arc<AgentMetrics>) -> Self {
+        StatusWriter {
+            client,
+            node,
+            metrics,
+            pending: None,
+            last_write_ms: None,
+            window: Duration::ZERO,
+            created: false,
+        }
+    }
+
+    /// When the pending status may be written, if one is.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.pending.as_ref()?;
+        let now_ms = wall_ms(SystemTime::now());
+        let phase = status_pace::phase(election::rank(&self.node, "node-state"), self.window);
+        let at = status_pace::next_write(now_ms, self.last_write_ms, self.window, phase);
+        Some(tokio::time::Instant::now() + Duration::from_millis(at - now_ms))
+    }
+
+    async fn flush(&mut self) {
+        let Some(status) = self.pending.take() else {
+            return;
+        };
+        self.last_write_ms = Some(wall_ms(SystemTime::now()));
+        let written = write_node_status(&self.client, &self.node, status, !self.created).await;
+        match written {
+            Ok(()) => self.created = true,
+            Err(e) => {
+                // Created again next time, should it have been deleted.
+                self.created = false;
+                self.metrics
+                    .write_errors
+                    .get_or_create(&KindLabels {
+                        kind: "NodeState".into(),
+                    })
+                    .inc();
+                tracing::warn!(kind = "NodeState", error = %e, "write failed");
+            }
+        }
+    }
+}
+
+fn wall_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Creates this node's NodeState when `create` (server-side apply; the first write, or after
+/// one failed), then merges its status.
 async fn write_node_status(
     client: &Client,
     node: &str,
     status: NodeStateStatus,
+    create: bool,
 ) -> Result<(), kube::Error> {
     let api: Api<NodeState> = Api::all(client.clone());
     let object = json!({
@@ -103,12 +204,14 @@ async fn write_node_status(
         "metadata": { "name": node },
         "spec": {},
     });
-    api.patch(
-        node,
-        &PatchParams::apply("routelb-agent"),
-        &Patch::Apply(&object),
-    )
-    .await?;
+    if create {
+        api.patch(
+            node,
+            &PatchParams::apply("routelb-agent"),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    }
     let mut status = serde_json::to_value(status).expect("status always serializes");
     // A node that no longer follows a rollout says so: a stale revision would gate one.
     // A merge patch merges nested objects too: their optional fields are nulled the same way

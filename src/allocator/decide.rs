@@ -27,6 +27,11 @@ use crate::status::EventSpec;
 /// How long a service that was announced may have no live holder before it is reported as not
 /// announced: long enough for a graceful failover, short next to a hard one.
 pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
+/// How long a change of a Service's announcing nodes that keeps some of them (`changed`:
+/// a node joined or left an ECMP set, or the nodes of a routed pool report a new address in
+/// their own time) settles before it is written, so that it is one write and one Event, not
+/// one per node. Starting, stopping and moving are written at once.
+pub const ANNOUNCERS_SETTLE: Duration = Duration::from_secs(3);
 
 /// Which Services the allocator serves.
 #[derive(Clone, Debug)]
@@ -115,9 +120,11 @@ pub fn ipam_input(
     (pool_inputs, requests)
 }
 
-/// Services that were announced and that no live node holds right now, since when.
+/// Services that were announced and that no live node holds right now, since when; and
+/// Services whose announcing nodes changed while some stayed (nodes joining or leaving a
+/// routed pool's set, or reporting a new address one after the other), since when.
 #[derive(Clone, Debug, Default)]
-pub struct Grace(pub HashMap<String, Instant>);
+pub struct Grace(pub HashMap<String, Instant>, pub HashMap<String, Instant>);
 
 /// The Service writes a pass makes, and when to come back without any change (the end of a
 /// grace period).
@@ -269,20 +276,29 @@ fn announce(
         .clone()
         .unwrap_or_else(|| ipam::ingress_ips(svc));
     let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
-    let before = svc.annotations().get(annotations::ANNOUNCING);
-    let gap = !addresses.is_empty()
-        && before.is_some_and(|b| !b.is_empty())
-        && seen.value(&addresses).is_empty();
-    let since = if gap {
-        *grace.0.entry(key.clone()).or_insert(now)
-    } else {
-        grace.0.remove(&key);
-        now
-    };
-    if gap && now < since + UNANNOUNCED_GRACE {
-        return Some(since + UNANNOUNCED_GRACE);
+    let before = svc
+        .annotations()
+        .get(annotations::ANNOUNCING)
+        .map(String::as_str);
+    let after = seen.value(&addresses);
+    let gap = !addresses.is_empty() && before.is_some_and(|b| !b.is_empty()) && after.is_empty();
+    let settling = !addresses.is_empty()
+        && before.is_some_and(|b| b != after)
+        && announcing::change_kind(before.unwrap_or(""), &after) == "changed";
+    for (waiting, since, wait) in [
+        (gap, &mut grace.0, UNANNOUNCED_GRACE),
+        (settling, &mut grace.1, ANNOUNCERS_SETTLE),
+    ] {
+        if !waiting {
+            since.remove(&key);
+            continue;
+        }
+        let since = *since.entry(key.clone()).or_insert(now);
+        if now < since + wait {
+            return Some(since + wait);
+        }
     }
-    announcing::add_change(change, &key, before.map(String::as_str), &addresses, seen);
+    announcing::add_change(change, &key, before, &addresses, seen);
     None
 }
 

@@ -74,6 +74,19 @@ fn pass(
     grace: &mut Grace,
     at: Instant,
 ) -> ServiceWrites {
+    pass_seeing(services, pools, grace, at, &[])
+}
+
+/// [`pass`] with these NodeStates, all of live nodes.
+fn pass_seeing(
+    services: &[Service],
+    pools: &[Arc<AddressPool>],
+    grace: &mut Grace,
+    at: Instant,
+    states: &[crate::api::NodeState],
+) -> ServiceWrites {
+    let live: BTreeSet<String> = states.iter().map(|s| s.name_any()).collect();
+    let states: Vec<Arc<crate::api::NodeState>> = states.iter().cloned().map(Arc::new).collect();
     let (pool_inputs, requests) = ipam_input(&served(), services, pools, &BTreeMap::new());
     let outcome = ipam::allocate(&pool_inputs, &requests);
     let judge = crate::render::attributes::Judge::new(&[], &[]);
@@ -87,8 +100,8 @@ fn pass(
         &outcome,
         &grants,
         NodesSeen {
-            states: &[],
-            live: &BTreeSet::new(),
+            states: &states,
+            live: &live,
         },
         grace,
         at,
@@ -159,6 +172,76 @@ fn a_failover_gap_reads_as_a_move_within_the_grace() {
     assert_eq!(w.writes.len(), 1);
     assert_eq!(w.writes[0].1.annotations[annotations::ANNOUNCING], None);
     assert!(w.wake_at.is_none());
+}
+
+#[test]
+fn nodes_joining_the_announcing_set_are_written_once_settled() {
+    let ip = "10.0.0.0";
+    let holding = |node: &str| -> crate::api::NodeState {
+        serde_json::from_value(json!({
+            "apiVersion": "routelb.io/v1alpha1", "kind": "NodeState",
+            "metadata": { "name": node }, "spec": {},
+            "status": { "interfaces": [{ "interface": "kube-lb0", "addresses": [format!("{ip}/32")] }] },
+        }))
+        .unwrap()
+    };
+    let mut svc = service("a", "u1", "1");
+    svc.metadata.annotations = Some([("routelb.io/pool-used".to_string(), "p".to_string())].into());
+    svc = apply(
+        &svc,
+        &ServiceChange {
+            ingress: Some(vec![ip.parse().unwrap()]),
+            ..Default::default()
+        },
+    );
+    let pools = [pool("p", &["10.0.0.0/30"])];
+    let mut grace = Grace::default();
+    let t0 = Instant::now();
+    // The first node: announced at once.
+    let w = pass_seeing(
+        std::slice::from_ref(&svc),
+        &pools,
+        &mut grace,
+        t0,
+        &[holding("n1")],
+    );
+    assert_eq!(w.writes.len(), 1);
+    assert_eq!(w.writes[0].1.events[0].reason, "Announcing");
+    svc = apply(&svc, &w.writes[0].1);
+    // The others report one after the other: nothing written until the set settles.
+    let two = [holding("n1"), holding("n2")];
+    let w = pass_seeing(std::slice::from_ref(&svc), &pools, &mut grace, t0, &two);
+    assert!(w.writes.is_empty());
+    assert_eq!(w.wake_at, Some(t0 + ANNOUNCERS_SETTLE));
+    let three = [holding("n1"), holding("n2"), holding("n3")];
+    let half = t0 + ANNOUNCERS_SETTLE / 2;
+    let w = pass_seeing(std::slice::from_ref(&svc), &pools, &mut grace, half, &three);
+    assert!(w.writes.is_empty(), "settling counts from the first change");
+    let w = pass_seeing(
+        std::slice::from_ref(&svc),
+        &pools,
+        &mut grace,
+        t0 + ANNOUNCERS_SETTLE,
+        &three,
+    );
+    assert_eq!(w.writes.len(), 1, "one write for the three nodes");
+    let change = &w.writes[0].1;
+    assert_eq!(
+        change.annotations[annotations::ANNOUNCING].as_deref(),
+        Some("n1/kube-lb0,n2/kube-lb0,n3/kube-lb0")
+    );
+    assert_eq!(change.events.len(), 1);
+    // A move (no node stays) is not held back.
+    svc = apply(&svc, change);
+    let w = pass_seeing(
+        std::slice::from_ref(&svc),
+        &pools,
+        &mut grace,
+        t0 + ANNOUNCERS_SETTLE,
+        &[holding("n4")],
+    );
+    assert_eq!(w.writes.len(), 1);
+    assert_eq!(w.writes[0].1.events[0].reason, "AnnouncementMoved");
 }
 
 #[test]
