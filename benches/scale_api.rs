@@ -412,6 +412,7 @@ impl Point {
         let r = audit.since(mark);
         s.burst_allocator_writes = audit::of(&r, "routelb-allocator").1;
         s.burst_agent_writes = audit::of(&r, "routelb-agent").1;
+        s.burst_allocator_requests = audit::breakdown(&r, "routelb-allocator");
     }
 
     fn ip_of(&self, name: &str) -> IpAddr {
@@ -421,6 +422,8 @@ impl Point {
     /// SCALE_API_STEADY_S of nothing happening.
     async fn steady(&self, audit: &AuditLog, s: &mut Sample) {
         let window = Duration::from_secs(env_or("SCALE_API_STEADY_S", 30));
+        // The burst's last settling writes (decide::ANNOUNCERS_SETTLE) are not steady state.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let mark = audit.mark();
         let (alloc0, agent0) = (self.allocator.cpu_s(), self.agent().cpu_s());
         let renewals0 = self
@@ -446,6 +449,8 @@ impl Point {
         s.steady_allocator_req_per_s = (all as f64 / w, writes as f64 / w);
         let (all, writes) = audit::of(&r, "routelb-agent");
         s.steady_agent_req_per_s = (all as f64 / w, writes as f64 / w);
+        s.steady_allocator_requests = audit::breakdown(&r, "routelb-allocator");
+        s.steady_agent_requests = audit::breakdown(&r, "routelb-agent");
     }
 
     /// One Service created at a time: to its address, the agent's interface, the router.
@@ -487,10 +492,11 @@ impl Point {
                 .await
                 .expect("the router has the probe");
             at_router.push(start.elapsed());
-            // What the change cost, once its passes are over.
+            // What the change cost, once its passes are over, beyond the steady state's.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            alloc_cpu.push(self.allocator.cpu_s() - a0);
-            agent_cpu.push(self.agent().cpu_s() - g0);
+            let took = start.elapsed().as_secs_f64();
+            alloc_cpu.push(self.allocator.cpu_s() - a0 - s.steady_allocator_cpu_pct / 100.0 * took);
+            agent_cpu.push(self.agent().cpu_s() - g0 - s.steady_agent_cpu_pct / 100.0 * took);
             alloc_pass.push(per_pass(ap0, self.allocator_passes().await));
             agent_pass.push(per_pass(gp0, self.agent_passes()));
         }
@@ -519,20 +525,23 @@ impl Point {
         let node = self.sims.names[0].clone();
         let nodes = self.sims.names.len() + 1;
         let mark = audit.mark();
-        let (g0, gp0) = (self.agent().cpu_s(), self.agent_passes());
+        let steady = s.steady_agent_cpu_pct / 100.0;
+        let (g0, gp0, t0) = (self.agent().cpu_s(), self.agent_passes(), Instant::now());
         self.sims.kill(&node);
         self.wait_agent_sees(nodes - 1).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        s.death_agent_cpu_ms = 1000.0 * (self.agent().cpu_s() - g0);
+        s.death_agent_cpu_ms =
+            1000.0 * (self.agent().cpu_s() - g0 - steady * t0.elapsed().as_secs_f64());
         s.death_agent_pass_ms = per_pass(gp0, self.agent_passes());
         let r = audit.since(mark);
         s.death_allocator_writes = audit::of(&r, "routelb-allocator").1;
         s.death_agent_writes = audit::of(&r, "routelb-agent").1;
-        let (g0, gp0) = (self.agent().cpu_s(), self.agent_passes());
+        let (g0, gp0, t0) = (self.agent().cpu_s(), self.agent_passes(), Instant::now());
         self.sims.revive(&node);
         self.wait_agent_sees(nodes).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        s.return_agent_cpu_ms = 1000.0 * (self.agent().cpu_s() - g0);
+        s.return_agent_cpu_ms =
+            1000.0 * (self.agent().cpu_s() - g0 - steady * t0.elapsed().as_secs_f64());
         s.return_agent_pass_ms = per_pass(gp0, self.agent_passes());
     }
 }

@@ -15,6 +15,7 @@ pub mod allocator;
 pub mod analysis;
 pub mod api;
 pub mod attributes;
+pub mod coalesce;
 pub(crate) mod backoff;
 pub mod crdgen;
 pub mod daemon;

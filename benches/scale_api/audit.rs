@@ -9,7 +9,8 @@ pub struct AuditLog {
     path: PathBuf,
 }
 
-/// Requests by component (`routelb-agent`, `routelb-allocator`, else `other`) and verb.
+/// Requests by component (`routelb-agent`, `routelb-allocator`, else `other`) and what they
+/// did (`patch services/status`).
 pub type Requests = BTreeMap<(String, String), u64>;
 
 impl AuditLog {
@@ -44,7 +45,13 @@ impl AuditLog {
                 .find(|c| agent.starts_with(c))
                 .unwrap_or("other");
             let verb = v["verb"].as_str().unwrap_or("?");
-            *out.entry((component.to_string(), verb.to_string()))
+            let object = &v["objectRef"];
+            let resource = match (object["resource"].as_str(), object["subresource"].as_str()) {
+                (Some(r), Some(sub)) => format!("{r}/{sub}"),
+                (Some(r), None) => r.to_string(),
+                _ => "-".to_string(),
+            };
+            *out.entry((component.to_string(), format!("{verb} {resource}")))
                 .or_default() += 1;
         }
         out
@@ -56,13 +63,22 @@ pub fn of(requests: &Requests, component: &str) -> (u64, u64) {
     let mine = requests.iter().filter(|((c, _), _)| c == component);
     let all = mine.clone().map(|(_, n)| n).sum();
     let writes = mine
-        .filter(|((_, verb), _)| {
+        .filter(|((_, what), _)| {
             matches!(
-                verb.as_str(),
+                what.split(' ').next().unwrap_or(""),
                 "create" | "update" | "patch" | "delete" | "deletecollection"
             )
         })
         .map(|(_, n)| n)
         .sum();
     (all, writes)
+}
+
+/// A component's requests by what they did, for the record.
+pub fn breakdown(requests: &Requests, component: &str) -> BTreeMap<String, u64> {
+    requests
+        .iter()
+        .filter(|((c, _), _)| c == component)
+        .map(|((_, what), n)| (what.clone(), *n))
+        .collect()
 }

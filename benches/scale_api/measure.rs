@@ -74,6 +74,10 @@ pub struct Sample {
     /// (all, writes) per second.
     pub steady_allocator_req_per_s: (f64, f64),
     pub steady_agent_req_per_s: (f64, f64),
+    /// The steady state's requests by what they did, over the window.
+    pub steady_allocator_requests: std::collections::BTreeMap<String, u64>,
+    pub steady_agent_requests: std::collections::BTreeMap<String, u64>,
+    pub burst_allocator_requests: std::collections::BTreeMap<String, u64>,
     pub sim_renewals_per_s: f64,
     pub sim_renewals_due_per_s: f64,
     pub change_assigned_ms: f64,
@@ -139,7 +143,7 @@ impl Sample {
 
 pub fn print_header() {
     println!(
-        "| nodes | Services | burst: all assigned / on the agent / at the router | burst CPU: allocator / agent | burst API writes: allocator / agent | one Service: assigned / on the agent / at the router | its CPU: allocator / agent (agent pass) | a node died: agent CPU / came back (pass) | its API writes: allocator / agent | steady CPU: allocator / agent | RSS: allocator / agent | steady API req/s (writes): allocator / agent | simulated renewals/s, of due |"
+        "| nodes | Services | burst: all assigned / on the agent / at the router | burst CPU: allocator / agent | burst API writes: allocator / agent | one Service: assigned / on the agent / at the router | its CPU beyond the steady state's: allocator / agent (agent pass) | a node died: agent CPU beyond the steady state's / came back (pass) | its API writes: allocator / agent | steady CPU: allocator / agent | RSS: allocator / agent | steady API req/s (writes): allocator / agent | simulated renewals/s, of due |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }

@@ -25,8 +25,10 @@ pub enum Event {
     Cancelled,
     /// A watched object other than a node Lease changed.
     CachesChanged,
-    /// A node Lease changed (every renewal of every node).
+    /// A node Lease changed (every renewal of every node): read them soon.
     LeasesChanged,
+    /// Time to read the node Leases ([`crate::coalesce::LEASES`] after the last read).
+    LeasesDue,
     /// This node's Lease renewals started or stopped getting through.
     Reachability(bool),
     /// The template directory changed.
@@ -59,6 +61,8 @@ pub struct Sources {
     pub cancel: CancellationToken,
     pub changed: Arc<Notify>,
     pub leases_changed: Arc<Notify>,
+    /// Reads of the node Leases, coalesced.
+    pub leases: crate::coalesce::Coalesce,
     pub reachable: watch::Receiver<bool>,
     pub template_changes: mpsc::UnboundedReceiver<()>,
     pub link_changes: mpsc::UnboundedReceiver<()>,
@@ -121,12 +125,14 @@ impl Sources {
         let verify_soon = sleep_until(self.verify_at);
         let grace_over = sleep_until(self.grace_over_at);
         let failover = sleep_until(self.failover_at);
+        let leases_due = sleep_until(self.leases.due().map(Instant::from));
         tokio::select! {
             Ok(()) = self.bfd_looks.changed() => Event::BfdChanged,
             _ = failover => Event::FailoverGuard,
             _ = self.cancel.cancelled() => Event::Cancelled,
             _ = self.changed.notified() => Event::CachesChanged,
             _ = self.leases_changed.notified() => Event::LeasesChanged,
+            _ = leases_due => Event::LeasesDue,
             Ok(()) = self.reachable.changed() => Event::Reachability(*self.reachable.borrow_and_update()),
             Some(()) = self.template_changes.recv() => Event::TemplatesChanged,
             Some(()) = self.link_changes.recv() => Event::LinksChanged,
@@ -153,7 +159,14 @@ pub async fn handle(
 ) -> bool {
     match event {
         Event::Cancelled | Event::CachesChanged => true,
-        Event::LeasesChanged => on_leases_changed(agent),
+        Event::LeasesChanged => {
+            sources.leases.ask(std::time::Instant::now());
+            false
+        }
+        Event::LeasesDue => {
+            sources.leases.done(std::time::Instant::now());
+            on_leases_changed(agent)
+        }
         Event::Reachability(up) => on_reachability(up, metrics),
         Event::TemplatesChanged => on_templates_changed(sources, kind).await,
         Event::LinksChanged => on_links_changed(agent, sources).await,

@@ -126,6 +126,7 @@ pub async fn run(
         cancel: cancel.clone(),
         changed: caches.changed.clone(),
         leases_changed: caches.leases_changed.clone(),
+        leases: crate::coalesce::Coalesce::new(crate::coalesce::LEASES),
         reachable,
         template_changes,
         link_changes: events::link_changes()?,

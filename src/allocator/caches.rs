@@ -36,12 +36,16 @@ pub struct Caches {
     /// Node lease renewals arrive every renew period from every node: they wake the loop only
     /// to see whether somebody died, not for a pass each.
     pub leases_changed: Arc<Notify>,
+    /// NodeState reports: every node reports each routed Service change in its own time, so
+    /// they make at most one pass per [`crate::coalesce::NODE_STATES`].
+    pub node_states_changed: Arc<Notify>,
 }
 
 impl Caches {
     pub fn start(client: &Client, cfg: &Config) -> Caches {
         let changed = Arc::new(Notify::new());
         let leases_changed = Arc::new(Notify::new());
+        let node_states_changed = Arc::new(Notify::new());
         let all = watcher::Config::default;
         Caches {
             services: cache(
@@ -77,7 +81,7 @@ impl Caches {
                 all(),
                 "nodestates",
                 |n: &mut NodeState| n.managed_fields_mut().clear(),
-                changed.clone(),
+                node_states_changed.clone(),
             ),
             node_leases: cache(
                 Api::namespaced(client.clone(), &cfg.node_lease_namespace),
@@ -106,6 +110,7 @@ impl Caches {
             ),
             changed,
             leases_changed,
+            node_states_changed,
         }
     }
 

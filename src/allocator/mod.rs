@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddressPool, RoutingPolicy, annotations};
+use crate::coalesce::{self, Coalesce};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Outcome};
 use crate::membership::Liveness;
@@ -148,25 +149,68 @@ pub async fn run(
     Ok(())
 }
 
+/// What wakes the allocator's loop.
+enum Wake {
+    Cancelled,
+    /// A watched object other than a node Lease or a NodeState changed.
+    Changed,
+    LeasesChanged,
+    /// Time to read the node Leases ([`coalesce::LEASES`] after the last read).
+    LeasesDue,
+    NodeStatesChanged,
+    /// Time to pass for NodeState reports ([`coalesce::NODE_STATES`] after the last pass).
+    NodeStatesDue,
+    /// Leadership was won or lost.
+    Leading,
+    /// A retry or a grace period is due.
+    Timer,
+}
+
+/// Until `t`; never, without one.
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Ctx {
     /// Waits for changes, and while leading, passes; failed writes are retried with backoff.
     async fn serve(&mut self, mut leading: watch::Receiver<bool>, cancel: CancellationToken) {
         let mut retry: Option<Duration> = None;
+        let mut leases = Coalesce::new(coalesce::LEASES);
+        let mut node_states = Coalesce::new(coalesce::NODE_STATES);
         loop {
             let due = retry.unwrap_or(Duration::from_secs(300)).min(
                 self.wake_at.map_or(Duration::MAX, |w| {
                     w.saturating_duration_since(Instant::now())
                 }),
             );
-            let changed = self.caches.changed.clone();
-            let leases_changed = self.caches.leases_changed.clone();
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = changed.notified() => {}
-                _ = leases_changed.notified() => if !self.update_live_nodes() { continue },
-                r = leading.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(due) => {}
+            let wake = self
+                .next_wake(&mut leading, &cancel, &leases, &node_states, due)
+                .await;
+            let now = Instant::now();
+            let pass = match wake {
+                Wake::Cancelled => return,
+                Wake::LeasesChanged => {
+                    leases.ask(now);
+                    false
+                }
+                Wake::LeasesDue => {
+                    leases.done(now);
+                    self.update_live_nodes()
+                }
+                Wake::NodeStatesChanged => {
+                    node_states.ask(now);
+                    false
+                }
+                Wake::Changed | Wake::NodeStatesDue | Wake::Leading | Wake::Timer => true,
+            };
+            if !pass {
+                continue;
             }
+            // A pass reads every NodeState: reports waiting for their turn are in it.
+            node_states.done(now);
             let is_leader = *leading.borrow_and_update();
             self.metrics.is_leader.set(i64::from(is_leader));
             if !is_leader {
@@ -184,6 +228,30 @@ impl Ctx {
                 tracing::warn!(failed, retry_in = ?next, "some writes failed; will retry");
                 next
             });
+        }
+    }
+
+    /// What wakes the loop; nothing is done here.
+    async fn next_wake(
+        &self,
+        leading: &mut watch::Receiver<bool>,
+        cancel: &CancellationToken,
+        leases: &Coalesce,
+        node_states: &Coalesce,
+        due: Duration,
+    ) -> Wake {
+        let changed = self.caches.changed.clone();
+        let leases_changed = self.caches.leases_changed.clone();
+        let states_changed = self.caches.node_states_changed.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => Wake::Cancelled,
+            _ = changed.notified() => Wake::Changed,
+            _ = leases_changed.notified() => Wake::LeasesChanged,
+            _ = sleep_until(leases.due()) => Wake::LeasesDue,
+            _ = states_changed.notified() => Wake::NodeStatesChanged,
+            _ = sleep_until(node_states.due()) => Wake::NodeStatesDue,
+            r = leading.changed() => if r.is_err() { Wake::Cancelled } else { Wake::Leading },
+            _ = tokio::time::sleep(due) => Wake::Timer,
         }
     }
 
