@@ -68,6 +68,10 @@ mod tests {
         assert_eq!(c.due(), Some(t0 + ms(100)), "the next an interval later");
         c.done(t0 + ms(100));
         c.ask(t0 + ms(500));
-        assert_eq!(c.due(), Some(t0 + ms(500)), "after a quiet interval, at once");
+        assert_eq!(
+            c.due(),
+            Some(t0 + ms(500)),
+            "after a quiet interval, at once"
+        );
     }
 }

@@ -29,7 +29,7 @@ pub const LEASE_LABEL: &str = "routelb.io/node-lease";
 
 /// The watcher configuration that sees every node's Lease (and nothing else) in a namespace.
 pub fn lease_watch() -> kube::runtime::watcher::Config {
-    kube::runtime::watcher::Config::default().labels(&format!("{LEASE_LABEL}=true"))
+    crate::watch::busy().labels(&format!("{LEASE_LABEL}=true"))
 }
 pub const SUBNETS: &str = "routelb.io/subnets";
 pub const ROUTED_POOLS: &str = "routelb.io/routed-pools";

@@ -44,7 +44,7 @@ impl Caches {
         Ok(Caches {
             services: cache(
                 Api::all(client.clone()),
-                all(),
+                crate::watch::busy(),
                 "services",
                 crate::watch::slim_service,
                 changed.clone(),
@@ -52,7 +52,7 @@ impl Caches {
             slices: cache_with(
                 Api::<DynamicObject>::all_with(client.clone(), &slice_resource),
                 slice_resource.clone(),
-                all(),
+                crate::watch::busy(),
                 "endpointslices",
                 |s: &mut DynamicObject| s.managed_fields_mut().clear(),
                 changed.clone(),

@@ -50,7 +50,7 @@ impl Caches {
         Caches {
             services: cache(
                 Api::all(client.clone()),
-                all(),
+                crate::watch::busy(),
                 "services",
                 crate::watch::slim_service,
                 changed.clone(),
@@ -78,7 +78,7 @@ impl Caches {
             ),
             node_states: cache(
                 Api::all(client.clone()),
-                all(),
+                crate::watch::busy(),
                 "nodestates",
                 |n: &mut NodeState| n.managed_fields_mut().clear(),
                 node_states_changed.clone(),
