@@ -113,6 +113,8 @@ pub struct Agent {
     first_pass: bool,
     /// BFD peers and the verdict of fast failover ([`super::fast_failover`]).
     pub fast_failover: super::fast_failover::FastFailover,
+    /// Each EndpointSlice read once per version ([`endpoints::Readings`]).
+    readings: endpoints::Readings,
 }
 
 /// How a pass went, for when to run the next one.
@@ -176,6 +178,7 @@ impl Agent {
                 watch::channel(Some(vec![])).1,
                 watch::channel(None).0,
             ),
+            readings: endpoints::Readings::default(),
         }
     }
 
@@ -193,7 +196,9 @@ impl Agent {
             &self.caches.rollouts.state(),
             &self.caches.revisions.state(),
         );
-        let readiness = endpoints::readiness(&self.caches.slices.state(), &self.cfg.node);
+        let readiness = self
+            .readings
+            .readiness(&self.caches.slices.state(), &self.cfg.node);
         let mut resolved = self.resolve(&facts, &inputs, &readiness);
         self.step_drain();
         resolved.me = self.drain.member(resolved.me);
@@ -417,14 +422,16 @@ impl Agent {
         facts: &[NodeInterface],
         refresh: bool,
     ) -> bool {
+        let held = plan.interfaces.values().map(BTreeSet::len).sum();
+        let lifetime = crate::address_refresh::lifetime(self.cfg.address_lifetime, held);
         let outcomes = self
             .nl
             .converge_node(
                 &plan.interfaces,
                 facts,
                 &self.cfg.lb_interface,
-                Some(self.cfg.address_lifetime),
-                refresh,
+                Some(lifetime),
+                refresh.then_some(self.cfg.address_lifetime / 3),
             )
             .await;
         crate::garp::announce_all(outcomes.iter().filter_map(InterfaceOutcome::acquired));
@@ -545,7 +552,9 @@ impl Agent {
             name: name.clone(),
             content,
         };
-        let readiness = endpoints::readiness(&self.caches.slices.state(), &self.cfg.node);
+        let readiness = self
+            .readings
+            .readiness(&self.caches.slices.state(), &self.cfg.node);
         let resolved = self.resolve_with(facts, &inputs, &readiness, &mut self.memory.clone());
         let revision::Inputs::Revision { content, .. } = &inputs else {
             unreachable!("built above")
@@ -715,7 +724,7 @@ impl Agent {
                         index,
                         &BTreeSet::new(),
                         None,
-                        false,
+                        None,
                         crate::netlink::AsSource::Allowed,
                     )
                     .await
