@@ -10,6 +10,7 @@
 //! docs/architecture.md has the module map. Modules only the crate uses are `pub(crate)`, so
 //! the compiler reports what nothing uses.
 
+pub(crate) mod address_refresh;
 pub mod agent;
 pub mod allocator;
 pub mod analysis;

@@ -250,22 +250,35 @@ impl Netlink {
     }
 
     /// Makes routelb's addresses on the interface exactly `desired`: adds what is missing (with
-    /// `lifetime`, if any; with `refresh`, every desired address is re-added so its lifetime
-    /// starts again), removes what routelb added earlier and no longer wants. Addresses
-    /// routelb did not add are never touched.
+    /// `lifetime`, if any), renews the lifetimes that are due when `refresh` (the refresh
+    /// period) is given ([`crate::address_refresh::due`]), removes what routelb added earlier
+    /// and no longer wants. Addresses routelb did not add are never touched.
     pub async fn converge(
         &self,
         index: u32,
         desired: &BTreeSet<IfAddress>,
         lifetime: Option<Duration>,
-        refresh: bool,
+        refresh: Option<Duration>,
         source: AsSource,
     ) -> Result<Converged, NetlinkError> {
         let current = self.owned_messages(index).await?;
+        let renew: BTreeSet<IfAddress> = match (lifetime, refresh) {
+            (Some(lifetime), Some(period)) => crate::address_refresh::due(
+                current
+                    .iter()
+                    .filter(|(a, _)| desired.contains(a))
+                    .map(|(a, msg)| (*a, valid_left(msg))),
+                lifetime,
+                period,
+            )
+            .into_iter()
+            .collect(),
+            _ => BTreeSet::new(),
+        };
         let mut out = Converged::default();
         for a in desired {
             let missing = !current.contains_key(a);
-            if missing || (refresh && lifetime.is_some()) {
+            if missing || renew.contains(a) {
                 self.add_address(index, *a, lifetime, source).await?;
                 if missing {
                     out.added.push(*a);
@@ -280,6 +293,18 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// Seconds of valid lifetime an address has left, as the kernel reports it (`u32::MAX`:
+/// forever).
+fn valid_left(msg: &AddressMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::CacheInfo(c) => Some(c.ifa_valid),
+            _ => None,
+        })
+        .unwrap_or(INFINITE_LIFETIME)
 }
 
 /// One interface's part of [`Netlink::converge_node`].
@@ -332,7 +357,7 @@ impl Netlink {
         facts: &[crate::node::NodeInterface],
         lb_interface: &str,
         lifetime: Option<Duration>,
-        refresh: bool,
+        refresh: Option<Duration>,
     ) -> Vec<InterfaceOutcome> {
         let mut targets: Vec<(String, u32, Option<[u8; 6]>)> = facts
             .iter()

@@ -99,7 +99,7 @@ fn lb_interface_and_owned_addresses() {
         ]
         .into();
         assert_eq!(
-            nl.converge(index, &first, None, false, AsSource::Allowed)
+            nl.converge(index, &first, None, None, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -107,7 +107,7 @@ fn lb_interface_and_owned_addresses() {
         );
         assert_eq!(nl.owned_addresses(index).await.unwrap(), first);
         assert_eq!(
-            nl.converge(index, &first, None, false, AsSource::Allowed)
+            nl.converge(index, &first, None, None, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -117,7 +117,7 @@ fn lb_interface_and_owned_addresses() {
 
         let second: BTreeSet<IfAddress> = [a("203.0.113.2", 32)].into();
         assert_eq!(
-            nl.converge(index, &second, None, false, AsSource::Allowed)
+            nl.converge(index, &second, None, None, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -141,7 +141,7 @@ fn lb_interface_and_owned_addresses() {
             index,
             &leased,
             Some(Duration::from_secs(2)),
-            true,
+            None,
             AsSource::Allowed,
         )
         .await
@@ -159,6 +159,52 @@ fn lb_interface_and_owned_addresses() {
             .await
             .expect("leased addresses expire");
         assert!(ip_addrs("kube-lb0").contains("10.9.9.9/32"));
+
+        // A refresh renews only the lifetimes that are due (less than two thirds left): one
+        // address with 6 s left is renewed to the 30 s lifetime, one with 60 s left is not.
+        let (short, long) = (a("203.0.113.4", 32), a("203.0.113.5", 32));
+        for (addr, secs) in [(short, 6), (long, 60)] {
+            nl.add_address(
+                index,
+                addr,
+                Some(Duration::from_secs(secs)),
+                AsSource::Allowed,
+            )
+            .await
+            .unwrap();
+        }
+        nl.converge(
+            index,
+            &[short, long].into(),
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(10)),
+            AsSource::Allowed,
+        )
+        .await
+        .unwrap();
+        let valid_left = |addr: &str| -> u32 {
+            let out = ip_addrs("kube-lb0");
+            let mut lines = out.lines();
+            lines.find(|l| l.contains(&format!("{addr}/32")));
+            let line = lines.next().expect("a lifetime line");
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("sec")
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            (20..=30).contains(&valid_left("203.0.113.4")),
+            "the due one is renewed"
+        );
+        assert!(
+            valid_left("203.0.113.5") > 30,
+            "the other keeps its lifetime"
+        );
+        nl.converge(index, &BTreeSet::new(), None, None, AsSource::Allowed)
+            .await
+            .unwrap();
 
         // A Service address in the node's IPv6 subnet, Allowed as source, wins the node's own
         // connections to its neighbours by longest match (RFC 6724 rule 8); Avoided
@@ -183,10 +229,10 @@ fn lb_interface_and_owned_addresses() {
             (AsSource::Allowed, "2001:db8:7::f0"),
             (AsSource::Avoided, "2001:db8:7::12"),
         ] {
-            nl.converge(index, &BTreeSet::new(), None, false, source)
+            nl.converge(index, &BTreeSet::new(), None, None, source)
                 .await
                 .unwrap();
-            nl.converge(index, &service, None, false, source)
+            nl.converge(index, &service, None, None, source)
                 .await
                 .unwrap();
             let route = Command::new("ip")
@@ -199,7 +245,7 @@ fn lb_interface_and_owned_addresses() {
                 "{source:?}: {route}"
             );
         }
-        nl.converge(index, &BTreeSet::new(), None, false, AsSource::Allowed)
+        nl.converge(index, &BTreeSet::new(), None, None, AsSource::Allowed)
             .await
             .unwrap();
 
@@ -214,7 +260,7 @@ fn lb_interface_and_owned_addresses() {
             .collect();
         let t = Instant::now();
         assert_eq!(
-            nl.converge(index, &many, None, false, AsSource::Allowed)
+            nl.converge(index, &many, None, None, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),
@@ -223,7 +269,7 @@ fn lb_interface_and_owned_addresses() {
         let add = t.elapsed();
         let t = Instant::now();
         assert_eq!(
-            nl.converge(index, &BTreeSet::new(), None, false, AsSource::Allowed)
+            nl.converge(index, &BTreeSet::new(), None, None, AsSource::Allowed)
                 .await
                 .unwrap()
                 .counts(),

@@ -207,7 +207,7 @@ impl Session {
                 &node_ifaces,
                 &self.opts.lb_interface,
                 None,
-                false,
+                None,
             )
             .await;
         crate::garp::announce_all(
