@@ -40,6 +40,7 @@ mod support {
 mod scale_api {
     pub mod audit;
     pub mod measure;
+    pub mod sample;
     pub mod sim;
 }
 
@@ -55,7 +56,8 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use scale_api::audit::{self, AuditLog};
-use scale_api::measure::{Process, Sample};
+use scale_api::measure::Process;
+use scale_api::sample::Sample;
 use scale_api::sim;
 use serde_json::json;
 use support::cluster::{Agent, Cluster};
@@ -92,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
             env!("CARGO_MANIFEST_DIR"),
             "/target/scale_api.jsonl"
         ))?;
-    scale_api::measure::print_header();
+    scale_api::sample::print_header();
     for &n in &nodes {
         for &s in &services {
             let point = run_point(&held, &c, &audit, n, s).await;

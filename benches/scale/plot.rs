@@ -20,7 +20,10 @@ const COLOURS: [&str; 8] = [
 ];
 
 fn decades(lo: f64, hi: f64) -> (f64, f64) {
-    (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0))
+    (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    )
 }
 
 /// The chart: `title`, axes named `x_label` and `y_label`, log scales by decade.
