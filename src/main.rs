@@ -117,7 +117,8 @@ struct AgentArgs {
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     renew_period: Duration,
     /// Lifetime of addresses put on interfaces (refreshed every third of it), so a dead agent
-    /// cannot hold them for ever.
+    /// cannot hold them for ever. Above 1,000 addresses it grows with them (3 s per 100
+    /// held), so that the routing daemon sees at most 100 renewals per second.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     address_lifetime: Duration,
     /// How often the daemon is checked for lost objects when nothing changed: FRR with the
