@@ -291,7 +291,9 @@ async fn watch_assigned(
     let (listed, watching) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut listed = Some(listed);
-        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+        // Renewed every minute, as routelb's own busy watches are (watch::BUSY_WATCH_TIMEOUT_S):
+        // under the burst the API server drops slow watchers and leaves them silent.
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default().timeout(60)));
         while let Some(Ok(event)) = stream.next().await {
             let (name, ips) = match event {
                 watcher::Event::InitDone => {
