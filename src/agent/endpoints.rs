@@ -3,8 +3,9 @@
 //! read, so slices are read as dynamic objects of whichever version the server offers
 //! (`caches.rs` finds out which).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -88,56 +89,102 @@ fn merge<'a>(summaries: impl Iterator<Item = &'a SliceSummary>) -> BTreeMap<Serv
 }
 
 /// [`readiness`] for a pass that runs again and again over mostly the same slices: each
-/// slice's JSON is read once per version (uid and resourceVersion), and when no slice changed
-/// the last result is handed out again. Profiled at 10,000 Services, reading every slice's
-/// JSON each pass was a third of the agent's CPU.
+/// slice's JSON is read once per version (uid and resourceVersion), and only the Services
+/// whose slices changed are merged again. Profiled at 10,000 Services, reading every slice's
+/// JSON each pass was a third of the agent's CPU, and merging them all again a tenth.
 #[derive(Default)]
 pub struct Readings {
     here: String,
-    by_slice: std::collections::HashMap<String, (String, SliceSummary)>,
-    last: std::sync::Arc<BTreeMap<ServiceKey, Readiness>>,
+    /// Each slice's version and summary, by uid.
+    by_slice: HashMap<String, (String, SliceSummary)>,
+    /// Which slices each Service has.
+    by_service: HashMap<ServiceKey, HashSet<String>>,
+    last: Arc<BTreeMap<ServiceKey, Readiness>>,
 }
 
 impl Readings {
     pub fn readiness(
         &mut self,
-        slices: &[std::sync::Arc<DynamicObject>],
+        slices: &[Arc<DynamicObject>],
         here: &str,
-    ) -> std::sync::Arc<BTreeMap<ServiceKey, Readiness>> {
+    ) -> Arc<BTreeMap<ServiceKey, Readiness>> {
         if self.here != here {
             *self = Readings {
                 here: here.to_string(),
                 ..Default::default()
             };
         }
-        let mut changed = false;
-        let mut next = std::collections::HashMap::with_capacity(slices.len());
+        let mut affected: HashSet<ServiceKey> = HashSet::new();
+        let mut next = HashMap::with_capacity(slices.len());
         for s in slices {
             let id = s.uid().unwrap_or_else(|| {
                 format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
             });
             let version = s.resource_version();
-            let kept = self
-                .by_slice
-                .remove(&id)
-                .filter(|(v, _)| Some(v) == version.as_ref());
-            let entry = match kept {
-                Some(e) => e,
-                None => {
-                    changed = true;
-                    // An object without a version (never from the API server) is read each time.
-                    (version.unwrap_or_default(), summarise(s, here))
+            let entry = match self.by_slice.remove(&id) {
+                // An object without a version (never from the API server) is read each time.
+                Some((v, summary)) if version.as_ref() == Some(&v) && !v.is_empty() => (v, summary),
+                old => {
+                    let summary = summarise(s, here);
+                    self.moved(
+                        &id,
+                        old.and_then(|(_, o)| o.service),
+                        &summary.service,
+                        &mut affected,
+                    );
+                    (version.unwrap_or_default(), summary)
                 }
             };
             next.insert(id, entry);
         }
         // What is left was deleted.
-        changed |= !self.by_slice.is_empty();
+        for (id, (_, gone)) in std::mem::take(&mut self.by_slice) {
+            self.moved(&id, gone.service, &None, &mut affected);
+        }
         self.by_slice = next;
-        if changed || self.by_slice.values().any(|(v, _)| v.is_empty()) {
-            self.last = std::sync::Arc::new(merge(self.by_slice.values().map(|(_, s)| s)));
+        if !affected.is_empty() {
+            let map = Arc::make_mut(&mut self.last);
+            for key in affected {
+                match self.by_service.get(&key) {
+                    Some(ids) => {
+                        let summaries = ids.iter().filter_map(|id| self.by_slice.get(id));
+                        let merged = merge(summaries.map(|(_, s)| s)).remove(&key);
+                        map.insert(key, merged.unwrap_or_default());
+                    }
+                    None => {
+                        map.remove(&key);
+                    }
+                }
+            }
         }
         self.last.clone()
+    }
+
+    /// Slice `id` now belongs to `to` (none: deleted or unlabelled), no longer to `from`;
+    /// both Services are merged again.
+    fn moved(
+        &mut self,
+        id: &str,
+        from: Option<ServiceKey>,
+        to: &Option<ServiceKey>,
+        affected: &mut HashSet<ServiceKey>,
+    ) {
+        if let Some(from) = from {
+            if let Some(ids) = self.by_service.get_mut(&from) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_service.remove(&from);
+                }
+            }
+            affected.insert(from);
+        }
+        if let Some(to) = to {
+            self.by_service
+                .entry(to.clone())
+                .or_default()
+                .insert(id.to_string());
+            affected.insert(to.clone());
+        }
     }
 }
 
