@@ -244,6 +244,20 @@ impl Point {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The node's zebra (FRR started with `-N <namespace>`): it sees every address change.
+    fn zebra(&self) -> Process {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("zebra -d -N {}( |$)", self.agent_ns)])
+            .output()
+            .expect("pgrep runs");
+        let pid = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .to_string();
+        Process::of(&pid)
+    }
+
     fn agent(&self) -> Process {
         Process::of(&self.agent_pid)
     }
@@ -430,6 +444,7 @@ impl Point {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let mark = audit.mark();
         let (alloc0, agent0) = (self.allocator.cpu_s(), self.agent().cpu_s());
+        let zebra0 = self.zebra().cpu_s();
         let renewals0 = self
             .sims
             .counts
@@ -439,6 +454,7 @@ impl Point {
         let w = window.as_secs_f64();
         s.steady_allocator_cpu_pct = 100.0 * (self.allocator.cpu_s() - alloc0) / w;
         s.steady_agent_cpu_pct = 100.0 * (self.agent().cpu_s() - agent0) / w;
+        s.steady_zebra_cpu_pct = 100.0 * (self.zebra().cpu_s() - zebra0) / w;
         s.allocator_rss_mb = self.allocator.rss_mb();
         s.agent_rss_mb = self.agent().rss_mb();
         let renewals = self

@@ -19,6 +19,8 @@ pub struct Sample {
     pub burst_agent_writes: u64,
     pub steady_allocator_cpu_pct: f64,
     pub steady_agent_cpu_pct: f64,
+    /// The agent's node's zebra: every address added, removed or renewed is a message to it.
+    pub steady_zebra_cpu_pct: f64,
     pub allocator_rss_mb: f64,
     pub agent_rss_mb: f64,
     /// (all, writes) per second.
@@ -56,7 +58,7 @@ impl Sample {
 
     pub fn print_row(&self) {
         println!(
-            "| {} | {} | {:.0} s / {:.0} s / {:.0} s | {:.1} s / {:.1} s | {:.0} / {:.0} | {:.0} ms / {:.0} ms / {:.0} ms | {:.1} / {:.1} ms (pass {:.1}) | {:.1} / {:.1} ms (pass {:.1}) | {:.0} / {:.0} | {:.1} / {:.1} % | {:.0} / {:.0} MiB | {:.2} ({:.2}) / {:.2} ({:.2}) | {:.0} of {:.0} |",
+            "| {} | {} | {:.0} s / {:.0} s / {:.0} s | {:.1} s / {:.1} s | {:.0} / {:.0} | {:.0} ms / {:.0} ms / {:.0} ms | {:.1} / {:.1} ms (pass {:.1}) | {:.1} / {:.1} ms (pass {:.1}) | {:.0} / {:.0} | {:.1} / {:.1} % ({:.1} %) | {:.0} / {:.0} MiB | {:.2} ({:.2}) / {:.2} ({:.2}) | {:.0} of {:.0} |",
             self.nodes,
             self.services,
             self.burst_assigned_s,
@@ -79,6 +81,7 @@ impl Sample {
             self.death_agent_writes,
             self.steady_allocator_cpu_pct,
             self.steady_agent_cpu_pct,
+            self.steady_zebra_cpu_pct,
             self.allocator_rss_mb,
             self.agent_rss_mb,
             self.steady_allocator_req_per_s.0,
@@ -93,7 +96,7 @@ impl Sample {
 
 pub fn print_header() {
     println!(
-        "| nodes | Services | burst: all assigned / on the agent / at the router | burst CPU: allocator / agent | burst API writes: allocator / agent | one Service: assigned / on the agent / at the router | its CPU beyond the steady state's: allocator / agent (agent pass) | a node died: agent CPU beyond the steady state's / came back (pass) | its API writes: allocator / agent | steady CPU: allocator / agent | RSS: allocator / agent | steady API req/s (writes): allocator / agent | simulated renewals/s, of due |"
+        "| nodes | Services | burst: all assigned / on the agent / at the router | burst CPU: allocator / agent | burst API writes: allocator / agent | one Service: assigned / on the agent / at the router | its CPU beyond the steady state's: allocator / agent (agent pass) | a node died: agent CPU beyond the steady state's / came back (pass) | its API writes: allocator / agent | steady CPU: allocator / agent (its node's zebra) | RSS: allocator / agent | steady API req/s (writes): allocator / agent | simulated renewals/s, of due |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
