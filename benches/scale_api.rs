@@ -209,22 +209,23 @@ impl Point {
     }
 
     async fn wait_agent_sees(&self, nodes: usize) {
-        let want = format!("routelb_agent_live_nodes {nodes}");
-        wait::up_to(Duration::from_secs(120))
-            .every(Duration::from_millis(500))
+        let line = format!("routelb_agent_live_nodes {nodes}");
+        self.wait_agent_metric(&line, Duration::from_secs(120))
+            .await;
+    }
+
+    /// Until the agent's metrics have `line` (checked every 250 ms), or panics after `within`.
+    async fn wait_agent_metric(&self, line: &str, within: Duration) {
+        wait::up_to(within)
+            .every(Duration::from_millis(250))
             .until(|| async {
                 self.agent_metrics()
                     .lines()
-                    .any(|l| l == want)
+                    .any(|l| l == line)
                     .then_some(())
             })
             .await
-            .unwrap_or_else(|| {
-                panic!(
-                    "the agent never saw {nodes} nodes\n{}",
-                    self.agent.log_tail()
-                )
-            });
+            .unwrap_or_else(|| panic!("the agent never showed {line}\n{}", self.agent.log_tail()));
     }
 
     fn agent_metrics(&self) -> String {
@@ -406,19 +407,9 @@ impl Point {
             .expect("every Service gets an address");
         let _ = all_assigned;
         s.burst_assigned_s = start.elapsed().as_secs_f64();
-        let want = format!("routelb_agent_addresses{{kind=\"routed\"}} {services}");
-        wait::up_to(Duration::from_secs(1800))
-            .every(Duration::from_millis(250))
-            .until(|| async {
-                self.agent_metrics()
-                    .lines()
-                    .any(|l| l == want)
-                    .then_some(())
-            })
-            .await
-            .unwrap_or_else(|| {
-                panic!("the agent never held {services}\n{}", self.agent.log_tail())
-            });
+        let held = format!("routelb_agent_addresses{{kind=\"routed\"}} {services}");
+        self.wait_agent_metric(&held, Duration::from_secs(1800))
+            .await;
         s.burst_on_agent_s = start.elapsed().as_secs_f64();
         let last = self.ip_of(&names[services - 1]);
         c.wait_nexthops(&format!("{last}/32"), 1, Duration::from_secs(600))

@@ -340,6 +340,26 @@ pub fn urgent(old: &NodeStateStatus, new: &NodeStateStatus) -> bool {
 mod tests {
     use super::*;
 
+    /// A report with nothing to say but the addresses held.
+    fn plain<'a>(
+        daemon: &'a str,
+        held: &'a BTreeMap<String, BTreeSet<IfAddress>>,
+    ) -> NodeReport<'a> {
+        NodeReport {
+            daemon,
+            held,
+            lb_interface: "kube-lb0",
+            address_errors: &[],
+            last_apply: None,
+            last_apply_time: None,
+            problems: &[],
+            not_announced: &[],
+            advertised: None,
+            routing: None,
+            drain: &super::super::drain::Phase::Serving,
+        }
+    }
+
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
     }
@@ -367,17 +387,10 @@ mod tests {
         };
         let s = node_status(
             &NodeReport {
-                daemon: "frr",
-                held: &held,
-                lb_interface: "kube-lb0",
-                address_errors: &[],
                 last_apply: Some(&apply),
                 last_apply_time: Some("2026-11-27T00:00:00Z"),
                 problems: &["InstanceMissing: no router ospf".into()],
-                not_announced: &[],
-                advertised: None,
-                routing: None,
-                drain: &super::super::drain::Phase::Serving,
+                ..plain("frr", &held)
             },
             &[],
             &now(),
@@ -405,17 +418,10 @@ mod tests {
             &s,
             &node_status(
                 &NodeReport {
-                    daemon: "frr",
-                    held: &held,
-                    lb_interface: "kube-lb0",
-                    address_errors: &[],
                     last_apply: Some(&apply),
                     last_apply_time: Some("2026-11-27T00:00:01Z"),
                     problems: &["InstanceMissing: no router ospf".into()],
-                    not_announced: &[],
-                    advertised: None,
-                    routing: None,
-                    drain: &super::super::drain::Phase::Serving,
+                    ..plain("frr", &held)
                 },
                 &s.conditions,
                 &now(),
@@ -428,17 +434,8 @@ mod tests {
         let report = |held: &BTreeMap<String, BTreeSet<IfAddress>>, errors: &[String]| {
             node_status(
                 &NodeReport {
-                    daemon: "frr",
-                    held,
-                    lb_interface: "kube-lb0",
                     address_errors: errors,
-                    last_apply: None,
-                    last_apply_time: None,
-                    problems: &[],
-                    not_announced: &[],
-                    advertised: None,
-                    routing: None,
-                    drain: &super::super::drain::Phase::Serving,
+                    ..plain("frr", held)
                 },
                 &[],
                 &now(),
@@ -506,19 +503,7 @@ mod tests {
     #[test]
     fn a_converged_node_is_ready() {
         let held = BTreeMap::new();
-        let report = NodeReport {
-            daemon: "bird",
-            held: &held,
-            lb_interface: "kube-lb0",
-            address_errors: &[],
-            last_apply: None,
-            last_apply_time: None,
-            problems: &[],
-            not_announced: &[],
-            advertised: None,
-            routing: None,
-            drain: &super::super::drain::Phase::Serving,
-        };
+        let report = plain("bird", &held);
         let applied = apply_state(Some(&LastApply::Applied { hash: "h".into() }), None);
         let table = node_conditions(&report, 2, &applied);
         let summary: Vec<_> = table
