@@ -54,7 +54,7 @@ impl Caches {
                 slice_resource.clone(),
                 crate::watch::busy(),
                 "endpointslices",
-                |s: &mut DynamicObject| s.managed_fields_mut().clear(),
+                super::endpoints::slim,
                 changed.clone(),
             ),
             pools: cache(
