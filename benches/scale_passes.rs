@@ -24,6 +24,9 @@ use routelb::election::{Candidate, Kept, Member, Ranks, Readiness, elect, elect_
 use routelb::ipam::{Pool, PoolInput, ServiceKey, ServiceRequest, allocate};
 use routelb::service::ServiceAddresses;
 use support::env::env_or;
+
+#[path = "scale/plot.rs"]
+mod plot;
 use support::stats::{median, ms};
 
 const RACK: usize = 40;
@@ -277,8 +280,13 @@ fn main() {
         "| layout | nodes | Services | full election (every node's holders) | this node's view (the agent's) | per address | held by one node | its NodeState address list: each address → runs (1 % holes) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut series: Vec<plot::Series> = Vec::new();
     for layout in [Layout::Routed, Layout::LocalRacks, Layout::LocalOneSubnet] {
         for &n in &node_counts {
+            let mut line = plot::Series {
+                label: format!("{}, {n} nodes", layout.name()),
+                points: vec![],
+            };
             for &s in &service_counts {
                 let work = layout.candidates(n) * s;
                 let full_too = work <= max_work;
@@ -291,20 +299,34 @@ fn main() {
                     continue;
                 }
                 let (full, view, held) = election(n, s, layout, runs, full_too);
+                line.points.push((s as f64, ms(view).max(0.01)));
                 let full = full.map_or(format!("not run: {work} node ranks per pass"), |t| {
                     format!("{:.1} ms", ms(t))
                 });
-                let (each, runs) = node_state_bytes(held);
+                let (each, in_runs) = node_state_bytes(held);
                 println!(
                     "| {} | {n} | {s} | {full} | {:.1} ms | {:.2} µs | {held} | {:.1} KiB → {:.1} KiB |",
                     layout.name(),
                     ms(view),
                     view.as_secs_f64() * 1e6 / s as f64,
                     each as f64 / 1024.0,
-                    runs as f64 / 1024.0
+                    in_runs as f64 / 1024.0
                 );
             }
+            if !line.points.is_empty() {
+                series.push(line);
+            }
         }
+    }
+    if let Ok(path) = std::env::var("SCALE_PLOT") {
+        let svg = plot::svg(
+            "One agent pass's election (its view), median",
+            "Services",
+            "ms per pass",
+            &series,
+        );
+        std::fs::write(&path, svg).expect("write the plot");
+        println!("\n(plot written to {path})");
     }
     println!();
     println!(
