@@ -431,8 +431,10 @@ impl Point {
     /// SCALE_API_STEADY_S of nothing happening.
     async fn steady(&self, audit: &AuditLog, s: &mut Sample) {
         let window = Duration::from_secs(env_or("SCALE_API_STEADY_S", 30));
-        // The burst's last settling writes (decide::ANNOUNCERS_SETTLE) are not steady state.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // The burst's trailing writes (annotations, Events, decide::ANNOUNCERS_SETTLE) are not
+        // steady state: wait until the allocator has made no pass for 5 s.
+        self.wait_allocator_quiet(Duration::from_secs(5), Duration::from_secs(900))
+            .await;
         let mark = audit.mark();
         let (alloc0, agent0) = (self.allocator.cpu_s(), self.agent().cpu_s());
         let zebra0 = self.zebra().cpu_s();
@@ -518,6 +520,19 @@ impl Point {
         s.change_agent_cpu_ms = 1000.0 * median(&agent_cpu);
         s.change_allocator_pass_ms = median(&alloc_pass);
         s.change_agent_pass_ms = median(&agent_pass);
+    }
+
+    /// Until the allocator has made no pass for `quiet` (at most `within`).
+    async fn wait_allocator_quiet(&self, quiet: Duration, within: Duration) {
+        let start = Instant::now();
+        let mut last = (self.allocator_passes().await.1, Instant::now());
+        while start.elapsed() < within && last.1.elapsed() < quiet {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let passes = self.allocator_passes().await.1;
+            if passes != last.0 {
+                last = (passes, Instant::now());
+            }
+        }
     }
 
     async fn allocator_passes(&self) -> (f64, f64) {
