@@ -250,6 +250,18 @@ mod tests {
         )
     }
 
+    /// The slices as the agent's cache keeps them.
+    fn slimmed(slices: &[std::sync::Arc<DynamicObject>]) -> Vec<std::sync::Arc<DynamicObject>> {
+        slices
+            .iter()
+            .map(|s| {
+                let mut s = (**s).clone();
+                slim(&mut s);
+                std::sync::Arc::new(s)
+            })
+            .collect()
+    }
+
     #[test]
     fn ready_nodes_from_v1_and_v1beta1_shapes() {
         let slices = [
@@ -295,14 +307,7 @@ mod tests {
                 .contains(&"10.1.0.3".parse().unwrap())
         );
         // What the cache keeps of a slice reads the same.
-        let slimmed: Vec<_> = slices
-            .iter()
-            .map(|s| {
-                let mut s = (**s).clone();
-                slim(&mut s);
-                std::sync::Arc::new(s)
-            })
-            .collect();
+        let slimmed = slimmed(&slices);
         for node in ["a", "b", "c"] {
             assert_eq!(readiness(&slimmed, node), readiness(&slices, node));
         }
@@ -355,15 +360,7 @@ mod tests {
                 }
                 let slices: Vec<_> = model.values().map(|(_, s)| s.clone()).collect();
                 proptest::prop_assert_eq!(&*readings.readiness(&slices, "n0"), &readiness(&slices, "n0"));
-                let slimmed: Vec<_> = slices
-                    .iter()
-                    .map(|s| {
-                        let mut s = (**s).clone();
-                        slim(&mut s);
-                        std::sync::Arc::new(s)
-                    })
-                    .collect();
-                proptest::prop_assert_eq!(readiness(&slimmed, "n0"), readiness(&slices, "n0"));
+                proptest::prop_assert_eq!(readiness(&slimmed(&slices), "n0"), readiness(&slices, "n0"));
             }
         }
     }
