@@ -13,6 +13,12 @@ use crate::node::IfAddress;
 /// Address renewals per second the routing daemon sees, at most, in the steady state.
 pub const REFRESHES_PER_SECOND: u64 = 100;
 
+/// How often the agent refreshes lifetimes: a third of the configured lifetime, so an address
+/// is renewed twice before a lifetime runs out.
+pub fn period(configured: Duration) -> Duration {
+    configured / 3
+}
+
 /// The lifetime addresses get: the configured one, or longer when renewing every held address
 /// three times per lifetime would exceed [`REFRESHES_PER_SECOND`] (10,000 addresses: 300 s).
 pub fn lifetime(configured: Duration, held: usize) -> Duration {
@@ -78,7 +84,7 @@ mod tests {
         #[test]
         fn no_address_runs_out(held in 1usize..20_000, configured_s in 3u64..120) {
             let configured = Duration::from_secs(configured_s);
-            let period = Duration::from_secs((configured_s / 3).max(1));
+            let period = Duration::from_secs(super::period(configured).as_secs().max(1));
             let life = lifetime(configured, held);
             // seconds left per address, as the kernel counts them
             let mut left: Vec<u64> = vec![life.as_secs(); held];

@@ -1,7 +1,16 @@
 //! Retry delays after failures: 1 s doubling to a minute, so a persistent fault costs a log
-//! line a minute, not one a second, and a fixed one is retried soon.
+//! line a minute, not one a second, and a fixed one is retried soon; and waiting for such a
+//! deadline in an event loop, where there may be none.
 
 use std::time::Duration;
+
+/// Until `t`; never, without one (a `select!` arm that waits for an optional deadline).
+pub async fn sleep_until(t: Option<impl Into<tokio::time::Instant>>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Backoff {

@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use routelb::agent::status_pace;
 use routelb::api::NodeState;
-use routelb::election::{self, Member};
+use routelb::election::Member;
 use routelb::membership;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -216,7 +216,7 @@ async fn node_states(
     let window = status_pace::window(s.cluster_nodes);
     let phases: Vec<Duration> = names
         .iter()
-        .map(|n| status_pace::phase(election::rank(n, "node-state"), window))
+        .map(|n| status_pace::phase(status_pace::rank(n), window))
         .collect();
     let mut written: Vec<Option<(u64, u64)>> = vec![None; names.len()];
     let mut runs: (u64, Arc<Vec<String>>, usize) = (u64::MAX, Arc::default(), 0);

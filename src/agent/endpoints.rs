@@ -36,10 +36,7 @@ pub fn readiness(
 pub fn slim(slice: &mut DynamicObject) {
     slice.managed_fields_mut().clear();
     slice.annotations_mut().clear();
-    let endpoints = slice
-        .data
-        .get_mut("endpoints")
-        .and_then(|e| e.as_array_mut());
+    let endpoints = slice.data.get("endpoints").and_then(|e| e.as_array());
     let kept: Option<Vec<serde_json::Value>> = endpoints.map(|eps| {
         eps.iter()
             .map(|ep| {
@@ -137,6 +134,7 @@ fn merge<'a>(summaries: impl Iterator<Item = &'a SliceSummary>) -> BTreeMap<Serv
 /// JSON each pass was a third of the agent's CPU, and merging them all again a tenth.
 #[derive(Default)]
 pub struct Readings {
+    /// The node readiness is read for.
     here: String,
     /// Each slice's version and summary, by uid.
     by_slice: HashMap<String, (String, SliceSummary)>,
@@ -146,17 +144,17 @@ pub struct Readings {
 }
 
 impl Readings {
+    pub fn new(here: &str) -> Readings {
+        Readings {
+            here: here.to_string(),
+            ..Default::default()
+        }
+    }
+
     pub fn readiness(
         &mut self,
         slices: &[Arc<DynamicObject>],
-        here: &str,
     ) -> Arc<BTreeMap<ServiceKey, Readiness>> {
-        if self.here != here {
-            *self = Readings {
-                here: here.to_string(),
-                ..Default::default()
-            };
-        }
         let mut affected: HashSet<ServiceKey> = HashSet::new();
         let mut next = HashMap::with_capacity(slices.len());
         for s in slices {
@@ -168,7 +166,7 @@ impl Readings {
                 // An object without a version (never from the API server) is read each time.
                 Some((v, summary)) if version.as_ref() == Some(&v) && !v.is_empty() => (v, summary),
                 old => {
-                    let summary = summarise(s, here);
+                    let summary = summarise(s, &self.here);
                     self.moved(
                         &id,
                         old.and_then(|(_, o)| o.service),
@@ -330,7 +328,7 @@ mod tests {
             )
         ) {
             let mut model: BTreeMap<usize, (u64, std::sync::Arc<DynamicObject>)> = BTreeMap::new();
-            let mut readings = Readings::default();
+            let mut readings = Readings::new("n0");
             let mut version = 0;
             for (id, change) in steps {
                 match change {
@@ -359,7 +357,7 @@ mod tests {
                     }
                 }
                 let slices: Vec<_> = model.values().map(|(_, s)| s.clone()).collect();
-                proptest::prop_assert_eq!(&*readings.readiness(&slices, "n0"), &readiness(&slices, "n0"));
+                proptest::prop_assert_eq!(&*readings.readiness(&slices), &readiness(&slices, "n0"));
                 proptest::prop_assert_eq!(readiness(&slimmed(&slices), "n0"), readiness(&slices, "n0"));
             }
         }

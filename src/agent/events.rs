@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pass::{Agent, PassKind};
 use super::tasks::Write;
+use crate::backoff::sleep_until;
 use crate::daemon::applier::DriftRepair;
 use crate::daemon::restarts::{self, RestartWatch};
 use crate::daemon::session;
@@ -95,14 +96,6 @@ fn next_retry(pending: Option<Instant>, asked: Option<Instant>, now: Instant) ->
     }
 }
 
-/// Until `t`; never, without one.
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Sources {
     /// After a pass: a retry (reading the daemon afresh), the end of a kube-proxy grace, the
     /// end of a fast-failover guard, and a verification, each that long from now.
@@ -125,7 +118,7 @@ impl Sources {
         let verify_soon = sleep_until(self.verify_at);
         let grace_over = sleep_until(self.grace_over_at);
         let failover = sleep_until(self.failover_at);
-        let leases_due = sleep_until(self.leases.due().map(Instant::from));
+        let leases_due = sleep_until(self.leases.due());
         tokio::select! {
             Ok(()) = self.bfd_looks.changed() => Event::BfdChanged,
             _ = failover => Event::FailoverGuard,

@@ -132,7 +132,7 @@ pub async fn run(
         link_changes: events::link_changes()?,
         restarts: crate::daemon::restarts::watch_or_warn(&cfg.driver),
         resync: skip_first_tick(cfg.resync).await,
-        refresh: skip_first_tick(cfg.address_lifetime / 3).await,
+        refresh: skip_first_tick(crate::address_refresh::period(cfg.address_lifetime)).await,
         drift_probe: events::probe_timer(cfg.drift_probe),
         retry_at: None,
         verify: skip_first_tick(verify::PERIOD).await,

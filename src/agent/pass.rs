@@ -141,6 +141,7 @@ impl Agent {
         me: watch::Sender<Option<Member>>,
     ) -> Agent {
         let cfg_grace = cfg.kube_proxy_grace;
+        let readings = endpoints::Readings::new(&cfg.node);
         Agent {
             id: Identity {
                 node: cfg.node.clone(),
@@ -178,7 +179,7 @@ impl Agent {
                 watch::channel(Some(vec![])).1,
                 watch::channel(None).0,
             ),
-            readings: endpoints::Readings::default(),
+            readings,
         }
     }
 
@@ -196,9 +197,7 @@ impl Agent {
             &self.caches.rollouts.state(),
             &self.caches.revisions.state(),
         );
-        let readiness = self
-            .readings
-            .readiness(&self.caches.slices.state(), &self.cfg.node);
+        let readiness = self.readings.readiness(&self.caches.slices.state());
         let mut resolved = self.resolve(&facts, &inputs, &readiness);
         self.step_drain();
         resolved.me = self.drain.member(resolved.me);
@@ -431,7 +430,7 @@ impl Agent {
                 facts,
                 &self.cfg.lb_interface,
                 Some(lifetime),
-                refresh.then_some(self.cfg.address_lifetime / 3),
+                refresh.then(|| crate::address_refresh::period(self.cfg.address_lifetime)),
             )
             .await;
         crate::garp::announce_all(outcomes.iter().filter_map(InterfaceOutcome::acquired));
@@ -552,9 +551,7 @@ impl Agent {
             name: name.clone(),
             content,
         };
-        let readiness = self
-            .readings
-            .readiness(&self.caches.slices.state(), &self.cfg.node);
+        let readiness = self.readings.readiness(&self.caches.slices.state());
         let resolved = self.resolve_with(facts, &inputs, &readiness, &mut self.memory.clone());
         let revision::Inputs::Revision { content, .. } = &inputs else {
             unreachable!("built above")

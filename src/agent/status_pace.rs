@@ -23,7 +23,13 @@ pub fn window(nodes: usize) -> Duration {
     Duration::from_millis(ms).min(MAX_WINDOW)
 }
 
-/// The node's slot in every window: its phase, from `rank` (the election hash of the node).
+/// What places a node's slot: the election hash of its name, so nodes spread evenly and each
+/// keeps its slot across restarts.
+pub fn rank(node: &str) -> u64 {
+    crate::election::rank(node, "node-state")
+}
+
+/// The node's slot in every window: its phase, from its [`rank`].
 pub fn phase(rank: u64, window: Duration) -> Duration {
     let ms = window.as_millis() as u64;
     Duration::from_millis(if ms == 0 { 0 } else { rank % ms })

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Config, status_pace};
 use crate::api::{NodeState, NodeStateStatus, RoutingPolicy};
-use crate::election::{self, Member};
+use crate::backoff::sleep_until;
+use crate::election::Member;
 use crate::events::EventPublisher;
 use crate::ipam::ServiceKey;
 use crate::membership;
@@ -59,7 +60,7 @@ pub async fn writer(
                 Some(w) => WriterStep::Write(w),
                 None => WriterStep::Closed,
             },
-            _ = sleep_until(due), if due.is_some() => WriterStep::Slot,
+            _ = sleep_until(due) => WriterStep::Slot,
         };
         match step {
             WriterStep::Write(w) => write(&node, &events, &mut status, w).await,
@@ -75,12 +76,6 @@ enum WriterStep {
     Slot,
     /// The agent is gone: what is pending is written now.
     Closed,
-}
-
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    if let Some(at) = due {
-        tokio::time::sleep_until(at).await;
-    }
 }
 
 async fn write(node: &str, events: &EventPublisher, status: &mut StatusWriter, w: Write) {
@@ -135,6 +130,8 @@ struct StatusWriter {
     pending: Option<NodeStateStatus>,
     last_write_ms: Option<u64>,
     window: Duration,
+    /// The node's place among the cluster's slots ([`status_pace::phase`]): its name's hash.
+    rank: u64,
     /// The object exists (created by this agent, or found): later writes patch its status only.
     created: bool,
 }
@@ -142,6 +139,7 @@ struct StatusWriter {
 impl StatusWriter {
     fn new(client: Client, node: String, metrics: Arc<AgentMetrics>) -> Self {
         StatusWriter {
+            rank: status_pace::rank(&node),
             client,
             node,
             metrics,
@@ -156,7 +154,7 @@ impl StatusWriter {
     fn due(&self) -> Option<tokio::time::Instant> {
         self.pending.as_ref()?;
         let now_ms = wall_ms(SystemTime::now());
-        let phase = status_pace::phase(election::rank(&self.node, "node-state"), self.window);
+        let phase = status_pace::phase(self.rank, self.window);
         let at = status_pace::next_write(now_ms, self.last_write_ms, self.window, phase);
         Some(tokio::time::Instant::now() + Duration::from_millis(at - now_ms))
     }

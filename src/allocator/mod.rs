@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AddressPool, RoutingPolicy, annotations};
+use crate::backoff::sleep_until;
 use crate::coalesce::{self, Coalesce};
 use crate::events::EventPublisher;
 use crate::ipam::{self, Family, Outcome};
@@ -164,14 +165,6 @@ enum Wake {
     Leading,
     /// A retry or a grace period is due.
     Timer,
-}
-
-/// Until `t`; never, without one.
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Ctx {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::api::{AddressPool, RoutingPolicy};
+use crate::backoff::sleep_until;
 use crate::daemon::session::{probe_tick, probe_timer};
 use crate::daemon::{Driver, restarts};
 use crate::manifests::Manifests;
@@ -308,13 +309,6 @@ async fn whole(first: Edit, edits: &mut tokio::sync::mpsc::UnboundedReceiver<Edi
             Ok(Some(edit)) => pending = edit == Edit::Partial,
             Ok(None) | Err(_) => return,
         }
-    }
-}
-
-async fn sleep_until(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

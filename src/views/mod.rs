@@ -22,7 +22,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::allocator::announcing::{LISTED_ANNOUNCERS, MANY_ANNOUNCERS};
+use crate::allocator::announcing::{Announcements, LISTED_ANNOUNCERS, MANY_ANNOUNCERS};
 use crate::api::{
     AddressPool, NodeState, NodeStateStatus, PoolMode, RoutingPolicy, address_runs, annotations,
 };
@@ -94,27 +94,19 @@ fn split_list(v: Option<&String>) -> Vec<String> {
 }
 
 /// The `node/interface` entries announcing a Service: its annotation, or, where that only
-/// says [`MANY_ANNOUNCERS`], the NodeStates holding its addresses with their daemons
-/// advertising them.
+/// says [`MANY_ANNOUNCERS`], what the allocator reads from the NodeStates (the nodes holding
+/// its addresses with their daemons advertising them).
 fn announced_by(s: &Snapshot, svc: &Service, ips: &[IpAddr]) -> Vec<String> {
     let listed = split_list(svc.annotations().get(annotations::ANNOUNCING));
     if listed != [MANY_ANNOUNCERS] {
         return listed;
     }
-    s.node_states
-        .iter()
-        .filter_map(|n| Some((n.name_any(), n.status.as_ref()?)))
-        .filter(|(_, st)| !unadvertised(st, ips))
-        .flat_map(|(node, st)| {
-            st.interfaces
-                .iter()
-                .filter(|i| {
-                    i.addresses
-                        .iter()
-                        .any(|a| ips.iter().any(|ip| address_runs::contains(a, *ip)))
-                })
-                .map(move |i| format!("{node}/{}", i.interface))
-        })
+    let reporting: std::collections::BTreeSet<String> =
+        s.node_states.iter().map(|n| n.name_any()).collect();
+    Announcements::collect(&s.node_states, &reporting)
+        .announcers(ips)
+        .into_iter()
+        .cloned()
         .collect()
 }
 
